@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StopTimeout bounds a graceful stop; systemd's TimeoutStopSec is longer.
+const StopTimeout = 20 * time.Second
+
+// Agent is one running edge agent.
+type Agent struct {
+	log   *slog.Logger
+	level *slog.LevelVar
+
+	mu  sync.Mutex
+	cfg *Config
+
+	srv     *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	lock    *os.File
+	started time.Time
+	ready   chan struct{}
+
+	// parts are the long-lived loops started after the server is ready.
+	parts []part
+
+	sensors *sensorsPart
+}
+
+// part is a long-lived loop owned by the agent; restartable parts are
+// restarted on SIGHUP when their config changed.
+type part struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// New prepares an agent; nothing starts until Run.
+func New(cfg *Config, log *slog.Logger, level *slog.LevelVar) *Agent {
+	if level == nil {
+		level = new(slog.LevelVar)
+	}
+	if l, err := parseLevel(cfg.LogLevel); err == nil {
+		level.Set(l)
+	}
+	return &Agent{cfg: cfg, log: log, level: level, ready: make(chan struct{})}
+}
+
+// Ready is closed once the server, JetStream and the state store are up.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// ClientURL is where local apps connect (resolves port 0 after start).
+func (a *Agent) ClientURL() string { return a.srv.ClientURL() }
+
+// Server exposes the embedded server to tests and to the demo hub wiring.
+func (a *Agent) Server() *server.Server { return a.srv }
+
+// Config returns the config in force.
+func (a *Agent) Config() *Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// Run starts everything, blocks until ctx is cancelled or a part fails, then
+// stops gracefully within StopTimeout.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	cfg := a.Config()
+	a.started = time.Now()
+	a.log.Info("edge-agent starting", "version", Version, "site", cfg.Site, "config", cfg.Path, "state_dir", cfg.StateDir, "pid", os.Getpid())
+	if a.lock, err = lockStateDir(cfg.StateDir); err != nil {
+		return err
+	}
+	defer a.lock.Close()
+
+	opts, err := serverOptions(cfg, a.log)
+	if err != nil {
+		return err
+	}
+	if a.srv, err = server.NewServer(opts); err != nil {
+		return fmt.Errorf("embedded nats-server: %w", err)
+	}
+	a.srv.SetLoggerV2(natsLogger{a.log.With("component", "nats-server")}, true, false, false)
+	go a.srv.Start()
+	defer a.shutdownServer()
+	if !a.srv.ReadyForConnections(30 * time.Second) {
+		return fmt.Errorf("embedded nats-server did not become ready in 30s on %s (is the port in use? see the nats-server lines above)", cfg.Listen)
+	}
+	copts := []nats.Option{nats.InProcessServer(a.srv), nats.Name("edge-agent"), nats.MaxReconnects(-1)}
+	if cfg.LocalAuth.User != "" {
+		copts = append(copts, nats.UserInfo(cfg.LocalAuth.User, cfg.LocalAuth.Password))
+	}
+	if cfg.LocalAuth.Token != "" {
+		copts = append(copts, nats.Token(cfg.LocalAuth.Token))
+	}
+	if a.nc, err = nats.Connect("", copts...); err != nil {
+		return fmt.Errorf("in-process connection: %w", err)
+	}
+	defer a.nc.Close()
+	if a.js, err = jetstream.New(a.nc); err != nil {
+		return err
+	}
+	if err := a.setup(ctx, cfg); err != nil {
+		return err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, len(a.parts))
+	var wg sync.WaitGroup
+	for _, p := range a.parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.run(runCtx); err != nil && runCtx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", p.name, err)
+			}
+		}()
+	}
+	close(a.ready)
+	a.log.Info("edge-agent ready", "listen", a.srv.ClientURL(), "domain", cfg.Site, "uplink", cfg.Uplink != nil, "sensors", len(cfg.Sensors))
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		a.log.Error("part failed; stopping", "err", err)
+	}
+	a.log.Info("edge-agent stopping")
+	cancel()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(StopTimeout):
+		a.log.Error("parts did not stop in time; shutting the server down anyway", "timeout", StopTimeout)
+	}
+	// Drain flushes what our own connection still has in flight before the
+	// server goes away.
+	_ = a.nc.Drain()
+	return err
+}
+
+func (a *Agent) shutdownServer() {
+	if a.srv == nil {
+		return
+	}
+	a.srv.Shutdown()
+	a.srv.WaitForShutdown()
+}
+
+// setup runs once the server is ready: each wire_*.go contributes parts.
+func (a *Agent) setup(ctx context.Context, cfg *Config) error {
+	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors} {
+		if err := step(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reload applies what can change without a restart and says what cannot.
+func (a *Agent) Reload(next *Config) {
+	a.mu.Lock()
+	prev := a.cfg
+	a.cfg = next
+	a.mu.Unlock()
+	if l, err := parseLevel(next.LogLevel); err == nil && next.LogLevel != prev.LogLevel {
+		a.level.Set(l)
+		a.log.Info("reload: log level changed", "level", next.LogLevel)
+	}
+	a.reloadSensors(prev, next)
+	for _, k := range restartKeys(prev, next) {
+		a.log.Warn("reload: this change needs a restart to take effect (`systemctl restart edge-agent`)", "key", k)
+	}
+}
+
+func (a *Agent) addPart(name string, run func(ctx context.Context) error) {
+	a.parts = append(a.parts, part{name: name, run: run})
+}

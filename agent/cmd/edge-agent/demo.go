@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// cmdDemo runs a development hub and an agent in one process so a newcomer
+// sees readings flow without installing anything: `make run`.
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", filepath.Join(os.TempDir(), "edge-agent-demo"), "state for the demo hub and agent")
+	site := fs.String("site", "demo-store", "site id of the demo agent")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	level := new(slog.LevelVar)
+	log := agent.NewLogger(stderr, "text", level)
+
+	leafPort := freePort(7422)
+	hub, err := server.NewServer(&server.Options{
+		ServerName: "dev-hub", Host: "127.0.0.1", Port: freePort(4223),
+		JetStream: true, JetStreamDomain: "hub", StoreDir: filepath.Join(*dir, "hub"),
+		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: leafPort},
+		NoSigs:   true, NoLog: true,
+	})
+	if err != nil {
+		return exitFor(fmt.Errorf("dev hub: %w", err), stderr)
+	}
+	go hub.Start()
+	defer func() { hub.Shutdown(); hub.WaitForShutdown() }()
+	if !hub.ReadyForConnections(10 * time.Second) {
+		return exitFor(fmt.Errorf("dev hub did not start"), stderr)
+	}
+	if err := demoHubStream(hub); err != nil {
+		return exitFor(err, stderr)
+	}
+	leafURL := fmt.Sprintf("nats://127.0.0.1:%d", leafPort)
+	cfgPath := filepath.Join(*dir, "agent.yaml")
+	cfgText := fmt.Sprintf(`# written by edge-agent demo
+site: %s
+state_dir: %s
+listen: 127.0.0.1:%d
+control_socket: %s
+metrics_listen: ""
+uplink:
+  hub_urls: [%s]
+sensors:
+  - {name: coldroom, driver: sim, interval: 1s, seed: 7, base: {temperature: 3.5}, unit: C, alert_above: 5}
+  - {name: freezer, driver: sim, interval: 2s, seed: 9, base: {temperature: -18}, unit: C}
+`, *site, filepath.Join(*dir, "agent"), freePort(4222), filepath.Join(*dir, "agent.sock"), leafURL)
+	if err := os.MkdirAll(*dir, 0o750); err != nil {
+		return exitFor(err, stderr)
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o640); err != nil {
+		return exitFor(err, stderr)
+	}
+	cfg, err := agent.LoadConfig(cfgPath)
+	if err != nil {
+		return exitFor(err, stderr)
+	}
+	a := agent.New(cfg, log, level)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		select {
+		case <-a.Ready():
+		case <-ctx.Done():
+			return
+		}
+		fmt.Fprintf(stdout, `
+=== edge-agent demo is running (Ctrl-C stops it) ===
+  dev hub        %s   (JetStream domain "hub", stream EDGE)
+  agent (leaf)   %s   (site %q, JetStream domain %q)
+  config         %s
+
+  Watch readings arrive at the hub:  nats sub -s %s 'edge.>'
+  Watch local traffic on the site:   nats sub -s %s '>'
+  Local stream:                      nats stream info TELEMETRY -s %s
+  Status:                            edge-agent status --socket %s
+
+`, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, hub.ClientURL(), a.ClientURL(), a.ClientURL(), cfg.ControlSocket)
+	}()
+	return exitFor(a.Run(ctx), stderr)
+}
+
+func demoHubStream(hub *server.Server) error {
+	nc, err := nats.Connect(hub.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Hour))
+	return err
+}
+
+// freePort prefers the conventional port so the printed commands are the
+// usual ones, and falls back to any free port when it is taken.
+func freePort(want int) int {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", want))
+	if err != nil {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return want
+		}
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

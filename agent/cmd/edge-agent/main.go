@@ -1,0 +1,150 @@
+// Command edge-agent is the store and factory edge daemon: an embedded NATS
+// leaf server with a local JetStream buffer, sensor sampling and
+// store-and-forward to the hub. Subcommands are thin; the work is in agent.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/sensors"
+)
+
+const defaultConfig = "/etc/edge-agent/agent.yaml"
+
+const usage = `edge-agent: NATS leaf node, local buffer and sensor sampler for one site.
+
+Usage:
+  edge-agent run [--config FILE]        run the daemon (systemd: Type=notify)
+  edge-agent check-config [FILE]        validate and print the effective config (secrets redacted)
+  edge-agent version                    version, commit, Go and nats-server versions, platform
+  edge-agent demo [--dir DIR]           a development hub plus an agent with simulated sensors
+  edge-agent sensors list               registered sensor drivers
+  edge-agent sensors sample DRIVER      a commented config snippet for a driver
+
+FILE defaults to ` + defaultConfig + `.
+Exit codes: 0 ok, 1 error, 78 bad configuration (systemd does not restart on it).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return cmdRun(rest, stderr)
+	case "check-config":
+		return cmdCheckConfig(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprint(stdout, agent.VersionString())
+		return 0
+	case "demo":
+		return cmdDemo(rest, stdout, stderr)
+	case "sensors":
+		return cmdSensors(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "edge-agent: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// exitFor maps an error to the exit code systemd and scripts rely on.
+func exitFor(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "edge-agent:", err)
+	var ce *agent.ConfigError
+	if errors.As(err, &ce) {
+		return agent.ExitConfig
+	}
+	return 1
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := agent.LoadConfig(*path)
+	if err != nil {
+		return exitFor(err, stderr)
+	}
+	level := new(slog.LevelVar)
+	log := agent.NewLogger(stderr, cfg.LogFormat, level)
+	a := agent.New(cfg, log, level)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			next, err := agent.LoadConfig(*path)
+			if err != nil {
+				log.Error("reload: config rejected; keeping the running config", "err", err)
+				continue
+			}
+			a.Reload(next)
+		}
+	}()
+	return exitFor(a.Run(ctx), stderr)
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	path := defaultConfig
+	if len(args) > 0 {
+		path = args[0]
+	}
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		return exitFor(err, stderr)
+	}
+	out, err := yaml.Marshal(cfg.Redacted())
+	if err != nil {
+		return exitFor(err, stderr)
+	}
+	fmt.Fprintf(stdout, "# %s is valid; effective configuration (defaults filled in, secrets redacted):\n%s", path, out)
+	return 0
+}
+
+func cmdSensors(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 1 && args[0] == "list":
+		for _, d := range sensors.Drivers() {
+			fmt.Fprintln(stdout, d)
+		}
+		return 0
+	case len(args) == 2 && args[0] == "sample":
+		r, ok := sensors.Lookup(args[1])
+		if !ok {
+			fmt.Fprintf(stderr, "edge-agent: unknown driver %q; `edge-agent sensors list` shows the known ones\n", args[1])
+			return 2
+		}
+		fmt.Fprint(stdout, r.Sample)
+		return 0
+	}
+	fmt.Fprint(stderr, "usage: edge-agent sensors list | sensors sample DRIVER\n")
+	return 2
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("site: s1\nbogus: 1\n"), 0o600)
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("site: s1\nstate_dir: "+dir+"\nuplink:\n  hub_urls: [\"tls://leaf:pw@hub:7422\"]\n"), 0o600)
+	cases := []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"check-config", bad}, 78, "bad.yaml:2: bogus: unknown key"},
+		{[]string{"run", "--config", bad}, 78, "unknown key"},
+		{[]string{"run", "--config", filepath.Join(dir, "missing.yaml")}, 78, "cannot read"},
+		{[]string{"check-config", good}, 0, "tls://leaf:REDACTED@hub:7422"},
+		{[]string{"version"}, 0, "nats-server: 2."},
+		{[]string{"sensors", "sample", "sim"}, 0, "driver: sim"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+	}
+	for _, tc := range cases {
+		var out, errb bytes.Buffer
+		code := run(tc.args, &out, &errb)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d\n%s%s", tc.args, code, tc.code, out.String(), errb.String())
+		}
+		if !strings.Contains(out.String()+errb.String(), tc.out) {
+			t.Errorf("%v: output lacks %q:\n%s%s", tc.args, tc.out, out.String(), errb.String())
+		}
+		if strings.Contains(out.String(), ":pw@") {
+			t.Errorf("%v: password printed", tc.args)
+		}
+	}
+}

@@ -1,0 +1,394 @@
+// Package agent wires the edge agent together: configuration, the embedded
+// leaf nats-server with its JetStream domain, the lifecycle of the buffer,
+// sensors and uplink parts, the local control API and systemd integration.
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/sensors"
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// Config is agent.yaml. Key names are a contract once shipped: add keys,
+// never rename them.
+type Config struct {
+	Site          string `yaml:"site"`
+	StateDir      string `yaml:"state_dir"`
+	Listen        string `yaml:"listen"`
+	ControlSocket string `yaml:"control_socket"`
+	MetricsListen string `yaml:"metrics_listen"`
+	// MonitorListen exposes the embedded server's /varz, /leafz, /jsz; "" off.
+	MonitorListen string `yaml:"monitor_listen"`
+	LogLevel      string `yaml:"log_level"`
+	LogFormat     string `yaml:"log_format"`
+	// ServerName defaults to the site id; fleet identity may refine it.
+	ServerName string    `yaml:"server_name"`
+	LocalAuth  LocalAuth `yaml:"local_auth"`
+	// NATSConfig is a nats-server config file used as the base for options
+	// the agent does not model; the agent's own keys win over it.
+	NATSConfig string         `yaml:"nats_config"`
+	Buffer     buffer.Config  `yaml:"buffer"`
+	Uplink     *uplink.Config `yaml:"uplink"`
+	Sensors    []sensors.Config `yaml:"sensors"`
+
+	// Path is the file the config came from (not a YAML key).
+	Path string `yaml:"-"`
+	root *yaml.Node
+}
+
+// LocalAuth protects the local client port; required when listen is not
+// loopback, because otherwise anyone on the shop LAN could read and inject
+// telemetry.
+type LocalAuth struct {
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	Token    string `yaml:"token"`
+}
+
+func (l LocalAuth) set() bool { return l.User != "" || l.Token != "" }
+
+// DefaultConfig is the only place top-level defaults live.
+func DefaultConfig() Config {
+	return Config{
+		StateDir:      "/var/lib/edge-agent",
+		Listen:        "127.0.0.1:4222",
+		ControlSocket: "/run/edge-agent/agent.sock",
+		MetricsListen: "127.0.0.1:9273",
+		LogLevel:      "info",
+		LogFormat:     "text",
+		Buffer:        buffer.DefaultConfig(),
+	}
+}
+
+// ExitConfig is EX_CONFIG from sysexits.h: systemd's unit does not restart
+// on it (RestartPreventExitStatus=78), so a bad config does not crash-loop.
+const ExitConfig = 78
+
+// ConfigError is any reason the config cannot be used. It names the file,
+// the key path and, where known, the line.
+type ConfigError struct {
+	File string
+	Key  string
+	Line int
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("config ")
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read: %v (create it from /usr/share/doc/edge-agent or run `edge-agent check-config`)", err)}
+	}
+	return ParseConfig(path, data)
+}
+
+var typeErrRE = regexp.MustCompile(`line (\d+): (.*)`)
+var unknownRE = regexp.MustCompile(`field (\S+) not found in type`)
+
+// ParseConfig decodes strictly (unknown keys are errors) and validates.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	cfg := DefaultConfig()
+	cfg.Path = path
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(path, nil, err)
+	}
+	cfg.root = &root
+	if len(root.Content) == 0 {
+		return nil, &ConfigError{File: path, Key: "site", Msg: "the file is empty; at least `site: <id>` is required"}
+	}
+	// The uplink defaults apply only under an uplink block, so a missing block
+	// still means "standalone".
+	if findNode(&root, "uplink") != nil {
+		d := uplink.DefaultConfig()
+		cfg.Uplink = &d
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(path, &root, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func yamlError(path string, root *yaml.Node, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) || len(te.Errors) == 0 {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		ce := &ConfigError{File: path, Msg: "not valid YAML: " + msg}
+		if m := typeErrRE.FindStringSubmatch(msg); m != nil {
+			ce.Line, _ = strconv.Atoi(m[1])
+			ce.Msg = "not valid YAML: " + m[2]
+			if root != nil {
+				// A value rejected by its own decoder (sizes): the YAML is fine,
+				// the value is not.
+				ce.Key, ce.Msg = keyPathAtLine(root, ce.Line, ""), m[2]
+			}
+		}
+		return ce
+	}
+	// Report the first problem precisely; the operator fixes and reruns.
+	m := typeErrRE.FindStringSubmatch(te.Errors[0])
+	if m == nil {
+		return &ConfigError{File: path, Msg: te.Errors[0]}
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg := m[2]
+	ce := &ConfigError{File: path, Line: line, Msg: msg}
+	if u := unknownRE.FindStringSubmatch(msg); u != nil {
+		ce.Key = keyPathAtLine(root, line, u[1])
+		ce.Msg = fmt.Sprintf("unknown key %q (check spelling; `edge-agent check-config` lists the effective keys)", u[1])
+	} else {
+		ce.Key = keyPathAtLine(root, line, "")
+		ce.Msg = strings.Replace(msg, "cannot unmarshal", "wrong type: cannot use", 1)
+	}
+	if len(te.Errors) > 1 {
+		ce.Msg += fmt.Sprintf(" (and %d more problems)", len(te.Errors)-1)
+	}
+	return ce
+}
+
+// Validate checks cross-field rules and files. Errors carry key and line.
+func (c *Config) Validate() error {
+	fe := func(key, msg string) error {
+		return &ConfigError{File: c.Path, Key: key, Line: c.lineOf(key), Msg: msg}
+	}
+	if c.Site == "" {
+		return fe("site", "required: the site id, e.g. `site: store-0042` (also the JetStream domain)")
+	}
+	if !siteRE.MatchString(c.Site) {
+		return fe("site", fmt.Sprintf("%q is not a NATS token: use letters, digits, '-' and '_' only (it becomes the JetStream domain and a subject token)", c.Site))
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return fe("state_dir", fmt.Sprintf("%q must be an absolute path such as /var/lib/edge-agent", c.StateDir))
+	}
+	host, _, err := splitListen(c.Listen)
+	if err != nil {
+		return fe("listen", err.Error())
+	}
+	if !isLoopback(host) && !c.LocalAuth.set() && c.NATSConfig == "" {
+		return fe("listen", fmt.Sprintf("%q is reachable beyond this device but no local_auth is configured: anyone on the network could read and inject data. Set local_auth {user, password} or {token}, or listen on 127.0.0.1", c.Listen))
+	}
+	if c.LocalAuth.Password != "" && c.LocalAuth.User == "" {
+		return fe("local_auth.password", "password needs user")
+	}
+	for _, k := range []struct{ key, v string }{{"metrics_listen", c.MetricsListen}, {"monitor_listen", c.MonitorListen}} {
+		if k.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(k.v); err != nil {
+			return fe(k.key, fmt.Sprintf("%q is not host:port (\"\" disables)", k.v))
+		}
+	}
+	if c.ControlSocket == "" || !filepath.IsAbs(c.ControlSocket) {
+		return fe("control_socket", "must be an absolute path such as /run/edge-agent/agent.sock")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return fe("log_level", err.Error())
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fe("log_format", fmt.Sprintf("%q: want text or json", c.LogFormat))
+	}
+	if c.NATSConfig != "" {
+		if _, err := os.Stat(c.NATSConfig); err != nil {
+			return fe("nats_config", fmt.Sprintf("cannot read %s: %v", c.NATSConfig, err))
+		}
+	}
+	if err := c.Buffer.Validate(); err != nil {
+		return c.fieldErr(err)
+	}
+	if c.Uplink != nil {
+		if err := c.Uplink.Validate(); err != nil {
+			return c.fieldErr(err)
+		}
+	}
+	if err := sensors.ValidateAll(c.Sensors); err != nil {
+		return c.fieldErr(err)
+	}
+	return nil
+}
+
+var siteRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (c *Config) fieldErr(err error) error {
+	var bf *buffer.FieldError
+	var sf *sensors.FieldError
+	switch {
+	case errors.As(err, &bf):
+		return &ConfigError{File: c.Path, Key: bf.Key, Line: c.lineOf(bf.Key), Msg: bf.Msg}
+	case errors.As(err, &sf):
+		line := sf.Line
+		if l := c.lineOf(sf.Key); l > 0 {
+			line = l
+		}
+		return &ConfigError{File: c.Path, Key: sf.Key, Line: line, Msg: sf.Msg}
+	}
+	return &ConfigError{File: c.Path, Msg: err.Error()}
+}
+
+// lineOf finds the line of a dotted key path ("uplink.tls.ca_file",
+// "sensors[1].name", "uplink.hub_urls[0]") in the parsed document.
+func (c *Config) lineOf(key string) int {
+	if c.root == nil {
+		return 0
+	}
+	n := c.root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(key, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
+			name = part[:i]
+			idx, _ = strconv.Atoi(part[i+1 : len(part)-1])
+		}
+		k, v := mapLookup(n, name)
+		if v == nil {
+			return line
+		}
+		line, n = k.Line, v
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+func mapLookup(n *yaml.Node, key string) (k, v *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i], n.Content[i+1]
+		}
+	}
+	return nil, nil
+}
+
+func findNode(root *yaml.Node, key string) *yaml.Node {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	_, v := mapLookup(n, key)
+	return v
+}
+
+// keyPathAtLine walks the document and returns the dotted path of the key
+// (or of any value) on the given line, so yaml.v3's line-only errors can
+// name the key the operator must fix.
+func keyPathAtLine(root *yaml.Node, line int, key string) string {
+	if root == nil {
+		return ""
+	}
+	var walk func(n *yaml.Node, path string) string
+	walk = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if k.Line == line && (key == "" || k.Value == key) {
+					return p
+				}
+				if r := walk(v, p); r != "" {
+					return r
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if key == "" && c.Kind == yaml.ScalarNode && c.Line == line {
+					return p
+				}
+				if r := walk(c, p); r != "" {
+					return r
+				}
+			}
+		}
+		return ""
+	}
+	return walk(root, "")
+}
+
+// splitListen parses host:port; port 0 means "any free port" (tests).
+func splitListen(s string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port, e.g. 127.0.0.1:4222", s)
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("%q: port must be 0-65535", s)
+	}
+	return host, p, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Redacted returns a copy safe to print.
+func (c Config) Redacted() Config {
+	r := c
+	if r.LocalAuth.Password != "" {
+		r.LocalAuth.Password = "<redacted>"
+	}
+	if r.LocalAuth.Token != "" {
+		r.LocalAuth.Token = "<redacted>"
+	}
+	if c.Uplink != nil {
+		u := c.Uplink.Redacted()
+		r.Uplink = &u
+	}
+	return r
+}

@@ -1,0 +1,40 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// NewLogger builds the agent's slog logger. The level is a LevelVar so
+// SIGHUP can change it without a restart.
+func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// natsLogger bridges nats-server's logger into slog so there is one log
+// stream with one format; trace maps to debug because nats traces are
+// per-message and must never be on by accident.
+type natsLogger struct{ l *slog.Logger }
+
+func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(msg(f, v)) }
+func (n natsLogger) Warnf(f string, v ...any)   { n.l.Warn(msg(f, v)) }
+func (n natsLogger) Fatalf(f string, v ...any)  { n.l.Error(msg(f, v), "fatal", true) }
+func (n natsLogger) Errorf(f string, v ...any)  { n.l.Error(msg(f, v)) }
+func (n natsLogger) Debugf(f string, v ...any)  { n.l.Debug(msg(f, v)) }
+func (n natsLogger) Tracef(f string, v ...any)  { n.l.Debug(msg(f, v)) }
+
+func msg(f string, v []any) string { return strings.TrimSpace(fmt.Sprintf(f, v...)) }

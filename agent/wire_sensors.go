@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"reflect"
+	"sync"
+
+	"github.com/edge-agent/edge-agent/sensors"
+)
+
+// jsPublisher publishes with a JetStream ack: a reading counts only once
+// the local stream has it.
+type jsPublisher struct{ a *Agent }
+
+func (p jsPublisher) Publish(ctx context.Context, subject string, data []byte) error {
+	_, err := p.a.js.Publish(ctx, subject, data)
+	return err
+}
+
+// sensorsPart runs the sampler and restarts it when SIGHUP changes sensors.
+type sensorsPart struct {
+	mu      sync.Mutex
+	sampler *sensors.Sampler
+	restart chan []sensors.Config
+}
+
+func (a *Agent) setupSensors(ctx context.Context, cfg *Config) error {
+	sp := &sensorsPart{restart: make(chan []sensors.Config, 1)}
+	s, err := sensors.NewSampler(cfg.Sensors, jsPublisher{a}, a.log.With("component", "sensors"))
+	if err != nil {
+		return err
+	}
+	sp.sampler = s
+	a.sensors = sp
+	a.addPart("sensors", func(ctx context.Context) error {
+		for {
+			sp.mu.Lock()
+			cur := sp.sampler
+			sp.mu.Unlock()
+			sctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { _ = cur.Run(sctx); close(done) }()
+			select {
+			case <-ctx.Done():
+				cancel()
+				<-done
+				return cur.Close()
+			case next := <-sp.restart:
+				ns, err := sensors.NewSampler(next, jsPublisher{a}, a.log.With("component", "sensors"))
+				if err != nil {
+					a.log.Error("reload: sensors rejected; keeping the running ones", "err", err)
+					continue
+				}
+				cancel()
+				<-done
+				_ = cur.Close()
+				sp.mu.Lock()
+				sp.sampler = ns
+				sp.mu.Unlock()
+				a.log.Info("reload: sensors restarted", "count", len(next))
+			}
+		}
+	})
+	return nil
+}
+
+func (a *Agent) reloadSensors(prev, next *Config) {
+	if a.sensors == nil || reflect.DeepEqual(sensorKeys(prev), sensorKeys(next)) {
+		return
+	}
+	select {
+	case a.sensors.restart <- next.Sensors:
+	default:
+	}
+}
+
+func sensorKeys(c *Config) []sensors.Config {
+	out := make([]sensors.Config, len(c.Sensors))
+	copy(out, c.Sensors)
+	return out
+}
+
+// SensorHealth reports every sensor's health for status.
+func (a *Agent) SensorHealth() []sensors.Health {
+	if a.sensors == nil {
+		return nil
+	}
+	a.sensors.mu.Lock()
+	defer a.sensors.mu.Unlock()
+	return a.sensors.sampler.Health()
+}

@@ -1,0 +1,255 @@
+// Package sensors reads the site's own hardware (GPIO, I2C, 1-Wire, the
+// gateway itself) through drivers that register by name, and samples them
+// into the local TELEMETRY/ALERTS streams so that a failing sensor degrades
+// only itself.
+package sensors
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Value is one metric of a reading.
+type Value struct {
+	V    float64 `json:"v"`
+	Unit string  `json:"unit,omitempty"`
+}
+
+// Driver reads one configured sensor. Read must honour ctx: the sampler
+// gives each read a deadline so a hung bus cannot stall the sensor's loop.
+type Driver interface {
+	Read(ctx context.Context) (map[string]Value, error)
+	Close() error
+}
+
+// Registration describes a driver: how to build it and a commented sample
+// config printed by `edge-agent sensors sample NAME`.
+type Registration struct {
+	Name string
+	// Options returns a pointer to a fresh, defaulted options struct with yaml
+	// tags; the registry decodes the sensor's driver keys into it strictly.
+	Options func() any
+	// New builds the driver from the common config and decoded options.
+	New    func(c Config, opts any) (Driver, error)
+	Sample string
+}
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Registration{}
+)
+
+// Register adds a driver; drivers call it from init().
+func Register(r Registration) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[r.Name]; dup {
+		panic("sensors: driver registered twice: " + r.Name)
+	}
+	registry[r.Name] = r
+}
+
+// Drivers lists registered driver names, sorted.
+func Drivers() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Lookup returns a driver registration by name.
+func Lookup(name string) (Registration, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	r, ok := registry[name]
+	return r, ok
+}
+
+// Config is one entry of the `sensors:` list. Keys other than the common
+// ones belong to the driver and are decoded strictly by it.
+type Config struct {
+	Name     string        `yaml:"name"`
+	Driver   string        `yaml:"driver"`
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+	// Threshold rules: a value crossing them publishes to alerts.<name>.
+	AlertAbove *float64 `yaml:"alert_above"`
+	AlertBelow *float64 `yaml:"alert_below"`
+	Hysteresis float64  `yaml:"hysteresis"`
+	// AlertMetric picks the metric the thresholds apply to; default: the
+	// driver's first metric in name order.
+	AlertMetric string `yaml:"alert_metric"`
+
+	// Options holds the driver's own keys, decoded on Validate.
+	Options any `yaml:"-"`
+	node    *yaml.Node
+}
+
+var commonKeys = fieldKeys(reflect.TypeOf(Config{}))
+
+// UnmarshalYAML keeps the driver keys aside for the driver to decode, so
+// each driver's keys are checked against its own options, not a union.
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a sensor is a mapping such as {name: demo, driver: sim}", n.Line)
+	}
+	common := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		dst := rest
+		if commonKeys[n.Content[i].Value] {
+			dst = common
+		}
+		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
+	}
+	type plain Config
+	p := plain(*c)
+	if err := common.Decode(&p); err != nil {
+		return err
+	}
+	*c = Config(p)
+	c.node = rest
+	return nil
+}
+
+// MarshalYAML prints the common keys and the decoded driver options flat,
+// as they are written.
+func (c Config) MarshalYAML() (any, error) {
+	type plain Config
+	var out yaml.Node
+	if err := out.Encode(plain(c)); err != nil {
+		return nil, err
+	}
+	if c.Options != nil {
+		var o yaml.Node
+		if err := o.Encode(c.Options); err != nil {
+			return nil, err
+		}
+		out.Content = append(out.Content, o.Content...)
+	}
+	return &out, nil
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// FieldError names the config key path (sensors[i].key) and its line.
+type FieldError struct {
+	Key  string
+	Line int
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", e.Key, e.Line, e.Msg)
+	}
+	return e.Key + ": " + e.Msg
+}
+
+// DefaultInterval applies when a sensor sets none.
+const DefaultInterval = 10 * time.Second
+
+// ValidateAll checks every sensor, decodes driver options and applies
+// defaults. It is the one gate between agent.yaml and the drivers.
+func ValidateAll(cfgs []Config) error {
+	seen := map[string]int{}
+	for i := range cfgs {
+		c := &cfgs[i]
+		key := fmt.Sprintf("sensors[%d]", i)
+		line := 0
+		if c.node != nil {
+			line = c.node.Line
+		}
+		if !nameRE.MatchString(c.Name) {
+			return &FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q must be a NATS token ([A-Za-z0-9_-]+): it becomes the subject telemetry.<name>", c.Name)}
+		}
+		if j, dup := seen[c.Name]; dup {
+			return &FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q is already used by sensors[%d]; sensor names must be unique", c.Name, j)}
+		}
+		seen[c.Name] = i
+		reg, ok := Lookup(c.Driver)
+		if !ok {
+			return &FieldError{Key: key + ".driver", Line: line, Msg: fmt.Sprintf("unknown driver %q; known: %s", c.Driver, strings.Join(Drivers(), ", "))}
+		}
+		if c.Interval == 0 {
+			c.Interval = DefaultInterval
+		}
+		if c.Interval < 10*time.Millisecond {
+			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too short: at least 10ms", c.Interval)}
+		}
+		if c.Timeout == 0 {
+			c.Timeout = min(c.Interval, 5*time.Second)
+		}
+		if c.Timeout < 0 || c.Timeout > c.Interval {
+			return &FieldError{Key: key + ".timeout", Line: line, Msg: fmt.Sprintf("%s must be positive and at most the interval (%s)", c.Timeout, c.Interval)}
+		}
+		if c.AlertAbove != nil && c.AlertBelow != nil && *c.AlertBelow >= *c.AlertAbove {
+			return &FieldError{Key: key + ".alert_below", Line: line, Msg: "must be below alert_above"}
+		}
+		if c.Hysteresis < 0 {
+			return &FieldError{Key: key + ".hysteresis", Line: line, Msg: "must not be negative"}
+		}
+		if c.Options == nil || c.node != nil {
+			opts := reg.Options()
+			if c.node != nil {
+				if err := decodeStrict(c.node, opts, key); err != nil {
+					return err
+				}
+			}
+			c.Options = opts
+		}
+		if v, ok := c.Options.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return &FieldError{Key: key, Line: line, Msg: err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// decodeStrict rejects keys the options struct does not declare, naming the
+// key and its line, then decodes.
+func decodeStrict(n *yaml.Node, opts any, key string) error {
+	allowed := fieldKeys(reflect.TypeOf(opts).Elem())
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if !allowed[k.Value] {
+			known := make([]string, 0, len(allowed)+len(commonKeys))
+			for a := range allowed {
+				known = append(known, a)
+			}
+			for a := range commonKeys {
+				known = append(known, a)
+			}
+			sort.Strings(known)
+			return &FieldError{Key: key + "." + k.Value, Line: k.Line, Msg: "unknown key for this driver; known keys: " + strings.Join(known, ", ")}
+		}
+	}
+	if err := n.Decode(opts); err != nil {
+		return &FieldError{Key: key, Line: n.Line, Msg: err.Error()}
+	}
+	return nil
+}
+
+func fieldKeys(t reflect.Type) map[string]bool {
+	keys := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if tag != "" && tag != "-" {
+			keys[tag] = true
+		}
+	}
+	return keys
+}

@@ -1,0 +1,185 @@
+// Package uplink owns everything between the site and the hub: the leaf
+// remote options built from config, the link state machine and its
+// diagnosis, the store-and-forward forwarder, downlink commands and the
+// heartbeat.
+package uplink
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"time"
+
+	"github.com/edge-agent/edge-agent/buffer"
+)
+
+// Config is the `uplink:` section of agent.yaml. Absent means standalone.
+type Config struct {
+	HubURLs     []string `yaml:"hub_urls"`
+	Credentials string   `yaml:"credentials"`
+	// NkeySeed is a file holding an nkey seed (SU...), not the seed itself,
+	// so secrets stay out of agent.yaml.
+	NkeySeed string `yaml:"nkey_seed"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	Token    string `yaml:"token"`
+	TLS      TLS    `yaml:"tls"`
+	// Account binds the leaf connection to a local account (the seeds'
+	// `account: "ACC"` remote option); empty uses the global account.
+	Account       string    `yaml:"account"`
+	DenyImports   []string  `yaml:"deny_imports"`
+	DenyExports   []string  `yaml:"deny_exports"`
+	SubjectPrefix string    `yaml:"subject_prefix"`
+	Reconnect     Reconnect `yaml:"reconnect"`
+	// Bandwidth caps the forwarder in bytes/s for metered links; 0 = unlimited.
+	Bandwidth buffer.Size `yaml:"bandwidth"`
+	// Websocket options for ws:// and wss:// hub URLs.
+	Websocket Websocket `yaml:"websocket"`
+}
+
+// TLS holds client TLS for the leaf connection.
+type TLS struct {
+	CAFile         string `yaml:"ca_file"`
+	CertFile       string `yaml:"cert_file"`
+	KeyFile        string `yaml:"key_file"`
+	HandshakeFirst bool   `yaml:"handshake_first"`
+	// ServerName overrides the name checked in the hub's certificate.
+	ServerName string `yaml:"server_name"`
+}
+
+// Reconnect bounds the exponential backoff (with full jitter) between tries.
+type Reconnect struct {
+	Min time.Duration `yaml:"min"`
+	Max time.Duration `yaml:"max"`
+}
+
+// Websocket tunes ws:// and wss:// remotes.
+type Websocket struct {
+	Compression bool `yaml:"compression"`
+	NoMasking   bool `yaml:"no_masking"`
+}
+
+// DefaultConfig is the only place uplink defaults live; it is applied under an
+// `uplink:` block before the YAML is decoded onto it.
+func DefaultConfig() Config {
+	return Config{
+		SubjectPrefix: "edge",
+		Reconnect:     Reconnect{Min: time.Second, Max: 60 * time.Second},
+		// The local streams must never cross the leaf by themselves: the hub
+		// sees each reading once, through the forwarder.
+		DenyExports: []string{"telemetry.>", "alerts.>"},
+	}
+}
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Validate checks the section; file checks run here so a bad path refuses
+// to start instead of failing at the first reconnect.
+func (c *Config) Validate() error {
+	if len(c.HubURLs) == 0 {
+		return &buffer.FieldError{Key: "uplink.hub_urls", Msg: "at least one hub URL is required, e.g. [tls://hub-1.example.com:7422]; remove the uplink block to run standalone"}
+	}
+	for i, s := range c.HubURLs {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return &buffer.FieldError{Key: fmt.Sprintf("uplink.hub_urls[%d]", i), Msg: fmt.Sprintf("%q is not a URL such as tls://hub.example.com:7422", s)}
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss", "nats-leaf":
+		default:
+			return &buffer.FieldError{Key: fmt.Sprintf("uplink.hub_urls[%d]", i), Msg: fmt.Sprintf("scheme %q is not supported: use nats://, tls://, ws:// or wss://", u.Scheme)}
+		}
+	}
+	auth := 0
+	for _, set := range []bool{c.Credentials != "", c.NkeySeed != "", c.User != "", c.Token != ""} {
+		if set {
+			auth++
+		}
+	}
+	if auth > 1 {
+		return &buffer.FieldError{Key: "uplink", Msg: "choose one of credentials, nkey_seed, user/password or token"}
+	}
+	if c.Password != "" && c.User == "" {
+		return &buffer.FieldError{Key: "uplink.password", Msg: "password needs user"}
+	}
+	for _, f := range []struct{ key, path string }{
+		{"uplink.credentials", c.Credentials}, {"uplink.nkey_seed", c.NkeySeed}, {"uplink.tls.key_file", c.TLS.KeyFile},
+	} {
+		if err := checkSecretFile(f.key, f.path); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"uplink.tls.ca_file", c.TLS.CAFile}, {"uplink.tls.cert_file", c.TLS.CertFile}} {
+		if err := checkReadable(f.key, f.path); err != nil {
+			return err
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return &buffer.FieldError{Key: "uplink.tls", Msg: "cert_file and key_file go together"}
+	}
+	if _, err := clientTLS(c.TLS); err != nil {
+		return &buffer.FieldError{Key: "uplink.tls", Msg: err.Error()}
+	}
+	if !tokenRE.MatchString(c.SubjectPrefix) {
+		return &buffer.FieldError{Key: "uplink.subject_prefix", Msg: fmt.Sprintf("%q must be one NATS token ([A-Za-z0-9_-]+), e.g. edge", c.SubjectPrefix)}
+	}
+	if c.Reconnect.Min <= 0 || c.Reconnect.Max < c.Reconnect.Min {
+		return &buffer.FieldError{Key: "uplink.reconnect", Msg: fmt.Sprintf("want 0 < min <= max, got min=%s max=%s", c.Reconnect.Min, c.Reconnect.Max)}
+	}
+	if c.Bandwidth < 0 {
+		return &buffer.FieldError{Key: "uplink.bandwidth", Msg: "must not be negative (0 = unlimited)"}
+	}
+	return nil
+}
+
+func checkReadable(key, path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return &buffer.FieldError{Key: key, Msg: fmt.Sprintf("cannot read %s: %v", path, err)}
+	}
+	return f.Close()
+}
+
+// checkSecretFile refuses secrets readable by group or others, as ssh does
+// with private keys: a leaked site credential lets anyone publish as the site.
+func checkSecretFile(key, path string) error {
+	if err := checkReadable(key, path); err != nil || path == "" {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return &buffer.FieldError{Key: key, Msg: err.Error()}
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return &buffer.FieldError{Key: key, Msg: fmt.Sprintf("%s is readable by group or others (mode %04o): run `chmod 600 %s`", path, fi.Mode().Perm(), path)}
+	}
+	return nil
+}
+
+// Redacted returns a copy safe to print: secrets replaced, paths kept.
+func (c Config) Redacted() Config {
+	r := c
+	for _, p := range []*string{&r.Password, &r.Token} {
+		if *p != "" {
+			*p = "<redacted>"
+		}
+	}
+	r.HubURLs = make([]string, len(c.HubURLs))
+	for i, s := range c.HubURLs {
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			// user:password keeps the user; a bare user part is a token.
+			if _, hasPw := u.User.Password(); hasPw {
+				u.User = url.UserPassword(u.User.Username(), "REDACTED")
+			} else {
+				u.User = url.User("REDACTED")
+			}
+			s = u.String()
+		}
+		r.HubURLs[i] = s
+	}
+	return r
+}
