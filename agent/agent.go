@@ -34,7 +34,11 @@ type Agent struct {
 	// parts are the long-lived loops started after the server is ready.
 	parts []part
 
+	// One field per part; each is set up and owned by its wire_*.go file.
+	buf     *bufferPart
 	sensors *sensorsPart
+	up      *uplinkPart
+	ctl     *controlPart
 }
 
 // part is a long-lived loop owned by the agent; restartable parts are
@@ -159,7 +163,7 @@ func (a *Agent) shutdownServer() {
 
 // setup runs once the server is ready: each wire_*.go contributes parts.
 func (a *Agent) setup(ctx context.Context, cfg *Config) error {
-	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors} {
+	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupControl} {
 		if err := step(ctx, cfg); err != nil {
 			return err
 		}
