@@ -1,6 +1,10 @@
 package agent
 
-import "context"
+import (
+	"context"
+
+	"github.com/edge-agent/edge-agent/uplink"
+)
 
 // uplinkPart owns the link manager, forwarder, downlink and heartbeat.
 type uplinkPart struct{}
@@ -12,3 +16,9 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 	a.up = &uplinkPart{}
 	return nil
 }
+
+// LinkStatus is the leaf connection's state; nil when running standalone.
+func (a *Agent) LinkStatus() *uplink.LinkStatus { return nil }
+
+// ForwarderStatus is store-and-forward progress; nil when standalone.
+func (a *Agent) ForwarderStatus() *uplink.ForwarderStatus { return nil }

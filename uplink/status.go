@@ -1,0 +1,46 @@
+package uplink
+
+import "time"
+
+// Link states as shown by status, metrics and the heartbeat.
+const (
+	StateConnecting   = "connecting"
+	StateConnected    = "connected"
+	StateDisconnected = "disconnected"
+)
+
+// Reason classes: what a technician must fix differs for each.
+const (
+	ReasonDNS        = "dns"
+	ReasonTCP        = "tcp"
+	ReasonTLS        = "tls"
+	ReasonAuth       = "auth"
+	ReasonPermission = "permission"
+	ReasonHubStream  = "hub_stream"
+	ReasonDuplicate  = "duplicate_site"
+	ReasonOther      = "other"
+)
+
+// LinkStatus is the leaf connection as status shows it.
+type LinkStatus struct {
+	State         string        `json:"state"`
+	Hub           string        `json:"hub,omitempty"` // URL currently (or last) connected
+	ReasonClass   string        `json:"reason_class,omitempty"`
+	Reason        string        `json:"reason,omitempty"` // e.g. "TLS: certificate expired 3 days ago"
+	Since         time.Time     `json:"since"`            // when State was entered
+	LastConnected time.Time     `json:"last_connected,omitzero"`
+	RTT           time.Duration `json:"rtt_ns,omitempty"`
+	Reconnects    uint64        `json:"reconnects"`
+	NextAttempt   time.Time     `json:"next_attempt,omitzero"`
+}
+
+// ForwarderStatus is store-and-forward progress as status shows it.
+type ForwarderStatus struct {
+	Forwarded  map[string]uint64 `json:"forwarded"` // per stream, this boot
+	InFlight   int               `json:"in_flight"`
+	RatePerSec float64           `json:"rate_per_sec"` // recent hub-acked messages/s
+	LastAck    time.Time         `json:"last_ack,omitzero"`
+	Stalls     uint64            `json:"stalls"`
+	LastError  string            `json:"last_error,omitempty"`
+	Rejected   uint64            `json:"rejected"` // messages the hub refused permanently (e.g. too large)
+}
