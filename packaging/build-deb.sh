@@ -13,6 +13,8 @@
 #   VERSION       version stamped into the binary (default: git describe)
 #   SKIP_BUILD=1  package the binaries already in $DIST instead of rebuilding
 #   NFPM          nfpm binary to use (default: go install nfpm v2.45.0 into a cache)
+#   AGENT_YAML    default config to ship (default packaging/agent.yaml; tests
+#                 use it to build an upgrade whose conffile changed)
 #
 # The armhf package carries the GOARM=6 binary: Raspberry Pi OS armhf is ARMv6
 # and Debian armhf (ARMv7) runs ARMv6 code, so one binary serves both.
@@ -77,11 +79,15 @@ subject="$(ea_git log -1 --format=%s HEAD || true)"
 	printf 'edge-agent (%s) stable; urgency=medium\n\n' "${deb_version}"
 	printf '  * Build of commit %s (%s).\n' "${commit}" "$(ea_version)"
 	if [[ -n "${subject}" ]]; then
-		printf '    Last change: %s\n' "${subject}"
+		printf '%s\n' "Last change: ${subject}" | fold -s -w 72 | sed 's/^/    /; s/ *$//'
 	fi
 	printf '\n -- edge-agent maintainers <edge-agent@example.com>  %s\n' "${changelog_date}"
 } | gzip -9n >"${stage}/changelog.gz"
 gzip -9n <"${EA_ROOT}/packaging/edge-agent.8" >"${stage}/edge-agent.8.gz"
+
+conf="${AGENT_YAML:-${EA_ROOT}/packaging/agent.yaml}"
+[[ -r "${conf}" ]] || ea_die "cannot read default config ${conf}"
+conf="$(realpath "${conf}")"
 
 mkdir -p "${EA_DIST}"
 built=()
@@ -91,7 +97,7 @@ for name in "${targets[@]}"; do
 	[[ -x "${bin}" ]] || ea_die "missing binary ${bin} (run cross/build.sh ${name}, or unset SKIP_BUILD)"
 	out="${EA_DIST}/edge-agent_${deb_version}_${T_DEBARCH}.deb"
 	rm -f "${out}"
-	(cd "${EA_ROOT}" && DEB_ARCH="${T_DEBARCH}" DEB_VERSION="${deb_version}" EA_BIN="${bin}" EA_STAGE="${stage}" \
+	(cd "${EA_ROOT}" && DEB_ARCH="${T_DEBARCH}" DEB_VERSION="${deb_version}" EA_BIN="${bin}" EA_STAGE="${stage}" EA_CONF="${conf}" \
 		"${NFPM}" package --config packaging/nfpm.yaml --packager deb --target "${out}" >/dev/null) ||
 		ea_die "nfpm failed for ${name} (${T_DEBARCH})"
 	[[ -s "${out}" ]] || ea_die "nfpm produced no ${out}"
