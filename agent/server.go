@@ -42,7 +42,11 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 	}
 	opts.Host, opts.Port = host, port
 	if opts.ServerName == "" {
-		opts.ServerName = c.Site
+		// "<site>-<8 hex of the machine id>": two devices with one site id
+		// are told apart at the hub instead of evicting each other.
+		if opts.ServerName, err = uplink.DeriveServerName(c.Site, c.StateDir); err != nil {
+			return nil, fmt.Errorf("server name: %w (set server_name in agent.yaml to choose one)", err)
+		}
 	}
 	if c.ServerName != "" {
 		opts.ServerName = c.ServerName
