@@ -26,7 +26,7 @@ type sensorsPart struct {
 
 func (a *Agent) setupSensors(ctx context.Context, cfg *Config) error {
 	sp := &sensorsPart{restart: make(chan []sensors.Config, 1)}
-	s, err := sensors.NewSampler(cfg.Sensors, jsPublisher{a}, a.log.With("component", "sensors"))
+	s, err := a.newSampler(cfg.Sensors)
 	if err != nil {
 		return err
 	}
@@ -44,16 +44,15 @@ func (a *Agent) setupSensors(ctx context.Context, cfg *Config) error {
 			case <-ctx.Done():
 				cancel()
 				<-done
-				return cur.Close()
+				return nil
 			case next := <-sp.restart:
-				ns, err := sensors.NewSampler(next, jsPublisher{a}, a.log.With("component", "sensors"))
+				ns, err := a.newSampler(next)
 				if err != nil {
 					a.log.Error("reload: sensors rejected; keeping the running ones", "err", err)
 					continue
 				}
 				cancel()
 				<-done
-				_ = cur.Close()
 				sp.mu.Lock()
 				sp.sampler = ns
 				sp.mu.Unlock()
@@ -62,6 +61,16 @@ func (a *Agent) setupSensors(ctx context.Context, cfg *Config) error {
 		}
 	})
 	return nil
+}
+
+// newSampler builds a sampler publishing into the local streams. Drivers
+// get the state dir so the system driver reports the store's free space.
+func (a *Agent) newSampler(cfgs []sensors.Config) (*sensors.Sampler, error) {
+	return sensors.NewSampler(cfgs, sensors.Options{
+		Publisher: jsPublisher{a},
+		Log:       a.log.With("component", "sensors"),
+		Env:       sensors.Env{StateDir: a.Config().StateDir},
+	})
 }
 
 func (a *Agent) reloadSensors(prev, next *Config) {

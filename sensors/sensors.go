@@ -21,13 +21,26 @@ import (
 type Value struct {
 	V    float64 `json:"v"`
 	Unit string  `json:"unit,omitempty"`
+	// Flag marks a value the driver read but does not vouch for (e.g.
+	// "under_range": a 4-20 mA loop below 3.8 mA is a broken wire, not a
+	// pressure). Any flag makes the reading's quality "degraded".
+	Flag string `json:"flag,omitempty"`
 }
 
-// Driver reads one configured sensor. Read must honour ctx: the sampler
-// gives each read a deadline so a hung bus cannot stall the sensor's loop.
+// Driver reads one configured sensor. Read should honour ctx; the sampler
+// does not rely on it: a read that outlives its timeout is abandoned and
+// the driver is reopened once that read finally returns.
 type Driver interface {
 	Read(ctx context.Context) (map[string]Value, error)
 	Close() error
+}
+
+// Env is what the agent knows that a driver may need. Drivers receive it
+// at open time, so their options stay about the hardware.
+type Env struct {
+	// StateDir is the agent's state_dir (the system driver reports its free
+	// space: a full store is what stops buffering).
+	StateDir string
 }
 
 // Registration describes a driver: how to build it and a commented sample
@@ -37,8 +50,10 @@ type Registration struct {
 	// Options returns a pointer to a fresh, defaulted options struct with yaml
 	// tags; the registry decodes the sensor's driver keys into it strictly.
 	Options func() any
-	// New builds the driver from the common config and decoded options.
-	New    func(c Config, opts any) (Driver, error)
+	// New opens the hardware. It runs in the sensor's loop, not at start:
+	// an error (bus missing, permission denied) shows in status and the
+	// sampler retries with backoff, so enabling the bus later recovers.
+	New    func(c Config, opts any, env Env) (Driver, error)
 	Sample string
 }
 

@@ -40,7 +40,7 @@ func init() {
 	Register(Registration{
 		Name:    "sim",
 		Options: func() any { return &SimOptions{Seed: 1, Amplitude: 2} },
-		New: func(c Config, o any) (Driver, error) {
+		New: func(c Config, o any, _ Env) (Driver, error) {
 			opts := *o.(*SimOptions)
 			if len(opts.Base) == 0 {
 				opts.Base, opts.Unit = map[string]float64{"temperature": 4.0}, "C"
