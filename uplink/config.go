@@ -36,6 +36,20 @@ type Config struct {
 	Bandwidth buffer.Size `yaml:"bandwidth"`
 	// Websocket options for ws:// and wss:// hub URLs.
 	Websocket Websocket `yaml:"websocket"`
+	// Heartbeat is how often a connected site publishes <prefix>.<site>.status
+	// (also on every connect); the fleet view calls a site stale after three.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// StallTimeout resets the forwarder when the link is up, a backlog waits
+	// and the hub has acknowledged nothing for this long.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// HubMaxPayload is the hub's max_payload: a larger message would make the
+	// hub close the leaf connection, so the forwarder skips it (counted as
+	// rejected) instead of bouncing the link forever.
+	HubMaxPayload buffer.Size `yaml:"hub_max_payload"`
+	// AllowRemoteAdmin lets hub clients delete, purge or edit the site's
+	// streams and consumers through $JS.<site>.API; off, the leaf refuses
+	// those requests and the hub can only read.
+	AllowRemoteAdmin bool `yaml:"allow_remote_admin"`
 }
 
 // TLS holds client TLS for the leaf connection.
@@ -66,9 +80,12 @@ func DefaultConfig() Config {
 	return Config{
 		SubjectPrefix: "edge",
 		Reconnect:     Reconnect{Min: time.Second, Max: 60 * time.Second},
+		Heartbeat:     30 * time.Second,
 		// The local streams must never cross the leaf by themselves: the hub
 		// sees each reading once, through the forwarder.
-		DenyExports: []string{"telemetry.>", "alerts.>"},
+		DenyExports:   []string{"telemetry.>", "alerts.>"},
+		StallTimeout:  60 * time.Second,
+		HubMaxPayload: 1 << 20, // nats-server's default max_payload
 	}
 }
 
@@ -129,6 +146,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Bandwidth < 0 {
 		return &buffer.FieldError{Key: "uplink.bandwidth", Msg: "must not be negative (0 = unlimited)"}
+	}
+	if c.Heartbeat < time.Second {
+		return &buffer.FieldError{Key: "uplink.heartbeat", Msg: fmt.Sprintf("%s is too short: at least 1s (default 30s; 10,000 sites at 1s is 10,000 msg/s at the hub)", c.Heartbeat)}
+	}
+	if c.StallTimeout < time.Second {
+		return &buffer.FieldError{Key: "uplink.stall_timeout", Msg: fmt.Sprintf("%s is too short: at least 1s (default 60s)", c.StallTimeout)}
+	}
+	if c.HubMaxPayload < 1<<10 || c.HubMaxPayload > 64<<20 {
+		return &buffer.FieldError{Key: "uplink.hub_max_payload", Msg: fmt.Sprintf("%s: want the hub's max_payload between 1KiB and 64MiB (nats-server's default is 1MiB)", c.HubMaxPayload)}
 	}
 	return nil
 }

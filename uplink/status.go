@@ -42,5 +42,11 @@ type ForwarderStatus struct {
 	LastAck    time.Time         `json:"last_ack,omitzero"`
 	Stalls     uint64            `json:"stalls"`
 	LastError  string            `json:"last_error,omitempty"`
-	Rejected   uint64            `json:"rejected"` // messages the hub refused permanently (e.g. too large)
+	// ReasonClass says what to fix when forwarding is paused (Reason* consts).
+	ReasonClass string `json:"reason_class,omitempty"`
+	// HubStream and HubDomain name the stream whose acks were last seen:
+	// proof that readings land in the hub's JetStream, not just cross the leaf.
+	HubStream string `json:"hub_stream,omitempty"`
+	HubDomain string `json:"hub_domain,omitempty"`
+	Rejected  uint64 `json:"rejected"` // messages the hub refused permanently (e.g. too large)
 }

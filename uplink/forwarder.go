@@ -1,0 +1,437 @@
+package uplink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/buffer"
+)
+
+// Headers every forwarded message carries: part of the subject contract, so
+// hub consumers can tell where and when a reading was taken.
+const (
+	HdrSubject = "Edge-Subject" // the local subject, e.g. telemetry.ambient
+	HdrTime    = "Edge-Time"    // RFC3339Nano time the local stream stored it
+	HdrSite    = "Edge-Site"
+	HdrStream  = "Edge-Stream" // local stream: ALERTS or TELEMETRY
+	HdrSeq     = "Edge-Seq"    // sequence in the local stream
+)
+
+// Cursors is what the forwarder needs from state.db (buffer.State): the
+// highest contiguous sequence the hub acknowledged per stream, and the count
+// of readings limits evicted before they were forwarded.
+type Cursors interface {
+	Cursor(stream string) uint64
+	SetCursor(stream string, seq uint64)
+	ResetCursor(stream string, seq uint64) error
+	AddEvicted(stream string, n uint64)
+	StoreID() string
+}
+
+// Option tunes a Forwarder; the defaults suit a store gateway.
+type Option func(*options)
+
+type options struct {
+	streams    []string
+	window     int
+	ackTimeout time.Duration
+	linkUp     func() bool
+	bounce     func()
+	retryMin   time.Duration
+	retryMax   time.Duration
+}
+
+// WithStreams sets the local streams in priority order (default
+// buffer.Lanes: ALERTS before TELEMETRY).
+func WithStreams(names ...string) Option { return func(o *options) { o.streams = names } }
+
+// WithWindow bounds the messages in flight to the hub (default 1024): large
+// enough that a 200 ms RTT link still fills, small enough to bound memory
+// and the resend after a failure.
+func WithWindow(n int) Option { return func(o *options) { o.window = n } }
+
+// WithAckTimeout is how long one hub ack may take before the forwarder
+// restarts from the cursor (default 10s).
+func WithAckTimeout(d time.Duration) Option { return func(o *options) { o.ackTimeout = d } }
+
+// WithLinkUp tells the forwarder whether the leaf connection is up, so it
+// waits quietly instead of spinning on "no responders" (default: always up).
+func WithLinkUp(up func() bool) Option { return func(o *options) { o.linkUp = up } }
+
+// WithBounce is called when resetting the forwarder did not cure a stall:
+// the link manager drops and redials the leaf connection.
+func WithBounce(bounce func()) Option { return func(o *options) { o.bounce = bounce } }
+
+// WithRetry bounds the backoff between failed sessions (default 250ms..30s).
+func WithRetry(min, max time.Duration) Option {
+	return func(o *options) { o.retryMin, o.retryMax = min, max }
+}
+
+// Forwarder copies the local streams to the hub exactly once: in stream
+// order, with a window of asynchronous publishes, advancing the cursor in
+// state.db only past messages the hub stream acknowledged. Resends after a
+// failure carry the same Nats-Msg-Id, so the hub's duplicate window drops
+// them.
+type Forwarder struct {
+	cfg    *Config
+	site   string
+	prefix string
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	st     Cursors
+	log    *slog.Logger
+	o      options
+	bucket *bucket
+
+	ctl chan replayReq
+
+	mu     sync.Mutex
+	status ForwarderStatus
+	cur    *session
+	acked  uint64    // hub-acked messages since start, for the rate
+	rate   []float64 // acked samples, one per second, for RatePerSec
+	// lastProgress is the last hub ack, or when waiting began; the stall
+	// watchdog measures from it.
+	lastProgress time.Time
+}
+
+// NewForwarder prepares a forwarder for site on the agent's in-process
+// connection nc; nothing is sent until Run.
+func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog.Logger, opts ...Option) (*Forwarder, error) {
+	if !tokenRE.MatchString(site) {
+		return nil, fmt.Errorf("forwarder: site %q is not a NATS token", site)
+	}
+	if st.StoreID() == "" {
+		return nil, errors.New("forwarder: state has no store id: message ids would not be unique")
+	}
+	o := options{
+		streams: buffer.Lanes, window: 1024, ackTimeout: 10 * time.Second,
+		linkUp: func() bool { return true }, bounce: func() {},
+		retryMin: 250 * time.Millisecond, retryMax: 30 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.window < 1 || o.ackTimeout <= 0 || o.retryMin <= 0 || o.retryMax < o.retryMin {
+		return nil, fmt.Errorf("forwarder: invalid options (window %d, ack timeout %s, retry %s..%s)", o.window, o.ackTimeout, o.retryMin, o.retryMax)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("forwarder: %w", err)
+	}
+	f := &Forwarder{
+		cfg: cfg, site: site, prefix: cfg.SubjectPrefix, nc: nc, js: js, st: st, log: log, o: o,
+		ctl:    make(chan replayReq),
+		status: ForwarderStatus{Forwarded: map[string]uint64{}},
+	}
+	if cfg.Bandwidth > 0 {
+		f.bucket = newBucket(float64(cfg.Bandwidth))
+	}
+	return f, nil
+}
+
+// HubSubject is where a local subject lands at the hub.
+func (f *Forwarder) HubSubject(local string) string {
+	return f.prefix + "." + f.site + "." + local
+}
+
+// MsgID is the hub-side de-duplication id of one local message: the store
+// id makes a wiped and re-provisioned device never reuse an old id.
+func (f *Forwarder) MsgID(stream string, seq uint64) string {
+	return fmt.Sprintf("%s.%s.%s.%d", f.site, f.st.StoreID(), stream, seq)
+}
+
+// Status is a snapshot for `edge-agent status`.
+func (f *Forwarder) Status() ForwarderStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.status
+	s.Forwarded = make(map[string]uint64, len(f.status.Forwarded))
+	for k, v := range f.status.Forwarded {
+		s.Forwarded[k] = v
+	}
+	if f.cur != nil {
+		s.InFlight = f.cur.inFlight()
+	}
+	if n := len(f.rate); n > 1 {
+		s.RatePerSec = (f.rate[n-1] - f.rate[0]) / float64(n-1)
+	}
+	return s
+}
+
+// Backlog counts, per stream, the stored messages the hub has not
+// acknowledged yet (interior deletes are counted as pending).
+func (f *Forwarder) Backlog(ctx context.Context) (map[string]uint64, error) {
+	out := make(map[string]uint64, len(f.o.streams))
+	for _, name := range f.o.streams {
+		s, err := f.js.Stream(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("backlog of stream %s: %w", name, err)
+		}
+		st := s.CachedInfo().State
+		from := max(f.st.Cursor(name), st.FirstSeq-min(st.FirstSeq, 1))
+		if st.LastSeq > from {
+			out[name] = st.LastSeq - from
+		} else {
+			out[name] = 0
+		}
+	}
+	return out, nil
+}
+
+// Run forwards until ctx ends. A failed session (hub stream missing, link
+// down, ack timeout) restarts from the cursor after a backoff; it never
+// returns an error for a hub-side problem, because a broken uplink must not
+// stop the agent.
+func (f *Forwarder) Run(ctx context.Context) error {
+	f.mu.Lock()
+	f.lastProgress = time.Now()
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	wctx, stopWatch := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); f.watch(wctx) }()
+	defer func() { stopWatch(); wg.Wait() }()
+
+	wait := f.o.retryMin
+	var lastErr string
+	for {
+		if err := f.waitLink(ctx); err != nil {
+			return nil
+		}
+		before := f.ackedCount()
+		err := f.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var rr *replayReq
+		if errors.As(err, &rr) {
+			rr.reply <- f.replay(rr)
+			wait = f.o.retryMin
+			continue
+		}
+		if f.ackedCount() > before {
+			wait = f.o.retryMin
+		}
+		class, reason := classify(err, f)
+		f.setError(class, reason)
+		if reason != lastErr {
+			f.log.Warn("forwarder: paused; resending from the cursor after a backoff", "reason_class", class, "reason", reason, "retry_in", wait)
+			lastErr = reason
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case rr := <-f.ctl:
+			rr.reply <- f.replay(&rr)
+			wait = f.o.retryMin
+		case <-time.After(wait):
+			wait = min(2*wait, f.o.retryMax)
+		}
+	}
+}
+
+// waitLink blocks while the leaf connection is down, polling the cheap
+// signal the agent gave, so a dead WAN costs nothing.
+func (f *Forwarder) waitLink(ctx context.Context) error {
+	if f.o.linkUp() {
+		return nil
+	}
+	f.setError(ReasonOther, "leaf connection to the hub is down; readings wait in the local buffer")
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for !f.o.linkUp() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case rr := <-f.ctl:
+			rr.reply <- f.replay(&rr)
+		case <-t.C:
+		}
+	}
+	f.mu.Lock()
+	f.lastProgress = time.Now() // a link that just came up has not stalled
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *Forwarder) setError(class, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.ReasonClass, f.status.LastError = class, reason
+}
+
+func (f *Forwarder) ackedCount() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.acked
+}
+
+// watch samples the ack rate and resets a stalled forwarder: link up,
+// backlog waiting, no hub ack for stall_timeout. A second stall in a row,
+// with no ack in between, bounces the leaf connection too.
+func (f *Forwarder) watch(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	bounced := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		f.rate = append(f.rate, float64(f.acked))
+		if len(f.rate) > 11 {
+			f.rate = f.rate[1:]
+		}
+		idle := time.Since(f.lastProgress)
+		if !f.status.LastAck.IsZero() && f.status.LastAck.After(f.lastProgress.Add(-time.Second)) {
+			bounced = false
+		}
+		f.mu.Unlock()
+		if idle < f.cfg.StallTimeout || !f.o.linkUp() {
+			continue
+		}
+		bl, err := f.Backlog(ctx)
+		if err != nil || sum(bl) == 0 {
+			continue
+		}
+		f.mu.Lock()
+		f.status.Stalls++
+		f.lastProgress = time.Now()
+		cur := f.cur
+		f.mu.Unlock()
+		f.log.Warn("forwarder: stalled (link up, backlog waiting, no hub ack); restarting it", "stall_timeout", f.cfg.StallTimeout, "backlog", sum(bl), "bounce_link", bounced)
+		if cur != nil {
+			cur.fail(errors.New("stalled: no hub ack for " + f.cfg.StallTimeout.String()))
+		}
+		if bounced {
+			f.o.bounce()
+		}
+		bounced = true
+	}
+}
+
+func sum(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// classify turns a session error into the status reason a technician reads.
+func classify(err error, f *Forwarder) (class, reason string) {
+	var ae *ackError
+	switch {
+	case errors.Is(err, errNoResponders) && f.o.linkUp():
+		return ReasonHubStream, fmt.Sprintf("no hub stream captures %s: create it on the hub with `edge-agent hub init --server URL` (or check the leaf user may publish to %s.%s.>)", f.HubSubject("telemetry.>"), f.prefix, f.site)
+	case errors.Is(err, errNoResponders):
+		return ReasonOther, "leaf connection to the hub is down; readings wait in the local buffer"
+	case errors.As(err, &ae):
+		return ReasonHubStream, "hub stream refused a message: " + ae.Error()
+	case errors.Is(err, errAckTimeout) && f.o.linkUp() && !f.status.LastAck.IsZero():
+		return ReasonOther, err.Error()
+	case errors.Is(err, errAckTimeout) && f.o.linkUp():
+		return ReasonPermission, fmt.Sprintf("%v: the hub never acknowledged; check that the hub's leaf user may publish to %s.%s.> and subscribe to _INBOX.> (see `edge-agent hub leaf-user`)", err, f.prefix, f.site)
+	}
+	return ReasonOther, err.Error()
+}
+
+var (
+	errNoResponders = errors.New("no responders: nothing at the hub captures the subject")
+	errAckTimeout   = errors.New("hub ack timed out")
+)
+
+// ackError is the hub stream's refusal of a publish.
+type ackError struct {
+	Code    int    `json:"code"`
+	ErrCode int    `json:"err_code"`
+	Desc    string `json:"description"`
+}
+
+func (e *ackError) Error() string {
+	return fmt.Sprintf("%s (code %d, err_code %d)", e.Desc, e.Code, e.ErrCode)
+}
+
+// permanent errors cannot succeed on resend: the forwarder skips the message
+// rather than stalling behind it forever.
+func (e *ackError) permanent() bool {
+	const errMsgTooLarge = 10054 // JSStreamMessageExceedsMaximumErr
+	return e.ErrCode == errMsgTooLarge
+}
+
+// hubHeaders builds the forwarded message's headers: the local app's own
+// headers travel along, except the Nats-* ones, which would tell the hub
+// stream to de-duplicate or check sequences by the local app's rules.
+func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
+	h := nats.Header{}
+	for k, v := range m.Headers() {
+		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
+			h[k] = v
+		}
+	}
+	h.Set(nats.MsgIdHdr, f.MsgID(stream, meta.Sequence.Stream))
+	h.Set(HdrSubject, m.Subject())
+	h.Set(HdrTime, meta.Timestamp.UTC().Format(time.RFC3339Nano))
+	h.Set(HdrSite, f.site)
+	h.Set(HdrStream, stream)
+	h.Set(HdrSeq, fmt.Sprint(meta.Sequence.Stream))
+	return h
+}
+
+// msgSize is what the hub counts against max_payload: headers and data.
+func msgSize(m *nats.Msg) int {
+	n := len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n + len("NATS/1.0\r\n\r\n")
+}
+
+// bucket is a token bucket in bytes: it caps the forwarder's average rate
+// on metered links while letting one message larger than a second's worth
+// through (it goes into debt instead of blocking forever).
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate float64) *bucket {
+	return &bucket{rate: rate, tokens: rate, last: time.Now()}
+}
+
+func (b *bucket) wait(ctx context.Context, n int) error {
+	b.mu.Lock()
+	now := time.Now()
+	b.tokens = math.Min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.tokens -= float64(n)
+	debt := -b.tokens
+	b.mu.Unlock()
+	if debt <= 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Duration(debt / b.rate * float64(time.Second)))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,286 @@
+package uplink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/buffer"
+)
+
+// fwEnv is a real hub (JetStream domain "hub", stream EDGE) and a real site
+// leaf server (domain = site) with the agent's local streams and a real
+// state.db: everything the forwarder touches, in-process.
+type fwEnv struct {
+	t       *testing.T
+	site    string
+	cfg     *Config
+	hub     *server.Server
+	leaf    *server.Server
+	hubNC   *nats.Conn
+	leafNC  *nats.Conn
+	hubJS   jetstream.JetStream
+	leafJS  jetstream.JetStream
+	st      *buffer.State
+	stPath  string
+	leafDir string
+}
+
+type fwEnvOpts struct {
+	hub       func(*server.Options)
+	leaf      func(*server.Options)
+	noStream  bool // no hub stream
+	remoteURL func(u *url.URL)
+}
+
+func fwWaitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func fwStartServer(t *testing.T, o *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+func fwConnect(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func fwHubOpts(t *testing.T) *server.Options {
+	return &server.Options{
+		ServerName: "hub", Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, JetStreamDomain: "hub", StoreDir: t.TempDir(),
+		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: -1},
+	}
+}
+
+func newFwEnv(t *testing.T, site string, eo fwEnvOpts) *fwEnv {
+	t.Helper()
+	e := &fwEnv{t: t, site: site}
+	ho := fwHubOpts(t)
+	if eo.hub != nil {
+		eo.hub(ho)
+	}
+	e.hub = fwStartServer(t, ho)
+	e.hubNC, e.hubJS = fwConnect(t, e.hub.ClientURL())
+	if !eo.noStream {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.HubURLs = []string{fmt.Sprintf("nats://127.0.0.1:%d", ho.LeafNode.Port)}
+	if v, _ := e.hub.Varz(nil); v != nil {
+		cfg.HubURLs = []string{fmt.Sprintf("nats://127.0.0.1:%d", v.LeafNode.Port)}
+	}
+	e.cfg = &cfg
+	r, err := RemoteOptions(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eo.remoteURL != nil {
+		eo.remoteURL(r.URLs[0])
+	}
+	e.leafDir = t.TempDir()
+	lo := &server.Options{
+		ServerName: site, Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, JetStreamDomain: site, StoreDir: e.leafDir,
+		LeafNode: server.LeafNodeOpts{Remotes: []*server.RemoteLeafOpts{r}, ReconnectInterval: 100 * time.Millisecond},
+	}
+	if eo.leaf != nil {
+		eo.leaf(lo)
+	}
+	e.leaf = fwStartServer(t, lo)
+	e.leafNC, e.leafJS = fwConnect(t, "", nats.InProcessServer(e.leaf))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := buffer.EnsureStreams(ctx, e.leafJS, buffer.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	e.openState()
+	return e
+}
+
+func (e *fwEnv) openState() {
+	e.t.Helper()
+	if e.stPath == "" {
+		e.stPath = filepath.Join(e.t.TempDir(), "state.db")
+	}
+	st, err := buffer.OpenState(e.stPath, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.st = st
+	e.t.Cleanup(func() { _ = st.Close() })
+}
+
+func (e *fwEnv) leafUp() {
+	e.t.Helper()
+	fwWaitFor(e.t, 15*time.Second, "leaf connection", func() bool {
+		return e.hub.NumLeafNodes() == 1 && e.leaf.NumLeafNodes() == 1
+	})
+}
+
+// linkUp is the cheap signal the agent passes to the forwarder.
+func (e *fwEnv) linkUp() bool { return e.leaf.NumLeafNodes() > 0 }
+
+// publish stores n messages on subject in the local stream, as the sampler
+// or a local app does.
+func (e *fwEnv) publish(subject string, n int, data []byte) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := 0; i < n; i++ {
+		if _, err := e.leafJS.PublishAsync(subject, data); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	select {
+	case <-e.leafJS.PublishAsyncComplete():
+	case <-ctx.Done():
+		e.t.Fatalf("local publishes of %s not acked", subject)
+	}
+}
+
+type runningFw struct {
+	*Forwarder
+	stop func()
+}
+
+// start runs a forwarder on the leaf's in-process connection until stop.
+func (e *fwEnv) start(log *slog.Logger, opts ...Option) *runningFw {
+	e.t.Helper()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts = append([]Option{WithLinkUp(e.linkUp), WithRetry(50*time.Millisecond, 500*time.Millisecond)}, opts...)
+	f, err := NewForwarder(e.cfg, e.site, e.leafNC, e.st, log, opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	e.t.Cleanup(stop)
+	return &runningFw{Forwarder: f, stop: stop}
+}
+
+// hubMsgs reads every message the hub stream holds, in order.
+func (e *fwEnv) hubMsgs() []jetstream.Msg {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := e.hubJS.Stream(ctx, "EDGE")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	total := s.CachedInfo().State.Msgs
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for uint64(len(out)) < total {
+		b, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for m := range b.Messages() {
+			out = append(out, m)
+		}
+		if b.Error() != nil {
+			e.t.Fatal(b.Error())
+		}
+	}
+	return out
+}
+
+func (e *fwEnv) hubCount() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.hubJS.Stream(ctx, "EDGE")
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().State.Msgs
+}
+
+// checkExactlyOnce asserts the hub holds each local message of stream
+// 1..n once, in order, with the contract's headers.
+func (e *fwEnv) checkExactlyOnce(msgs []jetstream.Msg, stream, localSubject string, n uint64) {
+	e.t.Helper()
+	var next uint64 = 1
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		h := m.Headers()
+		if h.Get(HdrStream) != stream {
+			continue
+		}
+		seq := h.Get(HdrSeq)
+		if seq != fmt.Sprint(next) {
+			e.t.Fatalf("%s: hub has Edge-Seq %s where %d was expected (loss, duplicate or reorder)", stream, seq, next)
+		}
+		id := h.Get(nats.MsgIdHdr)
+		if ids[id] {
+			e.t.Fatalf("duplicate Nats-Msg-Id %s", id)
+		}
+		ids[id] = true
+		if want := fmt.Sprintf("%s.%s.%s.%d", e.site, e.st.StoreID(), stream, next); id != want {
+			e.t.Fatalf("Nats-Msg-Id = %q, want %q", id, want)
+		}
+		if m.Subject() != "edge."+e.site+"."+localSubject || h.Get(HdrSubject) != localSubject || h.Get(HdrSite) != e.site {
+			e.t.Fatalf("subject %s, headers %v", m.Subject(), h)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, h.Get(HdrTime)); err != nil {
+			e.t.Fatalf("Edge-Time %q: %v", h.Get(HdrTime), err)
+		}
+		next++
+	}
+	if next-1 != n {
+		e.t.Fatalf("%s: hub has %d messages, want %d", stream, next-1, n)
+	}
+}

@@ -1,0 +1,409 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// session is one pass of the forwarder from the cursor onward. It ends on
+// the first failure; the next session starts again from the cursor, with a
+// fresh reply inbox so late acks of the old one cannot move anything.
+type session struct {
+	f      *Forwarder
+	inbox  string
+	freed  chan struct{} // an ack freed room in the window
+	ready  chan struct{} // a lane received a message
+	failed chan error
+	tick   *time.Ticker // overdue-ack checks
+
+	mu     sync.Mutex
+	lanes  []*lane // priority order
+	byID   map[uint64]*entry
+	nextID uint64
+}
+
+// lane is one local stream within a session.
+type lane struct {
+	name string
+	next uint64 // stream sequence expected next; a jump means evicted data
+	in   chan jetstream.Msg
+	// fifo holds sent and skipped messages in stream order; the cursor
+	// moves past its head while the head is done.
+	fifo []*entry
+}
+
+type entry struct {
+	lane *lane
+	seq  uint64
+	sent time.Time
+	done bool
+	gap  uint64 // messages missing before seq+1 (evicted unforwarded)
+}
+
+// replayReq asks Run to move a cursor between sessions, so no ack of the
+// running session can push it forward again.
+type replayReq struct {
+	stream string
+	cursor uint64
+	reply  chan error
+}
+
+func (r *replayReq) Error() string { return "replay of " + r.stream + " requested" }
+
+func (s *session) fail(err error) {
+	select {
+	case s.failed <- err:
+	default:
+	}
+}
+
+func (s *session) inFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+func (f *Forwarder) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel below: readers stop first
+	defer cancel()
+
+	s := &session{
+		f: f, inbox: nats.NewInbox(),
+		freed: make(chan struct{}, 1), ready: make(chan struct{}, 1), failed: make(chan error, 1),
+		tick: time.NewTicker(max(f.o.ackTimeout/4, 10*time.Millisecond)),
+		byID: map[uint64]*entry{},
+	}
+	defer s.tick.Stop()
+	sub, err := f.nc.Subscribe(s.inbox+".*", s.onAck)
+	if err != nil {
+		return fmt.Errorf("subscribe for hub acks: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return fmt.Errorf("hub ack subscription: %w", err)
+	}
+	for _, name := range f.o.streams {
+		l, err := s.openLane(sctx, name, &wg)
+		if err != nil {
+			return err
+		}
+		s.lanes = append(s.lanes, l)
+	}
+	f.mu.Lock()
+	f.cur = s
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.cur = nil
+		f.mu.Unlock()
+	}()
+
+	var m jetstream.Msg
+	var l *lane
+	roomInWindow := func() bool { return s.inFlight() < f.o.window }
+	picked := func() bool { m, l = s.pick(); return m != nil }
+	for {
+		// Wait for room first and choose the message after, so an alert
+		// that arrived while the window was full goes next.
+		if err := s.await(ctx, s.freed, roomInWindow); err != nil {
+			return err
+		}
+		if err := s.await(ctx, s.ready, picked); err != nil {
+			return err
+		}
+		if err := s.send(sctx, l, m); err != nil {
+			return err
+		}
+	}
+}
+
+// await blocks until try succeeds or the session must end: a failure, a
+// replay request, an ack overdue, or ctx. wake is signalled when try may
+// have become true.
+func (s *session) await(ctx context.Context, wake <-chan struct{}, try func() bool) error {
+	for !try() {
+		select {
+		case <-wake:
+		case err := <-s.failed:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case rr := <-s.f.ctl:
+			return &rr
+		case <-s.tick.C:
+			if err := s.checkTimeouts(); err != nil {
+				return err
+			}
+		}
+	}
+	select {
+	case <-s.tick.C: // a busy session checks for overdue acks too
+		return s.checkTimeouts()
+	default:
+		return nil
+	}
+}
+
+// pick takes the next message of the highest-priority lane that has one.
+func (s *session) pick() (jetstream.Msg, *lane) {
+	for _, l := range s.lanes {
+		select {
+		case m := <-l.in:
+			return m, l
+		default:
+		}
+	}
+	return nil, nil
+}
+
+// openLane starts reading stream from cursor+1 with an ordered consumer: an
+// ephemeral, flow-controlled pull that the library recreates on a gap and
+// the server removes once idle, so no durable consumer is left behind and a
+// million-message backlog holds only the pull buffer in memory.
+func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup) (*lane, error) {
+	f := s.f
+	str, err := f.js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("local stream %s: %w", name, err)
+	}
+	st := str.CachedInfo().State
+	cursor := f.st.Cursor(name)
+	if st.LastSeq < cursor {
+		f.log.Warn("forwarder: local stream is behind its cursor (recreated or restored?); forwarding it from the start. Messages with a reused sequence inside the hub's duplicate window are dropped there as duplicates",
+			"stream", name, "cursor", cursor, "last_seq", st.LastSeq)
+		if err := f.st.ResetCursor(name, 0); err != nil {
+			return nil, fmt.Errorf("reset cursor of %s: %w", name, err)
+		}
+		cursor = 0
+	}
+	if st.FirstSeq > cursor+1 {
+		n := st.FirstSeq - 1 - cursor
+		f.st.AddEvicted(name, n)
+		f.st.SetCursor(name, st.FirstSeq-1)
+		f.log.Warn("forwarder: readings were evicted by the buffer limits before they reached the hub (raise buffer.max_bytes/max_age if this repeats)",
+			"stream", name, "evicted", n, "from_seq", cursor+1, "to_seq", st.FirstSeq-1)
+		cursor = st.FirstSeq - 1
+	}
+	cons, err := str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: cursor + 1,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s from %d: %w", name, cursor+1, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(512, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s from %d: %w", name, cursor+1, err)
+	}
+	l := &lane{name: name, next: cursor + 1, in: make(chan jetstream.Msg, 64)}
+	stop := context.AfterFunc(ctx, it.Stop)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer stop()
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.fail(fmt.Errorf("read stream %s: %w", name, err))
+				}
+				return
+			}
+			select {
+			case l.in <- m:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case s.ready <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return l, nil
+}
+
+// send publishes one local message to the hub, or skips it with a reason
+// when the hub could never take it.
+func (s *session) send(ctx context.Context, l *lane, m jetstream.Msg) error {
+	f := s.f
+	meta, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("stream %s: message metadata: %w", l.name, err)
+	}
+	seq := meta.Sequence.Stream
+	s.mu.Lock()
+	if seq > l.next {
+		l.fifo = append(l.fifo, &entry{lane: l, seq: seq - 1, done: true, gap: seq - l.next})
+	}
+	l.next = seq + 1
+	s.mu.Unlock()
+
+	out := &nats.Msg{Subject: f.HubSubject(m.Subject()), Header: f.hubHeaders(m, meta, l.name), Data: m.Data()}
+	size := msgSize(out) + len(out.Subject)
+	if limit := min(int64(f.cfg.HubMaxPayload), f.nc.MaxPayload()); int64(size) > limit {
+		f.reject(l.name, seq, fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, limit))
+		s.complete(&entry{lane: l, seq: seq})
+		return nil
+	}
+	if f.bucket != nil {
+		if err := f.bucket.wait(ctx, size); err != nil {
+			return err
+		}
+	}
+	e := &entry{lane: l, seq: seq, sent: time.Now()}
+	s.mu.Lock()
+	id := s.nextID
+	s.nextID++
+	s.byID[id] = e
+	l.fifo = append(l.fifo, e)
+	s.mu.Unlock()
+	out.Reply = s.inbox + "." + strconv.FormatUint(id, 10)
+	if err := f.nc.PublishMsg(out); err != nil {
+		return fmt.Errorf("publish %s: %w", out.Subject, err)
+	}
+	return nil
+}
+
+// onAck handles the hub stream's reply to one forwarded message.
+func (s *session) onAck(m *nats.Msg) {
+	f := s.f
+	id, err := strconv.ParseUint(m.Subject[len(s.inbox)+1:], 10, 64)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	e := s.byID[id]
+	delete(s.byID, id)
+	s.mu.Unlock()
+	if e == nil {
+		return
+	}
+	select {
+	case s.freed <- struct{}{}:
+	default:
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		s.fail(errNoResponders)
+		return
+	}
+	var pa struct {
+		Stream string    `json:"stream"`
+		Domain string    `json:"domain"`
+		Error  *ackError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &pa); err != nil || (pa.Stream == "" && pa.Error == nil) {
+		s.fail(fmt.Errorf("hub reply to %s seq %d is not a stream ack: %q", e.lane.name, e.seq, m.Data))
+		return
+	}
+	if pa.Error != nil {
+		if !pa.Error.permanent() {
+			s.fail(pa.Error)
+			return
+		}
+		f.reject(e.lane.name, e.seq, "hub stream refused it: "+pa.Error.Error())
+	} else {
+		f.mu.Lock()
+		f.acked++
+		f.status.Forwarded[e.lane.name]++
+		f.status.LastAck = time.Now()
+		f.status.HubStream, f.status.HubDomain = pa.Stream, pa.Domain
+		f.status.ReasonClass, f.status.LastError = "", ""
+		f.lastProgress = f.status.LastAck
+		f.mu.Unlock()
+	}
+	s.complete(e)
+}
+
+// complete marks e done and moves the cursor past every done message at
+// the head of its lane.
+func (s *session) complete(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.done = true
+	l := e.lane
+	var to, evicted uint64
+	for len(l.fifo) > 0 && l.fifo[0].done {
+		h := l.fifo[0]
+		l.fifo[0] = nil
+		l.fifo = l.fifo[1:]
+		to, evicted = h.seq, evicted+h.gap
+	}
+	if to == 0 {
+		return
+	}
+	if evicted > 0 {
+		s.f.st.AddEvicted(l.name, evicted)
+		s.f.log.Warn("forwarder: readings were evicted by the buffer limits before they reached the hub (raise buffer.max_bytes/max_age if this repeats)",
+			"stream", l.name, "evicted", evicted, "before_seq", to+1)
+	}
+	s.f.st.SetCursor(l.name, to)
+}
+
+// checkTimeouts ends the session when the oldest unacknowledged message
+// waited longer than the ack timeout.
+func (s *session) checkTimeouts() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lanes {
+		for _, e := range l.fifo {
+			if e.done {
+				continue
+			}
+			if waited := time.Since(e.sent); waited > s.f.o.ackTimeout {
+				return fmt.Errorf("%w: %s seq %d waited %s", errAckTimeout, l.name, e.seq, waited.Round(time.Millisecond))
+			}
+			break
+		}
+	}
+	return nil
+}
+
+func (f *Forwarder) reject(stream string, seq uint64, why string) {
+	f.mu.Lock()
+	f.status.Rejected++
+	f.mu.Unlock()
+	f.log.Error("forwarder: message cannot be forwarded; skipped (it stays in the local stream)", "stream", stream, "seq", seq, "reason", why)
+}
+
+// Replay moves stream's cursor back so everything after cursor is sent to
+// the hub again (for a hub that lost data). It waits for Run to apply it
+// between sessions.
+func (f *Forwarder) Replay(ctx context.Context, stream string, cursor uint64) error {
+	rr := replayReq{stream: stream, cursor: cursor, reply: make(chan error, 1)}
+	select {
+	case f.ctl <- rr:
+	case <-ctx.Done():
+		return fmt.Errorf("replay %s: forwarder not running: %w", stream, ctx.Err())
+	}
+	select {
+	case err := <-rr.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *Forwarder) replay(rr *replayReq) error {
+	known := false
+	for _, n := range f.o.streams {
+		known = known || n == rr.stream
+	}
+	if !known {
+		return fmt.Errorf("replay: unknown stream %q (forwarded streams: %v)", rr.stream, f.o.streams)
+	}
+	if err := f.st.ResetCursor(rr.stream, rr.cursor); err != nil {
+		return fmt.Errorf("replay %s: %w", rr.stream, err)
+	}
+	f.log.Info("forwarder: replay requested; resending", "stream", rr.stream, "from_seq", rr.cursor+1)
+	return nil
+}
