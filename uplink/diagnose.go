@@ -1,0 +1,199 @@
+package uplink
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// probeTimeout bounds each probe step, so a blackholed hub still yields
+// a reason quickly.
+const probeTimeout = 5 * time.Second
+
+var (
+	remoteRE = regexp.MustCompile(`remote server "([^"]+)"`)
+	lookupRE = regexp.MustCompile(`lookup (?:for host "([^"]+)"|([^ :]+))`)
+	quotedRE = regexp.MustCompile(`'([^']+)'`)
+)
+
+// classifyLine maps one nats-server log line about the leaf connection to a
+// reason class and a technician-readable reason; ok is false for lines that
+// are not about the link.
+func classifyLine(msg string) (class, reason string, ok bool) {
+	low := strings.ToLower(msg)
+	addr := ""
+	if m := remoteRE.FindStringSubmatch(msg); m != nil {
+		addr = m[1]
+	}
+	switch {
+	case strings.Contains(low, "authorization violation"), strings.Contains(low, "authentication"), strings.Contains(low, "user authentication expired"):
+		return ReasonAuth, "auth: authorization violation (the hub rejected uplink credentials/user/password/token/nkey_seed)", true
+	case strings.Contains(low, "permissions violation"):
+		r := "permission: the hub denied a subject"
+		if m := quotedRE.FindStringSubmatch(msg); m != nil {
+			r = "permission: " + strings.ToLower(m[1][:1]) + m[1][1:]
+		}
+		return ReasonPermission, r, true
+	case strings.Contains(low, "duplicate") && strings.Contains(low, "leafnode"):
+		return ReasonDuplicate, "duplicate: another leaf with this site/server name is connected to the hub", true
+	case strings.Contains(low, "no such host"):
+		host := addr
+		if m := lookupRE.FindStringSubmatch(msg); m != nil {
+			host = m[1] + m[2]
+		}
+		return ReasonDNS, fmt.Sprintf("DNS: %s not found", host), true
+	case strings.Contains(low, "connection refused"):
+		return ReasonTCP, fmt.Sprintf("TCP: connection refused %s", addr), true
+	case strings.Contains(low, "i/o timeout") && strings.Contains(low, "connect as leafnode"):
+		return ReasonTCP, fmt.Sprintf("TCP: no answer from %s (timeout)", addr), true
+	case strings.Contains(low, "certificate has expired"):
+		return ReasonTLS, "TLS: certificate expired", true
+	case strings.Contains(low, "unknown authority"):
+		return ReasonTLS, "TLS: hub certificate signed by unknown authority (check uplink.tls.ca_file)", true
+	case strings.Contains(low, "tls handshake"), strings.Contains(low, "tls: "), strings.Contains(low, "x509"):
+		return ReasonTLS, "TLS: " + msg, true
+	case strings.Contains(low, "connect as leafnode"):
+		return ReasonOther, msg, true
+	case strings.Contains(low, "leafnode") && (strings.Contains(low, "error") || strings.Contains(low, "closed")):
+		return ReasonOther, msg, true
+	}
+	return "", "", false
+}
+
+// diagnose probes every hub URL the way the leaf connection would reach it
+// (DNS, TCP, TLS) and returns the first problem found, or "" when the hub
+// looks reachable and the cause lies above TLS (auth, permissions).
+func diagnose(ctx context.Context, cfg *Config) (class, reason string) {
+	for _, s := range cfg.HubURLs {
+		u, err := url.Parse(s)
+		if err != nil {
+			continue
+		}
+		if c, r := probeURL(ctx, cfg, u); c != "" {
+			return c, r
+		}
+	}
+	return "", ""
+}
+
+func probeURL(ctx context.Context, cfg *Config, u *url.URL) (class, reason string) {
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = map[string]string{"ws": "80", "wss": "443"}[u.Scheme]
+		if port == "" {
+			port = "7422"
+		}
+	}
+	addr := net.JoinHostPort(host, port)
+	if net.ParseIP(host) == nil {
+		lctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		_, err := net.DefaultResolver.LookupHost(lctx, host)
+		cancel()
+		var de *net.DNSError
+		switch {
+		case errors.As(err, &de) && de.IsNotFound:
+			return ReasonDNS, fmt.Sprintf("DNS: %s not found", host)
+		case err != nil:
+			return ReasonDNS, fmt.Sprintf("DNS: lookup %s failed: %v (check /etc/resolv.conf and the uplink network)", host, err)
+		}
+	}
+	d := net.Dialer{Timeout: probeTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ReasonTCP, fmt.Sprintf("TCP: connection refused %s", addr)
+	case isTimeout(err):
+		return ReasonTCP, fmt.Sprintf("TCP: no answer from %s within %s (firewall, routing or hub down)", addr, probeTimeout)
+	case err != nil:
+		return ReasonTCP, fmt.Sprintf("TCP: %s: %v", addr, err)
+	}
+	defer conn.Close()
+	wantTLS := u.Scheme == "tls" || u.Scheme == "wss" || cfg.TLS.CAFile != "" || cfg.TLS.CertFile != "" || cfg.TLS.HandshakeFirst
+	if !wantTLS || u.Scheme == "ws" {
+		return "", ""
+	}
+	_ = conn.SetDeadline(time.Now().Add(probeTimeout))
+	// Unless TLS comes first, a NATS server speaks plain INFO before the
+	// upgrade; WebSocket over TLS starts with the handshake.
+	if !cfg.TLS.HandshakeFirst && u.Scheme != "wss" {
+		if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+			return ReasonTCP, fmt.Sprintf("TCP: %s accepted but sent no NATS INFO: %v", addr, err)
+		}
+	}
+	return probeTLS(conn, cfg, host, addr)
+}
+
+// probeTLS handshakes without verification to read the hub's certificate,
+// then verifies it itself, so it can say how long ago it expired.
+func probeTLS(conn net.Conn, cfg *Config, host, addr string) (class, reason string) {
+	tc, err := clientTLS(cfg.TLS)
+	if err != nil {
+		return ReasonTLS, "TLS: " + err.Error()
+	}
+	name := tc.ServerName
+	if name == "" {
+		name = host
+	}
+	roots := tc.RootCAs
+	tc.InsecureSkipVerify, tc.ServerName = true, name
+	tconn := tls.Client(conn, tc)
+	if err := tconn.Handshake(); err != nil {
+		return ReasonTLS, fmt.Sprintf("TLS: handshake with %s failed: %v", addr, err)
+	}
+	certs := tconn.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return ReasonTLS, fmt.Sprintf("TLS: %s sent no certificate", addr)
+	}
+	return verifyHubCert(certs, roots, name, time.Now())
+}
+
+func verifyHubCert(certs []*x509.Certificate, roots *x509.CertPool, name string, now time.Time) (class, reason string) {
+	leaf := certs[0]
+	if now.After(leaf.NotAfter) {
+		return ReasonTLS, fmt.Sprintf("TLS: hub certificate expired %s (not after %s)", ago(now.Sub(leaf.NotAfter)), leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
+	if now.Before(leaf.NotBefore) {
+		return ReasonTLS, fmt.Sprintf("TLS: hub certificate not valid before %s: check the device clock (now %s)", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name, CurrentTime: now})
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	switch {
+	case err == nil:
+		return "", ""
+	case errors.As(err, &ua):
+		return ReasonTLS, fmt.Sprintf("TLS: hub certificate signed by unknown authority %q (uplink.tls.ca_file does not trust it)", leaf.Issuer.CommonName)
+	case errors.As(err, &he):
+		return ReasonTLS, fmt.Sprintf("TLS: hub certificate is not valid for %s (set uplink.tls.server_name or fix hub_urls): %v", name, err)
+	default:
+		return ReasonTLS, fmt.Sprintf("TLS: hub certificate rejected: %v", err)
+	}
+}
+
+func ago(d time.Duration) string {
+	switch days := int(d / (24 * time.Hour)); {
+	case days == 1:
+		return "1 day ago"
+	case days > 1:
+		return fmt.Sprintf("%d days ago", days)
+	}
+	return fmt.Sprintf("%s ago", d.Round(time.Minute))
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

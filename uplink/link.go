@@ -1,0 +1,442 @@
+package uplink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/buffer"
+)
+
+// EventSink records the link's history where `edge-agent status` can read
+// it while the daemon is down: buffer.State in the agent.
+type EventSink interface {
+	AddLinkEvent(buffer.LinkEvent)
+}
+
+// Link event kinds written to the EventSink.
+const (
+	EventConnect    = "connect"
+	EventDisconnect = "disconnect"
+	EventError      = "error"
+)
+
+const (
+	// attemptTimeout bounds one dial + TLS + CONNECT before it counts as
+	// failed; generous because a 200 ms satellite link needs several RTTs.
+	attemptTimeout = 15 * time.Second
+	// pollEvery refreshes RTT and catches a drop the log did not announce.
+	pollEvery = time.Second
+)
+
+// Link manages the embedded server's leaf remote to the hub. The server
+// keeps doing the protocol work; the link decides when it may dial: the
+// remote is disabled (a config reload of RemoteLeafOpts.Disabled) while the
+// link waits out an exponential backoff with full jitter, then enabled for
+// exactly one attempt. nats-server's own retry is a fixed interval plus up
+// to one interval of jitter, which after a hub outage brings a whole fleet
+// back within the same couple of seconds.
+//
+// State comes from the server itself (Leafz); the reason for a failure from
+// the server's log lines (fed through ServerLog) refined by an active probe
+// (DNS, TCP, TLS certificate) so status can say "TLS: hub certificate
+// expired 3 days ago" instead of "connection closed".
+type Link struct {
+	srv    *server.Server
+	cfg    *Config
+	events EventSink
+	log    *slog.Logger
+	bo     backoff
+	probe  func(ctx context.Context) (class, reason string)
+
+	// opts is the option set the server currently runs with: every reload
+	// derives from it, because ReloadOptions replaces the whole set.
+	opts   *server.Options
+	remote int // index of our remote in opts.LeafNode.Remotes
+
+	lines  chan string   // link-related server log lines, newest last
+	bounce chan struct{} // Bounce requests
+
+	mu        sync.Mutex
+	st        LinkStatus
+	up        chan struct{} // closed while connected
+	lastEvent string        // last recorded error reason, to not flood state.db
+}
+
+// NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
+// opts must be the *server.Options srv was created with: the link reloads
+// the server with copies of it, so nothing else may reload srv.
+func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events EventSink, log *slog.Logger) (*Link, error) {
+	idx := ownRemote(opts, cfg)
+	if idx < 0 {
+		return nil, fmt.Errorf("uplink: the server has no leaf remote for %v", cfg.Redacted().HubURLs)
+	}
+	l := &Link{
+		srv: srv, opts: opts, remote: idx, cfg: cfg, events: events, log: log,
+		bo:     newBackoff(cfg.Reconnect),
+		lines:  make(chan string, 64),
+		bounce: make(chan struct{}, 1),
+		up:     make(chan struct{}),
+		st:     LinkStatus{State: StateConnecting, Since: time.Now()},
+	}
+	l.probe = func(ctx context.Context) (string, string) { return diagnose(ctx, cfg) }
+	return l, nil
+}
+
+// ownRemote finds the remote whose URLs are the configured hub URLs (the
+// agent may run more remotes from nats_config).
+func ownRemote(opts *server.Options, cfg *Config) int {
+	want := make([]string, 0, len(cfg.HubURLs))
+	for _, s := range cfg.HubURLs {
+		if u, err := url.Parse(s); err == nil {
+			want = append(want, u.Host)
+		}
+	}
+	for i, r := range opts.LeafNode.Remotes {
+		have := make([]string, 0, len(r.URLs))
+		for _, u := range r.URLs {
+			have = append(have, u.Host)
+		}
+		if slices.Equal(have, want) {
+			return i
+		}
+	}
+	return -1
+}
+
+// ServerReconnectInterval is what the embedded server's own fixed retry
+// should be: only a fallback behind the link's backoff, so never sooner
+// than the longest backoff step.
+func ServerReconnectInterval(c *Config) time.Duration { return 2 * c.Reconnect.Max }
+
+// Status is the link as status shows it.
+func (l *Link) Status() LinkStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st
+}
+
+// Connected reports whether the leaf connection to the hub is up.
+func (l *Link) Connected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.State == StateConnected
+}
+
+// Up returns a channel that is closed while the link is connected; after a
+// drop, a call returns a new channel that closes on the next connect.
+func (l *Link) Up() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.up
+}
+
+// Bounce drops the leaf connection and dials again at once: the cure for a
+// connection that is up but no longer carries anything (the forwarder's
+// stall watchdog calls it).
+func (l *Link) Bounce() {
+	select {
+	case l.bounce <- struct{}{}:
+	default:
+	}
+}
+
+// Degraded lets the forwarder report a hub-side problem that leaves the
+// connection up but forwarding impossible (ReasonHubStream,
+// ReasonPermission); it is cleared on the next connect.
+func (l *Link) Degraded(class, reason string) {
+	l.mu.Lock()
+	l.st.ReasonClass, l.st.Reason = class, reason
+	l.mu.Unlock()
+	l.record(EventError, reason)
+}
+
+// ServerLog is the tap for the embedded server's warning and error lines;
+// it must not block, because the server calls it from its own goroutines.
+func (l *Link) ServerLog(msg string) {
+	if _, _, ok := classifyLine(msg); !ok {
+		return
+	}
+	select {
+	case l.lines <- msg:
+	default: // full: the newest lines matter less than not blocking the server
+	}
+}
+
+// Run paces the remote until ctx ends. It never fails for a link problem:
+// a broken uplink degrades the uplink only.
+func (l *Link) Run(ctx context.Context) error {
+	failures := 0
+	// The server started the remote before the link could watch it: restart
+	// the attempt so its outcome and log lines are observed.
+	if !l.connected() {
+		if err := l.restart(ctx); err != nil {
+			return nil
+		}
+	}
+	for {
+		ok, class, reason := l.awaitAttempt(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		bounced := false
+		if ok {
+			failures = 0
+			l.setConnected()
+			class, reason, bounced = l.awaitDrop(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+		} else {
+			failures++
+		}
+		if err := l.setDisabled(true); err != nil {
+			l.log.Warn("uplink: cannot pause the leaf remote; nats-server retries on its own", "err", err)
+		}
+		var wait time.Duration
+		switch {
+		case bounced:
+			l.setDown(StateConnecting, ReasonOther, "bounced: the forwarder saw no progress", ok)
+		default:
+			if c, r := l.probe(ctx); c != "" {
+				class, reason = c, r
+			}
+			// After a drop failures is 0: a quick, jittered first retry.
+			wait = l.bo.delay(failures)
+			l.setDown(StateDisconnected, class, reason, ok)
+		}
+		l.mu.Lock()
+		l.st.NextAttempt = time.Now().Add(wait)
+		l.mu.Unlock()
+		l.log.Debug("uplink: next attempt", "in", wait, "failures", failures)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		case <-l.bounce:
+		}
+		if err := l.enable(ctx); err != nil {
+			return nil
+		}
+	}
+}
+
+// restart disables and re-enables the remote so a fresh attempt starts now.
+func (l *Link) restart(ctx context.Context) error {
+	if err := l.setDisabled(true); err != nil {
+		l.log.Warn("uplink: cannot pause the leaf remote", "err", err)
+	}
+	return l.enable(ctx)
+}
+
+// enable starts one attempt. nats-server refuses while the previous
+// attempt's goroutine is still winding down, so it retries briefly.
+func (l *Link) enable(ctx context.Context) error {
+	l.drainLines()
+	for {
+		err := l.setDisabled(false)
+		if err == nil {
+			l.mu.Lock()
+			l.st.NextAttempt = time.Time{}
+			if l.st.State != StateConnected {
+				l.st.State = StateConnecting
+			}
+			l.mu.Unlock()
+			return nil
+		}
+		l.log.Debug("uplink: enable leaf remote", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Link) drainLines() {
+	for {
+		select {
+		case <-l.lines:
+		default:
+			return
+		}
+	}
+}
+
+// setDisabled reloads the server with our remote disabled or enabled.
+// Disabling closes the connection and stops the server's own retry;
+// enabling dials once at once.
+func (l *Link) setDisabled(disabled bool) error {
+	next := l.opts.Clone()
+	// Clone shares the remotes: copy ours before changing it, or the running
+	// options change under the server and the reload sees no difference.
+	rs := slices.Clone(next.LeafNode.Remotes)
+	r := *rs[l.remote]
+	r.Disabled = disabled
+	rs[l.remote] = &r
+	next.LeafNode.Remotes = rs
+	if err := l.srv.ReloadOptions(next); err != nil {
+		return fmt.Errorf("reload leaf remote (disabled=%v): %w", disabled, err)
+	}
+	l.opts = next
+	return nil
+}
+
+// awaitAttempt waits for the attempt in progress to connect or fail.
+func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string) {
+	deadline := time.NewTimer(attemptTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if l.connected() {
+			return true, "", ""
+		}
+		select {
+		case <-ctx.Done():
+			return false, "", ""
+		case msg := <-l.lines:
+			c, r, _ := classifyLine(msg)
+			if c == ReasonPermission { // a permission error does not end the attempt
+				continue
+			}
+			// The connection may still be registered for a moment after
+			// its error; the attempt failed either way.
+			return false, c, r
+		case <-deadline.C:
+			return false, ReasonOther, fmt.Sprintf("no connection within %s", attemptTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// awaitDrop watches an established connection until it drops or a bounce
+// is asked for; it refreshes RTT meanwhile. A leaf log line makes it look
+// again soon, because the server announces a drop before it unregisters
+// the connection.
+func (l *Link) awaitDrop(ctx context.Context) (class, reason string, bounced bool) {
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	var soon <-chan time.Time
+	var lineAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return "", "", false
+		case <-l.bounce:
+			return "", "", true
+		case msg := <-l.lines:
+			c, r, _ := classifyLine(msg)
+			if c == ReasonPermission {
+				l.Degraded(c, r)
+				continue
+			}
+			// The first specific line explains the drop better than the
+			// generic "connection closed" that follows it.
+			if reason == "" || class == ReasonOther {
+				class, reason = c, r
+			}
+			lineAt = time.Now()
+			soon = time.After(20 * time.Millisecond)
+			continue
+		case <-soon:
+			soon = time.After(20 * time.Millisecond)
+		case <-tick.C:
+			soon = nil
+		}
+		if !l.connected() {
+			if reason == "" {
+				class, reason = ReasonOther, "connection closed"
+			}
+			return class, reason, false
+		}
+		if time.Since(lineAt) > 2*time.Second {
+			class, reason = "", "" // lines that did not end the connection
+		}
+	}
+}
+
+// connected asks the server for our solicited leaf connection and
+// refreshes hub address and RTT from it.
+func (l *Link) connected() bool {
+	lz, err := l.srv.Leafz(&server.LeafzOptions{})
+	if err != nil {
+		return false
+	}
+	acc := l.cfg.Account
+	if acc == "" {
+		acc = server.DEFAULT_GLOBAL_ACCOUNT
+	}
+	for _, li := range lz.Leafs {
+		if !li.IsSpoke || li.Account != acc {
+			continue
+		}
+		rtt, _ := time.ParseDuration(li.RTT)
+		l.mu.Lock()
+		l.st.Hub = fmt.Sprintf("%s:%d", li.IP, li.Port)
+		l.st.RTT = rtt
+		l.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+func (l *Link) setConnected() {
+	now := time.Now()
+	l.mu.Lock()
+	l.st.State, l.st.Since, l.st.LastConnected = StateConnected, now, now
+	l.st.ReasonClass, l.st.Reason, l.st.NextAttempt = "", "", time.Time{}
+	hub := l.st.Hub
+	close(l.up)
+	l.lastEvent = ""
+	l.mu.Unlock()
+	l.log.Info("uplink: connected to hub", "hub", hub)
+	l.record(EventConnect, hub)
+}
+
+// setDown enters state with a reason; wasUp says the connection was up.
+func (l *Link) setDown(state, class, reason string, wasUp bool) {
+	now := time.Now()
+	l.mu.Lock()
+	if wasUp {
+		l.up = make(chan struct{})
+		l.st.Reconnects++
+		l.st.RTT = 0
+	}
+	if l.st.State != state {
+		l.st.Since = now
+	}
+	l.st.State, l.st.ReasonClass, l.st.Reason = state, class, reason
+	l.mu.Unlock()
+	if wasUp {
+		l.log.Warn("uplink: disconnected from hub", "class", class, "reason", reason)
+		l.record(EventDisconnect, reason)
+		return
+	}
+	l.record(EventError, reason)
+}
+
+// record writes an event; an error identical to the previous one is
+// skipped, so a long outage does not wear the SD card with one entry per
+// attempt.
+func (l *Link) record(kind, reason string) {
+	if kind == EventError {
+		l.mu.Lock()
+		repeat := reason == l.lastEvent
+		l.lastEvent = reason
+		l.mu.Unlock()
+		if repeat {
+			return
+		}
+		l.log.Warn("uplink: cannot connect to hub", "reason", reason)
+	}
+	if l.events != nil {
+		l.events.AddLinkEvent(buffer.LinkEvent{Time: time.Now(), Kind: kind, Reason: reason})
+	}
+}

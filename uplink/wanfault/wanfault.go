@@ -1,0 +1,148 @@
+// Package wanfault puts a user-space TCP proxy between a leaf and its hub so
+// tests (and the chaos harness) can break the WAN the way stores see it:
+// cut, flap, blackhole, add latency, shape bandwidth. It wraps
+// github.com/Shopify/toxiproxy/v2 as a library: no toxiproxy daemon, no
+// HTTP API, one proxy per link, on loopback.
+//
+// A hub advertises its own leafnode address to leaves, which then reconnect
+// straight to it and bypass the proxy: start the hub with
+// LeafNode.NoAdvertise (or the leaf with IgnoreDiscoveredServers) and check
+// with Port that the leaf is connected through the proxy.
+package wanfault
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+var quietOnce sync.Once
+
+// Proxy forwards one listening address to an upstream, with faults.
+type Proxy struct {
+	mu   sync.Mutex
+	p    *toxiproxy.Proxy
+	addr string
+	n    int // toxic names
+}
+
+// Start listens on a random loopback port and forwards to upstream
+// ("host:port").
+func Start(upstream string) (*Proxy, error) {
+	// toxiproxy's toxics log through zerolog's global logger at trace
+	// level; a test's output should show the test, not every byte moved.
+	quietOnce.Do(func() { zerolog.SetGlobalLevel(zerolog.Disabled) })
+	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	p := toxiproxy.NewProxy(api, "wan", "127.0.0.1:0", upstream)
+	if err := p.Start(); err != nil {
+		return nil, fmt.Errorf("wanfault: start proxy to %s: %w", upstream, err)
+	}
+	return &Proxy{p: p, addr: p.Listen}, nil
+}
+
+// Addr is the proxy's listening address; it stays the same across Cut and
+// Restore, as a WAN address does across an outage.
+func (p *Proxy) Addr() string { return p.addr }
+
+// Port is the listening port, to compare with the leaf's view of its hub
+// (Leafz IP:Port) and prove the connection goes through the proxy.
+func (p *Proxy) Port() int {
+	_, port, _ := net.SplitHostPort(p.addr)
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// URL is the proxy address with a scheme, e.g. URL("nats").
+func (p *Proxy) URL(scheme string) string { return scheme + "://" + p.addr }
+
+// Cut takes the link down: open connections are closed and new ones are
+// refused until Restore.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.p.Stop()
+}
+
+// Restore brings a cut link back on the same address.
+func (p *Proxy) Restore() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.p.Enabled {
+		return nil
+	}
+	// Listen on the address the first start resolved, not on port 0 again.
+	p.p.Listen = p.addr
+	var err error
+	// The kernel may hold the port for a moment after the close.
+	for range 50 {
+		if err = p.p.Start(); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("wanfault: restore %s: %w", p.addr, err)
+	}
+	return nil
+}
+
+// Reset drops every open connection at once (a NAT timeout, a modem
+// reboot) and keeps accepting new ones.
+func (p *Proxy) Reset() error {
+	p.Cut()
+	return p.Restore()
+}
+
+// Blackhole keeps connections open but delivers nothing in either direction
+// (a dead route: no RST, no FIN) until Clear.
+func (p *Proxy) Blackhole() error {
+	return p.toxics(`{"type":"timeout","attributes":{"timeout":0}}`)
+}
+
+// Shape adds one-way latency per direction (so the RTT is twice it) and a
+// bandwidth cap in bytes/s per direction; 0 leaves that aspect alone.
+func (p *Proxy) Shape(latency time.Duration, bytesPerSec int64) error {
+	var t []string
+	if latency > 0 {
+		t = append(t, fmt.Sprintf(`{"type":"latency","attributes":{"latency":%d}}`, latency.Milliseconds()))
+	}
+	if bytesPerSec > 0 {
+		// toxiproxy counts in KB/s (1000 bytes).
+		t = append(t, fmt.Sprintf(`{"type":"bandwidth","attributes":{"rate":%d}}`, max(bytesPerSec/1000, 1)))
+	}
+	return p.toxics(t...)
+}
+
+// toxics adds each toxic to both directions.
+func (p *Proxy) toxics(specs ...string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, spec := range specs {
+		for _, dir := range []string{"upstream", "downstream"} {
+			p.n++
+			body := fmt.Sprintf(`{"name":"t%d","stream":%q,%s`, p.n, dir, strings.TrimPrefix(spec, "{"))
+			if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(body)); err != nil {
+				return fmt.Errorf("wanfault: add toxic %s: %w", body, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Clear removes latency, bandwidth and blackhole toxics.
+func (p *Proxy) Clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.p.Toxics.ResetToxics(context.Background())
+}
+
+// Close stops the proxy for good.
+func (p *Proxy) Close() { p.Cut() }
