@@ -258,10 +258,19 @@ func decodeStrict(n *yaml.Node, opts any, key string) error {
 	return nil
 }
 
+// fieldKeys lists the YAML keys of a struct, including those of inlined
+// structs (shared option sets such as the I2C bus and address).
 func fieldKeys(t reflect.Type) map[string]bool {
 	keys := map[string]bool{}
 	for i := 0; i < t.NumField(); i++ {
-		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		f := t.Field(i)
+		tag, flags, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if flags == "inline" && f.Type.Kind() == reflect.Struct {
+			for k := range fieldKeys(f.Type) {
+				keys[k] = true
+			}
+			continue
+		}
 		if tag != "" && tag != "-" {
 			keys[tag] = true
 		}
