@@ -38,6 +38,7 @@ type Agent struct {
 	buf     *bufferPart
 	sensors *sensorsPart
 	up      *uplinkPart
+	hb      *heartbeatPart
 	ctl     *controlPart
 }
 
@@ -163,7 +164,7 @@ func (a *Agent) shutdownServer() {
 
 // setup runs once the server is ready: each wire_*.go contributes parts.
 func (a *Agent) setup(ctx context.Context, cfg *Config) error {
-	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupControl} {
+	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupHeartbeat, a.setupControl} {
 		if err := step(ctx, cfg); err != nil {
 			return err
 		}

@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// fleetHub is a hub with the fleet's last-heartbeat table, as `hub init`
+// leaves it.
+func fleetHub(t *testing.T) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	hub := startServer(t, hubOpts(t))
+	js, err := jetstream.New(connect(t, hub.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uplink.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
+		t.Fatal(err)
+	}
+	return hub, js
+}
+
+// heartbeats collects the heartbeats the hub receives on subject.
+func heartbeats(t *testing.T, nc *nats.Conn, subject string) func() []uplink.Heartbeat {
+	t.Helper()
+	ch := make(chan *nats.Msg, 1024)
+	if _, err := nc.ChanSubscribe(subject, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []uplink.Heartbeat
+	return func() []uplink.Heartbeat {
+		for {
+			select {
+			case m := <-ch:
+				var hb uplink.Heartbeat
+				if err := json.Unmarshal(m.Data, &hb); err != nil {
+					t.Fatalf("heartbeat on %s is not JSON: %v: %s", m.Subject, err, m.Data)
+				}
+				if len(m.Data) >= 1024 {
+					t.Fatalf("heartbeat is %d bytes, want well under 1 KiB: %s", len(m.Data), m.Data)
+				}
+				got = append(got, hb)
+			default:
+				return got
+			}
+		}
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	hub, _ := fleetHub(t)
+	heard := heartbeats(t, connect(t, hub.ClientURL()), "edge.store-0042.status")
+	// A realistic site: ten sensors with long names, two of them failing.
+	var sb strings.Builder
+	for i := range 10 {
+		fail := ""
+		if i >= 8 {
+			fail = ", fail_every: 1"
+		}
+		fmt.Fprintf(&sb, "  - {name: coldroom-temperature-%02d, driver: sim, interval: 200ms%s}\n", i, fail)
+	}
+	a := startAgent(t, fmt.Sprintf("site: store-0042\nuplink:\n  hub_urls: [%s]\n  heartbeat: 1s\nsensors:\n%s", leafURL(t, hub, "nats"), sb.String()))
+
+	var last uplink.Heartbeat
+	waitFor(t, 20*time.Second, "a heartbeat showing 8 sensors ok and 2 failing", func() bool {
+		hbs := heard()
+		if len(hbs) == 0 {
+			return false
+		}
+		last = hbs[len(hbs)-1]
+		return last.SensorsOK == 8 && len(last.Failing) == 2
+	})
+	if last.Schema != uplink.HeartbeatSchema || last.Site != "store-0042" || last.Version != Version || last.Interval != 1 {
+		t.Errorf("heartbeat header = %+v", last)
+	}
+	if !regexp.MustCompile(`^store-0042-[0-9a-f]{8}$`).MatchString(last.Server) || last.Server != a.Server().Name() {
+		t.Errorf("server name %q, want <site>-<8 hex> and the embedded server's name %q", last.Server, a.Server().Name())
+	}
+	if last.Instance == "" || last.Link != uplink.StateConnected || last.Clock == "" || last.DiskUsed == 0 || last.Dup {
+		t.Errorf("heartbeat body = %+v", last)
+	}
+	if _, ok := last.Backlog["TELEMETRY"]; !ok {
+		t.Errorf("heartbeat has no TELEMETRY backlog: %+v", last.Backlog)
+	}
+	if !slices.Equal(last.Failing, []string{"coldroom-temperature-08", "coldroom-temperature-09"}) {
+		t.Errorf("failing sensors = %v", last.Failing)
+	}
+	// Every interval while connected, not only on connect; one instance.
+	waitFor(t, 20*time.Second, "three heartbeats", func() bool { return len(heard()) >= 3 })
+	for _, hb := range heard() {
+		if hb.Instance != last.Instance {
+			t.Fatalf("instance id changed within one run: %q then %q", last.Instance, hb.Instance)
+		}
+	}
+	if _, dup := a.DuplicateSite(); dup {
+		t.Error("a lone site reports a duplicate")
+	}
+}
+
+func TestHeartbeatOnEveryConnect(t *testing.T) {
+	o := hubOpts(t)
+	hub := startServer(t, o)
+	js, _ := jetstream.New(connect(t, hub.ClientURL()))
+	if _, err := uplink.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
+		t.Fatal(err)
+	}
+	// Default 30 s interval: anything heard within the test is a connect beat.
+	a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  reconnect: {min: 100ms, max: 500ms}\n", leafURL(t, hub, "nats")))
+	leafUp(t, hub, a)
+	stream, _ := js.Stream(context.Background(), uplink.StatusStream)
+	lastSeq := func() uint64 {
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			return 0
+		}
+		return info.State.LastSeq
+	}
+	waitFor(t, 15*time.Second, "the connect heartbeat in EDGE_STATUS", func() bool { return lastSeq() == 1 })
+	// Kick the leaf from the hub side; the agent reconnects and says so.
+	lz, _ := hub.Leafz(nil)
+	if len(lz.Leafs) != 1 {
+		t.Fatalf("leafz: %+v", lz)
+	}
+	hub.DisconnectClientByID(lz.Leafs[0].ID)
+	waitFor(t, 20*time.Second, "a second connect heartbeat after the reconnect", func() bool { return lastSeq() == 2 })
+}

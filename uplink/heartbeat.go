@@ -1,0 +1,247 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// HeartbeatSchema is the "v" of every heartbeat; bumped only when a field
+// changes meaning. Fields are added, never renamed: the fleet and the
+// operator's own dashboards parse this JSON.
+const HeartbeatSchema = 1
+
+// Heartbeat is what a site publishes on <prefix>.<site>.status when it
+// connects and every uplink.heartbeat while connected. Keys are short
+// because 10,000 sites send one every 30 s; a realistic one is ~400 bytes.
+type Heartbeat struct {
+	Schema   int    `json:"v"`
+	Site     string `json:"site"`
+	Server   string `json:"srv"`  // server name, "<site>-<8 hex>"
+	Instance string `json:"inst"` // random per run: tells cloned devices apart
+	Version  string `json:"ver"`
+	Uptime   int64  `json:"up"` // seconds since the agent started
+	Interval int64  `json:"hb"` // seconds until the next heartbeat: "stale" is relative to it
+	State    string `json:"st"` // healthy | degraded | down, as `edge-agent status`
+	Link     string `json:"link"`
+	// Reason is the link's reason class (dns, tls, duplicate_site...).
+	Reason     string            `json:"rc,omitempty"`
+	Reconnects uint64            `json:"rcn,omitempty"`
+	Backlog    map[string]uint64 `json:"bl,omitempty"` // unforwarded messages per lane
+	Evicted    uint64            `json:"ev,omitempty"` // dropped by limits before forwarding
+	SensorsOK  int               `json:"s_ok"`
+	Failing    []string          `json:"s_fail,omitempty"` // names of failing sensors
+	DiskUsed   uint64            `json:"disk"`             // bytes of the local store
+	DiskFree   uint64            `json:"free"`             // bytes free on its filesystem
+	Clock      string            `json:"clk"`              // synchronised | unsynchronised | unknown
+	// Dup is set while another device is heard on this site's status
+	// subject, or the hub evicted this leaf for a duplicate server name.
+	Dup  bool   `json:"dup,omitempty"`
+	Twin string `json:"twin,omitempty"` // the other device's "server/instance"
+	// Warnings are the components status warns about (clock, sensor:door).
+	Warnings []string `json:"w,omitempty"`
+}
+
+// StatusSubject is where a site's heartbeats go.
+func StatusSubject(prefix, site string) string { return prefix + "." + site + ".status" }
+
+// HeartbeatOptions are the heartbeat's dependencies; the agent supplies
+// them because uplink cannot import agent.
+type HeartbeatOptions struct {
+	Conn     *nats.Conn // in-process connection to the leaf server
+	Prefix   string
+	Site     string
+	Server   string
+	Instance string
+	Interval time.Duration
+	// Build returns the status-derived fields; identity, time and the
+	// duplicate flag are filled in by the heartbeat itself.
+	Build func(ctx context.Context) Heartbeat
+	// LinkConn identifies the current leaf connection to the hub (0: down).
+	// Polled every second, so it must be cheap; a new id is a new connect,
+	// even when the link came back between two polls.
+	LinkConn func() uint64
+	// HubListening reports that the hub's interest in subject has arrived
+	// over the leaf: a heartbeat published before that is dropped locally.
+	HubListening func(subject string) bool
+	Log          *slog.Logger
+}
+
+// Twin is another device heard publishing as this site.
+type Twin struct {
+	Server, Instance string
+	Heard            time.Time
+	interval         time.Duration
+}
+
+// Heartbeater publishes heartbeats and listens on its own subject for a twin.
+type Heartbeater struct {
+	o       HeartbeatOptions
+	subject string
+	kick    chan struct{}
+
+	mu   sync.Mutex
+	twin Twin
+	sent uint64
+}
+
+// listenWait bounds how long a fresh connection waits for the hub's interest
+// before publishing anyway: the next interval repeats it regardless.
+const listenWait = 5 * time.Second
+
+// NewHeartbeater checks the options; nothing runs until Run.
+func NewHeartbeater(o HeartbeatOptions) (*Heartbeater, error) {
+	if o.Conn == nil || o.Build == nil || o.LinkConn == nil || o.Site == "" || o.Instance == "" || o.Interval <= 0 {
+		return nil, fmt.Errorf("heartbeat: connection, site, instance, interval, Build and LinkConn are required")
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Heartbeater{o: o, subject: StatusSubject(o.Prefix, o.Site), kick: make(chan struct{}, 1)}, nil
+}
+
+// Subject is where this site's heartbeats go.
+func (h *Heartbeater) Subject() string { return h.subject }
+
+// Sent counts heartbeats published this run.
+func (h *Heartbeater) Sent() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sent
+}
+
+// Twin returns the other device heard on this site's subject, if it was
+// heard within three of its heartbeat intervals.
+func (h *Heartbeater) Twin() (Twin, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.twin, h.twinCurrent(time.Now())
+}
+
+func (h *Heartbeater) twinCurrent(now time.Time) bool {
+	return h.twin.Instance != "" && now.Sub(h.twin.Heard) <= 3*max(h.twin.interval, h.o.Interval)
+}
+
+// Run publishes on every connect and every interval while connected, until
+// ctx ends.
+func (h *Heartbeater) Run(ctx context.Context) error {
+	sub, err := h.o.Conn.Subscribe(h.subject, h.hear)
+	if err != nil {
+		return fmt.Errorf("heartbeat: subscribe %s: %w", h.subject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	tick := time.NewTicker(min(time.Second, h.o.Interval))
+	defer tick.Stop()
+	var conn uint64
+	var hadTwin bool
+	var next time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-h.kick:
+			// A new twin: tell the hub (and the twin) now, not in 30 s.
+			next = time.Time{}
+		}
+		now := time.Now()
+		h.mu.Lock()
+		twin, current := h.twin, h.twinCurrent(now)
+		h.mu.Unlock()
+		if hadTwin && !current {
+			h.o.Log.Info("the other device using this site id is no longer heard", "site", h.o.Site, "other_server", twin.Server, "other_instance", twin.Instance)
+		}
+		hadTwin = current
+		cur := h.o.LinkConn()
+		if cur == 0 {
+			conn = 0
+			continue
+		}
+		if cur != conn {
+			conn = cur
+			h.waitHubListening(ctx)
+			next = time.Time{}
+		}
+		if now.Before(next) {
+			continue
+		}
+		if err := h.publish(ctx); err != nil {
+			h.o.Log.Warn("heartbeat not sent", "subject", h.subject, "err", err)
+		}
+		next = now.Add(h.o.Interval)
+	}
+}
+
+func (h *Heartbeater) waitHubListening(ctx context.Context) {
+	if h.o.HubListening == nil {
+		return
+	}
+	deadline := time.Now().Add(listenWait)
+	for !h.o.HubListening(h.subject) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Beat returns the heartbeat as it would be published now.
+func (h *Heartbeater) Beat(ctx context.Context) Heartbeat {
+	hb := h.o.Build(ctx)
+	hb.Schema, hb.Site, hb.Server, hb.Instance = HeartbeatSchema, h.o.Site, h.o.Server, h.o.Instance
+	hb.Interval = int64(h.o.Interval / time.Second)
+	if t, ok := h.Twin(); ok {
+		hb.Dup, hb.Twin = true, t.Server+"/"+t.Instance
+	}
+	if hb.Reason == ReasonDuplicate {
+		hb.Dup = true
+	}
+	return hb
+}
+
+func (h *Heartbeater) publish(ctx context.Context) error {
+	data, err := json.Marshal(h.Beat(ctx))
+	if err != nil {
+		return fmt.Errorf("encode heartbeat: %w", err)
+	}
+	if err := h.o.Conn.Publish(h.subject, data); err != nil {
+		return fmt.Errorf("publish %s: %w", h.subject, err)
+	}
+	h.mu.Lock()
+	h.sent++
+	h.mu.Unlock()
+	return nil
+}
+
+// hear is the twin detector: our own heartbeats come back on the local
+// subscription; one with another instance id is a second device with this
+// site id (a cloned SD card clones /etc/machine-id too, so the server name
+// alone cannot tell).
+func (h *Heartbeater) hear(m *nats.Msg) {
+	var hb Heartbeat
+	if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Instance == "" || hb.Instance == h.o.Instance {
+		return
+	}
+	now := time.Now()
+	h.mu.Lock()
+	isNew := h.twin.Instance != hb.Instance || !h.twinCurrent(now)
+	h.twin = Twin{Server: hb.Server, Instance: hb.Instance, Heard: now, interval: time.Duration(hb.Interval) * time.Second}
+	h.mu.Unlock()
+	if !isNew {
+		return
+	}
+	h.o.Log.Error("DUPLICATE SITE: another device is publishing as this site; the hub cannot tell their data apart",
+		"site", h.o.Site, "this_server", h.o.Server, "this_instance", h.o.Instance,
+		"other_server", hb.Server, "other_instance", hb.Instance,
+		"fix", "give each device its own `site` in agent.yaml; on a cloned SD card also regenerate the machine id (rm /etc/machine-id && systemd-machine-id-setup) and restart")
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
