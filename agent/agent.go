@@ -114,6 +114,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.js, err = jetstream.New(a.nc); err != nil {
 		return err
 	}
+	defer a.closeBuffer()
 	if err := a.setup(ctx, cfg); err != nil {
 		return err
 	}

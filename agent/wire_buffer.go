@@ -2,14 +2,76 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 
 	"github.com/edge-agent/edge-agent/buffer"
 )
 
-// bufferPart owns the local streams and state.db for the agent.
-type bufferPart struct{}
+// bufferPart owns the local streams, state.db and the store watcher.
+type bufferPart struct {
+	state   *buffer.State
+	watcher *buffer.Watcher
+}
 
+// setupBuffer opens state.db first (its last known stream extents are what
+// damage is measured against), then creates or reconciles the streams and
+// reports what a crash or a damaged file took.
 func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
-	a.buf = &bufferPart{}
-	return buffer.EnsureStreams(ctx, a.js, cfg.Buffer)
+	st, err := buffer.OpenState(filepath.Join(cfg.StateDir, "state.db"), a.log.With("component", "state"))
+	if err != nil {
+		return err
+	}
+	a.buf = &bufferPart{state: st}
+	if err := buffer.EnsureStreams(ctx, a.js, cfg.Buffer); err != nil {
+		return err
+	}
+	if _, err := buffer.CheckStreams(ctx, a.js, st, a.log.With("component", "buffer")); err != nil {
+		return fmt.Errorf("check local streams against state.db: %w", err)
+	}
+	if a.buf.watcher, err = buffer.NewWatcher(a.srv, a.js, st, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
+		return err
+	}
+	a.buf.watcher.Check(ctx)
+	a.addPart("state", st.Run)
+	a.addPart("buffer-watch", a.buf.watcher.Run)
+	return nil
+}
+
+// closeBuffer runs after every part stopped (or setup failed), so the last
+// cursor and sensor writes are committed before the file closes.
+func (a *Agent) closeBuffer() {
+	if a.buf == nil || a.buf.state == nil {
+		return
+	}
+	if err := a.buf.state.Close(); err != nil {
+		a.log.Error("closing state.db", "err", err)
+	}
+}
+
+// State is state.db: cursors for the forwarder, sensor records, link
+// history. Nil before setup.
+func (a *Agent) State() *buffer.State {
+	if a.buf == nil {
+		return nil
+	}
+	return a.buf.state
+}
+
+// BufferStats reports the local streams for status and metrics.
+func (a *Agent) BufferStats(ctx context.Context) ([]buffer.LaneStats, error) {
+	if a.buf == nil {
+		return nil, fmt.Errorf("buffer not set up yet")
+	}
+	return buffer.Stats(ctx, a.js, a.buf.state)
+}
+
+// BufferHealth is the store's condition as of the watcher's last check
+// (every buffer.WatchInterval): disk full, JetStream disabled, write errors,
+// persist_mode async streams, recoveries this boot.
+func (a *Agent) BufferHealth() buffer.Health {
+	if a.buf == nil || a.buf.watcher == nil {
+		return buffer.Health{}
+	}
+	return a.buf.watcher.Health()
 }

@@ -150,9 +150,16 @@ func OpenState(path string, log *slog.Logger) (*State, error) {
 		db.Close()
 		return nil, fmt.Errorf("load state db %s: %w", path, err)
 	}
+	hadID := s.storeID != ""
 	if err := s.boot(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("record boot in state db %s: %w (is the disk full or read-only?)", path, err)
+		if !hadID {
+			db.Close()
+			return nil, fmt.Errorf("initialise state db %s: %w (is the disk full or read-only?)", path, err)
+		}
+		// A full disk must not keep the agent down: the store exists, only
+		// the boot count is not recorded.
+		log.Error("state.db: cannot record this boot (disk full?); running on, later writes are retried", "path", path, "err", err)
+		s.boots++
 	}
 	if recovered != nil {
 		s.AddEvent(recovered.Kind, recovered.Detail)
@@ -382,25 +389,29 @@ func loadRing[T any](b *bolt.Bucket, into *[]T) (uint64, error) {
 // boot creates the buckets and the store id on first use and counts the boot,
 // committed at once: the id must exist before any message id uses it.
 func (s *State) boot() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	id, boots := s.storeID, s.boots+1
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBkts {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
 		m := tx.Bucket(bMeta)
-		if s.storeID == "" {
-			s.storeID = newStoreID()
-			if err := m.Put([]byte("store_id"), []byte(s.storeID)); err != nil {
+		if id == "" {
+			id = newStoreID()
+			if err := m.Put([]byte("store_id"), []byte(id)); err != nil {
 				return err
 			}
 			if err := m.Put([]byte("created"), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 				return err
 			}
 		}
-		s.boots++
-		return m.Put([]byte("boot_count"), u64(s.boots))
+		return m.Put([]byte("boot_count"), u64(boots))
 	})
+	if err == nil {
+		s.storeID, s.boots = id, boots
+	}
+	return err
 }
 
 func newStoreID() string {

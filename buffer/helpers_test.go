@@ -1,0 +1,92 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// jsServer starts an in-process server the way the agent configures it
+// (explicit sync policy and max_file_store) on dir.
+func jsServer(t testing.TB, dir string, c Config) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	o := &server.Options{
+		ServerName: "buffer-test", Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, JetStreamDomain: "site", StoreDir: dir,
+		JetStreamMaxStore: c.MaxFileStore(), JetStreamMaxMemory: 64 << 20,
+		SyncAlways: c.SyncAlways(), SyncInterval: c.SyncInterval(),
+	}
+	if o.SyncAlways {
+		o.SyncInterval = 2 * time.Minute
+	}
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	nc, err := nats.Connect("", nats.InProcessServer(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, js
+}
+
+func testConfig(sync string, maxBytes Size) Config {
+	c := DefaultConfig()
+	c.Sync, c.MaxBytes = sync, maxBytes
+	return c
+}
+
+func publishN(t testing.TB, js jetstream.JetStream, subject string, n, size int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	data := make([]byte, size)
+	for i := range n {
+		if _, err := js.Publish(ctx, subject, data); err != nil {
+			t.Fatalf("publish %d to %s: %v", i, subject, err)
+		}
+	}
+}
+
+func streamState(t testing.TB, js jetstream.JetStream, name string) jetstream.StreamState {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	return s.CachedInfo().State
+}
+
+func mustOK(t testing.TB, err error, what ...any) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprint(what...), err)
+	}
+}
