@@ -95,6 +95,12 @@ type testAgent struct {
 // control_socket are filled in) and waits until it is ready.
 func startAgent(t *testing.T, body string) *testAgent {
 	t.Helper()
+	return runAgent(t, testConfig(t, body))
+}
+
+// testConfig is startAgent's config, for tests that adjust it before run.
+func testConfig(t *testing.T, body string) *Config {
+	t.Helper()
 	dir := t.TempDir()
 	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
 		dir, filepath.Join(dir, "agent.sock"), body)
@@ -105,7 +111,7 @@ func startAgent(t *testing.T, body string) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return runAgent(t, cfg)
+	return cfg
 }
 
 func runAgent(t *testing.T, cfg *Config) *testAgent {

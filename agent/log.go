@@ -5,16 +5,18 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // NewLogger builds the agent's slog logger. The level is a LevelVar so
 // SIGHUP can change it without a restart.
 func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newRateLimitHandler(h, logBurst, logWindow, time.Now))
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// ControlGroup may read the control socket besides root and the agent's
+// user: technicians are put in it so `edge-agent status` works without sudo.
+const ControlGroup = "edge-agent"
+
+// listenControl opens the control socket. A leftover socket file from a
+// crash is removed, but only after checking nothing answers on it: another
+// agent (with another state_dir) may own the path.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control_socket %s: create directory: %w", path, err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control_socket %s: another edge-agent is answering on it; give this one its own control_socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control_socket %s: remove stale socket: %w", path, err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control_socket %s: %w", path, err)
+	}
+	// Chmod after listen: the umask decides the mode bind() creates.
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control_socket %s: chmod 0660: %w", path, err)
+	}
+	if g, err := user.LookupGroup(ControlGroup); err == nil {
+		if gid, err := strconv.Atoi(g.Gid); err == nil {
+			// Best effort: the agent's user may not be in the group (tests).
+			_ = os.Chown(path, -1, gid)
+		}
+	}
+	return l, nil
+}
+
+// HealthResponse is GET /v1/health: the verdict without the details.
+type HealthResponse struct {
+	State    string    `json:"state"`
+	Code     int       `json:"code"`
+	Warnings []Warning `json:"warnings"`
+}
+
+// controlHandler serves the versioned local API. Paths are versioned so the
+// CLI of a newer package can still talk to an older running daemon.
+func (a *Agent) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.Status(r.Context()))
+	})
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		s := a.Status(r.Context())
+		code, warnings := s.Health()
+		httpCode := http.StatusOK
+		if code == ExitDown {
+			httpCode = http.StatusServiceUnavailable
+		}
+		writeJSON(w, httpCode, HealthResponse{State: StateName(code), Code: code, Warnings: warnings})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// serveHTTP runs srv on l until ctx ends, then shuts it down gracefully.
+func serveHTTP(ctx context.Context, srv *http.Server, l net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ErrNotRunning means nothing answered on the control socket.
+var ErrNotRunning = errors.New("edge-agent is not running")
+
+// FetchStatus asks the daemon behind socket for its status. A socket that
+// does not exist or refuses the connection wraps ErrNotRunning.
+func FetchStatus(ctx context.Context, socket string) (Status, error) {
+	var s Status
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
+			}
+			return c, nil
+		},
+	}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent/v1/status", nil)
+	if err != nil {
+		return s, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("control socket %s: %w", socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return s, fmt.Errorf("control socket %s: %s: %s", socket, resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return s, fmt.Errorf("control socket %s: decode status: %w", socket, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,360 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edge-agent/edge-agent/sensors"
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// StatusSchema is bumped when a Status field changes meaning; fields are
+// only ever added, because the hub and scripts parse this JSON.
+const StatusSchema = 1
+
+// Status is the one picture of a site: `edge-agent status`, GET /v1/status,
+// the hub's `<prefix>.<site>.agent.status` reply and the state.db snapshot
+// all carry this type, so a technician and the fleet see the same thing.
+type Status struct {
+	Schema  int    `json:"schema"`
+	Running bool   `json:"running"` // false: a snapshot from state.db, daemon stopped
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	// Time is when the status was taken; every age is relative to it.
+	Time    time.Time `json:"time"`
+	Started time.Time `json:"started,omitzero"`
+	Site    string    `json:"site"`
+	Domain  string    `json:"domain"`
+	// Uplink is nil when the agent runs standalone (no uplink block).
+	Uplink  *UplinkStatus  `json:"uplink,omitempty"`
+	Backlog []LaneStatus   `json:"backlog"`
+	Sensors []SensorStatus `json:"sensors"`
+	Store   StoreStatus    `json:"store"`
+	Clock   ClockStatus    `json:"clock"`
+	Clients int            `json:"clients"` // local client connections
+	// State and Warnings are Health() at Time, stored so JSON readers need
+	// not reimplement the rules.
+	State    string    `json:"state"`
+	Warnings []Warning `json:"warnings"`
+}
+
+// UplinkStatus is the leaf link and the forwarder; either may be nil while
+// its part is starting.
+type UplinkStatus struct {
+	Link      *uplink.LinkStatus      `json:"link,omitempty"`
+	Forwarder *uplink.ForwarderStatus `json:"forwarder,omitempty"`
+}
+
+// LaneStatus is the unforwarded backlog of one local stream.
+type LaneStatus struct {
+	Stream   string    `json:"stream"`
+	Messages uint64    `json:"messages"`
+	Bytes    uint64    `json:"bytes"`
+	Oldest   time.Time `json:"oldest,omitzero"` // oldest unforwarded reading
+	// Evicted counts readings the stream limits dropped before they were
+	// forwarded: data the hub will never see.
+	Evicted uint64 `json:"evicted_unforwarded"`
+	// Drain is the estimated time to forward the backlog at the current
+	// rate; 0 when unknown (no rate yet) or nothing to drain.
+	Drain time.Duration `json:"drain_ns,omitempty"`
+}
+
+// SensorStatus is a sensor's health plus the interval it should keep, so a
+// sensor that stopped reading is visible even though its last read was ok.
+type SensorStatus struct {
+	sensors.Health
+	Interval time.Duration `json:"interval_ns"`
+}
+
+// StoreStatus is the on-disk store: what fills it and what it lives on.
+type StoreStatus struct {
+	Dir       string `json:"dir"`
+	Bytes     uint64 `json:"bytes"`     // JetStream file store plus state.db
+	MaxBytes  uint64 `json:"max_bytes"` // buffer.max_bytes
+	DiskFree  uint64 `json:"disk_free"` // available to the agent's user
+	DiskTotal uint64 `json:"disk_total"`
+	ReadOnly  bool   `json:"read_only,omitempty"`
+	Sync      string `json:"sync"` // buffer.sync: "always" or an interval
+	Error     string `json:"error,omitempty"`
+}
+
+// ClockStatus is the kernel's view of time synchronisation; readings carry
+// timestamps, so an unsynchronised clock corrupts history silently.
+type ClockStatus struct {
+	State string `json:"state"` // synchronised | unsynchronised | unknown
+	Error string `json:"error,omitempty"`
+}
+
+// Clock states.
+const (
+	ClockSynced   = "synchronised"
+	ClockUnsynced = "unsynchronised"
+	ClockUnknown  = "unknown"
+)
+
+// Warning is one thing a technician should look at.
+type Warning struct {
+	Severity  string `json:"severity"`  // critical | warning
+	Component string `json:"component"` // uplink, sensor:<name>, store, clock, backlog, agent
+	Message   string `json:"message"`
+	Fix       string `json:"fix,omitempty"`
+}
+
+// Severities, worst first.
+const (
+	SevCritical = "critical"
+	SevWarning  = "warning"
+)
+
+// Health states and the exit codes `edge-agent status` returns for them.
+const (
+	StateHealthy  = "healthy"
+	StateDegraded = "degraded"
+	StateDown     = "down"
+
+	ExitHealthy  = 0
+	ExitDegraded = 1
+	ExitDown     = 2
+)
+
+// Thresholds behind the warnings; "down" is reserved for a site that is not
+// collecting data (daemon stopped, store cannot take writes). A WAN outage
+// is "degraded": the buffer is doing its job.
+const (
+	diskCriticalFree = 0.01 // fraction of the filesystem still free
+	diskWarnFree     = 0.10
+	// sensorStaleAfter intervals without a successful read make a sensor
+	// that still says ok suspicious (its loop may be wedged).
+	sensorStaleAfter = 3
+)
+
+// Health computes the overall state and the warnings, worst first. It is a
+// pure function of s, so the CLI, the daemon and tests agree.
+func (s Status) Health() (code int, warnings []Warning) {
+	add := func(sev, comp, msg, fix string) {
+		warnings = append(warnings, Warning{Severity: sev, Component: comp, Message: msg, Fix: fix})
+	}
+	if !s.Running {
+		add(SevCritical, "agent", "edge-agent is not running", "systemctl status edge-agent; journalctl -u edge-agent -n 50")
+	}
+	st := s.Store
+	switch {
+	case st.ReadOnly:
+		add(SevCritical, "store", fmt.Sprintf("%s is on a read-only filesystem: readings cannot be stored", st.Dir), "check the SD card/disk (dmesg) and remount read-write")
+	case st.DiskTotal > 0 && float64(st.DiskFree) < diskCriticalFree*float64(st.DiskTotal):
+		add(SevCritical, "store", fmt.Sprintf("disk full: %s free of %s on %s", fmtBytes(st.DiskFree), fmtBytes(st.DiskTotal), st.Dir), "free space on that filesystem (old logs, core files) or lower buffer.max_bytes")
+	case st.DiskTotal > 0 && float64(st.DiskFree) < diskWarnFree*float64(st.DiskTotal):
+		add(SevWarning, "store", fmt.Sprintf("disk nearly full: %s free of %s on %s", fmtBytes(st.DiskFree), fmtBytes(st.DiskTotal), st.Dir), "free space on that filesystem or lower buffer.max_bytes")
+	}
+	if st.Error != "" {
+		add(SevWarning, "store", st.Error, "")
+	}
+	if u := s.Uplink; u != nil && u.Link != nil && u.Link.State != uplink.StateConnected {
+		msg := "uplink " + u.Link.State
+		if u.Link.Reason != "" {
+			msg += ": " + u.Link.Reason
+		}
+		add(SevWarning, "uplink", msg, reasonFix(u.Link.ReasonClass))
+	}
+	if u := s.Uplink; u != nil && u.Forwarder != nil && u.Forwarder.LastError != "" && u.Link != nil && u.Link.State == uplink.StateConnected {
+		add(SevWarning, "uplink", "forwarder: "+u.Forwarder.LastError, "")
+	}
+	for _, l := range s.Backlog {
+		if l.Evicted > 0 {
+			add(SevWarning, "backlog", fmt.Sprintf("%s: %d readings evicted before they were forwarded", l.Stream, l.Evicted), "restore the uplink, or raise buffer.max_bytes/max_age if outages last this long")
+		}
+	}
+	for _, se := range s.Sensors {
+		comp := "sensor:" + se.Name
+		switch {
+		case !se.OK && se.LastError != "":
+			add(SevWarning, comp, fmt.Sprintf("%s failing: %s", se.Name, se.LastError), "")
+		case !se.OK && se.LastRead.IsZero():
+			add(SevWarning, comp, se.Name+" has not been read yet", "")
+		case se.Interval > 0 && !se.LastRead.IsZero() && s.Time.Sub(se.LastRead) > sensorStaleAfter*se.Interval:
+			add(SevWarning, comp, fmt.Sprintf("%s: no reading for %s (interval %s)", se.Name, fmtAge(s.Time.Sub(se.LastRead)), fmtAge(se.Interval)), "")
+		}
+	}
+	if s.Clock.State == ClockUnsynced {
+		add(SevWarning, "clock", "system clock is not synchronised: reading timestamps may be wrong", "timedatectl status; check NTP reachability")
+	}
+	sevRank := map[string]int{SevCritical: 0, SevWarning: 1}
+	slices.SortStableFunc(warnings, func(a, b Warning) int { return cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]) })
+	code = ExitHealthy
+	for _, w := range warnings {
+		if w.Severity == SevCritical {
+			return ExitDown, warnings
+		}
+		code = ExitDegraded
+	}
+	return code, warnings
+}
+
+// StateName maps a Health code to its word.
+func StateName(code int) string {
+	switch code {
+	case ExitHealthy:
+		return StateHealthy
+	case ExitDegraded:
+		return StateDegraded
+	}
+	return StateDown
+}
+
+// reasonFix is the next step for each class of uplink failure.
+func reasonFix(class string) string {
+	switch class {
+	case uplink.ReasonDNS:
+		return "check the hub name in uplink.hub_urls and the site's DNS (resolvectl status)"
+	case uplink.ReasonTCP:
+		return "check the WAN/firewall: outbound TCP to the hub port must be open"
+	case uplink.ReasonTLS:
+		return "check uplink.tls files and the device clock; `edge-agent doctor` shows the certificate chain"
+	case uplink.ReasonAuth:
+		return "check uplink.credentials for this site with the hub operator"
+	case uplink.ReasonPermission:
+		return "the hub user's permissions refuse a subject: ask the hub operator"
+	case uplink.ReasonDuplicate:
+		return "another device uses this site id: each site needs its own"
+	}
+	return "`edge-agent doctor` checks the link step by step"
+}
+
+// Status gathers the status from every part; parts not yet running leave
+// their section empty rather than failing the whole answer.
+func (a *Agent) Status(ctx context.Context) Status {
+	cfg := a.Config()
+	now := time.Now()
+	s := Status{
+		Schema: StatusSchema, Running: true, Version: Version, Commit: Commit,
+		Time: now, Started: a.started, Site: cfg.Site, Domain: cfg.Site,
+		Backlog: []LaneStatus{}, Sensors: []SensorStatus{},
+	}
+	if a.srv != nil {
+		s.Domain = a.srv.JetStreamConfig().Domain
+		s.Clients = a.srv.NumClients()
+		if a.nc != nil {
+			s.Clients-- // the agent's own in-process connection
+		}
+	}
+	if cfg.Uplink != nil {
+		s.Uplink = &UplinkStatus{Link: a.LinkStatus(), Forwarder: a.ForwarderStatus()}
+	}
+	s.Backlog = a.backlog(ctx, s.Uplink)
+	intervals := map[string]time.Duration{}
+	for _, c := range cfg.Sensors {
+		intervals[c.Name] = c.Interval
+	}
+	for _, h := range a.SensorHealth() {
+		s.Sensors = append(s.Sensors, SensorStatus{Health: h, Interval: intervals[h.Name]})
+	}
+	s.Store = a.storeStatus(cfg)
+	s.Clock = clockStatus()
+	code, w := s.Health()
+	s.State, s.Warnings = StateName(code), w
+	return s
+}
+
+// backlog is the unforwarded backlog per lane with its drain estimate.
+func (a *Agent) backlog(ctx context.Context, up *UplinkStatus) []LaneStatus {
+	lanes, err := a.laneStats(ctx)
+	if err != nil {
+		a.log.Debug("status: backlog unavailable", "err", err)
+	}
+	var rate float64
+	if up != nil && up.Forwarder != nil {
+		rate = up.Forwarder.RatePerSec
+	}
+	for i := range lanes {
+		if rate > 0 && lanes[i].Messages > 0 {
+			lanes[i].Drain = time.Duration(float64(lanes[i].Messages) / rate * float64(time.Second))
+		}
+	}
+	if lanes == nil {
+		lanes = []LaneStatus{}
+	}
+	return lanes
+}
+
+func (a *Agent) storeStatus(cfg *Config) StoreStatus {
+	st := StoreStatus{Dir: cfg.StateDir, MaxBytes: uint64(cfg.Buffer.MaxBytes), Sync: cfg.Buffer.Sync}
+	if a.srv != nil {
+		if js, err := a.srv.Jsz(nil); err == nil {
+			st.Bytes = js.Store
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(cfg.StateDir, "state.db")); err == nil {
+		st.Bytes += uint64(fi.Size())
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(cfg.StateDir, &fs); err != nil {
+		st.Error = fmt.Sprintf("statfs %s: %v", cfg.StateDir, err)
+		return st
+	}
+	st.DiskFree = fs.Bavail * uint64(fs.Bsize)
+	st.DiskTotal = fs.Blocks * uint64(fs.Bsize)
+	st.ReadOnly = int64(fs.Flags)&unix.ST_RDONLY != 0
+	return st
+}
+
+// clockStatus asks the kernel (adjtimex) whether NTP disciplines the clock:
+// STA_UNSYNC is set until a time daemon has synchronised it.
+func clockStatus() ClockStatus {
+	var tx unix.Timex
+	state, err := unix.Adjtimex(&tx)
+	if err != nil {
+		return ClockStatus{State: ClockUnknown, Error: fmt.Sprintf("adjtimex: %v", err)}
+	}
+	if state == unix.TIME_ERROR || tx.Status&unix.STA_UNSYNC != 0 {
+		return ClockStatus{State: ClockUnsynced}
+	}
+	return ClockStatus{State: ClockSynced}
+}
+
+// fmtBytes prints sizes the way df -h does, in binary units.
+func fmtBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// fmtAge prints a duration coarsely (two units at most): a technician needs
+// "3d 4h", not nanoseconds.
+func fmtAge(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Second:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return trimZero(fmt.Sprintf("%dm %ds", int(d.Minutes()), int(d.Seconds())%60))
+	case d < 24*time.Hour:
+		return trimZero(fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60))
+	}
+	return trimZero(fmt.Sprintf("%dd %dh", int(d.Hours())/24, int(d.Hours())%24))
+}
+
+func trimZero(s string) string {
+	if i := strings.IndexByte(s, ' '); i > 0 && strings.HasPrefix(s[i+1:], "0") {
+		return s[:i]
+	}
+	return s
+}
