@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# End-to-end tests of the edge-agent .deb packages (run by `make test-deb` and CI).
+#
+#   bash packaging/test-deb.sh
+#
+#   (a) dpkg-deb metadata of every package: Package, Version, Architecture,
+#       no Depends, file list with owners and modes, conffiles, scripts
+#   (b) lintian: no error or warning (overrides shipped in the package)
+#   (c) ELF header of each binary matches the package architecture; static;
+#       GOARM recorded in the build info (armhf: 6, armel: 5 = soft-float)
+#   (d) install / upgrade / remove / purge of the amd64 package in a fresh
+#       debootstrap'd bookworm chroot (cached as a tarball, built once)
+#   (e) systemd-analyze verify of the unit as installed in that chroot
+#
+# Environment:
+#   TEST_CACHE   cache dir (default ${XDG_CACHE_HOME:-/var/cache}/edge-agent-test)
+#   MIRROR       Debian mirror for debootstrap (default: the one apt uses here)
+#   KEEP_WORK=1  keep the scratch directory for inspection
+#
+# Needs root (debootstrap, chroot, mounts). Installs lintian, debootstrap,
+# binutils, file and systemd with apt-get when missing.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=../cross/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../cross/lib.sh"
+
+START=${SECONDS}
+SUITE=bookworm
+CACHE="${TEST_CACHE:-${XDG_CACHE_HOME:-/var/cache}/edge-agent-test}"
+ROOTFS_TAR="${CACHE}/${SUITE}-amd64.tar"
+
+[[ "$(id -u)" == "0" ]] || ea_die "must run as root (debootstrap, chroot, mount)"
+
+passed=0
+failed=0
+pass() {
+	passed=$((passed + 1))
+	printf 'PASS %s\n' "$*"
+}
+fail() {
+	failed=$((failed + 1))
+	printf 'FAIL %s\n' "$*"
+}
+# check DESCRIPTION COMMAND...: PASS when the command succeeds.
+check() {
+	local what="$1"
+	shift
+	if "$@"; then
+		pass "${what}"
+	else
+		fail "${what}"
+	fi
+}
+section() {
+	printf '\n== %s (%ds)\n' "$*" "$((SECONDS - START))"
+}
+
+# --- tools ------------------------------------------------------------------
+section "tools"
+need=()
+command -v lintian >/dev/null || need+=(lintian)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v readelf >/dev/null || need+=(binutils)
+command -v file >/dev/null || need+=(file)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v xz >/dev/null || need+=(xz-utils)
+if ((${#need[@]} > 0)); then
+	ea_log "installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update || ea_log "apt-get update reported errors; trying the install anyway"
+	apt-get install -y --no-install-recommends "${need[@]}"
+fi
+for t in lintian debootstrap readelf file dpkg-deb systemd-analyze go; do
+	command -v "${t}" >/dev/null || ea_die "${t} not found after install"
+done
+
+WORK="$(mktemp -d /tmp/edge-agent-test-deb.XXXXXX)"
+CHROOT="${WORK}/chroot"
+MOUNTS=()
+cleanup() {
+	local m i
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		m="${MOUNTS[i]}"
+		umount "${m}" 2>/dev/null || umount -l "${m}" 2>/dev/null || ea_log "could not unmount ${m}"
+	done
+	if [[ "${KEEP_WORK:-0}" == "1" ]]; then
+		ea_log "kept ${WORK}"
+	elif ! findmnt -rn -o TARGET | grep -qF "${WORK}/"; then
+		rm -rf "${WORK}"
+	else
+		ea_log "not deleting ${WORK}: something is still mounted below it"
+	fi
+}
+trap cleanup EXIT
+
+# --- build ------------------------------------------------------------------
+# v1: all architectures, as released. v2: amd64 only, a higher version with a
+# changed default config, to exercise the upgrade path and dpkg's conffile
+# handling.
+section "build packages"
+V1="$(ea_deb_version)"
+V2="${V1}+upgrade1"
+DIST1="${WORK}/dist1"
+DIST2="${WORK}/dist2"
+DIST="${DIST1}" bash "${EA_ROOT}/packaging/build-deb.sh"
+sed 's/^log_level: info /log_level: warn /' "${EA_ROOT}/packaging/agent.yaml" >"${WORK}/agent-v2.yaml"
+cmp -s "${EA_ROOT}/packaging/agent.yaml" "${WORK}/agent-v2.yaml" && ea_die "could not derive a changed default config for v2"
+mkdir -p "${DIST2}"
+cp "${DIST1}/edge-agent-linux-amd64" "${DIST2}/"
+DIST="${DIST2}" DEB_VERSION="${V2}" AGENT_YAML="${WORK}/agent-v2.yaml" SKIP_BUILD=1 \
+	bash "${EA_ROOT}/packaging/build-deb.sh" amd64
+dpkg --compare-versions "${V2}" gt "${V1}" || ea_die "upgrade version ${V2} does not sort after ${V1}"
+
+# --- (a) metadata ------------------------------------------------------------
+section "(a) package metadata and contents"
+# path mode owner — everything the package must ship, and nothing else.
+EXPECTED_FILES="\
+./etc/edge-agent/agent.yaml -rw-r--r-- root/root
+./lib/systemd/system/edge-agent.service -rw-r--r-- root/root
+./usr/bin/edge-agent -rwxr-xr-x root/root
+./usr/lib/sysusers.d/edge-agent.conf -rw-r--r-- root/root
+./usr/lib/tmpfiles.d/edge-agent.conf -rw-r--r-- root/root
+./usr/share/doc/edge-agent/changelog.gz -rw-r--r-- root/root
+./usr/share/doc/edge-agent/copyright -rw-r--r-- root/root
+./usr/share/lintian/overrides/edge-agent -rw-r--r-- root/root
+./usr/share/man/man8/edge-agent.8.gz -rw-r--r-- root/root"
+
+declare -A DEB_FOR
+while read -r name; do
+	ea_target "${name}"
+	deb="${DIST1}/edge-agent_${V1}_${T_DEBARCH}.deb"
+	if [[ ! -s "${deb}" ]]; then
+		fail "${T_DEBARCH}: ${deb##*/} was not built"
+		continue
+	fi
+	DEB_FOR[${name}]="${deb}"
+	check "${T_DEBARCH}: Package is edge-agent" test "$(dpkg-deb -f "${deb}" Package)" == edge-agent
+	check "${T_DEBARCH}: Architecture is ${T_DEBARCH}" test "$(dpkg-deb -f "${deb}" Architecture)" == "${T_DEBARCH}"
+	check "${T_DEBARCH}: Version is ${V1}" test "$(dpkg-deb -f "${deb}" Version)" == "${V1}"
+	check "${T_DEBARCH}: no Depends/Pre-Depends (static binary)" test -z "$(dpkg-deb -f "${deb}" Depends Pre-Depends)"
+	got="$(dpkg-deb -c "${deb}" | awk '$1 !~ /^d/ { print $6, $1, $2 }' | sort)"
+	if [[ "${got}" == "${EXPECTED_FILES}" ]]; then
+		pass "${T_DEBARCH}: file list, modes and owners as expected"
+	else
+		fail "${T_DEBARCH}: file list differs (< expected, > got):"
+		diff <(printf '%s\n' "${EXPECTED_FILES}") <(printf '%s\n' "${got}") | sed 's/^/    /' || true
+	fi
+	ctrl="${WORK}/control-${T_DEBARCH}"
+	dpkg-deb -e "${deb}" "${ctrl}"
+	check "${T_DEBARCH}: conffiles is exactly /etc/edge-agent/agent.yaml" test "$(cat "${ctrl}/conffiles")" == /etc/edge-agent/agent.yaml
+	for s in postinst prerm postrm; do
+		check "${T_DEBARCH}: ${s} present, executable, valid sh" eval "test -x '${ctrl}/${s}' && sh -n '${ctrl}/${s}'"
+	done
+	if [[ "${name}" == amd64 ]]; then
+		check "amd64: conffile content is packaging/agent.yaml" \
+			eval "dpkg-deb --fsys-tarfile '${deb}' | tar -xO ./etc/edge-agent/agent.yaml | cmp -s - '${EA_ROOT}/packaging/agent.yaml'"
+		check "amd64: unit content is systemd/edge-agent.service" \
+			eval "dpkg-deb --fsys-tarfile '${deb}' | tar -xO ./lib/systemd/system/edge-agent.service | cmp -s - '${EA_ROOT}/systemd/edge-agent.service'"
+		check "amd64: man page decompresses and renders without warnings" \
+			eval "dpkg-deb --fsys-tarfile '${deb}' | tar -xO ./usr/share/man/man8/edge-agent.8.gz | zcat | LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z 2>&1 | { ! grep -q .; }"
+	fi
+done < <(ea_target_names)
+
+# --- (b) lintian -------------------------------------------------------------
+section "(b) lintian"
+for name in "${!DEB_FOR[@]}"; do
+	deb="${DEB_FOR[${name}]}"
+	# --show-overrides lists the overridden tags (O:) with their reasons; with
+	# it lintian's exit status counts them too, so the verdict comes from the
+	# E:/W: lines. An exit status without any tag line is a lintian failure.
+	out="$(lintian --pedantic --show-overrides --fail-on error,warning "${deb}" 2>&1)" && rc=0 || rc=$?
+	out="$(printf '%s\n' "${out}" | grep -v -e 'running with root privileges is not recommended' -e '^N: ' -e '^N:$' || true)"
+	[[ -z "${out}" ]] || printf '%s\n' "${out}" | sed "s/^/    ${deb##*/}: /"
+	if printf '%s\n' "${out}" | grep -q '^[EW]: '; then
+		fail "lintian: ${deb##*/} has errors or warnings"
+	elif ((rc != 0)) && ! printf '%s\n' "${out}" | grep -q '^O: '; then
+		fail "lintian: ${deb##*/} failed to run (exit ${rc})"
+	else
+		pass "lintian: ${deb##*/} has no error or warning (overrides listed above)"
+	fi
+done
+
+# --- (c) ELF -----------------------------------------------------------------
+section "(c) binaries"
+# has_build_setting "$(go version -m BIN)" KEY=VALUE
+has_build_setting() {
+	printf '%s\n' "$1" | grep -qxF "$(printf '\tbuild\t%s' "$2")"
+}
+for name in "${!DEB_FOR[@]}"; do
+	ea_target "${name}"
+	deb="${DEB_FOR[${name}]}"
+	x="${WORK}/x-${T_DEBARCH}"
+	mkdir -p "${x}"
+	dpkg-deb -x "${deb}" "${x}"
+	bin="${x}/usr/bin/edge-agent"
+	hdr="$(readelf -h "${bin}")"
+	machine="$(printf '%s\n' "${hdr}" | sed -n 's/^ *Machine: *//p')"
+	class="$(printf '%s\n' "${hdr}" | sed -n 's/^ *Class: *//p')"
+	flags="$(printf '%s\n' "${hdr}" | sed -n 's/^ *Flags: *//p')"
+	case "${T_ELF}" in
+	X86-64) want_class=ELF64 want_machine='X86-64' ;;
+	AArch64) want_class=ELF64 want_machine='AArch64' ;;
+	ARM) want_class=ELF32 want_machine='ARM' ;;
+	*) ea_die "unknown ELF machine ${T_ELF} in cross/targets" ;;
+	esac
+	check "${T_DEBARCH}: ELF class ${class} = ${want_class}, machine '${machine}' matches ${want_machine}" \
+		eval "[[ '${class}' == '${want_class}' && '${machine}' == *'${want_machine}'* ]]"
+	check "${T_DEBARCH}: statically linked (no program interpreter)" eval "! readelf -lW '${bin}' | grep -q 'Requesting program interpreter'"
+	check "${T_DEBARCH}: stripped (no .symtab)" eval "! readelf -SW '${bin}' | grep -q ' .symtab '"
+	binfo="$(go version -m "${bin}" 2>&1)" || binfo=""
+	check "${T_DEBARCH}: build info says GOARCH=${T_GOARCH}" has_build_setting "${binfo}" "GOARCH=${T_GOARCH}"
+	check "${T_DEBARCH}: build info says CGO_ENABLED=0" has_build_setting "${binfo}" CGO_ENABLED=0
+	if [[ "${T_GOARM}" != "-" ]]; then
+		check "${T_DEBARCH}: EABI version 5 (${flags})" eval "[[ '${flags}' == *'Version5 EABI'* ]]"
+		# Go's linker writes the same e_flags for every GOARM, so the float ABI
+		# is read from the build info: GOARM=5 means software floating point.
+		check "${T_DEBARCH}: build info says GOARM=${T_GOARM}$([[ "${T_GOARM}" == 5 ]] && printf ' (soft-float)')" \
+			has_build_setting "${binfo}" "GOARM=${T_GOARM}"
+	fi
+	if [[ "${name}" == amd64 ]]; then
+		check "amd64: packaged binary runs: edge-agent version" "${bin}" version
+	fi
+done
+
+# --- (d) install test in a bookworm chroot -----------------------------------
+section "(d) install, upgrade, remove, purge in a ${SUITE} chroot"
+
+# The mirror apt on this machine uses for ${SUITE} (deb822 or one-line form).
+detect_mirror() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -r "${f}" ]] || continue
+		awk -v suite="${SUITE}" '
+			/^[[:space:]]*$/ { if (uri != "" && ok) { print uri; exit } uri = ""; ok = 0; next }
+			/^URIs:/ { uri = $2 }
+			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) ok = 1 }
+			END { if (uri != "" && ok) print uri }' "${f}"
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[[ -r "${f}" ]] || continue
+		awk -v suite="${SUITE}" '$1 == "deb" { u = $2; s = $3; if ($2 ~ /^\[/) { for (i = 2; i <= NF; i++) if ($i ~ /\]$/) break; u = $(i + 1); s = $(i + 2) } if (s == suite) print u }' "${f}"
+	done
+}
+build_rootfs() {
+	local mirror="${MIRROR:-}" tmp
+	if [[ -z "${mirror}" ]]; then
+		mirror="$(detect_mirror | head -n1)"
+	fi
+	[[ -n "${mirror}" ]] || ea_die "no ${SUITE} mirror found in /etc/apt/sources.list*; set MIRROR"
+	ea_log "building the ${SUITE} amd64 rootfs cache from ${mirror} (once; reused from ${ROOTFS_TAR})"
+	mkdir -p "${CACHE}"
+	tmp="${WORK}/rootfs-build"
+	# systemd and init-system-helpers: a gateway image has them, so the
+	# package's systemd-sysusers, systemd-tmpfiles and deb-systemd-helper
+	# paths run as on a device (systemd is installed, not running).
+	debootstrap --variant=minbase --arch=amd64 --include=systemd "${SUITE}" "${tmp}" "${mirror}" >"${WORK}/debootstrap.log" 2>&1 || {
+		tail -n 30 "${WORK}/debootstrap.log" >&2
+		ea_die "debootstrap failed (log above)"
+	}
+	rm -rf "${tmp}/var/cache/apt/archives/"*.deb "${tmp}/var/lib/apt/lists/"*_Packages
+	tar -C "${tmp}" -cf "${ROOTFS_TAR}.tmp" .
+	mv -f "${ROOTFS_TAR}.tmp" "${ROOTFS_TAR}"
+	rm -rf "${tmp}"
+}
+[[ -s "${ROOTFS_TAR}" ]] || build_rootfs
+ea_log "rootfs cache: ${ROOTFS_TAR} ($(du -h "${ROOTFS_TAR}" | cut -f1))"
+
+mkdir -p "${CHROOT}"
+tar -C "${CHROOT}" -xf "${ROOTFS_TAR}"
+mount -t proc proc "${CHROOT}/proc" && MOUNTS+=("${CHROOT}/proc")
+mount --bind /dev "${CHROOT}/dev" && MOUNTS+=("${CHROOT}/dev")
+[[ ! -d "${CHROOT}/run/systemd/system" ]] || ea_die "chroot claims a running systemd; the test assumes none"
+cp "${DEB_FOR[amd64]}" "${CHROOT}/tmp/v1.deb"
+cp "${DIST2}/edge-agent_${V2}_amd64.deb" "${CHROOT}/tmp/v2.deb"
+
+in_chroot() {
+	chroot "${CHROOT}" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"
+}
+stat_in() { # stat_in PATH: "mode user group" inside the chroot
+	in_chroot stat -c '%a %U %G' "$1" 2>/dev/null || echo missing
+}
+expect_stat() { # expect_stat PATH "mode user group"
+	local got
+	got="$(stat_in "$1")"
+	if [[ "${got}" == "$2" ]]; then
+		pass "chroot: $1 is $2"
+	else
+		fail "chroot: $1 is '${got}', want '$2'"
+	fi
+}
+
+# A Raspberry Pi OS image has a gpio group; this one has no i2c group, so the
+# postinst must add the user to gpio and skip i2c without failing.
+in_chroot groupadd --system gpio
+
+# install v1
+if in_chroot dpkg -i /tmp/v1.deb >"${WORK}/dpkg-v1.log" 2>&1; then
+	pass "chroot: dpkg -i v1 succeeds"
+else
+	sed 's/^/    /' "${WORK}/dpkg-v1.log"
+	fail "chroot: dpkg -i v1 failed"
+fi
+# shellcheck disable=SC2016 # dpkg-query format, not shell
+check "chroot: dpkg reports v1 installed" test "$(in_chroot dpkg-query -W -f='${Status} ${Version}' edge-agent)" == "install ok installed ${V1}"
+pw="$(in_chroot getent passwd edge-agent || true)"
+IFS=: read -r _ _ ea_uid ea_gid _ ea_home ea_shell <<<"${pw}"
+check "chroot: system user edge-agent exists (uid ${ea_uid:-none} < 1000)" eval "[[ -n '${ea_uid:-}' ]] && ((${ea_uid:-1000} < 1000))"
+check "chroot: home /var/lib/edge-agent, shell nologin" eval "[[ '${ea_home:-}' == /var/lib/edge-agent && '${ea_shell:-}' == */nologin ]]"
+check "chroot: primary group edge-agent" test "$(in_chroot getent group edge-agent | cut -d: -f3)" == "${ea_gid:-x}"
+groups_of="$(in_chroot id -nG edge-agent || true)"
+check "chroot: edge-agent added to existing group gpio (groups: ${groups_of})" eval "[[ ' ${groups_of} ' == *' gpio '* ]]"
+check "chroot: missing group i2c skipped" eval "! in_chroot getent group i2c >/dev/null"
+expect_stat /usr/bin/edge-agent "755 root root"
+expect_stat /var/lib/edge-agent "750 edge-agent edge-agent"
+expect_stat /etc/edge-agent/agent.yaml "640 root edge-agent"
+expect_stat /lib/systemd/system/edge-agent.service "644 root root"
+expect_stat /usr/lib/sysusers.d/edge-agent.conf "644 root root"
+expect_stat /usr/lib/tmpfiles.d/edge-agent.conf "644 root root"
+check "chroot: unit enabled (multi-user.target.wants symlink)" \
+	test "$(readlink "${CHROOT}/etc/systemd/system/multi-user.target.wants/edge-agent.service")" == /lib/systemd/system/edge-agent.service
+check "chroot: edge-agent version" eval "in_chroot edge-agent version >'${WORK}/version-v1.txt'"
+check "chroot: edge-agent check-config on the packaged config" eval "in_chroot edge-agent check-config /etc/edge-agent/agent.yaml >'${WORK}/check.txt' 2>&1 || { sed 's/^/    /' '${WORK}/check.txt'; false; }"
+check "chroot: the edge-agent user can read and validate the config" \
+	eval "in_chroot setpriv --reuid=edge-agent --regid=edge-agent --init-groups edge-agent check-config /etc/edge-agent/agent.yaml >/dev/null"
+printf 'site: "not a token!"\n' >"${CHROOT}/tmp/bad.yaml"
+rc=0
+in_chroot edge-agent check-config /tmp/bad.yaml >/dev/null 2>&1 || rc=$?
+check "chroot: check-config exits 78 on a bad config (got ${rc})" test "${rc}" == 78
+
+# (e) verify the unit as installed
+if out="$(systemd-analyze verify --man=no --root="${CHROOT}" edge-agent.service 2>&1)" && [[ -z "${out}" ]]; then
+	pass "(e) systemd-analyze verify --root=chroot edge-agent.service is clean"
+else
+	printf '%s\n' "${out}" | sed 's/^/    /'
+	fail "(e) systemd-analyze verify of the installed unit"
+fi
+
+# operator edits the conffile; the daemon has state
+in_chroot sed -i 's/^site: store-0001$/site: store-4242/' /etc/edge-agent/agent.yaml
+check "chroot: conffile edited" grep -qx 'site: store-4242' "${CHROOT}/etc/edge-agent/agent.yaml"
+in_chroot setpriv --reuid=edge-agent --regid=edge-agent --init-groups sh -c 'echo keep-me >/var/lib/edge-agent/marker'
+
+# upgrade to v2 (its default config changed too: dpkg must keep the edit)
+if in_chroot dpkg -i --force-confold /tmp/v2.deb >"${WORK}/dpkg-v2.log" 2>&1 </dev/null; then
+	pass "chroot: dpkg -i --force-confold v2 (upgrade) succeeds"
+else
+	sed 's/^/    /' "${WORK}/dpkg-v2.log"
+	fail "chroot: upgrade to v2 failed"
+fi
+# shellcheck disable=SC2016 # dpkg-query format, not shell
+check "chroot: dpkg reports v2 installed" test "$(in_chroot dpkg-query -W -f='${Version}' edge-agent)" == "${V2}"
+check "chroot: edited conffile kept on upgrade" grep -qx 'site: store-4242' "${CHROOT}/etc/edge-agent/agent.yaml"
+check "chroot: new default config offered as agent.yaml.dpkg-dist" grep -q '^log_level: warn ' "${CHROOT}/etc/edge-agent/agent.yaml.dpkg-dist"
+check "chroot: state kept on upgrade (marker)" test "$(cat "${CHROOT}/var/lib/edge-agent/marker" 2>/dev/null)" == keep-me
+expect_stat /var/lib/edge-agent "750 edge-agent edge-agent"
+expect_stat /etc/edge-agent/agent.yaml "640 root edge-agent"
+check "chroot: user unchanged on upgrade" test "$(in_chroot getent passwd edge-agent)" == "${pw}"
+check "chroot: edited config still valid after upgrade" eval "in_chroot edge-agent check-config /etc/edge-agent/agent.yaml >/dev/null"
+
+# remove: binary gone; config, state, user stay
+if in_chroot dpkg --remove edge-agent >"${WORK}/dpkg-remove.log" 2>&1; then
+	pass "chroot: dpkg --remove succeeds"
+else
+	sed 's/^/    /' "${WORK}/dpkg-remove.log"
+	fail "chroot: dpkg --remove failed"
+fi
+check "chroot: binary removed" test ! -e "${CHROOT}/usr/bin/edge-agent"
+check "chroot: unit removed" test ! -e "${CHROOT}/lib/systemd/system/edge-agent.service"
+check "chroot: conffile kept after remove" test -f "${CHROOT}/etc/edge-agent/agent.yaml"
+check "chroot: state kept after remove" test -f "${CHROOT}/var/lib/edge-agent/marker"
+
+# purge: state and config gone; the system account is kept (Debian practice)
+if in_chroot dpkg --purge edge-agent >"${WORK}/dpkg-purge.log" 2>&1; then
+	pass "chroot: dpkg --purge succeeds"
+else
+	sed 's/^/    /' "${WORK}/dpkg-purge.log"
+	fail "chroot: dpkg --purge failed"
+fi
+check "chroot: /var/lib/edge-agent removed on purge" test ! -e "${CHROOT}/var/lib/edge-agent"
+check "chroot: /etc/edge-agent removed on purge" test ! -e "${CHROOT}/etc/edge-agent"
+check "chroot: enable symlink removed on purge" test ! -L "${CHROOT}/etc/systemd/system/multi-user.target.wants/edge-agent.service"
+# shellcheck disable=SC2016 # dpkg-query format, not shell
+st="$(in_chroot dpkg-query -W -f='${db:Status-Abbrev}' edge-agent 2>/dev/null || true)"
+check "chroot: dpkg lists the package as gone (status '${st}')" eval "[[ -z '${st// /}' || '${st}' == [up]n* ]]"
+check "chroot: system user kept on purge (policy: never recycle a system uid)" eval "in_chroot getent passwd edge-agent >/dev/null"
+
+# reinstall over the leftover account (as after a purge and a new rollout)
+if in_chroot dpkg -i /tmp/v2.deb >"${WORK}/dpkg-re.log" 2>&1; then
+	pass "chroot: reinstall after purge reuses the account"
+else
+	sed 's/^/    /' "${WORK}/dpkg-re.log"
+	fail "chroot: reinstall after purge failed"
+fi
+expect_stat /var/lib/edge-agent "750 edge-agent edge-agent"
+
+section "done"
+printf 'test-deb: %d passed, %d failed in %ds\n' "${passed}" "${failed}" "$((SECONDS - START))"
+((failed == 0))
