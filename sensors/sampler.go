@@ -93,8 +93,9 @@ type sensor struct {
 }
 
 type readResult struct {
-	vals map[string]Value
-	err  error
+	vals   map[string]Value
+	err    error
+	notify <-chan struct{}
 }
 
 // NewSampler checks the configs; drivers are opened by each sensor's loop,
@@ -152,24 +153,31 @@ func (s *Sampler) loop(ctx context.Context, se *sensor) {
 	start := s.clk.Now()
 	next := start
 	fails := 0
+	var changed <-chan struct{}
 	for {
+		event := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.clk.At(next):
+		case <-changed:
+			event = true
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		err := s.sample(ctx, se)
-		delay := iv
-		if err != nil {
+		notify, err := s.sample(ctx, se)
+		changed = notify
+		switch {
+		case event:
+			// An event read leaves the periodic schedule alone.
+		case err != nil:
 			fails++
-			delay = backoff(iv, fails)
-		} else {
+			next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(backoff(iv, fails))))
+		default:
 			fails = 0
+			next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(iv)))
 		}
-		next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(delay)))
 		se.mu.Lock()
 		se.health.NextRead = next
 		h := se.snapshot()
@@ -205,15 +213,17 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// sample reads once and queues the reading (and any alert) for publishing.
-func (s *Sampler) sample(ctx context.Context, se *sensor) error {
-	vals, err := s.read(ctx, se)
+// sample reads once and queues the reading (and any alert) for
+// publishing. It returns the driver's event channel, if it has one.
+func (s *Sampler) sample(ctx context.Context, se *sensor) (<-chan struct{}, error) {
+	res := s.read(ctx, se)
+	vals, err := res.vals, res.err
 	st := now()
 	se.mu.Lock()
 	if err != nil {
 		if ctx.Err() != nil {
 			se.mu.Unlock()
-			return err
+			return nil, err
 		}
 		se.health.Errors++
 		first := se.readErr == ""
@@ -223,7 +233,7 @@ func (s *Sampler) sample(ctx context.Context, se *sensor) error {
 		if first {
 			s.log.Warn("sensor read failed; retrying with backoff", "sensor", se.cfg.Name, "driver", se.cfg.Driver, "err", err)
 		}
-		return err
+		return nil, err
 	}
 	if se.readErr != "" {
 		s.log.Info("sensor recovered", "sensor", se.cfg.Name, "errors", se.health.Errors)
@@ -249,7 +259,7 @@ func (s *Sampler) sample(ctx context.Context, se *sensor) error {
 	if alert != nil {
 		s.enqueue(se, "alerts."+se.cfg.Name, alert)
 	}
-	return nil
+	return res.notify, nil
 }
 
 func (s *Sampler) enqueue(se *sensor, subject string, v any) {
@@ -273,13 +283,13 @@ func (s *Sampler) enqueue(se *sensor, subject string, v any) {
 
 // read runs the driver in its own goroutine so a driver that ignores ctx
 // cannot stall the loop: on timeout the read is abandoned and counted.
-func (s *Sampler) read(ctx context.Context, se *sensor) (map[string]Value, error) {
+func (s *Sampler) read(ctx context.Context, se *sensor) readResult {
 	if se.pending != nil {
 		select {
 		case <-se.pending:
 			se.pending = nil
 		default:
-			return nil, fmt.Errorf("an earlier read is still hung (the driver is not answering); not starting another")
+			return readResult{err: fmt.Errorf("an earlier read is still hung (the driver is not answering); not starting another")}
 		}
 	}
 	rctx, cancel := context.WithCancel(ctx)
@@ -288,18 +298,18 @@ func (s *Sampler) read(ctx context.Context, se *sensor) (map[string]Value, error
 	select {
 	case r := <-done:
 		cancel()
-		return r.vals, r.err
+		return r
 	case <-s.clk.At(s.clk.Now().Add(se.cfg.Timeout)):
 		cancel()
 		se.pending = done
 		se.mu.Lock()
 		se.health.Timeouts++
 		se.mu.Unlock()
-		return nil, fmt.Errorf("read timed out after %s; abandoned, the driver is reopened when it returns", se.cfg.Timeout)
+		return readResult{err: fmt.Errorf("read timed out after %s; abandoned, the driver is reopened when it returns", se.cfg.Timeout)}
 	case <-ctx.Done():
 		cancel()
 		se.pending = done
-		return nil, ctx.Err()
+		return readResult{err: ctx.Err()}
 	}
 }
 
@@ -326,7 +336,11 @@ func (se *sensor) readOnce(ctx context.Context, env Env) readResult {
 	if len(vals) == 0 {
 		return readResult{err: errors.New("driver returned no values")}
 	}
-	return readResult{vals: vals}
+	r := readResult{vals: vals}
+	if n, ok := se.drv.(Notifier); ok {
+		r.notify = n.Changed()
+	}
+	return r
 }
 
 // evalAlert applies the threshold rules with hysteresis; se.mu is held.

@@ -441,7 +441,7 @@ func TestThresholdAlertsWithHysteresis(t *testing.T) {
 	ctx := context.Background()
 	n := len(f.values)
 	for range n {
-		if err := s.sample(ctx, s.sensors[0]); err != nil {
+		if _, err := s.sample(ctx, s.sensors[0]); err != nil {
 			t.Fatal(err)
 		}
 		for {
@@ -474,7 +474,7 @@ func TestReadingSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.sample(context.Background(), s.sensors[0]); err != nil {
+	if _, err := s.sample(context.Background(), s.sensors[0]); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := s.publishHead(context.Background()); !ok {

@@ -35,6 +35,13 @@ type Driver interface {
 	Close() error
 }
 
+// Notifier is implemented by drivers that see events between scheduled
+// reads (a door contact): when Changed fires the sampler reads at once,
+// and the schedule of periodic readings stays as it was.
+type Notifier interface {
+	Changed() <-chan struct{}
+}
+
 // Env is what the agent knows that a driver may need. Drivers receive it
 // at open time, so their options stay about the hardware.
 type Env struct {

@@ -1,0 +1,202 @@
+package sensors
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+)
+
+// fakePin behaves like periph's gpiotest.Pin (edges are fed through
+// EdgesChan and set the level). gpiotest itself cannot be used: it imports
+// github.com/jonboulle/clockwork, which is not in go.sum.
+type fakePin struct {
+	sync.Mutex
+	N         string
+	L         gpio.Level
+	P         gpio.Pull
+	EdgesChan chan gpio.Level
+}
+
+func (p *fakePin) String() string   { return p.N }
+func (p *fakePin) Name() string     { return p.N }
+func (p *fakePin) Number() int      { return -1 }
+func (p *fakePin) Function() string { return "In" }
+func (p *fakePin) Halt() error      { return nil }
+func (p *fakePin) Pull() gpio.Pull  { p.Lock(); defer p.Unlock(); return p.P }
+func (p *fakePin) DefaultPull() gpio.Pull {
+	return gpio.Float
+}
+
+func (p *fakePin) In(pull gpio.Pull, edge gpio.Edge) error {
+	p.Lock()
+	defer p.Unlock()
+	p.P = pull
+	if pull == gpio.PullUp {
+		p.L = gpio.High
+	} else if pull == gpio.PullDown {
+		p.L = gpio.Low
+	}
+	return nil
+}
+
+func (p *fakePin) Read() gpio.Level { p.Lock(); defer p.Unlock(); return p.L }
+
+func (p *fakePin) WaitForEdge(timeout time.Duration) bool {
+	select {
+	case l := <-p.EdgesChan:
+		p.Lock()
+		p.L = l
+		p.Unlock()
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+var _ gpio.PinIn = (*fakePin)(nil)
+
+func (c *manualClock) pending() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.waiters) }
+
+func gpioPin() *fakePin {
+	return &fakePin{N: "GPIO17", EdgesChan: make(chan gpio.Level, 16)}
+}
+
+func gpioOpts(t *testing.T, o GPIOOptions) *GPIOOptions {
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &o
+}
+
+func drained(p *fakePin) func() bool { return func() bool { return len(p.EdgesChan) == 0 } }
+
+func TestGPIOLevelDebounceAndMissedEdge(t *testing.T) {
+	p := gpioPin()
+	clk := &manualClock{now: time.Unix(1000, 0)}
+	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO17", Mode: "level", Pull: "up"}), time.Minute, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	read := func() map[string]Value {
+		v, err := d.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := read(); v["state"] != (Value{V: 1}) || v["changes"].V != 0 {
+		t.Fatalf("pulled up, closed contact open: %v", v)
+	}
+
+	// The door closes with contact bounce: five edges inside the debounce.
+	for _, l := range []gpio.Level{gpio.Low, gpio.High, gpio.Low, gpio.High, gpio.Low} {
+		p.EdgesChan <- l
+	}
+	waitFor(t, 10*time.Second, "debounce timer", func() bool { return clk.pending() == 1 })
+	waitFor(t, 10*time.Second, "bounce edges swallowed", drained(p))
+	select {
+	case <-d.Changed():
+		t.Fatal("change signalled before the contact settled")
+	default:
+	}
+	clk.Set(clk.Now().Add(50 * time.Millisecond))
+	select {
+	case <-d.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change signalled after the debounce")
+	}
+	if v := read(); v["state"] != (Value{V: 0}) || v["changes"].V != 1 {
+		t.Fatalf("after bounce: %v (want one change)", v)
+	}
+
+	// An edge the kernel never delivered: the periodic read notices.
+	p.Lock()
+	p.L = gpio.High
+	p.Unlock()
+	if v := read(); v["state"] != (Value{V: 1, Flag: "missed_edge"}) || v["changes"].V != 2 {
+		t.Fatalf("missed edge: %v", v)
+	}
+	if v := read(); v["state"].Flag != "" {
+		t.Fatalf("flag must clear once reconciled: %v", v)
+	}
+}
+
+func TestGPIOInvert(t *testing.T) {
+	p := gpioPin()
+	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO17", Mode: "level", Pull: "up", Invert: true}), time.Minute, &manualClock{now: time.Unix(0, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if v, _ := d.Read(context.Background()); v["state"].V != 0 {
+		t.Fatalf("inverted high: %v", v)
+	}
+}
+
+func TestGPIOCounterDebounceAndRate(t *testing.T) {
+	p := gpioPin()
+	t0 := time.Unix(1000, 0)
+	clk := &manualClock{now: t0}
+	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO27", Mode: "counter", Pull: "up", Edge: "falling", UnitsPerPulse: 0.001, Unit: "kWh"}), time.Minute, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	count := func() uint64 { d.mu.Lock(); defer d.mu.Unlock(); return d.count }
+
+	// One pulse that bounces: the clock does not move, so every edge after
+	// the first is inside the 10ms debounce.
+	for range 5 {
+		p.EdgesChan <- gpio.Low
+	}
+	waitFor(t, 10*time.Second, "edges consumed", drained(p))
+	waitFor(t, 10*time.Second, "first pulse counted", func() bool { return count() == 1 })
+	// Two real pulses, well apart.
+	for i := 1; i <= 2; i++ {
+		clk.Set(t0.Add(time.Duration(i) * time.Second))
+		p.EdgesChan <- gpio.Low
+		waitFor(t, 10*time.Second, "pulse counted", func() bool { return count() == uint64(1+i) })
+	}
+	if count() != 3 {
+		t.Fatalf("count %d, want 3 (bounce counted?)", count())
+	}
+	clk.Set(t0.Add(30 * time.Minute))
+	v, err := d.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 pulses of 0.001 kWh in half an hour: 0.006 kWh/h.
+	if v["count"].V != 3 || v["total"] != (Value{V: 0.003, Unit: "kWh"}) || v["rate"] != (Value{V: 0.006, Unit: "kWh/h"}) {
+		t.Fatalf("got %v", v)
+	}
+	clk.Set(t0.Add(60 * time.Minute))
+	if v, _ := d.Read(context.Background()); v["rate"].V != 0 || v["count"].V != 3 {
+		t.Fatalf("no pulses in the next interval: %v", v)
+	}
+}
+
+func TestGPIOOptionErrors(t *testing.T) {
+	for _, c := range []struct {
+		o    GPIOOptions
+		want string
+	}{
+		{GPIOOptions{Mode: "level", Pull: "up"}, "pin: required"},
+		{GPIOOptions{Pin: "GPIO4", Mode: "toggle", Pull: "up"}, "mode: \"toggle\""},
+		{GPIOOptions{Pin: "GPIO4", Mode: "level", Pull: "sideways"}, "pull: \"sideways\""},
+		{GPIOOptions{Pin: "GPIO4", Mode: "counter", Pull: "up", Edge: "both"}, "edge: \"both\""},
+		{GPIOOptions{Pin: "GPIO4", Mode: "level", Pull: "up", Debounce: 2 * time.Second}, "debounce"},
+	} {
+		if err := c.o.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
+		}
+	}
+	// This machine has no GPIO controller: the error says so.
+	if _, err := openPin("GPIO17"); err == nil || !strings.Contains(err.Error(), "gpiochip") {
+		t.Fatalf("openPin on a machine without GPIO: %v", err)
+	}
+}
