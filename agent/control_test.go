@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/edge-agent/edge-agent/buffer"
 )
 
 const twoSims = "sensors:\n  - {name: cold, driver: sim, interval: 50ms}\n  - {name: warm, driver: sim, interval: 50ms, base: {temperature: 20}}\n"
@@ -90,7 +92,11 @@ func TestControlAPI(t *testing.T) {
 		t.Errorf("store = %+v", s.Store)
 	}
 	if len(s.Backlog) != 2 || s.Backlog[0].Stream != "ALERTS" || s.Backlog[1].Stream != "TELEMETRY" {
-		t.Errorf("backlog lanes = %+v, want ALERTS then TELEMETRY", s.Backlog)
+		t.Fatalf("backlog lanes = %+v, want ALERTS then TELEMETRY", s.Backlog)
+	}
+	// Standalone: nothing is ever forwarded, so every reading is backlog.
+	if tl := s.Backlog[1]; tl.Messages == 0 || tl.Bytes == 0 || tl.Oldest.IsZero() || tl.Oldest.Before(s.Started) {
+		t.Errorf("TELEMETRY backlog = %+v", tl)
 	}
 	if s.Sensors[0].Interval != 50*time.Millisecond {
 		t.Errorf("sensor interval %s", s.Sensors[0].Interval)
@@ -158,6 +164,19 @@ func TestControlAPI(t *testing.T) {
 	}
 	if _, err := FetchStatus(ctx, sock); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("after stop: %v, want ErrNotRunning", err)
+	}
+	// The snapshot taken at shutdown is what status shows while stopped.
+	st, err := buffer.OpenStateReadOnly(filepath.Join(cfg.StateDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var snap Status
+	if ok, err := st.GetJSON(StatusKey, &snap); !ok || err != nil {
+		t.Fatalf("no status snapshot in state.db: %v", err)
+	}
+	if snap.Site != "store-9" || !snap.Time.After(s.Time) || len(snap.Sensors) != 2 || snap.Sensors[0].Published <= s.Sensors[0].Published {
+		t.Errorf("snapshot is not the shutdown one: %+v", snap)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -84,6 +85,14 @@ type StoreStatus struct {
 	ReadOnly  bool   `json:"read_only,omitempty"`
 	Sync      string `json:"sync"` // buffer.sync: "always" or an interval
 	Error     string `json:"error,omitempty"`
+	// From the buffer's store watcher: conditions that stop local writes.
+	DiskFull          bool     `json:"disk_full,omitempty"`
+	JetStreamDisabled bool     `json:"jetstream_disabled,omitempty"`
+	WriteErrors       []string `json:"write_errors,omitempty"`
+	AsyncStreams      []string `json:"async_streams,omitempty"`
+	// Events are this boot's recoveries (state.db moved aside, a damaged
+	// stream, disk full): each may mean lost or duplicated data.
+	Events []buffer.StateEvent `json:"events,omitempty"`
 }
 
 // ClockStatus is the kernel's view of time synchronisation; readings carry
@@ -149,10 +158,22 @@ func (s Status) Health() (code int, warnings []Warning) {
 	switch {
 	case st.ReadOnly:
 		add(SevCritical, "store", fmt.Sprintf("%s is on a read-only filesystem: readings cannot be stored", st.Dir), "check the SD card/disk (dmesg) and remount read-write")
-	case st.DiskTotal > 0 && float64(st.DiskFree) < diskCriticalFree*float64(st.DiskTotal):
+	case st.DiskFull || st.DiskTotal > 0 && float64(st.DiskFree) < diskCriticalFree*float64(st.DiskTotal):
 		add(SevCritical, "store", fmt.Sprintf("disk full: %s free of %s on %s", fmtBytes(st.DiskFree), fmtBytes(st.DiskTotal), st.Dir), "free space on that filesystem (old logs, core files) or lower buffer.max_bytes")
 	case st.DiskTotal > 0 && float64(st.DiskFree) < diskWarnFree*float64(st.DiskTotal):
 		add(SevWarning, "store", fmt.Sprintf("disk nearly full: %s free of %s on %s", fmtBytes(st.DiskFree), fmtBytes(st.DiskTotal), st.Dir), "free space on that filesystem or lower buffer.max_bytes")
+	}
+	if st.JetStreamDisabled {
+		add(SevCritical, "store", "JetStream is disabled after a write error: readings cannot be stored", "the agent retries by itself; check dmesg for disk errors and `journalctl -u edge-agent`")
+	}
+	for _, e := range st.WriteErrors {
+		add(SevCritical, "store", "stream write error: "+e, "check dmesg for disk errors; `edge-agent doctor` checks the state dir")
+	}
+	if len(st.AsyncStreams) > 0 {
+		add(SevWarning, "store", fmt.Sprintf("streams %s acknowledge before disk (persist_mode async): a power cut loses data", strings.Join(st.AsyncStreams, ", ")), "")
+	}
+	for _, e := range st.Events {
+		add(SevWarning, "store", fmt.Sprintf("recovery this boot: %s: %s", e.Kind, e.Detail), "")
 	}
 	if st.Error != "" {
 		add(SevWarning, "store", st.Error, "")
@@ -286,6 +307,8 @@ func (a *Agent) backlog(ctx context.Context, up *UplinkStatus) []LaneStatus {
 
 func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 	st := StoreStatus{Dir: cfg.StateDir, MaxBytes: uint64(cfg.Buffer.MaxBytes), Sync: cfg.Buffer.Sync}
+	h := a.BufferHealth()
+	st.DiskFull, st.JetStreamDisabled, st.WriteErrors, st.AsyncStreams, st.Events = h.DiskFull, h.JetStreamDisabled, h.WriteErrors, h.AsyncStreams, h.Events
 	if a.srv != nil {
 		if js, err := a.srv.Jsz(nil); err == nil {
 			st.Bytes = js.Store

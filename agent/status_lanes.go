@@ -2,34 +2,27 @@ package agent
 
 import (
 	"context"
-	"fmt"
-
-	"github.com/edge-agent/edge-agent/buffer"
 )
 
-// laneStats is a stop-gap until the buffer part exposes BufferStats: it
-// reports what each local stream holds (an upper bound of the backlog,
-// since no forwarder cursor is known here) and no evictions.
+// laneStats is the unforwarded backlog per lane from the buffer's cursors.
+// The oldest unforwarded reading is the one after the cursor; its time
+// costs one lookup per lane, only while there is a backlog.
 func (a *Agent) laneStats(ctx context.Context) ([]LaneStatus, error) {
-	if a.js == nil {
-		return nil, nil
-	}
-	var out []LaneStatus
-	for _, name := range buffer.Lanes {
-		s, err := a.js.Stream(ctx, name)
-		if err != nil {
-			return out, fmt.Errorf("stream %s: %w", name, err)
+	stats, err := a.BufferStats(ctx)
+	out := make([]LaneStatus, 0, len(stats))
+	for _, l := range stats {
+		ls := LaneStatus{Stream: l.Stream, Messages: l.Backlog, Bytes: l.BacklogBytes, Evicted: l.Evicted}
+		if l.Backlog > 0 {
+			ls.Oldest = l.Oldest
+			if seq := l.Cursor + 1; seq > l.FirstSeq {
+				if s, err := a.js.Stream(ctx, l.Stream); err == nil {
+					if m, err := s.GetMsg(ctx, seq); err == nil {
+						ls.Oldest = m.Time
+					}
+				}
+			}
 		}
-		st := s.CachedInfo().State
-		out = append(out, LaneStatus{Stream: name, Messages: st.Msgs, Bytes: st.Bytes, Oldest: st.FirstTime})
+		out = append(out, ls)
 	}
-	return out, nil
+	return out, err
 }
-
-// stateStore is a stop-gap until the buffer part exposes its state.db
-// handle; without it no snapshot is saved.
-func (a *Agent) stateStore() *buffer.State { return nil }
-
-// backlogExact reports whether backlog counts are unforwarded messages
-// (from the forwarder's cursors) rather than whole-stream totals.
-func (a *Agent) backlogExact() bool { return false }

@@ -52,7 +52,7 @@ func (a *Agent) setupControl(ctx context.Context, cfg *Config) error {
 
 // snapshotLoop saves the status every snapshotEvery and once more at stop.
 func (a *Agent) snapshotLoop(ctx context.Context) error {
-	st := a.stateStore()
+	st := a.State()
 	if st == nil {
 		return nil
 	}
