@@ -30,6 +30,8 @@ Usage:
   edge-agent version                    version, commit, Go and nats-server versions, platform
   edge-agent demo [--dir DIR]           a development hub plus an agent with simulated sensors
   edge-agent sensors list               registered sensor drivers
+  edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m]
+                                        every site the hub heard from, worst first
   edge-agent sensors sample DRIVER      a commented config snippet for a driver
 
 FILE defaults to ` + defaultConfig + `.
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(rest, stdout, stderr)
 	case "sensors":
 		return cmdSensors(rest, stdout, stderr)
+	case "fleet":
+		return cmdFleet(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
