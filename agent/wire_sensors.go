@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"sync"
 
+	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 )
 
@@ -70,7 +72,22 @@ func (a *Agent) newSampler(cfgs []sensors.Config) (*sensors.Sampler, error) {
 		Publisher: jsPublisher{a},
 		Log:       a.log.With("component", "sensors"),
 		Env:       sensors.Env{StateDir: a.Config().StateDir},
+		Observer:  a.recordSensor,
 	})
+}
+
+// recordSensor keeps each sensor's last reading and error in state.db
+// (batched there), so status can show them while the daemon is down.
+func (a *Agent) recordSensor(h sensors.Health) {
+	st := a.State()
+	if st == nil {
+		return
+	}
+	vals, err := json.Marshal(h.LastValues)
+	if err != nil || h.LastValues == nil {
+		vals = nil
+	}
+	st.SetSensor(h.Name, buffer.SensorRecord{Values: vals, LastRead: h.LastRead, LastError: h.LastError, Errors: h.Errors})
 }
 
 func (a *Agent) reloadSensors(prev, next *Config) {
