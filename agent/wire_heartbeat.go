@@ -29,7 +29,13 @@ func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 		Build:        func(ctx context.Context) uplink.Heartbeat { return heartbeatFromStatus(a.Status(ctx)) },
 		LinkConn:     a.leafConn,
 		HubListening: a.hubListening,
-		Log:          a.log.With("component", "heartbeat"),
+		LinkReason: func() string {
+			if l := a.LinkStatus(); l != nil {
+				return l.ReasonClass
+			}
+			return ""
+		},
+		Log: a.log.With("component", "heartbeat"),
 	})
 	if err != nil {
 		return err

@@ -66,6 +66,9 @@ type HeartbeatOptions struct {
 	// Polled every second, so it must be cheap; a new id is a new connect,
 	// even when the link came back between two polls.
 	LinkConn func() uint64
+	// LinkReason is the link manager's reason class for the last drop,
+	// polled like LinkConn; nil when no link manager runs.
+	LinkReason func() string
 	// HubListening reports that the hub's interest in subject has arrived
 	// over the leaf: a heartbeat published before that is dropped locally.
 	HubListening func(subject string) bool
@@ -88,6 +91,10 @@ type Heartbeater struct {
 	mu   sync.Mutex
 	twin Twin
 	sent uint64
+	// evicted is when the hub last dropped this leaf for a duplicate server
+	// name: a clone with the same machine id, never connected at the same
+	// time as us, so never heard on the status subject.
+	evicted time.Time
 }
 
 // listenWait bounds how long a fresh connection waits for the hub's interest
@@ -115,16 +122,42 @@ func (h *Heartbeater) Sent() uint64 {
 	return h.sent
 }
 
-// Twin returns the other device heard on this site's subject, if it was
-// heard within three of its heartbeat intervals.
+// Twin returns the other device heard on this site's subject, or the hub's
+// latest duplicate eviction (Twin.Server and Instance empty), if either
+// happened within three heartbeat intervals.
 func (h *Heartbeater) Twin() (Twin, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.twin, h.twinCurrent(time.Now())
+	now := time.Now()
+	if h.twinCurrent(now) {
+		return h.twin, true
+	}
+	if !h.evicted.IsZero() && now.Sub(h.evicted) <= 3*h.o.Interval {
+		return Twin{Heard: h.evicted}, true
+	}
+	return Twin{}, false
 }
 
 func (h *Heartbeater) twinCurrent(now time.Time) bool {
 	return h.twin.Instance != "" && now.Sub(h.twin.Heard) <= 3*max(h.twin.interval, h.o.Interval)
+}
+
+// noteReason makes a duplicate eviction sticky for three intervals: the
+// link clears its reason on the next connect, which with a clone is within
+// a second, before any heartbeat could carry it.
+func (h *Heartbeater) noteReason(now time.Time) {
+	if h.o.LinkReason == nil || h.o.LinkReason() != ReasonDuplicate {
+		return
+	}
+	h.mu.Lock()
+	first := h.evicted.IsZero() || now.Sub(h.evicted) > 3*h.o.Interval
+	h.evicted = now
+	h.mu.Unlock()
+	if first {
+		h.o.Log.Error("DUPLICATE SITE: the hub dropped this leaf for another one with the same server name; two devices share this site id and machine id (cloned SD card?)",
+			"site", h.o.Site, "server", h.o.Server, "instance", h.o.Instance,
+			"fix", "give each device its own `site` in agent.yaml and regenerate the machine id on the clone (rm /etc/machine-id && systemd-machine-id-setup), then restart")
+	}
 }
 
 // Run publishes on every connect and every interval while connected, until
@@ -135,7 +168,9 @@ func (h *Heartbeater) Run(ctx context.Context) error {
 		return fmt.Errorf("heartbeat: subscribe %s: %w", h.subject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	tick := time.NewTicker(min(time.Second, h.o.Interval))
+	// A clone's connections last well under a second: poll often enough to
+	// see them (both probes are a lock and a counter).
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var conn uint64
 	var hadTwin bool
@@ -150,6 +185,7 @@ func (h *Heartbeater) Run(ctx context.Context) error {
 			next = time.Time{}
 		}
 		now := time.Now()
+		h.noteReason(now)
 		h.mu.Lock()
 		twin, current := h.twin, h.twinCurrent(now)
 		h.mu.Unlock()
@@ -197,7 +233,10 @@ func (h *Heartbeater) Beat(ctx context.Context) Heartbeat {
 	hb.Schema, hb.Site, hb.Server, hb.Instance = HeartbeatSchema, h.o.Site, h.o.Server, h.o.Instance
 	hb.Interval = int64(h.o.Interval / time.Second)
 	if t, ok := h.Twin(); ok {
-		hb.Dup, hb.Twin = true, t.Server+"/"+t.Instance
+		hb.Dup = true
+		if t.Instance != "" {
+			hb.Twin = t.Server + "/" + t.Instance
+		}
 	}
 	if hb.Reason == ReasonDuplicate {
 		hb.Dup = true
