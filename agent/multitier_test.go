@@ -1,0 +1,146 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// The README's multi-tier configs, verbatim but for the ports, store
+// directory and URL that the test fills in (the README uses 4222/7422, TLS
+// and credentials; see "Multi-tier").
+const globalHubConf = `
+server_name: global-1
+listen: 127.0.0.1:%d
+jetstream {
+  domain: global
+  store_dir: %q
+}
+leafnodes {
+  listen: 127.0.0.1:%d
+}
+`
+
+const regionalHubConf = `
+server_name: region-eu-1
+listen: 127.0.0.1:%d
+# No JetStream here: the regional tier fans in leaf connections and keeps
+# no data, so losing a regional node loses nothing (agents buffer locally).
+leafnodes {
+  listen: 127.0.0.1:%d
+  remotes = [
+    { urls: [%q] }
+  ]
+}
+`
+
+func serverFromConfig(t *testing.T, text string) *server.Server {
+	t.Helper()
+	path := writeFile(t, t.TempDir(), "hub.conf", text, 0o644)
+	o, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", path, err, text)
+	}
+	o.NoLog, o.NoSigs = true, true
+	return startServer(t, o)
+}
+
+func TestMultiTier(t *testing.T) {
+	ctx := context.Background()
+	global := serverFromConfig(t, fmt.Sprintf(globalHubConf, -1, filepath.Join(t.TempDir(), "global"), -1))
+	gc := connect(t, global.ClientURL())
+	gjs, _ := jetstream.New(gc)
+	if _, err := uplink.EnsureHubStream(ctx, gjs, uplink.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uplink.EnsureStatusStream(ctx, gjs, "edge"); err != nil {
+		t.Fatal(err)
+	}
+	regional := serverFromConfig(t, fmt.Sprintf(regionalHubConf, -1, -1, leafURL(t, global, "nats")))
+	waitFor(t, 15*time.Second, "regional hub leaf-connected to the global hub", func() bool { return global.NumLeafNodes() == 1 })
+
+	a := startAgent(t, fmt.Sprintf("site: store-0042\nuplink:\n  hub_urls: [%s]\nsensors:\n  - {name: fridge, driver: sim, interval: 200ms}\n", leafURL(t, regional, "nats")))
+	waitFor(t, 15*time.Second, "agent leaf-connected to the regional hub", func() bool {
+		return a.Server().NumLeafNodes() == 1 && regional.NumLeafNodes() == 2
+	})
+
+	t.Run("heartbeat reaches the global fleet table", func(t *testing.T) {
+		var sites []uplink.SiteView
+		waitFor(t, 20*time.Second, "store-0042 in the global EDGE_STATUS", func() bool {
+			var err error
+			sites, err = uplink.ReadFleet(ctx, gjs, "edge")
+			return err == nil && len(sites) == 1
+		})
+		if hb := sites[0].Heartbeat; sites[0].Site != "store-0042" || hb.Server != a.Server().Name() {
+			t.Fatalf("global fleet view = %+v", sites[0])
+		}
+	})
+
+	t.Run("a request from the global side reaches the agent", func(t *testing.T) {
+		subject := "edge.store-0042.agent.ping"
+		lc := connect(t, a.ClientURL())
+		if a.ForwarderStatus() == nil {
+			// The downlink is not wired yet: answer the same subject from a
+			// local app, which crosses the same two leaf hops.
+			if _, err := lc.Subscribe(subject, func(m *nats.Msg) { _ = m.Respond([]byte("pong from " + a.Server().Name())) }); err != nil {
+				t.Fatal(err)
+			}
+			lc.Flush()
+		}
+		interest(t, global, subject)
+		r, err := gc.Request(subject, nil, 10*time.Second)
+		if err != nil {
+			t.Fatalf("request %s from the global hub: %v", subject, err)
+		}
+		if !strings.Contains(string(r.Data), "store-0042") && !strings.Contains(string(r.Data), "pong") {
+			t.Fatalf("reply = %s", r.Data)
+		}
+	})
+
+	t.Run("a reading is stored at the global hub exactly once", func(t *testing.T) {
+		subject := "edge.store-0042.telemetry.fridge"
+		interest(t, a.Server(), subject)
+		lc := connect(t, a.ClientURL())
+		// What the forwarder sends: a publish with a message id, acked by
+		// the global stream through both hops; a resend after a lost ack
+		// carries the same id and is dropped there.
+		for i := range 2 {
+			m := nats.NewMsg(subject)
+			m.Data = []byte(`{"temperature":3.9}`)
+			m.Header.Set(nats.MsgIdHdr, "store-0042.x1.TELEMETRY.1")
+			r, err := lc.RequestMsg(m, 10*time.Second)
+			if err != nil {
+				t.Fatalf("publish %d through regional to global: %v", i, err)
+			}
+			var ack struct {
+				Stream    string `json:"stream"`
+				Domain    string `json:"domain"`
+				Duplicate bool   `json:"duplicate"`
+			}
+			if err := json.Unmarshal(r.Data, &ack); err != nil || ack.Stream != "EDGE" || ack.Domain != "global" || ack.Duplicate != (i == 1) {
+				t.Fatalf("ack %d = %s (%v)", i, r.Data, err)
+			}
+		}
+		s, _ := gjs.Stream(ctx, "EDGE")
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil || info.State.Subjects[subject] != 1 {
+			t.Fatalf("global EDGE holds %v of %s (%v), want exactly 1", info.State.Subjects, subject, err)
+		}
+		if a.ForwarderStatus() != nil {
+			waitFor(t, 20*time.Second, "sampled readings forwarded to the global hub", func() bool {
+				info, err := s.Info(ctx)
+				return err == nil && info.State.Msgs > 1
+			})
+		}
+	})
+}
