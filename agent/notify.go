@@ -15,13 +15,11 @@ import (
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
-// How the watchdog decides a loop is wedged. A loop is stalled when its
-// progress counter has not moved for stallIntervals of its own interval
-// (and never less than minStallWindow, so a slow fsync on a busy SD card is
-// not mistaken for a hang). One withheld ping is harmless: systemd acts only
-// after WatchdogSec without any.
+// How the watchdog decides a loop is wedged: its progress has not moved in
+// its window, never less than minStallWindow, so a slow fsync on a busy SD
+// card is not mistaken for a hang. One withheld ping is harmless: systemd
+// acts only after WatchdogSec without any.
 const (
-	stallIntervals = 3
 	minStallWindow = 2 * time.Second
 	// forwarderStallWindow: with a backlog and the link up, a live forwarder
 	// gets an ack, a stall or an error within this.
@@ -31,22 +29,57 @@ const (
 
 // loopProgress is one long-lived loop as the watchdog sees it: a counter
 // that moves whenever the loop completes an iteration, and whether it is
-// expected to move right now.
+// expected to move right now. A loop is stalled when its counter has not
+// moved for within, or (if due is set) is still unchanged past due.
 type loopProgress struct {
 	name    string
 	counter uint64
 	expect  bool
 	within  time.Duration
+	due     time.Time
 }
 
-// progress remembers when each loop's counter last moved. Loops do not call
-// into it: the watchdog reads the counters the parts already publish for
-// status (sensor published+errors, forwarder acks+stalls), so sensors and
-// uplink stay free of agent imports and a loop cannot "beat" while wedged
-// elsewhere.
+// progress remembers when each loop's counter last moved. Most loops do
+// not call into it: the watchdog reads what the parts already publish for
+// status (a sensor's next scheduled read, the forwarder's acks and stalls),
+// so sensors and uplink stay free of agent imports. Loops without such a
+// status register a beat with Agent.Progress.
 type progress struct {
-	mu   sync.Mutex
-	last map[string]progressMark
+	mu    sync.Mutex
+	last  map[string]progressMark
+	beats map[string]*beat
+}
+
+type beat struct {
+	n      atomic.Uint64
+	within time.Duration
+}
+
+// Progress registers a long-lived loop with the systemd watchdog and
+// returns the func the loop calls once per iteration. Call it during setup. If it is not called
+// for longer than within (at least 2s), the watchdog ping is withheld and
+// systemd restarts the agent after WatchdogSec. Parts get it as a plain
+// func(), so they need no agent import.
+func (a *Agent) Progress(name string, within time.Duration) func() {
+	p := &a.control().notify.progress
+	b := &beat{within: within}
+	p.mu.Lock()
+	if p.beats == nil {
+		p.beats = map[string]*beat{}
+	}
+	p.beats[name] = b
+	p.mu.Unlock()
+	return func() { b.n.Add(1) }
+}
+
+func (p *progress) registered() []loopProgress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]loopProgress, 0, len(p.beats))
+	for name, b := range p.beats {
+		out = append(out, loopProgress{name: name, counter: b.n.Load(), expect: true, within: b.within})
+	}
+	return out
 }
 
 type progressMark struct {
@@ -73,7 +106,9 @@ func (p *progress) stalled(now time.Time, loops []loopProgress) []string {
 			p.last[l.name] = progressMark{counter: l.counter, at: now}
 			continue
 		}
-		if now.Sub(m.at) > max(l.within, minStallWindow) {
+		late := l.within > 0 && now.Sub(m.at) > max(l.within, minStallWindow) ||
+			!l.due.IsZero() && now.Sub(l.due) > minStallWindow
+		if late {
 			out = append(out, fmt.Sprintf("%s (no progress for %s)", l.name, fmtAge(now.Sub(m.at))))
 		}
 	}
@@ -89,11 +124,17 @@ func (p *progress) stalled(now time.Time, loops []loopProgress) []string {
 // loops lists the agent's long-lived loops the watchdog watches: every
 // sampler loop and, while it has work and a link, the forwarder.
 func (a *Agent) loops(s Status) []loopProgress {
-	var out []loopProgress
+	out := a.control().notify.progress.registered()
 	for _, se := range s.Sensors {
+		// Each attempt, good or bad, schedules the next: a loop past its
+		// next read plus the read timeout is stuck, whatever the driver does.
+		due := se.NextRead
+		if due.IsZero() {
+			due = s.Started.Add(se.Interval)
+		}
 		out = append(out, loopProgress{
-			name: "sensor " + se.Name, counter: se.Published + se.Errors,
-			expect: true, within: stallIntervals * se.Interval,
+			name: "sensor " + se.Name, counter: uint64(se.NextRead.UnixNano()) + se.Errors + se.Published,
+			expect: true, due: due.Add(se.Timeout),
 		})
 	}
 	if u := s.Uplink; u != nil && u.Forwarder != nil {

@@ -73,6 +73,7 @@ type LaneStatus struct {
 type SensorStatus struct {
 	sensors.Health
 	Interval time.Duration `json:"interval_ns"`
+	Timeout  time.Duration `json:"timeout_ns"`
 }
 
 // StoreStatus is the on-disk store: what fills it and what it lives on.
@@ -270,12 +271,12 @@ func (a *Agent) Status(ctx context.Context) Status {
 		s.Uplink = &UplinkStatus{Link: a.LinkStatus(), Forwarder: a.ForwarderStatus()}
 	}
 	s.Backlog = a.backlog(ctx, s.Uplink)
-	intervals := map[string]time.Duration{}
+	conf := map[string]sensors.Config{}
 	for _, c := range cfg.Sensors {
-		intervals[c.Name] = c.Interval
+		conf[c.Name] = c
 	}
 	for _, h := range a.SensorHealth() {
-		s.Sensors = append(s.Sensors, SensorStatus{Health: h, Interval: intervals[h.Name]})
+		s.Sensors = append(s.Sensors, SensorStatus{Health: h, Interval: conf[h.Name].Interval, Timeout: conf[h.Name].Timeout})
 	}
 	s.Store = a.storeStatus(cfg)
 	s.Clock = clockStatus()

@@ -26,8 +26,7 @@ type controlPart struct {
 // port is reported at start; each only degrades itself: the agent keeps
 // collecting data without them.
 func (a *Agent) setupControl(ctx context.Context, cfg *Config) error {
-	cp := &controlPart{notify: newNotifier(a.log.With("component", "systemd"))}
-	a.ctl = cp
+	cp := a.control()
 	log := a.log.With("component", "control")
 
 	if l, err := listenControl(cfg.ControlSocket); err != nil {
@@ -48,6 +47,16 @@ func (a *Agent) setupControl(ctx context.Context, cfg *Config) error {
 	a.addPart("systemd", func(ctx context.Context) error { return cp.notify.run(ctx, a) })
 	a.addPart("status-snapshot", a.snapshotLoop)
 	return nil
+}
+
+// control returns the control part, creating it on first use: parts set
+// up before it may already register with the watchdog (Agent.Progress).
+// Setup is sequential, so no lock.
+func (a *Agent) control() *controlPart {
+	if a.ctl == nil {
+		a.ctl = &controlPart{notify: newNotifier(a.log.With("component", "systemd"))}
+	}
+	return a.ctl
 }
 
 // snapshotLoop saves the status every snapshotEvery and once more at stop.

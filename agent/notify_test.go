@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sdSocket is a fake systemd notify socket collecting every datagram.
+type sdSocket struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func listenNotify(t *testing.T) *sdSocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sdSocket{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.msgs = append(s.msgs, string(buf[:n]))
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	t.Setenv("NOTIFY_SOCKET", path)
+	return s
+}
+
+func (s *sdSocket) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.msgs...)
+}
+
+func (s *sdSocket) count(prefix string) int {
+	n := 0
+	for _, m := range s.all() {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSystemdNotify(t *testing.T) {
+	sd := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "200000") // ping every 100ms
+	a := startAgent(t, twoSims)
+
+	waitFor(t, 10*time.Second, "READY=1", func() bool { return sd.count("READY=1") == 1 })
+	waitFor(t, 10*time.Second, "STATUS= with both sensors ok", func() bool {
+		for _, m := range sd.all() {
+			if strings.HasPrefix(m, "STATUS=standalone, backlog ") && strings.Contains(m, "2/2 sensors ok") {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, 10*time.Second, "watchdog pings", func() bool { return sd.count("WATCHDOG=1") >= 5 })
+	if first := sd.all()[0]; first != "READY=1" {
+		t.Errorf("first message %q: READY must come first, after the server, JetStream and state are up", first)
+	}
+
+	t.Run("a wedged loop stops the pings", func(t *testing.T) {
+		beat := a.Progress("test-loop", 100*time.Millisecond)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+					beat()
+				}
+			}
+		})
+		// Beating: pings continue.
+		n := sd.count("WATCHDOG=1")
+		waitFor(t, 10*time.Second, "pings while the loop beats", func() bool { return sd.count("WATCHDOG=1") >= n+5 })
+		close(stop)
+		wg.Wait()
+
+		ctl := a.control().notify
+		waitFor(t, 15*time.Second, "pings withheld", func() bool { return ctl.withheld.Load() >= 5 })
+		msgs := sd.all()
+		stalledAt := -1
+		for i, m := range msgs {
+			if strings.HasPrefix(m, "STATUS=watchdog withheld: stalled test-loop") {
+				stalledAt = i
+				break
+			}
+		}
+		if stalledAt < 0 {
+			t.Fatalf("no STATUS naming the stalled loop: %q", msgs)
+		}
+		for _, m := range msgs[stalledAt:] {
+			if m == "WATCHDOG=1" {
+				t.Fatalf("WATCHDOG=1 sent after the loop stalled: %q", msgs[stalledAt:])
+			}
+		}
+		if !strings.Contains(a.logs.String(), "loop stalled; withholding the systemd watchdog ping") {
+			t.Error("stall not logged")
+		}
+
+		beat()
+		n = sd.count("WATCHDOG=1")
+		waitFor(t, 10*time.Second, "pings resume after the loop moves", func() bool { return sd.count("WATCHDOG=1") > n })
+	})
+
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "STOPPING=1", func() bool { return sd.count("STOPPING=1") == 1 })
+}
+
+func TestWatchdogSensorDue(t *testing.T) {
+	var p progress
+	t0 := time.Now()
+	loop := func(counter uint64, due time.Time) []loopProgress {
+		return []loopProgress{{name: "sensor door", counter: counter, expect: true, due: due}}
+	}
+	// A sensor backing off far ahead is not late, however long it waits.
+	if s := p.stalled(t0, loop(1, t0.Add(time.Hour))); s != nil {
+		t.Fatalf("backing-off sensor reported stalled: %v", s)
+	}
+	if s := p.stalled(t0.Add(59*time.Minute), loop(1, t0.Add(time.Hour))); s != nil {
+		t.Fatalf("sensor before its next read reported stalled: %v", s)
+	}
+	// Past its next read (plus timeout) with nothing moving: wedged.
+	if s := p.stalled(t0.Add(time.Hour+3*time.Second), loop(1, t0.Add(time.Hour))); len(s) != 1 || !strings.HasPrefix(s[0], "sensor door") {
+		t.Fatalf("wedged sensor not reported: %v", s)
+	}
+	// It read and scheduled the next: fine again.
+	if s := p.stalled(t0.Add(time.Hour+4*time.Second), loop(2, t0.Add(time.Hour+5*time.Second))); s != nil {
+		t.Fatalf("recovered sensor reported stalled: %v", s)
+	}
+	// An idle forwarder (not expected to move) is never stalled.
+	idle := []loopProgress{{name: "forwarder", counter: 7, expect: false, within: time.Second}}
+	p.stalled(t0, idle)
+	if s := p.stalled(t0.Add(time.Hour), idle); s != nil {
+		t.Fatalf("idle forwarder reported stalled: %v", s)
+	}
+}
