@@ -25,6 +25,7 @@ type Agent struct {
 	cfg *Config
 
 	srv     *server.Server
+	srvOpts *server.Options // what srv runs with: the uplink link reloads copies of it
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	lock    *os.File
@@ -91,6 +92,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	a.srvOpts = opts
 	if a.srv, err = server.NewServer(opts); err != nil {
 		return fmt.Errorf("embedded nats-server: %w", err)
 	}

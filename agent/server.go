@@ -86,8 +86,11 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 		if err != nil {
 			return nil, &ConfigError{File: c.Path, Key: "uplink", Msg: err.Error()}
 		}
+		// The uplink link manager enables the remote once it watches it and
+		// paces retries with backoff; the server's fixed retry is a fallback.
+		r.Disabled = true
 		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, r)
-		opts.LeafNode.ReconnectInterval = c.Uplink.Reconnect.Min
+		opts.LeafNode.ReconnectInterval = uplink.ServerReconnectInterval(c.Uplink)
 	}
 	return opts, nil
 }

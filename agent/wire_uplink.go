@@ -7,18 +7,33 @@ import (
 )
 
 // uplinkPart owns the link manager, forwarder, downlink and heartbeat.
-type uplinkPart struct{}
+type uplinkPart struct {
+	link *uplink.Link
+}
 
 func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 	if cfg.Uplink == nil {
 		return nil
 	}
 	a.up = &uplinkPart{}
+	link, err := uplink.NewLink(a.srv, a.srvOpts, cfg.Uplink, a.State(), a.log.With("component", "uplink"))
+	if err != nil {
+		return err
+	}
+	a.up.link = link
+	a.srv.SetLoggerV2(tapLogger{natsLogger{a.log.With("component", "nats-server")}, link.ServerLog}, true, false, false)
+	a.addPart("uplink-link", link.Run)
 	return nil
 }
 
 // LinkStatus is the leaf connection's state; nil when running standalone.
-func (a *Agent) LinkStatus() *uplink.LinkStatus { return nil }
+func (a *Agent) LinkStatus() *uplink.LinkStatus {
+	if a.up == nil || a.up.link == nil {
+		return nil
+	}
+	st := a.up.link.Status()
+	return &st
+}
 
 // ForwarderStatus is store-and-forward progress; nil when standalone.
 func (a *Agent) ForwarderStatus() *uplink.ForwarderStatus { return nil }

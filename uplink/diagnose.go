@@ -40,7 +40,7 @@ func classifyLine(msg string) (class, reason string, ok bool) {
 	case strings.Contains(low, "permissions violation"):
 		r := "permission: the hub denied a subject"
 		if m := quotedRE.FindStringSubmatch(msg); m != nil {
-			r = "permission: " + strings.ToLower(m[1][:1]) + m[1][1:]
+			r = "permission: " + m[1]
 		}
 		return ReasonPermission, r, true
 	case strings.Contains(low, "duplicate") && strings.Contains(low, "leafnode"):

@@ -59,6 +59,9 @@ type Link struct {
 	// derives from it, because ReloadOptions replaces the whole set.
 	opts   *server.Options
 	remote int // index of our remote in opts.LeafNode.Remotes
+	// tmpl is our remote as configured. Reloads copy it, never the live
+	// remote, which nats-server writes to while it connects.
+	tmpl server.RemoteLeafOpts
 
 	lines  chan string   // link-related server log lines, newest last
 	bounce chan struct{} // Bounce requests
@@ -70,15 +73,17 @@ type Link struct {
 }
 
 // NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
-// opts must be the *server.Options srv was created with: the link reloads
-// the server with copies of it, so nothing else may reload srv.
+// opts must be the *server.Options srv was created with, with that remote
+// Disabled: the link enables it in Run, so it sees the first attempt, and
+// the server never writes to a remote the link still copies. The link
+// reloads srv with copies of opts, so nothing else may reload srv.
 func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events EventSink, log *slog.Logger) (*Link, error) {
 	idx := ownRemote(opts, cfg)
 	if idx < 0 {
 		return nil, fmt.Errorf("uplink: the server has no leaf remote for %v", cfg.Redacted().HubURLs)
 	}
 	l := &Link{
-		srv: srv, opts: opts, remote: idx, cfg: cfg, events: events, log: log,
+		srv: srv, opts: opts, remote: idx, tmpl: *opts.LeafNode.Remotes[idx], cfg: cfg, events: events, log: log,
 		bo:     newBackoff(cfg.Reconnect),
 		lines:  make(chan string, 64),
 		bounce: make(chan struct{}, 1),
@@ -173,12 +178,8 @@ func (l *Link) ServerLog(msg string) {
 // a broken uplink degrades the uplink only.
 func (l *Link) Run(ctx context.Context) error {
 	failures := 0
-	// The server started the remote before the link could watch it: restart
-	// the attempt so its outcome and log lines are observed.
-	if !l.connected() {
-		if err := l.restart(ctx); err != nil {
-			return nil
-		}
+	if err := l.enable(ctx); err != nil {
+		return nil
 	}
 	for {
 		ok, class, reason := l.awaitAttempt(ctx)
@@ -202,7 +203,7 @@ func (l *Link) Run(ctx context.Context) error {
 		var wait time.Duration
 		switch {
 		case bounced:
-			l.setDown(StateConnecting, ReasonOther, "bounced: the forwarder saw no progress", ok)
+			l.setDown(StateConnecting, ReasonOther, "bounced: dropped and redialed on request (forwarder stall watchdog)", ok)
 		default:
 			if c, r := l.probe(ctx); c != "" {
 				class, reason = c, r
@@ -225,14 +226,6 @@ func (l *Link) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-}
-
-// restart disables and re-enables the remote so a fresh attempt starts now.
-func (l *Link) restart(ctx context.Context) error {
-	if err := l.setDisabled(true); err != nil {
-		l.log.Warn("uplink: cannot pause the leaf remote", "err", err)
-	}
-	return l.enable(ctx)
 }
 
 // enable starts one attempt. nats-server refuses while the previous
@@ -274,10 +267,11 @@ func (l *Link) drainLines() {
 // enabling dials once at once.
 func (l *Link) setDisabled(disabled bool) error {
 	next := l.opts.Clone()
-	// Clone shares the remotes: copy ours before changing it, or the running
-	// options change under the server and the reload sees no difference.
+	// Clone shares the remotes: replace ours with a fresh copy, or the
+	// running options change under the server and the reload sees no
+	// difference.
 	rs := slices.Clone(next.LeafNode.Remotes)
-	r := *rs[l.remote]
+	r := l.tmpl
 	r.Disabled = disabled
 	rs[l.remote] = &r
 	next.LeafNode.Remotes = rs

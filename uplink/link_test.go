@@ -1,0 +1,355 @@
+package uplink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/uplink/wanfault"
+)
+
+// memEvents is an EventSink that keeps events for assertions.
+type memEvents struct {
+	mu sync.Mutex
+	ev []buffer.LinkEvent
+}
+
+func (m *memEvents) AddLinkEvent(e buffer.LinkEvent) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ev = append(m.ev, e)
+}
+
+func (m *memEvents) has(kind, reasonPart string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.ContainsFunc(m.ev, func(e buffer.LinkEvent) bool {
+		return e.Kind == kind && strings.Contains(e.Reason, reasonPart)
+	})
+}
+
+// tapLog is the server logger the agent installs: every line also goes to
+// the link, and to an optional observer.
+type tapLog struct {
+	link    *Link
+	observe func(string)
+}
+
+func (t tapLog) line(f string, v []any) {
+	m := fmt.Sprintf(f, v...)
+	t.link.ServerLog(m)
+	if t.observe != nil {
+		t.observe(m)
+	}
+}
+func (t tapLog) Noticef(f string, v ...any) { t.line(f, v) }
+func (t tapLog) Warnf(f string, v ...any)   { t.line(f, v) }
+func (t tapLog) Fatalf(f string, v ...any)  { t.line(f, v) }
+func (t tapLog) Errorf(f string, v ...any)  { t.line(f, v) }
+func (t tapLog) Debugf(string, ...any)      {}
+func (t tapLog) Tracef(string, ...any)      {}
+
+type linkEnv struct {
+	leaf   *server.Server
+	link   *Link
+	events *memEvents
+}
+
+// startLink runs a leaf server whose only remote is cfg, with a Link
+// managing it, the way the agent wires them.
+func startLink(t *testing.T, cfg *Config, observe func(string)) *linkEnv {
+	t.Helper()
+	r, err := RemoteOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Disabled = true // the link enables it
+	o := &server.Options{
+		ServerName: "site", Host: "127.0.0.1", Port: -1, NoSigs: true,
+		LeafNode: server.LeafNodeOpts{Remotes: []*server.RemoteLeafOpts{r}, ReconnectInterval: ServerReconnectInterval(cfg)},
+	}
+	leaf, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &memEvents{}
+	link, err := NewLink(leaf, o, cfg, ev, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf.SetLoggerV2(tapLog{link, observe}, false, false, false)
+	go leaf.Start()
+	if !leaf.ReadyForConnections(10 * time.Second) {
+		t.Fatal("leaf not ready")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- link.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("link.Run: %v", err)
+		}
+		leaf.Shutdown()
+		leaf.WaitForShutdown()
+	})
+	return &linkEnv{leaf: leaf, link: link, events: ev}
+}
+
+func linkConfig(t *testing.T, urls ...string) *Config {
+	c := DefaultConfig()
+	c.HubURLs = urls
+	c.Reconnect = Reconnect{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}
+	return &c
+}
+
+func hubLeafURL(t *testing.T, hub *server.Server, scheme string) string {
+	t.Helper()
+	v, err := hub.Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, v.LeafNode.Port)
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func tlsHub(t *testing.T, pki wanfault.PKI) *server.Server {
+	o := fwHubOpts(t)
+	o.JetStream = false
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.CertFile, KeyFile: pki.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.LeafNode.TLSConfig = tc
+	return fwStartServer(t, o)
+}
+
+func newPKI(t *testing.T, notAfter time.Time) wanfault.PKI {
+	p, err := wanfault.NewPKI(t.TempDir(), notAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLinkReasons(t *testing.T) {
+	cases := []struct {
+		name, class, reason string
+		cfg                 func(t *testing.T) *Config
+	}{
+		{"closed port", ReasonTCP, "TCP: connection refused 127.0.0.1:", func(t *testing.T) *Config {
+			return linkConfig(t, "nats://"+closedPort(t))
+		}},
+		{"unknown host", ReasonDNS, "DNS: hub-1.edge-agent.invalid not found", func(t *testing.T) *Config {
+			return linkConfig(t, "nats://hub-1.edge-agent.invalid:7422")
+		}},
+		{"expired certificate", ReasonTLS, "TLS: hub certificate expired 3 days ago", func(t *testing.T) *Config {
+			pki := newPKI(t, time.Now().Add(-3*24*time.Hour-time.Hour))
+			c := linkConfig(t, hubLeafURL(t, tlsHub(t, pki), "tls"))
+			c.TLS.CAFile = pki.CAFile
+			return c
+		}},
+		{"wrong CA", ReasonTLS, "signed by unknown authority", func(t *testing.T) *Config {
+			pki, other := newPKI(t, time.Now().Add(time.Hour)), newPKI(t, time.Now().Add(time.Hour))
+			c := linkConfig(t, hubLeafURL(t, tlsHub(t, pki), "tls"))
+			c.TLS.CAFile = other.CAFile
+			return c
+		}},
+		{"wrong password", ReasonAuth, "auth: authorization violation", func(t *testing.T) *Config {
+			o := fwHubOpts(t)
+			o.JetStream = false
+			o.LeafNode.Username, o.LeafNode.Password = "leaf", "right"
+			c := linkConfig(t, hubLeafURL(t, fwStartServer(t, o), "nats"))
+			c.User, c.Password = "leaf", "wrong"
+			return c
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startLink(t, tc.cfg(t), nil)
+			fwWaitFor(t, 20*time.Second, "reason "+tc.reason, func() bool {
+				st := e.link.Status()
+				return st.ReasonClass == tc.class && strings.Contains(st.Reason, tc.reason)
+			})
+			st := e.link.Status()
+			if st.State != StateDisconnected && st.State != StateConnecting {
+				t.Errorf("state = %s, want disconnected or connecting", st.State)
+			}
+			if e.link.Connected() {
+				t.Error("Connected() with a failing hub")
+			}
+			fwWaitFor(t, 5*time.Second, "error event in the sink", func() bool { return e.events.has(EventError, tc.reason) })
+			t.Logf("status: %s (%s)", st.Reason, st.ReasonClass)
+		})
+	}
+}
+
+func TestLinkConnectBounceAndDrop(t *testing.T) {
+	ho := fwHubOpts(t)
+	ho.LeafNode.NoAdvertise = true // or the leaf redials the hub directly, bypassing the proxy
+	hub := fwStartServer(t, ho)
+	proxy, err := wanfault.Start(strings.TrimPrefix(hubLeafURL(t, hub, "nats"), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	e := startLink(t, linkConfig(t, proxy.URL("nats")), nil)
+	up := e.link.Up()
+	select {
+	case <-up:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Up() not closed after the hub became reachable")
+	}
+	st := e.link.Status()
+	if st.State != StateConnected || st.Hub != proxy.Addr() || st.LastConnected.IsZero() {
+		t.Fatalf("status after connect = %+v, want connected through %s", st, proxy.Addr())
+	}
+	fwWaitFor(t, 5*time.Second, "RTT from Leafz", func() bool { return e.link.Status().RTT > 0 })
+
+	e.link.Bounce()
+	fwWaitFor(t, 15*time.Second, "reconnect after Bounce", func() bool {
+		st := e.link.Status()
+		return st.Reconnects == 1 && st.State == StateConnected
+	})
+	if st := e.link.Status(); st.Hub != proxy.Addr() {
+		t.Fatalf("after Bounce the leaf is on %s, not the proxy %s", st.Hub, proxy.Addr())
+	}
+	if hub.NumLeafNodes() != 1 {
+		t.Fatalf("hub has %d leaf connections after Bounce, want 1", hub.NumLeafNodes())
+	}
+
+	proxy.Cut()
+	fwWaitFor(t, 15*time.Second, "disconnected after the WAN cut", func() bool {
+		st := e.link.Status()
+		return st.State != StateConnected && st.ReasonClass == ReasonTCP
+	})
+	select {
+	case <-e.link.Up():
+		t.Fatal("Up() closed while disconnected")
+	default:
+	}
+	if err := proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	fwWaitFor(t, 15*time.Second, "reconnected after restore", e.link.Connected)
+	if !e.events.has(EventConnect, proxy.Addr()) || !e.events.has(EventDisconnect, "TCP: connection refused") {
+		t.Error("connect/disconnect events missing")
+	}
+}
+
+// TestLinkBackoffDistribution counts real dial attempts at a closed port:
+// never sooner than min after the previous one, growing then capped at max
+// (so more attempts than uncapped doubling allows), and randomized.
+func TestLinkBackoffDistribution(t *testing.T) {
+	var mu sync.Mutex
+	var attempts []time.Time
+	cfg := linkConfig(t, "nats://"+closedPort(t))
+	cfg.Reconnect = Reconnect{Min: 50 * time.Millisecond, Max: 400 * time.Millisecond}
+	startLink(t, cfg, func(line string) {
+		if strings.Contains(line, "Error trying to connect as leafnode") {
+			mu.Lock()
+			attempts = append(attempts, time.Now())
+			mu.Unlock()
+		}
+	})
+	const window = 6 * time.Second
+	time.Sleep(window) // the measurement itself: attempts over a fixed window
+	mu.Lock()
+	got := slices.Clone(attempts)
+	mu.Unlock()
+	var gaps []time.Duration
+	// The first attempt is the link's own: gaps start there.
+	for i := 1; i < len(got); i++ {
+		gaps = append(gaps, got[i].Sub(got[i-1]))
+	}
+	t.Logf("%d attempts in %s; gaps: %v", len(got), window, gaps)
+	// Uncapped doubling (50, 100, 200, 400, 800, 1600, 3200 ms ceilings)
+	// fits at most 8 attempts in 6 s; capped at 400 ms at least 14 even if
+	// every gap hit the cap.
+	if len(got) < 12 {
+		t.Fatalf("%d attempts in %s: backoff not capped at max", len(got), window)
+	}
+	for i, g := range gaps {
+		if g < cfg.Reconnect.Min {
+			t.Errorf("gap %d = %s, sooner than reconnect.min %s", i, g, cfg.Reconnect.Min)
+		}
+	}
+	late := slices.Clone(gaps[3:])
+	slices.Sort(late)
+	if spread := late[len(late)-1] - late[0]; spread < 100*time.Millisecond {
+		t.Errorf("gaps after the ramp span only %s: no jitter", spread)
+	}
+	// Growth: the first gap's ceiling is 2·min, the capped ones' 8·min.
+	if mean(gaps[:1]) > mean(gaps[3:])+200*time.Millisecond {
+		t.Errorf("first gap %s not shorter than the capped ones (mean %s)", gaps[0], mean(gaps[3:]))
+	}
+}
+
+func mean(d []time.Duration) time.Duration {
+	var s time.Duration
+	for _, x := range d {
+		s += x
+	}
+	return s / time.Duration(len(d))
+}
+
+func TestBackoffCeilings(t *testing.T) {
+	top := backoff{min: 100 * time.Millisecond, max: time.Second, rnd: func(n int64) int64 { return n - 1 }}
+	bottom := top
+	bottom.rnd = func(int64) int64 { return 0 }
+	for n, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		if got := top.delay(n); got != want*time.Millisecond {
+			t.Errorf("delay(%d) ceiling = %s, want %s", n, got, want*time.Millisecond)
+		}
+	}
+	if bottom.delay(0) != 0 {
+		t.Errorf("first retry after a drop floor = %s, want 0 (quick retry)", bottom.delay(0))
+	}
+	for n := 1; n < 100; n++ {
+		if got := bottom.delay(n); got != 100*time.Millisecond {
+			t.Errorf("delay(%d) floor = %s, want min", n, got)
+		}
+	}
+	if d := top.delay(1 << 20); d != time.Second {
+		t.Errorf("delay after many failures = %s, want max", d)
+	}
+}
+
+func TestClassifyLine(t *testing.T) {
+	for _, tc := range []struct {
+		line, class, reason string
+	}{
+		{`Error trying to connect as leafnode to remote server "127.0.0.1:1" (attempt 1): dial tcp 127.0.0.1:1: connect: connection refused`, ReasonTCP, "TCP: connection refused 127.0.0.1:1"},
+		{`Error trying to connect as leafnode to remote server "x.invalid:4222" (attempt 1): lookup for host "x.invalid": lookup x.invalid on 10.0.0.53:53: no such host`, ReasonDNS, "DNS: x.invalid not found"},
+		{`127.0.0.1:4 - lid:5 - Leafnode Error 'Authorization Violation'`, ReasonAuth, "auth: authorization violation"},
+		{`127.0.0.1:4 - lid:5 - Leafnode Error 'Permissions Violation for Publish to "edge.s2.telemetry.x"'`, ReasonPermission, `permission: Permissions Violation for Publish to "edge.s2.telemetry.x"`},
+	} {
+		c, r, ok := classifyLine(tc.line)
+		if !ok || c != tc.class || !strings.HasPrefix(r, tc.reason) {
+			t.Errorf("classifyLine(%q) = %s %q %v, want %s %q", tc.line, c, r, ok, tc.class, tc.reason)
+		}
+	}
+	if _, _, ok := classifyLine("Server is ready"); ok {
+		t.Error("an unrelated line was classified as a link problem")
+	}
+}
