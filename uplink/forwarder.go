@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -44,7 +45,7 @@ type options struct {
 	streams    []string
 	window     int
 	ackTimeout time.Duration
-	linkUp     func() bool
+	leaf       *server.Server
 	bounce     func()
 	retryMin   time.Duration
 	retryMax   time.Duration
@@ -63,9 +64,11 @@ func WithWindow(n int) Option { return func(o *options) { o.window = n } }
 // restarts from the cursor (default 10s).
 func WithAckTimeout(d time.Duration) Option { return func(o *options) { o.ackTimeout = d } }
 
-// WithLinkUp tells the forwarder whether the leaf connection is up, so it
-// waits quietly instead of spinning on "no responders" (default: always up).
-func WithLinkUp(up func() bool) Option { return func(o *options) { o.linkUp = up } }
+// WithLeafServer gives the forwarder the embedded leaf server: it waits
+// quietly while no leaf connection is up instead of spinning on "no
+// responders", and tells a missing hub stream from a permission problem by
+// the interest the hub announced over the leaf.
+func WithLeafServer(s *server.Server) Option { return func(o *options) { o.leaf = s } }
 
 // WithBounce is called when resetting the forwarder did not cure a stall:
 // the link manager drops and redials the leaf connection.
@@ -115,7 +118,7 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 	}
 	o := options{
 		streams: buffer.Lanes, window: 1024, ackTimeout: 10 * time.Second,
-		linkUp: func() bool { return true }, bounce: func() {},
+		bounce:   func() {},
 		retryMin: 250 * time.Millisecond, retryMax: 30 * time.Second,
 	}
 	for _, opt := range opts {
@@ -243,13 +246,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 // waitLink blocks while the leaf connection is down, polling the cheap
 // signal the agent gave, so a dead WAN costs nothing.
 func (f *Forwarder) waitLink(ctx context.Context) error {
-	if f.o.linkUp() {
+	if f.linkUp() {
 		return nil
 	}
 	f.setError(ReasonOther, "leaf connection to the hub is down; readings wait in the local buffer")
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	for !f.o.linkUp() {
+	for !f.linkUp() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -262,6 +265,30 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 	f.lastProgress = time.Now() // a link that just came up has not stalled
 	f.mu.Unlock()
 	return nil
+}
+
+// linkUp is the cheap signal: is a leaf connection established right now?
+func (f *Forwarder) linkUp() bool { return f.o.leaf == nil || f.o.leaf.NumLeafNodes() > 0 }
+
+// hubInterest reports whether the hub announced interest in subject over
+// the leaf: a hub stream capturing it exists, so "no responders" means the
+// leaf user may not publish there.
+func (f *Forwarder) hubInterest(subject string) bool {
+	if f.o.leaf == nil {
+		return false
+	}
+	lz, err := f.o.leaf.Leafz(&server.LeafzOptions{Subscriptions: true})
+	if err != nil {
+		return false
+	}
+	for _, l := range lz.Leafs {
+		for _, sub := range l.Subs {
+			if server.SubjectMatchesFilter(subject, sub) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (f *Forwarder) setError(class, reason string) {
@@ -299,7 +326,12 @@ func (f *Forwarder) watch(ctx context.Context) {
 			bounced = false
 		}
 		f.mu.Unlock()
-		if idle < f.cfg.StallTimeout || !f.o.linkUp() {
+		f.mu.Lock()
+		known := f.status.ReasonClass == ReasonHubStream || f.status.ReasonClass == ReasonPermission
+		f.mu.Unlock()
+		// A missing stream or permission is not cured by a reset: the
+		// status says what to fix instead.
+		if idle < f.cfg.StallTimeout || !f.linkUp() || known {
 			continue
 		}
 		bl, err := f.Backlog(ctx)
@@ -334,16 +366,14 @@ func sum(m map[string]uint64) uint64 {
 func classify(err error, f *Forwarder) (class, reason string) {
 	var ae *ackError
 	switch {
-	case errors.Is(err, errNoResponders) && f.o.linkUp():
-		return ReasonHubStream, fmt.Sprintf("no hub stream captures %s: create it on the hub with `edge-agent hub init --server URL` (or check the leaf user may publish to %s.%s.>)", f.HubSubject("telemetry.>"), f.prefix, f.site)
-	case errors.Is(err, errNoResponders):
+	case errors.Is(err, errNoResponders) && !f.linkUp():
 		return ReasonOther, "leaf connection to the hub is down; readings wait in the local buffer"
+	case errors.Is(err, errNoResponders) && f.hubInterest(f.HubSubject("telemetry.x")):
+		return ReasonPermission, fmt.Sprintf("the hub has a stream for %s but this site's leaf user may not publish there: allow publish to %s.%s.> for it in the hub config (README: hub side)", f.HubSubject("telemetry.>"), f.prefix, f.site)
+	case errors.Is(err, errNoResponders):
+		return ReasonHubStream, fmt.Sprintf("no hub stream captures %s: create it with `edge-agent hub init --server URL`", f.HubSubject("telemetry.>"))
 	case errors.As(err, &ae):
 		return ReasonHubStream, "hub stream refused a message: " + ae.Error()
-	case errors.Is(err, errAckTimeout) && f.o.linkUp() && !f.status.LastAck.IsZero():
-		return ReasonOther, err.Error()
-	case errors.Is(err, errAckTimeout) && f.o.linkUp():
-		return ReasonPermission, fmt.Sprintf("%v: the hub never acknowledged; check that the hub's leaf user may publish to %s.%s.> and subscribe to _INBOX.> (see `edge-agent hub leaf-user`)", err, f.prefix, f.site)
 	}
 	return ReasonOther, err.Error()
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +41,7 @@ type fwEnvOpts struct {
 	leaf      func(*server.Options)
 	noStream  bool // no hub stream
 	remoteURL func(u *url.URL)
+	hubClient []nats.Option
 }
 
 func fwWaitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -96,7 +99,7 @@ func newFwEnv(t *testing.T, site string, eo fwEnvOpts) *fwEnv {
 		eo.hub(ho)
 	}
 	e.hub = fwStartServer(t, ho)
-	e.hubNC, e.hubJS = fwConnect(t, e.hub.ClientURL())
+	e.hubNC, e.hubJS = fwConnect(t, e.hub.ClientURL(), eo.hubClient...)
 	if !eo.noStream {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -157,9 +160,6 @@ func (e *fwEnv) leafUp() {
 	})
 }
 
-// linkUp is the cheap signal the agent passes to the forwarder.
-func (e *fwEnv) linkUp() bool { return e.leaf.NumLeafNodes() > 0 }
-
 // publish stores n messages on subject in the local stream, as the sampler
 // or a local app does.
 func (e *fwEnv) publish(subject string, n int, data []byte) {
@@ -170,13 +170,35 @@ func (e *fwEnv) publish(subject string, n int, data []byte) {
 		if _, err := e.leafJS.PublishAsync(subject, data); err != nil {
 			e.t.Fatal(err)
 		}
-	}
-	select {
-	case <-e.leafJS.PublishAsyncComplete():
-	case <-ctx.Done():
-		e.t.Fatalf("local publishes of %s not acked", subject)
+		if i%1000 == 999 || i == n-1 {
+			select {
+			case <-e.leafJS.PublishAsyncComplete():
+			case <-ctx.Done():
+				e.t.Fatalf("local publishes of %s not acked", subject)
+			}
+		}
 	}
 }
+
+// fwLog captures a forwarder's log lines.
+type fwLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *fwLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *fwLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *fwLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 type runningFw struct {
 	*Forwarder
@@ -189,7 +211,7 @@ func (e *fwEnv) start(log *slog.Logger, opts ...Option) *runningFw {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts = append([]Option{WithLinkUp(e.linkUp), WithRetry(50*time.Millisecond, 500*time.Millisecond)}, opts...)
+	opts = append([]Option{WithLeafServer(e.leaf), WithRetry(50*time.Millisecond, 500*time.Millisecond)}, opts...)
 	f, err := NewForwarder(e.cfg, e.site, e.leafNC, e.st, log, opts...)
 	if err != nil {
 		e.t.Fatal(err)
@@ -225,7 +247,7 @@ func (e *fwEnv) hubMsgs() []jetstream.Msg {
 	}
 	var out []jetstream.Msg
 	for uint64(len(out)) < total {
-		b, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		b, err := c.Fetch(int(min(1000, total-uint64(len(out)))), jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -250,10 +272,10 @@ func (e *fwEnv) hubCount() uint64 {
 }
 
 // checkExactlyOnce asserts the hub holds each local message of stream
-// 1..n once, in order, with the contract's headers.
-func (e *fwEnv) checkExactlyOnce(msgs []jetstream.Msg, stream, localSubject string, n uint64) {
+// from..to once, in order, with the contract's headers.
+func (e *fwEnv) checkExactlyOnce(msgs []jetstream.Msg, stream, localSubject string, from, to uint64) {
 	e.t.Helper()
-	var next uint64 = 1
+	next := from
 	ids := map[string]bool{}
 	for _, m := range msgs {
 		h := m.Headers()
@@ -280,7 +302,16 @@ func (e *fwEnv) checkExactlyOnce(msgs []jetstream.Msg, stream, localSubject stri
 		}
 		next++
 	}
-	if next-1 != n {
-		e.t.Fatalf("%s: hub has %d messages, want %d", stream, next-1, n)
+	if next-1 != to {
+		e.t.Fatalf("%s: hub has up to seq %d, want %d", stream, next-1, to)
 	}
+}
+
+// leafInMsgs counts messages the leaf server received from its clients.
+func (e *fwEnv) leafInMsgs() int64 {
+	v, err := e.leaf.Varz(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return v.InMsgs
 }

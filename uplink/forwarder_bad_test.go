@@ -1,0 +1,140 @@
+package uplink
+
+import (
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// siteUserEnv is a hub whose leaf user for site s1 has the given
+// permissions (leaf perspective: publish = what the site may send up).
+func siteUserEnv(t *testing.T, perms *server.Permissions) *fwEnv {
+	t.Helper()
+	e := newFwEnv(t, "s1", fwEnvOpts{
+		hub: func(o *server.Options) {
+			o.Users = []*server.User{{Username: "admin", Password: "pw"}, {Username: "site", Password: "pw", Permissions: perms}}
+		},
+		remoteURL: func(u *url.URL) { u.User = url.UserPassword("site", "pw") },
+		hubClient: []nats.Option{nats.UserInfo("admin", "pw")},
+	})
+	e.leafUp()
+	return e
+}
+
+func TestForwarderPermissionDenied(t *testing.T) {
+	e := siteUserEnv(t, &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"edge.other.>", "_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+	})
+	e.cfg.StallTimeout = time.Second
+	e.publish("telemetry.x", 5, []byte("x"))
+	f := e.start(nil)
+	fwWaitFor(t, 20*time.Second, "permission reason", func() bool {
+		st := f.Status()
+		return st.ReasonClass == ReasonPermission && strings.Contains(st.LastError, "edge.s1.>")
+	})
+	// No spin: over an observation window the retries stay a handful of
+	// sessions (backoff), where a hot loop would publish thousands.
+	before := e.leafInMsgs()
+	time.Sleep(2 * time.Second)
+	if n := e.leafInMsgs() - before; n > 500 {
+		t.Fatalf("forwarder spins: %d publishes in 2s while the hub refuses them", n)
+	}
+	if st := f.Status(); st.Stalls != 0 || !st.LastAck.IsZero() {
+		t.Fatalf("a known cause must not count as a stall: %+v", st)
+	}
+	if n := e.hubCount(); n != 0 {
+		t.Fatalf("hub has %d messages", n)
+	}
+}
+
+// Acks that never come back (the site user may not receive _INBOX replies)
+// look like a half-open link: the forwarder resends from the cursor, the
+// hub drops the duplicates, the watchdog counts stalls and finally asks the
+// link to bounce.
+func TestForwarderStallWatchdog(t *testing.T) {
+	e := siteUserEnv(t, &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{">"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"edge.s1.>"}},
+	})
+	e.cfg.StallTimeout = time.Second
+	e.publish("telemetry.x", 5, []byte("x"))
+	var bounces atomic.Int32
+	f := e.start(nil, WithAckTimeout(200*time.Millisecond), WithBounce(func() { bounces.Add(1) }))
+	fwWaitFor(t, 30*time.Second, "two stalls and a bounce", func() bool { return f.Status().Stalls >= 2 && bounces.Load() >= 1 })
+	st := f.Status()
+	if st.ReasonClass != ReasonOther || !strings.Contains(st.LastError, "ack timed out") {
+		t.Fatalf("status %+v", st)
+	}
+	fwWaitFor(t, 10*time.Second, "resends at the hub", func() bool { return e.hubCount() == 5 })
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 5)
+	if e.st.Cursor("TELEMETRY") != 0 {
+		t.Fatalf("cursor moved without an ack: %d", e.st.Cursor("TELEMETRY"))
+	}
+}
+
+func TestForwarderHubStreamMissing(t *testing.T) {
+	e := newFwEnv(t, "s1", fwEnvOpts{noStream: true})
+	e.leafUp()
+	e.publish("telemetry.x", 20, []byte("x"))
+	f := e.start(nil)
+	fwWaitFor(t, 20*time.Second, "hub_stream reason", func() bool {
+		st := f.Status()
+		return st.ReasonClass == ReasonHubStream && strings.Contains(st.LastError, "edge-agent hub init")
+	})
+	// Creating the stream cures it without a restart.
+	ctx := t.Context()
+	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	fwWaitFor(t, 30*time.Second, "readings at the new hub stream", func() bool { return e.hubCount() == 20 })
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
+	fwWaitFor(t, 5*time.Second, "reason cleared", func() bool { return f.Status().ReasonClass == "" })
+}
+
+// A message the hub can never take is skipped with a reason instead of
+// blocking everything behind it: larger than the hub's max_payload (caught
+// locally, or the hub would drop the leaf connection) or than the hub
+// stream's max_msg_size (refused in the ack).
+func TestForwarderOversize(t *testing.T) {
+	e := newFwEnv(t, "s1", fwEnvOpts{hub: func(o *server.Options) { o.MaxPayload = 16 << 10 }})
+	e.cfg.HubMaxPayload = 16 << 10
+	ctx := t.Context()
+	s, err := e.hubJS.Stream(ctx, "EDGE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.CachedInfo().Config
+	c.MaxMsgSize = 4 << 10
+	if _, err := e.hubJS.UpdateStream(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	e.leafUp()
+	e.publish("telemetry.x", 1, []byte("small 1"))
+	e.publish("telemetry.x", 1, make([]byte, 32<<10)) // > max_payload
+	e.publish("telemetry.x", 1, make([]byte, 8<<10))  // > stream max_msg_size
+	e.publish("telemetry.x", 1, []byte("small 4"))
+	logs := &fwLog{}
+	f := e.start(logs.logger())
+	fwWaitFor(t, 20*time.Second, "cursor past the oversize messages", func() bool { return e.st.Cursor("TELEMETRY") == 4 })
+	msgs := e.hubMsgs()
+	if len(msgs) != 2 || string(msgs[0].Data()) != "small 1" || string(msgs[1].Data()) != "small 4" {
+		t.Fatalf("hub has %d messages", len(msgs))
+	}
+	if st := f.Status(); st.Rejected != 2 {
+		t.Fatalf("rejected = %d, want 2", st.Rejected)
+	}
+	for _, want := range []string{"exceed the hub's max_payload", "message size exceeds maximum"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if e.hub.NumLeafNodes() != 1 {
+		t.Fatal("leaf connection dropped")
+	}
+}
