@@ -114,7 +114,7 @@ func TestForwarderEvicted(t *testing.T) {
 	if _, err := e.leafJS.UpdateStream(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	e.publish("telemetry.x", 300, []byte("x")) // 1..200 evicted
+	e.publish("telemetry.x", 300, []byte("x"))    // 1..200 evicted
 	if err := s.DeleteMsg(ctx, 250); err != nil { // one gap inside
 		t.Fatal(err)
 	}
