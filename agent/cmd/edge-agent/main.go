@@ -17,7 +17,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/edge-agent/edge-agent/agent"
-	"github.com/edge-agent/edge-agent/sensors"
 )
 
 const defaultConfig = "/etc/edge-agent/agent.yaml"
@@ -33,6 +32,7 @@ Usage:
   edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m]
                                         every site the hub heard from, worst first
   edge-agent sensors sample DRIVER      a commented config snippet for a driver
+  edge-agent sensors scan               I2C buses and chips, GPIO lines, 1-Wire devices; a config snippet
 
 FILE defaults to ` + defaultConfig + `.
 Exit codes: 0 ok, 1 error, 78 bad configuration (systemd does not restart on it).
@@ -131,24 +131,4 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "# %s is valid; effective configuration (defaults filled in, secrets redacted):\n%s", path, out)
 	return 0
-}
-
-func cmdSensors(args []string, stdout, stderr io.Writer) int {
-	switch {
-	case len(args) == 1 && args[0] == "list":
-		for _, d := range sensors.Drivers() {
-			fmt.Fprintln(stdout, d)
-		}
-		return 0
-	case len(args) == 2 && args[0] == "sample":
-		r, ok := sensors.Lookup(args[1])
-		if !ok {
-			fmt.Fprintf(stderr, "edge-agent: unknown driver %q; `edge-agent sensors list` shows the known ones\n", args[1])
-			return 2
-		}
-		fmt.Fprint(stdout, r.Sample)
-		return 0
-	}
-	fmt.Fprint(stderr, "usage: edge-agent sensors list | sensors sample DRIVER\n")
-	return 2
 }
