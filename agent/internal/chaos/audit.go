@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// localStreams are the agent's streams (buffer.StreamAlerts/Telemetry); the
+// names are the subject contract, so the harness spells them out.
+var localStreams = []string{"ALERTS", "TELEMETRY"}
+
+// streamSeq names one local message: (stream, sequence).
+type streamSeq struct {
+	stream string
+	seq    uint64
+}
+
+// contents is what one side (local streams or the hub) holds.
+type contents struct {
+	ids  map[string]int    // harness payload id -> copies
+	seqs map[streamSeq]int // local message -> copies (hub: from Nats-Msg-Id)
+	msgs int               // every message, sensor readings included
+}
+
+func newContents() *contents {
+	return &contents{ids: map[string]int{}, seqs: map[streamSeq]int{}}
+}
+
+func (c *contents) add(data []byte, ss streamSeq) {
+	c.msgs++
+	if ss.stream != "" {
+		c.seqs[ss]++
+	}
+	var p payload
+	if json.Unmarshal(data, &p) == nil && p.ID != "" {
+		c.ids[p.ID]++
+	}
+}
+
+// readStream visits every message of stream matching filter with an
+// ephemeral, unacknowledged consumer: reading must not change what it audits.
+func readStream(ctx context.Context, js jetstream.JetStream, stream, filter string, visit func(jetstream.Msg)) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	cfg := jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute}
+	if filter != "" {
+		cfg.FilterSubject = filter
+	}
+	c, err := s.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("audit consumer on %s: %w", stream, err)
+	}
+	defer func() { _ = s.DeleteConsumer(context.Background(), c.CachedInfo().Name) }()
+	left := c.CachedInfo().NumPending
+	for left > 0 {
+		batch, err := c.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			visit(m)
+			if md, err := m.Metadata(); err == nil {
+				left = md.NumPending
+			}
+		}
+		if batch.Error() != nil {
+			return fmt.Errorf("read %s: %w", stream, batch.Error())
+		}
+		if n == 0 {
+			return fmt.Errorf("read %s: no messages in 5s with %d pending", stream, left)
+		}
+	}
+	return nil
+}
+
+// readLocal reads the agent's own streams through its client port.
+func readLocal(ctx context.Context, url string) (*contents, error) {
+	nc, err := nats.Connect(url, nats.Name("chaos-audit"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to agent %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	c := newContents()
+	for _, s := range localStreams {
+		err := readStream(ctx, js, s, "", func(m jetstream.Msg) {
+			md, _ := m.Metadata()
+			ss := streamSeq{stream: s}
+			if md != nil {
+				ss.seq = md.Sequence.Stream
+			}
+			c.add(m.Data(), ss)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// readHub reads the site's messages from EDGE; each carries the local
+// (stream, seq) it came from in its Nats-Msg-Id, <site>.<store-id>.<stream>.<seq>.
+func readHub(ctx context.Context, js jetstream.JetStream, site string) (*contents, error) {
+	c := newContents()
+	err := readStream(ctx, js, hubStream, "edge."+site+".>", func(m jetstream.Msg) {
+		c.add(m.Data(), parseMsgID(m.Headers().Get(nats.MsgIdHdr)))
+	})
+	return c, err
+}
+
+func parseMsgID(id string) streamSeq {
+	parts := strings.Split(id, ".")
+	if len(parts) < 4 {
+		return streamSeq{}
+	}
+	seq, err := strconv.ParseUint(parts[len(parts)-1], 10, 64)
+	if err != nil {
+		return streamSeq{}
+	}
+	return streamSeq{stream: parts[len(parts)-2], seq: seq}
+}
+
+// verdict compares the ack log with what each side holds.
+type verdict struct {
+	acked        int
+	localLost    int // acked, not in the local streams
+	localDup     int // acked, more than once locally
+	atHub        int // acked and at the hub
+	hubLost      int // acked, not at the hub
+	hubDup       int // acked, more than once at the hub
+	notForwarded int // local messages (any publisher) the hub does not have
+	hubExtra     int // hub copies beyond one of the same local message
+}
+
+func judge(acked []string, local, hub *contents) verdict {
+	v := verdict{acked: len(acked)}
+	for _, id := range acked {
+		if n := local.ids[id]; n == 0 {
+			v.localLost++
+		} else if n > 1 {
+			v.localDup++
+		}
+		if hub == nil {
+			continue
+		}
+		switch n := hub.ids[id]; {
+		case n == 0:
+			v.hubLost++
+		case n > 1:
+			v.atHub++
+			v.hubDup++
+		default:
+			v.atHub++
+		}
+	}
+	if hub != nil {
+		for ss := range local.seqs {
+			if hub.seqs[ss] == 0 {
+				v.notForwarded++
+			}
+		}
+		for _, n := range hub.seqs {
+			v.hubExtra += n - 1
+		}
+	}
+	return v
+}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/buffer/powercut"
+)
+
+// scenario is one row of the report: a fault repeated for a number of
+// cycles while the publisher runs.
+type scenario struct {
+	name        string
+	full, quick int // cycles
+	hubNodes    int
+	proxy       bool   // WAN through a fault proxy
+	sync        string // buffer.sync
+	diskSize    int64  // >0: state_dir on an ext4 loop disk (root only)
+	// lossOK: acked messages lost to this fault are the documented
+	// trade-off (sync interval power cut): reported, not failed.
+	lossOK bool
+	// localLossOK: the fault destroys local data (truncated file) that the
+	// hub already holds; local loss is reported, hub loss still fails.
+	localLossOK bool
+	fault       func(ctx context.Context, e *env, cycle int) error
+}
+
+func (s *scenario) maxBytes() string {
+	if s.diskSize > 0 {
+		return "8MiB" // the JetStream budget must fit the small disk
+	}
+	return "256MiB"
+}
+
+func (s *scenario) needsRoot() bool { return s.diskSize > 0 }
+
+func scenarios() []*scenario {
+	one := func(name string, full, quick int, f func(context.Context, *env, int) error) *scenario {
+		return &scenario{name: name, full: full, quick: quick, hubNodes: 1, sync: "always", fault: f}
+	}
+	wan := func(name string, f func(context.Context, *env, int) error) *scenario {
+		s := one(name, 10, 1, f)
+		s.proxy = true
+		return s
+	}
+	pc := func(name, sync string, quick int, lossOK bool) *scenario {
+		s := one(name, 50, quick, powerCut)
+		s.sync, s.diskSize, s.lossOK, s.localLossOK = sync, 64<<20, lossOK, lossOK
+		return s
+	}
+	disk := one("disk-full", 5, 1, diskFull)
+	disk.diskSize = 64 << 20
+	nodeLoss := one("hub-node-loss", 5, 1, hubNodeLoss)
+	nodeLoss.hubNodes = 3
+	trunc := one("truncated-block", 10, 2, truncatedBlock)
+	trunc.localLossOK = true
+	return []*scenario{
+		one("kill-9", 200, 10, kill9),
+		pc("powercut-always", "always", 3, false),
+		pc("powercut-1s", "1s", 2, true),
+		wan("wan-cut", wanFault(func(p proxy) error { p.Cut(); return nil })),
+		wan("wan-reset", wanFault(func(p proxy) error { return p.Reset() })),
+		wan("wan-blackhole", wanFault(func(p proxy) error { return p.Blackhole() })),
+		wan("wan-latency-200ms", wanFault(func(p proxy) error { return p.Shape(200*time.Millisecond, 0) })),
+		wan("wan-1mbit", wanFault(func(p proxy) error { return p.Shape(0, 125_000) })),
+		one("hub-restart", 10, 2, hubRestart),
+		nodeLoss,
+		disk,
+		one("corrupt-state-db", 10, 2, corruptStateDB),
+		trunc,
+	}
+}
+
+// kill9 kills the agent at a random point: under load (mid-publish and,
+// with a backlog, mid-forward) or, one cycle in four, during startup.
+func kill9(ctx context.Context, e *env, _ int) error {
+	if !e.startupKill {
+		sleep(ctx, e.between(100*time.Millisecond, 1500*time.Millisecond))
+	}
+	e.agent.kill()
+	e.startupKill = e.rng.IntN(4) == 0
+	if !e.startupKill {
+		return e.restart(ctx, "kill -9")
+	}
+	if err := e.agent.start(); err != nil {
+		return err
+	}
+	sleep(ctx, e.between(0, 400*time.Millisecond))
+	return nil
+}
+
+// proxy is the part of wanfault.Proxy a WAN fault uses.
+type proxy interface {
+	Cut()
+	Reset() error
+	Blackhole() error
+	Shape(latency time.Duration, bytesPerSec int64) error
+}
+
+// wanFault applies a fault to the link for a while under load, then heals
+// it and measures until data sent after the heal is at the hub.
+func wanFault(apply func(proxy) error) func(context.Context, *env, int) error {
+	return func(ctx context.Context, e *env, _ int) error {
+		p := e.proxies[0]
+		if err := apply(p); err != nil {
+			return err
+		}
+		sleep(ctx, e.opts.faultFor)
+		p.Clear()
+		if err := p.Restore(); err != nil {
+			return err
+		}
+		heal := time.Now()
+		return e.await(ctx, e.arm(heal), heal, "the WAN fault")
+	}
+}
+
+func hubRestart(ctx context.Context, e *env, _ int) error {
+	e.hub.stop(0)
+	sleep(ctx, e.opts.faultFor)
+	heal := time.Now()
+	ch := e.arm(heal)
+	if err := e.hub.start(0); err != nil {
+		return err
+	}
+	return e.await(ctx, ch, heal, "the hub restart")
+}
+
+// hubNodeLoss stops the node holding the leaf connection: recovery is the
+// failover to the other nodes, measured from the loss.
+func hubNodeLoss(ctx context.Context, e *env, _ int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	n := e.hub.leafNode()
+	for ; n < 0 && time.Now().Before(deadline); n = e.hub.leafNode() {
+		sleep(ctx, 100*time.Millisecond)
+	}
+	if n < 0 {
+		return errors.New("no hub node has the leaf connection after 30s")
+	}
+	heal := time.Now()
+	ch := e.arm(heal)
+	e.hub.stop(n)
+	if err := e.await(ctx, ch, heal, fmt.Sprintf("losing hub node %d", n)); err != nil {
+		return err
+	}
+	if err := e.hub.start(n); err != nil {
+		return err
+	}
+	return waitReplicasCurrent(ctx, e.hubJS, 60*time.Second)
+}
+
+// waitReplicasCurrent waits until every replica of EDGE caught up, so the
+// next node loss never takes the last current copy.
+func waitReplicasCurrent(ctx context.Context, js jetstream.JetStream, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		s, err := js.Stream(cctx, hubStream)
+		cancel()
+		if err == nil {
+			ci := s.CachedInfo().Cluster
+			ok := ci != nil && ci.Leader != ""
+			for _, r := range ci.Replicas {
+				ok = ok && r.Current
+			}
+			if ok {
+				return nil
+			}
+		}
+		sleep(ctx, 200*time.Millisecond)
+	}
+	return fmt.Errorf("hub stream %s replicas not current %s after a node restart", hubStream, d)
+}
+
+// diskFull fills the agent's filesystem while it runs, frees it, and
+// expects the agent to survive and store again.
+func diskFull(ctx context.Context, e *env, cycle int) error {
+	filler := filepath.Join(e.stateDir(), fmt.Sprintf("chaos-filler-%d", cycle))
+	f, err := os.Create(filler)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err = f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("filling the disk: %w", err)
+	}
+	sleep(ctx, e.opts.faultFor)
+	if !e.agent.running() {
+		return fmt.Errorf("agent exited on a full disk (%v); log %s:\n%s", e.agent.err, e.agent.logPath, e.agent.logTail())
+	}
+	if err := os.Remove(filler); err != nil {
+		return err
+	}
+	heal := time.Now()
+	return e.await(ctx, e.arm(heal), heal, "freeing the full disk")
+}
+
+// corruptStateDB kills the agent and overwrites random pages of state.db.
+func corruptStateDB(ctx context.Context, e *env, _ int) error {
+	sleep(ctx, e.between(200*time.Millisecond, time.Second))
+	e.agent.kill()
+	path := filepath.Join(e.stateDir(), "state.db")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s to damage it: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() >= 4096 {
+		page := make([]byte, 4096)
+		for range 3 {
+			if _, err = io.ReadFull(rand.Reader, page); err != nil {
+				break
+			}
+			if _, err = f.WriteAt(page, 4096*e.rng.Int64N(fi.Size()/4096)); err != nil {
+				break
+			}
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("damage %s: %w", path, err)
+	}
+	return e.restart(ctx, "corrupting state.db")
+}
+
+// truncatedBlock cuts the newest TELEMETRY block file short, as a failing
+// SD card or a bad fsck might. The hub holds the data first, so nothing
+// acknowledged may be lost there, and readings stored after the damage must
+// still reach the hub (a reused sequence must not be taken for a duplicate).
+func truncatedBlock(ctx context.Context, e *env, _ int) error {
+	e.pub.pause(true)
+	sleep(ctx, 500*time.Millisecond) // in-flight publishes finish
+	if _, _, err := e.drain(ctx); err != nil {
+		return err
+	}
+	e.agent.kill()
+	e.pub.pause(false)
+	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
+	if len(blks) == 0 {
+		return fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
+	}
+	sort.Slice(blks, func(i, j int) bool { return blockNum(blks[i]) < blockNum(blks[j]) })
+	last := blks[len(blks)-1]
+	fi, err := os.Stat(last)
+	if err != nil {
+		return err
+	}
+	to := fi.Size() * (30 + e.rng.Int64N(60)) / 100
+	if err := os.Truncate(last, to); err != nil {
+		return err
+	}
+	e.logf("truncated %s from %d to %d bytes", last, fi.Size(), to)
+	return e.restart(ctx, "truncating "+filepath.Base(last))
+}
+
+func blockNum(path string) int {
+	var n int
+	fmt.Sscanf(filepath.Base(path), "%d.blk", &n)
+	return n
+}
+
+// powerCut freezes the agent, snapshots the disk as the device would hold
+// it (unsynced writes gone), kills the agent and boots it on the snapshot.
+func powerCut(ctx context.Context, e *env, cycle int) error {
+	restore, err := powercut.HoldWriteback()
+	if err != nil {
+		return err
+	}
+	sleep(ctx, e.between(300*time.Millisecond, 1500*time.Millisecond))
+	// SIGSTOP first: no write and no ack after the instant of the cut.
+	e.agent.signal(syscall.SIGSTOP)
+	snap := filepath.Join(e.dir, fmt.Sprintf("cut-%d.img", cycle))
+	err = e.disk.Cut(snap)
+	err = errors.Join(err, restore())
+	e.agent.kill()
+	old := e.disk.Image
+	err = errors.Join(err, e.disk.Close())
+	e.disk = nil
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(old); err != nil {
+		return err
+	}
+	if e.disk, err = powercut.Mount(snap, e.stateDir()); err != nil {
+		return fmt.Errorf("boot the cut image: %w", err)
+	}
+	return e.restart(ctx, "the power cut")
+}
