@@ -1,0 +1,536 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/sys/unix"
+
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// Doctor verdicts, and the exit codes of `edge-agent doctor`.
+const (
+	CheckOK   = "ok"
+	CheckWarn = "warn"
+	CheckFail = "fail"
+	CheckSkip = "skip"
+)
+
+// Check is one thing a technician would verify by hand, with the fix.
+type Check struct {
+	Name    string `json:"name"`
+	Verdict string `json:"verdict"`
+	Detail  string `json:"detail"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// Doctor runs the checks; it needs no running daemon. The zero value is
+// not useful: use NewDoctor.
+type Doctor struct {
+	// StepTimeout bounds each network step (DNS, TCP, TLS) and, doubled,
+	// the leaf handshake that proves the credentials.
+	StepTimeout time.Duration
+	// ThrottledPath is the Raspberry Pi firmware's throttling flags.
+	ThrottledPath string
+	Resolver      *net.Resolver
+}
+
+// NewDoctor returns a doctor with the defaults for a real device.
+func NewDoctor() *Doctor {
+	return &Doctor{StepTimeout: 5 * time.Second, ThrottledPath: "/sys/devices/platform/soc/soc:firmware/get_throttled", Resolver: net.DefaultResolver}
+}
+
+// DoctorExit maps checks to the exit code: 0 all ok, 1 warnings, 2 failures.
+func DoctorExit(checks []Check) int {
+	code := 0
+	for _, c := range checks {
+		switch c.Verdict {
+		case CheckFail:
+			return 2
+		case CheckWarn:
+			code = 1
+		}
+	}
+	return code
+}
+
+// Run checks the config at path and everything it names, in the order a
+// technician would: the device first, then the way to the hub.
+func (d *Doctor) Run(ctx context.Context, path string) []Check {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		checks := []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error(), Fix: "fix the key named above; `edge-agent check-config " + path + "` re-checks it"}}
+		return append(checks, d.clock(), d.power())
+	}
+	checks := []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)", path, cfg.Site)}}
+	checks = append(checks, stateDirCheck(cfg.StateDir))
+	checks = append(checks, secretChecks(cfg)...)
+	checks = append(checks, deviceChecks(cfg)...)
+	checks = append(checks, d.clock(), d.power())
+	if cfg.Uplink == nil {
+		return append(checks, Check{Name: "hub", Verdict: CheckSkip, Detail: "no uplink configured: standalone"})
+	}
+	for _, u := range cfg.Uplink.HubURLs {
+		checks = append(checks, d.hub(ctx, cfg, u))
+	}
+	return checks
+}
+
+// RenderChecks prints one line per check and the fix under each problem.
+func RenderChecks(w io.Writer, checks []Check, tty bool) {
+	st := style{tty}
+	for _, c := range checks {
+		mark := strings.ToUpper(c.Verdict)
+		switch {
+		case c.Verdict == CheckFail:
+			mark = st.mark(SevCritical)
+		case c.Verdict == CheckWarn:
+			mark = st.mark(SevWarning)
+		case c.Verdict == CheckOK:
+			mark = st.mark("")
+		}
+		fmt.Fprintf(w, "%-4s %-10s %s\n", mark, c.Name, c.Detail)
+		if c.Fix != "" && c.Verdict != CheckOK {
+			fmt.Fprintf(w, "     %-10s fix: %s\n", "", c.Fix)
+		}
+	}
+}
+
+// stateDirCheck: the store must be writable and its filesystem neither
+// full nor read-only, or readings cannot be kept.
+func stateDirCheck(dir string) Check {
+	c := Check{Name: "state_dir"}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: "install the package (it creates it) or `install -d -o edge-agent -m 0750 " + dir + "`"}
+	}
+	if !fi.IsDir() {
+		return Check{Name: c.Name, Verdict: CheckFail, Detail: dir + " is not a directory"}
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("statfs %s: %v", dir, err)}
+	}
+	if int64(fs.Flags)&unix.ST_RDONLY != 0 {
+		return Check{Name: c.Name, Verdict: CheckFail, Detail: dir + " is on a read-only filesystem", Fix: "check the SD card/disk (dmesg) and remount read-write"}
+	}
+	f, err := os.CreateTemp(dir, ".doctor-*")
+	if err != nil {
+		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("cannot write in %s: %v", dir, err), Fix: "chown -R edge-agent: " + dir + " (run doctor as the agent's user to check its rights)"}
+	}
+	f.Close()
+	os.Remove(f.Name())
+	free, total := fs.Bavail*uint64(fs.Bsize), fs.Blocks*uint64(fs.Bsize)
+	detail := fmt.Sprintf("%s writable, %s free of %s", dir, fmtBytes(free), fmtBytes(total))
+	switch {
+	case float64(free) < diskCriticalFree*float64(total):
+		return Check{Name: c.Name, Verdict: CheckFail, Detail: detail + ": disk full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
+	case float64(free) < diskWarnFree*float64(total):
+		return Check{Name: c.Name, Verdict: CheckWarn, Detail: detail + ": nearly full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
+	}
+	return Check{Name: c.Name, Verdict: CheckOK, Detail: detail}
+}
+
+// secretChecks: secrets must be private (like ssh keys) and the client
+// certificate not expired.
+func secretChecks(cfg *Config) []Check {
+	u := cfg.Uplink
+	if u == nil {
+		return nil
+	}
+	var out []Check
+	for _, f := range []struct{ key, path string }{{"uplink.credentials", u.Credentials}, {"uplink.nkey_seed", u.NkeySeed}, {"uplink.tls.key_file", u.TLS.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		fi, err := os.Stat(f.path)
+		switch {
+		case err != nil:
+			out = append(out, Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("%s %s: %v", f.key, f.path, err)})
+		case fi.Mode().Perm()&0o077 != 0:
+			out = append(out, Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("%s %s is readable by group or others (mode %04o)", f.key, f.path, fi.Mode().Perm()), Fix: "chmod 600 " + f.path})
+		default:
+			out = append(out, Check{Name: "secrets", Verdict: CheckOK, Detail: fmt.Sprintf("%s %s is private (mode %04o)", f.key, f.path, fi.Mode().Perm())})
+		}
+	}
+	if u.TLS.CertFile != "" {
+		out = append(out, certFileCheck(u.TLS.CertFile))
+	}
+	return out
+}
+
+func certFileCheck(path string) Check {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file: %v", err)}
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s holds no PEM certificate", path)}
+	}
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s: %v", path, err)}
+	}
+	left := time.Until(cert.NotAfter)
+	detail := fmt.Sprintf("client certificate %s (%s)", path, certLife(cert, time.Now()))
+	switch {
+	case left <= 0:
+		return Check{Name: "secrets", Verdict: CheckFail, Detail: detail, Fix: "install a renewed client certificate"}
+	case left < 14*24*time.Hour:
+		return Check{Name: "secrets", Verdict: CheckWarn, Detail: detail, Fix: "renew the client certificate soon"}
+	}
+	return Check{Name: "secrets", Verdict: CheckOK, Detail: detail}
+}
+
+func certLife(c *x509.Certificate, now time.Time) string {
+	if now.After(c.NotAfter) {
+		return "certificate expired " + days(now.Sub(c.NotAfter)) + " ago"
+	}
+	if now.Before(c.NotBefore) {
+		return "certificate not valid until " + c.NotBefore.UTC().Format(time.RFC3339) + " (is the device clock right?)"
+	}
+	return "expires in " + days(c.NotAfter.Sub(now))
+}
+
+func days(d time.Duration) string {
+	n := int(d.Hours() / 24)
+	switch {
+	case n == 1:
+		return "1 day"
+	case n > 1:
+		return fmt.Sprintf("%d days", n)
+	}
+	return fmtAge(d)
+}
+
+// deviceChecks: every /dev or /sys path in a sensor's driver options must
+// exist and be accessible to this user; drivers name their buses there
+// (bus: /dev/i2c-1, chip: /dev/gpiochip0, device: /sys/bus/w1/...).
+func deviceChecks(cfg *Config) []Check {
+	var out []Check
+	for _, s := range cfg.Sensors {
+		for _, p := range devicePaths(s.Options) {
+			mode := uint32(unix.R_OK)
+			if strings.HasPrefix(p, "/dev/") {
+				mode |= unix.W_OK
+			}
+			name := "sensor " + s.Name
+			switch err := unix.Access(p, mode); {
+			case err == nil:
+				out = append(out, Check{Name: name, Verdict: CheckOK, Detail: fmt.Sprintf("%s (%s) present and accessible", p, s.Driver)})
+			case errors.Is(err, unix.ENOENT):
+				out = append(out, Check{Name: name, Verdict: CheckFail, Detail: fmt.Sprintf("%s (%s) not present", p, s.Driver), Fix: busFix(p)})
+			default:
+				out = append(out, Check{Name: name, Verdict: CheckFail, Detail: fmt.Sprintf("%s (%s): %v", p, s.Driver, err), Fix: "add the agent's user to the device's group (ls -l " + p + "), e.g. usermod -aG i2c,gpio edge-agent"})
+			}
+		}
+	}
+	return out
+}
+
+func busFix(p string) string {
+	switch {
+	case strings.Contains(p, "i2c"):
+		return "enable I2C (raspi-config nonint do_i2c 0, or dtparam=i2c_arm=on) and check the wiring; `i2cdetect -y 1` lists devices"
+	case strings.Contains(p, "w1"):
+		return "enable 1-Wire (dtoverlay=w1-gpio in config.txt) and check the sensor's wiring; ls /sys/bus/w1/devices"
+	case strings.Contains(p, "gpio"):
+		return "check the GPIO chip name: ls /dev/gpiochip*"
+	}
+	return "check the path in the sensor's config"
+}
+
+// devicePaths finds string fields holding /dev/ or /sys/ paths in a
+// driver's options struct.
+func devicePaths(opts any) []string {
+	v := reflect.ValueOf(opts)
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if f.Kind() == reflect.String && v.Type().Field(i).IsExported() {
+			if s := f.String(); strings.HasPrefix(s, "/dev/") || strings.HasPrefix(s, "/sys/") {
+				out = append(out, filepath.Clean(s))
+			}
+		}
+	}
+	return out
+}
+
+func (d *Doctor) clock() Check {
+	c := clockStatus()
+	switch c.State {
+	case ClockSynced:
+		return Check{Name: "clock", Verdict: CheckOK, Detail: "synchronised (kernel NTP status)"}
+	case ClockUnsynced:
+		return Check{Name: "clock", Verdict: CheckWarn, Detail: "not synchronised: reading timestamps and certificate checks may be wrong", Fix: "timedatectl status; allow NTP (UDP 123) out or set NTP= in /etc/systemd/timesyncd.conf"}
+	}
+	return Check{Name: "clock", Verdict: CheckWarn, Detail: c.Error}
+}
+
+// power reads the Pi firmware's throttling flags: under-voltage corrupts SD
+// cards, the most common cause of a dead store.
+func (d *Doctor) power() Check {
+	data, err := os.ReadFile(d.ThrottledPath)
+	if err != nil {
+		return Check{Name: "power", Verdict: CheckSkip, Detail: "no Raspberry Pi throttling flags (" + d.ThrottledPath + ")"}
+	}
+	s := strings.TrimPrefix(strings.TrimSpace(string(data)), "throttled=")
+	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 32)
+	if err != nil {
+		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("cannot parse %s: %q", d.ThrottledPath, s)}
+	}
+	const fix = "use the official power supply (5.1 V, 3 A) and a short cable; check the SD card afterwards"
+	switch {
+	case v&0x1 != 0:
+		return Check{Name: "power", Verdict: CheckFail, Detail: fmt.Sprintf("under-voltage now (flags 0x%x)", v), Fix: fix}
+	case v&0x4 != 0:
+		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("CPU throttled now (flags 0x%x): check cooling", v), Fix: "improve cooling; check the supply"}
+	case v&0x10000 != 0:
+		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("under-voltage occurred since boot (flags 0x%x)", v), Fix: fix}
+	case v&0x40000 != 0:
+		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("throttling occurred since boot (flags 0x%x)", v), Fix: "improve cooling; check the supply"}
+	}
+	return Check{Name: "power", Verdict: CheckOK, Detail: "no under-voltage or throttling since boot"}
+}
+
+// hub walks one hub URL step by step (DNS, TCP, TLS, auth) and reports the
+// first step that fails, so the technician knows whom to call: the network
+// team, the firewall, the PKI or the hub operator.
+func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
+	name := "hub"
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Check{Name: name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", raw, err)}
+	}
+	shown := uplink.Config{HubURLs: []string{raw}}
+	shown = shown.Redacted()
+	label := shown.HubURLs[0]
+	var passed []string
+	fail := func(class, detail string) Check {
+		if len(passed) > 0 {
+			detail += " (" + strings.Join(passed, ", ") + " ok)"
+		}
+		return Check{Name: name, Verdict: CheckFail, Detail: label + ": " + detail, Fix: reasonFix(class)}
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = map[string]string{"ws": "80", "wss": "443"}[u.Scheme]
+		if port == "" {
+			port = "7422"
+		}
+	}
+	addrs := []string{host}
+	if net.ParseIP(host) == nil {
+		dctx, cancel := context.WithTimeout(ctx, d.StepTimeout)
+		addrs, err = d.Resolver.LookupHost(dctx, host)
+		cancel()
+		var de *net.DNSError
+		switch {
+		case errors.As(err, &de) && de.IsNotFound:
+			return fail(uplink.ReasonDNS, "DNS: "+host+" not found")
+		case err != nil:
+			return fail(uplink.ReasonDNS, "DNS: "+err.Error())
+		}
+		passed = append(passed, "DNS")
+	}
+	addr := net.JoinHostPort(addrs[0], port)
+	dialer := net.Dialer{Timeout: d.StepTimeout}
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		msg := "TCP: " + err.Error()
+		if errors.Is(err, unix.ECONNREFUSED) {
+			msg = "TCP: connection refused by " + addr
+		}
+		return fail(uplink.ReasonTCP, msg)
+	}
+	passed = append(passed, "TCP")
+	tlsInfo := ""
+	if u.Scheme == "tls" || u.Scheme == "wss" || cfg.Uplink.TLS.CAFile != "" || cfg.Uplink.TLS.HandshakeFirst {
+		tlsInfo, err = d.tlsStep(conn, cfg.Uplink, u, host)
+		if err != nil {
+			conn.Close()
+			return fail(uplink.ReasonTLS, "TLS: "+err.Error())
+		}
+		passed = append(passed, "TLS")
+	}
+	conn.Close()
+	if err := d.authStep(ctx, cfg, raw); err != nil {
+		return fail(uplink.ReasonAuth, err.Error())
+	}
+	detail := label + ": DNS, TCP"
+	if tlsInfo != "" {
+		detail += ", TLS (" + tlsInfo + ")"
+	}
+	return Check{Name: name, Verdict: CheckOK, Detail: detail + ", auth ok"}
+}
+
+// tlsStep handshakes over conn and verifies the chain itself, so a failure
+// can say why: expired (and since when), unknown CA, wrong name.
+func (d *Doctor) tlsStep(conn net.Conn, up *uplink.Config, u *url.URL, host string) (string, error) {
+	_ = conn.SetDeadline(time.Now().Add(d.StepTimeout))
+	if u.Scheme != "wss" && !up.TLS.HandshakeFirst {
+		// NATS sends INFO in the clear before the TLS upgrade.
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "INFO ") {
+			return "", fmt.Errorf("no NATS INFO before the handshake (%v): is handshake_first needed, or is this not a NATS leafnode port?", err)
+		}
+	}
+	serverName := host
+	if up.TLS.ServerName != "" {
+		serverName = up.TLS.ServerName
+	}
+	tc := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} // verified below, to explain failures
+	if up.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(up.TLS.CertFile, up.TLS.KeyFile)
+		if err != nil {
+			return "", fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	tconn := tls.Client(conn, tc)
+	if err := tconn.Handshake(); err != nil {
+		return "", fmt.Errorf("handshake failed: %w", err)
+	}
+	certs := tconn.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", errors.New("the hub sent no certificate")
+	}
+	opts := x509.VerifyOptions{DNSName: serverName, Intermediates: x509.NewCertPool()}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if up.TLS.CAFile != "" {
+		pem, err := os.ReadFile(up.TLS.CAFile)
+		if err != nil {
+			return "", fmt.Errorf("uplink.tls.ca_file: %w", err)
+		}
+		opts.Roots = x509.NewCertPool()
+		opts.Roots.AppendCertsFromPEM(pem)
+	}
+	leaf, now := certs[0], time.Now()
+	if _, err := leaf.Verify(opts); err != nil {
+		var ci x509.CertificateInvalidError
+		var ua x509.UnknownAuthorityError
+		var he x509.HostnameError
+		switch {
+		case errors.As(err, &ci) && ci.Reason == x509.Expired:
+			return "", errors.New(certLife(ci.Cert, now))
+		case errors.As(err, &ua):
+			return "", fmt.Errorf("certificate signed by an unknown authority (issuer %q): wrong uplink.tls.ca_file?", leaf.Issuer.CommonName)
+		case errors.As(err, &he):
+			return "", fmt.Errorf("certificate is not for %s (it is for %s): set uplink.tls.server_name or fix the URL", serverName, strings.Join(append(leaf.DNSNames, ipStrings(leaf.IPAddresses)...), ", "))
+		}
+		return "", fmt.Errorf("certificate rejected: %w", err)
+	}
+	return fmt.Sprintf("%s issued by %s, %s", leaf.Subject.CommonName, leaf.Issuer.CommonName, certLife(leaf, now)), nil
+}
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// authStep proves the credentials the only exact way: a leafnode port does
+// not accept a client CONNECT, so a throwaway in-process server (no client
+// port, no JetStream) dials the hub with this remote alone and reports
+// whether the hub accepted the leaf connection.
+func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) error {
+	one := *cfg.Uplink
+	one.HubURLs = []string{raw}
+	remote, err := uplink.RemoteOptions(&one)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: "edge-agent-doctor-" + cfg.Site, DontListen: true, NoSigs: true, NoSystemAccount: true,
+		LeafNode: server.LeafNodeOpts{Remotes: []*server.RemoteLeafOpts{remote}, ReconnectInterval: 250 * time.Millisecond},
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("auth: cannot build the test leaf: %w", err)
+	}
+	logs := &leafErrors{}
+	s.SetLoggerV2(logs, false, false, false)
+	go s.Start()
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	deadline := time.Now().Add(2 * d.StepTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if s.NumLeafNodes() > 0 {
+			return nil
+		}
+		if logs.has("authorization violation") {
+			return errors.New("auth: authorization violation: the hub refused these credentials")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if last := logs.last(); last != "" {
+		return fmt.Errorf("auth: no leaf connection within %s: %s", 2*d.StepTimeout, last)
+	}
+	return fmt.Errorf("auth: no leaf connection within %s", 2*d.StepTimeout)
+}
+
+// leafErrors keeps the test leaf's error lines to classify the failure.
+type leafErrors struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *leafErrors) add(f string, v []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(f, v...))
+}
+func (l *leafErrors) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if strings.Contains(strings.ToLower(line), s) {
+			return true
+		}
+	}
+	return false
+}
+func (l *leafErrors) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 {
+		return ""
+	}
+	return l.lines[len(l.lines)-1]
+}
+func (l *leafErrors) Noticef(string, ...any)    {}
+func (l *leafErrors) Debugf(string, ...any)     {}
+func (l *leafErrors) Tracef(string, ...any)     {}
+func (l *leafErrors) Warnf(f string, v ...any)  { l.add(f, v) }
+func (l *leafErrors) Errorf(f string, v ...any) { l.add(f, v) }
+func (l *leafErrors) Fatalf(f string, v ...any) { l.add(f, v) }

@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/sensors"
+)
+
+// doctorConfig writes an agent.yaml whose uplink is the given block.
+func doctorConfig(t *testing.T, uplinkBlock string) string {
+	t.Helper()
+	dir := t.TempDir()
+	return writeFile(t, dir, "agent.yaml", fmt.Sprintf("site: s1\nstate_dir: %s\ncontrol_socket: %s\nuplink:\n%s", dir, filepath.Join(dir, "agent.sock"), uplinkBlock), 0o600)
+}
+
+func hubCheck(t *testing.T, cfgPath string) Check {
+	t.Helper()
+	d := NewDoctor()
+	d.StepTimeout = 5 * time.Second
+	d.ThrottledPath = filepath.Join(t.TempDir(), "absent")
+	for _, c := range d.Run(context.Background(), cfgPath) {
+		if c.Name == "hub" {
+			return c
+		}
+	}
+	t.Fatal("no hub check")
+	return Check{}
+}
+
+func tlsHub(t *testing.T, p testPKI, auth bool) *server.Server {
+	t.Helper()
+	o := hubOpts(t)
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.certFile, KeyFile: p.keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.LeafNode.TLSConfig, o.LeafNode.TLSTimeout = tc, 5
+	if auth {
+		o.LeafNode.Username, o.LeafNode.Password = "site", "s3cret-ok"
+	}
+	return startServer(t, o)
+}
+
+func TestDoctorHubSteps(t *testing.T) {
+	good := newPKI(t, time.Now().Add(90*24*time.Hour))
+	other := newPKI(t, time.Now().Add(90*24*time.Hour))
+	expired := newPKI(t, time.Now().Add(-72*time.Hour-time.Minute))
+	okHub := tlsHub(t, good, true)
+	expiredHub := tlsHub(t, expired, false)
+	closed := freePort(t)
+
+	cases := []struct {
+		name, block string
+		verdict     string
+		detail      string
+	}{
+		{"unknown host", "  hub_urls: [nats://hub-1.invalid:7422]\n", CheckFail, "DNS: hub-1.invalid not found"},
+		{"closed port", fmt.Sprintf("  hub_urls: [nats://127.0.0.1:%d]\n", closed), CheckFail, "TCP: connection refused by 127.0.0.1:"},
+		{"expired certificate", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, expiredHub, "tls"), expired.caFile), CheckFail, "TLS: certificate expired 3 days ago (TCP ok)"},
+		{"wrong CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), other.caFile), CheckFail, "TLS: certificate signed by an unknown authority"},
+		{"wrong password", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-bad\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckFail, "auth: authorization violation"},
+		{"all good", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckOK, "TCP, TLS (hub issued by edge-agent test CA, expires in 8"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := hubCheck(t, doctorConfig(t, tc.block))
+			if c.Verdict != tc.verdict || !strings.Contains(c.Detail, tc.detail) {
+				t.Fatalf("hub check = %s %q, want %s containing %q", c.Verdict, c.Detail, tc.verdict, tc.detail)
+			}
+			if strings.Contains(c.Detail, "s3cret") {
+				t.Errorf("password shown: %q", c.Detail)
+			}
+			if tc.verdict == CheckFail && c.Fix == "" {
+				t.Error("failure without a fix")
+			}
+		})
+	}
+}
+
+func TestDoctorDeviceAndPower(t *testing.T) {
+	d := NewDoctor()
+	d.ThrottledPath = writeFile(t, t.TempDir(), "get_throttled", "50005\n", 0o644)
+	if c := d.power(); c.Verdict != CheckFail || !strings.Contains(c.Detail, "under-voltage now") {
+		t.Errorf("power = %+v", c)
+	}
+	d.ThrottledPath = writeFile(t, t.TempDir(), "get_throttled", "0\n", 0o644)
+	if c := d.power(); c.Verdict != CheckOK {
+		t.Errorf("power = %+v", c)
+	}
+
+	opts := &struct {
+		Bus  string
+		Addr int
+		Dev  string
+	}{Bus: "/dev/i2c-doctor-missing", Dev: "/sys/kernel"}
+	cfg := &Config{Sensors: nil}
+	if got := devicePaths(opts); len(got) != 2 || got[0] != "/dev/i2c-doctor-missing" {
+		t.Fatalf("devicePaths = %v", got)
+	}
+	cfg.Sensors = append(cfg.Sensors, sensors.Config{Name: "ambient", Driver: "bme280", Options: opts})
+	checks := deviceChecks(cfg)
+	if len(checks) != 2 || checks[0].Verdict != CheckFail || !strings.Contains(checks[0].Fix, "I2C") || checks[1].Verdict != CheckOK {
+		t.Errorf("device checks = %+v", checks)
+	}
+}
+
+func TestDoctorBadConfigAndExit(t *testing.T) {
+	dir := t.TempDir()
+	creds := writeFile(t, dir, "hub.creds", "x", 0o644)
+	path := writeFile(t, dir, "agent.yaml", fmt.Sprintf("site: s1\nstate_dir: %s\nuplink:\n  hub_urls: [nats://127.0.0.1:1]\n  credentials: %s\n", dir, creds), 0o600)
+	checks := NewDoctor().Run(context.Background(), path)
+	if checks[0].Name != "config" || checks[0].Verdict != CheckFail || !strings.Contains(checks[0].Detail, "chmod 600") {
+		t.Fatalf("config check = %+v", checks[0])
+	}
+	if DoctorExit(checks) != 2 {
+		t.Errorf("exit %d, want 2", DoctorExit(checks))
+	}
+	if DoctorExit([]Check{{Verdict: CheckOK}, {Verdict: CheckSkip}}) != 0 || DoctorExit([]Check{{Verdict: CheckOK}, {Verdict: CheckWarn}}) != 1 {
+		t.Error("exit codes")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "agent.sock")); err == nil {
+		t.Error("doctor created files")
+	}
+}
