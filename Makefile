@@ -67,8 +67,11 @@ fuzz:
 	  done; \
 	done
 
+# Reconnect herd: FLEET_N agents with a backlog against a hub (child
+# process) restarted on the same ports; agent policy vs stock leaf settings.
+FLEET_N ?= 100
 fleet-sim:
-	@echo "make fleet-sim arrives with issue 9 (fleet scale)"; exit 1
+	FLEET_N=$(FLEET_N) $(GO) run ./agent/internal/fleetsim
 
 clean:
 	rm -rf bin dist
