@@ -1,0 +1,184 @@
+package uplink
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/uplink/wanfault"
+)
+
+// wanEnv is fwEnv with the WAN in between: the leaf reaches the hub only
+// through a fault-injecting proxy, and a Link paces the remote as in the
+// agent.
+type wanEnv struct {
+	*fwEnv
+	proxy *wanfault.Proxy
+	link  *Link
+}
+
+func newWANEnv(t *testing.T, site string) *wanEnv {
+	t.Helper()
+	w := &wanEnv{}
+	var lo *server.Options
+	w.fwEnv = newFwEnv(t, site, fwEnvOpts{
+		// Without NoAdvertise the hub tells the leaf its direct address and
+		// the leaf's next dial bypasses the proxy: the test would prove
+		// nothing.
+		hub: func(o *server.Options) { o.LeafNode.NoAdvertise = true },
+		remoteURL: func(u *url.URL) {
+			p, err := wanfault.Start(u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Close)
+			w.proxy = p
+			u.Host = p.Addr()
+		},
+		leaf: func(o *server.Options) {
+			o.LeafNode.Remotes[0].Disabled = true
+			lo = o
+		},
+	})
+	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
+	w.cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
+	lo.LeafNode.ReconnectInterval = ServerReconnectInterval(w.cfg)
+	link, err := NewLink(w.leaf, lo, w.cfg, w.st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.link = link
+	w.leaf.SetLoggerV2(tapLog{link: link}, false, false, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = link.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
+		return link.Connected() && link.Status().Hub == w.proxy.Addr()
+	})
+	return w
+}
+
+func (w *wanEnv) forwarder() *runningFw {
+	return w.start(nil, WithWindow(256), WithLink(w.link))
+}
+
+// flow publishes readings into the local stream at a steady pace until
+// stopped, as the sampler does; stop returns how many the local stream
+// holds (a publish cut short by stop may still have been stored).
+func (w *wanEnv) flow(subject string, every time.Duration) (stop func() uint64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+			_, _ = w.leafJS.Publish(pctx, subject, []byte(`{"v":1}`))
+			pcancel()
+		}
+	}()
+	return func() uint64 {
+		cancel()
+		<-done
+		ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer icancel()
+		s, err := w.leafJS.Stream(ictx, "TELEMETRY")
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		return s.CachedInfo().State.Msgs
+	}
+}
+
+// restoreToAck cuts the WAN for outage, restores it, and returns how long
+// the first new reading took to reach the hub after the restore.
+func (w *wanEnv) restoreToAck(t *testing.T, outage time.Duration) time.Duration {
+	t.Helper()
+	w.proxy.Cut()
+	fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+	time.Sleep(outage) // the outage itself, not a wait for a condition
+	before := w.hubCount()
+	if err := w.proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	restored := time.Now()
+	fwWaitFor(t, 30*time.Second, "first reading at the hub after restore", func() bool { return w.hubCount() > before })
+	return time.Since(restored)
+}
+
+func TestWANOutage(t *testing.T) {
+	w := newWANEnv(t, "store-9")
+	w.forwarder()
+	stop := w.flow("telemetry.flow", 2*time.Millisecond)
+	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return w.hubCount() > 100 })
+	d := w.restoreToAck(t, 2*time.Second)
+	t.Logf("WAN restore -> first hub ack: %s", d)
+	n := stop()
+	fwWaitFor(t, 60*time.Second, "every reading at the hub", func() bool { return w.hubCount() >= n })
+	if got := w.hubCount(); got != n {
+		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
+	}
+	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
+	if st := w.link.Status(); st.Reconnects < 1 || st.Hub != w.proxy.Addr() {
+		t.Fatalf("link status after the outage = %+v", st)
+	}
+}
+
+func TestWANFlaps(t *testing.T) {
+	w := newWANEnv(t, "store-10")
+	w.forwarder()
+	stop := w.flow("telemetry.flow", 2*time.Millisecond)
+	start := time.Now()
+	for i := range 100 {
+		time.Sleep(time.Duration(10+rand.IntN(190)) * time.Millisecond) // random flap spacing
+		if i%2 == 0 {
+			if err := w.proxy.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		w.proxy.Cut()
+		time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
+		if err := w.proxy.Restore(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := stop()
+	t.Logf("100 flaps in %s, %d readings, link reconnects %d", time.Since(start).Round(time.Millisecond), n, w.link.Status().Reconnects)
+	fwWaitFor(t, 40*time.Second, "every reading at the hub", func() bool { return w.hubCount() >= n })
+	if got := w.hubCount(); got != n {
+		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
+	}
+	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
+}
+
+func TestWANShapedBacklogDrains(t *testing.T) {
+	w := newWANEnv(t, "store-11")
+	const n, size = 1000, 512
+	w.publish("telemetry.backlog", n, make([]byte, size))
+	if err := w.proxy.Shape(100*time.Millisecond, 125_000); err != nil { // 200 ms RTT, 1 Mbit/s
+		t.Fatal(err)
+	}
+	start := time.Now()
+	w.forwarder()
+	fwWaitFor(t, 60*time.Second, "backlog drained", func() bool { return w.hubCount() == n })
+	rate := float64(n*size) / time.Since(start).Seconds()
+	ratio := rate / 125_000
+	t.Logf("drained %d x %d B in %s: %.0f B/s payload = %.0f%% of the shaped 1 Mbit/s", n, size, time.Since(start).Round(time.Millisecond), rate, 100*ratio)
+	if ratio < 0.3 {
+		t.Errorf("backlog drained at %.0f%% of the shaped bandwidth, want > 30%%", 100*ratio)
+	}
+	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.backlog", 1, n)
+}
