@@ -28,6 +28,10 @@ Usage:
   edge-agent check-config [FILE]        validate and print the effective config (secrets redacted)
   edge-agent version                    version, commit, Go and nats-server versions, platform
   edge-agent demo [--dir DIR]           a development hub plus an agent with simulated sensors
+  edge-agent status [--config FILE] [--socket PATH] [--json] [--watch [INTERVAL]]
+                                        the running agent's health (exit 0 healthy, 1 degraded, 2 down)
+  edge-agent doctor [--config FILE] [--json]
+                                        check config, store, devices, clock, power and the way to the hub
   edge-agent sensors list               registered sensor drivers
   edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m]
                                         every site the hub heard from, worst first
@@ -57,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
+	case "doctor":
+		return cmdDoctor(rest, stdout, stderr)
 	case "sensors":
 		return cmdSensors(rest, stdout, stderr)
 	case "fleet":

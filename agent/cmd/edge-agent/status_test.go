@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edge-agent/edge-agent/agent"
+)
+
+func TestStatusCommand(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.yaml")
+	body := "site: cli-1\nstate_dir: " + dir + "\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: " + filepath.Join(dir, "agent.sock") +
+		"\nsensors:\n  - {name: demo, driver: sim, interval: 50ms}\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := agent.New(cfg, slog.New(slog.DiscardHandler), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- a.Run(ctx) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-errc })
+	defer stop()
+	select {
+	case <-a.Ready():
+	case err := <-errc:
+		t.Fatal(err)
+	}
+
+	var out, errb bytes.Buffer
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out.Reset()
+		code := run([]string{"status", "--config", path}, &out, &errb)
+		if code == agent.ExitHealthy || code == agent.ExitDegraded && strings.Contains(out.String(), "clock") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status exit %d:\n%s%s", code, out.String(), errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "site cli-1") || !strings.Contains(out.String(), "demo") {
+		t.Errorf("status output:\n%s", out.String())
+	}
+
+	out.Reset()
+	code := run([]string{"status", "--socket", cfg.ControlSocket, "--json"}, &out, &errb)
+	var s agent.Status
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil || s.Site != "cli-1" || !s.Running {
+		t.Fatalf("--json: %v\n%s", err, out.String())
+	}
+	if want, _ := s.Health(); code != want || s.State != agent.StateName(code) {
+		t.Errorf("--json exit %d, state %q; health says %d", code, s.State, want)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	code = run([]string{"status", "--config", path}, &out, &errb)
+	if code != agent.ExitDown {
+		t.Errorf("stopped daemon: exit %d, want %d", code, agent.ExitDown)
+	}
+	for _, want := range []string{"edge-agent is not running", "systemctl status edge-agent", "journalctl -u edge-agent -n 50", "last recorded status", "site cli-1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stopped daemon output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"status", "--config", path, "--json"}, &out, &errb); code != agent.ExitDown || json.Unmarshal(out.Bytes(), &s) != nil || s.Running || s.State != agent.StateDown {
+		t.Errorf("stopped daemon --json: exit %d\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"doctor", "--config", path}, &out, &errb); code == 2 || !strings.Contains(out.String(), "config") {
+		t.Errorf("doctor on a healthy standalone config: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}
