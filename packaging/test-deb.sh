@@ -393,6 +393,28 @@ else
 fi
 expect_stat /var/lib/edge-agent "750 edge-agent edge-agent"
 
+# Fallback path: an image without systemd-sysusers/systemd-tmpfiles (e.g. a
+# vendor image with another init) must still get the account via useradd.
+in_chroot dpkg --purge edge-agent >/dev/null 2>&1
+in_chroot userdel edge-agent
+in_chroot sh -c '! getent group edge-agent >/dev/null || groupdel edge-agent'
+for tool in systemd-sysusers systemd-tmpfiles; do
+	p="$(in_chroot sh -c "command -v ${tool}")" || ea_die "no ${tool} in the chroot to hide"
+	in_chroot dpkg-divert --quiet --local --rename --divert "${p}.hidden" --add "${p}"
+done
+if in_chroot dpkg -i /tmp/v1.deb >"${WORK}/dpkg-fallback.log" 2>&1; then
+	pass "chroot without systemd-sysusers: dpkg -i succeeds"
+else
+	sed 's/^/    /' "${WORK}/dpkg-fallback.log"
+	fail "chroot without systemd-sysusers: dpkg -i failed"
+fi
+pw2="$(in_chroot getent passwd edge-agent || true)"
+IFS=: read -r _ _ fb_uid _ _ fb_home fb_shell <<<"${pw2}"
+check "fallback: useradd created system user (uid ${fb_uid:-none}, ${fb_home:-?}, ${fb_shell:-?})" \
+	eval "[[ -n '${fb_uid:-}' ]] && ((${fb_uid:-1000} < 1000)) && [[ '${fb_home:-}' == /var/lib/edge-agent && '${fb_shell:-}' == */nologin ]]"
+expect_stat /var/lib/edge-agent "750 edge-agent edge-agent"
+expect_stat /etc/edge-agent/agent.yaml "640 root edge-agent"
+
 section "done"
 printf 'test-deb: %d passed, %d failed in %ds\n' "${passed}" "${failed}" "$((SECONDS - START))"
 ((failed == 0))
