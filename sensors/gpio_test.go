@@ -3,66 +3,17 @@ package sensors
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
 )
-
-// fakePin behaves like periph's gpiotest.Pin (edges are fed through
-// EdgesChan and set the level). gpiotest itself cannot be used: it imports
-// github.com/jonboulle/clockwork, which is not in go.sum.
-type fakePin struct {
-	sync.Mutex
-	N         string
-	L         gpio.Level
-	P         gpio.Pull
-	EdgesChan chan gpio.Level
-}
-
-func (p *fakePin) String() string   { return p.N }
-func (p *fakePin) Name() string     { return p.N }
-func (p *fakePin) Number() int      { return -1 }
-func (p *fakePin) Function() string { return "In" }
-func (p *fakePin) Halt() error      { return nil }
-func (p *fakePin) Pull() gpio.Pull  { p.Lock(); defer p.Unlock(); return p.P }
-func (p *fakePin) DefaultPull() gpio.Pull {
-	return gpio.Float
-}
-
-func (p *fakePin) In(pull gpio.Pull, edge gpio.Edge) error {
-	p.Lock()
-	defer p.Unlock()
-	p.P = pull
-	if pull == gpio.PullUp {
-		p.L = gpio.High
-	} else if pull == gpio.PullDown {
-		p.L = gpio.Low
-	}
-	return nil
-}
-
-func (p *fakePin) Read() gpio.Level { p.Lock(); defer p.Unlock(); return p.L }
-
-func (p *fakePin) WaitForEdge(timeout time.Duration) bool {
-	select {
-	case l := <-p.EdgesChan:
-		p.Lock()
-		p.L = l
-		p.Unlock()
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
-
-var _ gpio.PinIn = (*fakePin)(nil)
 
 func (c *manualClock) pending() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.waiters) }
 
-func gpioPin() *fakePin {
-	return &fakePin{N: "GPIO17", EdgesChan: make(chan gpio.Level, 16)}
+func gpioPin() *gpiotest.Pin {
+	return &gpiotest.Pin{N: "GPIO17", EdgesChan: make(chan gpio.Level, 16)}
 }
 
 func gpioOpts(t *testing.T, o GPIOOptions) *GPIOOptions {
@@ -72,7 +23,7 @@ func gpioOpts(t *testing.T, o GPIOOptions) *GPIOOptions {
 	return &o
 }
 
-func drained(p *fakePin) func() bool { return func() bool { return len(p.EdgesChan) == 0 } }
+func drained(p *gpiotest.Pin) func() bool { return func() bool { return len(p.EdgesChan) == 0 } }
 
 func TestGPIOLevelDebounceAndMissedEdge(t *testing.T) {
 	p := gpioPin()
