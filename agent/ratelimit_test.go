@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is advanced by the test: the rate window is about minutes.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestLogRateLimit(t *testing.T) {
+	var buf bytes.Buffer
+	clk := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	h := newRateLimitHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), 3, time.Minute, clk.now)
+	log := slog.New(h).With("component", "uplink")
+
+	for range 100 {
+		log.Error("leaf connect failed", "err", "connection refused")
+		clk.add(100 * time.Millisecond)
+	}
+	log.Error("leaf connect failed", "err", "i/o timeout") // different attrs: its own key
+	log.Debug("debug is never limited")
+	log.Debug("debug is never limited")
+	if n := strings.Count(buf.String(), "connection refused"); n != 3 {
+		t.Fatalf("%d identical lines passed in the window, want 3:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), "i/o timeout") || strings.Count(buf.String(), "debug is never limited") != 2 {
+		t.Fatalf("distinct or debug lines were limited:\n%s", buf.String())
+	}
+	if SuppressedLogLines(slog.New(h)) != 97 {
+		t.Errorf("suppressed counter = %d, want 97", SuppressedLogLines(slog.New(h)))
+	}
+
+	// The next window: a summary of what was left out, then lines again.
+	clk.add(time.Minute)
+	buf.Reset()
+	log.Error("leaf connect failed", "err", "connection refused")
+	out := buf.String()
+	if !strings.Contains(out, `msg="suppressed 97 similar lines" component=uplink line="leaf connect failed"`) || !strings.Contains(out, "level=ERROR") {
+		t.Fatalf("no summary line:\n%s", out)
+	}
+	if strings.Count(out, "connection refused") != 1 {
+		t.Fatalf("first line of the new window not passed:\n%s", out)
+	}
+
+	// Flush at shutdown reports what is pending: 1+5 lines, 3 passed.
+	for range 5 {
+		log.Error("leaf connect failed", "err", "connection refused")
+	}
+	buf.Reset()
+	h.Flush(context.Background())
+	if !strings.Contains(buf.String(), "suppressed 3 similar lines") {
+		t.Fatalf("flush: %q", buf.String())
+	}
+}
+
+func TestNewLoggerIsRateLimited(t *testing.T) {
+	var buf syncBuf
+	log := NewLogger(&buf, "json", new(slog.LevelVar))
+	for range logBurst + 5 {
+		log.Warn("disk full")
+	}
+	if n := strings.Count(buf.String(), "disk full"); n != logBurst {
+		t.Fatalf("%d lines, want %d", n, logBurst)
+	}
+}
