@@ -46,7 +46,7 @@ type options struct {
 	window     int
 	ackTimeout time.Duration
 	leaf       *server.Server
-	bounce     func()
+	link       LinkControl
 	retryMin   time.Duration
 	retryMax   time.Duration
 }
@@ -70,9 +70,21 @@ func WithAckTimeout(d time.Duration) Option { return func(o *options) { o.ackTim
 // the interest the hub announced over the leaf.
 func WithLeafServer(s *server.Server) Option { return func(o *options) { o.leaf = s } }
 
-// WithBounce is called when resetting the forwarder did not cure a stall:
-// the link manager drops and redials the leaf connection.
-func WithBounce(bounce func()) Option { return func(o *options) { o.bounce = bounce } }
+// LinkControl is what the forwarder needs from the link manager (*Link).
+type LinkControl interface {
+	// Connected is the forwarder's signal to send or to wait quietly.
+	Connected() bool
+	// Bounce redials the leaf connection: the cure when resetting the
+	// forwarder did not end a stall.
+	Bounce()
+	// Degraded shows a hub-side cause (hub stream, permission) in the
+	// link's status while the connection itself is up.
+	Degraded(class, reason string)
+}
+
+// WithLink connects the forwarder to the link manager. Without it the leaf
+// server's connection count is the link signal and a stall is only reset.
+func WithLink(l LinkControl) Option { return func(o *options) { o.link = l } }
 
 // WithRetry bounds the backoff between failed sessions (default 250ms..30s).
 func WithRetry(min, max time.Duration) Option {
@@ -118,7 +130,6 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 	}
 	o := options{
 		streams: buffer.Lanes, window: 1024, ackTimeout: 10 * time.Second,
-		bounce:   func() {},
 		retryMin: 250 * time.Millisecond, retryMax: 30 * time.Second,
 	}
 	for _, opt := range opts {
@@ -228,6 +239,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		class, reason := classify(err, f)
 		f.setError(class, reason)
 		if reason != lastErr {
+			if f.o.link != nil && (class == ReasonHubStream || class == ReasonPermission) {
+				f.o.link.Degraded(class, reason)
+			}
 			f.log.Warn("forwarder: paused; resending from the cursor after a backoff", "reason_class", class, "reason", reason, "retry_in", wait)
 			lastErr = reason
 		}
@@ -268,7 +282,12 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 }
 
 // linkUp is the cheap signal: is a leaf connection established right now?
-func (f *Forwarder) linkUp() bool { return f.o.leaf == nil || f.o.leaf.NumLeafNodes() > 0 }
+func (f *Forwarder) linkUp() bool {
+	if f.o.link != nil {
+		return f.o.link.Connected()
+	}
+	return f.o.leaf == nil || f.o.leaf.NumLeafNodes() > 0
+}
 
 // hubInterest reports whether the hub announced interest in subject over
 // the leaf: a hub stream capturing it exists, so "no responders" means the
@@ -347,8 +366,8 @@ func (f *Forwarder) watch(ctx context.Context) {
 		if cur != nil {
 			cur.fail(errors.New("stalled: no hub ack for " + f.cfg.StallTimeout.String()))
 		}
-		if bounced {
-			f.o.bounce()
+		if bounced && f.o.link != nil {
+			f.o.link.Bounce()
 		}
 		bounced = true
 	}

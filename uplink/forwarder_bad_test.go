@@ -33,11 +33,15 @@ func TestForwarderPermissionDenied(t *testing.T) {
 	})
 	e.cfg.StallTimeout = time.Second
 	e.publish("telemetry.x", 5, []byte("x"))
-	f := e.start(nil)
+	link := &fakeLink{leaf: e.leaf}
+	f := e.start(nil, WithLink(link))
 	fwWaitFor(t, 20*time.Second, "permission reason", func() bool {
 		st := f.Status()
 		return st.ReasonClass == ReasonPermission && strings.Contains(st.LastError, "edge.s1.>")
 	})
+	if c, _ := link.degraded.Load().([2]string); c[0] != ReasonPermission {
+		t.Fatalf("link not told: %v", c)
+	}
 	// No spin: over an observation window the retries stay a handful of
 	// sessions (backoff), where a hot loop would publish thousands.
 	before := e.leafInMsgs()
@@ -64,9 +68,9 @@ func TestForwarderStallWatchdog(t *testing.T) {
 	})
 	e.cfg.StallTimeout = time.Second
 	e.publish("telemetry.x", 5, []byte("x"))
-	var bounces atomic.Int32
-	f := e.start(nil, WithAckTimeout(200*time.Millisecond), WithBounce(func() { bounces.Add(1) }))
-	fwWaitFor(t, 30*time.Second, "two stalls and a bounce", func() bool { return f.Status().Stalls >= 2 && bounces.Load() >= 1 })
+	link := &fakeLink{leaf: e.leaf}
+	f := e.start(nil, WithAckTimeout(200*time.Millisecond), WithLink(link))
+	fwWaitFor(t, 30*time.Second, "two stalls and a bounce", func() bool { return f.Status().Stalls >= 2 && link.bounces.Load() >= 1 })
 	st := f.Status()
 	if st.ReasonClass != ReasonOther || !strings.Contains(st.LastError, "ack timed out") {
 		t.Fatalf("status %+v", st)
@@ -138,3 +142,15 @@ func TestForwarderOversize(t *testing.T) {
 		t.Fatal("leaf connection dropped")
 	}
 }
+
+// fakeLink is the link manager as the forwarder sees it: connected when the
+// leaf server is, counting bounces and remembering the degraded reason.
+type fakeLink struct {
+	leaf     *server.Server
+	bounces  atomic.Int32
+	degraded atomic.Value // [2]string{class, reason}
+}
+
+func (l *fakeLink) Connected() bool               { return l.leaf.NumLeafNodes() > 0 }
+func (l *fakeLink) Bounce()                       { l.bounces.Add(1) }
+func (l *fakeLink) Degraded(class, reason string) { l.degraded.Store([2]string{class, reason}) }
