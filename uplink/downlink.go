@@ -74,7 +74,7 @@ func (d *Downlink) Run(ctx context.Context) error {
 			d.respond(m, map[string]any{"site": d.site, "time": time.Now().UTC()})
 		},
 		d.AgentSubject("replay"): func(m *nats.Msg) { d.replay(ctx, m) },
-		d.base + ".cmd.>":         d.command,
+		d.base + ".cmd.>":        d.command,
 	}
 	var subs []*nats.Subscription
 	defer func() {
