@@ -25,7 +25,7 @@ import (
 
 // waitFor polls cond until it holds or the deadline passes: no sleeps that
 // guess how long the machine needs.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -54,7 +54,7 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-func hubOpts(t *testing.T) *server.Options {
+func hubOpts(t testing.TB) *server.Options {
 	return &server.Options{
 		ServerName: "hub", Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		JetStream: true, JetStreamDomain: "hub", StoreDir: t.TempDir(),
@@ -62,7 +62,7 @@ func hubOpts(t *testing.T) *server.Options {
 	}
 }
 
-func startServer(t *testing.T, o *server.Options) *server.Server {
+func startServer(t testing.TB, o *server.Options) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(o)
 	if err != nil {
@@ -76,7 +76,7 @@ func startServer(t *testing.T, o *server.Options) *server.Server {
 	return s
 }
 
-func leafURL(t *testing.T, s *server.Server, scheme string) string {
+func leafURL(t testing.TB, s *server.Server, scheme string) string {
 	t.Helper()
 	v, err := s.Varz(nil)
 	if err != nil || v.LeafNode.Port == 0 {
@@ -93,13 +93,13 @@ type testAgent struct {
 
 // startAgent runs an agent from a YAML body (site, state_dir, listen and
 // control_socket are filled in) and waits until it is ready.
-func startAgent(t *testing.T, body string) *testAgent {
+func startAgent(t testing.TB, body string) *testAgent {
 	t.Helper()
 	return runAgent(t, testConfig(t, body))
 }
 
 // testConfig is startAgent's config, for tests that adjust it before run.
-func testConfig(t *testing.T, body string) *Config {
+func testConfig(t testing.TB, body string) *Config {
 	t.Helper()
 	dir := t.TempDir()
 	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
@@ -114,7 +114,7 @@ func testConfig(t *testing.T, body string) *Config {
 	return cfg
 }
 
-func runAgent(t *testing.T, cfg *Config) *testAgent {
+func runAgent(t testing.TB, cfg *Config) *testAgent {
 	t.Helper()
 	logs := &syncBuf{}
 	level := new(slog.LevelVar)
@@ -141,7 +141,7 @@ func runAgent(t *testing.T, cfg *Config) *testAgent {
 	return &testAgent{Agent: a, logs: logs, stop: stop}
 }
 
-func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
+func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

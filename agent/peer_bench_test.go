@@ -1,0 +1,409 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Peer benchmarks: edge-agent against a plain nats-server measured in the
+// same run on the same machine. Each iteration is a full measurement (they
+// work with -benchtime=1x) and the figures are medians over iterations, so
+// one noisy moment on a shared machine does not make the number.
+
+// median of xs (xs is sorted in place).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// pubSubRate sends n core messages from one TCP client to another through
+// the server at url and returns messages per second, publish to last
+// delivery.
+func pubSubRate(b *testing.B, url string, n int) float64 {
+	b.Helper()
+	sub := connect(b, url)
+	pub := connect(b, url)
+	defer sub.Close()
+	defer pub.Close()
+	var mu sync.Mutex
+	got := 0
+	done := make(chan struct{})
+	s, err := sub.Subscribe("bench.peer", func(*nats.Msg) {
+		mu.Lock()
+		got++
+		if got == n {
+			close(done)
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = s.SetPendingLimits(-1, -1)
+	if err := sub.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 128)
+	start := time.Now()
+	for range n {
+		if err := pub.Publish("bench.peer", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		mu.Lock()
+		defer mu.Unlock()
+		b.Fatalf("%s: %d of %d messages delivered in 2m", url, got, n)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkPeerPubSub: core publish/subscribe through the agent's embedded
+// leaf server (connected to a hub, as deployed) against a standalone
+// in-process nats-server of the same version.
+func BenchmarkPeerPubSub(b *testing.B) {
+	hub := startServer(b, hubOpts(b))
+	a := startAgent(b, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n", leafURL(b, hub, "nats")))
+	peer := startServer(b, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	const n = 200_000
+	var agentRates, peerRates []float64
+	// Three alternating pairs per iteration: a median even at -benchtime=1x,
+	// and neither side always runs on the warmer machine.
+	for i := 0; i < 3*b.N; i++ {
+		if i%2 == 0 {
+			agentRates = append(agentRates, pubSubRate(b, a.ClientURL(), n))
+			peerRates = append(peerRates, pubSubRate(b, peer.ClientURL(), n))
+		} else {
+			peerRates = append(peerRates, pubSubRate(b, peer.ClientURL(), n))
+			agentRates = append(agentRates, pubSubRate(b, a.ClientURL(), n))
+		}
+	}
+	am, pm := median(agentRates), median(peerRates)
+	b.ReportMetric(am, "msgs/s_agent")
+	b.ReportMetric(pm, "msgs/s_nats_server")
+	b.ReportMetric(am/pm, "ratio_vs_nats_server")
+}
+
+var (
+	agentBinOnce sync.Once
+	agentBin     string
+	agentBinErr  error
+)
+
+// buildAgentBinary builds edge-agent once per test binary: RSS and start
+// time are properties of the real process.
+func buildAgentBinary(b *testing.B) string {
+	b.Helper()
+	agentBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "edge-agent-bench-")
+		if err != nil {
+			agentBinErr = err
+			return
+		}
+		agentBin = filepath.Join(dir, "edge-agent")
+		out, err := exec.Command("go", "build", "-o", agentBin, "github.com/edge-agent/edge-agent/agent/cmd/edge-agent").CombinedOutput()
+		if err != nil {
+			agentBinErr = fmt.Errorf("go build edge-agent: %v\n%s", err, out)
+		}
+	})
+	if agentBinErr != nil {
+		b.Fatal(agentBinErr)
+	}
+	return agentBin
+}
+
+// peerNATSServer is Debian's nats-server binary (apt-get install
+// nats-server); peers that need it are skipped without it.
+func peerNATSServer(b *testing.B) string {
+	b.Helper()
+	p, err := exec.LookPath("nats-server")
+	if err != nil {
+		b.Skip("nats-server binary not found (apt-get install nats-server): peer not measured")
+	}
+	return p
+}
+
+// proc is a server process under measurement.
+type proc struct {
+	cmd  *exec.Cmd
+	url  string
+	sock string // agent control socket, "" for nats-server
+	done chan error
+	once sync.Once
+}
+
+func freeTCPPort(b *testing.B) int {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startAgentProc runs `edge-agent run` standalone with one sim sensor on dir
+// (reused across starts: the store is kept).
+func startAgentProc(b *testing.B, dir string, maxBytes string) *proc {
+	b.Helper()
+	port := freeTCPPort(b)
+	cfg := filepath.Join(dir, "agent.yaml")
+	sock := filepath.Join(dir, "agent.sock")
+	y := fmt.Sprintf("site: bench\nstate_dir: %s\nlisten: 127.0.0.1:%d\ncontrol_socket: %s\nmetrics_listen: \"\"\nlog_level: warn\nbuffer: {max_bytes: %s}\nsensors:\n  - {name: s, driver: sim, interval: 1s}\n",
+		filepath.Join(dir, "state"), port, sock, maxBytes)
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return startProc(b, exec.Command(buildAgentBinary(b), "run", "--config", cfg), port, sock)
+}
+
+// startNATSProc runs `nats-server -js` with its store in dir.
+func startNATSProc(b *testing.B, dir string) *proc {
+	b.Helper()
+	port := freeTCPPort(b)
+	return startProc(b, exec.Command(peerNATSServer(b), "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
+}
+
+func startProc(b *testing.B, cmd *exec.Cmd, port int, sock string) *proc {
+	b.Helper()
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p := &proc{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), sock: sock, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	b.Cleanup(func() { p.stop(b) })
+	return p
+}
+
+// waitReady polls until the process accepts a client and JetStream answers
+// (and, for the agent, the control API answers): the moment a local app
+// can store a reading.
+func (p *proc) waitReady(b *testing.B) {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for !p.ready() {
+		select {
+		case err := <-p.done:
+			b.Fatalf("%s exited before ready: %v", p.cmd.Path, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s not ready in 5m", p.cmd.Path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (p *proc) ready() bool {
+	nc, err := nats.Connect(p.url, nats.Timeout(time.Second), nats.MaxReconnects(0))
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return false
+	}
+	if p.sock == "" {
+		return true
+	}
+	hc := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", p.sock)
+		},
+	}}
+	resp, err := hc.Get("http://edge-agent/v1/health")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+// stop is SIGTERM and wait; idempotent.
+func (p *proc) stop(b *testing.B) {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(time.Minute):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+}
+
+// rssMiB is the process's resident set (VmRSS) from /proc.
+func (p *proc) rssMiB(b *testing.B) float64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS in /proc status")
+	return 0
+}
+
+// fillStore publishes size bytes to telemetry.fill (creating the stream on a
+// bare nats-server) with a window of async publishes.
+func fillStore(b *testing.B, url string, size int64, msgSize int) {
+	b.Helper()
+	nc := connect(b, url)
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.Stream(ctx, "TELEMETRY"); err != nil {
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "TELEMETRY", Subjects: []string{"telemetry.>"}, Storage: jetstream.FileStorage}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	data := make([]byte, msgSize)
+	// Batches of async publishes, each waited for: a full window stalls
+	// the client instead of queueing without bound.
+	for sent := int64(0); sent < size; {
+		for i := 0; i < 128 && sent < size; i++ {
+			if _, err := js.PublishAsync("telemetry.fill", data); err != nil {
+				b.Fatal(err)
+			}
+			sent += int64(msgSize)
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(5 * time.Minute):
+			b.Fatal("fill: a batch of publishes was not acknowledged in 5m")
+		}
+	}
+}
+
+// BenchmarkPeerRSS: resident memory of the edge-agent process, idle and
+// after storing 20k 1 KiB readings, against `nats-server -js` doing the
+// same (Debian's binary: its version is older than the embedded one).
+func BenchmarkPeerRSS(b *testing.B) {
+	peerNATSServer(b)
+	measure := func(start func(dir string) *proc) (idle, loaded float64) {
+		p := start(b.TempDir())
+		p.waitReady(b)
+		// Let start-up garbage be collected and the sampler tick: RSS of
+		// a daemon that has run a moment, not of one mid-initialisation.
+		time.Sleep(2 * time.Second)
+		idle = p.rssMiB(b)
+		fillStore(b, p.url, 20_000*1024, 1024)
+		loaded = p.rssMiB(b)
+		p.stop(b)
+		return idle, loaded
+	}
+	var ai, al, ni, nl []float64
+	for i := 0; i < b.N; i++ {
+		x, y := measure(func(dir string) *proc { return startAgentProc(b, dir, "1GiB") })
+		ai, al = append(ai, x), append(al, y)
+		x, y = measure(func(dir string) *proc { return startNATSProc(b, dir) })
+		ni, nl = append(ni, x), append(nl, y)
+	}
+	b.ReportMetric(median(ai), "MiB_idle_agent")
+	b.ReportMetric(median(ni), "MiB_idle_nats_server")
+	b.ReportMetric(median(ai)/median(ni), "idle_rss_ratio_vs_nats_server")
+	b.ReportMetric(median(al), "MiB_loaded_agent")
+	b.ReportMetric(median(nl), "MiB_loaded_nats_server")
+	b.ReportMetric(median(al)/median(nl), "loaded_rss_ratio_vs_nats_server")
+}
+
+// prefillBytes is the store size for the pre-filled start: 1 GiB for the
+// report, 100 MiB under -short, or EDGE_BENCH_PREFILL_MB.
+func prefillBytes() int64 {
+	if mb, err := strconv.Atoi(os.Getenv("EDGE_BENCH_PREFILL_MB")); err == nil && mb > 0 {
+		return int64(mb) << 20
+	}
+	if testing.Short() {
+		return 100 << 20
+	}
+	return 1 << 30
+}
+
+// BenchmarkPeerReady: process start to ready (accepts a client, JetStream
+// answers; the agent also answers /v1/health) with an empty store and a
+// pre-filled one, against `nats-server -js` on a store of the same size.
+func BenchmarkPeerReady(b *testing.B) {
+	peerNATSServer(b)
+	for _, tc := range []struct {
+		name string
+		fill int64
+	}{{"empty", 0}, {"prefilled", prefillBytes()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			agentDir, natsDir := b.TempDir(), b.TempDir()
+			maxBytes := fmt.Sprintf("%dMiB", max(2*tc.fill>>20, 64))
+			if tc.fill > 0 {
+				// Fill once through each server itself, then stop it: the
+				// measured start recovers that store.
+				p := startAgentProc(b, agentDir, maxBytes)
+				p.waitReady(b)
+				fillStore(b, p.url, tc.fill, 64<<10)
+				p.stop(b)
+				p = startNATSProc(b, natsDir)
+				p.waitReady(b)
+				fillStore(b, p.url, tc.fill, 64<<10)
+				p.stop(b)
+			}
+			timeReady := func(start func() *proc) float64 {
+				t0 := time.Now()
+				p := start()
+				p.waitReady(b)
+				d := time.Since(t0)
+				p.stop(b)
+				return float64(d.Milliseconds())
+			}
+			var at, nt []float64
+			// Three starts of each per iteration, for a median at -benchtime=1x.
+			for i := 0; i < 3*b.N; i++ {
+				if tc.fill == 0 {
+					agentDir, natsDir = b.TempDir(), b.TempDir()
+				}
+				at = append(at, timeReady(func() *proc { return startAgentProc(b, agentDir, maxBytes) }))
+				nt = append(nt, timeReady(func() *proc { return startNATSProc(b, natsDir) }))
+			}
+			b.ReportMetric(median(at), "ms_ready_agent")
+			b.ReportMetric(median(nt), "ms_ready_nats_server")
+			b.ReportMetric(median(at)/median(nt), "ratio_vs_nats_server")
+			b.ReportMetric(float64(tc.fill>>20), "MiB_store")
+		})
+	}
+}
