@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,19 +81,17 @@ func TestFleetView(t *testing.T) {
 
 	// An existing stream that is not a last-value table is refused with
 	// the fix, not silently used.
-	if err := js.DeleteStream(ctx, uplink.StatusStream); err != nil {
-		t.Fatal(err)
+	fresh := jetstreamNoStream(t)
+	if _, err := uplink.ReadFleet(ctx, fresh, "edge"); err == nil {
+		t.Fatal("ReadFleet without EDGE_STATUS did not fail")
 	}
 	bad := uplink.StatusStreamConfig("edge")
 	bad.MaxMsgsPerSubject = 0
-	if _, err := js.CreateStream(ctx, bad); err != nil {
+	if _, err := fresh.CreateStream(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uplink.EnsureStatusStream(ctx, js, "edge"); err == nil {
-		t.Fatal("a status stream keeping every heartbeat was accepted")
-	}
-	if _, err := uplink.ReadFleet(ctx, jetstreamNoStream(t), "edge"); err == nil {
-		t.Fatal("ReadFleet without EDGE_STATUS did not fail")
+	if _, err := uplink.EnsureStatusStream(ctx, fresh, "edge"); err == nil || !strings.Contains(err.Error(), "max-msgs-per-subject 1") {
+		t.Fatalf("a status stream keeping every heartbeat was accepted or the fix is missing: %v", err)
 	}
 }
 
