@@ -39,9 +39,9 @@ type Config struct {
 	LocalAuth  LocalAuth `yaml:"local_auth"`
 	// NATSConfig is a nats-server config file used as the base for options
 	// the agent does not model; the agent's own keys win over it.
-	NATSConfig string         `yaml:"nats_config"`
-	Buffer     buffer.Config  `yaml:"buffer"`
-	Uplink     *uplink.Config `yaml:"uplink"`
+	NATSConfig string           `yaml:"nats_config"`
+	Buffer     buffer.Config    `yaml:"buffer"`
+	Uplink     *uplink.Config   `yaml:"uplink"`
 	Sensors    []sensors.Config `yaml:"sensors"`
 
 	// Path is the file the config came from (not a YAML key).

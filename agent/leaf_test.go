@@ -2,8 +2,8 @@ package agent
 
 import (
 	"encoding/json"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
