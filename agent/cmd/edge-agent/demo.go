@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -97,8 +101,43 @@ sensors:
   Status:                            edge-agent status --socket %s
 
 `, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, hub.ClientURL(), a.ClientURL(), a.ClientURL(), cfg.ControlSocket)
+		if err := echoHub(ctx, hub.ClientURL(), stdout); err != nil {
+			log.Warn("demo: cannot watch the hub", "err", err)
+		}
 	}()
 	return exitFor(a.Run(ctx), stderr)
+}
+
+// echoHub prints what reaches the hub, so `make run` shows store-and-forward
+// working without any other tool installed.
+func echoHub(ctx context.Context, url string, w io.Writer) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	_, err = nc.Subscribe("edge.>", func(m *nats.Msg) {
+		var r sensors.Reading
+		if json.Unmarshal(m.Data, &r) != nil || len(r.Values) == 0 {
+			fmt.Fprintf(w, "hub <- %-40s %s\n", m.Subject, m.Data)
+			return
+		}
+		keys := make([]string, 0, len(r.Values))
+		for k := range r.Values {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var vals []string
+		for _, k := range keys {
+			vals = append(vals, fmt.Sprintf("%s=%g%s", k, r.Values[k].V, r.Values[k].Unit))
+		}
+		fmt.Fprintf(w, "hub <- %-40s seq=%d %s (msg-id %s)\n", m.Subject, r.Seq, strings.Join(vals, " "), m.Header.Get("Nats-Msg-Id"))
+	})
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	go func() { <-ctx.Done(); nc.Close() }()
+	return nil
 }
 
 func demoHubStream(hub *server.Server) error {
