@@ -40,14 +40,3 @@ func (n natsLogger) Debugf(f string, v ...any)  { n.l.Debug(msg(f, v)) }
 func (n natsLogger) Tracef(f string, v ...any)  { n.l.Debug(msg(f, v)) }
 
 func msg(f string, v []any) string { return strings.TrimSpace(fmt.Sprintf(f, v...)) }
-
-// tapLogger also hands every notice, warning and error to tap: the uplink
-// link manager reads why a leaf connection failed from them.
-type tapLogger struct {
-	natsLogger
-	tap func(string)
-}
-
-func (t tapLogger) Noticef(f string, v ...any) { t.natsLogger.Noticef(f, v...); t.tap(msg(f, v)) }
-func (t tapLogger) Warnf(f string, v ...any)   { t.natsLogger.Warnf(f, v...); t.tap(msg(f, v)) }
-func (t tapLogger) Errorf(f string, v ...any)  { t.natsLogger.Errorf(f, v...); t.tap(msg(f, v)) }

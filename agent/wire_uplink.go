@@ -21,7 +21,7 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	a.up.link = link
-	a.srv.SetLoggerV2(tapLogger{natsLogger{a.log.With("component", "nats-server")}, link.ServerLog}, true, false, false)
+	a.srv.SetLoggerV2(link.Logger(natsLogger{a.log.With("component", "nats-server")}), true, false, false)
 	a.addPart("uplink-link", link.Run)
 	return nil
 }

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -65,11 +67,15 @@ type Link struct {
 
 	lines  chan string   // link-related server log lines, newest last
 	bounce chan struct{} // Bounce requests
+	// reloading is set while the link's own reload runs, so the logger
+	// can tell its "Reloaded: ..." notices from an operator's reload.
+	reloading atomic.Bool
 
 	mu        sync.Mutex
 	st        LinkStatus
 	up        chan struct{} // closed while connected
 	lastEvent string        // last recorded error reason, to not flood state.db
+	lastDial  string        // last dial error the server logged at error level
 }
 
 // NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
@@ -174,6 +180,63 @@ func (l *Link) ServerLog(msg string) {
 	}
 }
 
+// Logger wraps the embedded server's logger for SetLoggerV2: notices,
+// warnings and errors also reach the link's diagnosis (ServerLog), and two
+// kinds of line the link's pacing makes by the thousand go to debug. Each
+// attempt is two reloads of RemoteLeafOpts.Disabled, and nats-server logs
+// four "Reloaded: ..." notices per reload; each failed dial logs "Error
+// trying to connect as leafnode" as attempt 1, so nats-server's own
+// connect_error_reports thinning never applies. A site whose WAN is down
+// for days at a 60 s backoff would write ~13,000 such lines a day to its
+// SD card. Kept at their level: an operator's own reload, the first dial
+// error and any dial error that differs from the previous one (the link
+// also logs each new reason once, as a warning).
+func (l *Link) Logger(inner server.Logger) server.Logger { return linkLogger{inner, l} }
+
+type linkLogger struct {
+	server.Logger
+	l *Link
+}
+
+func (g linkLogger) Noticef(f string, v ...any) {
+	m := fmt.Sprintf(f, v...)
+	if g.l.reloading.Load() && strings.HasPrefix(m, "Reloaded") {
+		g.Logger.Debugf(f, v...)
+		return
+	}
+	g.Logger.Noticef(f, v...)
+	g.l.ServerLog(m)
+}
+
+func (g linkLogger) Warnf(f string, v ...any) {
+	g.Logger.Warnf(f, v...)
+	g.l.ServerLog(fmt.Sprintf(f, v...))
+}
+
+func (g linkLogger) Errorf(f string, v ...any) {
+	m := fmt.Sprintf(f, v...)
+	if g.l.repeatedDialError(m) {
+		g.Logger.Debugf(f, v...)
+	} else {
+		g.Logger.Errorf(f, v...)
+	}
+	g.l.ServerLog(m)
+}
+
+// repeatedDialError reports whether msg is a failed leaf dial for the same
+// reason as the previous one since the last connect.
+func (l *Link) repeatedDialError(msg string) bool {
+	if !strings.Contains(msg, "trying to connect as leafnode") {
+		return false
+	}
+	_, reason, _ := classifyLine(msg)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	repeat := reason == l.lastDial
+	l.lastDial = reason
+	return repeat
+}
+
 // Run paces the remote until ctx ends. It never fails for a link problem:
 // a broken uplink degrades the uplink only.
 func (l *Link) Run(ctx context.Context) error {
@@ -275,7 +338,10 @@ func (l *Link) setDisabled(disabled bool) error {
 	r.Disabled = disabled
 	rs[l.remote] = &r
 	next.LeafNode.Remotes = rs
-	if err := l.srv.ReloadOptions(next); err != nil {
+	l.reloading.Store(true)
+	err := l.srv.ReloadOptions(next)
+	l.reloading.Store(false)
+	if err != nil {
 		return fmt.Errorf("reload leaf remote (disabled=%v): %w", disabled, err)
 	}
 	l.opts = next
@@ -388,7 +454,7 @@ func (l *Link) setConnected() {
 	l.st.ReasonClass, l.st.Reason, l.st.NextAttempt = "", "", time.Time{}
 	hub := l.st.Hub
 	close(l.up)
-	l.lastEvent = ""
+	l.lastEvent, l.lastDial = "", ""
 	l.mu.Unlock()
 	l.log.Info("uplink: connected to hub", "hub", hub)
 	l.record(EventConnect, hub)

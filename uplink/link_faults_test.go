@@ -53,7 +53,7 @@ func newWANEnv(t *testing.T, site string) *wanEnv {
 		t.Fatal(err)
 	}
 	w.link = link
-	w.leaf.SetLoggerV2(tapLog{link: link}, false, false, false)
+	w.leaf.SetLoggerV2(link.Logger(lineLog{}), false, false, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = link.Run(ctx) }()

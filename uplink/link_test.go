@@ -38,26 +38,22 @@ func (m *memEvents) has(kind, reasonPart string) bool {
 	})
 }
 
-// tapLog is the server logger the agent installs: every line also goes to
-// the link, and to an optional observer.
-type tapLog struct {
-	link    *Link
-	observe func(string)
-}
+// lineLog is a server logger that hands every line, with the level it was
+// logged at, to observe; the tests wrap it in Link.Logger as the agent
+// wraps its slog bridge.
+type lineLog struct{ observe func(level, line string) }
 
-func (t tapLog) line(f string, v []any) {
-	m := fmt.Sprintf(f, v...)
-	t.link.ServerLog(m)
-	if t.observe != nil {
-		t.observe(m)
+func (g lineLog) line(level, f string, v []any) {
+	if g.observe != nil {
+		g.observe(level, fmt.Sprintf(f, v...))
 	}
 }
-func (t tapLog) Noticef(f string, v ...any) { t.line(f, v) }
-func (t tapLog) Warnf(f string, v ...any)   { t.line(f, v) }
-func (t tapLog) Fatalf(f string, v ...any)  { t.line(f, v) }
-func (t tapLog) Errorf(f string, v ...any)  { t.line(f, v) }
-func (t tapLog) Debugf(string, ...any)      {}
-func (t tapLog) Tracef(string, ...any)      {}
+func (g lineLog) Noticef(f string, v ...any) { g.line("INF", f, v) }
+func (g lineLog) Warnf(f string, v ...any)   { g.line("WRN", f, v) }
+func (g lineLog) Fatalf(f string, v ...any)  { g.line("FTL", f, v) }
+func (g lineLog) Errorf(f string, v ...any)  { g.line("ERR", f, v) }
+func (g lineLog) Debugf(f string, v ...any)  { g.line("DBG", f, v) }
+func (g lineLog) Tracef(string, ...any)      {}
 
 type linkEnv struct {
 	leaf   *server.Server
@@ -67,7 +63,7 @@ type linkEnv struct {
 
 // startLink runs a leaf server whose only remote is cfg, with a Link
 // managing it, the way the agent wires them.
-func startLink(t *testing.T, cfg *Config, observe func(string)) *linkEnv {
+func startLink(t *testing.T, cfg *Config, observe func(level, line string)) *linkEnv {
 	t.Helper()
 	r, err := RemoteOptions(cfg)
 	if err != nil {
@@ -87,7 +83,7 @@ func startLink(t *testing.T, cfg *Config, observe func(string)) *linkEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf.SetLoggerV2(tapLog{link, observe}, false, false, false)
+	leaf.SetLoggerV2(link.Logger(lineLog{observe}), false, false, false)
 	go leaf.Start()
 	if !leaf.ReadyForConnections(10 * time.Second) {
 		t.Fatal("leaf not ready")
@@ -265,7 +261,7 @@ func TestLinkBackoffDistribution(t *testing.T) {
 	var attempts []time.Time
 	cfg := linkConfig(t, "nats://"+closedPort(t))
 	cfg.Reconnect = Reconnect{Min: 50 * time.Millisecond, Max: 400 * time.Millisecond}
-	startLink(t, cfg, func(line string) {
+	startLink(t, cfg, func(_, line string) {
 		if strings.Contains(line, "Error trying to connect as leafnode") {
 			mu.Lock()
 			attempts = append(attempts, time.Now())
@@ -352,4 +348,76 @@ func TestClassifyLine(t *testing.T) {
 	if _, _, ok := classifyLine("Server is ready"); ok {
 		t.Error("an unrelated line was classified as a link problem")
 	}
+}
+
+// TestLinkLogQuiet runs a WAN outage and counts the server's log lines by
+// level: the link's own Disabled reloads and repeated identical dial errors
+// go to debug (still there, not dropped), the first dial error of an outage
+// stays an error, and a reload the link did not make stays at info.
+func TestLinkLogQuiet(t *testing.T) {
+	ho := fwHubOpts(t)
+	ho.JetStream = false
+	ho.LeafNode.NoAdvertise = true
+	hub := fwStartServer(t, ho)
+	proxy, err := wanfault.Start(strings.TrimPrefix(hubLeafURL(t, hub, "nats"), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	var mu sync.Mutex
+	count := map[string]int{}
+	e := startLink(t, linkConfig(t, proxy.URL("nats")), func(level, line string) {
+		var kind string
+		switch {
+		case strings.HasPrefix(line, "Reloaded"):
+			kind = "reload"
+		case strings.Contains(line, "Error trying to connect as leafnode"):
+			kind = "dial"
+		default:
+			return
+		}
+		mu.Lock()
+		count[level+" "+kind]++
+		mu.Unlock()
+	})
+	seen := func(key string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return count[key]
+	}
+	fwWaitFor(t, 15*time.Second, "connected", e.link.Connected)
+	for outage := 1; outage <= 2; outage++ {
+		proxy.Cut()
+		fwWaitFor(t, 20*time.Second, "repeated failed dials", func() bool { return seen("DBG dial") >= 4*outage })
+		if err := proxy.Restore(); err != nil {
+			t.Fatal(err)
+		}
+		fwWaitFor(t, 15*time.Second, "reconnected", e.link.Connected)
+		// The first dial error of each outage is news; the rest repeat it.
+		if n := seen("ERR dial"); n != outage {
+			t.Fatalf("outage %d: %d dial errors at error level, want %d (one per outage)", outage, n, outage)
+		}
+	}
+	if n := seen("INF reload"); n != 0 {
+		t.Fatalf("%d \"Reloaded\" lines at info from the link's own reloads, want 0", n)
+	}
+	// Each attempt is two reloads of four lines: demoted, not lost.
+	if n := seen("DBG reload"); n < 8*seen("DBG dial") {
+		t.Fatalf("%d reload lines at debug for %d failed dials: lines dropped instead of demoted", n, seen("DBG dial"))
+	}
+	// An operator's reload is a configuration change worth a line at info.
+	// Status (the link's mutex) orders the read of opts after the link's
+	// last reload; the connected link does not reload again by itself.
+	if !e.link.Connected() {
+		t.Fatal("link dropped before the operator reload")
+	}
+	if err := e.leaf.ReloadOptions(e.link.opts.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if seen("INF reload") == 0 {
+		t.Fatal("an operator's reload was demoted too")
+	}
+	mu.Lock()
+	t.Logf("lines by level: %v", count)
+	mu.Unlock()
 }
