@@ -52,6 +52,10 @@ type Status struct {
 type UplinkStatus struct {
 	Link      *uplink.LinkStatus      `json:"link,omitempty"`
 	Forwarder *uplink.ForwarderStatus `json:"forwarder,omitempty"`
+	// DuplicateSite says which other device uses this site id; empty when
+	// none was seen. Two devices on one site id fight over the leaf and mix
+	// their readings, so it is the loudest warning status has.
+	DuplicateSite string `json:"duplicate_site,omitempty"`
 }
 
 // LaneStatus is the unforwarded backlog of one local stream.
@@ -179,6 +183,9 @@ func (s Status) Health() (code int, warnings []Warning) {
 	if st.Error != "" {
 		add(SevWarning, "store", st.Error, "")
 	}
+	if u := s.Uplink; u != nil && u.DuplicateSite != "" {
+		add(SevCritical, "uplink", "DUPLICATE SITE: "+u.DuplicateSite, reasonFix(uplink.ReasonDuplicate)+"; on a cloned SD card also run `rm /etc/machine-id && systemd-machine-id-setup`")
+	}
 	if u := s.Uplink; u != nil && u.Link != nil && u.Link.State != uplink.StateConnected {
 		msg := "uplink " + u.Link.State
 		if u.Link.Reason != "" {
@@ -231,6 +238,13 @@ func StateName(code int) string {
 	return StateDown
 }
 
+func describeTwin(tw uplink.Twin) string {
+	if tw.Server == "" {
+		return "the hub replaced this device's leaf connection with another device of the same name (a cloned SD card image?)"
+	}
+	return fmt.Sprintf("device %s (instance %s) also publishes as this site", tw.Server, tw.Instance)
+}
+
 // reasonFix is the next step for each class of uplink failure.
 func reasonFix(class string) string {
 	switch class {
@@ -269,6 +283,9 @@ func (a *Agent) Status(ctx context.Context) Status {
 	}
 	if cfg.Uplink != nil {
 		s.Uplink = &UplinkStatus{Link: a.LinkStatus(), Forwarder: a.ForwarderStatus()}
+		if tw, ok := a.DuplicateSite(); ok {
+			s.Uplink.DuplicateSite = describeTwin(tw)
+		}
 	}
 	s.Backlog = a.backlog(ctx, s.Uplink)
 	conf := map[string]sensors.Config{}

@@ -78,7 +78,13 @@ func statusFixtures() map[string]Status {
 		"disk-full":    healthyStatus(),
 		"evicted-wan":  wanDown(uplink.ReasonTCP, "TCP: i/o timeout dialing 203.0.113.7:7422"),
 		"clock-unsync": healthyStatus(),
+		"duplicate":    healthyStatus(),
 	}
+	d := m["duplicate"]
+	d.Uplink = &UplinkStatus{Link: d.Uplink.Link, Forwarder: d.Uplink.Forwarder,
+		DuplicateSite: describeTwin(uplink.Twin{Server: "store-0042-9f2c11ab", Instance: "Q7ZP"})}
+	m["duplicate"] = d
+
 	s := m["standalone"]
 	s.Uplink = nil
 	s.Backlog = []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 120, Bytes: 24 << 10, Oldest: ago(20 * time.Minute)}}
@@ -128,7 +134,7 @@ func TestStatusGolden(t *testing.T) {
 		"healthy": ExitHealthy, "standalone": ExitHealthy,
 		"wan-dns": ExitDegraded, "wan-tcp": ExitDegraded, "wan-tls": ExitDegraded, "wan-auth": ExitDegraded,
 		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitDegraded,
-		"disk-full": ExitDown,
+		"disk-full": ExitDown, "duplicate": ExitDown,
 	}
 	for name, s := range statusFixtures() {
 		t.Run(name, func(t *testing.T) {
