@@ -46,22 +46,31 @@ func newWANEnv(t *testing.T, site string) *wanEnv {
 		},
 	})
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
-	w.cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
-	lo.LeafNode.ReconnectInterval = ServerReconnectInterval(w.cfg)
-	link, err := NewLink(w.leaf, lo, w.cfg, w.st, slog.New(slog.DiscardHandler))
+	w.link = runLink(t, w.fwEnv, lo)
+	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
+		return w.link.Connected() && w.link.Status().Hub == w.proxy.Addr()
+	})
+	return w
+}
+
+// runLink paces e's leaf remote with a Link as the agent does: quick
+// backoff for tests, the server's own retry as a far fallback. lo are the
+// leaf's options, with the remote Disabled (the link enables it);
+// e.cfg.HubURLs must name the remote's URLs.
+func runLink(t *testing.T, e *fwEnv, lo *server.Options) *Link {
+	t.Helper()
+	e.cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
+	lo.LeafNode.ReconnectInterval = ServerReconnectInterval(e.cfg)
+	link, err := NewLink(e.leaf, lo, e.cfg, e.st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.link = link
-	w.leaf.SetLoggerV2(link.Logger(lineLog{}), false, false, false)
+	e.leaf.SetLoggerV2(link.Logger(lineLog{}), false, false, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = link.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
-		return link.Connected() && link.Status().Hub == w.proxy.Addr()
-	})
-	return w
+	return link
 }
 
 func (w *wanEnv) forwarder() *runningFw {

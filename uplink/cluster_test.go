@@ -1,0 +1,188 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// freePort returns a loopback port nothing listens on right now, for
+// servers that must know each other's ports before they start (cluster
+// routes, a child process's config).
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestHubClusterNodeLoss stops the hub node the leaf is attached to while
+// readings flow, and audits the hub stream: every local reading exactly
+// once, in order.
+//
+// The hub stream EDGE has 3 replicas: the point is that losing any one hub
+// node loses nothing and stops nothing. With 1 replica, losing the node
+// that holds the stream stops ingest until that node is back; the
+// forwarder would keep the readings safe in the site buffer (the cursor
+// only moves on a hub ack), but that proves the buffer, not the cluster.
+// To make it the worst case, the node we stop is also the stream leader:
+// publishes and acks in flight through it are lost, the remaining two
+// elect a new leader, and the forwarder's resend from its cursor must be
+// de-duplicated by the replicated duplicate window.
+//
+// Every hub node has LeafNode.NoAdvertise: a real hub cluster sits behind
+// addresses the stores cannot reach (internal IPs, a load balancer), so
+// the fleet config lists every hub URL (uplink.hub_urls) and the leaf must
+// fail over using only those, not what the hub gossips.
+func TestHubClusterNodeLoss(t *testing.T) {
+	const site = "store-cluster"
+	names := []string{"hub-a", "hub-b", "hub-c"}
+	routes := make([]*url.URL, len(names))
+	ports := make([]int, len(names))
+	for i := range names {
+		ports[i] = freePort(t)
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
+	node := func(i int, o *server.Options) {
+		o.ServerName = names[i]
+		o.LeafNode.NoAdvertise = true
+		o.Cluster = server.ClusterOpts{Name: "hub", Host: "127.0.0.1", Port: ports[i]}
+		o.Routes = routes
+	}
+	// hub-a is the env's hub (its client holds the audit connection and
+	// survives); hub-b and hub-c start first, inside its options hook, and
+	// route to it while it comes up.
+	var others []*server.Server
+	var lo *server.Options
+	e := newFwEnv(t, site, fwEnvOpts{
+		noStream: true,
+		hub: func(o *server.Options) {
+			node(0, o)
+			for i := 1; i < len(names); i++ {
+				no := fwHubOpts(t)
+				node(i, no)
+				s, err := server.NewServer(no)
+				if err != nil {
+					t.Fatal(err)
+				}
+				go s.Start()
+				t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+				others = append(others, s)
+			}
+		},
+		leaf: func(o *server.Options) {
+			for _, s := range others {
+				if !s.ReadyForConnections(10 * time.Second) {
+					t.Fatal("hub node not ready")
+				}
+			}
+			r := o.LeafNode.Remotes[0]
+			// hub-b first and in order, so the test knows where the leaf
+			// lands; hub-c, hub-a after it for the failover.
+			r.URLs = []*url.URL{leafURL(t, others[0]), leafURL(t, others[1]), r.URLs[0]}
+			r.NoRandomize = true
+			r.Disabled = true
+			lo = o
+		},
+	})
+	hubB := others[0]
+	e.cfg.HubURLs = nil
+	for _, u := range lo.LeafNode.Remotes[0].URLs {
+		e.cfg.HubURLs = append(e.cfg.HubURLs, u.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	sc := HubStreamConfig("EDGE", "edge", 2*time.Hour)
+	sc.Replicas = 3
+	var err error
+	fwWaitFor(t, 30*time.Second, "JetStream cluster to create the R3 stream", func() bool {
+		// Short tries: a request sent before the meta leader exists is
+		// never answered.
+		c, cc := context.WithTimeout(ctx, 2*time.Second)
+		defer cc()
+		_, err = EnsureHubStream(c, e.hubJS, sc)
+		return err == nil
+	})
+	leaderOn(t, e, "EDGE", "hub-b")
+
+	link := runLink(t, e, lo)
+	fwWaitFor(t, 15*time.Second, "leaf on hub-b", func() bool { return link.Connected() && hubB.NumLeafNodes() == 1 })
+	w := &wanEnv{fwEnv: e, link: link}
+	w.forwarder()
+	stop := w.flow("telemetry.flow", 2*time.Millisecond)
+	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return e.hubCount() > 300 })
+
+	lost := time.Now()
+	hubB.Shutdown()
+	before := e.hubCount()
+	fwWaitFor(t, 30*time.Second, "leaf on a surviving node", func() bool {
+		return link.Connected() && e.hub.NumLeafNodes()+others[1].NumLeafNodes() == 1
+	})
+	fwWaitFor(t, 30*time.Second, "readings flowing again", func() bool { return e.hubCount() > before+100 })
+	t.Logf("hub-b (leaf node and stream leader) stopped: readings flowing again after %s, link on %s", time.Since(lost).Round(time.Millisecond), link.Status().Hub)
+
+	n := stop()
+	fwWaitFor(t, 30*time.Second, "every reading at the hub", func() bool { return e.hubCount() >= n })
+	if got := e.hubCount(); got != n {
+		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
+	}
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
+	si, err := e.hubJS.Stream(ctx, "EDGE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := si.CachedInfo().Cluster.Leader; l == "hub-b" || l == "" {
+		t.Fatalf("stream leader after the loss = %q", l)
+	}
+	t.Logf("%d readings, exactly once; link reconnects %d", n, link.Status().Reconnects)
+}
+
+// leafURL is s's leafnode address.
+func leafURL(t *testing.T, s *server.Server) *url.URL {
+	t.Helper()
+	v, err := s.Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", v.LeafNode.Port)}
+}
+
+// leaderOn moves stream's leadership to the named hub node.
+func leaderOn(t *testing.T, e *fwEnv, stream, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": name}})
+	leader := func() string {
+		s, err := e.hubJS.Stream(ctx, stream)
+		if err != nil || s.CachedInfo().Cluster == nil {
+			return ""
+		}
+		return s.CachedInfo().Cluster.Leader
+	}
+	fwWaitFor(t, 20*time.Second, "a stream leader", func() bool { return leader() != "" })
+	if leader() == name {
+		return
+	}
+	resp, err := e.hubNC.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, req)
+	if err != nil {
+		t.Fatalf("stream %s leader stepdown: %v", stream, err)
+	}
+	var r struct {
+		Success bool            `json:"success"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil || !r.Success {
+		t.Fatalf("stream %s leader stepdown to %s: %s", stream, name, resp.Data)
+	}
+	fwWaitFor(t, 20*time.Second, "stream leader on "+name, func() bool { return leader() == name })
+}
