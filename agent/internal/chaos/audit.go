@@ -141,6 +141,7 @@ type verdict struct {
 	localDup     int // acked, more than once locally
 	atHub        int // acked and at the hub
 	hubLost      int // acked, not at the hub
+	stuck        int // acked, in the local streams, yet not at the hub
 	hubDup       int // acked, more than once at the hub
 	notForwarded int // local messages (any publisher) the hub does not have
 	hubExtra     int // hub copies beyond one of the same local message
@@ -160,6 +161,9 @@ func judge(acked []string, local, hub *contents) verdict {
 		switch n := hub.ids[id]; {
 		case n == 0:
 			v.hubLost++
+			if local.ids[id] > 0 {
+				v.stuck++
+			}
 		case n > 1:
 			v.atHub++
 			v.hubDup++

@@ -79,7 +79,7 @@ func TestAuditFindsLossAndDuplicates(t *testing.T) {
 		local.add(body(id), streamSeq{"TELEMETRY", uint64(i + 1)})
 	}
 	v := judge([]string{"a", "b", "c"}, local, hubc)
-	want := verdict{acked: 3, atHub: 2, hubLost: 1, hubDup: 1, notForwarded: 1, hubExtra: 1}
+	want := verdict{acked: 3, atHub: 2, hubLost: 1, stuck: 1, hubDup: 1, notForwarded: 1, hubExtra: 1}
 	if v != want {
 		t.Fatalf("verdict %+v, want %+v", v, want)
 	}

@@ -32,6 +32,7 @@ type publisher struct {
 	log     *bufio.Writer
 	logFile *os.File
 	sent    map[string]time.Time // id -> when the publish was sent
+	ackAt   map[string]time.Time // id -> when its PubAck arrived
 	acked   []string
 	paused  bool
 	fails   int
@@ -45,7 +46,7 @@ func newPublisher(url, prefix, ackLog string, onAck func(time.Time)) (*publisher
 	if err != nil {
 		return nil, fmt.Errorf("ack log: %w", err)
 	}
-	return &publisher{url: url, prefix: prefix, logFile: f, log: bufio.NewWriter(f), sent: map[string]time.Time{}, onAck: onAck}, nil
+	return &publisher{url: url, prefix: prefix, logFile: f, log: bufio.NewWriter(f), sent: map[string]time.Time{}, ackAt: map[string]time.Time{}, onAck: onAck}, nil
 }
 
 // run starts workers publishing with pace between publishes until ctx ends.
@@ -94,6 +95,7 @@ func (p *publisher) run(ctx context.Context, workers int, pace time.Duration) er
 				}
 				p.mu.Lock()
 				p.acked = append(p.acked, id)
+				p.ackAt[id] = time.Now()
 				fmt.Fprintln(p.log, id)
 				p.mu.Unlock()
 				if p.onAck != nil {
@@ -126,6 +128,13 @@ func (p *publisher) sentAt(id string) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.sent[id]
+}
+
+// ackedAt is when id was acknowledged; zero if it was not.
+func (p *publisher) ackedAt(id string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ackAt[id]
 }
 
 // ackedIDs is a copy of every acknowledged id so far.

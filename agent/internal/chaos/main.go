@@ -87,6 +87,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		o.faultFor = map[bool]time.Duration{true: 2 * time.Second, false: 5 * time.Second}[o.quick]
 	}
 	o.recoveryLimit, o.drainLimit = 90*time.Second, 3*time.Minute
+	if o.quick {
+		o.drainLimit = 90 * time.Second
+	}
 	re, err := regexp.Compile(*only)
 	if err != nil {
 		fmt.Fprintf(stderr, "chaos: -run: %v\n", err)
@@ -209,6 +212,15 @@ func runScenario(ctx context.Context, o *options, sc *scenario) *result {
 	if r.v.localLost > 0 {
 		r.notes = append(r.notes, fmt.Sprintf("%d acked messages gone from the local streams", r.v.localLost))
 	}
+	if r.v.stuck > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("%d acked messages are in the local streams but never reached the hub (forwarder)", r.v.stuck))
+	}
+	beyond := 0
+	if sc.lossOK {
+		beyond = e.lossBeyondInterval(local)
+		r.notes = append(r.notes, fmt.Sprintf("sync %s: %d acked messages lost locally over %d cuts (documented trade-off), %d of them acked more than the interval + 1s before their cut (not allowed)",
+			sc.sync, r.v.localLost, len(e.cuts), beyond))
+	}
 	if r.v.notForwarded > 0 {
 		r.notes = append(r.notes, fmt.Sprintf("%d local messages (readings included) never reached the hub", r.v.notForwarded))
 	}
@@ -221,7 +233,7 @@ func runScenario(ctx context.Context, o *options, sc *scenario) *result {
 	if err := e.agent.stop(30 * time.Second); err != nil && r.err == nil {
 		r.err = fmt.Errorf("graceful stop after the run: %w", err)
 	}
-	r.failed = r.err != nil || r.dup > 0 || r.v.hubExtra > 0 ||
+	r.failed = r.err != nil || r.dup > 0 || r.v.hubExtra > 0 || r.v.stuck > 0 || beyond > 0 ||
 		(r.lost > 0 && !sc.lossOK) || (r.v.localLost > 0 && !sc.localLossOK)
 	return r
 }

@@ -246,6 +246,8 @@ func corruptStateDB(ctx context.Context, e *env, _ int) error {
 // acknowledged may be lost there, and readings stored after the damage must
 // still reach the hub (a reused sequence must not be taken for a duplicate).
 func truncatedBlock(ctx context.Context, e *env, _ int) error {
+	// Load first, so the block's tail holds the harness's acked messages.
+	sleep(ctx, e.between(time.Second, 3*time.Second))
 	e.pub.pause(true)
 	sleep(ctx, 500*time.Millisecond) // in-flight publishes finish
 	if _, _, err := e.drain(ctx); err != nil {
@@ -287,6 +289,7 @@ func powerCut(ctx context.Context, e *env, cycle int) error {
 	sleep(ctx, e.between(300*time.Millisecond, 1500*time.Millisecond))
 	// SIGSTOP first: no write and no ack after the instant of the cut.
 	e.agent.signal(syscall.SIGSTOP)
+	e.cuts = append(e.cuts, time.Now())
 	snap := filepath.Join(e.dir, fmt.Sprintf("cut-%d.img", cycle))
 	err = e.disk.Cut(snap)
 	err = errors.Join(err, restore())
