@@ -161,6 +161,10 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *s
 		reset := known && state.LastSeq < before.LastSeq
 		if reset {
 			why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", before.LastSeq, state.LastSeq, before.LastSeq-state.LastSeq))
+		} else if missing := missingMsgs(before, state); known && missing > 0 {
+			// Holes inside the range: nats-server rebuilt a damaged block
+			// without them (or a local app deleted messages).
+			why = append(why, fmt.Sprintf("%d messages are missing from inside the sequence range (damaged block file, or deleted by a local app)", missing))
 		}
 		if len(why) > 0 {
 			d := fmt.Sprintf("stream %s: %s (before: seq %d..%d, %d msgs at %s; now: seq %d..%d, %d msgs)", name, strings.Join(why, "; "),
@@ -186,6 +190,23 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *s
 		}
 	}
 	return found, nil
+}
+
+// missingMsgs is how many messages the stream should hold given what it
+// held before, what limits removed from the front since, and what was
+// appended since, minus what it holds.
+func missingMsgs(before laneMark, now jetstream.StreamState) uint64 {
+	want := before.Msgs
+	if now.FirstSeq > before.FirstSeq {
+		want -= min(want, now.FirstSeq-before.FirstSeq)
+	}
+	if now.LastSeq > before.LastSeq {
+		want += now.LastSeq - before.LastSeq
+	}
+	if now.Msgs >= want {
+		return 0
+	}
+	return want - now.Msgs
 }
 
 func markLane(st *State, name string, s jetstream.StreamState) error {
