@@ -20,10 +20,12 @@ import (
 
 // Batching bounds: a reading's bookkeeping reaches disk within FlushInterval,
 // and a burst never holds more than flushEarly dirty records in memory.
-// bbolt fsyncs once per transaction; one transaction per batch keeps state.db
-// from adding an fsync per reading on an SD card.
+// bbolt fsyncs per transaction and rewrites a few pages each time; one
+// transaction per batch keeps state.db from adding an fsync per reading on
+// an SD card. What a crash can lose is at most FlushInterval of cursor
+// progress, which only means resends the hub deduplicates.
 const (
-	FlushInterval = 500 * time.Millisecond
+	FlushInterval = 2 * time.Second
 	flushEarly    = 512
 	linkRingSize  = 100
 	eventRingSize = 50

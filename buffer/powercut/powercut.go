@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -108,6 +109,21 @@ func (d *Disk) Cut(snapshot string) error {
 		return fmt.Errorf("snapshot %s: %w", d.Image, err)
 	}
 	return dst.Close()
+}
+
+// WrittenBytes is what the filesystem has sent to the device so far, data,
+// metadata and journal included: the figure that wears out an SD card.
+func (d *Disk) WrittenBytes() (uint64, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(d.dev), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 7 {
+		return 0, fmt.Errorf("unexpected %s stat: %q", d.dev, b)
+	}
+	sectors, err := strconv.ParseUint(f[6], 10, 64)
+	return sectors * 512, err
 }
 
 // Close unmounts and detaches the loop device; the image stays.

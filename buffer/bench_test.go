@@ -1,0 +1,165 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/buffer/powercut"
+)
+
+// tcpJS connects over TCP, as local apps do, not in-process.
+func tcpJS(b *testing.B, s *server.Server) jetstream.JetStream {
+	b.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return js
+}
+
+// standalone is a plain nats-server with only JetStream and the same sync
+// policy, and a stream left at nats defaults: the peer the agent's buffer
+// is compared with.
+func standalone(b *testing.B, c Config) jetstream.JetStream {
+	b.Helper()
+	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: b.TempDir(),
+		SyncAlways: c.SyncAlways(), SyncInterval: c.SyncInterval()}
+	s, err := server.NewServer(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		b.Fatal("standalone not ready")
+	}
+	b.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	js := tcpJS(b, s)
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "T", Subjects: []string{"telemetry.>"}, Storage: jetstream.FileStorage}); err != nil {
+		b.Fatal(err)
+	}
+	return js
+}
+
+func agentShaped(b *testing.B, dir string, c Config) jetstream.JetStream {
+	b.Helper()
+	s, _ := jsServer(b, dir, c)
+	js := tcpJS(b, s)
+	if err := EnsureStreams(context.Background(), js, c); err != nil {
+		b.Fatal(err)
+	}
+	return js
+}
+
+// rate publishes n acked messages one at a time (as the sampler does: each
+// reading waits for its ack) and returns messages per second.
+func rate(b *testing.B, js jetstream.JetStream, n, size int) float64 {
+	b.Helper()
+	start := time.Now()
+	publishN(b, js, "telemetry.bench", n, size)
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkAckedPublish: acked publishes/s into TELEMETRY, per sync mode
+// and payload, next to a standalone nats-server configured the same way in
+// the same run (ratio_vs_nats_server; the goal is >= 0.95).
+func BenchmarkAckedPublish(b *testing.B) {
+	for _, sync := range []string{"always", "1s"} {
+		for _, size := range []int{128, 1024} {
+			b.Run(fmt.Sprintf("sync=%s/size=%d", sync, size), func(b *testing.B) {
+				c := testConfig(sync, 1<<30)
+				peer := standalone(b, c)
+				js := agentShaped(b, b.TempDir(), c)
+				publishN(b, peer, "telemetry.warm", 100, size)
+				publishN(b, js, "telemetry.warm", 100, size)
+				// Interleave halves so machine noise hits both sides alike.
+				half := max(b.N/2, 1)
+				b.ResetTimer()
+				a1 := rate(b, js, half, size)
+				b.StopTimer()
+				p1 := rate(b, peer, half, size)
+				b.StartTimer()
+				a2 := rate(b, js, max(b.N-half, 1), size)
+				b.StopTimer()
+				p2 := rate(b, peer, max(b.N-half, 1), size)
+				agent, nats := (a1+a2)/2, (p1+p2)/2
+				b.ReportMetric(agent, "msgs/s")
+				b.ReportMetric(nats, "nats_msgs/s")
+				b.ReportMetric(agent/nats, "ratio_vs_nats_server")
+			})
+		}
+	}
+}
+
+// BenchmarkDiskWrites measures what reaches the device (loop device
+// counters: data, metadata and journal) per payload byte, and projects the
+// life of a 16 GB SD card rated for 2,000 write cycles (32 TB written, ideal
+// wear levelling, before the card's own write amplification) at 10
+// readings/s around the clock. One op is 10 s of readings at 10/s, or 2,000
+// readings at full speed. Needs root for the loop disk.
+func BenchmarkDiskWrites(b *testing.B) {
+	if err := powercut.Available(); err != nil {
+		b.Skip(err)
+	}
+	const size = 128
+	for _, sync := range []string{"always", "1s"} {
+		for _, pace := range []string{"10/s", "full"} {
+			b.Run(fmt.Sprintf("sync=%s/rate=%s", sync, pace), func(b *testing.B) {
+				dir := b.TempDir()
+				disk, err := powercut.Create(filepath.Join(dir, "disk.img"), filepath.Join(dir, "mnt"), 256<<20)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = disk.Close() })
+				c := testConfig(sync, 128<<20)
+				js := agentShaped(b, disk.Dir, c)
+				publishN(b, js, "telemetry.warm", 10, size)
+				syscall.Sync()
+				before, err := disk.WrittenBytes()
+				if err != nil {
+					b.Fatal(err)
+				}
+				var msgs int
+				b.ResetTimer()
+				for range b.N {
+					if pace == "full" {
+						publishN(b, js, "telemetry.bench", 2000, size)
+						msgs += 2000
+						continue
+					}
+					t := time.NewTicker(100 * time.Millisecond)
+					for range 100 {
+						<-t.C
+						publishN(b, js, "telemetry.bench", 1, size)
+					}
+					t.Stop()
+					msgs += 100
+				}
+				b.StopTimer()
+				// What the kernel would write back anyway: count it.
+				syscall.Sync()
+				after, err := disk.WrittenBytes()
+				if err != nil {
+					b.Fatal(err)
+				}
+				perPayload := float64(after-before) / float64(msgs*size)
+				b.ReportMetric(perPayload, "disk_B/payload_B")
+				b.ReportMetric(float64(after-before)/float64(msgs), "disk_B/reading")
+				perDay := perPayload * size * 10 * 86400
+				b.ReportMetric(16e9*2000/perDay/365, "sd16GB_years@10/s")
+			})
+		}
+	}
+}
