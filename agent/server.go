@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -89,6 +90,9 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 		// The uplink link manager enables the remote once it watches it and
 		// paces retries with backoff; the server's fixed retry is a fallback.
 		r.Disabled = true
+		if !c.Uplink.AllowRemoteAdmin {
+			r.DenyImports = append(slices.Clip(r.DenyImports), uplink.RemoteAdminDenies(c.Site)...)
+		}
 		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, r)
 		opts.LeafNode.ReconnectInterval = uplink.ServerReconnectInterval(c.Uplink)
 	}

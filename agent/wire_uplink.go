@@ -9,6 +9,7 @@ import (
 // uplinkPart owns the link manager, forwarder, downlink and heartbeat.
 type uplinkPart struct {
 	link *uplink.Link
+	fwd  *uplink.Forwarder
 }
 
 func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
@@ -23,6 +24,19 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 	a.up.link = link
 	a.srv.SetLoggerV2(link.Logger(natsLogger{a.log.With("component", "nats-server")}), true, false, false)
 	a.addPart("uplink-link", link.Run)
+
+	fwd, err := uplink.NewForwarder(cfg.Uplink, cfg.Site, a.nc, a.State(), a.log.With("component", "forwarder"),
+		uplink.WithLeafServer(a.srv), uplink.WithLink(link))
+	if err != nil {
+		return err
+	}
+	a.up.fwd = fwd
+	a.addPart("uplink-forwarder", fwd.Run)
+	dl, err := uplink.NewDownlink(fwd, func(ctx context.Context) any { return a.Status(ctx) }, a.log.With("component", "downlink"))
+	if err != nil {
+		return err
+	}
+	a.addPart("uplink-downlink", dl.Run)
 	return nil
 }
 
@@ -36,4 +50,10 @@ func (a *Agent) LinkStatus() *uplink.LinkStatus {
 }
 
 // ForwarderStatus is store-and-forward progress; nil when standalone.
-func (a *Agent) ForwarderStatus() *uplink.ForwarderStatus { return nil }
+func (a *Agent) ForwarderStatus() *uplink.ForwarderStatus {
+	if a.up == nil || a.up.fwd == nil {
+		return nil
+	}
+	st := a.up.fwd.Status()
+	return &st
+}

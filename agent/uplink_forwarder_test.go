@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// fwdHub is a hub with the fleet stream EDGE, as `edge-agent hub init`
+// leaves it.
+func fwdHub(t *testing.T, o *server.Options) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	hub := startServer(t, o)
+	js, err := jetstream.New(connect(t, hub.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return hub, js
+}
+
+// fwdPublish stores n readings in the agent's local buffer, as a local app
+// on the client port does.
+func fwdPublish(t *testing.T, a *testAgent, subject string, n int) {
+	t.Helper()
+	js, err := jetstream.New(connect(t, a.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := range n {
+		if _, err := js.PublishAsync(subject, make([]byte, 128)); err != nil {
+			t.Fatal(err)
+		}
+		if i%1000 == 999 || i == n-1 {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				t.Fatal("local publishes not acknowledged")
+			}
+		}
+	}
+}
+
+func fwdHubCount(js jetstream.JetStream) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "EDGE")
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().State.Msgs
+}
+
+// fwdCheckOnce reads the whole hub stream and fails on any loss, duplicate
+// or reorder of stream's sequences 1..n from site.
+func fwdCheckOnce(t *testing.T, js jetstream.JetStream, site, stream string, n uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, "EDGE", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"edge." + site + ".>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := c.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	ids := map[string]bool{}
+	var next uint64 = 1
+	for next <= n {
+		m, err := it.Next()
+		if err != nil {
+			t.Fatalf("hub stream ended at %s seq %d of %d: %v", stream, next-1, n, err)
+		}
+		h := m.Headers()
+		if h.Get(uplink.HdrStream) != stream {
+			continue
+		}
+		id := h.Get(nats.MsgIdHdr)
+		if ids[id] || h.Get(uplink.HdrSeq) != fmt.Sprint(next) {
+			t.Fatalf("hub has %s Edge-Seq %s (id %s, seen before: %v) where %d was expected", stream, h.Get(uplink.HdrSeq), id, ids[id], next)
+		}
+		ids[id] = true
+		next++
+	}
+	if total := fwdHubCount(js); total != n {
+		t.Fatalf("hub stream holds %d messages, want %d", total, n)
+	}
+}
+
+func TestUplinkForwarderRestart(t *testing.T) {
+	hub, hjs := fwdHub(t, hubOpts(t))
+	a := startAgent(t, fmt.Sprintf("site: store-0042\nbuffer: {sync: 1s}\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats")))
+	leafUp(t, hub, a)
+	const n = 10000
+	fwdPublish(t, a, "telemetry.ambient", n)
+	waitFor(t, time.Minute, "forwarding under way", func() bool { return fwdHubCount(hjs) >= 2000 })
+	cfg := a.Config()
+	if err := a.stop(); err != nil { // mid-window
+		t.Fatal(err)
+	}
+	b := runAgent(t, cfg)
+	leafUp(t, hub, b)
+	waitFor(t, 2*time.Minute, "backlog forwarded after the restart", func() bool { return b.State().Cursor("TELEMETRY") == n })
+	fwdCheckOnce(t, hjs, "store-0042", "TELEMETRY", n)
+	st := b.ForwarderStatus()
+	if st == nil || st.HubStream != "EDGE" || st.HubDomain != "hub" || st.ReasonClass != "" {
+		t.Fatalf("forwarder status after restart: %+v", st)
+	}
+}
+
+// A telemetry backlog built while the leaf was down drains through a
+// metered link; an alert raised meanwhile overtakes it.
+func TestUplinkAlertOvertakesBacklog(t *testing.T) {
+	// The hub's leaf port is reserved, then the hub goes away: the agent
+	// starts with its WAN down.
+	first := startServer(t, hubOpts(t))
+	url := leafURL(t, first, "nats")
+	first.Shutdown()
+	first.WaitForShutdown()
+	a := startAgent(t, fmt.Sprintf("buffer: {sync: 1s}\nuplink:\n  hub_urls: [%s]\n  bandwidth: 100KB\n  reconnect: {min: 100ms, max: 500ms}\n", url))
+	const backlog = 20000
+	fwdPublish(t, a, "telemetry.x", backlog)
+
+	o := hubOpts(t)
+	if _, err := fmt.Sscanf(url, "nats://127.0.0.1:%d", &o.LeafNode.Port); err != nil {
+		t.Fatal(err)
+	}
+	hub, hjs := fwdHub(t, o)
+	leafUp(t, hub, a)
+	waitFor(t, time.Minute, "backlog draining", func() bool { return fwdHubCount(hjs) > 0 })
+	lc := connect(t, a.ClientURL())
+	ljs, _ := jetstream.New(lc)
+	if _, err := ljs.Publish(t.Context(), "alerts.fire", []byte(`{"zone":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "alert at the hub", func() bool { return a.ForwarderStatus().Forwarded["ALERTS"] == 1 })
+	if got := a.ForwarderStatus().Forwarded["TELEMETRY"]; got >= backlog {
+		t.Fatalf("the alert waited for the whole backlog (%d telemetry first)", got)
+	}
+}
