@@ -22,7 +22,7 @@ import (
 // leaf server (domain = site) with the agent's local streams and a real
 // state.db: everything the forwarder touches, in-process.
 type fwEnv struct {
-	t       *testing.T
+	t       testing.TB
 	site    string
 	cfg     *Config
 	hub     *server.Server
@@ -44,7 +44,7 @@ type fwEnvOpts struct {
 	hubClient []nats.Option
 }
 
-func fwWaitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func fwWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -55,7 +55,7 @@ func fwWaitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func fwStartServer(t *testing.T, o *server.Options) *server.Server {
+func fwStartServer(t testing.TB, o *server.Options) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(o)
 	if err != nil {
@@ -69,7 +69,7 @@ func fwStartServer(t *testing.T, o *server.Options) *server.Server {
 	return s
 }
 
-func fwConnect(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+func fwConnect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -83,7 +83,7 @@ func fwConnect(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetst
 	return nc, js
 }
 
-func fwHubOpts(t *testing.T) *server.Options {
+func fwHubOpts(t testing.TB) *server.Options {
 	return &server.Options{
 		ServerName: "hub", Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		JetStream: true, JetStreamDomain: "hub", StoreDir: t.TempDir(),
@@ -91,7 +91,7 @@ func fwHubOpts(t *testing.T) *server.Options {
 	}
 }
 
-func newFwEnv(t *testing.T, site string, eo fwEnvOpts) *fwEnv {
+func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	t.Helper()
 	e := &fwEnv{t: t, site: site}
 	ho := fwHubOpts(t)

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -115,6 +116,10 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 		remoteURL: func(u *url.URL) { u.Host = p.Addr() },
 		leaf: func(o *server.Options) {
 			o.LeafNode.Remotes[0].Disabled = true
+			// nats-server 2.9 advertises its leafnode address even with
+			// leafnodes.no_advertise; without this the leaf's first redial
+			// after a cut goes straight to the hub, around the proxy.
+			o.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
 			lo = o
 		},
 	})
@@ -147,6 +152,9 @@ func TestInteropStockHub(t *testing.T) {
 	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return w.hubCount() > 100 })
 	d := w.restoreToAck(t, 2*time.Second)
 	t.Logf("WAN restore -> first reading at the %s hub: %s", hub.version, d)
+	if st := w.link.Status(); st.Reconnects < 1 || st.Hub != w.proxy.Addr() {
+		t.Fatalf("link status after the outage = %+v, want reconnected through %s", st, w.proxy.Addr())
+	}
 	n := stop()
 	fwWaitFor(t, 60*time.Second, "every reading at the hub", func() bool { return w.hubCount() >= n })
 	if got := w.hubCount(); got != n {
@@ -155,5 +163,29 @@ func TestInteropStockHub(t *testing.T) {
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	if st := fw.Status(); st.HubStream != "EDGE" || st.HubDomain != "hub" || st.Rejected != 0 {
 		t.Fatalf("forwarder status against %s: %+v", hub.version, st)
+	}
+
+	// The fleet view (hub stream EDGE_STATUS: max_msgs_per_subject,
+	// allow_direct; read with a last-per-subject ordered consumer) on the
+	// same hub, fed by a heartbeat that crosses the leaf.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := EnsureStatusStream(ctx, w.hubJS, "edge"); err != nil {
+		t.Fatalf("fleet status stream on %s: %v", hub.version, err)
+	}
+	hb, _ := json.Marshal(Heartbeat{Schema: 1, Site: w.site})
+	var rows []SiteView
+	fwWaitFor(t, 15*time.Second, "the heartbeat in the fleet view", func() bool {
+		if err := w.leafNC.Publish(StatusSubject("edge", w.site), hb); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if rows, err = ReadFleet(ctx, w.hubJS, "edge"); err != nil {
+			t.Fatalf("fleet view on %s: %v", hub.version, err)
+		}
+		return len(rows) == 1
+	})
+	if rows[0].Site != w.site || rows[0].Heartbeat.Site != w.site {
+		t.Fatalf("fleet view row = %+v", rows[0])
 	}
 }

@@ -22,7 +22,7 @@ type wanEnv struct {
 	link  *Link
 }
 
-func newWANEnv(t *testing.T, site string) *wanEnv {
+func newWANEnv(t testing.TB, site string) *wanEnv {
 	t.Helper()
 	w := &wanEnv{}
 	var lo *server.Options
@@ -57,7 +57,7 @@ func newWANEnv(t *testing.T, site string) *wanEnv {
 // backoff for tests, the server's own retry as a far fallback. lo are the
 // leaf's options, with the remote Disabled (the link enables it);
 // e.cfg.HubURLs must name the remote's URLs.
-func runLink(t *testing.T, e *fwEnv, lo *server.Options) *Link {
+func runLink(t testing.TB, e *fwEnv, lo *server.Options) *Link {
 	t.Helper()
 	e.cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
 	lo.LeafNode.ReconnectInterval = ServerReconnectInterval(e.cfg)
@@ -79,9 +79,10 @@ func (w *wanEnv) forwarder() *runningFw {
 
 // flow publishes readings into the local stream at a steady pace until
 // stopped, as the sampler does; stop returns how many the local stream
-// holds (a publish cut short by stop may still have been stored).
+// holds. A publish is never cut short: one abandoned mid-request could be
+// stored after stop counted, and the audit would see one reading too many.
 func (w *wanEnv) flow(subject string, every time.Duration) (stop func() uint64) {
-	ctx, cancel := context.WithCancel(context.Background())
+	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -89,17 +90,17 @@ func (w *wanEnv) flow(subject string, every time.Duration) (stop func() uint64) 
 		defer tick.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-quit:
 				return
 			case <-tick.C:
 			}
-			pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+			pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, _ = w.leafJS.Publish(pctx, subject, []byte(`{"v":1}`))
 			pcancel()
 		}
 	}()
 	return func() uint64 {
-		cancel()
+		close(quit)
 		<-done
 		ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer icancel()
@@ -113,7 +114,7 @@ func (w *wanEnv) flow(subject string, every time.Duration) (stop func() uint64) 
 
 // restoreToAck cuts the WAN for outage, restores it, and returns how long
 // the first new reading took to reach the hub after the restore.
-func (w *wanEnv) restoreToAck(t *testing.T, outage time.Duration) time.Duration {
+func (w *wanEnv) restoreToAck(t testing.TB, outage time.Duration) time.Duration {
 	t.Helper()
 	w.proxy.Cut()
 	fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
