@@ -7,7 +7,9 @@
 // A hub advertises its own leafnode address to leaves, which then reconnect
 // straight to it and bypass the proxy: start the hub with
 // LeafNode.NoAdvertise (or the leaf with IgnoreDiscoveredServers) and check
-// with Port that the leaf is connected through the proxy.
+// with Port that the leaf is connected through the proxy. nats-server 2.9
+// advertises its leafnode address even with no_advertise: against such a
+// hub only the leaf-side IgnoreDiscoveredServers works.
 package wanfault
 
 import (
