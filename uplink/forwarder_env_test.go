@@ -37,6 +37,7 @@ type fwEnv struct {
 }
 
 type fwEnvOpts struct {
+	hubOpts   *server.Options // instead of fwHubOpts, e.g. from a config file
 	hub       func(*server.Options)
 	leaf      func(*server.Options)
 	noStream  bool // no hub stream
@@ -94,7 +95,10 @@ func fwHubOpts(t testing.TB) *server.Options {
 func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	t.Helper()
 	e := &fwEnv{t: t, site: site}
-	ho := fwHubOpts(t)
+	ho := eo.hubOpts
+	if ho == nil {
+		ho = fwHubOpts(t)
+	}
 	if eo.hub != nil {
 		eo.hub(ho)
 	}

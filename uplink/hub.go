@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -34,8 +37,46 @@ func EnsureHubStream(ctx context.Context, js jetstream.JetStream, want jetstream
 		return nil, fmt.Errorf("look up hub stream %s: %w", want.Name, err)
 	}
 	have := s.CachedInfo().Config
+	for _, w := range want.Subjects {
+		if !slices.ContainsFunc(have.Subjects, func(h string) bool { return server.SubjectMatchesFilter(w, h) }) {
+			return s, fmt.Errorf("hub stream %s exists but does not capture %s (its subjects: %v): forwarded readings would get no ack; add the subject with `nats stream edit %s --subjects ...` or choose another --stream name", want.Name, w, have.Subjects, want.Name)
+		}
+	}
 	if have.Duplicates < want.Duplicates {
 		return s, fmt.Errorf("hub stream %s has a duplicate window of %s, shorter than %s: resends after an outage could be stored twice; raise it with `nats stream edit %s --dupe-window %s`", want.Name, have.Duplicates, want.Duplicates, want.Name, want.Duplicates)
 	}
 	return s, nil
+}
+
+// SitePermissions is what the hub's leaf user for one site needs, seen from
+// the leaf as nats-server applies it: publish is what the site may send up
+// (its own forwarded readings, heartbeat, replies, hub-pulls deliveries
+// under <prefix>.<site>.deliver and replies to the hub's sourcing setup on
+// $JSC.R), subscribe is what the hub may send down
+// (acks and replies, downlink requests and commands, the site's JetStream
+// API, hub-pulls flow control). A site can never write another site's
+// subjects.
+func SitePermissions(prefix, site string) *server.Permissions {
+	own := prefix + "." + site + ".>"
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{own, "_INBOX.>", "$JSC.R.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{own, "_INBOX.>", "$JS." + site + ".API.>", "$JS.FC.>"}},
+	}
+}
+
+// HubLeafUser renders one site's entry for the users list of the hub's
+// account in nats-server config syntax (`edge-agent hub leaf-user`).
+func HubLeafUser(prefix, site, password string) string {
+	p := SitePermissions(prefix, site)
+	q := func(ss []string) string {
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = fmt.Sprintf("%q", s)
+		}
+		return strings.Join(out, ", ")
+	}
+	return fmt.Sprintf(`{user: %q, password: %q, permissions: {
+  publish: {allow: [%s]}
+  subscribe: {allow: [%s]}
+}}`, site, password, q(p.Publish.Allow), q(p.Subscribe.Allow))
 }
