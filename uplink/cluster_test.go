@@ -135,6 +135,12 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	if got := e.hubCount(); got != n {
 		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
 	}
+	// Reading the stream back creates a consumer, which needs a meta
+	// leader; it may have been hub-b too.
+	fwWaitFor(t, 30*time.Second, "a JetStream meta leader among the survivors", func() bool {
+		jz, err := e.hub.Jsz(nil)
+		return err == nil && jz.Meta != nil && jz.Meta.Leader != "" && jz.Meta.Leader != "hub-b"
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	si, err := e.hubJS.Stream(ctx, "EDGE")
 	if err != nil {
