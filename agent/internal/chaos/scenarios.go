@@ -68,11 +68,11 @@ func scenarios() []*scenario {
 		one("kill-9", 200, 10, kill9),
 		pc("powercut-always", "always", 3, false),
 		pc("powercut-1s", "1s", 2, true),
-		wan("wan-cut", wanFault(func(p proxy) error { p.Cut(); return nil })),
-		wan("wan-reset", wanFault(func(p proxy) error { return p.Reset() })),
-		wan("wan-blackhole", wanFault(func(p proxy) error { return p.Blackhole() })),
-		wan("wan-latency-200ms", wanFault(func(p proxy) error { return p.Shape(200*time.Millisecond, 0) })),
-		wan("wan-1mbit", wanFault(func(p proxy) error { return p.Shape(0, 125_000) })),
+		wan("wan-cut", wanFault(true, func(p proxy) error { p.Cut(); return nil })),
+		wan("wan-reset", wanFault(false, func(p proxy) error { return p.Reset() })),
+		wan("wan-blackhole", wanFault(true, func(p proxy) error { return p.Blackhole() })),
+		wan("wan-latency-200ms", wanFault(false, func(p proxy) error { return p.Shape(200*time.Millisecond, 0) })),
+		wan("wan-1mbit", wanFault(false, func(p proxy) error { return p.Shape(0, 125_000) })),
 		one("hub-restart", 10, 2, hubRestart),
 		nodeLoss,
 		disk,
@@ -108,14 +108,27 @@ type proxy interface {
 }
 
 // wanFault applies a fault to the link for a while under load, then heals
-// it and measures until data sent after the heal is at the hub.
-func wanFault(apply func(proxy) error) func(context.Context, *env, int) error {
+// it and measures until data sent after the heal is at the hub. For faults
+// that stop traffic (blocks), it also checks nothing sent during the fault
+// arrived: otherwise the link bypasses the proxy and the row proves nothing.
+func wanFault(blocks bool, apply func(proxy) error) func(context.Context, *env, int) error {
 	return func(ctx context.Context, e *env, _ int) error {
 		p := e.proxies[0]
 		if err := apply(p); err != nil {
 			return err
 		}
-		sleep(ctx, e.opts.faultFor)
+		if blocks && e.opts.hubAudit {
+			sleep(ctx, 300*time.Millisecond) // what was in flight before the fault
+			during := e.e2e.arm(time.Now())
+			sleep(ctx, e.opts.faultFor)
+			select {
+			case <-during:
+				return errors.New("data sent during the fault reached the hub: the leaf connection does not go through the fault proxy")
+			default:
+			}
+		} else {
+			sleep(ctx, e.opts.faultFor)
+		}
 		p.Clear()
 		if err := p.Restore(); err != nil {
 			return err
