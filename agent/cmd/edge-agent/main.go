@@ -36,6 +36,7 @@ Usage:
   edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m]
                                         every site the hub heard from, worst first
   edge-agent sensors sample DRIVER      a commented config snippet for a driver
+  edge-agent hub init --server URL [...] create or verify the hub stream (edge-agent hub for all options)
   edge-agent sensors scan               I2C buses and chips, GPIO lines, 1-Wire devices; a config snippet
 
 FILE defaults to ` + defaultConfig + `.
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDoctor(rest, stdout, stderr)
 	case "sensors":
 		return cmdSensors(rest, stdout, stderr)
+	case "hub":
+		return cmdHub(rest, stdout, stderr)
 	case "fleet":
 		return cmdFleet(rest, stdout, stderr)
 	case "help", "-h", "--help":
