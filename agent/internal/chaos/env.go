@@ -283,13 +283,13 @@ var errSkip = errors.New("skipped")
 // lossBeyondInterval counts acked messages missing locally that were
 // acknowledged more than the sync interval (+1s of slack for the kernel's
 // and the test's timing) before the power cut that followed them: under
-// `buffer.sync: <interval>` only the last interval may be lost.
-func (e *env) lossBeyondInterval(local *contents) int {
+// `buffer.sync: <interval>` only the last interval may be lost. oldest is
+// the largest ack-to-cut time among all lost messages.
+func (e *env) lossBeyondInterval(local *contents) (n int, oldest time.Duration) {
 	interval, err := time.ParseDuration(e.sc.sync)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	n := 0
 	for _, id := range e.pub.ackedIDs() {
 		if local.ids[id] > 0 {
 			continue
@@ -297,6 +297,7 @@ func (e *env) lossBeyondInterval(local *contents) int {
 		at := e.pub.ackedAt(id)
 		for _, cut := range e.cuts {
 			if cut.After(at) {
+				oldest = max(oldest, cut.Sub(at))
 				if cut.Sub(at) > interval+time.Second {
 					n++
 				}
@@ -304,5 +305,5 @@ func (e *env) lossBeyondInterval(local *contents) int {
 			}
 		}
 	}
-	return n
+	return n, oldest
 }

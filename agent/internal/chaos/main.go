@@ -217,9 +217,10 @@ func runScenario(ctx context.Context, o *options, sc *scenario) *result {
 	}
 	beyond := 0
 	if sc.lossOK {
-		beyond = e.lossBeyondInterval(local)
-		r.notes = append(r.notes, fmt.Sprintf("sync %s: %d acked messages lost locally over %d cuts (documented trade-off), %d of them acked more than the interval + 1s before their cut (not allowed)",
-			sc.sync, r.v.localLost, len(e.cuts), beyond))
+		var oldest time.Duration
+		beyond, oldest = e.lossBeyondInterval(local)
+		r.notes = append(r.notes, fmt.Sprintf("sync %s: %d acked messages lost locally over %d cuts (documented trade-off); the oldest was acked %s before its cut; %d acked more than the interval + 1s before (not allowed)",
+			sc.sync, r.v.localLost, len(e.cuts), oldest.Round(time.Millisecond), beyond))
 	}
 	if r.v.notForwarded > 0 {
 		r.notes = append(r.notes, fmt.Sprintf("%d local messages (readings included) never reached the hub", r.v.notForwarded))
