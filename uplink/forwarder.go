@@ -55,13 +55,19 @@ type options struct {
 // buffer.Lanes: ALERTS before TELEMETRY).
 func WithStreams(names ...string) Option { return func(o *options) { o.streams = names } }
 
-// WithWindow bounds the messages in flight to the hub (default 1024): large
-// enough that a 200 ms RTT link still fills, small enough to bound memory
-// and the resend after a failure.
+// WithWindow bounds the messages in flight to the hub (default 8192, and
+// at most 4 MiB of them): enough to fill a 200 ms round trip at tens of
+// thousands of readings per second, small enough to bound memory and the
+// resend after a failure.
 func WithWindow(n int) Option { return func(o *options) { o.window = n } }
 
-// WithAckTimeout is how long one hub ack may take before the forwarder
-// restarts from the cursor (default 10s).
+// windowBytes caps the bytes in flight whatever the message count, so
+// large messages do not pile megabytes into the leaf's send buffer.
+const windowBytes = 4 << 20
+
+// WithAckTimeout is how long the hub may acknowledge nothing while
+// messages wait for an ack before the forwarder restarts from the cursor
+// (default 10s). While acks keep coming, a slow link is only slow.
 func WithAckTimeout(d time.Duration) Option { return func(o *options) { o.ackTimeout = d } }
 
 // WithLeafServer gives the forwarder the embedded leaf server: it waits
@@ -129,7 +135,7 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 		return nil, errors.New("forwarder: state has no store id: message ids would not be unique")
 	}
 	o := options{
-		streams: buffer.Lanes, window: 1024, ackTimeout: 10 * time.Second,
+		streams: buffer.Lanes, window: 8192, ackTimeout: 10 * time.Second,
 		retryMin: 250 * time.Millisecond, retryMax: 30 * time.Second,
 	}
 	for _, opt := range opts {

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/uplink/wanfault"
 )
 
 // fwEnv is a real hub (JetStream domain "hub", stream EDGE) and a real site
@@ -43,6 +44,7 @@ type fwEnvOpts struct {
 	noStream  bool // no hub stream
 	remoteURL func(u *url.URL)
 	hubClient []nats.Option
+	rtt       time.Duration // > 0: the leaf dials through a WAN proxy with this round trip
 }
 
 func fwWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
@@ -112,12 +114,25 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 		}
 	}
 	cfg := DefaultConfig()
-	cfg.HubURLs = []string{fmt.Sprintf("nats://127.0.0.1:%d", ho.LeafNode.Port)}
-	if v, _ := e.hub.Varz(nil); v != nil {
-		cfg.HubURLs = []string{fmt.Sprintf("nats://127.0.0.1:%d", v.LeafNode.Port)}
+	v, err := e.hub.Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HubURLs = []string{fmt.Sprintf("nats://127.0.0.1:%d", v.LeafNode.Port)}
+	if eo.rtt > 0 {
+		wan, err := wanfault.Start(fmt.Sprintf("127.0.0.1:%d", v.LeafNode.Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(wan.Close)
+		if err := wan.Shape(eo.rtt/2, 0); err != nil {
+			t.Fatal(err)
+		}
+		cfg.HubURLs = []string{wan.URL("nats")}
 	}
 	e.cfg = &cfg
 	r, err := RemoteOptions(e.cfg)
+	r.IgnoreDiscoveredServers = true // stay on the WAN proxy
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,10 +23,12 @@ type session struct {
 	failed chan error
 	tick   *time.Ticker // overdue-ack checks
 
-	mu     sync.Mutex
-	lanes  []*lane // priority order
-	byID   map[uint64]*entry
-	nextID uint64
+	mu      sync.Mutex
+	lanes   []*lane // priority order
+	byID    map[uint64]*entry
+	nextID  uint64
+	bytes   int       // in flight
+	lastAck time.Time // or the session start
 }
 
 // lane is one local stream within a session.
@@ -42,6 +44,7 @@ type lane struct {
 type entry struct {
 	lane *lane
 	seq  uint64
+	size int
 	sent time.Time
 	done bool
 	gap  uint64 // messages missing before seq+1 (evicted unforwarded)
@@ -80,7 +83,7 @@ func (f *Forwarder) session(ctx context.Context) error {
 		f: f, inbox: nats.NewInbox(),
 		freed: make(chan struct{}, 1), ready: make(chan struct{}, 1), failed: make(chan error, 1),
 		tick: time.NewTicker(max(f.o.ackTimeout/4, 10*time.Millisecond)),
-		byID: map[uint64]*entry{},
+		byID: map[uint64]*entry{}, lastAck: time.Now(),
 	}
 	defer s.tick.Stop()
 	sub, err := f.nc.Subscribe(s.inbox+".*", s.onAck)
@@ -109,7 +112,11 @@ func (f *Forwarder) session(ctx context.Context) error {
 
 	var m jetstream.Msg
 	var l *lane
-	roomInWindow := func() bool { return s.inFlight() < f.o.window }
+	roomInWindow := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.byID) < f.o.window && s.bytes < windowBytes
+	}
 	picked := func() bool { m, l = s.pick(); return m != nil }
 	for {
 		// Wait for room first and choose the message after, so an alert
@@ -260,11 +267,12 @@ func (s *session) send(ctx context.Context, l *lane, m jetstream.Msg) error {
 			return err
 		}
 	}
-	e := &entry{lane: l, seq: seq, sent: time.Now()}
+	e := &entry{lane: l, seq: seq, size: size, sent: time.Now()}
 	s.mu.Lock()
 	id := s.nextID
 	s.nextID++
 	s.byID[id] = e
+	s.bytes += size
 	l.fifo = append(l.fifo, e)
 	s.mu.Unlock()
 	out.Reply = s.inbox + "." + strconv.FormatUint(id, 10)
@@ -283,7 +291,11 @@ func (s *session) onAck(m *nats.Msg) {
 	}
 	s.mu.Lock()
 	e := s.byID[id]
-	delete(s.byID, id)
+	if e != nil {
+		delete(s.byID, id)
+		s.bytes -= e.size
+		s.lastAck = time.Now()
+	}
 	s.mu.Unlock()
 	if e == nil {
 		return
@@ -350,10 +362,14 @@ func (s *session) complete(e *entry) {
 }
 
 // checkTimeouts ends the session when the oldest unacknowledged message
-// waited longer than the ack timeout.
+// waited longer than the ack timeout and no ack at all came meanwhile: on
+// a slow link acks trail the sends, but they keep coming.
 func (s *session) checkTimeouts() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if time.Since(s.lastAck) < s.f.o.ackTimeout {
+		return nil
+	}
 	for _, l := range s.lanes {
 		for _, e := range l.fifo {
 			if e.done {
