@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -167,7 +168,7 @@ func (f *Forwarder) HubSubject(local string) string {
 // MsgID is the hub-side de-duplication id of one local message: the store
 // id makes a wiped and re-provisioned device never reuse an old id.
 func (f *Forwarder) MsgID(stream string, seq uint64) string {
-	return fmt.Sprintf("%s.%s.%s.%d", f.site, f.st.StoreID(), stream, seq)
+	return f.site + "." + f.st.StoreID() + "." + stream + "." + strconv.FormatUint(seq, 10)
 }
 
 // Status is a snapshot for `edge-agent status`.
@@ -239,6 +240,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			wait = f.o.retryMin
 			continue
 		}
+		if errors.Is(err, errLinkDown) {
+			continue // waitLink holds until the link is back; then resend at once
+		}
 		if f.ackedCount() > before {
 			wait = f.o.retryMin
 		}
@@ -269,7 +273,7 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 	if f.linkUp() {
 		return nil
 	}
-	f.setError(ReasonOther, "leaf connection to the hub is down; readings wait in the local buffer")
+	f.setError(ReasonOther, errLinkDown.Error())
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for !f.linkUp() {
@@ -392,7 +396,7 @@ func classify(err error, f *Forwarder) (class, reason string) {
 	var ae *ackError
 	switch {
 	case errors.Is(err, errNoResponders) && !f.linkUp():
-		return ReasonOther, "leaf connection to the hub is down; readings wait in the local buffer"
+		return ReasonOther, errLinkDown.Error()
 	case errors.Is(err, errNoResponders) && f.hubInterest(f.HubSubject("telemetry.x")):
 		return ReasonPermission, fmt.Sprintf("the hub has a stream for %s but this site's leaf user may not publish there: allow publish to %s.%s.> for it in the hub config (README: hub side)", f.HubSubject("telemetry.>"), f.prefix, f.site)
 	case errors.Is(err, errNoResponders):
@@ -406,6 +410,7 @@ func classify(err error, f *Forwarder) (class, reason string) {
 var (
 	errNoResponders = errors.New("no responders: nothing at the hub captures the subject")
 	errAckTimeout   = errors.New("hub ack timed out")
+	errLinkDown     = errors.New("leaf connection to the hub is down; readings wait in the local buffer")
 )
 
 // ackError is the hub stream's refusal of a publish.
@@ -430,18 +435,22 @@ func (e *ackError) permanent() bool {
 // headers travel along, except the Nats-* ones, which would tell the hub
 // stream to de-duplicate or check sequences by the local app's rules.
 func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
-	h := nats.Header{}
-	for k, v := range m.Headers() {
-		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
+	orig := m.Headers()
+	h := make(nats.Header, 6+len(orig))
+	for k, v := range orig {
+		if len(k) < 5 || !strings.EqualFold(k[:5], "nats-") {
 			h[k] = v
 		}
 	}
-	h.Set(nats.MsgIdHdr, f.MsgID(stream, meta.Sequence.Stream))
-	h.Set(HdrSubject, m.Subject())
-	h.Set(HdrTime, meta.Timestamp.UTC().Format(time.RFC3339Nano))
-	h.Set(HdrSite, f.site)
-	h.Set(HdrStream, stream)
-	h.Set(HdrSeq, fmt.Sprint(meta.Sequence.Stream))
+	seq := strconv.FormatUint(meta.Sequence.Stream, 10)
+	// The keys are canonical already: assigning skips Set's canonicalizing,
+	// which shows in a drain of a million readings.
+	h[nats.MsgIdHdr] = []string{f.MsgID(stream, meta.Sequence.Stream)}
+	h[HdrSubject] = []string{m.Subject()}
+	h[HdrTime] = []string{meta.Timestamp.UTC().Format(time.RFC3339Nano)}
+	h[HdrSite] = []string{f.site}
+	h[HdrStream] = []string{stream}
+	h[HdrSeq] = []string{seq}
 	return h
 }
 

@@ -2,7 +2,6 @@ package uplink
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -21,16 +20,26 @@ func BenchmarkDrain(b *testing.B) {
 	if os.Getenv("EDGE_BENCH_FULL") == "1" {
 		n = 1_000_000
 	}
-	for _, rtt := range []time.Duration{0, 100 * time.Millisecond} {
-		b.Run(fmt.Sprintf("rtt=%s", rtt), func(b *testing.B) { benchDrain(b, n, rtt) })
+	for _, wan := range []struct {
+		name  string
+		rtt   time.Duration
+		reset time.Duration
+	}{
+		{"loopback", 0, 0},
+		{"rtt=100ms", 100 * time.Millisecond, 0},
+		// A flaky store uplink: the connection drops every 2 s (NAT
+		// timeouts, a modem that resets) and redials at once.
+		{"rtt=100ms,drop_every=2s", 100 * time.Millisecond, 2 * time.Second},
+	} {
+		b.Run(wan.name, func(b *testing.B) { benchDrain(b, n, wan.rtt, wan.reset) })
 	}
 }
 
-func benchDrain(b *testing.B, n int, rtt time.Duration) {
+func benchDrain(b *testing.B, n int, rtt, reset time.Duration) {
 	var fwd, src time.Duration
 	for range b.N {
-		fwd += drain(b, n, rtt, func(e *fwEnv) { e.start(nil) })
-		src += drain(b, n, rtt, func(e *fwEnv) {
+		fwd += drain(b, n, rtt, reset, func(e *fwEnv) { e.start(nil) })
+		src += drain(b, n, rtt, reset, func(e *fwEnv) {
 			cfg := SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
 			if _, err := e.hubJS.CreateStream(context.Background(), cfg); err != nil {
 				b.Fatal(err)
@@ -45,7 +54,7 @@ func benchDrain(b *testing.B, n int, rtt time.Duration) {
 
 // drain builds a fresh hub and site with n readings waiting, then times
 // start until the hub holds them all.
-func drain(b *testing.B, n int, rtt time.Duration, start func(*fwEnv)) time.Duration {
+func drain(b *testing.B, n int, rtt, reset time.Duration, start func(*fwEnv)) time.Duration {
 	b.StopTimer()
 	e := newFwEnv(b, "s1", fwEnvOpts{rtt: rtt})
 	e.leafUp()
@@ -59,6 +68,26 @@ func drain(b *testing.B, n int, rtt time.Duration, start func(*fwEnv)) time.Dura
 			}
 		}
 		return sum
+	}
+	if reset > 0 {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		defer func() { close(stop); <-done }()
+		go func() {
+			defer close(done)
+			t := time.NewTicker(reset)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					if err := e.wan.Reset(); err != nil {
+						b.Error(err)
+					}
+				}
+			}
+		}()
 	}
 	b.StartTimer()
 	t0 := time.Now()

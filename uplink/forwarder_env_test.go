@@ -35,6 +35,7 @@ type fwEnv struct {
 	st      *buffer.State
 	stPath  string
 	leafDir string
+	wan     *wanfault.Proxy // with fwEnvOpts.rtt
 }
 
 type fwEnvOpts struct {
@@ -125,6 +126,7 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 			t.Fatal(err)
 		}
 		t.Cleanup(wan.Close)
+		e.wan = wan
 		if err := wan.Shape(eo.rtt/2, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -82,7 +82,7 @@ func (f *Forwarder) session(ctx context.Context) error {
 	s := &session{
 		f: f, inbox: nats.NewInbox(),
 		freed: make(chan struct{}, 1), ready: make(chan struct{}, 1), failed: make(chan error, 1),
-		tick: time.NewTicker(max(f.o.ackTimeout/4, 10*time.Millisecond)),
+		tick: time.NewTicker(min(max(f.o.ackTimeout/4, 10*time.Millisecond), 250*time.Millisecond)),
 		byID: map[uint64]*entry{}, lastAck: time.Now(),
 	}
 	defer s.tick.Stop()
@@ -361,10 +361,15 @@ func (s *session) complete(e *entry) {
 	s.f.st.SetCursor(l.name, to)
 }
 
-// checkTimeouts ends the session when the oldest unacknowledged message
-// waited longer than the ack timeout and no ack at all came meanwhile: on
-// a slow link acks trail the sends, but they keep coming.
+// checkTimeouts ends the session when the link dropped (what was in
+// flight is lost: resend it as soon as the link is back, not after the ack
+// timeout), or when the oldest unacknowledged message waited longer than
+// the ack timeout and no ack at all came meanwhile: on a slow link acks
+// trail the sends, but they keep coming.
 func (s *session) checkTimeouts() error {
+	if !s.f.linkUp() {
+		return errLinkDown
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if time.Since(s.lastAck) < s.f.o.ackTimeout {
