@@ -1,9 +1,12 @@
 package uplink
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/buffer"
 )
 
 func TestForwarderSteadyFlow(t *testing.T) {
@@ -156,5 +159,24 @@ func TestForwarderReplay(t *testing.T) {
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 21, 50)
 	if err := f.Replay(ctx, "NOPE", 0); err == nil || !strings.Contains(err.Error(), "unknown stream") {
 		t.Fatalf("replay of an unknown stream: %v", err)
+	}
+}
+
+func TestForwarderConfigKeys(t *testing.T) {
+	d := DefaultConfig()
+	if d.StallTimeout != time.Minute || d.HubMaxPayload != 1<<20 || d.AllowRemoteAdmin {
+		t.Fatalf("defaults: stall_timeout %s, hub_max_payload %s, allow_remote_admin %v", d.StallTimeout, d.HubMaxPayload, d.AllowRemoteAdmin)
+	}
+	for key, mod := range map[string]func(*Config){
+		"uplink.stall_timeout":   func(c *Config) { c.StallTimeout = 10 * time.Millisecond },
+		"uplink.hub_max_payload": func(c *Config) { c.HubMaxPayload = 100 },
+	} {
+		c := DefaultConfig()
+		c.HubURLs = []string{"nats://hub:7422"}
+		mod(&c)
+		var fe *buffer.FieldError
+		if err := c.Validate(); !errors.As(err, &fe) || fe.Key != key {
+			t.Errorf("%s: Validate() = %v", key, err)
+		}
 	}
 }
