@@ -176,7 +176,7 @@ func (d *Downlink) plan(ctx context.Context, name string, req ReplayRequest) (Re
 // firstSeqSince is the sequence of the first message stored at or after t,
 // or last+1 when there is none.
 func firstSeqSince(ctx context.Context, s jetstream.Stream, t time.Time, last uint64) (uint64, error) {
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t})
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t, InactiveThreshold: 10 * time.Second})
 	if err != nil {
 		return 0, err
 	}
