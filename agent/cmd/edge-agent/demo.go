@@ -91,7 +91,7 @@ sensors:
 		}
 		fmt.Fprintf(stdout, `
 === edge-agent demo is running (Ctrl-C stops it) ===
-  dev hub        %s   (JetStream domain "hub", stream EDGE)
+  dev hub        %s   (JetStream domain "hub", streams EDGE and EDGE_STATUS)
   agent (leaf)   %s   (site %q, JetStream domain %q)
   config         %s
 
@@ -99,8 +99,9 @@ sensors:
   Watch local traffic on the site:   nats sub -s %s '>'
   Local stream:                      nats stream info TELEMETRY -s %s
   Status:                            edge-agent status --socket %s
+  Fleet view at the hub:             edge-agent fleet --server %s
 
-`, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, hub.ClientURL(), a.ClientURL(), a.ClientURL(), cfg.ControlSocket)
+`, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, hub.ClientURL(), a.ClientURL(), a.ClientURL(), cfg.ControlSocket, hub.ClientURL())
 		if err := echoHub(ctx, hub.ClientURL(), stdout); err != nil {
 			log.Warn("demo: cannot watch the hub", "err", err)
 		}
@@ -152,7 +153,11 @@ func demoHubStream(hub *server.Server) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Hour))
+	if _, err := uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+		return err
+	}
+	// The fleet table, so `edge-agent fleet` against the dev hub shows the site.
+	_, err = uplink.EnsureStatusStream(ctx, js, "edge")
 	return err
 }
 

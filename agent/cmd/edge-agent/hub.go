@@ -19,7 +19,8 @@ import (
 const hubUsage = `usage:
   edge-agent hub init --server URL [--creds FILE | --user U --password P] [--stream EDGE] [--prefix edge]
                       [--dupe-window 2h] [--max-bytes SIZE] [--max-age DURATION] [--replicas N] [--domain D]
-      create the fleet stream at the hub, or verify an existing one (never changes it)
+      create the fleet stream and the fleet status table (EDGE_STATUS) at the hub,
+      or verify existing ones (never changes them)
   edge-agent hub leaf-user --site SITE [--prefix edge] [--password PW]
       the hub config entry for one site's leaf user, allowed only its own subjects
 `
@@ -79,24 +80,45 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		return exitFor(err, stderr)
 	}
 	defer closeNC()
-	_, lookErr := js.Stream(ctx, want.Name)
-	existed := lookErr == nil
-	if lookErr != nil && !errors.Is(lookErr, jetstream.ErrStreamNotFound) {
-		return exitFor(fmt.Errorf("hub %s: %w (is JetStream enabled for this user's account?)", *srv, lookErr), stderr)
-	}
-	s, err := uplink.EnsureHubStream(ctx, js, want)
+	s, verb, err := ensureReport(ctx, js, *srv, want.Name, func() (jetstream.Stream, error) { return uplink.EnsureHubStream(ctx, js, want) })
 	if err != nil {
 		return exitFor(err, stderr)
 	}
 	have := s.CachedInfo().Config
-	verb := "created"
-	if existed {
-		verb = "verified existing (not changed)"
-	}
 	fmt.Fprintf(stdout, "%s hub stream %s: subjects %s, duplicate window %s, max bytes %s, max age %s, replicas %d\n",
 		verb, have.Name, strings.Join(have.Subjects, " "), have.Duplicates, limitText(have.MaxBytes), ageText(have.MaxAge), have.Replicas)
+	// The fleet table is what `edge-agent fleet` reads: without it the
+	// heartbeats reach the hub but nothing keeps them.
+	s, verb, err = ensureReport(ctx, js, *srv, uplink.StatusStream, func() (jetstream.Stream, error) { return uplink.EnsureStatusStream(ctx, js, *prefix) })
+	if err != nil {
+		return exitFor(err, stderr)
+	}
+	have = s.CachedInfo().Config
+	fleetCmd := "edge-agent fleet --server " + *srv
+	if *prefix != "edge" {
+		fleetCmd += " --prefix " + *prefix
+	}
+	fmt.Fprintf(stdout, "%s hub stream %s: last heartbeat of each site (%s); read it with: %s\n",
+		verb, have.Name, strings.Join(have.Subjects, " "), fleetCmd)
 	fmt.Fprintf(stdout, "sites publish %s.<site>.telemetry.> and %s.<site>.alerts.>; watch them with: nats sub '%s.>'\n", *prefix, *prefix, *prefix)
 	return 0
+}
+
+// ensureReport runs one of uplink's Ensure* calls for stream name and says
+// whether it created the stream or verified one that was there.
+func ensureReport(ctx context.Context, js jetstream.JetStream, srv, name string, ensure func() (jetstream.Stream, error)) (jetstream.Stream, string, error) {
+	_, lookErr := js.Stream(ctx, name)
+	if lookErr != nil && !errors.Is(lookErr, jetstream.ErrStreamNotFound) {
+		return nil, "", fmt.Errorf("hub %s: stream %s: %w (is JetStream enabled for this user's account?)", srv, name, lookErr)
+	}
+	s, err := ensure()
+	if err != nil {
+		return nil, "", err
+	}
+	if lookErr == nil {
+		return s, "verified existing (not changed)", nil
+	}
+	return s, "created", nil
 }
 
 func hubJetStream(srv, creds, user, password, domain string) (jetstream.JetStream, func(), error) {
