@@ -240,7 +240,6 @@ func (l *Link) repeatedDialError(msg string) bool {
 // Run paces the remote until ctx ends. It never fails for a link problem:
 // a broken uplink degrades the uplink only.
 func (l *Link) Run(ctx context.Context) error {
-	failures := 0
 	if err := l.enable(ctx); err != nil {
 		return nil
 	}
@@ -251,14 +250,12 @@ func (l *Link) Run(ctx context.Context) error {
 		}
 		bounced := false
 		if ok {
-			failures = 0
+			l.bo.connected()
 			l.setConnected()
 			class, reason, bounced = l.awaitDrop(ctx)
 			if ctx.Err() != nil {
 				return nil
 			}
-		} else {
-			failures++
 		}
 		if err := l.setDisabled(true); err != nil {
 			l.log.Warn("uplink: cannot pause the leaf remote; nats-server retries on its own", "err", err)
@@ -268,17 +265,21 @@ func (l *Link) Run(ctx context.Context) error {
 		case bounced:
 			l.setDown(StateConnecting, ReasonOther, "bounced: dropped and redialed on request (forwarder stall watchdog)", ok)
 		default:
-			if c, r := l.probe(ctx); c != "" {
+			c, r := l.probe(ctx)
+			if c != "" {
 				class, reason = c, r
 			}
+			if !ok {
+				l.bo.fail(reachable(c))
+			}
 			// After a drop failures is 0: a quick, jittered first retry.
-			wait = l.bo.delay(failures)
+			wait = l.bo.next()
 			l.setDown(StateDisconnected, class, reason, ok)
 		}
 		l.mu.Lock()
 		l.st.NextAttempt = time.Now().Add(wait)
 		l.mu.Unlock()
-		l.log.Debug("uplink: next attempt", "in", wait, "failures", failures)
+		l.log.Debug("uplink: next attempt", "in", wait, "failures", l.bo.failures)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -289,6 +290,13 @@ func (l *Link) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// reachable reads the probe that follows a failed attempt: only a DNS or
+// TCP failure means the hub's address did not answer; anything else (or
+// nothing) means the hub is there and the attempt failed at it.
+func reachable(probeClass string) bool {
+	return probeClass != ReasonDNS && probeClass != ReasonTCP
 }
 
 // enable starts one attempt. nats-server refuses while the previous

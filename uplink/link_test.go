@@ -62,8 +62,9 @@ type linkEnv struct {
 }
 
 // startLink runs a leaf server whose only remote is cfg, with a Link
-// managing it, the way the agent wires them.
-func startLink(t *testing.T, cfg *Config, observe func(level, line string)) *linkEnv {
+// managing it, the way the agent wires them; tune adjusts the link before
+// it runs.
+func startLink(t *testing.T, cfg *Config, observe func(level, line string), tune ...func(*Link)) *linkEnv {
 	t.Helper()
 	r, err := RemoteOptions(cfg)
 	if err != nil {
@@ -87,6 +88,9 @@ func startLink(t *testing.T, cfg *Config, observe func(level, line string)) *lin
 	go leaf.Start()
 	if !leaf.ReadyForConnections(10 * time.Second) {
 		t.Fatal("leaf not ready")
+	}
+	for _, f := range tune {
+		f(link)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
