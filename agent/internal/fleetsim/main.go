@@ -9,11 +9,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -47,33 +49,39 @@ func main() {
 	min := flag.Duration("min", time.Second, "uplink.reconnect.min")
 	max := flag.Duration("max", 30*time.Second, "uplink.reconnect.max")
 	modes := flag.String("modes", "agent,stock", "which runs: agent (uplink reconnect policy), stock (nats_config remote, fixed interval)")
+	outage := flag.Duration("outage", 0, "keep the hub down at least this long (a real outage outlasts the backoff ramp); 0: only while backlogs fill")
 	deadline := flag.Duration("timeout", 90*time.Second, "give up a phase after this long")
+	trace := flag.Int("trace", envInt("FLEET_TRACE", 0), "print the link timeline (attempts, waits, dial errors) of the K slowest agents")
 	flag.Parse()
 	for _, mode := range strings.Split(*modes, ",") {
-		r, err := simulate(mode, *n, *backlog, *min, *max, *deadline)
+		r, err := simulate(mode, *n, *backlog, *min, *max, *outage, *deadline, *trace > 0)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "fleetsim %s: %v\n", mode, err)
 			os.Exit(1)
 		}
 		r.print(os.Stdout)
+		r.printTimelines(os.Stdout, *trace)
 	}
 }
 
 type result struct {
-	mode                string
-	n, backlog          int
-	reconnect           []time.Duration // per agent, from hub ready to leaf up
-	drain               time.Duration   // hub ready to every backlog stored; 0: not measured
-	drained             uint64
-	cpuConnect, cpuAll  time.Duration // hub CPU: until all connected, until drained/end
-	hubStart, firstBeat time.Duration
+	mode               string
+	n, backlog         int
+	reconnect          []time.Duration // per agent, from hub ready to leaf up
+	drain              time.Duration   // hub ready to every backlog stored; 0: not measured
+	drained            uint64
+	cpuConnect, cpuAll time.Duration // hub CPU: until all connected, until drained/end
+	outage             time.Duration // hub stopped to hub ready again
+	// traces are per agent, with ready the hub's restart; nil unless -trace.
+	traces []*tracer
+	ready  time.Time
 }
 
 func (r result) print(w io.Writer) {
 	d := slices.Clone(r.reconnect)
 	slices.Sort(d)
 	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))].Round(time.Millisecond) }
-	fmt.Fprintf(w, "mode=%s agents=%d backlog/agent=%d\n", r.mode, r.n, r.backlog)
+	fmt.Fprintf(w, "mode=%s agents=%d backlog/agent=%d hub down for %s\n", r.mode, r.n, r.backlog, r.outage.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "  all reconnected after hub ready: %s (first %s, p50 %s, p90 %s)\n", q(1), d[0].Round(time.Millisecond), q(0.5), q(0.9))
 	fmt.Fprintf(w, "  reconnects per 100ms bucket (max): %d\n", maxPerBucket(d, 100*time.Millisecond))
 	if r.drain > 0 {
@@ -82,6 +90,42 @@ func (r result) print(w io.Writer) {
 		fmt.Fprintf(w, "  backlog drain: not measured (%d of %d messages reached the hub; no forwarder in this mode)\n", r.drained, r.n*r.backlog)
 	}
 	fmt.Fprintf(w, "  hub CPU: %s until all connected, %s until the end of the run\n", r.cpuConnect.Round(time.Millisecond), r.cpuAll.Round(time.Millisecond))
+}
+
+// printTimelines shows why the slowest agents were slow: every attempt,
+// wait and dial result around the outage, in seconds from the hub being
+// ready again (negative: during the outage).
+func (r result) printTimelines(w io.Writer, k int) {
+	if r.traces == nil || k <= 0 {
+		return
+	}
+	// A failed attempt ends in the link choosing its next wait.
+	hist := map[int]int{}
+	for _, t := range r.traces {
+		k := 0
+		for _, e := range t.events() {
+			if e.at.After(r.ready) && strings.HasPrefix(e.line, "uplink: next attempt") {
+				k++
+			}
+		}
+		hist[k]++
+	}
+	fmt.Fprintf(w, "  failed attempts after hub ready (count: agents):")
+	for _, k := range slices.Sorted(maps.Keys(hist)) {
+		fmt.Fprintf(w, " %d: %d", k, hist[k])
+	}
+	fmt.Fprintln(w)
+	idx := make([]int, len(r.reconnect))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(r.reconnect[b], r.reconnect[a]) })
+	for _, i := range idx[:min(k, len(idx))] {
+		fmt.Fprintf(w, "  timeline sim-%04d (back after %s):\n", i, r.reconnect[i].Round(time.Millisecond))
+		for _, e := range r.traces[i].events() {
+			fmt.Fprintf(w, "    %+8.3fs %s\n", e.at.Sub(r.ready).Seconds(), e.line)
+		}
+	}
 }
 
 func maxPerBucket(d []time.Duration, b time.Duration) int {
@@ -95,7 +139,7 @@ func maxPerBucket(d []time.Duration, b time.Duration) int {
 	return best
 }
 
-func simulate(mode string, n, backlog int, rmin, rmax, deadline time.Duration) (res result, err error) {
+func simulate(mode string, n, backlog int, rmin, rmax, outage, deadline time.Duration, trace bool) (res result, err error) {
 	res = result{mode: mode, n: n, backlog: backlog}
 	dir, err := os.MkdirTemp("", "fleetsim-")
 	if err != nil {
@@ -121,7 +165,13 @@ func simulate(mode string, n, backlog int, rmin, rmax, deadline time.Duration) (
 		if err != nil {
 			return res, err
 		}
-		a := agent.New(cfg, log, nil)
+		alog := log
+		if trace {
+			t := &tracer{}
+			res.traces = append(res.traces, t)
+			alog = slog.New(t)
+		}
+		a := agent.New(cfg, alog, nil)
 		agents[i] = a
 		wg.Add(1)
 		go func() {
@@ -143,16 +193,19 @@ func simulate(mode string, n, backlog int, rmin, rmax, deadline time.Duration) (
 	// Hub outage: stop it, buffer a backlog on every site, start it again
 	// on the same ports.
 	hub.stop()
+	down := time.Now()
 	if err := waitUntil(deadline, func() bool { return countConnected(agents) == 0 }); err != nil {
 		return res, fmt.Errorf("agents still connected after the hub stopped: %w", err)
 	}
 	if err := fillBacklogs(agents, backlog); err != nil {
 		return res, err
 	}
+	time.Sleep(time.Until(down.Add(outage)))
 	if hub, err = startHub(dir, clientPort, leafPort); err != nil {
 		return res, err
 	}
 	ready := time.Now()
+	res.ready, res.outage = ready, ready.Sub(down)
 	res.reconnect = make([]time.Duration, n)
 	for {
 		all := true
@@ -255,6 +308,53 @@ func fillBacklogs(agents []*agent.Agent, k int) error {
 		nc.Close()
 	}
 	return nil
+}
+
+// tracer is an agent's log handler in trace mode: it keeps, with their
+// time, only the lines that tell the link's story (the link manager's
+// decisions and the embedded server's leaf dials), in memory, because
+// 100 agents logging nats-server debug lines to a terminal would be the
+// bottleneck being measured.
+type tracer struct {
+	mu sync.Mutex
+	ev []traceEvent
+}
+
+type traceEvent struct {
+	at   time.Time
+	line string
+}
+
+// traced are message prefixes worth keeping below warning level: the
+// link's own, and the leaf dial/handshake lines of nats-server.
+var traced = []string{"uplink: ", "Trying to connect as leafnode", "Error trying to connect as leafnode", "Leafnode connection", "Will not attempt", "Reloaded: LeafNode Remote"}
+
+func (t *tracer) Enabled(context.Context, slog.Level) bool { return true }
+
+func (t *tracer) Handle(_ context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn && !slices.ContainsFunc(traced, func(p string) bool { return strings.HasPrefix(r.Message, p) }) {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	t.mu.Lock()
+	t.ev = append(t.ev, traceEvent{r.Time, b.String()})
+	t.mu.Unlock()
+	return nil
+}
+
+// The agent's component attributes are the same for every line here.
+func (t *tracer) WithAttrs([]slog.Attr) slog.Handler { return t }
+func (t *tracer) WithGroup(string) slog.Handler      { return t }
+
+func (t *tracer) events() []traceEvent {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.ev)
 }
 
 func countConnected(agents []*agent.Agent) int {
