@@ -43,9 +43,13 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 		return exitFor(fmt.Errorf("connect to hub %s: %w", *srv, err), stderr)
 	}
 	defer nc.Close()
-	js, err := jetstream.NewWithDomain(nc, *domain)
+	// NewWithDomain refuses "": without --domain the hub's own JetStream.
+	js, err := jetstream.New(nc)
+	if *domain != "" {
+		js, err = jetstream.NewWithDomain(nc, *domain)
+	}
 	if err != nil {
-		return exitFor(err, stderr)
+		return exitFor(fmt.Errorf("hub JetStream (--domain %q): %w", *domain, err), stderr)
 	}
 	sites, err := uplink.ReadFleet(ctx, js, *prefix)
 	if err != nil {
