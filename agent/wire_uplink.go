@@ -26,7 +26,10 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 	a.addPart("uplink-link", link.Run)
 
 	fwd, err := uplink.NewForwarder(cfg.Uplink, cfg.Site, a.nc, a.State(), a.log.With("component", "forwarder"),
-		uplink.WithLeafServer(a.srv), uplink.WithLink(link))
+		uplink.WithLeafServer(a.srv), uplink.WithLink(link),
+		// After an outage the link's first retry is uniform in [0, min]:
+		// the drain ramp spreads each site's backlog over as much again.
+		uplink.WithStartJitter(cfg.Uplink.Reconnect.Min))
 	if err != nil {
 		return err
 	}

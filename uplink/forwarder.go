@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,9 @@ type options struct {
 	link       LinkControl
 	retryMin   time.Duration
 	retryMax   time.Duration
+	jitter     time.Duration
+	// rnd returns a uniform value in [0, n); replaceable so tests can pin it.
+	rnd func(n int64) int64
 }
 
 // WithStreams sets the local streams in priority order (default
@@ -81,6 +85,10 @@ func WithLeafServer(s *server.Server) Option { return func(o *options) { o.leaf 
 type LinkControl interface {
 	// Connected is the forwarder's signal to send or to wait quietly.
 	Connected() bool
+	// Up returns a channel that is closed while Connected: the forwarder
+	// sleeps on it through an outage and starts the moment the link is
+	// back, instead of noticing on its next poll.
+	Up() <-chan struct{}
 	// Bounce redials the leaf connection: the cure when resetting the
 	// forwarder did not end a stall.
 	Bounce()
@@ -92,6 +100,15 @@ type LinkControl interface {
 // WithLink connects the forwarder to the link manager. Without it the leaf
 // server's connection count is the link signal and a stall is only reset.
 func WithLink(l LinkControl) Option { return func(o *options) { o.link = l } }
+
+// WithStartJitter spreads the drain after an outage: once the link is back
+// after the forwarder had to wait for it, it waits a uniform random time in
+// [0, d] before the first batch. A hub restart drops a whole fleet at once;
+// the link's backoff spreads the reconnects, and this spreads the backlog
+// each site then sends as fast as the hub acks, so the hub's first seconds
+// back are not one burst of every store's outage. The agent passes
+// uplink.reconnect.min; 0 (the default) starts at once.
+func WithStartJitter(d time.Duration) Option { return func(o *options) { o.jitter = d } }
 
 // WithRetry bounds the backoff between failed sessions (default 250ms..30s).
 func WithRetry(min, max time.Duration) Option {
@@ -138,12 +155,13 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 	o := options{
 		streams: buffer.Lanes, window: 8192, ackTimeout: 10 * time.Second,
 		retryMin: 250 * time.Millisecond, retryMax: 30 * time.Second,
+		rnd: rand.Int64N,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.window < 1 || o.ackTimeout <= 0 || o.retryMin <= 0 || o.retryMax < o.retryMin {
-		return nil, fmt.Errorf("forwarder: invalid options (window %d, ack timeout %s, retry %s..%s)", o.window, o.ackTimeout, o.retryMin, o.retryMax)
+	if o.window < 1 || o.ackTimeout <= 0 || o.retryMin <= 0 || o.retryMax < o.retryMin || o.jitter < 0 {
+		return nil, fmt.Errorf("forwarder: invalid options (window %d, ack timeout %s, retry %s..%s, start jitter %s)", o.window, o.ackTimeout, o.retryMin, o.retryMax, o.jitter)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -267,28 +285,78 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-// waitLink blocks while the leaf connection is down, polling the cheap
-// signal the agent gave, so a dead WAN costs nothing.
+// waitLink blocks while the leaf connection is down, then holds the start
+// jitter (WithStartJitter); a link that drops again meanwhile is waited for
+// again. A dead WAN costs nothing: with the link manager the forwarder
+// sleeps on its Up channel; with only the leaf server, which announces
+// nothing, it polls the connection count.
 func (f *Forwarder) waitLink(ctx context.Context) error {
 	if f.linkUp() {
 		return nil
 	}
 	f.setError(ReasonOther, errLinkDown.Error())
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for !f.linkUp() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case rr := <-f.ctl:
-			rr.reply <- f.replay(&rr)
-		case <-t.C:
+	for {
+		if err := f.untilUp(ctx); err != nil {
+			return err
+		}
+		if err := f.startDelay(ctx); err != nil {
+			return err
+		}
+		if f.linkUp() {
+			break
 		}
 	}
 	f.mu.Lock()
 	f.lastProgress = time.Now() // a link that just came up has not stalled
 	f.mu.Unlock()
 	return nil
+}
+
+// untilUp returns once the link is up, answering replay requests meanwhile.
+func (f *Forwarder) untilUp(ctx context.Context) error {
+	var poll <-chan time.Time
+	if f.o.link == nil {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		poll = t.C
+	}
+	for !f.linkUp() {
+		var up <-chan struct{}
+		if f.o.link != nil {
+			up = f.o.link.Up()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case rr := <-f.ctl:
+			rr.reply <- f.replay(&rr)
+		case <-up:
+		case <-poll:
+		}
+	}
+	return nil
+}
+
+// startDelay waits the random part of the drain ramp, uniform in [0, jitter].
+func (f *Forwarder) startDelay(ctx context.Context) error {
+	if f.o.jitter <= 0 {
+		return nil
+	}
+	d := time.Duration(f.o.rnd(int64(f.o.jitter) + 1))
+	f.setError("", "") // the link is back: no longer the reason to wait
+	f.log.Debug("forwarder: link is back; starting after a random delay so a fleet back from an outage does not drain at once", "delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case rr := <-f.ctl:
+			rr.reply <- f.replay(&rr)
+		case <-t.C:
+			return nil
+		}
+	}
 }
 
 // linkUp is the cheap signal: is a leaf connection established right now?

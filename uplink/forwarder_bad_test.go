@@ -3,6 +3,7 @@ package uplink
 import (
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestForwarderPermissionDenied(t *testing.T) {
 	})
 	e.cfg.StallTimeout = time.Second
 	e.publish("telemetry.x", 5, []byte("x"))
-	link := &fakeLink{leaf: e.leaf}
+	link := newFakeLink(true)
 	f := e.start(nil, WithLink(link))
 	fwWaitFor(t, 20*time.Second, "permission reason", func() bool {
 		st := f.Status()
@@ -68,7 +69,7 @@ func TestForwarderStallWatchdog(t *testing.T) {
 	})
 	e.cfg.StallTimeout = time.Second
 	e.publish("telemetry.x", 5, []byte("x"))
-	link := &fakeLink{leaf: e.leaf}
+	link := newFakeLink(true)
 	f := e.start(nil, WithAckTimeout(200*time.Millisecond), WithLink(link))
 	fwWaitFor(t, 30*time.Second, "two stalls and a bounce", func() bool { return f.Status().Stalls >= 2 && link.bounces.Load() >= 1 })
 	st := f.Status()
@@ -143,14 +144,45 @@ func TestForwarderOversize(t *testing.T) {
 	}
 }
 
-// fakeLink is the link manager as the forwarder sees it: connected when the
-// leaf server is, counting bounces and remembering the degraded reason.
+// fakeLink is the link manager as the forwarder sees it: up or down as the
+// test sets it, counting bounces and remembering the degraded reason.
 type fakeLink struct {
-	leaf     *server.Server
-	bounces  atomic.Int32
-	degraded atomic.Value // [2]string{class, reason}
+	mu        sync.Mutex
+	connected bool
+	up        chan struct{} // closed while connected, as Link.Up
+	bounces   atomic.Int32
+	degraded  atomic.Value // [2]string{class, reason}
 }
 
-func (l *fakeLink) Connected() bool               { return l.leaf.NumLeafNodes() > 0 }
+func newFakeLink(connected bool) *fakeLink {
+	l := &fakeLink{up: make(chan struct{})}
+	l.set(connected)
+	return l
+}
+
+func (l *fakeLink) set(connected bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case connected && !l.connected:
+		close(l.up)
+	case !connected && l.connected:
+		l.up = make(chan struct{})
+	}
+	l.connected = connected
+}
+
+func (l *fakeLink) Connected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.connected
+}
+
+func (l *fakeLink) Up() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.up
+}
+
 func (l *fakeLink) Bounce()                       { l.bounces.Add(1) }
 func (l *fakeLink) Degraded(class, reason string) { l.degraded.Store([2]string{class, reason}) }

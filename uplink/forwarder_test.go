@@ -2,7 +2,9 @@ package uplink
 
 import (
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,5 +180,57 @@ func TestForwarderConfigKeys(t *testing.T) {
 		if err := c.Validate(); !errors.As(err, &fe) || fe.Key != key {
 			t.Errorf("%s: Validate() = %v", key, err)
 		}
+	}
+}
+
+// After waiting through a down link the forwarder holds a random delay in
+// [0, jitter] before its first batch (the drain ramp of a fleet back from
+// a hub outage); while the link stays up, nothing is delayed.
+func TestForwarderStartJitter(t *testing.T) {
+	e := newFwEnv(t, "s1", fwEnvOpts{})
+	e.leafUp()
+	e.publish("telemetry.x", 10, []byte("x"))
+	const jitter = 700 * time.Millisecond
+	var mu sync.Mutex
+	var draws []int64
+	longest := func(o *options) {
+		o.rnd = func(n int64) int64 {
+			mu.Lock()
+			defer mu.Unlock()
+			draws = append(draws, n)
+			return n - 1
+		}
+	}
+	link := newFakeLink(false)
+	f := e.start(nil, WithLink(link), WithStartJitter(jitter), longest)
+	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	if n := e.hubCount(); n != 0 {
+		t.Fatalf("%d readings forwarded while the link was down", n)
+	}
+	upAt := time.Now()
+	link.set(true)
+	fwWaitFor(t, 30*time.Second, "backlog at the hub", func() bool { return e.hubCount() == 10 })
+	meta, err := e.hubMsgs()[0].Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A lower bound only: a busy machine can make it later, never earlier.
+	if after := meta.Timestamp.Sub(upAt); after < jitter {
+		t.Fatalf("first reading stored %s after the link came up, before the drawn delay of %s", after, jitter)
+	}
+	e.publish("telemetry.x", 5, []byte("x"))
+	fwWaitFor(t, 30*time.Second, "live readings at the hub", func() bool { return e.hubCount() == 15 })
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 15)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int64{int64(jitter) + 1}; !slices.Equal(draws, want) {
+		t.Fatalf("delay draws %v, want one uniform draw in [0, %s] (n = %v)", draws, jitter, want)
+	}
+}
+
+func TestForwarderOptionsInvalid(t *testing.T) {
+	e := newFwEnv(t, "s1", fwEnvOpts{})
+	if _, err := NewForwarder(e.cfg, e.site, e.leafNC, e.st, nil, WithStartJitter(-time.Second)); err == nil || !strings.Contains(err.Error(), "start jitter -1s") {
+		t.Fatalf("negative start jitter: %v", err)
 	}
 }
