@@ -35,6 +35,10 @@ func classifyLine(msg string) (class, reason string, ok bool) {
 		addr = m[1]
 	}
 	switch {
+	// The hub closes a leaf whose CONNECT came too late with "Authentication
+	// Timeout": a busy hub or slow link, not rejected credentials.
+	case strings.Contains(low, "authentication timeout"):
+		return ReasonOther, "hub busy: the leaf handshake did not finish within the hub's auth timeout (slow link or overloaded hub; retrying)", true
 	case strings.Contains(low, "authorization violation"), strings.Contains(low, "authentication"), strings.Contains(low, "user authentication expired"):
 		return ReasonAuth, "auth: authorization violation (the hub rejected uplink credentials/user/password/token/nkey_seed)", true
 	case strings.Contains(low, "permissions violation"):

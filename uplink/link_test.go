@@ -342,6 +342,7 @@ func TestClassifyLine(t *testing.T) {
 		{`Error trying to connect as leafnode to remote server "127.0.0.1:1" (attempt 1): dial tcp 127.0.0.1:1: connect: connection refused`, ReasonTCP, "TCP: connection refused 127.0.0.1:1"},
 		{`Error trying to connect as leafnode to remote server "x.invalid:4222" (attempt 1): lookup for host "x.invalid": lookup x.invalid on 10.0.0.53:53: no such host`, ReasonDNS, "DNS: x.invalid not found"},
 		{`127.0.0.1:4 - lid:5 - Leafnode Error 'Authorization Violation'`, ReasonAuth, "auth: authorization violation"},
+		{`127.0.0.1:4 - lid:18 - Leafnode Error 'Authentication Timeout'`, ReasonOther, "hub busy: the leaf handshake did not finish"},
 		{`127.0.0.1:4 - lid:5 - Leafnode Error 'Permissions Violation for Publish to "edge.s2.telemetry.x"'`, ReasonPermission, `permission: Permissions Violation for Publish to "edge.s2.telemetry.x"`},
 	} {
 		c, r, ok := classifyLine(tc.line)
