@@ -50,6 +50,13 @@ type Config struct {
 	// streams and consumers through $JS.<site>.API; off, the leaf refuses
 	// those requests and the hub can only read.
 	AllowRemoteAdmin bool `yaml:"allow_remote_admin"`
+	// IgnoreDiscoveredURLs makes the leaf dial only hub_urls, never the
+	// leafnode addresses a hub advertises: hub clusters usually advertise
+	// internal addresses a store cannot reach (each redial to one is a
+	// wasted attempt), and nats-server 2.9 hubs advertise theirs even with
+	// no_advertise. Off suits only a hub_urls seed whose cluster
+	// advertises addresses the sites can reach.
+	IgnoreDiscoveredURLs bool `yaml:"ignore_discovered_urls"`
 }
 
 // TLS holds client TLS for the leaf connection.
@@ -86,6 +93,8 @@ func DefaultConfig() Config {
 		DenyExports:   []string{"telemetry.>", "alerts.>"},
 		StallTimeout:  60 * time.Second,
 		HubMaxPayload: 1 << 20, // nats-server's default max_payload
+
+		IgnoreDiscoveredURLs: true,
 	}
 }
 

@@ -42,7 +42,8 @@ type fwEnvOpts struct {
 	hubOpts   *server.Options // instead of fwHubOpts, e.g. from a config file
 	hub       func(*server.Options)
 	leaf      func(*server.Options)
-	noStream  bool // no hub stream
+	noStream  bool          // no hub stream
+	cfg       func(*Config) // before the leaf remote is built from it
 	remoteURL func(u *url.URL)
 	hubClient []nats.Option
 	rtt       time.Duration // > 0: the leaf dials through a WAN proxy with this round trip
@@ -133,8 +134,12 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 		cfg.HubURLs = []string{wan.URL("nats")}
 	}
 	e.cfg = &cfg
+	if eo.cfg != nil {
+		eo.cfg(e.cfg)
+	}
+	// The default uplink.ignore_discovered_urls keeps the leaf on the WAN
+	// proxy, which the hub's advertised address would bypass.
 	r, err := RemoteOptions(e.cfg)
-	r.IgnoreDiscoveredServers = true // stay on the WAN proxy
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,8 +166,8 @@ func TestForwarderReplay(t *testing.T) {
 
 func TestForwarderConfigKeys(t *testing.T) {
 	d := DefaultConfig()
-	if d.StallTimeout != time.Minute || d.HubMaxPayload != 1<<20 || d.AllowRemoteAdmin {
-		t.Fatalf("defaults: stall_timeout %s, hub_max_payload %s, allow_remote_admin %v", d.StallTimeout, d.HubMaxPayload, d.AllowRemoteAdmin)
+	if d.StallTimeout != time.Minute || d.HubMaxPayload != 1<<20 || d.AllowRemoteAdmin || !d.IgnoreDiscoveredURLs {
+		t.Fatalf("defaults: stall_timeout %s, hub_max_payload %s, allow_remote_admin %v, ignore_discovered_urls %v", d.StallTimeout, d.HubMaxPayload, d.AllowRemoteAdmin, d.IgnoreDiscoveredURLs)
 	}
 	for key, mod := range map[string]func(*Config){
 		"uplink.stall_timeout":   func(c *Config) { c.StallTimeout = 10 * time.Millisecond },

@@ -21,6 +21,8 @@ func RemoteOptions(c *Config) (*server.RemoteLeafOpts, error) {
 		DenyImports:       c.DenyImports,
 		DenyExports:       c.DenyExports,
 		TLSHandshakeFirst: c.TLS.HandshakeFirst,
+		// Only the configured URLs: see Config.IgnoreDiscoveredURLs.
+		IgnoreDiscoveredServers: c.IgnoreDiscoveredURLs,
 	}
 	r.Websocket.Compression = c.Websocket.Compression
 	r.Websocket.NoMasking = c.Websocket.NoMasking

@@ -1,0 +1,115 @@
+package uplink
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/uplink/wanfault"
+)
+
+// A hub advertises a leafnode address (here a trap listener standing in
+// for a cluster-internal address); the site reaches the hub only through a
+// WAN proxy. When the WAN is cut, a leaf that took the advertised address
+// dials it first on every redial; with uplink.ignore_discovered_urls (the
+// default) it keeps to hub_urls. The "false" case proves the setup would
+// catch a dial to the discovered address.
+func TestRemoteIgnoresDiscoveredURLs(t *testing.T) {
+	for _, ignore := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ignore_discovered_urls=%v", ignore), func(t *testing.T) {
+			trap, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var trapped atomic.Int32
+			go func() {
+				for {
+					c, err := trap.Accept()
+					if err != nil {
+						return // closed by the cleanup
+					}
+					trapped.Add(1)
+					_ = c.Close()
+				}
+			}()
+			t.Cleanup(func() { _ = trap.Close() })
+			var proxy *wanfault.Proxy
+			dials := &dialLog{}
+			var lo *server.Options
+			e := newFwEnv(t, "s1", fwEnvOpts{
+				hub:  func(o *server.Options) { o.LeafNode.Advertise = trap.Addr().String() },
+				cfg:  func(c *Config) { c.IgnoreDiscoveredURLs = ignore },
+				leaf: func(o *server.Options) { lo = o },
+				remoteURL: func(u *url.URL) {
+					p, err := wanfault.Start(u.Host)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(p.Close)
+					proxy = p
+					u.Host = p.Addr()
+				},
+			})
+			if got := lo.LeafNode.Remotes[0].IgnoreDiscoveredServers; got != ignore {
+				t.Fatalf("leaf remote IgnoreDiscoveredServers = %v, want %v from the config", got, ignore)
+			}
+			e.leaf.SetLoggerV2(dials, true, false, false)
+			e.leafUp()
+			proxy.Cut()
+			if !ignore {
+				fwWaitFor(t, 20*time.Second, "a redial to the advertised address", func() bool { return trapped.Load() > 0 })
+				return
+			}
+			// Several redials, every one of them to the configured URL.
+			fwWaitFor(t, 20*time.Second, "five redials", func() bool { return dials.count() >= 5 })
+			for _, host := range dials.hosts() {
+				if host != proxy.Addr() {
+					t.Errorf("leaf dialed %s, not the configured %s", host, proxy.Addr())
+				}
+			}
+			if n := trapped.Load(); n != 0 {
+				t.Fatalf("the advertised address was dialed %d times", n)
+			}
+		})
+	}
+}
+
+// dialLog collects the hosts of the leaf's failed dials from the embedded
+// server's error and debug lines.
+type dialLog struct {
+	mu sync.Mutex
+	h  []string
+}
+
+func (d *dialLog) record(f string, v ...any) {
+	// "Error trying to connect as leafnode to remote server %q (attempt %v): %v"
+	if !strings.Contains(f, "trying to connect as leafnode") || len(v) == 0 {
+		return
+	}
+	host, _ := v[0].(string)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.h = append(d.h, host)
+}
+
+func (d *dialLog) hosts() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.h...)
+}
+
+func (d *dialLog) count() int { return len(d.hosts()) }
+
+func (d *dialLog) Noticef(string, ...any)    {}
+func (d *dialLog) Warnf(string, ...any)      {}
+func (d *dialLog) Fatalf(string, ...any)     {}
+func (d *dialLog) Tracef(string, ...any)     {}
+func (d *dialLog) Errorf(f string, v ...any) { d.record(f, v...) }
+func (d *dialLog) Debugf(f string, v ...any) { d.record(f, v...) }
