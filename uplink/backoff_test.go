@@ -153,3 +153,50 @@ func TestLinkHubBackBusy(t *testing.T) {
 		}
 	}
 }
+
+// erringHub answers each connection the way a hub that is too busy to
+// finish the handshake does: an -ERR at once, the close a moment later.
+func erringHub(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = c.Write([]byte("-ERR 'Authentication Timeout'\r\n"))
+				time.Sleep(300 * time.Millisecond)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestLinkHandshakeErrorDoesNotStall: the link pauses the remote on the
+// handshake's error line, before the connection has closed. nats-server
+// then loses that pause signal and parks its own reconnect for the whole
+// LeafNode.ReconnectInterval, refusing to enable the remote meanwhile;
+// with the interval at 2·max that held a site off the hub for 60 s after
+// a hub restart (fleet-sim: "cannot be enabled at the moment" for a
+// minute). Attempts must keep coming at the backoff's pace.
+func TestLinkHandshakeErrorDoesNotStall(t *testing.T) {
+	cfg := linkConfig(t, "nats://"+erringHub(t))
+	cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: 10 * time.Second}
+	log := &waitLog{}
+	startLink(t, cfg, nil, func(l *Link) { l.log = slog.New(log) })
+	// The backoff alone would allow 3 attempts in about 0.2+0.4+0.8 s;
+	// a parked reconnect needs 2·max = 20 s for each.
+	fwWaitFor(t, 15*time.Second, "three failed attempts at a hub that errs in the handshake", func() bool { return len(log.since(0)) >= 3 })
+}
