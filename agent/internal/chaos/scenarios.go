@@ -263,8 +263,15 @@ func truncatedBlock(ctx context.Context, e *env, _ int) error {
 	sleep(ctx, e.between(time.Second, 3*time.Second))
 	e.pub.pause(true)
 	sleep(ctx, 500*time.Millisecond) // in-flight publishes finish
-	if _, _, err := e.drain(ctx); err != nil {
+	local, hubc, err := e.drain(ctx)
+	if err != nil {
 		return err
+	}
+	if hubc != nil {
+		if v := judge(e.pub.ackedIDs(), local, hubc); v.stuck > 0 {
+			// Truncating now could not tell old damage from new: stop here.
+			return fmt.Errorf("%d acked messages in the local streams did not reach the hub before the truncation (the previous cycle left the forwarder stuck)", v.stuck)
+		}
 	}
 	e.agent.kill()
 	e.pub.pause(false)
