@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -308,12 +309,8 @@ func (s *session) onAck(m *nats.Msg) {
 		s.fail(errNoResponders)
 		return
 	}
-	var pa struct {
-		Stream string    `json:"stream"`
-		Domain string    `json:"domain"`
-		Error  *ackError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &pa); err != nil || (pa.Stream == "" && pa.Error == nil) {
+	pa, ok := parseAck(m.Data)
+	if !ok {
 		s.fail(fmt.Errorf("hub reply to %s seq %d is not a stream ack: %q", e.lane.name, e.seq, m.Data))
 		return
 	}
@@ -328,12 +325,65 @@ func (s *session) onAck(m *nats.Msg) {
 		f.acked++
 		f.status.Forwarded[e.lane.name]++
 		f.status.LastAck = time.Now()
-		f.status.HubStream, f.status.HubDomain = pa.Stream, pa.Domain
+		// Compared before assigned: converting the bytes only when they
+		// differ keeps the per-ack path free of allocations.
+		if string(pa.Stream) != f.status.HubStream {
+			f.status.HubStream = string(pa.Stream)
+		}
+		if string(pa.Domain) != f.status.HubDomain {
+			f.status.HubDomain = string(pa.Domain)
+		}
 		f.status.ReasonClass, f.status.LastError = "", ""
 		f.lastProgress = f.status.LastAck
 		f.mu.Unlock()
 	}
 	s.complete(e)
+}
+
+// pubAck is the part of the hub stream's reply the forwarder reads.
+type pubAck struct {
+	Stream []byte
+	Domain []byte
+	Error  *ackError
+}
+
+// parseAck reads the hub's reply to one publish: one per forwarded
+// reading, so the usual success ack ({"stream":"EDGE","seq":7,
+// "domain":"hub"}, from nats-server's PubAck) is read by scanning for its
+// two string fields instead of by reflection. Anything else (an error, an
+// escaped string, an unexpected shape) goes through encoding/json. ok is
+// false when the reply is no stream ack at all.
+func parseAck(data []byte) (pa pubAck, ok bool) {
+	if !bytes.Contains(data, []byte(`"error"`)) && bytes.IndexByte(data, '\\') < 0 {
+		pa.Stream, pa.Domain = jsonString(data, `"stream":"`), jsonString(data, `"domain":"`)
+		if len(pa.Stream) > 0 {
+			return pa, true
+		}
+	}
+	var full struct {
+		Stream string    `json:"stream"`
+		Domain string    `json:"domain"`
+		Error  *ackError `json:"error"`
+	}
+	if err := json.Unmarshal(data, &full); err != nil || (full.Stream == "" && full.Error == nil) {
+		return pubAck{}, false
+	}
+	return pubAck{Stream: []byte(full.Stream), Domain: []byte(full.Domain), Error: full.Error}, true
+}
+
+// jsonString returns the value of the string field that starts right after
+// key (`"name":"`), or nil.
+func jsonString(data []byte, key string) []byte {
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return nil
+	}
+	v := data[i+len(key):]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 {
+		return nil
+	}
+	return v[:j]
 }
 
 // complete marks e done and moves the cursor past every done message at

@@ -234,3 +234,33 @@ func TestForwarderOptionsInvalid(t *testing.T) {
 		t.Fatalf("negative start jitter: %v", err)
 	}
 }
+
+// The hub's replies as nats-server words them: the success ack is read
+// without reflection, everything else as JSON, and a reply that is no
+// stream ack is refused.
+func TestForwarderParseAck(t *testing.T) {
+	for _, tc := range []struct {
+		data           string
+		ok             bool
+		stream, domain string
+		errCode        int
+	}{
+		{`{"stream":"EDGE","seq":7,"domain":"hub"}`, true, "EDGE", "hub", 0},
+		{`{"stream":"EDGE","seq":7,"duplicate":true}`, true, "EDGE", "", 0},
+		{`{"stream":"ED\"GE","seq":7}`, true, `ED"GE`, "", 0},
+		{`{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"},"stream":"EDGE","seq":0}`, true, "EDGE", "", 10054},
+		{`{"error":{"code":503,"err_code":10039,"description":"jetstream not enabled"}}`, true, "", "", 10039},
+		{`{"seq":7}`, false, "", "", 0},
+		{`+OK`, false, "", "", 0},
+		{``, false, "", "", 0},
+	} {
+		pa, ok := parseAck([]byte(tc.data))
+		code := 0
+		if pa.Error != nil {
+			code = pa.Error.ErrCode
+		}
+		if ok != tc.ok || string(pa.Stream) != tc.stream || string(pa.Domain) != tc.domain || code != tc.errCode {
+			t.Errorf("parseAck(%s) = stream %q domain %q err_code %d ok %v; want %q %q %d %v", tc.data, pa.Stream, pa.Domain, code, ok, tc.stream, tc.domain, tc.errCode, tc.ok)
+		}
+	}
+}
