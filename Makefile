@@ -61,7 +61,8 @@ chaos:
 FUZZTIME ?= 10s
 fuzz:
 	@set -e; for pkg in ./agent ./sensors ./uplink; do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	  list=$$($(GO) test -list '^Fuzz' $$pkg); \
+	  for f in $$(echo "$$list" | grep '^Fuzz'); do \
 	    echo "== fuzz $$pkg $$f for $(FUZZTIME)"; \
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
