@@ -87,9 +87,12 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 		if err != nil {
 			return nil, &ConfigError{File: c.Path, Key: "uplink", Msg: err.Error()}
 		}
-		// The uplink link manager enables the remote once it watches it and
-		// paces retries with backoff; the server's fixed retry is a fallback.
-		r.Disabled = true
+		// The remote dials through the uplink link's gate, which paces
+		// attempts with backoff; the server's own retry only keeps it
+		// knocking at the gate.
+		if err := uplink.GateRemote(r); err != nil {
+			return nil, err
+		}
 		if !c.Uplink.AllowRemoteAdmin {
 			r.DenyImports = append(slices.Clip(r.DenyImports), uplink.RemoteAdminDenies(c.Site)...)
 		}

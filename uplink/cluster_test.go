@@ -90,7 +90,9 @@ func TestHubClusterNodeLoss(t *testing.T) {
 			// lands; hub-c, hub-a after it for the failover.
 			r.URLs = []*url.URL{leafURL(t, others[0]), leafURL(t, others[1]), r.URLs[0]}
 			r.NoRandomize = true
-			r.Disabled = true
+			if err := GateRemote(r); err != nil {
+				t.Fatal(err)
+			}
 			lo = o
 		},
 	})

@@ -35,6 +35,14 @@ func classifyLine(msg string) (class, reason string, ok bool) {
 		addr = m[1]
 	}
 	switch {
+	// The server's lines about the link gate's replies: a 503 is the link's
+	// own pacing, and the gate reports a failed dial (502) itself.
+	case strings.Contains(low, "proxy connect failed"):
+		return "", "", false
+	// Through the gate nats-server no longer upgrades a nats:// remote to
+	// TLS when the hub asks for it.
+	case strings.Contains(low, "tls configuration mismatch"):
+		return ReasonTLS, "TLS: the hub requires TLS: use tls:// in uplink.hub_urls (and uplink.tls.ca_file unless the hub's certificate is publicly trusted)", true
 	// The hub closes a leaf whose CONNECT came too late with "Authentication
 	// Timeout": a busy hub or slow link, not rejected credentials.
 	case strings.Contains(low, "authentication timeout"):
@@ -102,23 +110,14 @@ func probeURL(ctx context.Context, cfg *Config, u *url.URL) (class, reason strin
 		lctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		_, err := net.DefaultResolver.LookupHost(lctx, host)
 		cancel()
-		var de *net.DNSError
-		switch {
-		case errors.As(err, &de) && de.IsNotFound:
-			return ReasonDNS, fmt.Sprintf("DNS: %s not found", host)
-		case err != nil:
-			return ReasonDNS, fmt.Sprintf("DNS: lookup %s failed: %v (check /etc/resolv.conf and the uplink network)", host, err)
+		if err != nil {
+			return dialReason(addr, err, probeTimeout)
 		}
 	}
 	d := net.Dialer{Timeout: probeTimeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return ReasonTCP, fmt.Sprintf("TCP: connection refused %s", addr)
-	case isTimeout(err):
-		return ReasonTCP, fmt.Sprintf("TCP: no answer from %s within %s (firewall, routing or hub down)", addr, probeTimeout)
-	case err != nil:
-		return ReasonTCP, fmt.Sprintf("TCP: %s: %v", addr, err)
+	if err != nil {
+		return dialReason(addr, err, probeTimeout)
 	}
 	defer conn.Close()
 	wantTLS := u.Scheme == "tls" || u.Scheme == "wss" || cfg.TLS.CAFile != "" || cfg.TLS.CertFile != "" || cfg.TLS.HandshakeFirst
@@ -134,6 +133,23 @@ func probeURL(ctx context.Context, cfg *Config, u *url.URL) (class, reason strin
 		}
 	}
 	return probeTLS(conn, cfg, host, addr)
+}
+
+// dialReason explains a failed lookup or TCP dial of addr (the probe's, or
+// the link gate's) as status shows it.
+func dialReason(addr string, err error, timeout time.Duration) (class, reason string) {
+	var de *net.DNSError
+	switch {
+	case errors.As(err, &de) && de.IsNotFound:
+		return ReasonDNS, fmt.Sprintf("DNS: %s not found", de.Name)
+	case errors.As(err, &de):
+		return ReasonDNS, fmt.Sprintf("DNS: lookup %s failed: %v (check /etc/resolv.conf and the uplink network)", de.Name, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ReasonTCP, fmt.Sprintf("TCP: connection refused %s", addr)
+	case isTimeout(err):
+		return ReasonTCP, fmt.Sprintf("TCP: no answer from %s within %s (firewall, routing or hub down)", addr, timeout)
+	}
+	return ReasonTCP, fmt.Sprintf("TCP: %s: %v", addr, err)
 }
 
 // probeTLS handshakes without verification to read the hub's certificate,

@@ -115,11 +115,13 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 		noStream:  true,
 		remoteURL: func(u *url.URL) { u.Host = p.Addr() },
 		leaf: func(o *server.Options) {
-			o.LeafNode.Remotes[0].Disabled = true
 			// nats-server 2.9 advertises its leafnode address even with
 			// leafnodes.no_advertise; without this the leaf's first redial
 			// after a cut goes straight to the hub, around the proxy.
 			o.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
+			if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+				t.Fatal(err)
+			}
 			lo = o
 		},
 	})

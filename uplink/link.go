@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -39,16 +41,17 @@ const (
 
 // Link manages the embedded server's leaf remote to the hub. The server
 // keeps doing the protocol work; the link decides when it may dial: the
-// remote is disabled (a config reload of RemoteLeafOpts.Disabled) while the
-// link waits out an exponential backoff with full jitter, then enabled for
-// exactly one attempt. nats-server's own retry is a fixed interval plus up
-// to one interval of jitter, which after a hub outage brings a whole fleet
-// back within the same couple of seconds.
+// remote reaches the hub only through the link's gate (gate.go), which
+// holds the server's dials while the link waits out an exponential backoff
+// with full jitter, then lets exactly one attempt through. nats-server's
+// own retry is a fixed interval plus up to one interval of jitter, which
+// after a hub outage brings a whole fleet back within the same couple of
+// seconds.
 //
 // State comes from the server itself (Leafz); the reason for a failure from
-// the server's log lines (fed through ServerLog) refined by an active probe
-// (DNS, TCP, TLS certificate) so status can say "TLS: hub certificate
-// expired 3 days ago" instead of "connection closed".
+// the gate's own dial, the server's log lines (fed through ServerLog), and
+// an active probe (DNS, TCP, TLS certificate) so status can say "TLS: hub
+// certificate expired 3 days ago" instead of "connection closed".
 type Link struct {
 	srv    *server.Server
 	cfg    *Config
@@ -56,20 +59,10 @@ type Link struct {
 	log    *slog.Logger
 	bo     backoff
 	probe  func(ctx context.Context) (class, reason string)
-
-	// opts is the option set the server currently runs with: every reload
-	// derives from it, because ReloadOptions replaces the whole set.
-	opts   *server.Options
-	remote int // index of our remote in opts.LeafNode.Remotes
-	// tmpl is our remote as configured. Reloads copy it, never the live
-	// remote, which nats-server writes to while it connects.
-	tmpl server.RemoteLeafOpts
+	gate   *gate
 
 	lines  chan string   // link-related server log lines, newest last
 	bounce chan struct{} // Bounce requests
-	// reloading is set while the link's own reload runs, so the logger
-	// can tell its "Reloaded: ..." notices from an operator's reload.
-	reloading atomic.Bool
 
 	mu        sync.Mutex
 	st        LinkStatus
@@ -79,17 +72,20 @@ type Link struct {
 }
 
 // NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
-// opts must be the *server.Options srv was created with, with that remote
-// Disabled: the link enables it in Run, so it sees the first attempt, and
-// the server never writes to a remote the link still copies. The link
-// reloads srv with copies of opts, so nothing else may reload srv.
+// opts must be the *server.Options srv was created with, that remote routed
+// through GateRemote: the gate stays closed until Run, so the link sees the
+// first attempt.
 func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events EventSink, log *slog.Logger) (*Link, error) {
 	idx := ownRemote(opts, cfg)
 	if idx < 0 {
 		return nil, fmt.Errorf("uplink: the server has no leaf remote for %v", cfg.Redacted().HubURLs)
 	}
+	g := claimGate(opts.LeafNode.Remotes[idx].Proxy.URL)
+	if g == nil {
+		return nil, fmt.Errorf("uplink: the leaf remote for %v has no link gate (call uplink.GateRemote on it before server.NewServer)", cfg.Redacted().HubURLs)
+	}
 	l := &Link{
-		srv: srv, opts: opts, remote: idx, tmpl: *opts.LeafNode.Remotes[idx], cfg: cfg, events: events, log: log,
+		srv: srv, gate: g, cfg: cfg, events: events, log: log,
 		bo:     newBackoff(cfg.Reconnect),
 		lines:  make(chan string, 64),
 		bounce: make(chan struct{}, 1),
@@ -121,19 +117,12 @@ func ownRemote(opts *server.Options, cfg *Config) int {
 	return -1
 }
 
-// ServerReconnectInterval is the embedded server's own fixed retry. The
-// link paces attempts itself, yet the server still parks a reconnect for
-// this long after a connection it did not know was paused closes: when an
-// attempt fails in the handshake (the hub's -ERR arrives before the close)
-// the link's pause lands first, nats-server drops that signal when the
-// connection closes, and refuses to enable the remote until the parked
-// reconnect wakes. At 2·max this held sites off a restarted hub for a
-// minute; at 2·min it ends before the link's next attempt after such a
-// failure (the ramp restarts at [min, 2·min]). The 2 s floor keeps the
-// server from redialing on its own, unjittered, before the link (which
-// reacts within milliseconds) has paused the remote after a drop.
+// ServerReconnectInterval is the embedded server's fixed leaf retry: how
+// soon after a drop or a refused CONNECT the server is back at the link's
+// gate, which holds it there until the backoff opens. Short, so the quick
+// first retry after a drop (uniform in [0, min]) is not held up by it.
 func ServerReconnectInterval(c *Config) time.Duration {
-	return max(2*c.Reconnect.Min, 2*time.Second)
+	return max(min(c.Reconnect.Min/2, 100*time.Millisecond), 10*time.Millisecond)
 }
 
 // Status is the link as status shows it.
@@ -191,16 +180,15 @@ func (l *Link) ServerLog(msg string) {
 }
 
 // Logger wraps the embedded server's logger for SetLoggerV2: notices,
-// warnings and errors also reach the link's diagnosis (ServerLog), and two
-// kinds of line the link's pacing makes by the thousand go to debug. Each
-// attempt is two reloads of RemoteLeafOpts.Disabled, and nats-server logs
-// four "Reloaded: ..." notices per reload; each failed dial logs "Error
-// trying to connect as leafnode" as attempt 1, so nats-server's own
-// connect_error_reports thinning never applies. A site whose WAN is down
-// for days at a 60 s backoff would write ~13,000 such lines a day to its
-// SD card. Kept at their level: an operator's own reload, the first dial
-// error and any dial error that differs from the previous one (the link
-// also logs each new reason once, as a warning).
+// warnings and errors also reach the link's diagnosis (ServerLog), and the
+// dial errors the link's pacing makes go to debug: the server's line about
+// a CONNECT the closed gate refused, and a failed dial for the same reason
+// as the previous one. nats-server thins its own dial errors only within
+// one retry loop, and each connection that fails in the handshake starts a
+// new one; a site whose hub rejects it for days at a 60 s backoff would
+// write thousands of identical lines a day to its SD card. Kept at their
+// level: the first dial error and any that differs from the previous one
+// (the link also logs each new reason once, as a warning).
 func (l *Link) Logger(inner server.Logger) server.Logger { return linkLogger{inner, l} }
 
 type linkLogger struct {
@@ -209,13 +197,19 @@ type linkLogger struct {
 }
 
 func (g linkLogger) Noticef(f string, v ...any) {
-	m := fmt.Sprintf(f, v...)
-	if g.l.reloading.Load() && strings.HasPrefix(m, "Reloaded") {
-		g.Logger.Debugf(f, v...)
-		return
-	}
 	g.Logger.Noticef(f, v...)
-	g.l.ServerLog(m)
+	g.l.ServerLog(fmt.Sprintf(f, v...))
+}
+
+// Debugf passes on nats-server's dial errors: it logs a retry loop's
+// later ones at debug only (the agent enables debug and filters by level
+// in slog), and a hub name that does not resolve fails before the gate
+// sees the attempt.
+func (g linkLogger) Debugf(f string, v ...any) {
+	g.Logger.Debugf(f, v...)
+	if strings.Contains(f, "trying to connect as leafnode") {
+		g.l.ServerLog(fmt.Sprintf(f, v...))
+	}
 }
 
 func (g linkLogger) Warnf(f string, v ...any) {
@@ -234,12 +228,17 @@ func (g linkLogger) Errorf(f string, v ...any) {
 }
 
 // repeatedDialError reports whether msg is a failed leaf dial for the same
-// reason as the previous one since the last connect.
+// reason as the previous one since the last connect, or the server's note
+// of a CONNECT the closed gate refused.
 func (l *Link) repeatedDialError(msg string) bool {
-	if !strings.Contains(msg, "trying to connect as leafnode") {
+	m := dialErrorRE.FindStringSubmatch(msg)
+	if m == nil {
 		return false
 	}
-	_, reason, _ := classifyLine(msg)
+	reason := m[1]
+	if strings.Contains(reason, gateClosedStatus) {
+		return true
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	repeat := reason == l.lastDial
@@ -247,10 +246,15 @@ func (l *Link) repeatedDialError(msg string) bool {
 	return repeat
 }
 
+// dialErrorRE finds the reason in nats-server's line about a failed leaf
+// dial; the attempt number before it changes every time.
+var dialErrorRE = regexp.MustCompile(`trying to connect as leafnode.*\(attempt \d+\): (.*)$`)
+
 // Run paces the remote until ctx ends. It never fails for a link problem:
 // a broken uplink degrades the uplink only.
 func (l *Link) Run(ctx context.Context) error {
-	if err := l.enable(ctx); err != nil {
+	defer l.gate.close()
+	if err := l.open(ctx); err != nil {
 		return nil
 	}
 	for {
@@ -267,9 +271,7 @@ func (l *Link) Run(ctx context.Context) error {
 				return nil
 			}
 		}
-		if err := l.setDisabled(true); err != nil {
-			l.log.Warn("uplink: cannot pause the leaf remote; nats-server retries on its own", "err", err)
-		}
+		l.gate.shut()
 		var wait time.Duration
 		switch {
 		case bounced:
@@ -296,7 +298,7 @@ func (l *Link) Run(ctx context.Context) error {
 		case <-time.After(wait):
 		case <-l.bounce:
 		}
-		if err := l.enable(ctx); err != nil {
+		if err := l.open(ctx); err != nil {
 			return nil
 		}
 	}
@@ -309,28 +311,27 @@ func reachable(probeClass string) bool {
 	return probeClass != ReasonDNS && probeClass != ReasonTCP
 }
 
-// enable starts one attempt. nats-server refuses while the previous
-// attempt's goroutine is still winding down, so it retries briefly.
-func (l *Link) enable(ctx context.Context) error {
-	l.drainLines()
-	for {
-		err := l.setDisabled(false)
-		if err == nil {
-			l.mu.Lock()
-			l.st.NextAttempt = time.Time{}
-			if l.st.State != StateConnected {
-				l.st.State = StateConnecting
-			}
-			l.mu.Unlock()
-			return nil
-		}
-		l.log.Debug("uplink: enable leaf remote", "err", err)
+// open starts one attempt, once the server has let go of the previous
+// connection: until then Leafz would show it as this attempt's success.
+func (l *Link) open(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for l.connected() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-tick.C:
 		}
 	}
+	l.drainLines()
+	l.gate.open()
+	l.mu.Lock()
+	l.st.NextAttempt = time.Time{}
+	if l.st.State != StateConnected {
+		l.st.State = StateConnecting
+	}
+	l.mu.Unlock()
+	return nil
 }
 
 func (l *Link) drainLines() {
@@ -341,29 +342,6 @@ func (l *Link) drainLines() {
 			return
 		}
 	}
-}
-
-// setDisabled reloads the server with our remote disabled or enabled.
-// Disabling closes the connection and stops the server's own retry;
-// enabling dials once at once.
-func (l *Link) setDisabled(disabled bool) error {
-	next := l.opts.Clone()
-	// Clone shares the remotes: replace ours with a fresh copy, or the
-	// running options change under the server and the reload sees no
-	// difference.
-	rs := slices.Clone(next.LeafNode.Remotes)
-	r := l.tmpl
-	r.Disabled = disabled
-	rs[l.remote] = &r
-	next.LeafNode.Remotes = rs
-	l.reloading.Store(true)
-	err := l.srv.ReloadOptions(next)
-	l.reloading.Store(false)
-	if err != nil {
-		return fmt.Errorf("reload leaf remote (disabled=%v): %w", disabled, err)
-	}
-	l.opts = next
-	return nil
 }
 
 // awaitAttempt waits for the attempt in progress to connect or fail.
@@ -379,6 +357,8 @@ func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string)
 		select {
 		case <-ctx.Done():
 			return false, "", ""
+		case f := <-l.gate.failed:
+			return false, f.class, f.reason
 		case msg := <-l.lines:
 			c, r, _ := classifyLine(msg)
 			if c == ReasonPermission { // a permission error does not end the attempt
@@ -440,24 +420,25 @@ func (l *Link) awaitDrop(ctx context.Context) (class, reason string, bounced boo
 	}
 }
 
-// connected asks the server for our solicited leaf connection and
-// refreshes hub address and RTT from it.
+// connected asks the server for our solicited leaf connection, the one
+// whose peer is the gate, and refreshes hub address (the gate's side of
+// the tunnel: Leafz only knows the gate) and RTT from it.
 func (l *Link) connected() bool {
 	lz, err := l.srv.Leafz(&server.LeafzOptions{})
 	if err != nil {
 		return false
 	}
-	acc := l.cfg.Account
-	if acc == "" {
-		acc = server.DEFAULT_GLOBAL_ACCOUNT
-	}
+	gateAddr := l.gate.ln.Addr().String()
 	for _, li := range lz.Leafs {
-		if !li.IsSpoke || li.Account != acc {
+		if !li.IsSpoke || net.JoinHostPort(li.IP, strconv.Itoa(li.Port)) != gateAddr {
 			continue
 		}
 		rtt, _ := time.ParseDuration(li.RTT)
+		hub := l.gate.hub()
 		l.mu.Lock()
-		l.st.Hub = fmt.Sprintf("%s:%d", li.IP, li.Port)
+		if hub != "" {
+			l.st.Hub = hub
+		}
 		l.st.RTT = rtt
 		l.mu.Unlock()
 		return true

@@ -41,7 +41,9 @@ func newWANEnv(t testing.TB, site string) *wanEnv {
 			u.Host = p.Addr()
 		},
 		leaf: func(o *server.Options) {
-			o.LeafNode.Remotes[0].Disabled = true
+			if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+				t.Fatal(err)
+			}
 			lo = o
 		},
 	})
@@ -54,13 +56,13 @@ func newWANEnv(t testing.TB, site string) *wanEnv {
 }
 
 // runLink paces e's leaf remote with a Link as the agent does: quick
-// backoff for tests, the server's own retry as a far fallback. lo are the
-// leaf's options, with the remote Disabled (the link enables it);
-// e.cfg.HubURLs must name the remote's URLs.
+// backoff for tests. lo are the leaf's options, with the remote routed
+// through GateRemote; e.cfg.HubURLs must name the remote's URLs.
 func runLink(t testing.TB, e *fwEnv, lo *server.Options) *Link {
 	t.Helper()
+	// newFwEnv started the leaf with a 100 ms ReconnectInterval: short
+	// next to this backoff, as ServerReconnectInterval would make it.
 	e.cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
-	lo.LeafNode.ReconnectInterval = ServerReconnectInterval(e.cfg)
 	link, err := NewLink(e.leaf, lo, e.cfg, e.st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

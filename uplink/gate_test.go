@@ -1,0 +1,274 @@
+package uplink
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// testGate opens a gate for a remote whose only hub URL is hubAddr.
+func testGate(t *testing.T, hubAddr string) *gate {
+	t.Helper()
+	r := &server.RemoteLeafOpts{URLs: []*url.URL{{Scheme: "nats", Host: hubAddr}}, IgnoreDiscoveredServers: true}
+	if err := GateRemote(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := GateRemote(r); err == nil || !strings.Contains(err.Error(), "already goes through proxy") {
+		t.Fatalf("second GateRemote on one remote: %v", err)
+	}
+	g := claimGate(r.Proxy.URL)
+	if g == nil || claimGate(r.Proxy.URL) != nil {
+		t.Fatal("a gate must be claimable exactly once")
+	}
+	t.Cleanup(g.close)
+	return g
+}
+
+// echoHub accepts connections and echoes what they send.
+func echoHub(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+type connectResult struct {
+	status int
+	phrase string
+	conn   net.Conn
+	br     *bufio.Reader
+	err    error
+}
+
+// connectVia sends a CONNECT for target through the gate in the
+// background, as nats-server's establishHTTPProxyTunnel does.
+func connectVia(t *testing.T, g *gate, method, target string) <-chan connectResult {
+	t.Helper()
+	out := make(chan connectResult, 1)
+	go func() {
+		c, err := net.Dial("tcp", g.ln.Addr().String())
+		if err != nil {
+			out <- connectResult{err: err}
+			return
+		}
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		req := &http.Request{Method: method, URL: &url.URL{Opaque: target}, Host: target, Header: http.Header{}}
+		if err := req.Write(c); err != nil {
+			c.Close()
+			out <- connectResult{err: err}
+			return
+		}
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			c.Close()
+			out <- connectResult{err: err}
+			return
+		}
+		_ = c.SetDeadline(time.Time{})
+		out <- connectResult{status: resp.StatusCode, phrase: resp.Status, conn: c, br: br}
+	}()
+	return out
+}
+
+func await(t *testing.T, ch <-chan connectResult) connectResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.conn != nil {
+			t.Cleanup(func() { r.conn.Close() })
+		}
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("no CONNECT response in 30s")
+	}
+	return connectResult{}
+}
+
+// TestGateHoldsOneAttempt: a CONNECT waits at the closed gate, one open
+// lets exactly one through to a tunnel that carries bytes both ways, shut
+// cuts it, and a closing gate answers a waiting CONNECT at once.
+func TestGateHoldsOneAttempt(t *testing.T) {
+	hub := echoHub(t)
+	g := testGate(t, hub)
+
+	first := connectVia(t, g, http.MethodConnect, hub)
+	// Nothing opened the gate: the CONNECT is held (this only ever waits
+	// the full time on success, so a slow machine cannot fail it).
+	select {
+	case r := <-first:
+		t.Fatalf("closed gate answered %q at once, want the CONNECT held", r.phrase)
+	case <-time.After(300 * time.Millisecond):
+	}
+	g.open()
+	r := await(t, first)
+	if r.status != http.StatusOK {
+		t.Fatalf("open gate answered %q, want 200", r.phrase)
+	}
+	fwWaitFor(t, 5*time.Second, "tunnel registered", func() bool { return g.hub() == hub })
+	if _, err := io.WriteString(r.conn, "PING\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.br.ReadString('\n'); err != nil || line != "PING\r\n" {
+		t.Fatalf("through the tunnel: %q, %v", line, err)
+	}
+
+	// The token was used: the next CONNECT waits again.
+	second := connectVia(t, g, http.MethodConnect, hub)
+	g.shut()
+	if _, err := r.br.ReadString('\n'); err == nil {
+		t.Fatal("tunnel still open after shut")
+	}
+	if g.hub() != "" {
+		t.Fatalf("hub() = %q after shut, want none", g.hub())
+	}
+	g.open()
+	if r := await(t, second); r.status != http.StatusOK {
+		t.Fatalf("CONNECT held across shut, then opened: %q, want 200", r.phrase)
+	}
+	// Held for gateHold at most, then told the gate is closed.
+	start := time.Now()
+	third := await(t, connectVia(t, g, http.MethodConnect, hub))
+	if third.status != http.StatusServiceUnavailable || third.phrase != gateClosedStatus {
+		t.Fatalf("closed gate after the hold: %q, want %q", third.phrase, gateClosedStatus)
+	}
+	if held := time.Since(start); held < gateHold {
+		t.Fatalf("503 after %s, before the %s hold", held, gateHold)
+	}
+}
+
+// TestGateRefusals: a failed dial is a 502 with the reason (also handed to
+// the link), and the gate tunnels only CONNECTs to the hub URLs' hosts.
+func TestGateRefusals(t *testing.T) {
+	closed := closedPort(t)
+	g := testGate(t, closed)
+	g.open()
+	r := await(t, connectVia(t, g, http.MethodConnect, closed))
+	if r.status != http.StatusBadGateway || !strings.Contains(r.phrase, "connection refused") {
+		t.Fatalf("dial of a closed port: %q, want 502 ... connection refused", r.phrase)
+	}
+	select {
+	case f := <-g.failed:
+		if f.class != ReasonTCP || !strings.Contains(f.reason, "TCP: connection refused "+closed) {
+			t.Fatalf("reported failure %+v", f)
+		}
+	default:
+		t.Fatal("the gate did not report the failed dial")
+	}
+	g.open()
+	if r := await(t, connectVia(t, g, http.MethodConnect, "198.51.100.7:7422")); r.status != http.StatusForbidden {
+		t.Fatalf("CONNECT to a host not in hub_urls: %q, want 403", r.phrase)
+	}
+	if r := await(t, connectVia(t, g, http.MethodGet, "/")); r.status != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: %q, want 405", r.phrase)
+	}
+	// Refusals before the hold do not use the token: the next CONNECT
+	// still gets its dial.
+	if r := await(t, connectVia(t, g, http.MethodConnect, closed)); r.status != http.StatusBadGateway {
+		t.Fatalf("token lost to a refused request: %q", r.phrase)
+	}
+}
+
+// TestLinkJetStreamThroughOutages runs JetStream API requests on four
+// connections to the leaf without pause while the link goes through WAN
+// cuts and bounces. Pacing the remote with server.ReloadOptions failed
+// here under -race (checked against the reload-based link: configureAccounts
+// at server.go:1398 against setupResponseServiceImport at client.go:4643):
+// every reload re-runs nats-server's account setup, which rewrites the
+// service imports a JetStream API request is reading. The server logs
+// "Reloaded" for each reload; there must be none.
+func TestLinkJetStreamThroughOutages(t *testing.T) {
+	w := newWANEnv(t, "store-12")
+	var reloads atomic.Int64
+	w.leaf.SetLoggerV2(w.link.Logger(lineLog{func(_, line string) {
+		if strings.HasPrefix(line, "Reloaded") {
+			reloads.Add(1)
+		}
+	}}), true, false, false)
+	var calls, fails atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		// One connection each: requests on one connection are handled
+		// one after another.
+		_, js := fwConnect(t, "", nats.InProcessServer(w.leaf))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := js.Stream(rctx, "TELEMETRY")
+				rcancel()
+				calls.Add(1)
+				if err != nil && ctx.Err() == nil {
+					fails.Add(1)
+				}
+			}
+		}()
+	}
+	const cycles = 24
+	for i := range cycles {
+		reconnects := w.link.Status().Reconnects
+		if i%2 == 0 {
+			w.link.Bounce()
+		} else {
+			w.proxy.Cut()
+			fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+			if err := w.proxy.Restore(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fwWaitFor(t, 15*time.Second, "link back", func() bool {
+			return w.link.Connected() && w.link.Status().Reconnects > reconnects
+		})
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("%d stream info requests through %d bounces and cuts, %d failed", calls.Load(), cycles, fails.Load())
+	if calls.Load() < 100 {
+		t.Fatalf("only %d JetStream API requests ran alongside the reconnects", calls.Load())
+	}
+	if fails.Load() > 0 {
+		t.Fatalf("%d stream info requests to the leaf's own JetStream failed while the uplink reconnected", fails.Load())
+	}
+	if n := reloads.Load(); n > 0 {
+		t.Fatalf("%d \"Reloaded\" lines: the link reloaded the server", n)
+	}
+	if st := w.link.Status(); st.Hub != w.proxy.Addr() {
+		t.Fatalf("hub = %s, want the WAN proxy %s", st.Hub, w.proxy.Addr())
+	}
+}
