@@ -63,6 +63,9 @@ type gate struct {
 	token  bool          // one CONNECT may pass
 	wake   chan struct{} // closed when token is granted
 	active *tunnel       // the connection the leaf runs over
+	// shuts counts shut calls: a dial that outlives the attempt it was
+	// let through for must not become the tunnel of the next one.
+	shuts uint64
 }
 
 type dialFailure struct{ class, reason string }
@@ -168,7 +171,8 @@ func (g *gate) handle(c net.Conn) {
 		refuse(c, fmt.Sprintf("403 %s is not an uplink.hub_urls host", host))
 		return
 	}
-	if !g.take() {
+	shuts, ok := g.take()
+	if !ok {
 		refuse(c, gateClosedStatus)
 		return
 	}
@@ -186,7 +190,7 @@ func (g *gate) handle(c net.Conn) {
 	}
 	t := &tunnel{leaf: c, hub: hub}
 	g.mu.Lock()
-	if g.ctx.Err() != nil { // closed while dialing
+	if g.shuts != shuts { // shut (or closed) while dialing
 		g.mu.Unlock()
 		t.close()
 		return
@@ -221,25 +225,27 @@ func refuse(c net.Conn, status string) {
 	c.Close()
 }
 
-// take waits at most gateHold for the token and consumes it.
-func (g *gate) take() bool {
+// take waits at most gateHold for the token and consumes it; shuts
+// identifies the attempt.
+func (g *gate) take() (shuts uint64, ok bool) {
 	hold := time.NewTimer(gateHold)
 	defer hold.Stop()
 	for {
 		g.mu.Lock()
 		if g.token {
 			g.token = false
+			shuts = g.shuts
 			g.mu.Unlock()
-			return true
+			return shuts, true
 		}
 		wake := g.wake
 		g.mu.Unlock()
 		select {
 		case <-wake:
 		case <-hold.C:
-			return false
+			return 0, false
 		case <-g.ctx.Done():
-			return false
+			return 0, false
 		}
 	}
 }
@@ -264,6 +270,7 @@ func (g *gate) shut() {
 	g.mu.Lock()
 	t := g.active
 	g.token, g.active = false, nil
+	g.shuts++
 	g.mu.Unlock()
 	if t != nil {
 		t.close()

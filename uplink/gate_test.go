@@ -3,6 +3,7 @@ package uplink
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -270,5 +271,41 @@ func TestLinkJetStreamThroughOutages(t *testing.T) {
 	}
 	if st := w.link.Status(); st.Hub != w.proxy.Addr() {
 		t.Fatalf("hub = %s, want the WAN proxy %s", st.Hub, w.proxy.Addr())
+	}
+}
+
+// TestLinkWebsocketThroughGate: ws:// and wss:// hub URLs work through the
+// gate (the WebSocket upgrade and TLS run inside the tunnel).
+func TestLinkWebsocketThroughGate(t *testing.T) {
+	for _, scheme := range []string{"ws", "wss"} {
+		t.Run(scheme, func(t *testing.T) {
+			pki := newPKI(t, time.Now().Add(time.Hour))
+			o := fwHubOpts(t)
+			o.JetStream = false
+			o.Websocket.Host, o.Websocket.Port, o.Websocket.NoTLS = "127.0.0.1", -1, scheme == "ws"
+			if scheme == "wss" {
+				tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.CertFile, KeyFile: pki.KeyFile})
+				if err != nil {
+					t.Fatal(err)
+				}
+				o.Websocket.TLSConfig = tc
+			}
+			hub := fwStartServer(t, o)
+			v, err := hub.Varz(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := linkConfig(t, fmt.Sprintf("%s://127.0.0.1:%d", scheme, v.Websocket.Port))
+			if scheme == "wss" {
+				cfg.TLS.CAFile = pki.CAFile
+			}
+			e := startLink(t, cfg, nil)
+			fwWaitFor(t, 15*time.Second, "leaf connected over "+scheme, func() bool {
+				return e.link.Connected() && hub.NumLeafNodes() == 1
+			})
+			if st := e.link.Status(); st.Hub != fmt.Sprintf("127.0.0.1:%d", v.Websocket.Port) {
+				t.Fatalf("hub = %q, want the hub's websocket port %d", st.Hub, v.Websocket.Port)
+			}
+		})
 	}
 }
