@@ -88,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	o.recoveryLimit, o.drainLimit = 90*time.Second, 3*time.Minute
 	if o.quick {
-		o.drainLimit = 60 * time.Second
+		o.drainLimit = 45 * time.Second
 	}
 	re, err := regexp.Compile(*only)
 	if err != nil {
