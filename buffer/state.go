@@ -9,12 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -35,6 +38,12 @@ const (
 	// checkTimeout bounds validating a possibly corrupt file: bbolt can loop
 	// or panic on garbage, and a start must never hang on it.
 	checkTimeout = 10 * time.Second
+	// issueAhead is how far past the sequence being sent the durable
+	// "ids issued up to" bound is moved: one fsync per issueAhead forwarded
+	// messages instead of one per message. After a crash the bound is up
+	// to issueAhead too high, which only costs a new id epoch (see
+	// CheckStreams), never a wrong id.
+	issueAhead = 1024
 )
 
 // Bucket names in state.db; part of the on-disk format, never renamed.
@@ -46,7 +55,9 @@ var (
 	bSensors = []byte("sensors")
 	bMisc    = []byte("misc")
 	bEvents  = []byte("events")
-	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bLinks, bSensors, bMisc, bEvents}
+	bIDs     = []byte("ids")    // stream -> laneIDs JSON
+	bIssued  = []byte("issued") // stream -> bound of sequences whose message ids may have been sent
+	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bLinks, bSensors, bMisc, bEvents, bIDs, bIssued}
 )
 
 // ErrReadOnly is returned by writes on a state opened with OpenStateReadOnly.
@@ -86,7 +97,42 @@ const (
 	EventDiskFull         = "disk_full"
 	EventDiskRecovered    = "disk_recovered"
 	EventJetStreamEnabled = "jetstream_reenabled"
+	EventStateRestored    = "state_restored"
 )
+
+// Epoch gives the message ids of a stream's sequences from From onwards
+// (up to the next epoch) the id ID: <site>.<ID>.<stream>.<seq>. A stream
+// whose sequence went backwards (truncated block, power cut with an
+// interval sync) reuses sequence numbers for new messages; a new epoch
+// gives those new ids, while the messages that survived keep the ids they
+// were forwarded with, so a resend of them is still dropped by the hub.
+type Epoch struct {
+	From uint64 `json:"from"`
+	ID   string `json:"id"`
+}
+
+// laneIDs is a stream's identity: StreamID is created with the stream (a
+// recreated stream is a new sequence space), Epochs are its message-id
+// epochs, oldest first. Gen counts epoch changes: when state.db and the
+// stream metadata disagree, the higher one is the newer.
+type laneIDs struct {
+	StreamID string  `json:"stream_id,omitempty"`
+	Epochs   []Epoch `json:"epochs"`
+	Gen      uint64  `json:"gen,omitempty"`
+}
+
+// idFor is the epoch id of seq; the first epoch also covers what comes
+// before it (pruned epochs: sequences the stream no longer holds).
+func (l laneIDs) idFor(seq uint64) string {
+	id := l.Epochs[0].ID
+	for _, e := range l.Epochs[1:] {
+		if e.From > seq {
+			break
+		}
+		id = e.ID
+	}
+	return id
+}
 
 // State is state.db: identity, boot count, forwarder cursors, link history,
 // sensor records and recovery events. Reads come from memory; writes are
@@ -109,6 +155,22 @@ type State struct {
 	linkSeq uint64      // key of the newest persisted link event
 	events  []StateEvent
 	evSeq   uint64
+	ids     map[string]laneIDs
+	// issued is the durable bound of the sequences whose message ids may
+	// have left this process; sent is the highest this run actually asked
+	// for, which Close writes back as the exact bound.
+	issued   map[string]uint64
+	sent     map[string]uint64
+	issueErr bool
+	// fresh: this state.db was created by this process (first start, or
+	// the old one was unusable), so identity and cursors come from the
+	// JetStream store (CheckStreams).
+	fresh bool
+	// backup is where the flusher mirrors cursors (EDGE_AGENT_STATE), set
+	// by CheckStreams; backedUp is what it holds.
+	backup   jetstream.JetStream
+	backedUp map[string]cursorRecord
+	backErr  bool
 
 	dirtyCursors map[string]bool
 	dirtyEvicted map[string]bool
@@ -141,7 +203,7 @@ func OpenState(path string, log *slog.Logger) (*State, error) {
 		if rerr := os.Rename(path, aside); rerr != nil {
 			return nil, fmt.Errorf("state db %s is unusable (%v) and could not be moved aside: %w (move it away by hand; the JetStream data in the same directory is not affected)", path, err, rerr)
 		}
-		log.Error("state.db is corrupt: moved aside, starting a fresh one (cursors and history are lost, the forwarder will resend from the start of the local streams; the hub drops duplicates)", "path", path, "moved_to", aside, "err", err)
+		log.Error("state.db is corrupt: moved aside, starting a fresh one (store id, message-id epochs and cursors are restored from the JetStream store; link history and sensor records are lost)", "path", path, "moved_to", aside, "err", err)
 		recovered = &StateEvent{Time: time.Now(), Kind: EventStateCorrupt, Detail: fmt.Sprintf("%s was unusable (%v); moved to %s and started fresh", filepath.Base(path), err, filepath.Base(aside))}
 		if db, err = openChecked(path, false); err != nil {
 			return nil, fmt.Errorf("open fresh state db %s: %w", path, err)
@@ -153,6 +215,7 @@ func OpenState(path string, log *slog.Logger) (*State, error) {
 		return nil, fmt.Errorf("load state db %s: %w", path, err)
 	}
 	hadID := s.storeID != ""
+	s.fresh = !hadID
 	if err := s.boot(); err != nil {
 		if !hadID {
 			db.Close()
@@ -288,7 +351,7 @@ func checkDB(db *bolt.DB) error {
 func validRecord(bucket, k, v []byte) error {
 	var err error
 	switch string(bucket) {
-	case string(bCursors), string(bEvicted):
+	case string(bCursors), string(bEvicted), string(bIssued):
 		if len(v) != 8 {
 			err = fmt.Errorf("%d-byte value, want 8", len(v))
 		}
@@ -298,6 +361,11 @@ func validRecord(bucket, k, v []byte) error {
 		err = json.Unmarshal(v, new(LinkEvent))
 	case string(bEvents):
 		err = json.Unmarshal(v, new(StateEvent))
+	case string(bIDs):
+		var l laneIDs
+		if err = json.Unmarshal(v, &l); err == nil && len(l.Epochs) == 0 {
+			err = errors.New("no id epochs")
+		}
 	case string(bMisc):
 		if !json.Valid(v) {
 			err = errors.New("not JSON")
@@ -314,6 +382,8 @@ func newState(path string, log *slog.Logger, db *bolt.DB, ro bool) *State {
 		path: path, log: log, db: db, readOnly: ro,
 		cursors: map[string]uint64{}, evicted: map[string]uint64{},
 		sensors: map[string]SensorRecord{}, misc: map[string]json.RawMessage{},
+		ids: map[string]laneIDs{}, issued: map[string]uint64{}, sent: map[string]uint64{},
+		backedUp:     map[string]cursorRecord{},
 		dirtyCursors: map[string]bool{}, dirtyEvicted: map[string]bool{},
 		dirtySensors: map[string]bool{}, dirtyMisc: map[string]bool{},
 		kick: make(chan struct{}, 1),
@@ -330,6 +400,19 @@ func (s *State) load() error {
 		}
 		loadU64(tx.Bucket(bCursors), s.cursors)
 		loadU64(tx.Bucket(bEvicted), s.evicted)
+		loadU64(tx.Bucket(bIssued), s.issued)
+		if b := tx.Bucket(bIDs); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				var l laneIDs
+				if err := json.Unmarshal(v, &l); err != nil || len(l.Epochs) == 0 {
+					return fmt.Errorf("id epochs of %q: %v", k, err)
+				}
+				s.ids[string(k)] = l
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
 		if b := tx.Bucket(bSensors); b != nil {
 			if err := b.ForEach(func(k, v []byte) error {
 				var r SensorRecord
@@ -427,14 +510,26 @@ func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // Path is the file this state lives in.
 func (s *State) Path() string { return s.path }
 
-// Close flushes what is pending and closes the file. Later writes stay in
-// memory only; reads keep working.
+// Close flushes what is pending, records the exact bound of the message
+// ids issued (so a clean stop costs no id epoch at the next start) and
+// closes the file. Later writes stay in memory only; reads keep working.
 func (s *State) Close() error {
 	ferr := s.Flush()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
 		return nil
+	}
+	if !s.readOnly {
+		ferr = errors.Join(ferr, s.writeNow(func(tx *bolt.Tx) error {
+			for stream, seq := range s.sent {
+				if err := tx.Bucket(bIssued).Put([]byte(stream), u64(seq)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		maps.Copy(s.issued, s.sent)
 	}
 	err := s.db.Close()
 	s.db = nil
@@ -457,11 +552,18 @@ func (s *State) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return s.Flush()
+			err := s.Flush()
+			// The parts stop together: the connection is still open, and
+			// a clean stop leaves an exact cursor backup.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backupTimeout)
+			s.backupCursors(bctx)
+			cancel()
+			return err
 		case <-t.C:
 		case <-s.kick:
 		}
 		err := s.Flush()
+		s.backupCursors(ctx)
 		switch {
 		case err != nil && !failing:
 			s.log.Error("state.db: cannot commit; keeping changes in memory and retrying", "path", s.path, "err", err)
@@ -559,8 +661,9 @@ func (s *State) dirty() {
 	}
 }
 
-// StoreID identifies this store in message ids: random, created once with
-// the store, so a wiped device never reuses ids the hub has already seen.
+// StoreID identifies this store: random, created once with the store (and
+// kept in the JetStream store too, so losing state.db does not change it).
+// Streams created before id epochs existed use it in their message ids.
 func (s *State) StoreID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -568,7 +671,7 @@ func (s *State) StoreID() string {
 }
 
 // SetStoreID replaces the store id at once. The buffer uses it when the
-// JetStream store and state.db disagree (see EnsureStreams).
+// JetStream store and state.db disagree (see CheckStreams).
 func (s *State) SetStoreID(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -577,6 +680,100 @@ func (s *State) SetStoreID(id string) error {
 	}
 	s.storeID = id
 	return nil
+}
+
+// MsgIDPrefix is the id that goes between the site and the stream in the
+// message id of stream's sequence seq: the id of the epoch seq falls in.
+// It is called as the forwarder sends seq, so it also keeps the durable
+// bound of the ids issued ahead of seq (one fsync per issueAhead
+// messages): after a crash, CheckStreams knows which sequences may have
+// left with the current epoch's id even when the cursor and the last
+// known stream extent in state.db lag behind.
+func (s *State) MsgIDPrefix(stream string, seq uint64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent[stream] = max(s.sent[stream], seq)
+	if seq > s.issued[stream] && !s.readOnly {
+		bound := seq + issueAhead
+		err := s.writeNow(func(tx *bolt.Tx) error { return tx.Bucket(bIssued).Put([]byte(stream), u64(bound)) })
+		switch {
+		case err == nil:
+			s.issued[stream] = bound
+			s.issueErr = false
+		case !s.issueErr:
+			// Forwarding goes on: the bound only matters if the stream
+			// is also cut short before the next clean stop.
+			s.log.Error("state.db: cannot record which message ids were sent; forwarding on (a truncated stream before the next clean stop could reuse ids)", "stream", stream, "err", err)
+			s.issueErr = true
+		}
+	}
+	return s.laneIDs(stream).idFor(seq)
+}
+
+// Epochs lists stream's message-id epochs, oldest first.
+func (s *State) Epochs(stream string) []Epoch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.laneIDs(stream).Epochs)
+}
+
+// laneIDs is stream's identity, by default (a store from before id epochs,
+// or a stream not checked yet) one epoch of the store id; callers hold s.mu.
+func (s *State) laneIDs(stream string) laneIDs {
+	if l, ok := s.ids[stream]; ok {
+		return l
+	}
+	return laneIDs{Epochs: []Epoch{{From: 1, ID: s.storeID}}}
+}
+
+// adoptIDs commits stream's identity, the bound of issued ids and, if
+// setCursor, its cursor (backwards too) in one transaction. Without
+// setCursor the forwarder's progress meanwhile is kept.
+func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool, issued uint64) error {
+	v, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err = s.writeNow(func(tx *bolt.Tx) error {
+		if setCursor {
+			if err := tx.Bucket(bCursors).Put([]byte(stream), u64(cursor)); err != nil {
+				return err
+			}
+		}
+		return errors.Join(tx.Bucket(bIDs).Put([]byte(stream), v), tx.Bucket(bIssued).Put([]byte(stream), u64(issued)))
+	})
+	if err != nil {
+		return err
+	}
+	if setCursor {
+		s.cursors[stream] = cursor
+	}
+	s.ids[stream], s.issued[stream] = l, issued
+	s.sent[stream] = min(s.sent[stream], issued)
+	if s.sent[stream] == 0 {
+		delete(s.sent, stream)
+	}
+	return nil
+}
+
+// issuedBound is the highest sequence of stream whose message id may have
+// been sent, as far as state.db knows.
+func (s *State) issuedBound(stream string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.issued[stream], s.sent[stream])
+}
+
+// takeFresh reports whether this state.db started empty in this process,
+// once: only the first check restores from the JetStream store.
+func (s *State) takeFresh() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.fresh
+	s.fresh = false
+	return f
 }
 
 // writeNow commits one change immediately; callers hold s.mu.

@@ -268,3 +268,25 @@ func TestStateBitFlipsNeverCrash(t *testing.T) {
 		t.Fatal("no flip was detected: the check does not work")
 	}
 }
+
+// The bound of issued message ids is durable ahead of what is sent (one
+// write per issueAhead messages), and a clean Close makes it exact, so a
+// clean restart costs no id epoch.
+func TestStateIssuedBound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openTestState(t, path)
+	if id := s.MsgIDPrefix("TELEMETRY", 7); id != s.StoreID() {
+		t.Fatalf("default epoch id %s, want the store id %s", id, s.StoreID())
+	}
+	if b := s.issuedBound("TELEMETRY"); b != 7+issueAhead {
+		t.Fatalf("bound %d, want %d", b, 7+issueAhead)
+	}
+	s.MsgIDPrefix("TELEMETRY", 9)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestState(t, path)
+	if b := s.issuedBound("TELEMETRY"); b != 9 {
+		t.Fatalf("after a clean close the bound is %d, want exactly 9", b)
+	}
+}

@@ -2,10 +2,14 @@ package buffer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +65,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c Config) error 
 		s, err := js.Stream(ctx, want.Name)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
+			// A new stream is a new sequence space: its own id, so its
+			// messages never share ids with a stream it replaces.
+			id := newStoreID()
+			want.Metadata = idMetadata(nil, "", laneIDs{StreamID: id, Epochs: []Epoch{{From: 1, ID: id}}})
 			if _, err := js.CreateStream(ctx, want); err != nil {
 				if strings.Contains(err.Error(), "overlap") {
 					return fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
@@ -134,62 +142,298 @@ type laneMark struct {
 
 func markKey(stream string) string { return "lane." + stream }
 
-// CheckStreams compares each agent stream with what state.db last knew and
-// records what was lost: messages the server reports lost (damaged block
-// file), or a tail that went missing (truncation, reset, a power cut with
-// buffer.sync set to an interval). When a stream's sequence went backwards
-// the store id is rotated and the cursor pulled back, so new messages never
-// reuse message ids the hub has already seen (and would drop as duplicates).
-// It returns the damage found, one line per stream.
-func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *slog.Logger) ([]string, error) {
-	var found []string
-	for _, name := range Lanes {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			return found, fmt.Errorf("check stream %s: %w", name, err)
-		}
-		state := s.CachedInfo().State
-		var before laneMark
-		known, err := st.GetJSON(markKey(name), &before)
-		if err != nil {
-			return found, err
-		}
-		var why []string
-		if lost := state.Lost; lost != nil && len(lost.Msgs) > 0 {
-			why = append(why, fmt.Sprintf("server reports %d messages (%d bytes) lost to file damage, sequences %s", len(lost.Msgs), lost.Bytes, seqRange(lost.Msgs)))
-		}
-		reset := known && state.LastSeq < before.LastSeq
-		if reset {
-			why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", before.LastSeq, state.LastSeq, before.LastSeq-state.LastSeq))
-		} else if missing := missingMsgs(before, state); known && missing > 0 {
-			// Holes inside the range: nats-server rebuilt a damaged block
-			// without them (or a local app deleted messages).
-			why = append(why, fmt.Sprintf("%d messages are missing from inside the sequence range (damaged block file, or deleted by a local app)", missing))
-		}
-		if len(why) > 0 {
-			d := fmt.Sprintf("stream %s: %s (before: seq %d..%d, %d msgs at %s; now: seq %d..%d, %d msgs)", name, strings.Join(why, "; "),
-				before.FirstSeq, before.LastSeq, before.Msgs, before.Time.Format(time.RFC3339), state.FirstSeq, state.LastSeq, state.Msgs)
-			log.Error("local stream damaged; keeping what is left and serving on", "stream", name, "detail", d)
-			st.AddEvent(EventStreamDamaged, d)
-			found = append(found, d)
-		}
-		if reset {
-			if c := st.Cursor(name); c > state.LastSeq {
-				if err := st.ResetCursor(name, state.LastSeq); err != nil {
-					return found, err
-				}
-			}
-			old, id := st.StoreID(), newStoreID()
-			if err := st.SetStoreID(id); err != nil {
-				return found, err
-			}
-			log.Warn("store id rotated so new message ids cannot collide with ones the hub has seen", "old", old, "new", id)
-		}
-		if err := markLane(st, name, state); err != nil {
-			return found, err
+// Identity in the JetStream store, which is the source of truth (state.db
+// is a cache of it): the agent streams' metadata keeps the store id, the
+// stream id and the message-id epochs, and StateStream keeps the cursors.
+const (
+	mdStoreID  = "edge-agent.store-id"
+	mdStreamID = "edge-agent.stream-id"
+	mdEpochs   = "edge-agent.id-epochs"
+	mdGen      = "edge-agent.id-gen"
+
+	// StateStream holds the last cursor of each agent stream, one message
+	// per subject, so a lost state.db does not mean resending everything.
+	StateStream   = "EDGE_AGENT_STATE"
+	cursorSubject = "edge-agent.cursor."
+	backupTimeout = 5 * time.Second
+)
+
+func idMetadata(md map[string]string, storeID string, l laneIDs) map[string]string {
+	out := maps.Clone(md)
+	if out == nil {
+		out = map[string]string{}
+	}
+	if storeID != "" {
+		out[mdStoreID] = storeID
+	}
+	ep, _ := json.Marshal(l.Epochs)
+	out[mdStreamID], out[mdEpochs], out[mdGen] = l.StreamID, string(ep), strconv.FormatUint(l.Gen, 10)
+	return out
+}
+
+func idsFromMetadata(md map[string]string) (laneIDs, bool) {
+	l := laneIDs{StreamID: md[mdStreamID]}
+	if l.StreamID == "" || json.Unmarshal([]byte(md[mdEpochs]), &l.Epochs) != nil || len(l.Epochs) == 0 {
+		return laneIDs{}, false
+	}
+	l.Gen, _ = strconv.ParseUint(md[mdGen], 10, 64)
+	return l, true
+}
+
+// cursorRecord is one cursor in StateStream; StreamID ties it to the
+// sequence space it counts in.
+type cursorRecord struct {
+	Cursor   uint64 `json:"cursor"`
+	StreamID string `json:"stream_id"`
+}
+
+// ensureStateStream creates StateStream if it is missing: file storage,
+// the last record per subject, outside telemetry.> and alerts.>.
+func ensureStateStream(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.Stream(ctx, StateStream)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:              StateStream,
+		Description:       "edge-agent forwarder cursors (a backup of state.db: restored when state.db is lost)",
+		Subjects:          []string{cursorSubject + ">"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          1,
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          1 << 20,
+		Discard:           jetstream.DiscardOld,
+	})
+	return err
+}
+
+// restoreCursor reads stream's backed-up cursor; 0 when there is none or
+// it belongs to another sequence space.
+func restoreCursor(ctx context.Context, js jetstream.JetStream, stream, streamID string) (uint64, error) {
+	s, err := js.Stream(ctx, StateStream)
+	if err != nil {
+		return 0, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, cursorSubject+stream)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var r cursorRecord
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return 0, fmt.Errorf("cursor record %s: %w", m.Subject, err)
+	}
+	if r.StreamID != streamID {
+		return 0, nil
+	}
+	return r.Cursor, nil
+}
+
+// backupCursors writes the cursors that moved since the last backup to
+// StateStream (a JetStream publish with ack each: one small fsynced write
+// per stream and flush interval while forwarding). A failure is logged
+// once and retried at the next flush.
+func (s *State) backupCursors(ctx context.Context) {
+	s.mu.Lock()
+	js := s.backup
+	todo := map[string]cursorRecord{}
+	for stream, l := range s.ids {
+		if r := (cursorRecord{Cursor: s.cursors[stream], StreamID: l.StreamID}); js != nil && s.backedUp[stream] != r {
+			todo[stream] = r
 		}
 	}
+	s.mu.Unlock()
+	for stream, r := range todo {
+		data, _ := json.Marshal(r)
+		pctx, cancel := context.WithTimeout(ctx, backupTimeout)
+		_, err := js.Publish(pctx, cursorSubject+stream, data)
+		cancel()
+		s.mu.Lock()
+		if err == nil {
+			s.backedUp[stream] = r
+		} else if !s.backErr {
+			s.log.Warn("cannot back up the forwarder cursor to the JetStream store; retrying at the next flush (until then a lost state.db means resending more)", "stream", stream, "to", StateStream, "err", err)
+		}
+		s.backErr = err != nil
+		s.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// CheckStreams reconciles state.db with the JetStream store and records
+// what was lost. Per agent stream:
+//
+//   - identity: the stream's metadata (stream id, message-id epochs, store
+//     id) is the truth; a state.db that was just created (first start, or
+//     the old one was corrupt) takes it, and its cursor from StateStream.
+//     A stream with another stream id than state.db knew was recreated: a
+//     new sequence space, forwarded from its start under its own ids.
+//   - damage: messages the server reports lost (damaged block file), a
+//     tail that went missing (truncation, a power cut with buffer.sync set
+//     to an interval), holes inside the range.
+//   - reuse of sequences: when the stream ends below a sequence whose id
+//     may have been sent (the cursor, the last known extent, or the bound
+//     MsgIDPrefix keeps), sequences after the end get a new epoch: new
+//     messages there cannot take ids the hub has seen (it would drop them
+//     as duplicates), and the messages that survived keep theirs. The
+//     cursor is pulled back to the end, never further: what the hub has is
+//     not resent.
+//
+// Afterwards the state flusher mirrors cursors to StateStream. It returns
+// the damage found, one line per stream.
+func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *slog.Logger) ([]string, error) {
+	fresh := st.takeFresh()
+	backupOK := true
+	if err := ensureStateStream(ctx, js); err != nil {
+		// Not fatal: identity still lives in the stream metadata.
+		log.Error("cannot create the cursor backup stream; forwarding on, but a lost state.db will mean resending the buffer", "stream", StateStream, "err", err)
+		backupOK = false
+	}
+	var found []string
+	for _, name := range Lanes {
+		d, err := checkLane(ctx, js, st, name, fresh && backupOK, fresh, log)
+		if err != nil {
+			return found, err
+		}
+		if d != "" {
+			found = append(found, d)
+		}
+	}
+	if backupOK {
+		st.mu.Lock()
+		st.backup = js
+		st.mu.Unlock()
+	}
 	return found, nil
+}
+
+func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, restore, fresh bool, log *slog.Logger) (string, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("check stream %s: %w", name, err)
+	}
+	info := s.CachedInfo()
+	state := info.State
+	var before laneMark
+	known, err := st.GetJSON(markKey(name), &before)
+	if err != nil {
+		return "", err
+	}
+	st.mu.Lock()
+	have := st.laneIDs(name)
+	st.mu.Unlock()
+	cursor0, issued := st.Cursor(name), st.issuedBound(name)
+	cursor := cursor0
+	meta, metaOK := idsFromMetadata(info.Config.Metadata)
+	ids := meta
+	var why []string
+	replaced := false
+	switch {
+	case !metaOK:
+		// A stream from before id epochs: state.db has the ids it was
+		// forwarded with.
+		ids = have
+		if ids.StreamID == "" {
+			ids.StreamID = newStoreID()
+		}
+	case fresh:
+		if sid := info.Config.Metadata[mdStoreID]; sid != "" && sid != st.StoreID() {
+			if err := st.SetStoreID(sid); err != nil {
+				return "", err
+			}
+		}
+		if restore {
+			if cursor, err = restoreCursor(ctx, js, name, meta.StreamID); err != nil {
+				log.Error("cannot read the cursor backup; forwarding the stream from its start (the hub drops what it has within its duplicate window)", "stream", name, "err", err)
+			}
+		}
+		// Which ids the old state.db had issued is unknown: assume all.
+		issued = math.MaxUint64
+		if state.LastSeq > 0 || cursor > 0 { // not just a first start
+			d := fmt.Sprintf("stream %s: state.db was fresh; restored store id %s, %d id epochs and cursor %d from the JetStream store", name, st.StoreID(), len(meta.Epochs), cursor)
+			log.Warn("restored forwarding state from the JetStream store", "stream", name, "store_id", st.StoreID(), "epochs", len(meta.Epochs), "cursor", cursor)
+			st.AddEvent(EventStateRestored, d)
+		}
+	case meta.StreamID == have.StreamID && have.Gen > meta.Gen:
+		// The last metadata write failed (disk full?): state.db is newer.
+		ids = have
+	case meta.StreamID != have.StreamID:
+		replaced, cursor, issued = true, 0, 0
+		if before.LastSeq == 0 && cursor0 == 0 {
+			break // the old one held nothing: nothing to tell
+		}
+		d := fmt.Sprintf("stream %s was recreated (stream id %s; state.db knew %q at seq %d..%d, forwarded up to %d): forwarding it from its start under its own message ids", name, meta.StreamID, have.StreamID, before.FirstSeq, before.LastSeq, cursor0)
+		log.Warn("local stream recreated; forwarding it from the start", "stream", name, "detail", d)
+		st.AddEvent(EventStreamRecreated, d)
+	}
+	if lost := state.Lost; lost != nil && len(lost.Msgs) > 0 {
+		why = append(why, fmt.Sprintf("server reports %d messages (%d bytes) lost to file damage, sequences %s", len(lost.Msgs), lost.Bytes, seqRange(lost.Msgs)))
+	}
+	// The hub acknowledged up to the cursor, the stream held up to the
+	// mark: either beyond the end now means the tail is gone.
+	end := cursor
+	if known && !replaced {
+		end = max(end, before.LastSeq)
+	}
+	if end > state.LastSeq {
+		why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", end, state.LastSeq, end-state.LastSeq))
+	} else if missing := missingMsgs(before, state); known && !replaced && missing > 0 {
+		// Holes inside the range: nats-server rebuilt a damaged block
+		// without them (or a local app deleted messages).
+		why = append(why, fmt.Sprintf("%d messages are missing from inside the sequence range (damaged block file, or deleted by a local app)", missing))
+	}
+	var d string
+	if len(why) > 0 {
+		d = fmt.Sprintf("stream %s: %s (before: seq %d..%d, %d msgs at %s; now: seq %d..%d, %d msgs)", name, strings.Join(why, "; "),
+			before.FirstSeq, before.LastSeq, before.Msgs, before.Time.Format(time.RFC3339), state.FirstSeq, state.LastSeq, state.Msgs)
+		log.Error("local stream damaged; keeping what is left and serving on", "stream", name, "detail", d)
+		st.AddEvent(EventStreamDamaged, d)
+	}
+	if max(end, issued) > state.LastSeq {
+		ids.Epochs, ids.Gen = addEpoch(ids.Epochs, state.LastSeq+1, state.FirstSeq), ids.Gen+1
+		cursor, issued = min(cursor, state.LastSeq), state.LastSeq
+		log.Info("new message-id epoch: sequences after the stream's end may have been sent with the old id, so new messages there get a new one", "stream", name, "from_seq", state.LastSeq+1, "id", ids.Epochs[len(ids.Epochs)-1].ID)
+	}
+	// The JetStream store first: it is what a lost state.db restores from.
+	// A failure (disk full) must not keep the agent down: state.db has the
+	// newer generation, and the next check writes it again.
+	if md := idMetadata(info.Config.Metadata, st.StoreID(), ids); !maps.Equal(md, info.Config.Metadata) {
+		cfg := info.Config
+		cfg.Metadata = md
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			log.Error("cannot record message-id epochs in the stream metadata; kept in state.db, retried at the next start", "stream", name, "err", err)
+		}
+	}
+	if err := st.adoptIDs(name, ids, cursor, cursor != cursor0, issued); err != nil {
+		return d, err
+	}
+	return d, markLane(st, name, state)
+}
+
+// addEpoch starts a new epoch at from. Epochs starting at or after from
+// are dropped (their sequences are gone and get reused), and so are epochs
+// whose whole range lies before the stream's first sequence (no message of
+// theirs can be sent again), so the list stays short. The first epoch
+// covers every sequence before the second.
+func addEpoch(eps []Epoch, from, firstSeq uint64) []Epoch {
+	var out []Epoch
+	for i, e := range eps {
+		if e.From >= from {
+			break
+		}
+		next := from
+		if i+1 < len(eps) {
+			next = min(next, eps[i+1].From)
+		}
+		if next > firstSeq {
+			out = append(out, e)
+		}
+	}
+	return append(out, Epoch{From: from, ID: newStoreID()})
 }
 
 // missingMsgs is how many messages the stream should hold given what it

@@ -2,12 +2,17 @@ package buffer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -143,41 +148,262 @@ func TestStatsBacklogAndEvictions(t *testing.T) {
 	}
 }
 
-// A stream whose sequence went backwards (wiped, reset, a power cut with an
-// interval sync) is reported, its cursor pulled back and the store id
-// rotated, so new messages cannot reuse ids the hub has already seen.
-func TestCheckStreamsDetectsReset(t *testing.T) {
+// idsOf is the message-id prefix of each of stream's sequences from..to.
+func idsOf(st *State, stream string, from, to uint64) []string {
+	var out []string
+	for seq := from; seq <= to; seq++ {
+		out = append(out, st.MsgIDPrefix(stream, seq))
+	}
+	return out
+}
+
+// restartServer stops a jsServer and starts another on the same store, as
+// a reboot of the gateway does; damage (if any) is applied in between.
+func restartServer(t *testing.T, s *server.Server, dir string, c Config, damage func()) jetstream.JetStream {
+	t.Helper()
+	s.Shutdown()
+	s.WaitForShutdown()
+	if damage != nil {
+		damage()
+	}
+	_, js := jsServer(t, dir, c)
+	return js
+}
+
+// truncateBlock cuts the TELEMETRY block file to frac of its size, as a
+// failing SD card or a bad fsck might, and removes the stream's index as a
+// crash leaves it stale: nats-server then rebuilds the stream from the
+// block and the last sequence goes back. (With the index intact it keeps
+// the end and the lost tail becomes deleted sequences: no reuse.)
+func truncateBlock(t *testing.T, dir string, frac float64) {
+	t.Helper()
+	msgs := filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs")
+	blks, _ := filepath.Glob(filepath.Join(msgs, "*.blk"))
+	if len(blks) != 1 {
+		t.Fatalf("want one TELEMETRY block, have %v", blks)
+	}
+	fi, err := os.Stat(blks[0])
+	mustOK(t, err)
+	mustOK(t, os.Truncate(blks[0], int64(float64(fi.Size())*frac)))
+	if err := os.Remove(filepath.Join(msgs, "index.db")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+}
+
+// A wiped JetStream store (a new TELEMETRY stream) is a new sequence space:
+// reported as recreated, forwarded from its start (cursor 0), under ids of
+// its own, so its messages never collide with the old stream's at the hub.
+func TestCheckStreamsRecreatedStream(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
 	c := testConfig("always", 16<<20)
 	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	var old []string
 	{
-		_, js := jsServer(t, dir, c)
+		_, js := jsServer(t, t.TempDir(), c)
 		mustOK(t, EnsureStreams(ctx, js, c))
-		publishN(t, js, "telemetry.t", 50, 10)
 		found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
-		if err != nil || len(found) != 0 {
-			t.Fatalf("healthy streams reported: %v %v", found, err)
+		if err != nil || len(found) != 0 || len(st.Events()) != 0 {
+			t.Fatalf("a first start reported: %v %v %+v", found, err, st.Events())
 		}
+		publishN(t, js, "telemetry.t", 50, 10)
+		old = idsOf(st, StreamTelemetry, 1, 3)
 		st.SetCursor(StreamTelemetry, 50)
 	}
-	id := st.StoreID()
 	_, js := jsServer(t, t.TempDir(), c) // a wiped store
 	mustOK(t, EnsureStreams(ctx, js, c))
 	publishN(t, js, "telemetry.t", 3, 10)
 	found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
-	if len(found) != 1 || !strings.Contains(found[0], "from 50 to 3") || !strings.Contains(found[0], "TELEMETRY") {
-		t.Fatalf("reset not reported: %v", found)
+	if len(found) != 0 {
+		t.Fatalf("a new stream is not damage: %v", found)
 	}
-	if st.StoreID() == id || st.Cursor(StreamTelemetry) != 3 {
-		t.Fatalf("after reset: store id %s (old %s), cursor %d", st.StoreID(), id, st.Cursor(StreamTelemetry))
+	if got := idsOf(st, StreamTelemetry, 1, 3); slices.ContainsFunc(got, func(id string) bool { return slices.Contains(old, id) }) {
+		t.Fatalf("new stream reuses ids: %v, old %v", got, old)
+	}
+	if st.Cursor(StreamTelemetry) != 0 {
+		t.Fatalf("cursor %d: the new stream's messages would not be forwarded", st.Cursor(StreamTelemetry))
+	}
+	if evs := st.Events(); len(evs) != 1 || evs[0].Kind != EventStreamRecreated || !strings.Contains(evs[0].Detail, "TELEMETRY") {
+		t.Fatalf("events: %+v", evs)
+	}
+	found, _ = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	if len(found) != 0 || len(st.Events()) != 1 {
+		t.Fatalf("reported twice: %v %+v", found, st.Events())
+	}
+}
+
+// A truncated block takes the stream's tail: the sequences after the new
+// end are reused by new messages, so they get a new id epoch, while the
+// surviving messages keep the ids they were forwarded with and the cursor
+// does not move back past what the hub has. The detection must not depend
+// on the last known extent in state.db, which lags (here it was never
+// recorded past 0, as when the agent dies within the flush interval): the
+// ids the forwarder issued are what counts. This is the chaos run's stuck
+// forwarder: new messages went out under the ids of lost ones and the hub
+// dropped them as duplicates.
+func TestCheckStreamsTruncatedTail(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := testConfig("always", 16<<20)
+	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(ctx, js, c))
+	_, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	publishN(t, js, "telemetry.t", 100, 100)
+	sent := idsOf(st, StreamTelemetry, 1, 100) // forwarded, acks trailing
+	st.SetCursor(StreamTelemetry, 20)
+	js = restartServer(t, srv, dir, c, func() { truncateBlock(t, dir, 0.5) })
+	last := streamState(t, js, StreamTelemetry).LastSeq
+	if last <= 20 || last >= 100 {
+		t.Fatalf("truncation left last seq %d, want inside 21..99", last)
+	}
+	found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	if len(found) != 0 {
+		// The cursor (20) and the mark (0) are below the end: nothing the
+		// agent knows to be acknowledged is gone.
+		t.Fatalf("reported as damage: %v", found)
+	}
+	if got := idsOf(st, StreamTelemetry, 1, last); !slices.Equal(got, sent[:last]) {
+		t.Fatal("surviving messages changed ids: a resend would duplicate at the hub")
+	}
+	if id := st.MsgIDPrefix(StreamTelemetry, last+1); slices.Contains(sent, id) {
+		t.Fatalf("seq %d reuses id %s the hub has seen", last+1, id)
+	}
+	if c := st.Cursor(StreamTelemetry); c != 20 {
+		t.Fatalf("cursor %d, want 20", c)
+	}
+	s, err := js.Stream(ctx, StreamTelemetry)
+	mustOK(t, err)
+	meta, ok := idsFromMetadata(s.CachedInfo().Config.Metadata)
+	if !ok || !slices.Equal(meta.Epochs, st.Epochs(StreamTelemetry)) {
+		t.Fatalf("stream metadata %v, state %v: the epoch must live in the JetStream store", s.CachedInfo().Config.Metadata, st.Epochs(StreamTelemetry))
+	}
+
+	// Now with the cursor past the new end: acknowledged messages are gone
+	// (reported), the cursor comes back to the end, not to 0.
+	publishN(t, js, "telemetry.t", 100, 100)
+	top := streamState(t, js, StreamTelemetry).LastSeq
+	st.SetCursor(StreamTelemetry, top)
+	before := idsOf(st, StreamTelemetry, 1, top)
+	js = restartServer(t, srv, dir, c, func() { truncateBlock(t, dir, 0.5) })
+	last = streamState(t, js, StreamTelemetry).LastSeq
+	found, err = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("from %d to %d", top, last)) {
+		t.Fatalf("damage not reported: %v", found)
+	}
+	if c := st.Cursor(StreamTelemetry); c != last {
+		t.Fatalf("cursor %d, want %d (the new end: what the hub has is not resent)", c, last)
+	}
+	if got := idsOf(st, StreamTelemetry, 1, last); !slices.Equal(got, before[:last]) {
+		t.Fatal("surviving messages changed ids")
+	}
+	if id := st.MsgIDPrefix(StreamTelemetry, last+1); slices.Contains(before, id) || slices.Contains(sent, id) {
+		t.Fatalf("seq %d reuses an id the hub has seen", last+1)
 	}
 	if evs := st.Events(); len(evs) != 1 || evs[0].Kind != EventStreamDamaged {
 		t.Fatalf("events: %+v", evs)
 	}
-	found, _ = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+}
+
+// state.db lost (corrupt, deleted): the store id, the id epochs and the
+// cursors come back from the JetStream store, so the forwarder resends at
+// most what moved since the last backup, under the same ids.
+func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := testConfig("always", 16<<20)
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := OpenState(path, nil)
+	mustOK(t, err)
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(ctx, js, c))
+	_, err = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	publishN(t, js, "telemetry.t", 60, 100)
+	publishN(t, js, "alerts.a", 5, 100)
+	ids := idsOf(st, StreamTelemetry, 1, 60)
+	st.SetCursor(StreamTelemetry, 60)
+	st.SetCursor(StreamAlerts, 5)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- st.Run(runCtx) }()
+	stop() // a clean stop backs the cursors up
+	mustOK(t, <-done)
+	storeID := st.StoreID()
+	mustOK(t, st.Close())
+	mustOK(t, os.WriteFile(path, []byte("not a bbolt file at all"), 0o640))
+
+	js = restartServer(t, srv, dir, c, nil)
+	st = openTestState(t, path)
+	if st.StoreID() == storeID {
+		t.Fatal("expected a fresh state.db")
+	}
+	found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
 	if len(found) != 0 {
-		t.Fatalf("reported twice: %v", found)
+		t.Fatalf("reported as damage: %v", found)
+	}
+	if st.StoreID() != storeID {
+		t.Fatalf("store id %s, want %s back", st.StoreID(), storeID)
+	}
+	if a, b := st.Cursor(StreamTelemetry), st.Cursor(StreamAlerts); a != 60 || b != 5 {
+		t.Fatalf("cursors %d/%d, want 60/5", a, b)
+	}
+	if got := idsOf(st, StreamTelemetry, 1, 60); !slices.Equal(got, ids) {
+		t.Fatal("ids changed: resends would not be dropped by the hub")
+	}
+	if id := st.MsgIDPrefix(StreamTelemetry, 61); slices.Contains(ids, id) {
+		t.Fatal("what the old state.db issued past the end is unknown: seq 61 must get a new epoch")
+	}
+	kinds := []string{}
+	for _, e := range st.Events() {
+		kinds = append(kinds, e.Kind)
+	}
+	if !slices.Contains(kinds, EventStateCorrupt) || !slices.Contains(kinds, EventStateRestored) {
+		t.Fatalf("events: %v", kinds)
+	}
+}
+
+// A stream from before id epochs (no metadata) keeps the store id its
+// messages were forwarded with, and gets its identity written.
+func TestCheckStreamsUpgrade(t *testing.T) {
+	ctx := context.Background()
+	c := testConfig("always", 16<<20)
+	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	_, js := jsServer(t, t.TempDir(), c)
+	for _, sc := range StreamConfigs(c) {
+		_, err := js.CreateStream(ctx, sc)
+		mustOK(t, err)
+	}
+	publishN(t, js, "telemetry.t", 5, 10)
+	st.SetCursor(StreamTelemetry, 5)
+	_, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	if id := st.MsgIDPrefix(StreamTelemetry, 3); id != st.StoreID() || st.Cursor(StreamTelemetry) != 5 {
+		t.Fatalf("id %s (store id %s), cursor %d", id, st.StoreID(), st.Cursor(StreamTelemetry))
+	}
+	s, err := js.Stream(ctx, StreamTelemetry)
+	mustOK(t, err)
+	if md := s.CachedInfo().Config.Metadata; md[mdStoreID] != st.StoreID() || md[mdStreamID] == "" {
+		t.Fatalf("metadata %v", md)
+	}
+}
+
+func TestAddEpoch(t *testing.T) {
+	eps := []Epoch{{1, "a"}, {100, "b"}, {200, "c"}}
+	got := addEpoch(eps, 150, 1)
+	if len(got) != 3 || got[0] != eps[0] || got[1] != eps[1] || got[2].From != 150 {
+		t.Fatalf("superseded epoch kept or history lost: %v", got)
+	}
+	got = addEpoch(eps, 300, 250) // only c still has messages
+	if len(got) != 2 || got[0] != eps[2] || got[1].From != 300 {
+		t.Fatalf("pruning: %v", got)
+	}
+	l := laneIDs{Epochs: got}
+	if l.idFor(260) != "c" || l.idFor(300) != got[1].ID || l.idFor(1) != "c" {
+		t.Fatalf("idFor over %v", got)
 	}
 }

@@ -38,6 +38,7 @@ type Cursors interface {
 	ResetCursor(stream string, seq uint64) error
 	AddEvicted(stream string, n uint64)
 	StoreID() string
+	MsgIDPrefix(stream string, seq uint64) string // the id epoch of seq (buffer.State.MsgIDPrefix)
 }
 
 // Option tunes a Forwarder; the defaults suit a store gateway.
@@ -183,10 +184,10 @@ func (f *Forwarder) HubSubject(local string) string {
 	return f.prefix + "." + f.site + "." + local
 }
 
-// MsgID is the hub-side de-duplication id of one local message: the store
-// id makes a wiped and re-provisioned device never reuse an old id.
+// MsgID is the hub-side de-duplication id of one local message: the id
+// epoch makes a wiped device or a reused sequence never reuse an old id.
 func (f *Forwarder) MsgID(stream string, seq uint64) string {
-	return f.site + "." + f.st.StoreID() + "." + stream + "." + strconv.FormatUint(seq, 10)
+	return f.site + "." + f.st.MsgIDPrefix(stream, seq) + "." + stream + "." + strconv.FormatUint(seq, 10)
 }
 
 // Status is a snapshot for `edge-agent status`.
