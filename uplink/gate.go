@@ -211,9 +211,17 @@ func (g *gate) handle(c net.Conn) {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		// br also holds anything the server sent right after its CONNECT.
-		_, _ = io.Copy(hub, br)
-		t.close()
+		defer t.close()
+		// Anything the server sent right after its CONNECT is in br.
+		if n := br.Buffered(); n > 0 {
+			pre, _ := br.Peek(n)
+			if _, err := hub.Write(pre); err != nil {
+				return
+			}
+		}
+		// Conn to conn, not through br, so the kernel splices the
+		// forwarder's direction too.
+		_, _ = io.Copy(hub, c)
 	}()
 	_, _ = io.Copy(c, hub)
 }
