@@ -1,0 +1,260 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/buffer"
+)
+
+// Exactly-once across a lost state.db and a damaged block file, end to end:
+// a real hub, the agent's forwarder, payloads with ids so the hub side is
+// judged by what the local app published, not by sequence numbers.
+
+// idPublish stores payloads p-from..p-(to-1) in the agent's local buffer.
+func idPublish(t *testing.T, a *testAgent, subject string, from, to int) {
+	t.Helper()
+	js := localJS(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := from; i < to; i++ {
+		if _, err := js.PublishAsync(subject, fmt.Appendf(nil, `{"id":"p-%d"}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("local publishes not acknowledged")
+	}
+}
+
+// hubPayloads reads the hub stream: payload id -> the Nats-Msg-Ids it
+// arrived under (more than one is a duplicate).
+func hubPayloads(t *testing.T, js jetstream.JetStream) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := fwdHubCount(js)
+	c, err := js.OrderedConsumer(ctx, "EDGE", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for range n {
+		m, err := c.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("read hub stream: %v", err)
+		}
+		var p struct{ ID string }
+		if err := json.Unmarshal(m.Data(), &p); err != nil || p.ID == "" {
+			t.Fatalf("hub message %q is not a test payload", m.Data())
+		}
+		out[p.ID] = append(out[p.ID], m.Headers().Get(nats.MsgIdHdr))
+	}
+	return out
+}
+
+// checkHubOnce fails unless the hub holds payloads p-0..p-(n-1) exactly
+// once each and nothing else.
+func checkHubOnce(t *testing.T, js jetstream.JetStream, n int) map[string][]string {
+	t.Helper()
+	got := hubPayloads(t, js)
+	var missing, dup []string
+	for i := range n {
+		switch ids := got[fmt.Sprintf("p-%d", i)]; {
+		case len(ids) == 0:
+			missing = append(missing, fmt.Sprintf("p-%d", i))
+		case len(ids) > 1:
+			dup = append(dup, fmt.Sprintf("p-%d %v", i, ids))
+		}
+	}
+	if len(missing) > 0 || len(dup) > 0 || len(got) != n {
+		t.Fatalf("hub: %d payloads (want %d), %d missing %v, %d duplicated %v", len(got), n, len(missing), head(missing), len(dup), head(dup))
+	}
+	return got
+}
+
+func head(s []string) []string { return s[:min(len(s), 5)] }
+
+func idsBody(t *testing.T, hubURL string) string {
+	t.Helper()
+	return fmt.Sprintf("buffer: {sync: always}\nuplink:\n  hub_urls: [%s]\n", hubURL)
+}
+
+// forwardAll starts an agent on dir, publishes p-from..p-(to-1) and waits
+// until the hub acknowledged all of the TELEMETRY stream.
+func forwardAll(t *testing.T, dir, body string, hubLeaf func(*testAgent), from, to int) *testAgent {
+	t.Helper()
+	a := agentOn(t, dir, body)
+	hubLeaf(a)
+	publishAll(t, a, from, to)
+	return a
+}
+
+func publishAll(t *testing.T, a *testAgent, from, to int) {
+	t.Helper()
+	idPublish(t, a, "telemetry.t", from, to)
+	last := streamLast(t, a)
+	waitFor(t, time.Minute, "hub acknowledged everything", func() bool { return a.State().Cursor(buffer.StreamTelemetry) == last })
+}
+
+func streamLast(t *testing.T, a *testAgent) uint64 {
+	t.Helper()
+	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.LastSeq
+}
+
+// A corrupt state.db is moved aside; the store id, id epochs and cursors
+// come back from the JetStream store, so nothing is resent (the stop was
+// clean, the backup exact) and nothing reaches the hub twice. Before, the
+// fresh state.db had a new store id and cursor 0: everything was resent
+// under ids the hub had never seen.
+func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
+	hub, hjs := fwdHub(t, hubOpts(t))
+	dir := t.TempDir()
+	body := idsBody(t, leafURL(t, hub, "nats"))
+	up := func(a *testAgent) { leafUp(t, hub, a) }
+	a := forwardAll(t, dir, body, up, 0, 300)
+	storeID := a.State().StoreID()
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Garbage over both bbolt meta pages: unusable whatever the rest holds.
+	f, err := os.OpenFile(filepath.Join(dir, "state.db"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, 8192)
+	for i := range junk {
+		junk[i] = byte(rand.IntN(256))
+	}
+	if _, err := f.WriteAt(junk, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	b := forwardAll(t, dir, body, up, 300, 500)
+	if b.State().StoreID() != storeID {
+		t.Fatalf("store id %s after the restore, want %s", b.State().StoreID(), storeID)
+	}
+	var kinds []string
+	for _, e := range b.BufferHealth().Events {
+		kinds = append(kinds, e.Kind)
+	}
+	if !slices.Contains(kinds, buffer.EventStateCorrupt) || !slices.Contains(kinds, buffer.EventStateRestored) {
+		t.Fatalf("events %v: the technician must see the recovery", kinds)
+	}
+	checkHubOnce(t, hjs, 500)
+	if n := b.ForwarderStatus().Forwarded[buffer.StreamTelemetry]; n != 200 {
+		t.Fatalf("forwarded %d after the restart, want the 200 new ones only", n)
+	}
+}
+
+// Damage to the newest TELEMETRY block, after everything reached the hub:
+// what survives is not resent, new readings reach the hub (the forwarder is
+// not stuck), nothing arrives twice. Without the stream's index (a crash
+// leaves it stale) nats-server rebuilds the stream up to the damage and the
+// sequence goes back: new readings reuse sequences and must get a new id
+// epoch. With the index, the damaged messages become holes and new
+// readings continue after the old end under the old epoch.
+func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
+	blockDir := func(dir string) string {
+		return filepath.Join(dir, "jetstream", "$G", "streams", buffer.StreamTelemetry, "msgs")
+	}
+	block := func(t *testing.T, dir string) (string, int64) {
+		blks, _ := filepath.Glob(filepath.Join(blockDir(dir), "*.blk"))
+		if len(blks) != 1 {
+			t.Fatalf("want one TELEMETRY block, have %v", blks)
+		}
+		fi, err := os.Stat(blks[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return blks[0], fi.Size()
+	}
+	dropIndex := func(t *testing.T, dir string) {
+		if err := os.Remove(filepath.Join(blockDir(dir), "index.db")); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	flip := func(t *testing.T, dir string) {
+		p, size := block(t, dir)
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b := make([]byte, 64)
+		if _, err := f.ReadAt(b, size/2); err != nil {
+			t.Fatal(err)
+		}
+		for i := range b {
+			b[i] ^= 0x5a
+		}
+		if _, err := f.WriteAt(b, size/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+	}{
+		{"truncated", func(t *testing.T, dir string) {
+			p, size := block(t, dir)
+			if err := os.Truncate(p, size/2); err != nil {
+				t.Fatal(err)
+			}
+			dropIndex(t, dir)
+		}},
+		{"bit-flip", func(t *testing.T, dir string) { flip(t, dir); dropIndex(t, dir) }},
+		{"bit-flip-indexed", flip},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hub, hjs := fwdHub(t, hubOpts(t))
+			dir := t.TempDir()
+			body := idsBody(t, leafURL(t, hub, "nats"))
+			up := func(a *testAgent) { leafUp(t, hub, a) }
+			a := forwardAll(t, dir, body, up, 0, 300)
+			old := a.State().MsgIDPrefix(buffer.StreamTelemetry, 300)
+			if err := a.stop(); err != nil {
+				t.Fatal(err)
+			}
+			tc.damage(t, dir)
+
+			b := agentOn(t, dir, body)
+			end := streamLast(t, b)
+			leafUp(t, hub, b)
+			publishAll(t, b, 300, 500)
+			var damaged bool
+			for _, e := range b.BufferHealth().Events {
+				damaged = damaged || (e.Kind == buffer.EventStreamDamaged && strings.Contains(e.Detail, buffer.StreamTelemetry))
+			}
+			if !damaged {
+				t.Fatalf("damage not reported: %+v\n%s", b.BufferHealth().Events, b.logs)
+			}
+			got := checkHubOnce(t, hjs, 500)
+			if n := b.ForwarderStatus().Forwarded[buffer.StreamTelemetry]; n != 200 {
+				t.Fatalf("forwarded %d after the damage, want the 200 new ones only", n)
+			}
+			newID := got["p-300"][0]
+			if reuse := end < 300; strings.Contains(newID, "."+old+".") == reuse {
+				t.Fatalf("stream ended at %d after the damage; first new reading's id %s, old epoch %s: want a new epoch: %v", end, newID, old, reuse)
+			}
+		})
+	}
+}
