@@ -55,6 +55,9 @@ type options struct {
 	jitter     time.Duration
 	// rnd returns a uniform value in [0, n); replaceable so tests can pin it.
 	rnd func(n int64) int64
+	// read is the lane reader (readStream); replaceable so tests can make
+	// it lose or hold a message.
+	read readFunc
 }
 
 // WithStreams sets the local streams in priority order (default
@@ -156,7 +159,7 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 	o := options{
 		streams: buffer.Lanes, window: 8192, ackTimeout: 10 * time.Second,
 		retryMin: 250 * time.Millisecond, retryMax: 30 * time.Second,
-		rnd: rand.Int64N,
+		rnd: rand.Int64N, read: readStream,
 	}
 	for _, opt := range opts {
 		opt(&o)

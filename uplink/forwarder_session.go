@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -35,7 +36,11 @@ type session struct {
 // lane is one local stream within a session.
 type lane struct {
 	name string
-	next uint64 // stream sequence expected next; a jump means evicted data
+	str  jetstream.Stream
+	// next is the stream sequence expected next. A jump past it is
+	// skipped only once the stream confirms the missing messages are gone
+	// (checkGap); the reader alone is not trusted with that.
+	next uint64
 	in   chan jetstream.Msg
 	// fifo holds sent and skipped messages in stream order; the cursor
 	// moves past its head while the head is done.
@@ -173,10 +178,9 @@ func (s *session) pick() (jetstream.Msg, *lane) {
 	return nil, nil
 }
 
-// openLane starts reading stream from cursor+1 with an ordered consumer: an
-// ephemeral, flow-controlled pull that the library recreates on a gap and
-// the server removes once idle, so no durable consumer is left behind and a
-// million-message backlog holds only the pull buffer in memory.
+// openLane starts reading stream from cursor+1 (options.read, readStream)
+// in its own goroutine, which hands the messages to the session loop one
+// at a time through the lane's channel.
 func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup) (*lane, error) {
 	f := s.f
 	str, err := f.js.Stream(ctx, name)
@@ -201,43 +205,84 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 			"stream", name, "evicted", n, "from_seq", cursor+1, "to_seq", st.FirstSeq-1)
 		cursor = st.FirstSeq - 1
 	}
-	cons, err := str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: cursor + 1,
-		InactiveThreshold: time.Minute,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read stream %s from %d: %w", name, cursor+1, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(512, 4<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read stream %s from %d: %w", name, cursor+1, err)
-	}
-	l := &lane{name: name, next: cursor + 1, in: make(chan jetstream.Msg, 64)}
-	stop := context.AfterFunc(ctx, it.Stop)
+	l := &lane{name: name, str: str, next: cursor + 1, in: make(chan jetstream.Msg, 64)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer stop()
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if ctx.Err() == nil {
-					s.fail(fmt.Errorf("read stream %s: %w", name, err))
-				}
-				return
-			}
+		err := f.o.read(ctx, str, cursor+1, func(m jetstream.Msg) bool {
 			select {
 			case l.in <- m:
 			case <-ctx.Done():
-				return
+				return false
 			}
 			select {
 			case s.ready <- struct{}{}:
 			default:
 			}
+			return true
+		})
+		if ctx.Err() == nil {
+			s.fail(fmt.Errorf("read stream %s from %d: %w", name, cursor+1, err))
 		}
 	}()
 	return l, nil
+}
+
+// readFunc delivers a local stream's messages from sequence from onward,
+// in stream order, to deliver until ctx ends, deliver returns false or
+// reading fails; it always returns a non-nil error (ctx.Err() when
+// cancelled).
+type readFunc func(ctx context.Context, str jetstream.Stream, from uint64, deliver func(jetstream.Msg) bool) error
+
+// Reader batches: a batch is the unit of one pull request, so its size is
+// the memory a lane holds and how often the reader asks the local server.
+const (
+	readBatch      = 512
+	readBatchBytes = 4 << 20
+)
+
+// readStream reads with an ephemeral pull consumer, one Fetch at a time.
+// The ordered consumer's Messages iterator, used before, overflowed its
+// 512-message buffer in every backlog drain ("nats: slow consumer,
+// messages dropped") and recreated itself after each drop; a Fetch
+// subscription buffers twice its batch, so nothing overflows, and with one
+// request at a time the server delivers strictly in stream order. A
+// delivery lost anyway (a fetch that gave up while the server was still
+// sending) shows as a jump in the stream sequence, which the session does
+// not skip before the stream confirms it (checkGap). The consumer keeps its
+// state in memory, as an ordered one does (no writes to the device's
+// storage per reading), acknowledges nothing (the cursor in state.db is the
+// only position that matters), and is deleted when reading ends, or by the
+// server once idle if the agent died.
+func readStream(ctx context.Context, str jetstream.Stream, from uint64, deliver func(jetstream.Msg) bool) error {
+	cons, err := str.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = str.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	for {
+		// Without a deadline on ctx the pull waits 30 s for new readings
+		// (with server heartbeats every 5 s, so a lost consumer is noticed).
+		b, err := cons.Fetch(readBatch, jetstream.FetchMaxBytes(readBatchBytes), jetstream.FetchContext(ctx))
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		for m := range b.Messages() {
+			if !deliver(m) {
+				return ctx.Err()
+			}
+		}
+		if err := b.Error(); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+	}
 }
 
 // send publishes one local message to the hub, or skips it with a reason
@@ -249,6 +294,14 @@ func (s *session) send(ctx context.Context, l *lane, m jetstream.Msg) error {
 		return fmt.Errorf("stream %s: message metadata: %w", l.name, err)
 	}
 	seq := meta.Sequence.Stream
+	if seq < l.next {
+		return fmt.Errorf("stream %s: reader went back to seq %d after %d; resending from the cursor", l.name, seq, l.next-1)
+	}
+	if seq > l.next {
+		if err := l.checkGap(ctx, seq); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	if seq > l.next {
 		l.fifo = append(l.fifo, &entry{lane: l, seq: seq - 1, done: true, gap: seq - l.next})
@@ -279,6 +332,26 @@ func (s *session) send(ctx context.Context, l *lane, m jetstream.Msg) error {
 	out.Reply = s.inbox + "." + strconv.FormatUint(id, 10)
 	if err := f.nc.PublishMsg(out); err != nil {
 		return fmt.Errorf("publish %s: %w", out.Subject, err)
+	}
+	return nil
+}
+
+// checkGap returns nil when the messages between l.next and seq, which the
+// reader jumped over, are really gone from the local stream (evicted by
+// the buffer limits or deleted), so the cursor may move past them. A
+// reader that skipped a stored message (a lost delivery, a consumer reset)
+// ends the session instead: the next one resends from the cursor, and the
+// skipped message is never counted as evicted. One request, whatever the
+// gap: the first stored message at or after l.next.
+func (l *lane) checkGap(ctx context.Context, seq uint64) error {
+	m, err := l.str.GetMsg(ctx, l.next, jetstream.WithGetMsgSubject(">"))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil // nothing stored from l.next on: seq itself went meanwhile
+	case err != nil:
+		return fmt.Errorf("stream %s: check whether seq %d..%d are still stored: %w", l.name, l.next, seq-1, err)
+	case m.Sequence < seq:
+		return fmt.Errorf("stream %s: reader skipped seq %d, which is still stored (jumped from %d to %d); resending from the cursor", l.name, m.Sequence, l.next-1, seq)
 	}
 	return nil
 }
