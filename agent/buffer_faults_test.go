@@ -181,7 +181,8 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // A corrupt state.db never keeps the agent down: it is moved aside, a fresh
-// one starts, the JetStream data is untouched and status can tell.
+// one starts with the cursor restored from the JetStream store, the
+// JetStream data is untouched and status can tell.
 func TestBufferCorruptStateDB(t *testing.T) {
 	dir := t.TempDir()
 	a := agentOn(t, dir, "")
@@ -195,7 +196,7 @@ func TestBufferCorruptStateDB(t *testing.T) {
 	}
 	a = agentOn(t, dir, "")
 	evs := a.BufferHealth().Events
-	if len(evs) != 1 || evs[0].Kind != buffer.EventStateCorrupt {
+	if len(evs) != 2 || evs[0].Kind != buffer.EventStateCorrupt || evs[1].Kind != buffer.EventStateRestored {
 		t.Fatalf("events: %+v", evs)
 	}
 	if aside, _ := filepath.Glob(filepath.Join(dir, "state.db.corrupt-*")); len(aside) != 1 {
@@ -205,7 +206,7 @@ func TestBufferCorruptStateDB(t *testing.T) {
 		t.Fatalf("not logged:\n%s", a.logs)
 	}
 	ls, err := a.BufferStats(context.Background())
-	if err != nil || ls[1].Messages != 25 || ls[1].Cursor != 0 || ls[1].Backlog != 25 {
+	if err != nil || ls[1].Messages != 25 || ls[1].Cursor != 10 || ls[1].Backlog != 15 {
 		t.Fatalf("JetStream data or backlog wrong after a fresh state.db: %+v %v", ls, err)
 	}
 	publishLocal(t, a, "telemetry.t", 1)

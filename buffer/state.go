@@ -157,15 +157,13 @@ type State struct {
 	evSeq   uint64
 	ids     map[string]laneIDs
 	// issued is the durable bound of the sequences whose message ids may
-	// have left this process; sent is the highest this run actually asked
-	// for, which Close writes back as the exact bound.
+	// have been sent; sent is the highest this process actually asked for,
+	// which Close writes back as the exact bound; prior is the bound left
+	// by earlier processes that CheckStreams has not resolved yet.
 	issued   map[string]uint64
 	sent     map[string]uint64
+	prior    map[string]uint64
 	issueErr bool
-	// fresh: this state.db was created by this process (first start, or
-	// the old one was unusable), so identity and cursors come from the
-	// JetStream store (CheckStreams).
-	fresh bool
 	// backup is where the flusher mirrors cursors (EDGE_AGENT_STATE), set
 	// by CheckStreams; backedUp is what it holds.
 	backup   jetstream.JetStream
@@ -215,7 +213,6 @@ func OpenState(path string, log *slog.Logger) (*State, error) {
 		return nil, fmt.Errorf("load state db %s: %w", path, err)
 	}
 	hadID := s.storeID != ""
-	s.fresh = !hadID
 	if err := s.boot(); err != nil {
 		if !hadID {
 			db.Close()
@@ -382,7 +379,7 @@ func newState(path string, log *slog.Logger, db *bolt.DB, ro bool) *State {
 		path: path, log: log, db: db, readOnly: ro,
 		cursors: map[string]uint64{}, evicted: map[string]uint64{},
 		sensors: map[string]SensorRecord{}, misc: map[string]json.RawMessage{},
-		ids: map[string]laneIDs{}, issued: map[string]uint64{}, sent: map[string]uint64{},
+		ids: map[string]laneIDs{}, issued: map[string]uint64{}, sent: map[string]uint64{}, prior: map[string]uint64{},
 		backedUp:     map[string]cursorRecord{},
 		dirtyCursors: map[string]bool{}, dirtyEvicted: map[string]bool{},
 		dirtySensors: map[string]bool{}, dirtyMisc: map[string]bool{},
@@ -401,6 +398,7 @@ func (s *State) load() error {
 		loadU64(tx.Bucket(bCursors), s.cursors)
 		loadU64(tx.Bucket(bEvicted), s.evicted)
 		loadU64(tx.Bucket(bIssued), s.issued)
+		maps.Copy(s.prior, s.issued)
 		if b := tx.Bucket(bIDs); b != nil {
 			if err := b.ForEach(func(k, v []byte) error {
 				var l laneIDs
@@ -750,7 +748,7 @@ func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool
 	if setCursor {
 		s.cursors[stream] = cursor
 	}
-	s.ids[stream], s.issued[stream] = l, issued
+	s.ids[stream], s.issued[stream], s.prior[stream] = l, issued, issued
 	s.sent[stream] = min(s.sent[stream], issued)
 	if s.sent[stream] == 0 {
 		delete(s.sent, stream)
@@ -759,21 +757,13 @@ func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool
 }
 
 // issuedBound is the highest sequence of stream whose message id may have
-// been sent, as far as state.db knows.
+// been sent: exact for this process, the durable bound for earlier ones
+// until CheckStreams resolved it (so a check at run time, after a
+// JetStream restart, does not take the reservation for sent ids).
 func (s *State) issuedBound(stream string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return max(s.issued[stream], s.sent[stream])
-}
-
-// takeFresh reports whether this state.db started empty in this process,
-// once: only the first check restores from the JetStream store.
-func (s *State) takeFresh() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f := s.fresh
-	s.fresh = false
-	return f
+	return max(s.prior[stream], s.sent[stream])
 }
 
 // writeNow commits one change immediately; callers hold s.mu.

@@ -278,8 +278,11 @@ func TestStateIssuedBound(t *testing.T) {
 	if id := s.MsgIDPrefix("TELEMETRY", 7); id != s.StoreID() {
 		t.Fatalf("default epoch id %s, want the store id %s", id, s.StoreID())
 	}
-	if b := s.issuedBound("TELEMETRY"); b != 7+issueAhead {
-		t.Fatalf("bound %d, want %d", b, 7+issueAhead)
+	s.mu.Lock()
+	durable := s.issued["TELEMETRY"]
+	s.mu.Unlock()
+	if durable != 7+issueAhead || s.issuedBound("TELEMETRY") != 7 {
+		t.Fatalf("durable bound %d (want %d), this process's %d (want 7)", durable, 7+issueAhead, s.issuedBound("TELEMETRY"))
 	}
 	s.MsgIDPrefix("TELEMETRY", 9)
 	if err := s.Close(); err != nil {

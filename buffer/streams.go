@@ -268,8 +268,9 @@ func (s *State) backupCursors(ctx context.Context) {
 // what was lost. Per agent stream:
 //
 //   - identity: the stream's metadata (stream id, message-id epochs, store
-//     id) is the truth; a state.db that was just created (first start, or
-//     the old one was corrupt) takes it, and its cursor from StateStream.
+//     id) is the truth; a state.db that does not know the stream yet (it
+//     was just created: first start, or the old one was corrupt or
+//     deleted) takes it, and the cursor from StateStream.
 //     A stream with another stream id than state.db knew was recreated: a
 //     new sequence space, forwarded from its start under its own ids.
 //   - damage: messages the server reports lost (damaged block file), a
@@ -286,7 +287,6 @@ func (s *State) backupCursors(ctx context.Context) {
 // Afterwards the state flusher mirrors cursors to StateStream. It returns
 // the damage found, one line per stream.
 func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *slog.Logger) ([]string, error) {
-	fresh := st.takeFresh()
 	backupOK := true
 	if err := ensureStateStream(ctx, js); err != nil {
 		// Not fatal: identity still lives in the stream metadata.
@@ -295,7 +295,7 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *s
 	}
 	var found []string
 	for _, name := range Lanes {
-		d, err := checkLane(ctx, js, st, name, fresh && backupOK, fresh, log)
+		d, err := checkLane(ctx, js, st, name, backupOK, log)
 		if err != nil {
 			return found, err
 		}
@@ -311,7 +311,7 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *s
 	return found, nil
 }
 
-func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, restore, fresh bool, log *slog.Logger) (string, error) {
+func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, backupOK bool, log *slog.Logger) (string, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return "", fmt.Errorf("check stream %s: %w", name, err)
@@ -340,13 +340,15 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		if ids.StreamID == "" {
 			ids.StreamID = newStoreID()
 		}
-	case fresh:
+	case have.StreamID == "":
+		// Keyed on the stream id rather than on state.db being new, so a
+		// crash between creating state.db and this check changes nothing.
 		if sid := info.Config.Metadata[mdStoreID]; sid != "" && sid != st.StoreID() {
 			if err := st.SetStoreID(sid); err != nil {
 				return "", err
 			}
 		}
-		if restore {
+		if backupOK {
 			if cursor, err = restoreCursor(ctx, js, name, meta.StreamID); err != nil {
 				log.Error("cannot read the cursor backup; forwarding the stream from its start (the hub drops what it has within its duplicate window)", "stream", name, "err", err)
 			}
