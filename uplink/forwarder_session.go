@@ -253,11 +253,13 @@ const (
 // state in memory, as an ordered one does (no writes to the device's
 // storage per reading), acknowledges nothing (the cursor in state.db is the
 // only position that matters), and is deleted when reading ends, or by the
-// server once idle if the agent died.
+// server once idle if the agent died: idle meaning no pull waiting, which
+// also happens while a metered link slowly empties the last batch, hence
+// minutes rather than seconds.
 func readStream(ctx context.Context, str jetstream.Stream, from uint64, deliver func(jetstream.Msg) bool) error {
 	cons, err := str.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
-		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: 10 * time.Minute,
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer: %w", err)
