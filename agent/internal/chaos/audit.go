@@ -10,22 +10,27 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // localStreams are the agent's streams (buffer.StreamAlerts/Telemetry); the
 // names are the subject contract, so the harness spells them out.
 var localStreams = []string{"ALERTS", "TELEMETRY"}
 
-// streamSeq names one local message: (stream, sequence).
+// streamSeq names one local message. After a damaged store reuses
+// sequence numbers (a new message-id epoch), two different messages share a
+// (stream, seq): the time the local stream stored each one tells them apart.
 type streamSeq struct {
 	stream string
 	seq    uint64
+	stored string // RFC3339Nano, UTC: Edge-Time at the hub
 }
 
 // contents is what one side (local streams or the hub) holds.
 type contents struct {
 	ids  map[string]int    // harness payload id -> copies
-	seqs map[streamSeq]int // local message -> copies (hub: from Nats-Msg-Id)
+	seqs map[streamSeq]int // local message -> copies (hub: from its headers)
 	msgs int               // every message, sensor readings included
 }
 
@@ -101,7 +106,7 @@ func readLocal(ctx context.Context, url string) (*contents, error) {
 			md, _ := m.Metadata()
 			ss := streamSeq{stream: s}
 			if md != nil {
-				ss.seq = md.Sequence.Stream
+				ss.seq, ss.stored = md.Sequence.Stream, md.Timestamp.UTC().Format(time.RFC3339Nano)
 			}
 			c.add(m.Data(), ss)
 		})
@@ -113,11 +118,14 @@ func readLocal(ctx context.Context, url string) (*contents, error) {
 }
 
 // readHub reads the site's messages from EDGE; each carries the local
-// (stream, seq) it came from in its Nats-Msg-Id, <site>.<store-id>.<stream>.<seq>.
+// (stream, seq) it came from in its Nats-Msg-Id,
+// <site>.<epoch-id>.<stream>.<seq>, and the local store time in Edge-Time.
 func readHub(ctx context.Context, js jetstream.JetStream, site string) (*contents, error) {
 	c := newContents()
 	err := readStream(ctx, js, hubStream, "edge."+site+".>", func(m jetstream.Msg) {
-		c.add(m.Data(), parseMsgID(m.Headers().Get(nats.MsgIdHdr)))
+		ss := parseMsgID(m.Headers().Get(nats.MsgIdHdr))
+		ss.stored = m.Headers().Get(uplink.HdrTime)
+		c.add(m.Data(), ss)
 	})
 	return c, err
 }
@@ -177,6 +185,9 @@ func judge(acked []string, local, hub *contents) verdict {
 				v.notForwarded++
 			}
 		}
+		// One local message (same stream, seq and store time) stored twice
+		// at the hub is a duplicate whatever ids it was sent under; the same
+		// (stream, seq) with two store times is two messages (a new epoch).
 		for _, n := range hub.seqs {
 			v.hubExtra += n - 1
 		}

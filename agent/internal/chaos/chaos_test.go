@@ -76,7 +76,7 @@ func TestAuditFindsLossAndDuplicates(t *testing.T) {
 	}
 	local := newContents()
 	for i, id := range []string{"a", "b", "c"} {
-		local.add(body(id), streamSeq{"TELEMETRY", uint64(i + 1)})
+		local.add(body(id), streamSeq{stream: "TELEMETRY", seq: uint64(i + 1)})
 	}
 	v := judge([]string{"a", "b", "c"}, local, hubc)
 	want := verdict{acked: 3, atHub: 2, hubLost: 1, stuck: 1, hubDup: 1, notForwarded: 1, hubExtra: 1}
@@ -141,8 +141,8 @@ func TestPublisherLogsOnlyAcknowledged(t *testing.T) {
 
 func TestParseMsgID(t *testing.T) {
 	for in, want := range map[string]streamSeq{
-		"store-1.ab12.TELEMETRY.42": {"TELEMETRY", 42},
-		"s.x.ALERTS.1":              {"ALERTS", 1},
+		"store-1.ab12.TELEMETRY.42": {stream: "TELEMETRY", seq: 42},
+		"s.x.ALERTS.1":              {stream: "ALERTS", seq: 1},
 		"s.x.ALERTS.nope":           {},
 		"TELEMETRY.1":               {},
 		"":                          {},
@@ -150,5 +150,25 @@ func TestParseMsgID(t *testing.T) {
 		if got := parseMsgID(in); got != want {
 			t.Errorf("parseMsgID(%q) = %+v, want %+v", in, got, want)
 		}
+	}
+}
+
+// After a damaged store reuses sequence numbers under a new message-id
+// epoch, two different messages share (stream, seq) at the hub: they differ
+// in their store time and are not duplicates. The same message sent twice
+// (same store time) is.
+func TestAuditEpochReuseIsNotADuplicate(t *testing.T) {
+	local, hub := newContents(), newContents()
+	old := streamSeq{stream: "TELEMETRY", seq: 7, stored: "2026-01-01T00:00:00Z"}
+	reused := streamSeq{stream: "TELEMETRY", seq: 7, stored: "2026-01-01T00:05:00Z"}
+	local.add(body("new"), reused)
+	hub.add(body("old"), old)
+	hub.add(body("new"), reused)
+	if v := judge([]string{"new"}, local, hub); v.hubExtra != 0 || v.notForwarded != 0 || v.atHub != 1 {
+		t.Fatalf("epoch reuse judged as %+v: want no extra copies, nothing unforwarded", v)
+	}
+	hub.add(body("new"), reused)
+	if v := judge([]string{"new"}, local, hub); v.hubExtra != 1 || v.hubDup != 1 {
+		t.Fatalf("a resent message judged as %+v: want one extra copy", v)
 	}
 }
