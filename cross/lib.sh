@@ -139,3 +139,34 @@ ea_go_env() {
 		EA_GO_ENV+=("GOARM=${T_GOARM}")
 	fi
 }
+
+# Test-script bookkeeping shared by packaging/test-deb*.sh: counters, one
+# PASS/FAIL/SKIP line per check, and timed section headers.
+ea_passed=0
+ea_failed=0
+ea_skipped=0
+pass() {
+	ea_passed=$((ea_passed + 1))
+	printf 'PASS %s\n' "$*"
+}
+fail() {
+	ea_failed=$((ea_failed + 1))
+	printf 'FAIL %s\n' "$*"
+}
+skip() {
+	ea_skipped=$((ea_skipped + 1))
+	printf 'SKIP %s\n' "$*"
+}
+# check DESCRIPTION COMMAND...: PASS when the command succeeds.
+check() {
+	local what="$1"
+	shift
+	if "$@"; then
+		pass "${what}"
+	else
+		fail "${what}"
+	fi
+}
+section() {
+	printf '\n== %s (%ds)\n' "$*" "$((SECONDS - ${START:-0}))"
+}

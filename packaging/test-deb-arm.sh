@@ -34,33 +34,6 @@ BINFMT_NAME=edge-agent-test-aarch64
 
 [[ "$(id -u)" == "0" ]] || ea_die "must run as root (debootstrap, chroot, binfmt_misc)"
 
-passed=0
-failed=0
-skipped=0
-pass() {
-	passed=$((passed + 1))
-	printf 'PASS %s\n' "$*"
-}
-fail() {
-	failed=$((failed + 1))
-	printf 'FAIL %s\n' "$*"
-}
-skip() {
-	skipped=$((skipped + 1))
-	printf 'SKIP %s\n' "$*"
-}
-check() {
-	local what="$1"
-	shift
-	if "$@"; then
-		pass "${what}"
-	else
-		fail "${what}"
-	fi
-}
-section() {
-	printf '\n== %s (%ds)\n' "$*" "$((SECONDS - START))"
-}
 
 section "tools"
 need=()
@@ -227,5 +200,5 @@ else
 fi
 
 section "done"
-printf 'test-deb-arm: %d passed, %d failed, %d skipped in %ds\n' "${passed}" "${failed}" "${skipped}" "$((SECONDS - START))"
-((failed == 0))
+printf 'test-deb-arm: %d passed, %d failed, %d skipped in %ds\n' "${ea_passed}" "${ea_failed}" "${ea_skipped}" "$((SECONDS - START))"
+((ea_failed == 0))

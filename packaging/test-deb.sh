@@ -31,29 +31,6 @@ ROOTFS_TAR="${CACHE}/${SUITE}-amd64.tar"
 
 [[ "$(id -u)" == "0" ]] || ea_die "must run as root (debootstrap, chroot, mount)"
 
-passed=0
-failed=0
-pass() {
-	passed=$((passed + 1))
-	printf 'PASS %s\n' "$*"
-}
-fail() {
-	failed=$((failed + 1))
-	printf 'FAIL %s\n' "$*"
-}
-# check DESCRIPTION COMMAND...: PASS when the command succeeds.
-check() {
-	local what="$1"
-	shift
-	if "$@"; then
-		pass "${what}"
-	else
-		fail "${what}"
-	fi
-}
-section() {
-	printf '\n== %s (%ds)\n' "$*" "$((SECONDS - START))"
-}
 
 # --- tools ------------------------------------------------------------------
 section "tools"
@@ -416,5 +393,5 @@ expect_stat /var/lib/edge-agent "750 edge-agent edge-agent"
 expect_stat /etc/edge-agent/agent.yaml "640 root edge-agent"
 
 section "done"
-printf 'test-deb: %d passed, %d failed in %ds\n' "${passed}" "${failed}" "$((SECONDS - START))"
-((failed == 0))
+printf 'test-deb: %d passed, %d failed in %ds\n' "${ea_passed}" "${ea_failed}" "$((SECONDS - START))"
+((ea_failed == 0))
