@@ -32,16 +32,8 @@ die() {
 	exit 1
 }
 
-passed=0
-failed=0
-pass() {
-	passed=$((passed + 1))
-	printf 'PASS %s\n' "$*"
-}
-fail() {
-	failed=$((failed + 1))
-	printf 'FAIL %s\n' "$*"
-}
+# shellcheck source-path=SCRIPTDIR source=../cross/lib.sh
+source "${ROOT}/cross/lib.sh" # pass/fail bookkeeping shared with packaging/
 
 if ! command -v systemd-analyze >/dev/null; then
 	[[ "$(id -u)" == "0" ]] || die "systemd-analyze missing; run: sudo apt-get install -y systemd"
@@ -218,5 +210,5 @@ if [[ -n "${uid}" ]]; then
 	fi
 fi
 
-printf 'systemd: %d passed, %d failed\n' "${passed}" "${failed}"
-((failed == 0))
+printf 'systemd: %d passed, %d failed\n' "${ea_passed}" "${ea_failed}"
+((ea_failed == 0))
