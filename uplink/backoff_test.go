@@ -157,40 +157,17 @@ func TestLinkHubBackBusy(t *testing.T) {
 // erringHub answers each connection the way a hub that is too busy to
 // finish the handshake does: an -ERR at once, the close a moment later.
 func erringHub(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = c.Write([]byte("-ERR 'Authentication Timeout'\r\n"))
-				time.Sleep(300 * time.Millisecond)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return fakeHub(t, func(c net.Conn) {
+		_, _ = c.Write([]byte("-ERR 'Authentication Timeout'\r\n"))
+		time.Sleep(300 * time.Millisecond) // the hub closes a moment after its error
+	})
 }
 
-// TestLinkHandshakeErrorDoesNotStall: the link pauses the remote on the
-// handshake's error line, before the connection has closed. nats-server
-// then loses that pause signal and parks its own reconnect for the whole
-// LeafNode.ReconnectInterval, refusing to enable the remote meanwhile;
-// with the interval at 2·max that held a site off the hub for 60 s after
-// a hub restart (fleet-sim: "cannot be enabled at the moment" for a
-// minute). Attempts must keep coming at the backoff's pace.
+// TestLinkHandshakeErrorDoesNotStall: a hub that answers the handshake with
+// an error and closes a moment later must not stall the link. The
+// reload-based link once lost its pause signal there and held a site off the
+// hub for 2·max after a hub restart (fleet-sim); attempts must keep coming at
+// the backoff's pace.
 func TestLinkHandshakeErrorDoesNotStall(t *testing.T) {
 	cfg := linkConfig(t, "nats://"+erringHub(t))
 	cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: 10 * time.Second}

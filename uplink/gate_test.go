@@ -36,8 +36,9 @@ func testGate(t *testing.T, hubAddr string) *gate {
 	return g
 }
 
-// echoHub accepts connections and echoes what they send.
-func echoHub(t *testing.T) string {
+// fakeHub listens on loopback and runs serve on each connection (closing
+// it afterwards) until the test ends.
+func fakeHub(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,11 +58,16 @@ func echoHub(t *testing.T) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				_, _ = io.Copy(c, c)
+				serve(c)
 			}()
 		}
 	}()
 	return l.Addr().String()
+}
+
+// echoHub accepts connections and echoes what they send.
+func echoHub(t *testing.T) string {
+	return fakeHub(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 type connectResult struct {
