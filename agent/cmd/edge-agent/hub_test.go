@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -16,15 +15,7 @@ import (
 )
 
 func TestHubInit(t *testing.T) {
-	hub, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hub.Start()
-	t.Cleanup(func() { hub.Shutdown(); hub.WaitForShutdown() })
-	if !hub.ReadyForConnections(10 * time.Second) {
-		t.Fatal("hub not ready")
-	}
+	hub := testHub(t)
 	url := hub.ClientURL()
 	cases := []struct {
 		args []string
@@ -84,15 +75,7 @@ func checkStatusStream(t *testing.T, url string) {
 // The demo's dev hub gets both streams, and a second demo run on the same
 // directory accepts them.
 func TestDemoHubStreams(t *testing.T) {
-	hub, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hub.Start()
-	t.Cleanup(func() { hub.Shutdown(); hub.WaitForShutdown() })
-	if !hub.ReadyForConnections(10 * time.Second) {
-		t.Fatal("hub not ready")
-	}
+	hub := testHub(t)
 	for range 2 {
 		if err := demoHubStream(hub); err != nil {
 			t.Fatal(err)
