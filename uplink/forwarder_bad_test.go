@@ -87,11 +87,15 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{noStream: true})
 	e.leafUp()
 	e.publish("telemetry.x", 20, []byte("x"))
-	f := e.start(nil)
+	link := newFakeLink(true)
+	f := e.start(nil, WithLink(link))
 	fwWaitFor(t, 20*time.Second, "hub_stream reason", func() bool {
 		st := f.Status()
 		return st.ReasonClass == ReasonHubStream && strings.Contains(st.LastError, "edge-agent hub init")
 	})
+	if c, _ := link.degraded.Load().([2]string); c[0] != ReasonHubStream {
+		t.Fatalf("link told %v, want the hub_stream reason", c)
+	}
 	// Creating the stream cures it without a restart.
 	ctx := t.Context()
 	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
@@ -100,6 +104,10 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 	fwWaitFor(t, 30*time.Second, "readings at the new hub stream", func() bool { return e.hubCount() == 20 })
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
 	fwWaitFor(t, 5*time.Second, "reason cleared", func() bool { return f.Status().ReasonClass == "" })
+	fwWaitFor(t, 5*time.Second, "link told the reason is gone", func() bool {
+		c, _ := link.degraded.Load().([2]string)
+		return c == [2]string{}
+	})
 }
 
 // A message the hub can never take is skipped with a reason instead of

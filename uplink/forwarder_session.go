@@ -408,9 +408,15 @@ func (s *session) onAck(m *nats.Msg) {
 		if string(pa.Domain) != f.status.HubDomain {
 			f.status.HubDomain = string(pa.Domain)
 		}
+		// A reason this forwarder gave the link (hub stream missing,
+		// permission) ends with the first ack; tell the link too.
+		cured := f.status.ReasonClass == ReasonHubStream || f.status.ReasonClass == ReasonPermission
 		f.status.ReasonClass, f.status.LastError = "", ""
 		f.lastProgress = f.status.LastAck
 		f.mu.Unlock()
+		if cured && f.o.link != nil {
+			f.o.link.Degraded("", "")
+		}
 	}
 	s.complete(e)
 }

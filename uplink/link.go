@@ -160,8 +160,19 @@ func (l *Link) Bounce() {
 // Degraded lets the forwarder report a hub-side problem that leaves the
 // connection up but forwarding impossible (ReasonHubStream,
 // ReasonPermission); it is cleared on the next connect.
+//
+// An empty class and reason clear such a reason once forwarding works again,
+// so status does not keep blaming a hub stream that has since been created;
+// a connection-level reason (DNS, TLS, ...) is left for the link to clear.
 func (l *Link) Degraded(class, reason string) {
 	l.mu.Lock()
+	if class == "" && reason == "" {
+		if l.st.ReasonClass == ReasonHubStream || l.st.ReasonClass == ReasonPermission {
+			l.st.ReasonClass, l.st.Reason = "", ""
+		}
+		l.mu.Unlock()
+		return
+	}
 	l.st.ReasonClass, l.st.Reason = class, reason
 	l.mu.Unlock()
 	l.record(EventError, reason)

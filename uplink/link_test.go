@@ -427,3 +427,30 @@ func TestLinkLogQuiet(t *testing.T) {
 	t.Logf("lines by level: %v", count)
 	mu.Unlock()
 }
+
+// A forwarder-level reason (hub stream missing, permission) is cleared when
+// the forwarder reports it cured; a connection-level reason is not, because
+// only the link knows when the connection is healthy again.
+func TestLinkDegradedCleared(t *testing.T) {
+	hub := fwStartServer(t, fwHubOpts(t))
+	e := startLink(t, linkConfig(t, hubLeafURL(t, hub, "nats")), nil)
+	// Connected, so the link itself has no reason to set meanwhile.
+	select {
+	case <-e.link.Up():
+	case <-time.After(15 * time.Second):
+		t.Fatal("link not up")
+	}
+	e.link.Degraded(ReasonHubStream, "hub stream missing: run edge-agent hub init")
+	if st := e.link.Status(); st.ReasonClass != ReasonHubStream {
+		t.Fatalf("reason after Degraded = %q", st.ReasonClass)
+	}
+	e.link.Degraded("", "")
+	if st := e.link.Status(); st.ReasonClass != "" || st.Reason != "" {
+		t.Fatalf("hub_stream reason not cleared: %q %q", st.ReasonClass, st.Reason)
+	}
+	e.link.Degraded(ReasonTCP, "TCP: connection refused")
+	e.link.Degraded("", "")
+	if st := e.link.Status(); st.ReasonClass != ReasonTCP {
+		t.Fatalf("a connection-level reason was cleared by the forwarder: %+v", st)
+	}
+}
