@@ -170,3 +170,22 @@ check() {
 section() {
 	printf '\n== %s (%ds)\n' "$*" "$((SECONDS - ${START:-0}))"
 }
+
+# ea_detect_mirror SUITE: the mirror apt on this machine uses for SUITE
+# (deb822 .sources or one-line .list entries, with or without [options]), so
+# debootstrap talks to the same host as apt and to no other.
+ea_detect_mirror() {
+	local suite="$1" f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -r "${f}" ]] || continue
+		awk -v suite="${suite}" '
+			/^[[:space:]]*$/ { if (uri != "" && ok) { print uri; exit } uri = ""; ok = 0; next }
+			/^URIs:/ { uri = $2 }
+			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) ok = 1 }
+			END { if (uri != "" && ok) print uri }' "${f}"
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[[ -r "${f}" ]] || continue
+		awk -v suite="${suite}" '$1 == "deb" { u = $2; s = $3; if ($2 ~ /^\[/) { for (i = 2; i <= NF; i++) if ($i ~ /\]$/) break; u = $(i + 1); s = $(i + 2) } if (s == suite) print u }' "${f}"
+	done
+}

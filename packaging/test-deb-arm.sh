@@ -123,21 +123,6 @@ binfmt_ready() {
 	printf '%s' ":${BINFMT_NAME}:${line#:qemu-aarch64:}" >"${BINFMT}/register" 2>/dev/null || return 1
 	REGISTERED=1
 }
-detect_mirror() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[[ -r "${f}" ]] || continue
-		awk -v suite="${SUITE}" '
-			/^[[:space:]]*$/ { if (uri != "" && ok) { print uri; exit } uri = ""; ok = 0; next }
-			/^URIs:/ { uri = $2 }
-			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) ok = 1 }
-			END { if (uri != "" && ok) print uri }' "${f}"
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[[ -r "${f}" ]] || continue
-		awk -v suite="${SUITE}" '$1 == "deb" && $3 == suite { print $2 }' "${f}"
-	done
-}
 
 if [[ "${SKIP_CHROOT:-0}" == "1" ]]; then
 	skip "arm64 chroot install (SKIP_CHROOT=1)"
@@ -145,7 +130,7 @@ elif ! binfmt_ready; then
 	skip "arm64 chroot install: binfmt_misc is not available here (cannot run arm64 programs inside a chroot)"
 else
 	if [[ ! -s "${ROOTFS_TAR}" ]]; then
-		mirror="${MIRROR:-$(detect_mirror | head -n1)}"
+		mirror="${MIRROR:-$(ea_detect_mirror "${SUITE}" | head -n1)}"
 		[[ -n "${mirror}" ]] || ea_die "no ${SUITE} mirror found in /etc/apt/sources.list*; set MIRROR"
 		ea_log "building the ${SUITE} arm64 rootfs from ${mirror} under qemu (once; cached in ${ROOTFS_TAR})"
 		mkdir -p "${CACHE}"

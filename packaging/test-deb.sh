@@ -202,26 +202,10 @@ done
 # --- (d) install test in a bookworm chroot -----------------------------------
 section "(d) install, upgrade, remove, purge in a ${SUITE} chroot"
 
-# The mirror apt on this machine uses for ${SUITE} (deb822 or one-line form).
-detect_mirror() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[[ -r "${f}" ]] || continue
-		awk -v suite="${SUITE}" '
-			/^[[:space:]]*$/ { if (uri != "" && ok) { print uri; exit } uri = ""; ok = 0; next }
-			/^URIs:/ { uri = $2 }
-			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) ok = 1 }
-			END { if (uri != "" && ok) print uri }' "${f}"
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[[ -r "${f}" ]] || continue
-		awk -v suite="${SUITE}" '$1 == "deb" { u = $2; s = $3; if ($2 ~ /^\[/) { for (i = 2; i <= NF; i++) if ($i ~ /\]$/) break; u = $(i + 1); s = $(i + 2) } if (s == suite) print u }' "${f}"
-	done
-}
 build_rootfs() {
 	local mirror="${MIRROR:-}" tmp
 	if [[ -z "${mirror}" ]]; then
-		mirror="$(detect_mirror | head -n1)"
+		mirror="$(ea_detect_mirror "${SUITE}" | head -n1)"
 	fi
 	[[ -n "${mirror}" ]] || ea_die "no ${SUITE} mirror found in /etc/apt/sources.list*; set MIRROR"
 	ea_log "building the ${SUITE} amd64 rootfs cache from ${mirror} (once; reused from ${ROOTFS_TAR})"
