@@ -341,3 +341,20 @@ func (e *fwEnv) leafInMsgs() int64 {
 	}
 	return v.InMsgs
 }
+
+// capTelemetry limits the local TELEMETRY stream to max messages, so the
+// buffer evicts readings the forwarder has not sent yet, and returns it.
+func (e *fwEnv) capTelemetry(max int64) jetstream.Stream {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.leafJS.Stream(ctx, "TELEMETRY")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c := s.CachedInfo().Config
+	c.MaxMsgs = max
+	if _, err := e.leafJS.UpdateStream(ctx, c); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}

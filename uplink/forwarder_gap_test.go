@@ -81,16 +81,7 @@ func TestForwarderReaderSkipNotEvicted(t *testing.T) {
 // skipped; every reading still stored reaches the hub.
 func TestForwarderEvictedWhileReading(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
-	ctx := t.Context()
-	s, err := e.leafJS.Stream(ctx, "TELEMETRY")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := s.CachedInfo().Config
-	c.MaxMsgs = 10
-	if _, err := e.leafJS.UpdateStream(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	e.capTelemetry(10)
 	e.leafUp()
 	e.publish("telemetry.x", 10, []byte("x"))
 	// The reader holds seq 1 until 2000 more readings evicted 1..2000:

@@ -109,18 +109,9 @@ func TestForwarderAlertOvertakesBacklog(t *testing.T) {
 // cursor past them and are counted, once.
 func TestForwarderEvicted(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
-	ctx := t.Context()
-	s, err := e.leafJS.Stream(ctx, "TELEMETRY")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := s.CachedInfo().Config
-	c.MaxMsgs = 100
-	if _, err := e.leafJS.UpdateStream(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	e.publish("telemetry.x", 300, []byte("x"))    // 1..200 evicted
-	if err := s.DeleteMsg(ctx, 250); err != nil { // one gap inside
+	s := e.capTelemetry(100)
+	e.publish("telemetry.x", 300, []byte("x"))            // 1..200 evicted
+	if err := s.DeleteMsg(t.Context(), 250); err != nil { // one gap inside
 		t.Fatal(err)
 	}
 	logs := &fwLog{}
