@@ -3,8 +3,13 @@ package uplink
 import (
 	"context"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
 )
@@ -12,53 +17,157 @@ import (
 // BenchmarkDrain empties a backlog of 128-byte readings from the site into
 // the hub, once through the forwarder and once through stock hub-side
 // sourcing of the same stream over the same leaf (the "hub pulls" mode),
-// and reports both rates and their ratio: on loopback, where both are CPU
-// bound, and through a WAN proxy with a store's 100 ms round trip. 100k
-// readings by default, EDGE_BENCH_FULL=1 for 1M.
+// and reports both rates and their ratio (x_vs_sourcing):
+//
+//   - loopback: both CPU bound. A third peer, a bare client on the site
+//     leaf publishing the same messages straight into the same hub
+//     stream, measures what the hub can ingest through the leaf at all on
+//     this machine; x_vs_hub_ceiling and sourcing_x_vs_hub_ceiling put
+//     the forwarder and sourcing against it.
+//   - +50ms_one_way: the leaf dials through a WAN proxy adding 50 ms in
+//     each direction (100 ms round trip), a store's uplink.
+//   - +50ms_one_way,drop_every=2s: the same, and the connection drops
+//     every 2 s (NAT timeouts, a modem that resets) and redials at once.
+//
+// The backlog is EDGE_BENCH_DRAIN_N readings: 100k by default so that
+// `go test -bench` stays quick, 1M under `make bench` (benchreport sets
+// it) or with EDGE_BENCH_FULL=1.
 func BenchmarkDrain(b *testing.B) {
-	n := 100_000
-	if os.Getenv("EDGE_BENCH_FULL") == "1" {
-		n = 1_000_000
-	}
-	for _, wan := range []struct {
-		name  string
-		rtt   time.Duration
-		reset time.Duration
+	n := drainBacklog(b)
+	for _, c := range []struct {
+		name    string
+		wan     drainWAN
+		ceiling bool
 	}{
-		{"loopback", 0, 0},
-		{"rtt=100ms", 100 * time.Millisecond, 0},
-		// A flaky store uplink: the connection drops every 2 s (NAT
-		// timeouts, a modem that resets) and redials at once.
-		{"rtt=100ms,drop_every=2s", 100 * time.Millisecond, 2 * time.Second},
+		{"loopback", drainWAN{}, true},
+		{"+50ms_one_way", drainWAN{rtt: 100 * time.Millisecond}, false},
+		{"+50ms_one_way,drop_every=2s", drainWAN{rtt: 100 * time.Millisecond, reset: 2 * time.Second}, false},
 	} {
-		b.Run(wan.name, func(b *testing.B) { benchDrain(b, n, wan.rtt, wan.reset) })
-	}
-}
-
-func benchDrain(b *testing.B, n int, rtt, reset time.Duration) {
-	var fwd, src time.Duration
-	for range b.N {
-		fwd += drain(b, n, rtt, reset, func(e *fwEnv) { e.start(nil) })
-		src += drain(b, n, rtt, reset, func(e *fwEnv) {
-			cfg := SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
-			if _, err := e.hubJS.CreateStream(context.Background(), cfg); err != nil {
-				b.Fatal(err)
+		b.Run(c.name, func(b *testing.B) {
+			var fwd, src, hub time.Duration
+			for range b.N {
+				fwd += drain(b, n, c.wan, viaForwarder)
+				src += drain(b, n, c.wan, viaSourcing)
+				if c.ceiling {
+					hub += drain(b, n, c.wan, viaBareClient)
+				}
+			}
+			total := float64(n * b.N)
+			b.ReportMetric(float64(n), "readings")
+			b.ReportMetric(total/fwd.Seconds(), "msgs/s_forwarder")
+			b.ReportMetric(total/src.Seconds(), "msgs/s_sourcing")
+			b.ReportMetric(src.Seconds()/fwd.Seconds(), "x_vs_sourcing")
+			if c.ceiling {
+				b.ReportMetric(total/hub.Seconds(), "msgs/s_hub_ceiling")
+				b.ReportMetric(hub.Seconds()/fwd.Seconds(), "x_vs_hub_ceiling")
+				b.ReportMetric(hub.Seconds()/src.Seconds(), "sourcing_x_vs_hub_ceiling")
 			}
 		})
 	}
-	total := float64(n * b.N)
-	b.ReportMetric(total/fwd.Seconds(), "msgs/s_forwarder")
-	b.ReportMetric(total/src.Seconds(), "msgs/s_sourcing")
-	b.ReportMetric(src.Seconds()/fwd.Seconds(), "x_vs_sourcing")
 }
 
-// drain builds a fresh hub and site with n readings waiting, then times
-// start until the hub holds them all.
-func drain(b *testing.B, n int, rtt, reset time.Duration, start func(*fwEnv)) time.Duration {
+// drainBacklog is BenchmarkDrain's backlog size (see there).
+func drainBacklog(b *testing.B) int {
+	if v := os.Getenv("EDGE_BENCH_DRAIN_N"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("EDGE_BENCH_DRAIN_N=%q: want a positive number of readings", v)
+		}
+		return n
+	}
+	if os.Getenv("EDGE_BENCH_FULL") == "1" {
+		return 1_000_000
+	}
+	return 100_000
+}
+
+// drainWAN is the link between the leaf and the hub for one drain.
+type drainWAN struct {
+	rtt   time.Duration // > 0: through a WAN proxy with this round trip
+	reset time.Duration // > 0: the proxy drops every connection this often
+	shape int64         // > 0: through a WAN proxy capped at this many bytes/s each way
+}
+
+// A drainWay moves n readings from the site to the hub.
+type drainWay struct {
+	backlog bool // the n readings must be waiting in the local stream first
+	start   func(b *testing.B, e *fwEnv, n int)
+}
+
+var (
+	viaForwarder = drainWay{backlog: true, start: func(_ *testing.B, e *fwEnv, _ int) { e.start(nil) }}
+	viaSourcing  = drainWay{backlog: true, start: func(b *testing.B, e *fwEnv, _ int) {
+		cfg := SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
+		if _, err := e.hubJS.CreateStream(context.Background(), cfg); err != nil {
+			b.Fatal(err)
+		}
+	}}
+	// viaBareClient is the hub's ingest ceiling: no local stream to read,
+	// no cursor, just the forwarder's messages (subject, 128 B, the same
+	// headers) published by a client of the leaf with the forwarder's
+	// window of 8192 asynchronous publishes into the same hub stream.
+	viaBareClient = drainWay{start: publishToHub}
+)
+
+func publishToHub(b *testing.B, e *fwEnv, n int) {
+	var (
+		mu     sync.Mutex
+		ackErr error
+	)
+	js, err := jetstream.New(e.leafNC, jetstream.WithPublishAsyncMaxPending(8192),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ackErr == nil {
+				ackErr = err
+			}
+		}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 128)
+	prefix := e.site + "." + e.st.StoreID() + ".TELEMETRY."
+	subject := "edge." + e.site + ".telemetry.x"
+	for i := 1; i <= n; i++ {
+		seq := strconv.Itoa(i)
+		h := nats.Header{
+			nats.MsgIdHdr: {prefix + seq},
+			HdrSubject:    {"telemetry.x"},
+			HdrTime:       {time.Now().UTC().Format(time.RFC3339Nano)},
+			HdrSite:       {e.site},
+			HdrStream:     {"TELEMETRY"},
+			HdrSeq:        {seq},
+		}
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}, jetstream.WithStallWait(time.Minute)); err != nil {
+			b.Fatalf("bare client publish %d of %d: %v", i, n, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("bare client: %d publishes still unacknowledged after 5 minutes", js.PublishAsyncPending())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ackErr != nil {
+		b.Fatalf("bare client: hub refused a publish: %v", ackErr)
+	}
+}
+
+// drain builds a fresh hub and site (with n readings waiting if the way
+// reads them from the local stream), then times way.start until the hub
+// holds n readings.
+func drain(b *testing.B, n int, wan drainWAN, way drainWay) time.Duration {
 	b.StopTimer()
-	e := newFwEnv(b, "s1", fwEnvOpts{rtt: rtt})
+	eo := fwEnvOpts{rtt: wan.rtt}
+	if wan.shape > 0 {
+		eo.cfg = shapedHub(b, wan.shape)
+	}
+	e := newFwEnv(b, "s1", eo)
 	e.leafUp()
-	e.publish("telemetry.x", n, make([]byte, 128))
+	if way.backlog {
+		e.publish("telemetry.x", n, make([]byte, 128))
+	}
 	ctx := context.Background()
 	count := func() uint64 {
 		var sum uint64
@@ -69,13 +178,13 @@ func drain(b *testing.B, n int, rtt, reset time.Duration, start func(*fwEnv)) ti
 		}
 		return sum
 	}
-	if reset > 0 {
+	if wan.reset > 0 {
 		stop := make(chan struct{})
 		done := make(chan struct{})
 		defer func() { close(stop); <-done }()
 		go func() {
 			defer close(done)
-			t := time.NewTicker(reset)
+			t := time.NewTicker(wan.reset)
 			defer t.Stop()
 			for {
 				select {
@@ -91,7 +200,7 @@ func drain(b *testing.B, n int, rtt, reset time.Duration, start func(*fwEnv)) ti
 	}
 	b.StartTimer()
 	t0 := time.Now()
-	start(e)
+	way.start(b, e, n)
 	fwWaitFor(b, 30*time.Minute, "backlog drained", func() bool { return count() >= uint64(n) })
 	d := time.Since(t0)
 	b.StopTimer()

@@ -12,7 +12,7 @@ BenchmarkPublish/sync=always-2   	    3000	    281000 ns/op	      3559 msgs/s	  
 BenchmarkNoise
 PASS
 pkg: github.com/edge-agent/edge-agent/uplink
-BenchmarkDrain-2 1 2000000000 ns/op 51000 msgs/s 1.8 x_vs_sourcing
+BenchmarkDrain-2 1 2000000000 ns/op 51000 msgs/s 1.8 x_vs_sourcing 0.93 sourcing_x_vs_hub_ceiling
 `
 	res := parse(strings.NewReader(out))
 	if len(res) != 2 {
@@ -23,7 +23,7 @@ BenchmarkDrain-2 1 2000000000 ns/op 51000 msgs/s 1.8 x_vs_sourcing
 	}
 	var md strings.Builder
 	writeTables(&md, res)
-	for _, want := range []string{"## buffer", "| Publish/sync=always | 3000 |", "**0.97** ratio_vs_nats_server", "## uplink", "**1.8** x_vs_sourcing"} {
+	for _, want := range []string{"## buffer", "| Publish/sync=always | 3000 |", "**0.97** ratio_vs_nats_server", "## uplink", "**1.8** x_vs_sourcing", "**0.93** sourcing_x_vs_hub_ceiling"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, md.String())
 		}
