@@ -57,7 +57,8 @@ var (
 	bEvents  = []byte("events")
 	bIDs     = []byte("ids")    // stream -> laneIDs JSON
 	bIssued  = []byte("issued") // stream -> bound of sequences whose message ids may have been sent
-	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bLinks, bSensors, bMisc, bEvents, bIDs, bIssued}
+	bAge     = []byte("age")    // big-endian key -> AgeCheckpoint JSON, oldest first (see age.go)
+	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bLinks, bSensors, bMisc, bEvents, bIDs, bIssued, bAge}
 )
 
 // ErrReadOnly is returned by writes on a state opened with OpenStateReadOnly.
@@ -169,6 +170,11 @@ type State struct {
 	backup   jetstream.JetStream
 	backedUp map[string]cursorRecord
 	backErr  bool
+	// age holds the ager's checkpoints, oldest first, with consecutive
+	// keys; keys below ageFloor are deleted at the next flush.
+	age      []ageEntry
+	ageFloor uint64
+	dirtyAge map[uint64]bool
 
 	dirtyCursors map[string]bool
 	dirtyEvicted map[string]bool
@@ -363,6 +369,13 @@ func validRecord(bucket, k, v []byte) error {
 		if err = json.Unmarshal(v, &l); err == nil && len(l.Epochs) == 0 {
 			err = errors.New("no id epochs")
 		}
+	case string(bAge):
+		var c AgeCheckpoint
+		if len(k) != 8 {
+			err = fmt.Errorf("%d-byte key, want 8", len(k))
+		} else {
+			err = json.Unmarshal(v, &c)
+		}
 	case string(bMisc):
 		if !json.Valid(v) {
 			err = errors.New("not JSON")
@@ -382,7 +395,7 @@ func newState(path string, log *slog.Logger, db *bolt.DB, ro bool) *State {
 		ids: map[string]laneIDs{}, issued: map[string]uint64{}, sent: map[string]uint64{}, prior: map[string]uint64{},
 		backedUp:     map[string]cursorRecord{},
 		dirtyCursors: map[string]bool{}, dirtyEvicted: map[string]bool{},
-		dirtySensors: map[string]bool{}, dirtyMisc: map[string]bool{},
+		dirtySensors: map[string]bool{}, dirtyMisc: map[string]bool{}, dirtyAge: map[uint64]bool{},
 		kick: make(chan struct{}, 1),
 	}
 }
@@ -421,6 +434,21 @@ func (s *State) load() error {
 				return nil
 			}); err != nil {
 				return err
+			}
+		}
+		if b := tx.Bucket(bAge); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				e := ageEntry{key: binary.BigEndian.Uint64(k)}
+				if err := json.Unmarshal(v, &e.cp); err != nil {
+					return fmt.Errorf("age checkpoint %d: %w", e.key, err)
+				}
+				s.age = append(s.age, e)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if len(s.age) > 0 {
+				s.ageFloor = s.age[0].key
 			}
 		}
 		if b := tx.Bucket(bMisc); b != nil {
@@ -607,6 +635,9 @@ func (s *State) Flush() error {
 				return err
 			}
 		}
+		if err := s.flushAge(tx.Bucket(bAge)); err != nil {
+			return err
+		}
 		if _, err := appendRing(tx.Bucket(bLinks), s.linkSeq, s.newLinks, linkRingSize); err != nil {
 			return err
 		}
@@ -622,6 +653,7 @@ func (s *State) Flush() error {
 	clear(s.dirtyEvicted)
 	clear(s.dirtySensors)
 	clear(s.dirtyMisc)
+	clear(s.dirtyAge)
 	s.newLinks, s.newEvents, s.dirtyN = nil, nil, 0
 	return nil
 }

@@ -26,6 +26,11 @@ const (
 var Lanes = []string{StreamAlerts, StreamTelemetry}
 
 // StreamConfigs is what the agent's streams must look like for this config.
+// MaxAge is always 0: nats-server expires by the wall clock against each
+// message's wall-clock store time, so a clock stepped forward (a bad RTC, a
+// gateway booting at 1970 and NTP stepping it to today) would empty the
+// buffer of readings the hub never had. buffer.max_age is enforced by the
+// Ager instead, on time that cannot jump (see age.go).
 func StreamConfigs(c Config) []jetstream.StreamConfig {
 	alertBytes := max(int64(c.MaxBytes)/10, 1<<20)
 	base := func(name, subj string, bytes int64) jetstream.StreamConfig {
@@ -38,7 +43,7 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardOld,
 			MaxBytes:    bytes,
-			MaxAge:      c.MaxAge,
+			MaxAge:      0,
 			// Never AsyncPersistMode: it silently turns the server's
 			// sync_always off for the stream (nats-server stream.go).
 			PersistMode: jetstream.DefaultPersistMode,
@@ -53,14 +58,24 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the agent's streams or reconciles their limits in
-// place (max_bytes, max_age, discard, subjects, description: nats-server
+// EnsureStreams is ReconcileStreams without a log.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, c Config) error {
+	return ReconcileStreams(ctx, js, c, nil)
+}
+
+// ReconcileStreams creates the agent's streams or reconciles their limits
+// in place (max_bytes, max_age, discard, subjects, description: nats-server
 // applies these to the existing files, data kept; shrinking max_bytes
 // evicts the oldest messages, which is what the operator asked for). A
-// difference that would need a new stream (storage, retention, replicas,
-// persist mode) is refused with the reason and the commands to resolve it,
-// never applied by deleting data.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, c Config) error {
+// stream created by an older agent with a JetStream max_age gets 0, logged:
+// the age limit is the Ager's from now on. A difference that would need a
+// new stream (storage, retention, replicas, persist mode) is refused with
+// the reason and the commands to resolve it, never applied by deleting
+// data.
+func ReconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	for _, want := range StreamConfigs(c) {
 		s, err := js.Stream(ctx, want.Name)
 		switch {
@@ -90,6 +105,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c Config) error 
 		upd.MaxBytes, upd.MaxAge, upd.Discard, upd.Subjects, upd.Description = want.MaxBytes, want.MaxAge, want.Discard, want.Subjects, want.Description
 		if _, err := js.UpdateStream(ctx, upd); err != nil {
 			return fmt.Errorf("update stream %s limits in place (max_bytes %d, max_age %s): %w", want.Name, want.MaxBytes, want.MaxAge, err)
+		}
+		if have.MaxAge != want.MaxAge {
+			log.Info("stream max_age set to 0 in JetStream: buffer.max_age is now enforced by the agent on time that does not jump with the wall clock (stored readings start ageing from now)",
+				"stream", want.Name, "jetstream_max_age_was", have.MaxAge.String(), "buffer.max_age", c.MaxAge.String())
 		}
 	}
 	return nil
@@ -413,6 +432,13 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	if err := st.adoptIDs(name, ids, cursor, cursor != cursor0, issued); err != nil {
 		return d, err
 	}
+	// Age checkpoints name sequences; ones past the end now (or in the
+	// sequence space of a replaced stream) would name new messages.
+	ageLimit := state.LastSeq
+	if replaced {
+		ageLimit = 0
+	}
+	st.clampAge(name, ageLimit)
 	return d, markLane(st, name, state)
 }
 

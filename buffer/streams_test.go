@@ -27,19 +27,20 @@ func TestEnsureStreamsCreateAndReconcile(t *testing.T) {
 		mustOK(t, err, want.Name)
 		got := s.CachedInfo().Config
 		if got.Storage != jetstream.FileStorage || got.Retention != jetstream.LimitsPolicy || got.Discard != jetstream.DiscardOld ||
-			got.Replicas != 1 || got.MaxBytes != want.MaxBytes || got.MaxAge != c.MaxAge || got.PersistMode != jetstream.DefaultPersistMode {
+			got.Replicas != 1 || got.MaxBytes != want.MaxBytes || got.MaxAge != 0 || got.PersistMode != jetstream.DefaultPersistMode {
 			t.Fatalf("%s created as %+v", want.Name, got)
 		}
 	}
 	publishN(t, js, "telemetry.t", 100, 128)
 	publishN(t, js, "alerts.a", 10, 128)
 
-	// Raising limits and shortening the age applies in place, data kept.
+	// Raising limits applies in place, data kept; the age limit never
+	// reaches JetStream (the Ager enforces it).
 	c.MaxBytes, c.MaxAge = 128<<20, 48*time.Hour
 	mustOK(t, EnsureStreams(ctx, js, c), "update limits")
 	st := streamState(t, js, StreamTelemetry)
 	s, _ := js.Stream(ctx, StreamTelemetry)
-	if st.Msgs != 100 || s.CachedInfo().Config.MaxAge != 48*time.Hour || s.CachedInfo().Config.MaxBytes != StreamConfigs(c)[1].MaxBytes {
+	if st.Msgs != 100 || s.CachedInfo().Config.MaxAge != 0 || s.CachedInfo().Config.MaxBytes != StreamConfigs(c)[1].MaxBytes {
 		t.Fatalf("after limit change: %d msgs, config %+v", st.Msgs, s.CachedInfo().Config)
 	}
 	if a := streamState(t, js, StreamAlerts); a.Msgs != 10 {

@@ -224,7 +224,7 @@ func (w *Watcher) restartJetStream(ctx context.Context) error {
 	defer cancel()
 	// A stream nats-server dropped or reset is recreated empty and reported
 	// (CheckStreams compares with the last known extent).
-	if err := EnsureStreams(cctx, w.js, w.cfg); err != nil {
+	if err := ReconcileStreams(cctx, w.js, w.cfg, w.log); err != nil {
 		return err
 	}
 	_, err := CheckStreams(cctx, w.js, w.st, w.log)
