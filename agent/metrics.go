@@ -113,6 +113,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			return s.Time.Sub(l.Oldest).Seconds()
 		}},
 		{"edge_agent_evicted_unforwarded_total", "counter", "Messages stream limits evicted before they were forwarded.", func(l LaneStatus) float64 { return float64(l.Evicted) }},
+		{"edge_agent_expired_by_age_total", "counter", "Messages buffer.max_age purged this run (aged on agent time, not the wall clock).", func(l LaneStatus) float64 { return float64(l.ExpiredByAge) }},
 	}
 	for _, m := range lanes {
 		if len(s.Backlog) == 0 {
@@ -161,6 +162,10 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 	p.one("edge_agent_disk_total_bytes", "gauge", "Size of the store's filesystem.", float64(st.DiskTotal))
 	p.one("edge_agent_store_sync_always", "gauge", "1 if every write is fsynced before its ack (buffer.sync: always).", b2f(st.Sync == "always"))
 	p.one("edge_agent_clock_synchronised", "gauge", "1 if the kernel reports the clock synchronised.", b2f(s.Clock.State == ClockSynced))
+	if age := st.Age; age != nil {
+		p.one("edge_agent_clock_jumps_total", "counter", "Wall-clock jumps seen this run.", float64(age.Jumps))
+		p.one("edge_agent_agent_time_seconds", "gauge", "Agent time: what buffer.max_age is measured on.", age.AgentTime.Seconds())
+	}
 	p.one("edge_agent_local_clients", "gauge", "Local client connections.", float64(s.Clients))
 	p.one("edge_agent_log_lines_suppressed_total", "counter", "Repeated log lines the rate limiter left out.", float64(suppressedLogs))
 }

@@ -70,6 +70,9 @@ type LaneStatus struct {
 	// Drain is the estimated time to forward the backlog at the current
 	// rate; 0 when unknown (no rate yet) or nothing to drain.
 	Drain time.Duration `json:"drain_ns,omitempty"`
+	// ExpiredByAge counts readings buffer.max_age purged this run
+	// (forwarded or not), aged on agent time.
+	ExpiredByAge uint64 `json:"expired_by_age,omitempty"`
 }
 
 // SensorStatus is a sensor's health plus the interval it should keep, so a
@@ -98,6 +101,8 @@ type StoreStatus struct {
 	// Events are this boot's recoveries (state.db moved aside, a damaged
 	// stream, disk full): each may mean lost or duplicated data.
 	Events []buffer.StateEvent `json:"events,omitempty"`
+	// Age is what buffer.max_age enforcement did; nil without an age limit.
+	Age *buffer.AgeStatus `json:"age,omitempty"`
 }
 
 // ClockStatus is the kernel's view of time synchronisation; readings carry
@@ -105,6 +110,10 @@ type StoreStatus struct {
 type ClockStatus struct {
 	State string `json:"state"` // synchronised | unsynchronised | unknown
 	Error string `json:"error,omitempty"`
+	// Jump is a wall-clock step seen in the last hour.
+	Jump *buffer.ClockJump `json:"jump,omitempty"`
+	// TestClock is set when TestClockEnv offsets the agent's wall clock.
+	TestClock string `json:"test_clock,omitempty"`
 }
 
 // Clock states.
@@ -215,6 +224,12 @@ func (s Status) Health() (code int, warnings []Warning) {
 	if s.Clock.State == ClockUnsynced {
 		add(SevWarning, "clock", "system clock is not synchronised: reading timestamps may be wrong", "timedatectl status; check NTP reachability")
 	}
+	if s.Clock.TestClock != "" {
+		add(SevWarning, "clock", "TEST CLOCK in effect: "+s.Clock.TestClock, "unset "+TestClockEnv+" in the service environment and restart: it is for tests only")
+	}
+	if j := s.Clock.Jump; j != nil {
+		add(SevWarning, "clock", fmt.Sprintf("wall clock jumped by %s at %s: timestamps around it may be wrong (buffered readings age on agent time: none expired because of it)", fmtJump(j.Size), j.At.UTC().Format(time.RFC3339)), "timedatectl status; check the RTC and NTP")
+	}
 	sevRank := map[string]int{SevCritical: 0, SevWarning: 1}
 	slices.SortStableFunc(warnings, func(a, b Warning) int { return cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]) })
 	code = ExitHealthy
@@ -297,6 +312,15 @@ func (a *Agent) Status(ctx context.Context) Status {
 	}
 	s.Store = a.storeStatus(cfg)
 	s.Clock = clockStatus()
+	if age := a.AgeStatus(); age != nil {
+		s.Store.Age, s.Clock.Jump = age, age.Jump
+		for i := range s.Backlog {
+			s.Backlog[i].ExpiredByAge = age.Expired[s.Backlog[i].Stream]
+		}
+	}
+	if a.buf != nil && a.buf.clock != nil {
+		s.Clock.TestClock = a.buf.clock.testClock()
+	}
 	code, w := s.Health()
 	s.State, s.Warnings = StateName(code), w
 	return s
@@ -349,15 +373,22 @@ func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 // clockStatus asks the kernel (adjtimex) whether NTP disciplines the clock:
 // STA_UNSYNC is set until a time daemon has synchronised it.
 func clockStatus() ClockStatus {
-	var tx unix.Timex
-	state, err := unix.Adjtimex(&tx)
-	if err != nil {
-		return ClockStatus{State: ClockUnknown, Error: fmt.Sprintf("adjtimex: %v", err)}
-	}
-	if state == unix.TIME_ERROR || tx.Status&unix.STA_UNSYNC != 0 {
+	synced, err := kernelClockSynced()
+	switch {
+	case err != nil:
+		return ClockStatus{State: ClockUnknown, Error: err.Error()}
+	case !synced:
 		return ClockStatus{State: ClockUnsynced}
 	}
 	return ClockStatus{State: ClockSynced}
+}
+
+// fmtJump prints a clock jump with its direction, coarsely.
+func fmtJump(d time.Duration) string {
+	if d < 0 {
+		return "-" + fmtAge(-d)
+	}
+	return "+" + fmtAge(d)
 }
 
 // fmtBytes prints sizes the way df -h does, in binary units.

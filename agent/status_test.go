@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -78,6 +79,7 @@ func statusFixtures() map[string]Status {
 		"disk-full":    healthyStatus(),
 		"evicted-wan":  wanDown(uplink.ReasonTCP, "TCP: i/o timeout dialing 203.0.113.7:7422"),
 		"clock-unsync": healthyStatus(),
+		"clock-jump":   healthyStatus(),
 		"duplicate":    healthyStatus(),
 	}
 	d := m["duplicate"]
@@ -108,6 +110,12 @@ func statusFixtures() map[string]Status {
 	s = m["clock-unsync"]
 	s.Clock.State = ClockUnsynced
 	m["clock-unsync"] = s
+
+	s = m["clock-jump"]
+	s.Clock.Jump = &buffer.ClockJump{Size: 720 * time.Hour, At: ago(20 * time.Minute)}
+	s.Clock.TestClock = TestClockEnv + "=/tmp/chaos/clock (offset 720h0m0s)"
+	s.Store.Age = &buffer.AgeStatus{MaxAge: 720 * time.Hour, AgentTime: 90 * time.Hour, Checkpoints: 125, Jump: s.Clock.Jump, Jumps: 1}
+	m["clock-jump"] = s
 	return m
 }
 
@@ -133,7 +141,7 @@ func TestStatusGolden(t *testing.T) {
 	wantCode := map[string]int{
 		"healthy": ExitHealthy, "standalone": ExitHealthy,
 		"wan-dns": ExitDegraded, "wan-tcp": ExitDegraded, "wan-tls": ExitDegraded, "wan-auth": ExitDegraded,
-		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitDegraded,
+		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitDegraded, "clock-jump": ExitDegraded,
 		"disk-full": ExitDown, "duplicate": ExitDown,
 	}
 	for name, s := range statusFixtures() {

@@ -8,10 +8,13 @@ import (
 	"github.com/edge-agent/edge-agent/buffer"
 )
 
-// bufferPart owns the local streams, state.db and the store watcher.
+// bufferPart owns the local streams, state.db, the store watcher, the
+// ager (buffer.max_age) and the agent's clock it runs on.
 type bufferPart struct {
 	state   *buffer.State
 	watcher *buffer.Watcher
+	clock   *agentClock
+	ager    *buffer.Ager // nil with buffer.max_age 0
 }
 
 // setupBuffer opens state.db first (its last known stream extents are what
@@ -22,8 +25,8 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	a.buf = &bufferPart{state: st}
-	if err := buffer.EnsureStreams(ctx, a.js, cfg.Buffer); err != nil {
+	a.buf = &bufferPart{state: st, clock: newAgentClock(a.log.With("component", "clock"))}
+	if err := buffer.ReconcileStreams(ctx, a.js, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
 		return err
 	}
 	if _, err := buffer.CheckStreams(ctx, a.js, st, a.log.With("component", "buffer")); err != nil {
@@ -35,7 +38,34 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 	a.buf.watcher.Check(ctx)
 	a.addPart("state", st.Run)
 	a.addPart("buffer-watch", a.buf.watcher.Run)
+	return a.setupAge(cfg)
+}
+
+// setupAge starts the ager after CheckStreams, which clamped its
+// checkpoints to what the streams still hold.
+func (a *Agent) setupAge(cfg *Config) error {
+	log := a.log.With("component", "buffer")
+	if cfg.Buffer.MaxAge <= 0 {
+		log.Info("buffer.max_age is 0: no age limit, buffer.max_bytes alone bounds the buffer")
+		return nil
+	}
+	ager, err := buffer.NewAger(a.js, a.buf.state, cfg.Buffer, buffer.AgerOptions{Clock: a.buf.clock, Log: log})
+	if err != nil {
+		return err
+	}
+	a.buf.ager = ager
+	a.addPart("buffer-age", ager.Run)
 	return nil
+}
+
+// AgeStatus is what buffer.max_age enforcement did; nil without an age
+// limit or before setup.
+func (a *Agent) AgeStatus() *buffer.AgeStatus {
+	if a.buf == nil || a.buf.ager == nil {
+		return nil
+	}
+	s := a.buf.ager.Status()
+	return &s
 }
 
 // closeBuffer runs after every part stopped (or setup failed), so the last

@@ -73,6 +73,7 @@ func (a *Agent) newSampler(cfgs []sensors.Config) (*sensors.Sampler, error) {
 		Log:       a.log.With("component", "sensors"),
 		Env:       sensors.Env{StateDir: a.Config().StateDir},
 		Observer:  a.recordSensor,
+		Wall:      a.buf.clock.stamp,
 	})
 }
 

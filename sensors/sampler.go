@@ -50,6 +50,11 @@ type Options struct {
 	// QueueSize bounds the readings and alerts kept in memory, in order,
 	// while the local publish fails (disk full); default DefaultQueueSize.
 	QueueSize int
+	// Wall, if set, is the wall clock readings are stamped with and
+	// whether it is synchronised (the agent's clock, which a test can
+	// step); default time.Now and the kernel's NTP state. mono_ns and
+	// boot_id always come from the kernel, so re-basing still works.
+	Wall func() (time.Time, bool)
 
 	clock clock
 }
@@ -219,6 +224,9 @@ func (s *Sampler) sample(ctx context.Context, se *sensor) (<-chan struct{}, erro
 	res := s.read(ctx, se)
 	vals, err := res.vals, res.err
 	st := now()
+	if s.opts.Wall != nil {
+		st.wall, st.synced = s.opts.Wall()
+	}
 	se.mu.Lock()
 	if err != nil {
 		if ctx.Err() != nil {
