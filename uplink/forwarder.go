@@ -142,9 +142,12 @@ type Forwarder struct {
 	cur    *session
 	acked  uint64    // hub-acked messages since start, for the rate
 	rate   []float64 // acked samples, one per second, for RatePerSec
-	// lastProgress is the last hub ack, or when waiting began; the stall
-	// watchdog measures from it.
+	// lastProgress starts the stall clock: the last hub ack, the end of a
+	// wait for the link, or a reconnect the watchdog saw. waiting is set
+	// while the forwarder waits for the link (start delay included): that
+	// time is no stall.
 	lastProgress time.Time
+	waiting      bool
 }
 
 // NewForwarder prepares a forwarder for site on the agent's in-process
@@ -299,6 +302,15 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 		return nil
 	}
 	f.setError(ReasonOther, errLinkDown.Error())
+	f.mu.Lock()
+	f.waiting = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.waiting = false
+		f.lastProgress = time.Now() // a link that just came up has not stalled
+		f.mu.Unlock()
+	}()
 	for {
 		if err := f.untilUp(ctx); err != nil {
 			return err
@@ -307,13 +319,9 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 			return err
 		}
 		if f.linkUp() {
-			break
+			return nil
 		}
 	}
-	f.mu.Lock()
-	f.lastProgress = time.Now() // a link that just came up has not stalled
-	f.mu.Unlock()
-	return nil
 }
 
 // untilUp returns once the link is up, answering replay requests meanwhile.
@@ -405,34 +413,41 @@ func (f *Forwarder) ackedCount() uint64 {
 }
 
 // watch samples the ack rate and resets a stalled forwarder: link up,
-// backlog waiting, no hub ack for stall_timeout. A second stall in a row,
-// with no ack in between, bounces the leaf connection too.
+// backlog waiting, no hub ack for stall_timeout of connected time. The
+// stall clock restarts at every ack, when the forwarder stops waiting for
+// the link, and when a look finds a connection other than the previous
+// look's: an outage the forwarder slept through in a backoff, or one
+// shorter than a tick, does not count either. While the link is down or
+// the forwarder waits for it, nothing is checked. A second stall with no
+// ack since the first bounces the leaf connection too.
 func (f *Forwarder) watch(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	bounced := false
+	var seen any // the connection at the previous look
+	stalled, ackedAtStall := false, uint64(0)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		conn := f.connection()
 		f.mu.Lock()
 		f.rate = append(f.rate, float64(f.acked))
 		if len(f.rate) > 11 {
 			f.rate = f.rate[1:]
 		}
-		idle := time.Since(f.lastProgress)
-		if !f.status.LastAck.IsZero() && f.status.LastAck.After(f.lastProgress.Add(-time.Second)) {
-			bounced = false
+		if conn != nil && conn != seen {
+			f.lastProgress = time.Now()
 		}
-		f.mu.Unlock()
-		f.mu.Lock()
-		known := f.status.ReasonClass == ReasonHubStream || f.status.ReasonClass == ReasonPermission
-		f.mu.Unlock()
+		seen = conn
+		idle := time.Since(f.lastProgress)
 		// A missing stream or permission is not cured by a reset: the
 		// status says what to fix instead.
-		if idle < f.cfg.StallTimeout || !f.linkUp() || known {
+		known := f.status.ReasonClass == ReasonHubStream || f.status.ReasonClass == ReasonPermission
+		skip := idle < f.cfg.StallTimeout || conn == nil || f.waiting || known
+		f.mu.Unlock()
+		if skip {
 			continue
 		}
 		bl, err := f.Backlog(ctx)
@@ -443,16 +458,41 @@ func (f *Forwarder) watch(ctx context.Context) {
 		f.status.Stalls++
 		f.lastProgress = time.Now()
 		cur := f.cur
+		bounce := stalled && f.acked == ackedAtStall
+		stalled, ackedAtStall = true, f.acked
 		f.mu.Unlock()
-		f.log.Warn("forwarder: stalled (link up, backlog waiting, no hub ack); restarting it", "stall_timeout", f.cfg.StallTimeout, "backlog", sum(bl), "bounce_link", bounced)
+		f.log.Warn("forwarder: stalled (link up, backlog waiting, no hub ack); restarting it", "stall_timeout", f.cfg.StallTimeout, "backlog", sum(bl), "bounce_link", bounce)
 		if cur != nil {
 			cur.fail(errors.New("stalled: no hub ack for " + f.cfg.StallTimeout.String()))
 		}
-		if bounced && f.o.link != nil {
+		if bounce && f.o.link != nil {
 			f.o.link.Bounce()
 		}
-		bounced = true
 	}
+}
+
+// connection identifies the leaf connection in use, nil while the link is
+// down: the link manager's Up channel, which it replaces at each drop, or
+// the newest leaf connection's id (ids only grow).
+func (f *Forwarder) connection() any {
+	switch {
+	case f.o.link != nil:
+		if !f.o.link.Connected() {
+			return nil
+		}
+		return f.o.link.Up()
+	case f.o.leaf != nil:
+		lz, err := f.o.leaf.Leafz(nil)
+		if err != nil || len(lz.Leafs) == 0 {
+			return nil
+		}
+		var id uint64
+		for _, l := range lz.Leafs {
+			id = max(id, l.ID)
+		}
+		return id
+	}
+	return true // no link signal: always up, as linkUp says
 }
 
 func sum(m map[string]uint64) uint64 {
