@@ -26,7 +26,8 @@ type fwEnv struct {
 	t       testing.TB
 	site    string
 	cfg     *Config
-	hub     *server.Server
+	hub     *server.Server // nil when the hub is another process
+	hubLeaf string         // host:port of the hub's leafnode listener
 	leaf    *server.Server
 	hubNC   *nats.Conn
 	leafNC  *nats.Conn
@@ -47,6 +48,9 @@ type fwEnvOpts struct {
 	remoteURL func(u *url.URL)
 	hubClient []nats.Option
 	rtt       time.Duration // > 0: the leaf dials through a WAN proxy with this round trip
+	// sharedHub: another site's env whose hub (and EDGE stream) this site
+	// joins instead of starting its own: many sites, one hub.
+	sharedHub *fwEnv
 }
 
 func fwWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
@@ -99,16 +103,25 @@ func fwHubOpts(t testing.TB) *server.Options {
 func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	t.Helper()
 	e := &fwEnv{t: t, site: site}
-	ho := eo.hubOpts
-	if ho == nil {
-		ho = fwHubOpts(t)
+	if h := eo.sharedHub; h != nil {
+		e.hub, e.hubNC, e.hubJS, e.hubLeaf = h.hub, h.hubNC, h.hubJS, h.hubLeaf
+	} else {
+		ho := eo.hubOpts
+		if ho == nil {
+			ho = fwHubOpts(t)
+		}
+		if eo.hub != nil {
+			eo.hub(ho)
+		}
+		e.hub = fwStartServer(t, ho)
+		e.hubNC, e.hubJS = fwConnect(t, e.hub.ClientURL(), eo.hubClient...)
+		v, err := e.hub.Varz(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.hubLeaf = fmt.Sprintf("127.0.0.1:%d", v.LeafNode.Port)
 	}
-	if eo.hub != nil {
-		eo.hub(ho)
-	}
-	e.hub = fwStartServer(t, ho)
-	e.hubNC, e.hubJS = fwConnect(t, e.hub.ClientURL(), eo.hubClient...)
-	if !eo.noStream {
+	if !eo.noStream && eo.sharedHub == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
@@ -116,13 +129,9 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 		}
 	}
 	cfg := DefaultConfig()
-	v, err := e.hub.Varz(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HubURLs = []string{fmt.Sprintf("nats://127.0.0.1:%d", v.LeafNode.Port)}
+	cfg.HubURLs = []string{"nats://" + e.hubLeaf}
 	if eo.rtt > 0 {
-		wan, err := wanfault.Start(fmt.Sprintf("127.0.0.1:%d", v.LeafNode.Port))
+		wan, err := wanfault.Start(e.hubLeaf)
 		if err != nil {
 			t.Fatal(err)
 		}

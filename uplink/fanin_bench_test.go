@@ -1,0 +1,171 @@
+package uplink
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edge-agent/edge-agent/buffer"
+)
+
+// BenchmarkDrainFanIn is the hub's side of a fleet outage: many sites come
+// back at once, each with a backlog, and all drain into one hub. Stock NATS
+// does that with one hub stream sourcing every site (nats-server#8612: many
+// sources into one stream top out early); edge-agent with one forwarder per
+// site publishing into the hub stream. Both run against the same hub
+// process, with the same sites and backlogs, in the same run. Besides the
+// rates (all sites share this machine's two cores with the hub), it reports
+// the hub process's CPU time per reading: in a fleet the sites bring their
+// own CPUs and the hub's is what runs out, so the ratio of those is how
+// many more readings per second one hub can take.
+func BenchmarkDrainFanIn(b *testing.B) {
+	sites, per := 20, 5_000
+	if os.Getenv("EDGE_BENCH_FULL") == "1" {
+		sites, per = 50, 20_000
+	}
+	b.Run(fmt.Sprintf("sites=%d", sites), func(b *testing.B) {
+		var fwd, src, fwdCPU, srcCPU time.Duration
+		for range b.N {
+			d, cpu := fanIn(b, sites, per, false)
+			fwd, fwdCPU = fwd+d, fwdCPU+cpu
+			d, cpu = fanIn(b, sites, per, true)
+			src, srcCPU = src+d, srcCPU+cpu
+		}
+		total := float64(sites * per * b.N)
+		b.ReportMetric(total/fwd.Seconds(), "msgs/s_forwarder")
+		b.ReportMetric(total/src.Seconds(), "msgs/s_sourcing")
+		b.ReportMetric(src.Seconds()/fwd.Seconds(), "x_vs_sourcing")
+		b.ReportMetric(float64(fwdCPU.Microseconds())/total, "hub_cpu_us/reading_forwarder")
+		b.ReportMetric(float64(srcCPU.Microseconds())/total, "hub_cpu_us/reading_sourcing")
+		b.ReportMetric(srcCPU.Seconds()/fwdCPU.Seconds(), "x_hub_capacity_vs_sourcing")
+	})
+}
+
+// fanIn starts one hub and k sites with per readings each waiting, then
+// times the drain of all of them, by k forwarders or by one hub stream
+// sourcing every site's streams, and measures the hub's CPU time for it.
+func fanIn(b *testing.B, k, per int, sourcing bool) (elapsed, hubCPU time.Duration) {
+	b.StopTimer()
+	hub := startHubProcess(b)
+	envs := make([]*fwEnv, k)
+	for i := range k {
+		envs[i] = newFwEnv(b, fmt.Sprintf("site%03d", i), fwEnvOpts{sharedHub: hub.fwEnv})
+	}
+	for _, e := range envs {
+		fwWaitFor(b, time.Minute, "every site's leaf connection", func() bool { return e.leaf.NumLeafNodes() == 1 })
+	}
+	var wg sync.WaitGroup
+	for _, e := range envs {
+		wg.Go(func() { e.publish("telemetry.x", per, make([]byte, 128)) })
+	}
+	wg.Wait()
+	ctx := context.Background()
+	stream := "EDGE"
+	if sourcing {
+		stream = "EDGE_PULL"
+	}
+	count := func() uint64 {
+		s, err := hub.hubJS.Stream(ctx, stream)
+		if err != nil {
+			return 0
+		}
+		return s.CachedInfo().State.Msgs
+	}
+
+	b.StartTimer()
+	cpu0 := hub.cpu()
+	t0 := time.Now()
+	if sourcing {
+		cfg := SourcingStreamConfig(stream, "edge", envs[0].site, buffer.Lanes, 2*time.Hour)
+		for _, e := range envs[1:] {
+			cfg.Sources = append(cfg.Sources, SourcingStreamConfig(stream, "edge", e.site, buffer.Lanes, 0).Sources...)
+		}
+		cfg.Description = fmt.Sprintf("hub-pulls ingest of %d sites", k)
+		if _, err := hub.hubJS.CreateStream(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		for _, e := range envs {
+			e.start(nil)
+		}
+	}
+	fwWaitFor(b, 30*time.Minute, "every site's backlog at the hub", func() bool { return count() >= uint64(k*per) })
+	elapsed, hubCPU = time.Since(t0), hub.cpu()-cpu0
+	b.StopTimer()
+	return elapsed, hubCPU
+}
+
+// hubProc is a hub in its own nats-server process (the module's version,
+// built from the module cache), so its CPU time is its own: the cost a
+// reading puts on the shared hub is what limits a fleet, and in-process the
+// sites' work would be charged to the same clock.
+type hubProc struct {
+	*fwEnv
+	pid int
+}
+
+// cpu is the hub process's user+system time so far.
+func (h *hubProc) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+func startHubProcess(b *testing.B) *hubProc {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "nats-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
+		b.Fatalf("build nats-server: %v\n%s", err, out)
+	}
+	conf := filepath.Join(dir, "hub.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen: 127.0.0.1:-1\nserver_name: hub\njetstream { store_dir: %q, domain: hub }\nleafnodes { listen: 127.0.0.1:-1 }\n", filepath.Join(dir, "js")), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	logs, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// nats-server's ports file lists no leafnode listener: read both
+	// addresses from its log.
+	addr := map[string]string{}
+	sc := bufio.NewScanner(logs)
+	for len(addr) < 2 && sc.Scan() {
+		for _, kind := range []string{"client", "leafnode"} {
+			if _, a, ok := strings.Cut(sc.Text(), "Listening for "+kind+" connections on "); ok {
+				addr[kind] = a
+			}
+		}
+	}
+	if len(addr) < 2 {
+		b.Fatalf("hub process: no listen addresses in its log (%v)", sc.Err())
+	}
+	go func() { _, _ = io.Copy(io.Discard, logs) }()
+	e := &fwEnv{t: b, hubLeaf: addr["leafnode"]}
+	e.hubNC, e.hubJS = fwConnect(b, "nats://"+addr["client"])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	return &hubProc{fwEnv: e, pid: cmd.Process.Pid}
+}
