@@ -94,7 +94,7 @@ sensors:
 	if cfg.Sensors[0].Interval == 0 || cfg.Sensors[0].Options == nil {
 		t.Errorf("sensor defaults not applied: %+v", cfg.Sensors[0])
 	}
-	if got := cfg.Uplink.DenyExports; len(got) != 2 {
+	if got := cfg.Uplink.DenyExports; len(got) != 3 || got[2] != "edge-agent.>" {
 		t.Errorf("deny_exports default = %v", got)
 	}
 	r := cfg.Redacted()

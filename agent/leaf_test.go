@@ -39,13 +39,17 @@ func TestLeafNode(t *testing.T) {
 	lc := connect(t, a.ClientURL())
 
 	t.Run("allowed subject crosses, local streams do not", func(t *testing.T) {
-		orders, _ := hc.SubscribeSync("orders.>")
+		// Subscribed before orders.>: interest crosses the leaf in order,
+		// so once orders.1 has interest at the site, these would too.
 		tele, _ := hc.SubscribeSync("telemetry.>")
 		alerts, _ := hc.SubscribeSync("alerts.>")
+		own, _ := hc.SubscribeSync("edge-agent.>")
+		orders, _ := hc.SubscribeSync("orders.>")
 		hc.Flush()
 		interest(t, a.Server(), "orders.1")
 		lc.Publish("telemetry.x", []byte("raw"))
 		lc.Publish("alerts.x", []byte("raw"))
+		lc.Publish("edge-agent.cursor.TELEMETRY", []byte("7"))
 		lc.Publish("orders.1", []byte("o1"))
 		lc.Flush()
 		m, err := orders.NextMsg(5 * time.Second)
@@ -54,7 +58,7 @@ func TestLeafNode(t *testing.T) {
 		}
 		// Published before orders.1 on the same connection: had they crossed
 		// they would already be here.
-		for _, s := range []*nats.Subscription{tele, alerts} {
+		for _, s := range []*nats.Subscription{tele, alerts, own} {
 			if m, err := s.NextMsg(200 * time.Millisecond); err == nil {
 				t.Errorf("denied subject %s crossed the leaf", m.Subject)
 			}

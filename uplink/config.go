@@ -89,8 +89,10 @@ func DefaultConfig() Config {
 		Reconnect:     Reconnect{Min: time.Second, Max: 60 * time.Second},
 		Heartbeat:     30 * time.Second,
 		// The local streams must never cross the leaf by themselves: the hub
-		// sees each reading once, through the forwarder.
-		DenyExports:   []string{"telemetry.>", "alerts.>"},
+		// sees each reading once, through the forwarder. The agent's own
+		// bookkeeping (cursor backups on edge-agent.cursor.*) stays local
+		// too, whatever a hub client subscribes to.
+		DenyExports:   []string{"telemetry.>", "alerts.>", "edge-agent.>"},
 		StallTimeout:  60 * time.Second,
 		HubMaxPayload: 1 << 20, // nats-server's default max_payload
 
