@@ -105,17 +105,20 @@ state_dir: %s
 listen: 127.0.0.1:%d
 control_socket: %s
 metrics_listen: ""
-buffer: {sync: %s, max_bytes: %s}
+buffer: {sync: %s, max_bytes: %s, max_age: %s}
 uplink:
   hub_urls: [%s]
   reconnect: {min: 100ms, max: 1s}
 sensors:
   - {name: chaos-sim, driver: sim, interval: 200ms}
-`, e.site, e.stateDir(), port, filepath.Join(e.dir, "agent.sock"), e.sc.sync, e.sc.maxBytes(), strings.Join(urls, ", "))
+`, e.site, e.stateDir(), port, filepath.Join(e.dir, "agent.sock"), e.sc.sync, e.sc.maxBytes(), e.sc.maxAge(), strings.Join(urls, ", "))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	e.agent = &agentProc{bin: e.opts.bin, cfgPath: cfgPath, logPath: filepath.Join(e.dir, "agent.log"), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	if e.sc.testClock {
+		e.agent.env = []string{"EDGE_AGENT_TEST_CLOCK_FILE=" + e.clockFile()}
+	}
 	first := e.local.arm(time.Now())
 	firstHub := e.e2e.arm(time.Now())
 	if err := e.agent.start(); err != nil {

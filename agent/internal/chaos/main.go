@@ -291,9 +291,11 @@ func report(w io.Writer, results []*result, o *options) bool {
 // more than it proves.
 const notCovered = `
 Not covered by this harness:
-  clock jumps (+-1h, +30 days, boot at 1970): the agent reads wall time
-  through the Go runtime's vDSO clock_gettime, which neither faketime nor
+  clock jumps reach the agent's own clock only (EDGE_AGENT_TEST_CLOCK_FILE:
+  buffer.max_age enforcement, reading timestamps), not the machine's: the Go
+  runtime reads wall time through the vDSO, which neither faketime nor
   LD_PRELOAD reach, and stepping the machine's clock would disturb every
-  other process. nats-server expires by MaxAge against wall-clock message
-  timestamps, so a forward jump of J ages every stored message by J.
+  other process. The local streams have no JetStream MaxAge, so nats-server's
+  own wall clock expires nothing; its duplicate window and timers, and the
+  hub's, are not exercised across a real step.
 `

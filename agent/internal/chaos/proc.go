@@ -19,7 +19,8 @@ import (
 // share memory with.
 type agentProc struct {
 	bin, cfgPath, logPath string
-	url                   string // local client URL
+	url                   string   // local client URL
+	env                   []string // added to the harness's environment
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -33,6 +34,7 @@ func (p *agentProc) start() error {
 	}
 	fmt.Fprintf(f, "\n=== chaos: start %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.bin, "run", "--config", p.cfgPath)
+	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,7 +33,18 @@ type scenario struct {
 	// localLossOK: the fault destroys local data (truncated file) that the
 	// hub already holds; local loss is reported, hub loss still fails.
 	localLossOK bool
-	fault       func(ctx context.Context, e *env, cycle int) error
+	// age is buffer.max_age ("" for the default, 720h); testClock runs
+	// the agent with EDGE_AGENT_TEST_CLOCK_FILE (env.clockFile).
+	age       string
+	testClock bool
+	fault     func(ctx context.Context, e *env, cycle int) error
+}
+
+func (s *scenario) maxAge() string {
+	if s.age != "" {
+		return s.age
+	}
+	return "720h"
 }
 
 func (s *scenario) maxBytes() string {
@@ -64,6 +76,10 @@ func scenarios() []*scenario {
 	nodeLoss.hubNodes = 3
 	trunc := one("truncated-block", 10, 2, truncatedBlock)
 	trunc.localLossOK = true
+	clock := one("clock-jump", 5, 1, clockJump)
+	// 30m: every forward step (+1h, +30 days, 1970 -> now) exceeds it, and
+	// a full run stays well under it in agent time (no genuine expiry).
+	clock.age, clock.testClock = "30m", true
 	return []*scenario{
 		one("kill-9", 200, 10, kill9),
 		pc("powercut-always", "always", 3, false),
@@ -78,6 +94,7 @@ func scenarios() []*scenario {
 		disk,
 		one("corrupt-state-db", 10, 2, corruptStateDB),
 		trunc,
+		clock,
 	}
 }
 
@@ -327,4 +344,66 @@ func powerCut(ctx context.Context, e *env, cycle int) error {
 		return fmt.Errorf("boot the cut image: %w", err)
 	}
 	return e.restart(ctx, "the power cut")
+}
+
+// clockFile is the agent's test clock (EDGE_AGENT_TEST_CLOCK_FILE).
+func (e *env) clockFile() string { return filepath.Join(e.dir, "clock") }
+
+// clockSteps are what one clock-jump cycle writes, in order, and how long
+// each stays. The agent is killed and restarted at the end of the +30 days
+// step, so a start also meets a jumped clock (and the downtime rule: an
+// offset clock counts as unsynchronised, so the downtime is not counted).
+// The -1h hold outlasts the ager's tick at max_age 30m (1 min), so the
+// agent killed under +30 days left a checkpoint that is 30 days old by the
+// wall clock: an age limit on the wall clock purges by it at the restart.
+var clockSteps = []struct {
+	offset  string
+	hold    time.Duration
+	restart bool
+}{
+	{"+1h", 5 * time.Second, false},
+	{"-1h", 65 * time.Second, false},
+	{"+720h", 5 * time.Second, true},
+	{"1970-01-01T00:00:00Z", 5 * time.Second, false}, // a gateway without RTC
+	{"0", 0, false},
+}
+
+// clockJump steps the running agent's wall clock while the publisher runs,
+// with buffer.max_age 30m: an age limit measured on the wall clock would
+// purge the local streams at the +30 days step (and at the restart under
+// it), which the audit counts as local loss. Each step waits until the
+// agent logs the jump, so the row proves the clock reached the agent.
+func clockJump(ctx context.Context, e *env, _ int) error {
+	for _, st := range clockSteps {
+		seen := countInFile(e.agent.logPath, "wall clock jumped")
+		sleep(ctx, e.between(300*time.Millisecond, time.Second))
+		if err := os.WriteFile(e.clockFile(), []byte(st.offset+"\n"), 0o644); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for countInFile(e.agent.logPath, "wall clock jumped") == seen {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("the agent did not log a wall-clock jump within 30s of the test clock going to %s (is %s honoured?); log %s", st.offset, "EDGE_AGENT_TEST_CLOCK_FILE", e.agent.logPath)
+			}
+			sleep(ctx, 200*time.Millisecond)
+		}
+		e.logf("clock %s seen by the agent", st.offset)
+		sleep(ctx, st.hold)
+		if st.restart {
+			e.agent.kill()
+			if err := e.restart(ctx, "kill -9 under a clock at "+st.offset); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// countInFile counts the lines of path containing s (0 if unreadable).
+func countInFile(path, s string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), s)
 }
