@@ -61,7 +61,7 @@ const (
 	JumpThreshold = 2 * time.Second
 	// DefaultClockWatch is how often the Ager looks at the clocks for
 	// jumps, between its (much rarer) ticks.
-	DefaultClockWatch = 5 * time.Second
+	DefaultClockWatch = time.Second
 	// jumpShownFor is how long (monotonic) status keeps showing a jump.
 	jumpShownFor = time.Hour
 	// stopTimeout bounds the checkpoint written at a graceful stop.
