@@ -29,20 +29,22 @@ import (
 //   - +50ms_one_way,drop_every=2s: the same, and the connection drops
 //     every 2 s (NAT timeouts, a modem that resets) and redials at once.
 //
-// The backlog is EDGE_BENCH_DRAIN_N readings: 100k by default so that
-// `go test -bench` stays quick, 1M under `make bench` (benchreport sets
-// it) or with EDGE_BENCH_FULL=1.
+// The loopback and +50ms backlogs are EDGE_BENCH_DRAIN_N readings: 100k by
+// default so that `go test -bench` stays quick, 1M under `make bench`
+// (benchreport sets it). The drop case keeps 100k, to keep `make bench`
+// short; EDGE_BENCH_FULL=1 makes every case 1M.
 func BenchmarkDrain(b *testing.B) {
-	n := drainBacklog(b)
 	for _, c := range []struct {
 		name    string
 		wan     drainWAN
 		ceiling bool
+		n       int
 	}{
-		{"loopback", drainWAN{}, true},
-		{"+50ms_one_way", drainWAN{rtt: 100 * time.Millisecond}, false},
-		{"+50ms_one_way,drop_every=2s", drainWAN{rtt: 100 * time.Millisecond, reset: 2 * time.Second}, false},
+		{"loopback", drainWAN{}, true, drainBacklog(b)},
+		{"+50ms_one_way", drainWAN{rtt: 100 * time.Millisecond}, false, drainBacklog(b)},
+		{"+50ms_one_way,drop_every=2s", drainWAN{rtt: 100 * time.Millisecond, reset: 2 * time.Second}, false, drainQuick()},
 	} {
+		n := c.n
 		b.Run(c.name, func(b *testing.B) {
 			var fwd, src, hub time.Duration
 			for range b.N {
@@ -66,7 +68,8 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
-// drainBacklog is BenchmarkDrain's backlog size (see there).
+// drainBacklog is the backlog of the issue's drain figures (see
+// BenchmarkDrain).
 func drainBacklog(b *testing.B) int {
 	if v := os.Getenv("EDGE_BENCH_DRAIN_N"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -75,6 +78,12 @@ func drainBacklog(b *testing.B) int {
 		}
 		return n
 	}
+	return drainQuick()
+}
+
+// drainQuick is the backlog of the other drains: 100k, 1M with
+// EDGE_BENCH_FULL=1.
+func drainQuick() int {
 	if os.Getenv("EDGE_BENCH_FULL") == "1" {
 		return 1_000_000
 	}
@@ -156,14 +165,18 @@ func publishToHub(b *testing.B, e *fwEnv, n int) {
 
 // drain builds a fresh hub and site (with n readings waiting if the way
 // reads them from the local stream), then times way.start until the hub
-// holds n readings.
+// holds n readings. It tears both down before it returns, so a way does
+// not run beside the idle servers and the million-entry duplicate windows
+// the ways before it left in the same process.
 func drain(b *testing.B, n int, wan drainWAN, way drainWay) time.Duration {
 	b.StopTimer()
+	sc := &cleanupScope{TB: b}
+	defer sc.end()
 	eo := fwEnvOpts{rtt: wan.rtt}
 	if wan.shape > 0 {
-		eo.cfg = shapedHub(b, wan.shape)
+		eo.cfg = shapedHub(sc, wan.shape)
 	}
-	e := newFwEnv(b, "s1", eo)
+	e := newFwEnv(sc, "s1", eo)
 	e.leafUp()
 	if way.backlog {
 		e.publish("telemetry.x", n, make([]byte, 128))
@@ -205,4 +218,30 @@ func drain(b *testing.B, n int, wan drainWAN, way drainWay) time.Duration {
 	d := time.Since(t0)
 	b.StopTimer()
 	return d
+}
+
+// cleanupScope runs what is registered with its Cleanup, and removes its
+// TempDirs, when end is called rather than when the whole benchmark ends.
+type cleanupScope struct {
+	testing.TB
+	fns []func()
+}
+
+func (s *cleanupScope) Cleanup(f func()) { s.fns = append(s.fns, f) }
+
+func (s *cleanupScope) TempDir() string {
+	s.Helper()
+	d, err := os.MkdirTemp("", "edge-bench-")
+	if err != nil {
+		s.Fatal(err)
+	}
+	s.Cleanup(func() { _ = os.RemoveAll(d) })
+	return d
+}
+
+func (s *cleanupScope) end() {
+	for i := len(s.fns) - 1; i >= 0; i-- {
+		s.fns[i]()
+	}
+	s.fns = nil
 }

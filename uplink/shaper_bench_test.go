@@ -50,7 +50,7 @@ func BenchmarkShapedDrain(b *testing.B) {
 
 // shapedLink starts a WAN proxy to upstream ("host:port") capped at
 // bytesPerSec each way, for the benchmark's lifetime.
-func shapedLink(b *testing.B, upstream string, bytesPerSec int64) *wanfault.Proxy {
+func shapedLink(b testing.TB, upstream string, bytesPerSec int64) *wanfault.Proxy {
 	b.Helper()
 	p, err := wanfault.Start(upstream)
 	if err != nil {
@@ -63,9 +63,9 @@ func shapedLink(b *testing.B, upstream string, bytesPerSec int64) *wanfault.Prox
 	return p
 }
 
-// shapedHub is a drainWAN hook: the leaf dials the hub through a shaped
+// shapedHub is an fwEnvOpts.cfg hook: the leaf dials the hub through a shaped
 // WAN proxy instead of directly.
-func shapedHub(b *testing.B, bytesPerSec int64) func(*Config) {
+func shapedHub(b testing.TB, bytesPerSec int64) func(*Config) {
 	return func(c *Config) {
 		u, err := url.Parse(c.HubURLs[0])
 		if err != nil {
@@ -79,6 +79,8 @@ func shapedHub(b *testing.B, bytesPerSec int64) func(*Config) {
 // plain TCP sink for d and returns the bytes the sink received meanwhile.
 func rawTCP(b *testing.B, bytesPerSec int64, d time.Duration) int64 {
 	b.Helper()
+	sc := &cleanupScope{TB: b}
+	defer sc.end()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -100,7 +102,7 @@ func rawTCP(b *testing.B, bytesPerSec int64, d time.Duration) int64 {
 			}
 		}
 	}()
-	p := shapedLink(b, ln.Addr().String(), bytesPerSec)
+	p := shapedLink(sc, ln.Addr().String(), bytesPerSec)
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		b.Fatal(err)
