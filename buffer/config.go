@@ -18,9 +18,16 @@ type Config struct {
 	// Sync is "always" (fsync before every ack) or a Go duration such as "1s"
 	// (fsync at that interval: less SD-card wear, but a power cut can lose up
 	// to that much acknowledged data).
-	Sync     string        `yaml:"sync"`
-	MaxBytes Size          `yaml:"max_bytes"`
-	MaxAge   time.Duration `yaml:"max_age"`
+	Sync     string `yaml:"sync"`
+	MaxBytes Size   `yaml:"max_bytes"`
+	// MaxAge removes readings (forwarded or not) once they have been
+	// stored this long, 0 for no age limit. Age is agent time, not the
+	// wall clock: time the agent ran, plus downtime only when the clock
+	// was NTP-synchronised both before the stop and after the start (see
+	// Ager), so a clock step never expires anything; a reading is kept at
+	// least MaxAge and at most one tick (MaxAge/1000 within [1m, 1h]) more,
+	// longer when downtime could not be trusted.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // DefaultConfig is the only place buffer defaults live.
