@@ -18,19 +18,27 @@ import (
 // the first failure; the next session starts again from the cursor, with a
 // fresh reply inbox so late acks of the old one cannot move anything.
 type session struct {
-	f      *Forwarder
-	inbox  string
-	freed  chan struct{} // an ack freed room in the window
-	ready  chan struct{} // a lane received a message
-	failed chan error
-	tick   *time.Ticker // overdue-ack checks
+	f          *Forwarder
+	inbox      string
+	maxPayload int64         // the smaller of the hub's and the local server's
+	freed      chan struct{} // an ack freed room in the window
+	ready      chan struct{} // a lane's queue received messages
+	failed     chan error
+	tick       *time.Ticker // overdue-ack checks
+	lanes      []*lane      // priority order
+	slab       []entry      // send's entries, allocated in blocks
+	reply      []byte       // send's scratch for the reply subject
 
-	mu      sync.Mutex
-	lanes   []*lane // priority order
-	byID    map[uint64]*entry
-	nextID  uint64
-	bytes   int       // in flight
-	lastAck time.Time // or the session start
+	mu sync.Mutex
+	// sent holds the entries in flight by ack id: the slot of id is
+	// id%window. Ids are issued in order and acks mostly come in order,
+	// so a ring is the cheap map; a slot still taken by an older id (acks
+	// far out of order) counts as a full window.
+	sent     []*entry
+	inFlight int
+	nextID   uint64
+	bytes    int       // in flight
+	lastAck  time.Time // or the session start
 }
 
 // lane is one local stream within a session.
@@ -41,14 +49,31 @@ type lane struct {
 	// skipped only once the stream confirms the missing messages are gone
 	// (checkGap); the reader alone is not trusted with that.
 	next uint64
-	in   chan jetstream.Msg
+	// The reader appends to queue; the session swaps the whole queue for
+	// its empty batch when that is used up, so messages cross between the
+	// two goroutines a batch at a time while the reader fetches the next.
+	// The session takes batch[pos:] one message at a time and looks at
+	// the higher lanes before each, so a new alert still goes next.
+	qmu    sync.Mutex
+	queue  []item
+	qbytes int
+	room   chan struct{} // the session took the queue
+	batch  []item
+	pos    int
 	// fifo holds sent and skipped messages in stream order; the cursor
-	// moves past its head while the head is done.
+	// moves past its head while the head is done (under session.mu).
 	fifo []*entry
+}
+
+// item is one message read from a lane, its metadata parsed by the reader.
+type item struct {
+	m    jetstream.Msg
+	meta *jetstream.MsgMetadata
 }
 
 type entry struct {
 	lane *lane
+	id   uint64
 	seq  uint64
 	size int
 	sent time.Time
@@ -73,10 +98,10 @@ func (s *session) fail(err error) {
 	}
 }
 
-func (s *session) inFlight() int {
+func (s *session) inFlightCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.byID)
+	return s.inFlight
 }
 
 func (f *Forwarder) session(ctx context.Context) error {
@@ -86,10 +111,10 @@ func (f *Forwarder) session(ctx context.Context) error {
 	defer cancel()
 
 	s := &session{
-		f: f, inbox: nats.NewInbox(),
+		f: f, inbox: nats.NewInbox(), maxPayload: min(int64(f.cfg.HubMaxPayload), f.nc.MaxPayload()),
 		freed: make(chan struct{}, 1), ready: make(chan struct{}, 1), failed: make(chan error, 1),
 		tick: time.NewTicker(min(max(f.o.ackTimeout/4, 10*time.Millisecond), 250*time.Millisecond)),
-		byID: map[uint64]*entry{}, lastAck: time.Now(),
+		sent: make([]*entry, f.o.window), lastAck: time.Now(),
 	}
 	defer s.tick.Stop()
 	sub, err := f.nc.Subscribe(s.inbox+".*", s.onAck)
@@ -116,14 +141,14 @@ func (f *Forwarder) session(ctx context.Context) error {
 		f.mu.Unlock()
 	}()
 
-	var m jetstream.Msg
+	var it item
 	var l *lane
 	roomInWindow := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(s.byID) < f.o.window && s.bytes < windowBytes
+		return s.inFlight < f.o.window && s.bytes < windowBytes && s.sent[s.nextID%uint64(len(s.sent))] == nil
 	}
-	picked := func() bool { m, l = s.pick(); return m != nil }
+	picked := func() bool { it, l = s.pick(); return l != nil }
 	for {
 		// Wait for room first and choose the message after, so an alert
 		// that arrived while the window was full goes next.
@@ -133,7 +158,7 @@ func (f *Forwarder) session(ctx context.Context) error {
 		if err := s.await(ctx, s.ready, picked); err != nil {
 			return err
 		}
-		if err := s.send(sctx, l, m); err != nil {
+		if err := s.send(sctx, l, it); err != nil {
 			return err
 		}
 	}
@@ -158,8 +183,15 @@ func (s *session) await(ctx context.Context, wake <-chan struct{}, try func() bo
 			}
 		}
 	}
+	// A busy session never blocks above, so it looks here, before every
+	// message: for a failure, above all the hub's "no responders" as the
+	// leaf drops (sending on would let later messages reach the hub
+	// through the redialed leaf ahead of the lost ones, out of stream
+	// order), and for overdue acks.
 	select {
-	case <-s.tick.C: // a busy session checks for overdue acks too
+	case err := <-s.failed:
+		return err
+	case <-s.tick.C:
 		return s.checkTimeouts()
 	default:
 		return nil
@@ -167,20 +199,65 @@ func (s *session) await(ctx context.Context, wake <-chan struct{}, try func() bo
 }
 
 // pick takes the next message of the highest-priority lane that has one.
-func (s *session) pick() (jetstream.Msg, *lane) {
+func (s *session) pick() (item, *lane) {
 	for _, l := range s.lanes {
+		if l.pos == len(l.batch) && !l.refill() {
+			continue
+		}
+		it := l.batch[l.pos]
+		l.batch[l.pos] = item{} // the batch goes back as the next queue
+		l.pos++
+		return it, l
+	}
+	return item{}, nil
+}
+
+// refill swaps the used-up batch for the reader's queue, if it has any.
+func (l *lane) refill() bool {
+	l.qmu.Lock()
+	if len(l.queue) == 0 {
+		l.qmu.Unlock()
+		return false
+	}
+	l.batch, l.queue, l.pos, l.qbytes = l.queue, l.batch[:0], 0, 0
+	l.qmu.Unlock()
+	select {
+	case l.room <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// push queues one message for the session, waiting while the queue holds
+// a whole read batch (readBatch, readBatchBytes).
+func (l *lane) push(ctx context.Context, it item, ready chan<- struct{}) bool {
+	size := len(it.m.Data())
+	for {
+		l.qmu.Lock()
+		if n := len(l.queue); n == 0 || n < readBatch && l.qbytes+size <= readBatchBytes {
+			l.queue = append(l.queue, it)
+			l.qbytes += size
+			l.qmu.Unlock()
+			if n == 0 { // the session may be waiting for it
+				select {
+				case ready <- struct{}{}:
+				default:
+				}
+			}
+			return true
+		}
+		l.qmu.Unlock()
 		select {
-		case m := <-l.in:
-			return m, l
-		default:
+		case <-l.room:
+		case <-ctx.Done():
+			return false
 		}
 	}
-	return nil, nil
 }
 
 // openLane starts reading stream from cursor+1 (options.read, readStream)
-// in its own goroutine, which hands the messages to the session loop one
-// at a time through the lane's channel.
+// in its own goroutine, which parses each message's metadata and queues it
+// for the session loop (lane.push).
 func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup) (*lane, error) {
 	f := s.f
 	str, err := f.js.Stream(ctx, name)
@@ -205,22 +282,22 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 			"stream", name, "evicted", n, "from_seq", cursor+1, "to_seq", st.FirstSeq-1)
 		cursor = st.FirstSeq - 1
 	}
-	l := &lane{name: name, str: str, next: cursor + 1, in: make(chan jetstream.Msg, 64)}
+	l := &lane{name: name, str: str, next: cursor + 1, room: make(chan struct{}, 1)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var metaErr error
 		err := f.o.read(ctx, str, cursor+1, func(m jetstream.Msg) bool {
-			select {
-			case l.in <- m:
-			case <-ctx.Done():
+			meta, err := m.Metadata()
+			if err != nil {
+				metaErr = fmt.Errorf("message metadata: %w", err)
 				return false
 			}
-			select {
-			case s.ready <- struct{}{}:
-			default:
-			}
-			return true
+			return l.push(ctx, item{m, meta}, s.ready)
 		})
+		if metaErr != nil {
+			err = metaErr
+		}
 		if ctx.Err() == nil {
 			s.fail(fmt.Errorf("read stream %s from %d: %w", name, cursor+1, err))
 		}
@@ -234,8 +311,10 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 // cancelled).
 type readFunc func(ctx context.Context, str jetstream.Stream, from uint64, deliver func(jetstream.Msg) bool) error
 
-// Reader batches: a batch is the unit of one pull request, so its size is
-// the memory a lane holds and how often the reader asks the local server.
+// Reader batches: a batch is the unit of one pull request, so its size
+// bounds the memory a lane holds (three batches: one being fetched, one
+// queued, one being sent) and sets how often the reader asks the local
+// server.
 const (
 	readBatch      = 512
 	readBatchBytes = 4 << 20
@@ -289,12 +368,9 @@ func readStream(ctx context.Context, str jetstream.Stream, from uint64, deliver 
 
 // send publishes one local message to the hub, or skips it with a reason
 // when the hub could never take it.
-func (s *session) send(ctx context.Context, l *lane, m jetstream.Msg) error {
+func (s *session) send(ctx context.Context, l *lane, it item) error {
 	f := s.f
-	meta, err := m.Metadata()
-	if err != nil {
-		return fmt.Errorf("stream %s: message metadata: %w", l.name, err)
-	}
+	m, meta := it.m, it.meta
 	seq := meta.Sequence.Stream
 	if seq < l.next {
 		return fmt.Errorf("stream %s: reader went back to seq %d after %d; resending from the cursor", l.name, seq, l.next-1)
@@ -304,17 +380,19 @@ func (s *session) send(ctx context.Context, l *lane, m jetstream.Msg) error {
 			return err
 		}
 	}
-	s.mu.Lock()
 	if seq > l.next {
-		l.fifo = append(l.fifo, &entry{lane: l, seq: seq - 1, done: true, gap: seq - l.next})
+		g := s.newEntry()
+		*g = entry{lane: l, seq: seq - 1, done: true, gap: seq - l.next}
+		s.mu.Lock()
+		l.fifo = append(l.fifo, g)
+		s.mu.Unlock()
 	}
 	l.next = seq + 1
-	s.mu.Unlock()
 
 	out := &nats.Msg{Subject: f.HubSubject(m.Subject()), Header: f.hubHeaders(m, meta, l.name), Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
-	if limit := min(int64(f.cfg.HubMaxPayload), f.nc.MaxPayload()); int64(size) > limit {
-		f.reject(l.name, seq, fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, limit))
+	if int64(size) > s.maxPayload {
+		f.reject(l.name, seq, fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, s.maxPayload))
 		s.complete(&entry{lane: l, seq: seq})
 		return nil
 	}
@@ -323,19 +401,32 @@ func (s *session) send(ctx context.Context, l *lane, m jetstream.Msg) error {
 			return err
 		}
 	}
-	e := &entry{lane: l, seq: seq, size: size, sent: time.Now()}
+	e := s.newEntry()
+	*e = entry{lane: l, seq: seq, size: size, sent: time.Now()}
 	s.mu.Lock()
-	id := s.nextID
+	e.id = s.nextID
 	s.nextID++
-	s.byID[id] = e
+	s.sent[e.id%uint64(len(s.sent))] = e
+	s.inFlight++
 	s.bytes += size
 	l.fifo = append(l.fifo, e)
 	s.mu.Unlock()
-	out.Reply = s.inbox + "." + strconv.FormatUint(id, 10)
+	s.reply = strconv.AppendUint(append(append(s.reply[:0], s.inbox...), '.'), e.id, 10)
+	out.Reply = string(s.reply)
 	if err := f.nc.PublishMsg(out); err != nil {
 		return fmt.Errorf("publish %s: %w", out.Subject, err)
 	}
 	return nil
+}
+
+// newEntry hands out entries from blocks: one allocation per 256 sends.
+func (s *session) newEntry() *entry {
+	if len(s.slab) == 0 {
+		s.slab = make([]entry, 256)
+	}
+	e := &s.slab[0]
+	s.slab = s.slab[1:]
+	return e
 }
 
 // checkGap returns nil when the messages between l.next and seq, which the
@@ -365,17 +456,19 @@ func (s *session) onAck(m *nats.Msg) {
 	if err != nil {
 		return
 	}
+	now := time.Now()
 	s.mu.Lock()
-	e := s.byID[id]
-	if e != nil {
-		delete(s.byID, id)
-		s.bytes -= e.size
-		s.lastAck = time.Now()
-	}
-	s.mu.Unlock()
-	if e == nil {
+	slot := &s.sent[id%uint64(len(s.sent))]
+	e := *slot
+	if e == nil || e.id != id {
+		s.mu.Unlock()
 		return
 	}
+	*slot = nil
+	s.inFlight--
+	s.bytes -= e.size
+	s.lastAck = now
+	s.mu.Unlock()
 	select {
 	case s.freed <- struct{}{}:
 	default:
@@ -399,7 +492,7 @@ func (s *session) onAck(m *nats.Msg) {
 		f.mu.Lock()
 		f.acked++
 		f.status.Forwarded[e.lane.name]++
-		f.status.LastAck = time.Now()
+		f.status.LastAck = now
 		// Compared before assigned: converting the bytes only when they
 		// differ keeps the per-ack path free of allocations.
 		if string(pa.Stream) != f.status.HubStream {
