@@ -22,8 +22,12 @@ import (
 //   - loopback: both CPU bound. A third peer, a bare client on the site
 //     leaf publishing the same messages straight into the same hub
 //     stream, measures what the hub can ingest through the leaf at all on
-//     this machine; x_vs_hub_ceiling and sourcing_x_vs_hub_ceiling put
-//     the forwarder and sourcing against it.
+//     this machine with a hub ack per message and de-duplication on
+//     Nats-Msg-Id, as the forwarder's exactly-once contract needs;
+//     x_vs_hub_ceiling and sourcing_x_vs_hub_ceiling put the forwarder
+//     and sourcing against it. Sourcing needs neither (the hub's consumer
+//     on the site tracks progress), so it can exceed that ceiling;
+//     msgs/s_hub_ceiling_no_msg_id is the bare client without the id.
 //   - +50ms_one_way: the leaf dials through a WAN proxy adding 50 ms in
 //     each direction (100 ms round trip), a store's uplink.
 //   - +50ms_one_way,drop_every=2s: the same, and the connection drops
@@ -46,12 +50,13 @@ func BenchmarkDrain(b *testing.B) {
 	} {
 		n := c.n
 		b.Run(c.name, func(b *testing.B) {
-			var fwd, src, hub time.Duration
+			var fwd, src, hub, hubNoID time.Duration
 			for range b.N {
 				fwd += drain(b, n, c.wan, viaForwarder)
 				src += drain(b, n, c.wan, viaSourcing)
 				if c.ceiling {
 					hub += drain(b, n, c.wan, viaBareClient)
+					hubNoID += drain(b, n, c.wan, viaBareClientNoID)
 				}
 			}
 			total := float64(n * b.N)
@@ -63,6 +68,7 @@ func BenchmarkDrain(b *testing.B) {
 				b.ReportMetric(total/hub.Seconds(), "msgs/s_hub_ceiling")
 				b.ReportMetric(hub.Seconds()/fwd.Seconds(), "x_vs_hub_ceiling")
 				b.ReportMetric(hub.Seconds()/src.Seconds(), "sourcing_x_vs_hub_ceiling")
+				b.ReportMetric(total/hubNoID.Seconds(), "msgs/s_hub_ceiling_no_msg_id")
 			}
 		})
 	}
@@ -115,10 +121,14 @@ var (
 	// no cursor, just the forwarder's messages (subject, 128 B, the same
 	// headers) published by a client of the leaf with the forwarder's
 	// window of 8192 asynchronous publishes into the same hub stream.
-	viaBareClient = drainWay{start: publishToHub}
+	viaBareClient = drainWay{start: func(b *testing.B, e *fwEnv, n int) { publishToHub(b, e, n, true) }}
+	// viaBareClientNoID is the same without Nats-Msg-Id: what the hub
+	// stream's duplicate window (exactly-once across resends, which
+	// sourcing does not ask for) costs its ingest.
+	viaBareClientNoID = drainWay{start: func(b *testing.B, e *fwEnv, n int) { publishToHub(b, e, n, false) }}
 )
 
-func publishToHub(b *testing.B, e *fwEnv, n int) {
+func publishToHub(b *testing.B, e *fwEnv, n int, msgID bool) {
 	var (
 		mu     sync.Mutex
 		ackErr error
@@ -146,6 +156,9 @@ func publishToHub(b *testing.B, e *fwEnv, n int) {
 			HdrSite:       {e.site},
 			HdrStream:     {"TELEMETRY"},
 			HdrSeq:        {seq},
+		}
+		if !msgID {
+			delete(h, nats.MsgIdHdr)
 		}
 		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatalf("bare client publish %d of %d: %v", i, n, err)
