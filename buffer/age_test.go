@@ -111,7 +111,7 @@ func (r *ageRig) start(wall time.Time, synced bool) {
 	log := slog.New(slog.NewTextHandler(lockedWriter{r.logMu, r.logs}, nil))
 	st, err := OpenState(filepath.Join(r.dir, "state.db"), log)
 	mustOK(r.t, err, "open state")
-	_, err = CheckStreams(context.Background(), r.js, st, log)
+	_, err = CheckStreams(context.Background(), r.js, st, time.Time{}, log)
 	mustOK(r.t, err, "check streams")
 	c := DefaultConfig()
 	c.MaxAge = testMaxAge

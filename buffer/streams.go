@@ -303,9 +303,14 @@ func (s *State) backupCursors(ctx context.Context) {
 //     cursor is pulled back to the end, never further: what the hub has is
 //     not resent.
 //
+// opened is when the store was opened (the server or JetStream started):
+// nats-server takes client publishes before this check runs, so messages
+// stored since then are new ones after the end, not the surviving tail.
+// Zero means nothing was appended since.
+//
 // Afterwards the state flusher mirrors cursors to StateStream. It returns
 // the damage found, one line per stream.
-func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *slog.Logger) ([]string, error) {
+func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, log *slog.Logger) ([]string, error) {
 	backupOK := true
 	if err := ensureStateStream(ctx, js); err != nil {
 		// Not fatal: identity still lives in the stream metadata.
@@ -314,7 +319,7 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *s
 	}
 	var found []string
 	for _, name := range Lanes {
-		d, err := checkLane(ctx, js, st, name, backupOK, log)
+		d, err := checkLane(ctx, js, st, name, opened, backupOK, log)
 		if err != nil {
 			return found, err
 		}
@@ -330,7 +335,7 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, log *s
 	return found, nil
 }
 
-func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, backupOK bool, log *slog.Logger) (string, error) {
+func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, opened time.Time, backupOK bool, log *slog.Logger) (string, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return "", fmt.Errorf("check stream %s: %w", name, err)
@@ -391,6 +396,10 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		log.Warn("local stream recreated; forwarding it from the start", "stream", name, "detail", d)
 		st.AddEvent(EventStreamRecreated, d)
 	}
+	last, err := restoredEnd(ctx, s, state, opened)
+	if err != nil {
+		return "", err
+	}
 	if lost := state.Lost; lost != nil && len(lost.Msgs) > 0 {
 		why = append(why, fmt.Sprintf("server reports %d messages (%d bytes) lost to file damage, sequences %s", len(lost.Msgs), lost.Bytes, seqRange(lost.Msgs)))
 	}
@@ -400,8 +409,8 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	if known && !replaced {
 		end = max(end, before.LastSeq)
 	}
-	if end > state.LastSeq {
-		why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", end, state.LastSeq, end-state.LastSeq))
+	if end > last {
+		why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", end, last, end-last))
 	} else if missing := missingMsgs(before, state); known && !replaced && missing > 0 {
 		// Holes inside the range: nats-server rebuilt a damaged block
 		// without them (or a local app deleted messages).
@@ -414,10 +423,10 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		log.Error("local stream damaged; keeping what is left and serving on", "stream", name, "detail", d)
 		st.AddEvent(EventStreamDamaged, d)
 	}
-	if max(end, issued) > state.LastSeq {
-		ids.Epochs, ids.Gen = addEpoch(ids.Epochs, state.LastSeq+1, state.FirstSeq), ids.Gen+1
-		cursor, issued = min(cursor, state.LastSeq), state.LastSeq
-		log.Info("new message-id epoch: sequences after the stream's end may have been sent with the old id, so new messages there get a new one", "stream", name, "from_seq", state.LastSeq+1, "id", ids.Epochs[len(ids.Epochs)-1].ID)
+	if max(end, issued) > last {
+		ids.Epochs, ids.Gen = addEpoch(ids.Epochs, last+1, state.FirstSeq), ids.Gen+1
+		cursor, issued = min(cursor, last), last
+		log.Info("new message-id epoch: sequences after the stream's end may have been sent with the old id, so new messages there get a new one", "stream", name, "from_seq", last+1, "id", ids.Epochs[len(ids.Epochs)-1].ID, "appended_since_start", state.LastSeq-last)
 	}
 	// The JetStream store first: it is what a lost state.db restores from.
 	// A failure (disk full) must not keep the agent down: state.db has the
@@ -434,12 +443,35 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	}
 	// Age checkpoints name sequences; ones past the end now (or in the
 	// sequence space of a replaced stream) would name new messages.
-	ageLimit := state.LastSeq
+	ageLimit := last
 	if replaced {
 		ageLimit = 0
 	}
 	st.clampAge(name, ageLimit)
 	return d, markLane(st, name, state)
+}
+
+// restoredEnd is the last sequence the stream held when the store was
+// opened: the highest one stored before opened. Messages a client appended
+// since are walked back over (a handful: the time between the server's
+// start and the check).
+func restoredEnd(ctx context.Context, s jetstream.Stream, state jetstream.StreamState, opened time.Time) (uint64, error) {
+	if opened.IsZero() || state.LastSeq == 0 || state.LastTime.Before(opened) {
+		return state.LastSeq, nil
+	}
+	for seq := state.LastSeq; seq >= state.FirstSeq && seq > 0; seq-- {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("check stream %s: read seq %d to find where the restored messages end: %w", s.CachedInfo().Config.Name, seq, err)
+		}
+		if m.Time.Before(opened) {
+			return seq, nil
+		}
+	}
+	return state.FirstSeq - min(state.FirstSeq, 1), nil
 }
 
 // addEpoch starts a new epoch at from. Epochs starting at or after from

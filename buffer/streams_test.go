@@ -202,7 +202,7 @@ func TestCheckStreamsRecreatedStream(t *testing.T) {
 	{
 		_, js := jsServer(t, t.TempDir(), c)
 		mustOK(t, EnsureStreams(ctx, js, c))
-		found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+		found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 		if err != nil || len(found) != 0 || len(st.Events()) != 0 {
 			t.Fatalf("a first start reported: %v %v %+v", found, err, st.Events())
 		}
@@ -213,7 +213,7 @@ func TestCheckStreamsRecreatedStream(t *testing.T) {
 	_, js := jsServer(t, t.TempDir(), c) // a wiped store
 	mustOK(t, EnsureStreams(ctx, js, c))
 	publishN(t, js, "telemetry.t", 3, 10)
-	found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	if len(found) != 0 {
 		t.Fatalf("a new stream is not damage: %v", found)
@@ -227,7 +227,7 @@ func TestCheckStreamsRecreatedStream(t *testing.T) {
 	if evs := st.Events(); len(evs) != 1 || evs[0].Kind != EventStreamRecreated || !strings.Contains(evs[0].Detail, "TELEMETRY") {
 		t.Fatalf("events: %+v", evs)
 	}
-	found, _ = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	found, _ = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	if len(found) != 0 || len(st.Events()) != 1 {
 		t.Fatalf("reported twice: %v %+v", found, st.Events())
 	}
@@ -249,7 +249,7 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
 	srv, js := jsServer(t, dir, c)
 	mustOK(t, EnsureStreams(ctx, js, c))
-	_, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	publishN(t, js, "telemetry.t", 100, 100)
 	sent := idsOf(st, StreamTelemetry, 1, 100) // forwarded, acks trailing
@@ -259,7 +259,7 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 	if last <= 20 || last >= 100 {
 		t.Fatalf("truncation left last seq %d, want inside 21..99", last)
 	}
-	found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	if len(found) != 0 {
 		// The cursor (20) and the mark (0) are below the end: nothing the
@@ -291,14 +291,14 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 	// A check while running (the watcher restarted JetStream) must not
 	// take the ids reserved ahead of the sent ones: no epoch without a reset.
 	epochs := st.Epochs(StreamTelemetry)
-	_, err = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	_, err = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	if eps := st.Epochs(StreamTelemetry); !slices.Equal(eps, epochs) {
 		t.Fatalf("epoch without a reset: %v, was %v", eps, epochs)
 	}
 	js = restartServer(t, srv, dir, c, func() { truncateBlock(t, dir, 0.5) })
 	last = streamState(t, js, StreamTelemetry).LastSeq
-	found, err = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	found, err = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("from %d to %d", top, last)) {
 		t.Fatalf("damage not reported: %v", found)
@@ -317,6 +317,49 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 	}
 }
 
+// nats-server listens for clients before the agent checks its streams, so
+// after a truncation a local app can append to the stream in between. Those
+// messages are new: they must not be taken for the surviving tail (cursor
+// clamped past them: never forwarded) nor keep the old epoch's ids (the hub
+// has seen them: dropped as duplicates). This is the chaos run's truncated
+// block cycle where two acked readings never reached the hub.
+func TestCheckStreamsAppendedBeforeCheck(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := testConfig("always", 16<<20)
+	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(ctx, js, c))
+	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	publishN(t, js, "telemetry.t", 100, 100)
+	sent := idsOf(st, StreamTelemetry, 1, 100)
+	st.SetCursor(StreamTelemetry, 100) // all forwarded
+	opened := time.Now()
+	js = restartServer(t, srv, dir, c, func() { truncateBlock(t, dir, 0.5) })
+	last := streamState(t, js, StreamTelemetry).LastSeq
+	if last >= 100 {
+		t.Fatalf("truncation left last seq %d", last)
+	}
+	publishN(t, js, "telemetry.t", 2, 100) // a client, before the check
+	found, err := CheckStreams(ctx, js, st, opened, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("from 100 to %d", last)) {
+		t.Fatalf("damage %v, want the tail from 100 to %d", found, last)
+	}
+	if c := st.Cursor(StreamTelemetry); c != last {
+		t.Fatalf("cursor %d, want %d: seqs %d..%d were appended after the start and never forwarded", c, last, last+1, last+2)
+	}
+	for seq := last + 1; seq <= last+2; seq++ {
+		if id := st.MsgIDPrefix(StreamTelemetry, seq); slices.Contains(sent, id) {
+			t.Fatalf("new message at seq %d reuses id %s the hub has seen", seq, id)
+		}
+	}
+	if got := idsOf(st, StreamTelemetry, 1, last); !slices.Equal(got, sent[:last]) {
+		t.Fatal("surviving messages changed ids: a resend would duplicate at the hub")
+	}
+}
+
 // state.db lost (corrupt, deleted): the store id, the id epochs and the
 // cursors come back from the JetStream store, so the forwarder resends at
 // most what moved since the last backup, under the same ids.
@@ -329,7 +372,7 @@ func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
 	mustOK(t, err)
 	srv, js := jsServer(t, dir, c)
 	mustOK(t, EnsureStreams(ctx, js, c))
-	_, err = CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	_, err = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	publishN(t, js, "telemetry.t", 60, 100)
 	publishN(t, js, "alerts.a", 5, 100)
@@ -354,7 +397,7 @@ func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
 	// The agent dies before the check: the next start must still restore.
 	mustOK(t, st.Close())
 	st = openTestState(t, path)
-	found, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	if len(found) != 0 {
 		t.Fatalf("reported as damage: %v", found)
@@ -393,7 +436,7 @@ func TestCheckStreamsUpgrade(t *testing.T) {
 	}
 	publishN(t, js, "telemetry.t", 5, 10)
 	st.SetCursor(StreamTelemetry, 5)
-	_, err := CheckStreams(ctx, js, st, slog.New(slog.DiscardHandler))
+	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	if id := st.MsgIDPrefix(StreamTelemetry, 3); id != st.StoreID() || st.Cursor(StreamTelemetry) != 5 {
 		t.Fatalf("id %s (store id %s), cursor %d", id, st.StoreID(), st.Cursor(StreamTelemetry))

@@ -210,6 +210,7 @@ func (w *Watcher) observe(ctx context.Context) Health {
 // the server disabled it. Data on disk is left as it is.
 func (w *Watcher) restartJetStream(ctx context.Context) error {
 	w.log.Warn("buffer: restarting JetStream to clear a write error or re-enable it", "dir", w.dir)
+	opened := time.Now()
 	if w.srv.JetStreamEnabled() {
 		if err := w.srv.ShutdownJetStream(); err != nil {
 			return fmt.Errorf("stop JetStream: %w", err)
@@ -227,6 +228,6 @@ func (w *Watcher) restartJetStream(ctx context.Context) error {
 	if err := ReconcileStreams(cctx, w.js, w.cfg, w.log); err != nil {
 		return err
 	}
-	_, err := CheckStreams(cctx, w.js, w.st, w.log)
+	_, err := CheckStreams(cctx, w.js, w.st, opened, w.log)
 	return err
 }
