@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/edge-agent/edge-agent/sensors"
 )
 
 // TestClockEnv names a file whose content offsets the agent's wall clock:
@@ -65,7 +65,7 @@ func (c *agentClock) Synced() bool {
 	if c.currentOffset() != 0 {
 		return false
 	}
-	ok, err := kernelClockSynced()
+	ok, err := sensors.KernelClockSynced()
 	return ok && err == nil
 }
 
@@ -126,16 +126,4 @@ func parseClockOffset(s string, now time.Time) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is neither a duration such as +720h or -1h nor an RFC3339 time such as 1970-01-01T00:00:00Z", s)
 	}
 	return t.Sub(now.Round(0)), nil
-}
-
-// kernelClockSynced asks the kernel (adjtimex) whether NTP disciplines the
-// clock: STA_UNSYNC is set until a time daemon has synchronised it, and
-// again after the clock is set by hand.
-func kernelClockSynced() (bool, error) {
-	var tx unix.Timex
-	state, err := unix.Adjtimex(&tx)
-	if err != nil {
-		return false, fmt.Errorf("adjtimex: %w", err)
-	}
-	return state != unix.TIME_ERROR && tx.Status&unix.STA_UNSYNC == 0, nil
 }

@@ -373,7 +373,7 @@ func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 // clockStatus asks the kernel (adjtimex) whether NTP disciplines the clock:
 // STA_UNSYNC is set until a time daemon has synchronised it.
 func clockStatus() ClockStatus {
-	synced, err := kernelClockSynced()
+	synced, err := sensors.KernelClockSynced()
 	switch {
 	case err != nil:
 		return ClockStatus{State: ClockUnknown, Error: err.Error()}

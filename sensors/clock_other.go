@@ -8,8 +8,11 @@ const bootIDPath = ""
 
 var processStart = time.Now()
 
-// now on non-Linux (development only) has no boot clock: the offset is
+// On non-Linux (development only) there is no boot clock: the offset is
 // since process start and the clock is assumed synced.
-func now() stamp {
-	return stamp{wall: time.Now(), mono: int64(time.Since(processStart)), synced: true}
-}
+func bootMono() int64 { return int64(time.Since(processStart)) }
+
+// KernelClockSynced has no kernel to ask off Linux: assumed synced.
+func KernelClockSynced() (bool, error) { return true, nil }
+
+func systemWall() (time.Time, bool) { return time.Now(), true }

@@ -50,10 +50,10 @@ type Options struct {
 	// QueueSize bounds the readings and alerts kept in memory, in order,
 	// while the local publish fails (disk full); default DefaultQueueSize.
 	QueueSize int
-	// Wall, if set, is the wall clock readings are stamped with and
-	// whether it is synchronised (the agent's clock, which a test can
-	// step); default time.Now and the kernel's NTP state. mono_ns and
-	// boot_id always come from the kernel, so re-basing still works.
+	// Wall is the wall clock readings are stamped with and whether it is
+	// synchronised (the agent's clock, which a test can step); default
+	// time.Now and the kernel's NTP state. mono_ns and boot_id always come
+	// from the kernel, so re-basing still works.
 	Wall func() (time.Time, bool)
 
 	clock clock
@@ -111,6 +111,9 @@ func NewSampler(cfgs []Config, o Options) (*Sampler, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Wall == nil {
+		o.Wall = systemWall
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = DefaultQueueSize
@@ -223,10 +226,8 @@ func later(a, b time.Time) time.Time {
 func (s *Sampler) sample(ctx context.Context, se *sensor) (<-chan struct{}, error) {
 	res := s.read(ctx, se)
 	vals, err := res.vals, res.err
-	st := now()
-	if s.opts.Wall != nil {
-		st.wall, st.synced = s.opts.Wall()
-	}
+	st := stamp{mono: bootMono()}
+	st.wall, st.synced = s.opts.Wall()
 	se.mu.Lock()
 	if err != nil {
 		if ctx.Err() != nil {
