@@ -315,11 +315,11 @@ func (a *Ager) resolveDowntime() {
 func (a *Ager) checkpoint(ctx context.Context) error {
 	seqs := make(map[string]uint64, len(Lanes))
 	for _, name := range Lanes {
-		info, err := a.streamState(ctx, name)
+		str, err := a.stream(ctx, name)
 		if err != nil {
 			return err
 		}
-		seqs[name] = info.LastSeq
+		seqs[name] = str.CachedInfo().State.LastSeq
 	}
 	wall, synced := a.clk.Now().Round(0), a.clk.Synced()
 	a.st.addAgeCheckpoint(AgeCheckpoint{Agent: a.AgentTime(), Wall: wall, Synced: synced, Boot: a.st.BootCount(), Seqs: seqs})
@@ -336,10 +336,11 @@ func (a *Ager) purge(ctx context.Context) error {
 	}
 	for _, name := range Lanes {
 		seq := cut.cp.Seqs[name]
-		info, err := a.streamState(ctx, name)
+		str, err := a.stream(ctx, name)
 		if err != nil {
 			return err
 		}
+		info := str.CachedInfo().State
 		if seq > info.LastSeq {
 			// Only damage moves a stream's end back, and CheckStreams
 			// clamps checkpoints when it finds it; until then, purging
@@ -352,11 +353,7 @@ func (a *Ager) purge(ctx context.Context) error {
 		if info.Msgs == 0 || seq < info.FirstSeq {
 			continue
 		}
-		s, err := a.js.Stream(ctx, name)
-		if err != nil {
-			return fmt.Errorf("age purge: stream %s: %w", name, err)
-		}
-		if err := s.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
+		if err := str.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
 			return fmt.Errorf("age purge of stream %s up to seq %d: %w", name, seq, err)
 		}
 		// The purge reply has no count: the stream's range says it,
@@ -372,12 +369,13 @@ func (a *Ager) purge(ctx context.Context) error {
 	return nil
 }
 
-func (a *Ager) streamState(ctx context.Context, name string) (jetstream.StreamState, error) {
+// stream looks name up; its CachedInfo is the state at this call.
+func (a *Ager) stream(ctx context.Context, name string) (jetstream.Stream, error) {
 	s, err := a.js.Stream(ctx, name)
 	if err != nil {
-		return jetstream.StreamState{}, fmt.Errorf("age check: stream %s: %w", name, err)
+		return nil, fmt.Errorf("age check: stream %s: %w", name, err)
 	}
-	return s.CachedInfo().State, nil
+	return s, nil
 }
 
 // The State side: checkpoints live in memory and are committed with the
