@@ -33,11 +33,12 @@ func BenchmarkDrainFanIn(b *testing.B) {
 		sites, per = 50, 20_000
 	}
 	b.Run(fmt.Sprintf("sites=%d", sites), func(b *testing.B) {
+		bin := buildNATSServer(b)
 		var fwd, src, fwdCPU, srcCPU time.Duration
 		for range b.N {
-			d, cpu := fanIn(b, sites, per, false)
+			d, cpu := fanIn(b, bin, sites, per, false)
 			fwd, fwdCPU = fwd+d, fwdCPU+cpu
-			d, cpu = fanIn(b, sites, per, true)
+			d, cpu = fanIn(b, bin, sites, per, true)
 			src, srcCPU = src+d, srcCPU+cpu
 		}
 		total := float64(sites * per * b.N)
@@ -50,15 +51,19 @@ func BenchmarkDrainFanIn(b *testing.B) {
 	})
 }
 
-// fanIn starts one hub and k sites with per readings each waiting, then
-// times the drain of all of them, by k forwarders or by one hub stream
-// sourcing every site's streams, and measures the hub's CPU time for it.
-func fanIn(b *testing.B, k, per int, sourcing bool) (elapsed, hubCPU time.Duration) {
+// fanIn starts one hub (the nats-server binary bin) and k sites with per
+// readings each waiting, then times the drain of all of them, by k
+// forwarders or by one hub stream sourcing every site's streams, and
+// measures the hub's CPU time for it. It tears everything down before it
+// returns, so the next way does not run beside this one's servers.
+func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU time.Duration) {
 	b.StopTimer()
-	hub := startHubProcess(b)
+	sc := &cleanupScope{TB: b}
+	defer sc.end()
+	hub := startHubProcess(sc, bin)
 	envs := make([]*fwEnv, k)
 	for i := range k {
-		envs[i] = newFwEnv(b, fmt.Sprintf("site%03d", i), fwEnvOpts{sharedHub: hub.fwEnv})
+		envs[i] = newFwEnv(sc, fmt.Sprintf("site%03d", i), fwEnvOpts{sharedHub: hub.fwEnv})
 	}
 	for _, e := range envs {
 		fwWaitFor(b, time.Minute, "every site's leaf connection", func() bool { return e.leaf.NumLeafNodes() == 1 })
@@ -126,12 +131,17 @@ func (h *hubProc) cpu() time.Duration {
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
 
-func startHubProcess(b *testing.B) *hubProc {
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "nats-server")
+// buildNATSServer builds the module's nats-server once per benchmark.
+func buildNATSServer(b *testing.B) string {
+	bin := filepath.Join(b.TempDir(), "nats-server")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
 		b.Fatalf("build nats-server: %v\n%s", err, out)
 	}
+	return bin
+}
+
+func startHubProcess(b testing.TB, bin string) *hubProc {
+	dir := b.TempDir()
 	conf := filepath.Join(dir, "hub.conf")
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen: 127.0.0.1:-1\nserver_name: hub\njetstream { store_dir: %q, domain: hub }\nleafnodes { listen: 127.0.0.1:-1 }\n", filepath.Join(dir, "js")), 0o644); err != nil {
 		b.Fatal(err)
