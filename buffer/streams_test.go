@@ -159,6 +159,18 @@ func idsOf(st *State, stream string, from, to uint64) []string {
 }
 
 // restartServer stops a jsServer and starts another on the same store, as
+// firstStart serves a JetStream store in dir with the agent streams,
+// checked once against st, as at an agent's first start.
+func firstStart(t *testing.T, dir string, c Config, st *State) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(ctx, js, c))
+	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	return srv, js
+}
+
 // a reboot of the gateway does; damage (if any) is applied in between.
 func restartServer(t *testing.T, s *server.Server, dir string, c Config, damage func()) jetstream.JetStream {
 	t.Helper()
@@ -247,10 +259,7 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 	dir := t.TempDir()
 	c := testConfig("always", 16<<20)
 	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
+	srv, js := firstStart(t, dir, c, st)
 	publishN(t, js, "telemetry.t", 100, 100)
 	sent := idsOf(st, StreamTelemetry, 1, 100) // forwarded, acks trailing
 	st.SetCursor(StreamTelemetry, 20)
@@ -328,10 +337,7 @@ func TestCheckStreamsAppendedBeforeCheck(t *testing.T) {
 	dir := t.TempDir()
 	c := testConfig("always", 16<<20)
 	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
+	srv, js := firstStart(t, dir, c, st)
 	publishN(t, js, "telemetry.t", 100, 100)
 	sent := idsOf(st, StreamTelemetry, 1, 100)
 	st.SetCursor(StreamTelemetry, 100) // all forwarded
@@ -370,10 +376,7 @@ func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	st, err := OpenState(path, nil)
 	mustOK(t, err)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	_, err = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
+	srv, js := firstStart(t, dir, c, st)
 	publishN(t, js, "telemetry.t", 60, 100)
 	publishN(t, js, "alerts.a", 5, 100)
 	ids := idsOf(st, StreamTelemetry, 1, 60)

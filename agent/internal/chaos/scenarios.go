@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/buffer/powercut"
 )
 
@@ -33,7 +34,7 @@ type scenario struct {
 	// localLossOK: the fault destroys local data (truncated file) that the
 	// hub already holds; local loss is reported, hub loss still fails.
 	localLossOK bool
-	// age is buffer.max_age ("" for the default, 720h); testClock runs
+	// age is buffer.max_age ("" for the agent's default); testClock runs
 	// the agent with EDGE_AGENT_TEST_CLOCK_FILE (env.clockFile).
 	age       string
 	testClock bool
@@ -44,7 +45,7 @@ func (s *scenario) maxAge() string {
 	if s.age != "" {
 		return s.age
 	}
-	return "720h"
+	return buffer.DefaultConfig().MaxAge.String()
 }
 
 func (s *scenario) maxBytes() string {
