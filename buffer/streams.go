@@ -396,7 +396,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		log.Warn("local stream recreated; forwarding it from the start", "stream", name, "detail", d)
 		st.AddEvent(EventStreamRecreated, d)
 	}
-	last, err := restoredEnd(ctx, s, state, opened)
+	last, err := restoredEnd(ctx, s, state, opened, time.Now())
 	if err != nil {
 		return "", err
 	}
@@ -453,10 +453,14 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 
 // restoredEnd is the last sequence the stream held when the store was
 // opened: the highest one stored before opened. Messages a client appended
-// since are walked back over (a handful: the time between the server's
-// start and the check).
-func restoredEnd(ctx context.Context, s jetstream.Stream, state jetstream.StreamState, opened time.Time) (uint64, error) {
-	if opened.IsZero() || state.LastSeq == 0 || state.LastTime.Before(opened) {
+// since, stored between opened and now, are walked back over (a handful:
+// the time between the server's start and the check). A store time after
+// now cannot be one of those: the wall clock went back since it was
+// stored (a gateway without RTC booting at 1970), so the message is
+// restored, and the walk never runs down a whole stream of them.
+func restoredEnd(ctx context.Context, s jetstream.Stream, state jetstream.StreamState, opened, now time.Time) (uint64, error) {
+	restored := func(t time.Time) bool { return t.Before(opened) || t.After(now) }
+	if opened.IsZero() || state.LastSeq == 0 || restored(state.LastTime) {
 		return state.LastSeq, nil
 	}
 	for seq := state.LastSeq; seq >= state.FirstSeq && seq > 0; seq-- {
@@ -467,7 +471,7 @@ func restoredEnd(ctx context.Context, s jetstream.Stream, state jetstream.Stream
 		if err != nil {
 			return 0, fmt.Errorf("check stream %s: read seq %d to find where the restored messages end: %w", s.CachedInfo().Config.Name, seq, err)
 		}
-		if m.Time.Before(opened) {
+		if restored(m.Time) {
 			return seq, nil
 		}
 	}

@@ -366,6 +366,33 @@ func TestCheckStreamsAppendedBeforeCheck(t *testing.T) {
 	}
 }
 
+// A gateway without RTC boots with its clock behind the store times of
+// what it held (1970 until NTP): every stored message looks "after the
+// start". Those are restored messages, not ones appended since: the end
+// stays the stream's last sequence, found without reading the stream back.
+func TestRestoredEndClockBehindStore(t *testing.T) {
+	ctx := context.Background()
+	c := testConfig("always", 16<<20)
+	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	_, js := firstStart(t, t.TempDir(), c, st)
+	publishN(t, js, "telemetry.t", 50, 100)
+	s, err := js.Stream(ctx, StreamTelemetry)
+	mustOK(t, err)
+	state := s.CachedInfo().State
+	boot := time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	end, err := restoredEnd(ctx, s, state, boot, boot.Add(time.Second))
+	mustOK(t, err)
+	if end != state.LastSeq {
+		t.Fatalf("end %d, want the last sequence %d: stored messages taken for new ones", end, state.LastSeq)
+	}
+	// With the clock right, messages stored after the start are walked back over.
+	end, err = restoredEnd(ctx, s, state, state.FirstTime.Add(-time.Hour), time.Now())
+	mustOK(t, err)
+	if end != state.FirstSeq-1 {
+		t.Fatalf("end %d, want %d: every message was stored after the start", end, state.FirstSeq-1)
+	}
+}
+
 // state.db lost (corrupt, deleted): the store id, the id epochs and the
 // cursors come back from the JetStream store, so the forwarder resends at
 // most what moved since the last backup, under the same ids.
