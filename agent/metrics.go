@@ -97,6 +97,8 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			p.one("edge_agent_forward_rejected_total", "counter", "Messages the hub refused permanently (dropped).", float64(f.Rejected))
 			p.one("edge_agent_forward_stalls_total", "counter", "Times forwarding stalled waiting for hub acks.", float64(f.Stalls))
 			p.one("edge_agent_forward_rate", "gauge", "Recent hub-acked messages per second.", f.RatePerSec)
+			p.one("edge_agent_forward_window", "gauge", "Messages the forwarder may have in flight now (adapts to the hub).", float64(f.Window))
+			p.one("edge_agent_forward_hub_busy_total", "counter", "Times the hub stream answered 429 too many requests and the window was halved.", float64(f.HubBusy))
 		}
 	}
 

@@ -161,6 +161,9 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 		if f.Rejected > 0 {
 			line += fmt.Sprintf(", %d rejected by hub", f.Rejected)
 		}
+		if f.HubBusy > 0 {
+			line += fmt.Sprintf(", hub overloaded %d× (window now %d)", f.HubBusy, f.Window)
+		}
 		p("%-9s %s\n", "", line)
 	}
 }

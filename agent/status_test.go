@@ -81,6 +81,7 @@ func statusFixtures() map[string]Status {
 		"clock-unsync": healthyStatus(),
 		"clock-jump":   healthyStatus(),
 		"duplicate":    healthyStatus(),
+		"hub-busy":     healthyStatus(),
 	}
 	d := m["duplicate"]
 	d.Uplink = &UplinkStatus{Link: d.Uplink.Link, Forwarder: d.Uplink.Forwarder,
@@ -106,6 +107,14 @@ func statusFixtures() map[string]Status {
 	s = m["evicted-wan"]
 	s.Backlog[1].Evicted = 1200
 	m["evicted-wan"] = s
+
+	s = m["hub-busy"]
+	fw := *s.Uplink.Forwarder
+	fw.RatePerSec, fw.InFlight, fw.Window, fw.HubBusy = 2210.4, 48, 48, 12
+	fw.ReasonClass, fw.LastError = uplink.ReasonHubBusy, "the hub stream is overloaded (too many requests (code 429, err_code 10167)): resending from the cursor with half the window"
+	s.Uplink = &UplinkStatus{Link: s.Uplink.Link, Forwarder: &fw}
+	s.Backlog = []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 81230, Bytes: 16 << 20, Oldest: ago(3 * time.Hour), Drain: 37 * time.Second}}
+	m["hub-busy"] = s
 
 	s = m["clock-unsync"]
 	s.Clock.State = ClockUnsynced

@@ -67,7 +67,8 @@ func WithStreams(names ...string) Option { return func(o *options) { o.streams =
 // WithWindow bounds the messages in flight to the hub (default 8192, and
 // at most 4 MiB of them): enough to fill a 200 ms round trip at tens of
 // thousands of readings per second, small enough to bound memory and the
-// resend after a failure.
+// resend after a failure. The window in use starts at 64 and adapts below
+// this bound (congestion).
 func WithWindow(n int) Option { return func(o *options) { o.window = n } }
 
 // windowBytes caps the bytes in flight whatever the message count, so
@@ -140,8 +141,9 @@ type Forwarder struct {
 	mu     sync.Mutex
 	status ForwarderStatus
 	cur    *session
-	acked  uint64    // hub-acked messages since start, for the rate
-	rate   []float64 // acked samples, one per second, for RatePerSec
+	cc     congestion // between sessions; the running one has its copy
+	acked  uint64     // hub-acked messages since start, for the rate
+	rate   []float64  // acked samples, one per second, for RatePerSec
 	// lastProgress starts the stall clock: the last hub ack, the end of a
 	// wait for the link, or a reconnect the watchdog saw. waiting is set
 	// while the forwarder waits for the link (start delay included): that
@@ -178,6 +180,7 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 		cfg: cfg, site: site, prefix: cfg.SubjectPrefix, nc: nc, js: js, st: st, log: log, o: o,
 		ctl:    make(chan replayReq),
 		status: ForwarderStatus{Forwarded: map[string]uint64{}},
+		cc:     newCongestion(o.window),
 	}
 	if cfg.Bandwidth > 0 {
 		f.bucket = newBucket(float64(cfg.Bandwidth))
@@ -206,8 +209,9 @@ func (f *Forwarder) Status() ForwarderStatus {
 	for k, v := range f.status.Forwarded {
 		s.Forwarded[k] = v
 	}
+	s.Window = f.cc.limit()
 	if f.cur != nil {
-		s.InFlight = f.cur.inFlightCount()
+		s.InFlight, s.Window = f.cur.inFlightCount()
 	}
 	if n := len(f.rate); n > 1 {
 		s.RatePerSec = (f.rate[n-1] - f.rate[0]) / float64(n-1)
@@ -278,7 +282,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			if f.o.link != nil && (class == ReasonHubStream || class == ReasonPermission) {
 				f.o.link.Degraded(class, reason)
 			}
-			f.log.Warn("forwarder: paused; resending from the cursor after a backoff", "reason_class", class, "reason", reason, "retry_in", wait)
+			f.log.Warn("forwarder: paused; resending from the cursor after a backoff", "reason_class", class, "reason", reason, "retry_in", wait, "window", f.Status().Window)
 			lastErr = reason
 		}
 		select {
@@ -514,6 +518,8 @@ func classify(err error, f *Forwarder) (class, reason string) {
 		return ReasonPermission, fmt.Sprintf("the hub has a stream for %s but this site's leaf user may not publish there: allow publish to %s.%s.> for it in the hub config (README: hub side)", f.HubSubject("telemetry.>"), f.prefix, f.site)
 	case errors.Is(err, errNoResponders):
 		return ReasonHubStream, fmt.Sprintf("no hub stream captures %s: create it with `edge-agent hub init --server URL`", f.HubSubject("telemetry.>"))
+	case errors.As(err, &ae) && ae.busy():
+		return ReasonHubBusy, "the hub stream is overloaded (" + ae.Error() + "): resending from the cursor with half the window; nothing is lost. If it persists, the hub's JetStream ingest (CPU, disk) is the bottleneck"
 	case errors.As(err, &ae):
 		return ReasonHubStream, "hub stream refused a message: " + ae.Error()
 	}
@@ -536,6 +542,9 @@ type ackError struct {
 func (e *ackError) Error() string {
 	return fmt.Sprintf("%s (code %d, err_code %d)", e.Desc, e.Code, e.ErrCode)
 }
+
+// busy is the hub stream's "too many requests": its ingest queue is full.
+func (e *ackError) busy() bool { return e.Code == 429 }
 
 // permanent errors cannot succeed on resend: the forwarder skips the message
 // rather than stalling behind it forever.

@@ -39,6 +39,10 @@ type session struct {
 	nextID   uint64
 	bytes    int       // in flight
 	lastAck  time.Time // or the session start
+	// cc is the forwarder's window control, copied in at the start and
+	// back at the end, so late acks of an ended session change nothing.
+	cc   congestion
+	busy bool // the window was halved for a 429 in this session already
 }
 
 // lane is one local stream within a session.
@@ -98,10 +102,10 @@ func (s *session) fail(err error) {
 	}
 }
 
-func (s *session) inFlightCount() int {
+func (s *session) inFlightCount() (n, window int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.inFlight
+	return s.inFlight, s.cc.limit()
 }
 
 func (f *Forwarder) session(ctx context.Context) error {
@@ -116,6 +120,9 @@ func (f *Forwarder) session(ctx context.Context) error {
 		tick: time.NewTicker(min(max(f.o.ackTimeout/4, 10*time.Millisecond), 250*time.Millisecond)),
 		sent: make([]*entry, f.o.window), lastAck: time.Now(),
 	}
+	f.mu.Lock()
+	s.cc = f.cc
+	f.mu.Unlock()
 	defer s.tick.Stop()
 	sub, err := f.nc.Subscribe(s.inbox+".*", s.onAck)
 	if err != nil {
@@ -136,8 +143,11 @@ func (f *Forwarder) session(ctx context.Context) error {
 	f.cur = s
 	f.mu.Unlock()
 	defer func() {
+		s.mu.Lock()
+		cc := s.cc
+		s.mu.Unlock()
 		f.mu.Lock()
-		f.cur = nil
+		f.cur, f.cc = nil, cc
 		f.mu.Unlock()
 	}()
 
@@ -146,9 +156,19 @@ func (f *Forwarder) session(ctx context.Context) error {
 	roomInWindow := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.inFlight < f.o.window && s.bytes < windowBytes && s.sent[s.nextID%uint64(len(s.sent))] == nil
+		return s.inFlight < s.cc.limit() && s.bytes < windowBytes && s.sent[s.nextID%uint64(len(s.sent))] == nil
 	}
-	picked := func() bool { it, l = s.pick(); return l != nil }
+	picked := func() bool {
+		if it, l = s.pick(); l != nil {
+			return true
+		}
+		s.mu.Lock()
+		if s.inFlight == 0 && time.Since(s.lastAck) > time.Second {
+			s.cc.idle()
+		}
+		s.mu.Unlock()
+		return false
+	}
 	for {
 		// Wait for room first and choose the message after, so an alert
 		// that arrived while the window was full goes next.
@@ -456,6 +476,7 @@ func (s *session) onAck(m *nats.Msg) {
 	if err != nil {
 		return
 	}
+	pa, ok := parseAck(m.Data) // before the lock: the window needs it
 	now := time.Now()
 	s.mu.Lock()
 	slot := &s.sent[id%uint64(len(s.sent))]
@@ -468,7 +489,22 @@ func (s *session) onAck(m *nats.Msg) {
 	s.inFlight--
 	s.bytes -= e.size
 	s.lastAck = now
+	halve := false
+	switch {
+	case ok && pa.Error == nil:
+		s.cc.acked()
+	case ok && pa.Error.busy() && !s.busy:
+		// Once per session: the rest of the window meets the same
+		// full queue, and the session ends on this 429 anyway.
+		halve, s.busy = true, true
+		s.cc.busy()
+	}
 	s.mu.Unlock()
+	if halve {
+		f.mu.Lock()
+		f.status.HubBusy++
+		f.mu.Unlock()
+	}
 	select {
 	case s.freed <- struct{}{}:
 	default:
@@ -477,7 +513,6 @@ func (s *session) onAck(m *nats.Msg) {
 		s.fail(errNoResponders)
 		return
 	}
-	pa, ok := parseAck(m.Data)
 	if !ok {
 		s.fail(fmt.Errorf("hub reply to %s seq %d is not a stream ack: %q", e.lane.name, e.seq, m.Data))
 		return

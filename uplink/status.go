@@ -18,6 +18,7 @@ const (
 	ReasonPermission = "permission"
 	ReasonHubStream  = "hub_stream"
 	ReasonDuplicate  = "duplicate_site"
+	ReasonHubBusy    = "hub_busy" // the hub stream answered 429: too many requests
 	ReasonOther      = "other"
 )
 
@@ -49,4 +50,9 @@ type ForwarderStatus struct {
 	HubStream string `json:"hub_stream,omitempty"`
 	HubDomain string `json:"hub_domain,omitempty"`
 	Rejected  uint64 `json:"rejected"` // messages the hub refused permanently (e.g. too large)
+	// Window is the current bound on messages in flight: it starts small,
+	// grows while the hub keeps up and halves when the hub stream answers
+	// 429 (HubBusy counts those halvings).
+	Window  int    `json:"window"`
+	HubBusy uint64 `json:"hub_busy"`
 }
