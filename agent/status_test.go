@@ -151,7 +151,7 @@ func TestStatusGolden(t *testing.T) {
 		"healthy": ExitHealthy, "standalone": ExitHealthy,
 		"wan-dns": ExitDegraded, "wan-tcp": ExitDegraded, "wan-tls": ExitDegraded, "wan-auth": ExitDegraded,
 		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitDegraded, "clock-jump": ExitDegraded,
-		"hub-busy": ExitDegraded, // forwarding goes on, slower: the warning says why
+		"hub-busy":  ExitDegraded, // forwarding goes on, slower: the warning says why
 		"disk-full": ExitDown, "duplicate": ExitDown,
 	}
 	for name, s := range statusFixtures() {
