@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -102,15 +104,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if !a.srv.ReadyForConnections(30 * time.Second) {
 		return fmt.Errorf("embedded nats-server did not become ready in 30s on %s (is the port in use? see the nats-server lines above)", cfg.Listen)
 	}
-	copts := []nats.Option{nats.InProcessServer(a.srv), nats.Name("edge-agent"), nats.MaxReconnects(-1)}
-	if cfg.LocalAuth.User != "" {
-		copts = append(copts, nats.UserInfo(cfg.LocalAuth.User, cfg.LocalAuth.Password))
-	}
-	if cfg.LocalAuth.Token != "" {
-		copts = append(copts, nats.Token(cfg.LocalAuth.Token))
-	}
-	if a.nc, err = nats.Connect("", copts...); err != nil {
-		return fmt.Errorf("in-process connection: %w", err)
+	if a.nc, err = a.connectLocal(cfg); err != nil {
+		return err
 	}
 	defer a.nc.Close()
 	if a.js, err = jetstream.New(a.nc); err != nil {
@@ -193,4 +188,48 @@ func (a *Agent) Reload(next *Config) {
 
 func (a *Agent) addPart(name string, run func(ctx context.Context) error) {
 	a.parts = append(a.parts, part{name: name, run: run})
+}
+
+// connectLocal opens the agent's own connection to the embedded server,
+// which the sampler, the forwarder and the control API share. It dials the
+// client listener over loopback TCP: nats.go's in-process connection is a
+// net.Pipe, which hands each buffer between the client's and the server's
+// goroutines synchronously, and on it the forwarder drained a backlog about
+// 30 % slower (BenchmarkDrain, 100k readings, 57k against 74-80k msg/s).
+// Should the listener be unreachable from the device itself (a firewall on
+// its own address), the in-process connection still works.
+func (a *Agent) connectLocal(cfg *Config) (*nats.Conn, error) {
+	copts := []nats.Option{nats.Name("edge-agent"), nats.MaxReconnects(-1)}
+	if cfg.LocalAuth.User != "" {
+		copts = append(copts, nats.UserInfo(cfg.LocalAuth.User, cfg.LocalAuth.Password))
+	}
+	if cfg.LocalAuth.Token != "" {
+		copts = append(copts, nats.Token(cfg.LocalAuth.Token))
+	}
+	url := localURL(a.srv.Addr())
+	nc, err := nats.Connect(url, copts...)
+	if err == nil {
+		return nc, nil
+	}
+	a.log.Warn("cannot connect to the embedded server over TCP; using an in-process connection (slower forwarding)", "url", url, "err", err)
+	if nc, err = nats.Connect("", append(copts, nats.InProcessServer(a.srv))...); err != nil {
+		return nil, fmt.Errorf("in-process connection: %w", err)
+	}
+	return nc, nil
+}
+
+// localURL is the address the device itself reaches the client listener
+// on: 127.0.0.1 when the server listens on every address. Go reports
+// 0.0.0.0 as the dual-stack [::], which accepts IPv4 too, and gateways
+// with IPv6 disabled have no ::1.
+func localURL(addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "nats://" + addr.String()
+	}
+	ip := ta.IP
+	if ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return "nats://" + net.JoinHostPort(ip.String(), strconv.Itoa(ta.Port))
 }

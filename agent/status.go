@@ -293,7 +293,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 		s.Domain = a.srv.JetStreamConfig().Domain
 		s.Clients = a.srv.NumClients()
 		if a.nc != nil {
-			s.Clients-- // the agent's own in-process connection
+			s.Clients-- // the agent's own connection
 		}
 	}
 	if cfg.Uplink != nil {

@@ -152,8 +152,8 @@ type Forwarder struct {
 	waiting      bool
 }
 
-// NewForwarder prepares a forwarder for site on the agent's in-process
-// connection nc; nothing is sent until Run.
+// NewForwarder prepares a forwarder for site on the agent's connection nc
+// to the leaf server; nothing is sent until Run.
 func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog.Logger, opts ...Option) (*Forwarder, error) {
 	if !tokenRE.MatchString(site) {
 		return nil, fmt.Errorf("forwarder: site %q is not a NATS token", site)

@@ -120,7 +120,7 @@ var (
 	}}
 	// viaBareClient is the hub's ingest ceiling: no local stream to read,
 	// no cursor, just the forwarder's messages (subject, 128 B, the same
-	// headers) published by a client of the leaf (the same in-process
+	// headers) published by a client of the leaf (the same loopback
 	// connection) with the forwarder's window of 8192 asynchronous
 	// publishes into the same hub stream.
 	viaBareClient = drainWay{start: func(b *testing.B, e *fwEnv, n int) { publishToHub(b, e, n, true) }}

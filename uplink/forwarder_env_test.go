@@ -165,7 +165,8 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 		eo.leaf(lo)
 	}
 	e.leaf = fwStartServer(t, lo)
-	e.leafNC, e.leafJS = fwConnect(t, "", nats.InProcessServer(e.leaf))
+	// Over loopback TCP, as the agent connects (agent.connectLocal).
+	e.leafNC, e.leafJS = fwConnect(t, e.leaf.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := buffer.EnsureStreams(ctx, e.leafJS, buffer.DefaultConfig()); err != nil {
@@ -240,7 +241,7 @@ type runningFw struct {
 	stop func()
 }
 
-// start runs a forwarder on the leaf's in-process connection until stop.
+// start runs a forwarder on the leaf's client connection (e.leafNC) until stop.
 func (e *fwEnv) start(log *slog.Logger, opts ...Option) *runningFw {
 	e.t.Helper()
 	if log == nil {

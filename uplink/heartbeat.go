@@ -53,7 +53,7 @@ func StatusSubject(prefix, site string) string { return prefix + "." + site + ".
 // HeartbeatOptions are the heartbeat's dependencies; the agent supplies
 // them because uplink cannot import agent.
 type HeartbeatOptions struct {
-	Conn     *nats.Conn // in-process connection to the leaf server
+	Conn     *nats.Conn // the agent's connection to the leaf server
 	Prefix   string
 	Site     string
 	Server   string
