@@ -70,7 +70,7 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 	}
 	var wg sync.WaitGroup
 	for _, e := range envs {
-		wg.Go(func() { e.publish("telemetry.x", per, make([]byte, 128)) })
+		wg.Go(func() { e.publishRandom("telemetry.x", per, 128) })
 	}
 	wg.Wait()
 	ctx := context.Background()

@@ -201,7 +201,7 @@ func drain(b *testing.B, n int, wan drainWAN, way drainWay) time.Duration {
 	e := newFwEnv(sc, "s1", eo)
 	e.leafUp()
 	if way.backlog {
-		e.publish("telemetry.x", n, make([]byte, 128))
+		e.publishRandom("telemetry.x", n, 128)
 	}
 	ctx := context.Background()
 	count := func() uint64 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -200,10 +201,29 @@ func (e *fwEnv) leafUp() {
 // or a local app does.
 func (e *fwEnv) publish(subject string, n int, data []byte) {
 	e.t.Helper()
+	e.publishEach(subject, n, func() []byte { return data })
+}
+
+// publishRandom stores n messages of size random bytes each: what benches
+// that count bytes on the wire send, because the leaf connection
+// compresses (nats-server's s2_auto, on from 10 ms of round trip), and a
+// backlog of identical readings would shrink to almost nothing.
+func (e *fwEnv) publishRandom(subject string, n, size int) {
+	e.t.Helper()
+	rnd := rand.NewChaCha8([32]byte{})
+	e.publishEach(subject, n, func() []byte {
+		b := make([]byte, size)
+		_, _ = rnd.Read(b)
+		return b
+	})
+}
+
+func (e *fwEnv) publishEach(subject string, n int, data func() []byte) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := 0; i < n; i++ {
-		if _, err := e.leafJS.PublishAsync(subject, data); err != nil {
+		if _, err := e.leafJS.PublishAsync(subject, data()); err != nil {
 			e.t.Fatal(err)
 		}
 		if i%1000 == 999 || i == n-1 {
