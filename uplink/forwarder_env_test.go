@@ -292,15 +292,23 @@ func (e *fwEnv) hubMsgs() []jetstream.Msg {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := e.hubJS.Stream(ctx, "EDGE")
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	// A hub cluster that just lost a node may not answer API requests for
+	// a moment ("no responders" while leaders move): poll.
+	var (
+		s   jetstream.Stream
+		c   jetstream.Consumer
+		err error
+	)
+	fwWaitFor(e.t, 30*time.Second, "the hub to serve stream EDGE to a reader", func() bool {
+		if s, err = e.hubJS.Stream(ctx, "EDGE"); err == nil {
+			c, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		}
+		if err != nil {
+			e.t.Logf("reading the hub stream: %v; retrying", err)
+		}
+		return err == nil
+	})
 	total := s.CachedInfo().State.Msgs
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var out []jetstream.Msg
 	for uint64(len(out)) < total {
 		b, err := c.Fetch(int(min(1000, total-uint64(len(out)))), jetstream.FetchMaxWait(10*time.Second))
