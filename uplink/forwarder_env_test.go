@@ -295,15 +295,17 @@ func (e *fwEnv) hubMsgs() []jetstream.Msg {
 	// A hub cluster that just lost a node may not answer API requests for
 	// a moment ("no responders" while leaders move): poll.
 	var (
-		s   jetstream.Stream
-		c   jetstream.Consumer
-		err error
+		s    jetstream.Stream
+		c    jetstream.Consumer
+		err  error
+		last string
 	)
 	fwWaitFor(e.t, 30*time.Second, "the hub to serve stream EDGE to a reader", func() bool {
 		if s, err = e.hubJS.Stream(ctx, "EDGE"); err == nil {
 			c, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 		}
-		if err != nil {
+		if err != nil && err.Error() != last { // once per distinct error, not every poll
+			last = err.Error()
 			e.t.Logf("reading the hub stream: %v; retrying", err)
 		}
 		return err == nil
