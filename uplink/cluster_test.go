@@ -86,8 +86,8 @@ func TestHubClusterNodeLoss(t *testing.T) {
 				}
 			}
 			r := o.LeafNode.Remotes[0]
-			// hub-b first and in order, so the test knows where the leaf
-			// lands; hub-c, hub-a after it for the failover.
+			// hub-b, hub-c, hub-a in order: the leaf lands on hub-b or
+			// hub-c, and hub-a (the audit's node) is a failover target.
 			r.URLs = []*url.URL{leafURL(t, others[0]), leafURL(t, others[1]), r.URLs[0]}
 			r.NoRandomize = true
 			if err := GateRemote(r); err != nil {
@@ -96,7 +96,6 @@ func TestHubClusterNodeLoss(t *testing.T) {
 			lo = o
 		},
 	})
-	hubB := others[0]
 	e.cfg.HubURLs = nil
 	for _, u := range lo.LeafNode.Remotes[0].URLs {
 		e.cfg.HubURLs = append(e.cfg.HubURLs, u.String())
@@ -114,23 +113,40 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		_, err = EnsureHubStream(c, e.hubJS, sc)
 		return err == nil
 	})
-	leaderOn(t, e, "EDGE", "hub-b")
 
+	// The leaf dials hub-b first, but a first attempt that fails while the
+	// cluster settles moves it on to hub-c: the node to stop is whichever
+	// of the two holds the leaf (hub-a holds the audit connection).
 	link := runLink(t, e, lo)
-	fwWaitFor(t, 15*time.Second, "leaf on hub-b", func() bool { return link.Connected() && hubB.NumLeafNodes() == 1 })
+	var victim *server.Server
+	fwWaitFor(t, 15*time.Second, "leaf on hub-b or hub-c", func() bool {
+		for _, s := range others {
+			if link.Connected() && s.NumLeafNodes() == 1 {
+				victim = s
+				return true
+			}
+		}
+		return false
+	})
+	survivor := others[0]
+	if victim == survivor {
+		survivor = others[1]
+	}
+	name := victim.Name()
+	leaderOn(t, e, "EDGE", name)
 	w := &wanEnv{fwEnv: e, link: link}
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
 	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return e.hubCount() > 300 })
 
 	lost := time.Now()
-	hubB.Shutdown()
+	victim.Shutdown()
 	before := e.hubCount()
 	fwWaitFor(t, 30*time.Second, "leaf on a surviving node", func() bool {
-		return link.Connected() && e.hub.NumLeafNodes()+others[1].NumLeafNodes() == 1
+		return link.Connected() && e.hub.NumLeafNodes()+survivor.NumLeafNodes() == 1
 	})
 	fwWaitFor(t, 30*time.Second, "readings flowing again", func() bool { return e.hubCount() > before+100 })
-	t.Logf("hub-b (leaf node and stream leader) stopped: readings flowing again after %s, link on %s", time.Since(lost).Round(time.Millisecond), link.Status().Hub)
+	t.Logf("%s (leaf node and stream leader) stopped: readings flowing again after %s, link on %s", name, time.Since(lost).Round(time.Millisecond), link.Status().Hub)
 
 	n := stop()
 	fwWaitFor(t, 30*time.Second, "every reading at the hub", func() bool { return e.hubCount() >= n })
@@ -138,17 +154,17 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
 	}
 	// Reading the stream back creates a consumer, which needs a meta
-	// leader; it may have been hub-b too.
+	// leader; it may have been the stopped node too.
 	fwWaitFor(t, 30*time.Second, "a JetStream meta leader among the survivors", func() bool {
 		jz, err := e.hub.Jsz(nil)
-		return err == nil && jz.Meta != nil && jz.Meta.Leader != "" && jz.Meta.Leader != "hub-b"
+		return err == nil && jz.Meta != nil && jz.Meta.Leader != "" && jz.Meta.Leader != name
 	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	si, err := e.hubJS.Stream(ctx, "EDGE")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := si.CachedInfo().Cluster.Leader; l == "hub-b" || l == "" {
+	if l := si.CachedInfo().Cluster.Leader; l == name || l == "" {
 		t.Fatalf("stream leader after the loss = %q", l)
 	}
 	t.Logf("%d readings, exactly once; link reconnects %d", n, link.Status().Reconnects)
@@ -167,30 +183,43 @@ func leafURL(t *testing.T, s *server.Server) *url.URL {
 // leaderOn moves stream's leadership to the named hub node.
 func leaderOn(t *testing.T, e *fwEnv, stream, name string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": name}})
+	// Each request has its own deadline, so a slow election early on does
+	// not leave the later polls with an expired context.
 	leader := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		s, err := e.hubJS.Stream(ctx, stream)
 		if err != nil || s.CachedInfo().Cluster == nil {
 			return ""
 		}
 		return s.CachedInfo().Cluster.Leader
 	}
-	fwWaitFor(t, 20*time.Second, "a stream leader", func() bool { return leader() != "" })
-	if leader() == name {
-		return
+	// A stepdown under load can elect another node despite the preference
+	// (a replica that is behind is not eligible): ask again until it lands.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		fwWaitFor(t, 20*time.Second, "a stream leader", func() bool { return leader() != "" })
+		if leader() == name {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s leader is %s, not %s, after repeated stepdowns", stream, leader(), name)
+		}
+		resp, err := e.hubNC.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 5*time.Second)
+		if err != nil {
+			t.Fatalf("stream %s leader stepdown: %v", stream, err)
+		}
+		var r struct {
+			Success bool            `json:"success"`
+			Error   json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(resp.Data, &r); err != nil || !r.Success {
+			t.Fatalf("stream %s leader stepdown to %s: %s", stream, name, resp.Data)
+		}
+		until := time.Now().Add(10 * time.Second)
+		for time.Now().Before(until) && leader() != name {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
-	resp, err := e.hubNC.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, req)
-	if err != nil {
-		t.Fatalf("stream %s leader stepdown: %v", stream, err)
-	}
-	var r struct {
-		Success bool            `json:"success"`
-		Error   json.RawMessage `json:"error"`
-	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil || !r.Success {
-		t.Fatalf("stream %s leader stepdown to %s: %s", stream, name, resp.Data)
-	}
-	fwWaitFor(t, 20*time.Second, "stream leader on "+name, func() bool { return leader() == name })
 }
