@@ -1,8 +1,8 @@
 // Package wanfault puts a user-space TCP proxy between a leaf and its hub so
 // tests (and the chaos harness) can break the WAN the way stores see it:
-// cut, flap, blackhole, add latency, shape bandwidth. It wraps
-// github.com/Shopify/toxiproxy/v2 as a library: no toxiproxy daemon, no
-// HTTP API, one proxy per link, on loopback.
+// cut (refused), unplug (no answer), flap, blackhole, add latency, shape
+// bandwidth. It wraps github.com/Shopify/toxiproxy/v2 as a library: no
+// toxiproxy daemon, no HTTP API, one proxy per link, on loopback.
 //
 // A hub advertises its own leafnode address to leaves, which then reconnect
 // straight to it and bypass the proxy: start the hub with
@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
@@ -34,6 +35,11 @@ type Proxy struct {
 	p    *toxiproxy.Proxy
 	addr string
 	n    int // toxic names
+
+	// While unplugged: a listener on addr that never accepts, and the one
+	// connection that fills its queue (see Unplug).
+	hole   int
+	filler net.Conn
 }
 
 // Start listens on a random loopback port and forwards to upstream
@@ -73,13 +79,62 @@ func (p *Proxy) Cut() {
 	p.p.Stop()
 }
 
-// Restore brings a cut link back on the same address.
+// Unplug takes the link down the way a store's WAN dies: open connections
+// are closed, and new dials get no answer at all until Restore (their SYNs
+// are dropped, so they time out), where Cut refuses them at once as a host
+// with nothing listening does. The address keeps a listener that never
+// accepts, with a backlog of 0 that one connection fills: the kernel drops
+// every later SYN, a black hole on loopback without root or packet filters.
+func (p *Proxy) Unplug() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.p.Stop()
+	if p.filler != nil {
+		return nil
+	}
+	host, port, _ := net.SplitHostPort(p.addr)
+	ip := net.ParseIP(host).To4()
+	n, _ := strconv.Atoi(port)
+	if ip == nil {
+		return fmt.Errorf("wanfault: unplug %s: an IPv4 address is needed", p.addr)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("wanfault: unplug %s: %w", p.addr, err)
+	}
+	sa := &syscall.SockaddrInet4{Port: n, Addr: [4]byte(ip)}
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	// The kernel may hold the port for a moment after the proxy's close.
+	for range 50 {
+		if err = syscall.Bind(fd, sa); err != syscall.EADDRINUSE {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err == nil {
+		err = syscall.Listen(fd, 0)
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("wanfault: unplug %s: %w", p.addr, err)
+	}
+	filler, err := net.DialTimeout("tcp", p.addr, time.Second)
+	if err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("wanfault: unplug %s: fill the listen queue: %w", p.addr, err)
+	}
+	p.hole, p.filler = fd, filler
+	return nil
+}
+
+// Restore brings a cut or unplugged link back on the same address.
 func (p *Proxy) Restore() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.p.Enabled {
 		return nil
 	}
+	p.plug()
 	// Listen on the address the first start resolved, not on port 0 again.
 	p.p.Listen = p.addr
 	var err error
@@ -146,5 +201,19 @@ func (p *Proxy) Clear() {
 	p.p.Toxics.ResetToxics(context.Background())
 }
 
+// plug removes Unplug's black hole, if any. Lock held.
+func (p *Proxy) plug() {
+	if p.filler != nil {
+		p.filler.Close()
+		syscall.Close(p.hole)
+		p.hole, p.filler = 0, nil
+	}
+}
+
 // Close stops the proxy for good.
-func (p *Proxy) Close() { p.Cut() }
+func (p *Proxy) Close() {
+	p.Cut()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.plug()
+}
