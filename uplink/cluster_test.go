@@ -117,7 +117,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	// The leaf dials hub-b first, but a first attempt that fails while the
 	// cluster settles moves it on to hub-c: the node to stop is whichever
 	// of the two holds the leaf (hub-a holds the audit connection).
-	link := runLink(t, e, lo)
+	link := runLink(t, e, lo, quickReconnect)
 	var victim *server.Server
 	fwWaitFor(t, 15*time.Second, "leaf on hub-b or hub-c", func() bool {
 		for _, s := range others {

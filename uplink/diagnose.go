@@ -97,25 +97,59 @@ func diagnose(ctx context.Context, cfg *Config) (class, reason string) {
 	return "", ""
 }
 
-func probeURL(ctx context.Context, cfg *Config, u *url.URL) (class, reason string) {
-	host, port := u.Hostname(), u.Port()
+// hubAddr is u's host:port, with the scheme's default port.
+func hubAddr(u *url.URL) string {
+	port := u.Port()
 	if port == "" {
 		port = map[string]string{"ws": "80", "wss": "443"}[u.Scheme]
 		if port == "" {
 			port = "7422"
 		}
 	}
-	addr := net.JoinHostPort(host, port)
-	if net.ParseIP(host) == nil {
-		lctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// dialTCP resolves u's host (a failed lookup is a *net.DNSError) and dials
+// it over TCP, each step within timeout.
+func dialTCP(ctx context.Context, u *url.URL, timeout time.Duration) (net.Conn, error) {
+	if host := u.Hostname(); net.ParseIP(host) == nil {
+		lctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := net.DefaultResolver.LookupHost(lctx, host)
 		cancel()
 		if err != nil {
-			return dialReason(addr, err, probeTimeout)
+			return nil, err
 		}
 	}
-	d := net.Dialer{Timeout: probeTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	d := net.Dialer{Timeout: timeout}
+	return d.DialContext(ctx, "tcp", hubAddr(u))
+}
+
+// hubAnswer is one restore-watch check (Link.waitAttempt): did any hub
+// URL accept a TCP connection, and if none did, did every one refuse it.
+type hubAnswer struct{ answered, refused bool }
+
+// dialHub checks whether the hub's address answers at all: a TCP connect
+// to each hub URL, closed at once, nothing sent.
+func dialHub(ctx context.Context, cfg *Config, timeout time.Duration) hubAnswer {
+	a := hubAnswer{refused: true}
+	for _, s := range cfg.HubURLs {
+		u, err := url.Parse(s)
+		if err != nil {
+			continue
+		}
+		conn, err := dialTCP(ctx, u, timeout)
+		if err == nil {
+			conn.Close()
+			return hubAnswer{answered: true}
+		}
+		a.refused = a.refused && errors.Is(err, syscall.ECONNREFUSED)
+	}
+	return a
+}
+
+func probeURL(ctx context.Context, cfg *Config, u *url.URL) (class, reason string) {
+	host, addr := u.Hostname(), hubAddr(u)
+	conn, err := dialTCP(ctx, u, probeTimeout)
 	if err != nil {
 		return dialReason(addr, err, probeTimeout)
 	}

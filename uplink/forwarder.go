@@ -100,6 +100,10 @@ type LinkControl interface {
 	// Degraded shows a hub-side cause (hub stream, permission) in the
 	// link's status while the connection itself is up.
 	Degraded(class, reason string)
+	// WANRestored says the connection came back because the site's own
+	// path to the hub did (the hub stayed up): no fleet is returning at
+	// the same moment, so the drain ramp (WithStartJitter) is skipped.
+	WANRestored() bool
 }
 
 // WithLink connects the forwarder to the link manager. Without it the leaf
@@ -111,8 +115,9 @@ func WithLink(l LinkControl) Option { return func(o *options) { o.link = l } }
 // [0, d] before the first batch. A hub restart drops a whole fleet at once;
 // the link's backoff spreads the reconnects, and this spreads the backlog
 // each site then sends as fast as the hub acks, so the hub's first seconds
-// back are not one burst of every store's outage. The agent passes
-// uplink.reconnect.min; 0 (the default) starts at once.
+// back are not one burst of every store's outage. Not after the site's own
+// WAN outage (LinkControl.WANRestored): nobody else is returning then. The
+// agent passes uplink.reconnect.min; 0 (the default) starts at once.
 func WithStartJitter(d time.Duration) Option { return func(o *options) { o.jitter = d } }
 
 // WithRetry bounds the backoff between failed sessions (default 250ms..30s).
@@ -356,7 +361,7 @@ func (f *Forwarder) untilUp(ctx context.Context) error {
 
 // startDelay waits the random part of the drain ramp, uniform in [0, jitter].
 func (f *Forwarder) startDelay(ctx context.Context) error {
-	if f.o.jitter <= 0 {
+	if f.o.jitter <= 0 || f.o.link != nil && f.o.link.WANRestored() {
 		return nil
 	}
 	d := time.Duration(f.o.rnd(int64(f.o.jitter) + 1))

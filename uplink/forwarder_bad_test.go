@@ -162,6 +162,7 @@ type fakeLink struct {
 	up        chan struct{} // closed while connected, as Link.Up
 	bounces   atomic.Int32
 	degraded  atomic.Value // [2]string{class, reason}
+	wan       atomic.Bool  // WANRestored
 }
 
 func newFakeLink(connected bool) *fakeLink {
@@ -196,3 +197,4 @@ func (l *fakeLink) Up() <-chan struct{} {
 
 func (l *fakeLink) Bounce()                       { l.bounces.Add(1) }
 func (l *fakeLink) Degraded(class, reason string) { l.degraded.Store([2]string{class, reason}) }
+func (l *fakeLink) WANRestored() bool             { return l.wan.Load() }

@@ -176,7 +176,8 @@ func TestForwarderConfigKeys(t *testing.T) {
 
 // After waiting through a down link the forwarder holds a random delay in
 // [0, jitter] before its first batch (the drain ramp of a fleet back from
-// a hub outage); while the link stays up, nothing is delayed.
+// a hub outage); while the link stays up, or when it is back from the
+// site's own WAN outage, nothing is delayed.
 func TestForwarderStartJitter(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
 	e.leafUp()
@@ -211,11 +212,20 @@ func TestForwarderStartJitter(t *testing.T) {
 	}
 	e.publish("telemetry.x", 5, []byte("x"))
 	fwWaitFor(t, 30*time.Second, "live readings at the hub", func() bool { return e.hubCount() == 15 })
-	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 15)
+
+	// Back from the site's own WAN outage (the link's restore watch): no
+	// fleet is returning with it, so no delay is drawn.
+	link.set(false)
+	e.publish("telemetry.x", 5, []byte("x"))
+	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link again", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	link.wan.Store(true)
+	link.set(true)
+	fwWaitFor(t, 30*time.Second, "backlog of the WAN outage at the hub", func() bool { return e.hubCount() == 20 })
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
 	mu.Lock()
 	defer mu.Unlock()
 	if want := []int64{int64(jitter) + 1}; !slices.Equal(draws, want) {
-		t.Fatalf("delay draws %v, want one uniform draw in [0, %s] (n = %v)", draws, jitter, want)
+		t.Fatalf("delay draws %v, want one uniform draw in [0, %s] (n = %v), after the hub outage only", draws, jitter, want)
 	}
 }
 

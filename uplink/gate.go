@@ -3,12 +3,14 @@ package uplink
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -68,7 +70,13 @@ type gate struct {
 	shuts uint64
 }
 
-type dialFailure struct{ class, reason string }
+// dialFailure is why the gate could not reach the hub for an attempt;
+// noAnswer: the dial got no answer at all (timeout, no route, DNS), where
+// a refusal means the hub's host is there.
+type dialFailure struct {
+	class, reason string
+	noAnswer      bool
+}
 
 type tunnel struct {
 	leaf, hub net.Conn
@@ -181,7 +189,7 @@ func (g *gate) handle(c net.Conn) {
 	if err != nil {
 		class, reason := dialReason(target, err, gateDialTimeout)
 		select {
-		case g.failed <- dialFailure{class, reason}:
+		case g.failed <- dialFailure{class, reason, !errors.Is(err, syscall.ECONNREFUSED)}:
 		default: // the link has not read the previous one: it is stale anyway
 		}
 		// The reason phrase lands in nats-server's own log line.

@@ -134,7 +134,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 		t.Fatalf("create hub stream on %s: %v", hub.version, err)
 	}
 	e.cfg.HubURLs = []string{p.URL("nats")}
-	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, lo)}
+	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, lo, quickReconnect)}
 	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
 		return w.link.Connected() && w.link.Status().Hub == p.Addr()
 	})

@@ -47,6 +47,9 @@ const (
 // own retry is a fixed interval plus up to one interval of jitter, which
 // after a hub outage brings a whole fleet back within the same couple of
 // seconds.
+// While an attempt's dial got no answer (the site's own WAN is down) it
+// also watches for the hub's address to answer again and then dials at
+// once (waitAttempt), so the backoff paces hub outages, not WAN returns.
 //
 // State comes from the server itself (Leafz); the reason for a failure from
 // the gate's own dial, the server's log lines (fed through ServerLog), and
@@ -69,6 +72,7 @@ type Link struct {
 	up        chan struct{} // closed while connected
 	lastEvent string        // last recorded error reason, to not flood state.db
 	lastDial  string        // last dial error the server logged at error level
+	restored  bool          // the restore watch ended the last wait (WANRestored)
 }
 
 // NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
@@ -269,7 +273,7 @@ func (l *Link) Run(ctx context.Context) error {
 		return nil
 	}
 	for {
-		ok, class, reason := l.awaitAttempt(ctx)
+		ok, class, reason, noAnswer := l.awaitAttempt(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -303,16 +307,86 @@ func (l *Link) Run(ctx context.Context) error {
 		l.st.NextAttempt = time.Now().Add(wait)
 		l.mu.Unlock()
 		l.log.Debug("uplink: next attempt", "in", wait, "failures", l.bo.failures)
-		select {
-		case <-ctx.Done():
+		// An attempt whose dial got no answer may be the site's own WAN
+		// down: watch for it to come back.
+		restored, err := l.waitAttempt(ctx, wait, noAnswer)
+		if err != nil {
 			return nil
-		case <-time.After(wait):
-		case <-l.bounce:
 		}
+		l.mu.Lock()
+		l.restored = restored
+		l.mu.Unlock()
 		if err := l.open(ctx); err != nil {
 			return nil
 		}
 	}
+}
+
+// restoreWatchEvery paces the restore watch's checks (jittered ±25 %).
+const restoreWatchEvery = time.Second
+
+// waitAttempt waits out the backoff before the next attempt, or less on a
+// bounce. With watch (the attempt's dial got no answer) it checks at once
+// and then about once a second whether the hub's address answers a TCP
+// dial, and ends the wait when one does: the path to the hub was down and
+// is back, most likely the site's own WAN (a modem lost its uplink, DNS
+// failed). Without this the exponential backoff, which after a long outage
+// waits up to reconnect.max, would keep the backlog waiting up to that
+// long after the WAN returns. A refused dial stops the watch: the path
+// works and the hub itself is down or restarting, the case the backoff
+// spreads the fleet for. restored says the watch ended the wait.
+func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, watch bool) (restored bool, err error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var (
+		next    <-chan time.Time
+		checked chan hubAnswer
+	)
+	check := func() {
+		checked = make(chan hubAnswer, 1)
+		go func(c chan<- hubAnswer) { c <- dialHub(ctx, l.cfg, restoreWatchEvery) }(checked)
+	}
+	if watch {
+		check()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-timer.C:
+			return false, nil
+		case <-l.bounce:
+			return false, nil
+		case <-next:
+			next = nil
+			check()
+		case a := <-checked:
+			checked = nil
+			switch {
+			case a.answered:
+				l.log.Info("uplink: hub reachable again; dialing now instead of waiting out the backoff", "backoff_left", time.Until(l.Status().NextAttempt).Round(time.Millisecond))
+				return true, nil
+			case a.refused:
+				continue // the hub's outage, not the path's: no more checks
+			}
+			next = time.After(l.watchDelay())
+		}
+	}
+}
+
+// watchDelay is restoreWatchEvery ±25 %, so sites that lost the same
+// network do not check in step.
+func (l *Link) watchDelay() time.Duration {
+	return restoreWatchEvery*3/4 + time.Duration(l.bo.rnd(int64(restoreWatchEvery/2)+1))
+}
+
+// WANRestored says the current connection came back through the restore
+// watch: the path to the hub was down while the hub stayed up, so this
+// site's return is its own, not one of a whole fleet after a hub outage.
+func (l *Link) WANRestored() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.restored && l.st.State == StateConnected
 }
 
 // reachable reads the probe that follows a failed attempt: only a DNS or
@@ -355,21 +429,23 @@ func (l *Link) drainLines() {
 	}
 }
 
-// awaitAttempt waits for the attempt in progress to connect or fail.
-func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string) {
+// awaitAttempt waits for the attempt in progress to connect or fail;
+// noAnswer says it failed because the hub's address did not answer the
+// gate's dial.
+func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string, noAnswer bool) {
 	deadline := time.NewTimer(attemptTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if l.connected() {
-			return true, "", ""
+			return true, "", "", false
 		}
 		select {
 		case <-ctx.Done():
-			return false, "", ""
+			return false, "", "", false
 		case f := <-l.gate.failed:
-			return false, f.class, f.reason
+			return false, f.class, f.reason, f.noAnswer
 		case msg := <-l.lines:
 			c, r, _ := classifyLine(msg)
 			if c == ReasonPermission { // a permission error does not end the attempt
@@ -377,9 +453,9 @@ func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string)
 			}
 			// The connection may still be registered for a moment after
 			// its error; the attempt failed either way.
-			return false, c, r
+			return false, c, r, false
 		case <-deadline.C:
-			return false, ReasonOther, fmt.Sprintf("no connection within %s", attemptTimeout)
+			return false, ReasonOther, fmt.Sprintf("no connection within %s", attemptTimeout), false
 		case <-tick.C:
 		}
 	}

@@ -24,6 +24,13 @@ type wanEnv struct {
 
 func newWANEnv(t testing.TB, site string) *wanEnv {
 	t.Helper()
+	return newWANEnvPaced(t, site, quickReconnect)
+}
+
+// newWANEnvPaced is newWANEnv with the link's backoff r: the shipped
+// default (DefaultConfig) where a figure must hold for real sites.
+func newWANEnvPaced(t testing.TB, site string, r Reconnect) *wanEnv {
+	t.Helper()
 	w := &wanEnv{}
 	var lo *server.Options
 	w.fwEnv = newFwEnv(t, site, fwEnvOpts{
@@ -48,21 +55,24 @@ func newWANEnv(t testing.TB, site string) *wanEnv {
 		},
 	})
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
-	w.link = runLink(t, w.fwEnv, lo)
+	w.link = runLink(t, w.fwEnv, lo, r)
 	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
 		return w.link.Connected() && w.link.Status().Hub == w.proxy.Addr()
 	})
 	return w
 }
 
-// runLink paces e's leaf remote with a Link as the agent does: quick
-// backoff for tests. lo are the leaf's options, with the remote routed
-// through GateRemote; e.cfg.HubURLs must name the remote's URLs.
-func runLink(t testing.TB, e *fwEnv, lo *server.Options) *Link {
+// quickReconnect is the tests' backoff: newFwEnv starts the leaf with a
+// 100 ms ReconnectInterval, short next to it, as ServerReconnectInterval
+// would make it.
+var quickReconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
+
+// runLink paces e's leaf remote with a Link as the agent does, with the
+// backoff r. lo are the leaf's options, with the remote routed through
+// GateRemote; e.cfg.HubURLs must name the remote's URLs.
+func runLink(t testing.TB, e *fwEnv, lo *server.Options, r Reconnect) *Link {
 	t.Helper()
-	// newFwEnv started the leaf with a 100 ms ReconnectInterval: short
-	// next to this backoff, as ServerReconnectInterval would make it.
-	e.cfg.Reconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
+	e.cfg.Reconnect = r
 	link, err := NewLink(e.leaf, lo, e.cfg, e.st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -193,4 +203,61 @@ func TestWANShapedBacklogDrains(t *testing.T) {
 		t.Errorf("backlog drained at %.0f%% of the shaped bandwidth, want > 30%%", 100*ratio)
 	}
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.backlog", 1, n)
+}
+
+// TestLinkRestoreWatch runs the link with a backoff long enough to matter
+// (min 3 s, so every wait after a failure is 3-6 s or more) and restores
+// the WAN early in such a wait. Unplugged (dials get no answer, as when a
+// store's own WAN dies) the link must notice the hub answering again and
+// connect before the backoff's attempt, and tell the forwarder so
+// (WANRestored); cut (dials refused: the hub's host is there, the hub
+// is not) it must wait for the backoff's attempt, as a fleet after a hub
+// restart should.
+func TestLinkRestoreWatch(t *testing.T) {
+	w := newWANEnvPaced(t, "store-13", Reconnect{Min: 3 * time.Second, Max: time.Minute})
+	for _, c := range []struct {
+		name  string
+		down  func() error
+		early bool
+	}{
+		{"unplugged", w.proxy.Unplug, true},
+		{"cut", func() error { w.proxy.Cut(); return nil }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fwWaitFor(t, 30*time.Second, "link up", w.link.Connected)
+			if err := c.down(); err != nil {
+				t.Fatal(err)
+			}
+			next := w.restoreInBackoff(t)
+			fwWaitFor(t, 30*time.Second, "link up after the restore", w.link.Connected)
+			st := w.link.Status()
+			if early := st.LastConnected.Before(next); early != c.early {
+				t.Fatalf("connected at %s, the backoff's attempt was due at %s: early = %v, want %v", st.LastConnected.Format(time.TimeOnly+".000"), next.Format(time.TimeOnly+".000"), early, c.early)
+			}
+			if got := w.link.WANRestored(); got != c.early {
+				t.Fatalf("WANRestored() = %v, want %v", got, c.early)
+			}
+		})
+	}
+}
+
+// restoreInBackoff waits for a backoff wait that follows a failed attempt
+// and has more than 1.5 s left, restores the proxy there, and returns when
+// that wait would have ended.
+func (w *wanEnv) restoreInBackoff(t *testing.T) (next time.Time) {
+	t.Helper()
+	fwWaitFor(t, 90*time.Second, "a long backoff wait after a failed attempt", func() bool {
+		st := w.link.Status()
+		next = st.NextAttempt
+		// A wait after a drop is at most min (3 s): longer ones follow a
+		// failed attempt.
+		return st.State == StateDisconnected && time.Until(next) > 3*time.Second
+	})
+	if err := w.proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if time.Until(next) < 1500*time.Millisecond {
+		t.Fatalf("backoff wait ends at %s, too soon to tell an early dial from the backoff's", next.Format(time.TimeOnly+".000"))
+	}
+	return next
 }
