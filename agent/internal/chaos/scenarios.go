@@ -86,6 +86,7 @@ func scenarios() []*scenario {
 		pc("powercut-always", "always", 3, false),
 		pc("powercut-1s", "1s", 2, true),
 		wan("wan-cut", wanFault(true, func(p proxy) error { p.Cut(); return nil })),
+		wan("wan-unplug", wanFault(true, func(p proxy) error { return p.Unplug() })),
 		wan("wan-reset", wanFault(false, func(p proxy) error { return p.Reset() })),
 		wan("wan-blackhole", wanFault(true, func(p proxy) error { return p.Blackhole() })),
 		wan("wan-latency-200ms", wanFault(false, func(p proxy) error { return p.Shape(200*time.Millisecond, 0) })),
@@ -120,6 +121,7 @@ func kill9(ctx context.Context, e *env, _ int) error {
 // proxy is the part of wanfault.Proxy a WAN fault uses.
 type proxy interface {
 	Cut()
+	Unplug() error
 	Reset() error
 	Blackhole() error
 	Shape(latency time.Duration, bytesPerSec int64) error
