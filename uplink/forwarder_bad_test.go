@@ -59,9 +59,9 @@ func TestForwarderPermissionDenied(t *testing.T) {
 }
 
 // Acks that never come back (the site user may not receive _INBOX replies)
-// look like a half-open link: the forwarder resends from the cursor, the
-// hub drops the duplicates, the watchdog counts stalls and finally asks the
-// link to bounce.
+// look like a half-open link: the forwarder shrinks its window and resends
+// from the cursor, the hub drops the duplicates, the watchdog counts stalls
+// and finally asks the link to bounce.
 func TestForwarderStallWatchdog(t *testing.T) {
 	e := siteUserEnv(t, &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: []string{">"}},
@@ -78,6 +78,8 @@ func TestForwarderStallWatchdog(t *testing.T) {
 	if st.ReasonClass != ReasonOther || !strings.Contains(st.LastError, "ack timed out") && !strings.Contains(st.LastError, "stalled: no hub ack") {
 		t.Fatalf("status %+v", st)
 	}
+	// Each ack timeout halved the window (64, 32, then the floor).
+	fwWaitFor(t, 10*time.Second, "window shrunk by ack timeouts", func() bool { return f.Status().Window < initialWindow })
 	fwWaitFor(t, 10*time.Second, "resends at the hub", func() bool { return e.hubCount() == 5 })
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 5)
 	if e.st.Cursor("TELEMETRY") != 0 {

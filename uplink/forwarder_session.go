@@ -640,6 +640,7 @@ func (s *session) checkTimeouts() error {
 				continue
 			}
 			if waited := time.Since(e.sent); waited > s.f.o.ackTimeout {
+				s.cc.timedOut()
 				return fmt.Errorf("%w: %s seq %d waited %s", errAckTimeout, l.name, e.seq, waited.Round(time.Millisecond))
 			}
 			break

@@ -49,6 +49,16 @@ func (c *congestion) busy() {
 	c.cwnd = c.ssthresh
 }
 
+// timedOut is the window after acks stopped for the ack timeout with the
+// link up (a hub stream changing leaders, a path that lost the session):
+// as TCP after a retransmission timeout, remember half the window as the
+// level that did not get through and restart from the initial window, so
+// the resend does not pour a whole window into the same trouble.
+func (c *congestion) timedOut() {
+	c.ssthresh = max(c.cwnd/2, float64(min(minWindow, c.max)))
+	c.cwnd = min(float64(min(initialWindow, c.max)), c.ssthresh)
+}
+
 // idle forgets an overload once the backlog is sent: the next one (after
 // an outage, a burst) starts small again and may grow to the maximum.
 func (c *congestion) idle() {

@@ -51,6 +51,26 @@ func TestCongestionWindow(t *testing.T) {
 	if c.limit() != initialWindow || c.ssthresh != 8192 {
 		t.Fatalf("idle: window %d threshold %v, want %d and the maximum", c.limit(), c.ssthresh, initialWindow)
 	}
+	// An ack timeout restarts from the initial window, and the level that
+	// timed out halves; a small window shrinks to half, down to the floor.
+	for range 100_000 {
+		c.acked()
+	}
+	c.timedOut()
+	if c.limit() != initialWindow || c.ssthresh != 4096 {
+		t.Fatalf("ack timeout at 8192: window %d threshold %v, want %d and 4096", c.limit(), c.ssthresh, initialWindow)
+	}
+	c.timedOut()
+	if c.limit() != initialWindow/2 {
+		t.Fatalf("second ack timeout: window %d, want %d", c.limit(), initialWindow/2)
+	}
+	for range 10 {
+		c.timedOut()
+	}
+	if c.limit() != minWindow {
+		t.Fatalf("ack timeouts in a row: window %d, want the floor %d", c.limit(), minWindow)
+	}
+	c.idle()
 	// A configured window below the defaults is never exceeded.
 	small := newCongestion(4)
 	small.busy()
