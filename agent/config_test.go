@@ -49,6 +49,7 @@ func TestConfigBadInput(t *testing.T) {
 		{"no hub url", "site: s1\nuplink:\n  subject_prefix: edge\n", "uplink.hub_urls", 0, "at least one"},
 		{"two auth methods", "site: s1\nuplink:\n  hub_urls: [nats://h:7422]\n  token: t\n  user: u\n", "uplink", 2, "choose one"},
 		{"reconnect inverted", "site: s1\nuplink:\n  hub_urls: [nats://h:7422]\n  reconnect: {min: 10s, max: 1s}\n", "uplink.reconnect", 4, "min <= max"},
+		{"bad compression", "site: s1\nuplink:\n  hub_urls: [nats://h:7422]\n  compression: s2_max\n", "uplink.compression", 4, "s2_best"},
 		{"not yaml", "site: [\n", "", 0, "not valid YAML"},
 		{"empty", "", "site", 0, "empty"},
 	}

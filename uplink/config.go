@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/edge-agent/edge-agent/buffer"
 )
 
@@ -34,6 +36,13 @@ type Config struct {
 	Reconnect     Reconnect `yaml:"reconnect"`
 	// Bandwidth caps the forwarder in bytes/s for metered links; 0 = unlimited.
 	Bandwidth buffer.Size `yaml:"bandwidth"`
+	// Compression is the leaf connection's compression of what the site
+	// sends over nats:// and tls:// (nats-server's leafnode compression
+	// mode; ws:// and wss:// use websocket.compression): s2_auto (default,
+	// nats-server's: off below 10 ms of RTT, stronger as the RTT grows),
+	// off (saves CPU on a weak gateway), s2_fast, s2_better, s2_best
+	// (fewest bytes on a metered link), s2_uncompressed, accept.
+	Compression string `yaml:"compression"`
 	// Websocket options for ws:// and wss:// hub URLs.
 	Websocket Websocket `yaml:"websocket"`
 	// Heartbeat is how often a connected site publishes <prefix>.<site>.status
@@ -87,6 +96,7 @@ func DefaultConfig() Config {
 	return Config{
 		SubjectPrefix: "edge",
 		Reconnect:     Reconnect{Min: time.Second, Max: 60 * time.Second},
+		Compression:   server.CompressionS2Auto,
 		Heartbeat:     30 * time.Second,
 		// The local streams must never cross the leaf by themselves: the hub
 		// sees each reading once, through the forwarder. The agent's own
@@ -151,6 +161,12 @@ func (c *Config) Validate() error {
 	}
 	if !tokenRE.MatchString(c.SubjectPrefix) {
 		return &buffer.FieldError{Key: "uplink.subject_prefix", Msg: fmt.Sprintf("%q must be one NATS token ([A-Za-z0-9_-]+), e.g. edge", c.SubjectPrefix)}
+	}
+	switch c.Compression {
+	case server.CompressionS2Auto, server.CompressionOff, server.CompressionS2Fast, server.CompressionS2Better,
+		server.CompressionS2Best, server.CompressionS2Uncompressed, server.CompressionAccept:
+	default:
+		return &buffer.FieldError{Key: "uplink.compression", Msg: fmt.Sprintf("%q is not a compression mode: use s2_auto (the default), off, s2_fast, s2_better or s2_best", c.Compression)}
 	}
 	if c.Reconnect.Min <= 0 || c.Reconnect.Max < c.Reconnect.Min {
 		return &buffer.FieldError{Key: "uplink.reconnect", Msg: fmt.Sprintf("want 0 < min <= max, got min=%s max=%s", c.Reconnect.Min, c.Reconnect.Max)}

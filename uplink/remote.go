@@ -24,6 +24,7 @@ func RemoteOptions(c *Config) (*server.RemoteLeafOpts, error) {
 		// Only the configured URLs: see Config.IgnoreDiscoveredURLs.
 		IgnoreDiscoveredServers: c.IgnoreDiscoveredURLs,
 	}
+	r.Compression.Mode = c.Compression
 	r.Websocket.Compression = c.Websocket.Compression
 	r.Websocket.NoMasking = c.Websocket.NoMasking
 	for _, s := range c.HubURLs {

@@ -113,3 +113,36 @@ func (d *dialLog) Fatalf(string, ...any)     {}
 func (d *dialLog) Tracef(string, ...any)     {}
 func (d *dialLog) Errorf(f string, v ...any) { d.record(f, v...) }
 func (d *dialLog) Debugf(f string, v ...any) { d.record(f, v...) }
+
+// uplink.compression is the leaf connection's compression mode as both
+// servers report it: "off" turns it off both ways (the hub may not
+// compress towards a site that refuses it), s2_best is what the site sends
+// with; readings still arrive exactly once.
+func TestRemoteCompression(t *testing.T) {
+	for _, c := range []struct{ mode, leaf, hub string }{
+		{server.CompressionOff, server.CompressionOff, server.CompressionOff},
+		{server.CompressionS2Best, server.CompressionS2Best, ""},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			e := newFwEnv(t, "s1", fwEnvOpts{cfg: func(cfg *Config) { cfg.Compression = c.mode }})
+			e.leafUp()
+			for _, side := range []struct {
+				name string
+				srv  *server.Server
+				want string
+			}{{"leaf", e.leaf, c.leaf}, {"hub", e.hub, c.hub}} {
+				lz, err := side.srv.Leafz(nil)
+				if err != nil || len(lz.Leafs) != 1 {
+					t.Fatalf("%s Leafz: %v, %+v", side.name, err, lz)
+				}
+				if got := lz.Leafs[0].Compression; side.want != "" && got != side.want {
+					t.Fatalf("%s side compression %q, want %q", side.name, got, side.want)
+				}
+			}
+			e.publishRandom("telemetry.x", 200, 128)
+			e.start(nil)
+			fwWaitFor(t, 30*time.Second, "readings at the hub", func() bool { return e.hubCount() == 200 })
+			e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 200)
+		})
+	}
+}
