@@ -128,6 +128,15 @@ func dialTCP(ctx context.Context, u *url.URL, timeout time.Duration) (net.Conn, 
 // URL accept a TCP connection, and if none did, did every one refuse it.
 type hubAnswer struct{ answered, refused bool }
 
+// refused says a failed lookup or dial got an answer, just not a
+// connection: the hub's host refused it, or the resolver said the name
+// does not exist. The path to the hub works, so the trouble is the hub's
+// (down, restarting) or the config's, not the site's WAN.
+func refused(err error) bool {
+	var de *net.DNSError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &de) && de.IsNotFound
+}
+
 // dialHub checks whether the hub's address answers at all: a TCP connect
 // to each hub URL, closed at once, nothing sent.
 func dialHub(ctx context.Context, cfg *Config, timeout time.Duration) hubAnswer {
@@ -142,7 +151,7 @@ func dialHub(ctx context.Context, cfg *Config, timeout time.Duration) hubAnswer 
 			conn.Close()
 			return hubAnswer{answered: true}
 		}
-		a.refused = a.refused && errors.Is(err, syscall.ECONNREFUSED)
+		a.refused = a.refused && refused(err)
 	}
 	return a
 }

@@ -3,14 +3,12 @@ package uplink
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -71,8 +69,8 @@ type gate struct {
 }
 
 // dialFailure is why the gate could not reach the hub for an attempt;
-// noAnswer: the dial got no answer at all (timeout, no route, DNS), where
-// a refusal means the hub's host is there.
+// noAnswer: the dial got no answer at all (timeout, no route, no DNS
+// server), where a refusal means the path to the hub works (refused).
 type dialFailure struct {
 	class, reason string
 	noAnswer      bool
@@ -189,7 +187,7 @@ func (g *gate) handle(c net.Conn) {
 	if err != nil {
 		class, reason := dialReason(target, err, gateDialTimeout)
 		select {
-		case g.failed <- dialFailure{class, reason, !errors.Is(err, syscall.ECONNREFUSED)}:
+		case g.failed <- dialFailure{class, reason, !refused(err)}:
 		default: // the link has not read the previous one: it is stale anyway
 		}
 		// The reason phrase lands in nats-server's own log line.

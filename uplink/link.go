@@ -332,9 +332,10 @@ const restoreWatchEvery = time.Second
 // is back, most likely the site's own WAN (a modem lost its uplink, DNS
 // failed). Without this the exponential backoff, which after a long outage
 // waits up to reconnect.max, would keep the backlog waiting up to that
-// long after the WAN returns. A refused dial stops the watch: the path
-// works and the hub itself is down or restarting, the case the backoff
-// spreads the fleet for. restored says the watch ended the wait.
+// long after the WAN returns. A refused dial (or a name the resolver says
+// does not exist) stops the watch: the path works and the hub itself is
+// down or restarting, the case the backoff spreads the fleet for, or the
+// config is wrong. restored says the watch ended the wait.
 func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, watch bool) (restored bool, err error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
