@@ -5,7 +5,10 @@
 // how long until every agent is back, the spread of reconnect times, how
 // long until every backlog reached the hub, and the hub's CPU, once with
 // the agent's reconnect policy and once with stock leaf settings (fixed
-// interval, via nats_config). `make fleet-sim`; FLEET_N sets N.
+// interval, via nats_config). `make fleet-sim`; FLEET_N sets N. With
+// -fault wan the hub stays up and the whole fleet's WAN fails and returns
+// at once instead (one wanfault proxy in front of the hub, unplugged: a
+// regional ISP outage), the herd the link's restore watch can cause.
 package main
 
 import (
@@ -34,6 +37,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wanfault"
 )
 
 func main() {
@@ -49,12 +53,13 @@ func main() {
 	min := flag.Duration("min", time.Second, "uplink.reconnect.min")
 	max := flag.Duration("max", 30*time.Second, "uplink.reconnect.max")
 	modes := flag.String("modes", "agent,stock", "which runs: agent (uplink reconnect policy), stock (nats_config remote, fixed interval)")
-	outage := flag.Duration("outage", 0, "keep the hub down at least this long (a real outage outlasts the backoff ramp); 0: only while backlogs fill")
+	outage := flag.Duration("outage", 0, "keep the hub (or the WAN) down at least this long (a real outage outlasts the backoff ramp); 0: only while backlogs fill")
+	fault := flag.String("fault", "hub", "what fails: hub (the hub process restarts) or wan (every site's WAN is unplugged, the hub stays up)")
 	deadline := flag.Duration("timeout", 90*time.Second, "give up a phase after this long")
 	trace := flag.Int("trace", envInt("FLEET_TRACE", 0), "print the link timeline (attempts, waits, dial errors) of the K slowest agents")
 	flag.Parse()
 	for _, mode := range strings.Split(*modes, ",") {
-		r, err := simulate(mode, *n, *backlog, *min, *max, *outage, *deadline, *trace > 0)
+		r, err := simulate(mode, *fault, *n, *backlog, *min, *max, *outage, *deadline, *trace > 0)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "fleetsim %s: %v\n", mode, err)
 			os.Exit(1)
@@ -65,13 +70,13 @@ func main() {
 }
 
 type result struct {
-	mode               string
+	mode, fault        string
 	n, backlog         int
 	reconnect          []time.Duration // per agent, from hub ready to leaf up
 	drain              time.Duration   // hub ready to every backlog stored; 0: not measured
 	drained            uint64
 	cpuConnect, cpuAll time.Duration // hub CPU: until all connected, until drained/end
-	outage             time.Duration // hub stopped to hub ready again
+	outage             time.Duration // hub (WAN) down to hub ready (WAN back) again
 	// traces are per agent, with ready the hub's restart; nil unless -trace.
 	traces []*tracer
 	ready  time.Time
@@ -81,7 +86,7 @@ func (r result) print(w io.Writer) {
 	d := slices.Clone(r.reconnect)
 	slices.Sort(d)
 	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))].Round(time.Millisecond) }
-	fmt.Fprintf(w, "mode=%s agents=%d backlog/agent=%d hub down for %s\n", r.mode, r.n, r.backlog, r.outage.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "mode=%s agents=%d backlog/agent=%d %s down for %s\n", r.mode, r.n, r.backlog, r.fault, r.outage.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "  all reconnected after hub ready: %s (first %s, p50 %s, p90 %s)\n", q(1), d[0].Round(time.Millisecond), q(0.5), q(0.9))
 	fmt.Fprintf(w, "  reconnects per 100ms bucket (max): %d\n", maxPerBucket(d, 100*time.Millisecond))
 	if r.drain > 0 {
@@ -139,8 +144,11 @@ func maxPerBucket(d []time.Duration, b time.Duration) int {
 	return best
 }
 
-func simulate(mode string, n, backlog int, rmin, rmax, outage, deadline time.Duration, trace bool) (res result, err error) {
-	res = result{mode: mode, n: n, backlog: backlog}
+func simulate(mode, fault string, n, backlog int, rmin, rmax, outage, deadline time.Duration, trace bool) (res result, err error) {
+	res = result{mode: mode, fault: fault, n: n, backlog: backlog}
+	if fault != "hub" && fault != "wan" {
+		return res, fmt.Errorf("-fault %q: want hub or wan", fault)
+	}
 	dir, err := os.MkdirTemp("", "fleetsim-")
 	if err != nil {
 		return res, err
@@ -154,6 +162,16 @@ func simulate(mode string, n, backlog int, rmin, rmax, outage, deadline time.Dur
 		return res, err
 	}
 	defer func() { hub.stop() }()
+	// The WAN: every site dials the hub through one proxy, as sites behind
+	// one ISP reach the hub through its network.
+	var wan *wanfault.Proxy
+	if fault == "wan" {
+		if wan, err = wanfault.Start(fmt.Sprintf("127.0.0.1:%d", leafPort)); err != nil {
+			return res, err
+		}
+		defer wan.Close()
+		leafURL = wan.URL("nats")
+	}
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -191,18 +209,31 @@ func simulate(mode string, n, backlog int, rmin, rmax, outage, deadline time.Dur
 	}
 
 	// Hub outage: stop it, buffer a backlog on every site, start it again
-	// on the same ports.
-	hub.stop()
+	// on the same ports. WAN outage: unplug the proxy instead, and count
+	// the hub's CPU from the moment the WAN is back.
+	if fault == "hub" {
+		hub.stop()
+	} else if err := wan.Unplug(); err != nil {
+		return res, err
+	}
 	down := time.Now()
 	if err := waitUntil(deadline, func() bool { return countConnected(agents) == 0 }); err != nil {
-		return res, fmt.Errorf("agents still connected after the hub stopped: %w", err)
+		return res, fmt.Errorf("agents still connected after the %s went down: %w", fault, err)
 	}
 	if err := fillBacklogs(agents, backlog); err != nil {
 		return res, err
 	}
 	time.Sleep(time.Until(down.Add(outage)))
-	if hub, err = startHub(dir, clientPort, leafPort); err != nil {
-		return res, err
+	var cpu0 time.Duration
+	if fault == "hub" {
+		if hub, err = startHub(dir, clientPort, leafPort); err != nil {
+			return res, err
+		}
+	} else {
+		cpu0 = hub.cpu()
+		if err := wan.Restore(); err != nil {
+			return res, err
+		}
 	}
 	ready := time.Now()
 	res.ready, res.outage = ready, ready.Sub(down)
@@ -226,7 +257,7 @@ func simulate(mode string, n, backlog int, rmin, rmax, outage, deadline time.Dur
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	res.cpuConnect = hub.cpu()
+	res.cpuConnect = hub.cpu() - cpu0
 
 	want := uint64(n * backlog)
 	nc, err := nats.Connect(hubURL)
@@ -254,7 +285,7 @@ func simulate(mode string, n, backlog int, rmin, rmax, outage, deadline time.Dur
 		}
 	}
 	res.drained = stored()
-	res.cpuAll = hub.cpu()
+	res.cpuAll = hub.cpu() - cpu0
 	return res, nil
 }
 
@@ -435,7 +466,9 @@ func runHub(args []string) error {
 	s, err := server.NewServer(&server.Options{
 		ServerName: "sim-hub", Host: "127.0.0.1", Port: *cp, NoSigs: true, NoLog: true,
 		JetStream: true, JetStreamDomain: "hub", StoreDir: *dir,
-		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: *lp},
+		// NoAdvertise: a stock leaf would learn this address and redial it
+		// directly, around the -fault wan proxy.
+		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: *lp, NoAdvertise: true},
 	})
 	if err != nil {
 		return err
