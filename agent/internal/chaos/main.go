@@ -39,6 +39,7 @@ type options struct {
 	cycles        int
 	seed          uint64
 	faultFor      time.Duration
+	reconnect     string // the agent's uplink.reconnect, YAML flow mapping
 	recoveryLimit time.Duration
 	drainLimit    time.Duration
 }
@@ -76,6 +77,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.cycles, "cycles", 0, "cycles per scenario (default: the scenario's full or quick count)")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed (default: time based; printed for reruns)")
 	fs.DurationVar(&o.faultFor, "fault-for", 0, "how long a lasting fault stays (default 2s quick, 5s full)")
+	// Quick retries keep a cycle short; the shipped backoff shows what a
+	// site sees after a long fault (e.g. -run wan-unplug -fault-for 30s).
+	fs.StringVar(&o.reconnect, "reconnect", "{min: 100ms, max: 1s}", "the agent's uplink.reconnect; {min: 1s, max: 60s} is the shipped default")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
