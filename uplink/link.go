@@ -337,6 +337,7 @@ const restoreWatchEvery = time.Second
 // down or restarting, the case the backoff spreads the fleet for, or the
 // config is wrong. restored says the watch ended the wait.
 func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, watch bool) (restored bool, err error) {
+	due := time.Now().Add(wait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
@@ -365,7 +366,7 @@ func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, watch bool) 
 			checked = nil
 			switch {
 			case a.answered:
-				l.log.Info("uplink: hub reachable again; dialing now instead of waiting out the backoff", "backoff_left", time.Until(l.Status().NextAttempt).Round(time.Millisecond))
+				l.log.Info("uplink: hub reachable again; dialing now instead of waiting out the backoff", "backoff_left", time.Until(due).Round(time.Millisecond))
 				return true, nil
 			case a.refused:
 				continue // the hub's outage, not the path's: no more checks

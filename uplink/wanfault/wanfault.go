@@ -14,6 +14,7 @@ package wanfault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -104,13 +105,7 @@ func (p *Proxy) Unplug() error {
 	}
 	sa := &syscall.SockaddrInet4{Port: n, Addr: [4]byte(ip)}
 	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-	// The kernel may hold the port for a moment after the proxy's close.
-	for range 50 {
-		if err = syscall.Bind(fd, sa); err != syscall.EADDRINUSE {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	err = whileAddrInUse(func() error { return syscall.Bind(fd, sa) })
 	if err == nil {
 		err = syscall.Listen(fd, 0)
 	}
@@ -137,18 +132,24 @@ func (p *Proxy) Restore() error {
 	p.plug()
 	// Listen on the address the first start resolved, not on port 0 again.
 	p.p.Listen = p.addr
-	var err error
-	// The kernel may hold the port for a moment after the close.
-	for range 50 {
-		if err = p.p.Start(); err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if err := whileAddrInUse(p.p.Start); err != nil {
 		return fmt.Errorf("wanfault: restore %s: %w", p.addr, err)
 	}
 	return nil
+}
+
+// whileAddrInUse retries listen, which binds the proxy's address, for up to
+// a second while that fails with "address already in use": the kernel may
+// hold the port for a moment after the previous listener's close.
+func whileAddrInUse(listen func() error) error {
+	var err error
+	for range 50 {
+		if err = listen(); err == nil || !errors.Is(err, syscall.EADDRINUSE) && !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
 }
 
 // Reset drops every open connection at once (a NAT timeout, a modem

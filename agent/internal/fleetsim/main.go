@@ -87,10 +87,10 @@ func (r result) print(w io.Writer) {
 	slices.Sort(d)
 	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))].Round(time.Millisecond) }
 	fmt.Fprintf(w, "mode=%s agents=%d backlog/agent=%d %s down for %s\n", r.mode, r.n, r.backlog, r.fault, r.outage.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "  all reconnected after hub ready: %s (first %s, p50 %s, p90 %s)\n", q(1), d[0].Round(time.Millisecond), q(0.5), q(0.9))
+	fmt.Fprintf(w, "  all reconnected after the %s was back: %s (first %s, p50 %s, p90 %s)\n", r.fault, q(1), d[0].Round(time.Millisecond), q(0.5), q(0.9))
 	fmt.Fprintf(w, "  reconnects per 100ms bucket (max): %d\n", maxPerBucket(d, 100*time.Millisecond))
 	if r.drain > 0 {
-		fmt.Fprintf(w, "  all backlogs at the hub after hub ready: %s (%d messages)\n", r.drain.Round(time.Millisecond), r.drained)
+		fmt.Fprintf(w, "  all backlogs at the hub after the %s was back: %s (%d messages)\n", r.fault, r.drain.Round(time.Millisecond), r.drained)
 	} else {
 		fmt.Fprintf(w, "  backlog drain: not measured (%d of %d messages reached the hub; no forwarder in this mode)\n", r.drained, r.n*r.backlog)
 	}
