@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,14 @@ import (
 //   - +50ms_one_way,drop_every=2s: the same, and the connection drops
 //     every 2 s (NAT timeouts, a modem that resets) and redials at once.
 //
+// The hub is a nats-server process of the module's version, as in a real
+// deployment where it runs on other machines: on loopback the benchmark
+// also reports the CPU time per reading of each side, the site (this
+// process: leaf, local stream, forwarder) and the hub (its process), for
+// the forwarder and for sourcing. Over a fat WAN a gateway's drain rate is
+// bounded by its own CPU, so site_cpu_us/reading is what a Raspberry Pi
+// pays per reading, in proportion.
+//
 // The loopback and +50ms backlogs are EDGE_BENCH_DRAIN_N readings: 100k by
 // default so that `go test -bench` stays quick, 1M under `make bench`
 // (benchreport sets it). The drop case keeps 100k, to keep `make bench`
@@ -51,25 +60,31 @@ func BenchmarkDrain(b *testing.B) {
 	} {
 		n := c.n
 		b.Run(c.name, func(b *testing.B) {
-			var fwd, src, hub, hubNoID time.Duration
+			bin := buildNATSServer(b)
+			var fwd, src, hub, hubNoID drained
 			for range b.N {
-				fwd += drain(b, n, c.wan, viaForwarder)
-				src += drain(b, n, c.wan, viaSourcing)
+				fwd.add(drain(b, bin, n, c.wan, viaForwarder))
+				src.add(drain(b, bin, n, c.wan, viaSourcing))
 				if c.ceiling {
-					hub += drain(b, n, c.wan, viaBareClient)
-					hubNoID += drain(b, n, c.wan, viaBareClientNoID)
+					hub.add(drain(b, bin, n, c.wan, viaBareClient))
+					hubNoID.add(drain(b, bin, n, c.wan, viaBareClientNoID))
 				}
 			}
 			total := float64(n * b.N)
 			b.ReportMetric(float64(n), "readings")
-			b.ReportMetric(total/fwd.Seconds(), "msgs/s_forwarder")
-			b.ReportMetric(total/src.Seconds(), "msgs/s_sourcing")
-			b.ReportMetric(src.Seconds()/fwd.Seconds(), "x_vs_sourcing")
+			b.ReportMetric(total/fwd.wall.Seconds(), "msgs/s_forwarder")
+			b.ReportMetric(total/src.wall.Seconds(), "msgs/s_sourcing")
+			b.ReportMetric(src.wall.Seconds()/fwd.wall.Seconds(), "x_vs_sourcing")
 			if c.ceiling {
-				b.ReportMetric(total/hub.Seconds(), "msgs/s_hub_ceiling")
-				b.ReportMetric(hub.Seconds()/fwd.Seconds(), "x_vs_hub_ceiling")
-				b.ReportMetric(hub.Seconds()/src.Seconds(), "sourcing_x_vs_hub_ceiling")
-				b.ReportMetric(total/hubNoID.Seconds(), "msgs/s_hub_ceiling_no_msg_id")
+				b.ReportMetric(total/hub.wall.Seconds(), "msgs/s_hub_ceiling")
+				b.ReportMetric(hub.wall.Seconds()/fwd.wall.Seconds(), "x_vs_hub_ceiling")
+				b.ReportMetric(hub.wall.Seconds()/src.wall.Seconds(), "sourcing_x_vs_hub_ceiling")
+				b.ReportMetric(total/hubNoID.wall.Seconds(), "msgs/s_hub_ceiling_no_msg_id")
+				perReading := func(d time.Duration) float64 { return float64(d.Microseconds()) / total }
+				b.ReportMetric(perReading(fwd.site), "site_cpu_us/reading_forwarder")
+				b.ReportMetric(perReading(src.site), "site_cpu_us/reading_sourcing")
+				b.ReportMetric(perReading(fwd.hub), "hub_cpu_us/reading_forwarder")
+				b.ReportMetric(perReading(src.hub), "hub_cpu_us/reading_sourcing")
 			}
 		})
 	}
@@ -102,17 +117,28 @@ type drainWAN struct {
 	rtt   time.Duration // > 0: through a WAN proxy with this round trip
 	reset time.Duration // > 0: the proxy drops every connection this often
 	shape int64         // > 0: through a WAN proxy capped at this many bytes/s each way
+	// compression is the site's uplink.compression; "" keeps the default.
+	compression string
 }
 
 // A drainWay moves n readings from the site to the hub.
 type drainWay struct {
-	backlog bool // the n readings must be waiting in the local stream first
+	// backlog stores the n readings in the local stream before the clock
+	// starts; nil: the way makes its own.
+	backlog func(e *fwEnv, n int)
 	start   func(b *testing.B, e *fwEnv, n int)
 }
 
+// randomBacklog is 128 random bytes per reading: every byte of a reading
+// crosses the leaf connection, compressed or not.
+func randomBacklog(e *fwEnv, n int) { e.publishRandom("telemetry.x", n, 128) }
+
 var (
-	viaForwarder = drainWay{backlog: true, start: func(_ *testing.B, e *fwEnv, _ int) { e.start(nil) }}
-	viaSourcing  = drainWay{backlog: true, start: func(b *testing.B, e *fwEnv, _ int) {
+	viaForwarder = drainWay{backlog: randomBacklog, start: func(_ *testing.B, e *fwEnv, _ int) { e.start(nil) }}
+	// viaForwarderSensorJSON forwards what a site's sampler stores: the
+	// JSON readings of a temperature, humidity and pressure sensor.
+	viaForwarderSensorJSON = drainWay{backlog: sensorBacklog, start: viaForwarder.start}
+	viaSourcing            = drainWay{backlog: randomBacklog, start: func(b *testing.B, e *fwEnv, _ int) {
 		cfg := SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
 		if _, err := e.hubJS.CreateStream(context.Background(), cfg); err != nil {
 			b.Fatal(err)
@@ -185,23 +211,40 @@ func publishToHub(b *testing.B, e *fwEnv, n int, msgID bool) {
 	}
 }
 
-// drain builds a fresh hub and site (with n readings waiting if the way
-// reads them from the local stream), then times way.start until the hub
-// holds n readings. It tears both down before it returns, so a way does
-// not run beside the idle servers and the million-entry duplicate windows
-// the ways before it left in the same process.
-func drain(b *testing.B, n int, wan drainWAN, way drainWay) time.Duration {
+// drained is what one drain took: wall time, and the CPU time of each
+// side while it ran.
+type drained struct {
+	wall time.Duration
+	site time.Duration // this process: the leaf, its stream, the forwarder, the WAN proxy
+	hub  time.Duration // the hub's process
+}
+
+func (d *drained) add(o drained) {
+	d.wall, d.site, d.hub = d.wall+o.wall, d.site+o.site, d.hub+o.hub
+}
+
+// drain starts a fresh hub (a process of the nats-server binary bin) and
+// site (with n readings waiting if the way reads them from the local
+// stream), then times way.start until the hub holds n readings. It tears
+// both down before it returns, so a way does not run beside the idle
+// servers and the million-entry duplicate windows the ways before it left.
+func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained {
 	b.StopTimer()
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
-	eo := fwEnvOpts{rtt: wan.rtt}
-	if wan.shape > 0 {
-		eo.cfg = shapedHub(sc, wan.shape)
-	}
+	hub := startHubProcess(sc, bin)
+	eo := fwEnvOpts{rtt: wan.rtt, sharedHub: hub.fwEnv, cfg: func(c *Config) {
+		if wan.shape > 0 {
+			shapedHub(sc, wan.shape)(c)
+		}
+		if wan.compression != "" {
+			c.Compression = wan.compression
+		}
+	}}
 	e := newFwEnv(sc, "s1", eo)
-	e.leafUp()
-	if way.backlog {
-		e.publishRandom("telemetry.x", n, 128)
+	fwWaitFor(b, 15*time.Second, "leaf connection", func() bool { return e.leaf.NumLeafNodes() == 1 })
+	if way.backlog != nil {
+		way.backlog(e, n)
 	}
 	ctx := context.Background()
 	count := func() uint64 {
@@ -234,12 +277,21 @@ func drain(b *testing.B, n int, wan drainWAN, way drainWay) time.Duration {
 		}()
 	}
 	b.StartTimer()
-	t0 := time.Now()
+	site0, hub0, t0 := selfCPU(b), hub.cpu(), time.Now()
 	way.start(b, e, n)
 	fwWaitFor(b, 30*time.Minute, "backlog drained", func() bool { return count() >= uint64(n) })
-	d := time.Since(t0)
+	d := drained{wall: time.Since(t0), site: selfCPU(b) - site0, hub: hub.cpu() - hub0}
 	b.StopTimer()
 	return d
+}
+
+// selfCPU is this process's user+system time so far.
+func selfCPU(b testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // cleanupScope runs what is registered with its Cleanup, and removes its
