@@ -206,8 +206,8 @@ func (e *fwEnv) publish(subject string, n int, data []byte) {
 
 // publishRandom stores n messages of size random bytes each: what benches
 // that count bytes on the wire send, because the leaf connection
-// compresses (nats-server's s2_auto, on from 10 ms of round trip), and a
-// backlog of identical readings would shrink to almost nothing.
+// compresses (s2_fast by default), and a backlog of identical readings
+// would shrink to almost nothing.
 func (e *fwEnv) publishRandom(subject string, n, size int) {
 	e.t.Helper()
 	rnd := rand.NewChaCha8([32]byte{})

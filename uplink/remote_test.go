@@ -115,16 +115,23 @@ func (d *dialLog) Errorf(f string, v ...any) { d.record(f, v...) }
 func (d *dialLog) Debugf(f string, v ...any) { d.record(f, v...) }
 
 // uplink.compression is the leaf connection's compression mode as both
-// servers report it: "off" turns it off both ways (the hub may not
-// compress towards a site that refuses it), s2_best is what the site sends
-// with; readings still arrive exactly once.
+// servers report it: the default compresses with s2_fast even over a link
+// with no round trip to speak of (nats-server's s2_auto would not), "off"
+// turns it off both ways (the hub may not compress towards a site that
+// refuses it), s2_best is what the site sends with; readings still arrive
+// exactly once.
 func TestRemoteCompression(t *testing.T) {
 	for _, c := range []struct{ mode, leaf, hub string }{
+		{"", server.CompressionS2Fast, ""},
 		{server.CompressionOff, server.CompressionOff, server.CompressionOff},
 		{server.CompressionS2Best, server.CompressionS2Best, ""},
 	} {
-		t.Run(c.mode, func(t *testing.T) {
-			e := newFwEnv(t, "s1", fwEnvOpts{cfg: func(cfg *Config) { cfg.Compression = c.mode }})
+		t.Run("mode="+c.mode, func(t *testing.T) {
+			e := newFwEnv(t, "s1", fwEnvOpts{cfg: func(cfg *Config) {
+				if c.mode != "" {
+					cfg.Compression = c.mode
+				}
+			}})
 			e.leafUp()
 			for _, side := range []struct {
 				name string
