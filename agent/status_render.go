@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -144,8 +146,17 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 			} else {
 				line += "; last connected " + fmtAge(now.Sub(l.LastConnected)) + " ago"
 			}
-		} else if l.RTT > 0 {
-			line += fmt.Sprintf(", rtt %s", l.RTT.Round(time.Millisecond))
+		} else {
+			if l.RTT > 0 {
+				line += fmt.Sprintf(", rtt %s", l.RTT.Round(time.Millisecond))
+			}
+			switch l.Compression {
+			case "":
+			case server.CompressionNotSupported:
+				line += ", uncompressed: the hub's nats-server is older than 2.10"
+			default:
+				line += ", compression " + l.Compression
+			}
 		}
 		p("%-9s %s\n", k, line)
 	}

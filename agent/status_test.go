@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
@@ -45,7 +47,7 @@ func healthyStatus() Status {
 		Site: "store-0042", Domain: "store-0042",
 		Uplink: &UplinkStatus{
 			Link: &uplink.LinkStatus{State: uplink.StateConnected, Hub: "tls://hub-1.example.com:7422", Since: ago(26 * time.Hour),
-				LastConnected: ago(26 * time.Hour), RTT: 38 * time.Millisecond, Reconnects: 2},
+				LastConnected: ago(26 * time.Hour), RTT: 38 * time.Millisecond, Compression: server.CompressionS2Fast, Reconnects: 2},
 			Forwarder: &uplink.ForwarderStatus{Forwarded: map[string]uint64{"ALERTS": 3, "TELEMETRY": 114020}, RatePerSec: 1.3, LastAck: ago(time.Second)},
 		},
 		Backlog: []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 2, Bytes: 412, Oldest: ago(time.Second)}},
@@ -82,6 +84,7 @@ func statusFixtures() map[string]Status {
 		"clock-jump":   healthyStatus(),
 		"duplicate":    healthyStatus(),
 		"hub-busy":     healthyStatus(),
+		"hub-2.9":      healthyStatus(),
 	}
 	d := m["duplicate"]
 	d.Uplink = &UplinkStatus{Link: d.Uplink.Link, Forwarder: d.Uplink.Forwarder,
@@ -115,6 +118,12 @@ func statusFixtures() map[string]Status {
 	s.Uplink = &UplinkStatus{Link: s.Uplink.Link, Forwarder: &fw}
 	s.Backlog = []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 81230, Bytes: 16 << 20, Oldest: ago(3 * time.Hour), Drain: 37 * time.Second}}
 	m["hub-busy"] = s
+
+	s = m["hub-2.9"]
+	link := *s.Uplink.Link
+	link.Compression = server.CompressionNotSupported
+	s.Uplink = &UplinkStatus{Link: &link, Forwarder: s.Uplink.Forwarder}
+	m["hub-2.9"] = s
 
 	s = m["clock-unsync"]
 	s.Clock.State = ClockUnsynced

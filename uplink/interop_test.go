@@ -157,6 +157,13 @@ func TestInteropStockHub(t *testing.T) {
 	if st := w.link.Status(); st.Reconnects < 1 || st.Hub != w.proxy.Addr() {
 		t.Fatalf("link status after the outage = %+v, want reconnected through %s", st, w.proxy.Addr())
 	}
+	// A hub before 2.10 knows no leaf compression: status must say so, as
+	// a metered link then carries every byte as it is.
+	wantComp := server.CompressionS2Fast
+	if strings.Contains(hub.version, "v2.9.") {
+		wantComp = server.CompressionNotSupported
+	}
+	fwWaitFor(t, 5*time.Second, "compression "+wantComp+" in link status", func() bool { return w.link.Status().Compression == wantComp })
 	n := stop()
 	fwWaitFor(t, 60*time.Second, "every reading at the hub", func() bool { return w.hubCount() >= n })
 	if got := w.hubCount(); got != n {

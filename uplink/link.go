@@ -528,7 +528,7 @@ func (l *Link) connected() bool {
 		if hub != "" {
 			l.st.Hub = hub
 		}
-		l.st.RTT = rtt
+		l.st.RTT, l.st.Compression = rtt, li.Compression
 		l.mu.Unlock()
 		return true
 	}
@@ -555,7 +555,7 @@ func (l *Link) setDown(state, class, reason string, wasUp bool) {
 	if wasUp {
 		l.up = make(chan struct{})
 		l.st.Reconnects++
-		l.st.RTT = 0
+		l.st.RTT, l.st.Compression = 0, ""
 	}
 	if l.st.State != state {
 		l.st.Since = now

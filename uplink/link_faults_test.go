@@ -189,7 +189,9 @@ func TestWANFlaps(t *testing.T) {
 func TestWANShapedBacklogDrains(t *testing.T) {
 	w := newWANEnv(t, "store-11")
 	const n, size = 1000, 512
-	w.publishRandom("telemetry.backlog", n, size) // incompressible: the leaf connection compresses
+	// Random, so incompressible: the leaf connection compresses, and the
+	// payload rate of zeros would say nothing about the shaped link.
+	w.publishRandom("telemetry.backlog", n, size)
 	if err := w.proxy.Shape(100*time.Millisecond, 125_000); err != nil { // 200 ms RTT, 1 Mbit/s
 		t.Fatal(err)
 	}

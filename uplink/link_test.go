@@ -231,7 +231,11 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 	if st.State != StateConnected || st.Hub != proxy.Addr() || st.LastConnected.IsZero() {
 		t.Fatalf("status after connect = %+v, want connected through %s", st, proxy.Addr())
 	}
-	fwWaitFor(t, 5*time.Second, "RTT from Leafz", func() bool { return e.link.Status().RTT > 0 })
+	// Compression as negotiated: the default, s2_fast, even on loopback.
+	fwWaitFor(t, 5*time.Second, "RTT and compression from Leafz", func() bool {
+		st := e.link.Status()
+		return st.RTT > 0 && st.Compression == server.CompressionS2Fast
+	})
 
 	e.link.Bounce()
 	fwWaitFor(t, 15*time.Second, "reconnect after Bounce", func() bool {
@@ -250,6 +254,9 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 		st := e.link.Status()
 		return st.State != StateConnected && st.ReasonClass == ReasonTCP
 	})
+	if st := e.link.Status(); st.RTT != 0 || st.Compression != "" {
+		t.Errorf("disconnected link still reports the old connection: rtt %s, compression %q", st.RTT, st.Compression)
+	}
 	select {
 	case <-e.link.Up():
 		t.Fatal("Up() closed while disconnected")

@@ -31,8 +31,13 @@ type LinkStatus struct {
 	Since         time.Time     `json:"since"`            // when State was entered
 	LastConnected time.Time     `json:"last_connected,omitzero"`
 	RTT           time.Duration `json:"rtt_ns,omitempty"`
-	Reconnects    uint64        `json:"reconnects"`
-	NextAttempt   time.Time     `json:"next_attempt,omitzero"`
+	// Compression is the leaf connection's compression as nats-server
+	// negotiated it while connected (s2_fast, off, ...): "not supported"
+	// is a hub older than nats-server 2.10, which leaves a metered link
+	// carrying every byte uncompressed whatever uplink.compression says.
+	Compression string    `json:"compression,omitempty"`
+	Reconnects  uint64    `json:"reconnects"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 }
 
 // ForwarderStatus is store-and-forward progress as status shows it.
