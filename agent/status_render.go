@@ -148,7 +148,11 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 			}
 		} else {
 			if l.RTT > 0 {
-				line += fmt.Sprintf(", rtt %s", l.RTT.Round(time.Millisecond))
+				rtt := l.RTT.Round(time.Millisecond).String()
+				if l.RTT < time.Millisecond/2 {
+					rtt = "<1ms" // a hub on the LAN: "0s" would read as no answer
+				}
+				line += ", rtt " + rtt
 			}
 			switch l.Compression {
 			case "":

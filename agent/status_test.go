@@ -84,7 +84,7 @@ func statusFixtures() map[string]Status {
 		"clock-jump":   healthyStatus(),
 		"duplicate":    healthyStatus(),
 		"hub-busy":     healthyStatus(),
-		"hub-2.9":      healthyStatus(),
+		"hub-lan-2.9":  healthyStatus(),
 	}
 	d := m["duplicate"]
 	d.Uplink = &UplinkStatus{Link: d.Uplink.Link, Forwarder: d.Uplink.Forwarder,
@@ -119,11 +119,13 @@ func statusFixtures() map[string]Status {
 	s.Backlog = []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 81230, Bytes: 16 << 20, Oldest: ago(3 * time.Hour), Drain: 37 * time.Second}}
 	m["hub-busy"] = s
 
-	s = m["hub-2.9"]
+	// An old hub in the back office: no leaf compression, no round trip
+	// to speak of.
+	s = m["hub-lan-2.9"]
 	link := *s.Uplink.Link
-	link.Compression = server.CompressionNotSupported
+	link.Compression, link.RTT = server.CompressionNotSupported, 300*time.Microsecond
 	s.Uplink = &UplinkStatus{Link: &link, Forwarder: s.Uplink.Forwarder}
-	m["hub-2.9"] = s
+	m["hub-lan-2.9"] = s
 
 	s = m["clock-unsync"]
 	s.Clock.State = ClockUnsynced
