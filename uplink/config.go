@@ -34,7 +34,9 @@ type Config struct {
 	DenyExports   []string  `yaml:"deny_exports"`
 	SubjectPrefix string    `yaml:"subject_prefix"`
 	Reconnect     Reconnect `yaml:"reconnect"`
-	// Bandwidth caps the forwarder in bytes/s for metered links; 0 = unlimited.
+	// Bandwidth caps what the site sends to the hub, in bytes/s on the
+	// wire (after compression and TLS, as the link's gate counts them),
+	// for metered links; the forwarder paces itself to it. 0 = unlimited.
 	Bandwidth buffer.Size `yaml:"bandwidth"`
 	// Compression is the leaf connection's compression of what the site
 	// sends over nats:// and tls:// (nats-server's leafnode compression

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -58,6 +59,10 @@ type gate struct {
 	// attempt: nats-server logs only the first failed CONNECT of a retry
 	// loop at error level, so its log cannot tell the link.
 	failed chan dialFailure
+
+	// up counts the bytes the site sent towards the hub through every
+	// tunnel: what a metered link bills, after compression and TLS.
+	up atomic.Int64
 
 	mu     sync.Mutex
 	token  bool          // one CONNECT may pass
@@ -224,12 +229,30 @@ func (g *gate) handle(c net.Conn) {
 			if _, err := hub.Write(pre); err != nil {
 				return
 			}
+			g.up.Add(int64(n))
 		}
-		// Conn to conn, not through br, so the kernel splices the
-		// forwarder's direction too.
-		_, _ = io.Copy(hub, c)
+		g.pumpUp(hub, c)
 	}()
 	_, _ = io.Copy(c, hub)
+}
+
+// pumpUp copies what the leaf sends to the hub and counts it as it goes:
+// the bandwidth cap needs the wire's bytes within a read, which a spliced
+// io.Copy reports only when the connection ends.
+func (g *gate) pumpUp(hub, leaf net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := leaf.Read(buf)
+		if n > 0 {
+			if _, werr := hub.Write(buf[:n]); werr != nil {
+				return
+			}
+			g.up.Add(int64(n))
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // refuse answers a CONNECT with an error status and hangs up.

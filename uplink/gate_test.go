@@ -178,6 +178,41 @@ func TestGateHoldsOneAttempt(t *testing.T) {
 	}
 }
 
+// TestGateCountsUpstream: the gate counts every byte the leaf sends
+// towards the hub (what uplink.bandwidth caps), as the hub receives them.
+func TestGateCountsUpstream(t *testing.T) {
+	got := make(chan int64, 1)
+	hub := fakeHub(t, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	})
+	g := testGate(t, hub)
+	g.open()
+	r := await(t, connectVia(t, g, http.MethodConnect, hub))
+	if r.status != http.StatusOK {
+		t.Fatalf("open gate answered %q, want 200", r.phrase)
+	}
+	const total = 3<<20 + 17
+	chunk := strings.Repeat("x", 64<<10)
+	for sent := 0; sent < total; {
+		n := min(len(chunk), total-sent)
+		if _, err := io.WriteString(r.conn, chunk[:n]); err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+	}
+	r.conn.Close()
+	select {
+	case n := <-got:
+		if n != total {
+			t.Fatalf("the hub received %d bytes, want %d", n, total)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hub never saw the tunnel close")
+	}
+	fwWaitFor(t, 5*time.Second, "the gate's count to match", func() bool { return g.up.Load() == total })
+}
+
 // TestGateRefusals: a failed dial is a 502 with the reason (also handed to
 // the link), and the gate tunnels only CONNECTs to the hub URLs' hosts.
 func TestGateRefusals(t *testing.T) {

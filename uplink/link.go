@@ -391,6 +391,10 @@ func (l *Link) WANRestored() bool {
 	return l.restored && l.st.State == StateConnected
 }
 
+// SentUpstream is the bytes this site has sent towards the hub since the
+// link started, as they left for the WAN: compressed, encrypted, framed.
+func (l *Link) SentUpstream() int64 { return l.gate.up.Load() }
+
 // reachable reads the probe that follows a failed attempt: only a DNS or
 // TCP failure means the hub's address did not answer; anything else (or
 // nothing) means the hub is there and the attempt failed at it.

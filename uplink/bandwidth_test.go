@@ -1,0 +1,113 @@
+package uplink
+
+import (
+	"testing"
+	"time"
+)
+
+// bucketSim drives a bucket on a simulated clock: each message costs the
+// wire compress times its size (the gate's count), as the leaf connection
+// would send it.
+type bucketSim struct {
+	b          *bucket
+	now        time.Time
+	wire, sent int64
+}
+
+func newBucketSim(rate float64) *bucketSim {
+	s := &bucketSim{}
+	s.b = newBucket(rate, func() int64 { return s.wire })
+	s.now = s.b.last
+	return s
+}
+
+// run sends msg-byte messages as fast as the bucket allows for d and
+// returns the message and wire bytes per second over that time.
+func (s *bucketSim) run(d time.Duration, msg int, compress float64) (msgRate, wireRate float64) {
+	end := s.now.Add(d)
+	m0, w0 := s.sent, s.wire
+	for s.now.Before(end) {
+		sleep := s.b.charge(s.now, msg)
+		s.sent += int64(msg)
+		s.wire += int64(float64(msg) * compress)
+		s.now = s.now.Add(max(sleep, time.Millisecond))
+	}
+	return float64(s.sent-m0) / d.Seconds(), float64(s.wire-w0) / d.Seconds()
+}
+
+func within(got, want, tol float64) bool { return got >= want*(1-tol) && got <= want*(1+tol) }
+
+// uplink.bandwidth caps bytes on the wire, not message bytes: once the
+// bucket has measured that the leaf connection sends a quarter of what the
+// forwarder hands it, the forwarder may hand it four times the cap.
+func TestBucketChargesWireBytes(t *testing.T) {
+	const rate, msg = 10_000, 500
+	s := newBucketSim(rate)
+
+	// Nothing measured yet: a message costs its size (and a second of
+	// burst is allowed).
+	if m, _ := s.run(2*time.Second, msg, 0.25); m > 1.6*rate {
+		t.Fatalf("before any measurement: %.0f message B/s, want at most the cap plus its burst", m)
+	}
+	m, w := s.run(10*time.Second, msg, 0.25)
+	if !within(w, rate, 0.1) || !within(m, 4*rate, 0.1) {
+		t.Fatalf("compressing 4:1: %.0f B/s on the wire, %.0f message B/s; want the cap (%d) on the wire and 4x it in messages", w, m, rate)
+	}
+
+	// A minute with nothing to forward while heartbeats cross the leaf:
+	// they must not read as an expensive wire afterwards.
+	s.now = s.now.Add(time.Minute)
+	s.wire += 60_000
+	if m, w := s.run(10*time.Second, msg, 0.25); !within(w, rate, 0.15) || !within(m, 4*rate, 0.15) {
+		t.Fatalf("after an idle minute: %.0f B/s on the wire, %.0f message B/s", w, m)
+	}
+
+	// Readings that do not compress and cost more on the wire than their
+	// size (framing, TLS): after a measurement the wire is at the cap.
+	s.run(4*time.Second, msg, 1.5)
+	if _, w := s.run(10*time.Second, msg, 1.5); !within(w, rate, 0.1) {
+		t.Fatalf("incompressible: %.0f B/s on the wire, want the cap %d", w, rate)
+	}
+
+	// No wire count at all (a link that counts nothing): messages cost
+	// their size.
+	b := newBucket(rate, func() int64 { return 0 })
+	s2 := &bucketSim{b: b, now: b.last}
+	s2.run(4*time.Second, msg, 0.25)
+	if m, _ := s2.run(10*time.Second, msg, 0.25); !within(m, rate, 0.1) {
+		t.Fatalf("no wire count: %.0f message B/s, want the cap %d", m, rate)
+	}
+}
+
+// uplink.bandwidth caps what the link carries, not what the forwarder
+// hands the leaf: JSON readings compress several-fold on the leaf
+// connection (s2_fast), so once the bucket has measured that, readings
+// flow several times faster than charging their own size would allow,
+// while the bytes the gate counts on their way to the hub stay under the
+// cap.
+func TestForwarderBandwidthOnTheWire(t *testing.T) {
+	w := newWANEnv(t, "store-12")
+	const rate = 50_000 // bytes/s on the wire
+	w.cfg.Bandwidth = rate
+	sensorBacklog(w.fwEnv, 4000)
+	f := w.forwarder()
+	forwarded := func() uint64 { return f.Status().Forwarded["TELEMETRY"] }
+	// From the first measurement on (2 s), over 2,500 readings.
+	fwWaitFor(t, 60*time.Second, "1,000 readings forwarded", func() bool { return forwarded() >= 1000 })
+	n0, w0, t0 := forwarded(), w.link.SentUpstream(), time.Now()
+	fwWaitFor(t, 60*time.Second, "3,500 readings forwarded", func() bool { return forwarded() >= 3500 })
+	n1, w1, d := forwarded(), w.link.SentUpstream(), time.Since(t0).Seconds()
+	wire, readings := float64(w1-w0)/d, float64(n1-n0)/d
+	// Each message is more than its 310-byte JSON: charged by size, at
+	// most rate/310 readings a second could go.
+	bySize := float64(rate) / float64(len(sensorReading(1)(1)))
+	t.Logf("%.0f readings/s, %.0f B/s on the wire (cap %d); charging message bytes would allow at most %.0f readings/s", readings, wire, rate, bySize)
+	if wire > 1.15*rate {
+		t.Errorf("%.0f B/s on the wire exceed the %d B/s cap", wire, rate)
+	}
+	if readings < 1.5*bySize {
+		t.Errorf("%.0f readings/s: the compressed wire is not used (charging message bytes allows %.0f)", readings, bySize)
+	}
+	fwWaitFor(t, 60*time.Second, "every reading at the hub", func() bool { return w.hubCount() == 4000 })
+	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.ambient", 1, 4000)
+}
