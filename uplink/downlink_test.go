@@ -59,9 +59,13 @@ func TestDownlink(t *testing.T) {
 		if err := e.hubJS.DeleteStream(t.Context(), "EDGE"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
-			t.Fatal(err)
-		}
+		// Right after a delete, creating a stream of the same name can
+		// fail under load ("error creating store for stream": the old
+		// store is not gone yet); it succeeds a moment later.
+		fwWaitFor(t, 10*time.Second, "the hub stream recreated", func() bool {
+			_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
+			return err == nil
+		})
 		var plans []ReplayPlan
 		request("edge.s1.agent.replay", `{"stream":"TELEMETRY","from_seq":21}`, &plans)
 		if len(plans) != 1 || plans[0] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 21, LastSeq: 30, Messages: 10}) {

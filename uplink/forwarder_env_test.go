@@ -287,44 +287,54 @@ func (e *fwEnv) start(log *slog.Logger, opts ...Option) *runningFw {
 	return &runningFw{Forwarder: f, stop: stop}
 }
 
-// hubMsgs reads every message the hub stream holds, in order.
+// hubMsgs reads every message the hub stream holds, in order. A hub
+// cluster that just lost a node may not answer for a moment ("no
+// responders" while stream, consumer or meta leaders move): the whole read
+// starts over then, with a fresh consumer.
 func (e *fwEnv) hubMsgs() []jetstream.Msg {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	// A hub cluster that just lost a node may not answer API requests for
-	// a moment ("no responders" while leaders move): poll.
 	var (
-		s    jetstream.Stream
-		c    jetstream.Consumer
-		err  error
+		out  []jetstream.Msg
 		last string
 	)
-	fwWaitFor(e.t, 30*time.Second, "the hub to serve stream EDGE to a reader", func() bool {
-		if s, err = e.hubJS.Stream(ctx, "EDGE"); err == nil {
-			c, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-		}
+	fwWaitFor(e.t, 60*time.Second, "the hub to serve stream EDGE to a reader", func() bool {
+		msgs, err := e.readHubStream()
 		if err != nil && err.Error() != last { // once per distinct error, not every poll
 			last = err.Error()
 			e.t.Logf("reading the hub stream: %v; retrying", err)
 		}
+		out = msgs
 		return err == nil
 	})
+	return out
+}
+
+func (e *fwEnv) readHubStream() ([]jetstream.Msg, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := e.hubJS.Stream(ctx, "EDGE")
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
 	total := s.CachedInfo().State.Msgs
 	var out []jetstream.Msg
 	for uint64(len(out)) < total {
 		b, err := c.Fetch(int(min(1000, total-uint64(len(out)))), jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
-			e.t.Fatal(err)
+			return nil, err
 		}
 		for m := range b.Messages() {
 			out = append(out, m)
 		}
 		if b.Error() != nil {
-			e.t.Fatal(b.Error())
+			return nil, b.Error()
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (e *fwEnv) hubCount() uint64 {

@@ -228,7 +228,10 @@ func (e *env) heal(ctx context.Context) error {
 // drain waits until the hub holds every acknowledged id the local streams
 // hold, then reads both sides. It gives up at the drain limit, or when the
 // hub made no progress for a third of it: a stuck forwarder is a finding,
-// not something to wait out.
+// not something to wait out. A hub cluster that just lost a node may not
+// answer the audit's reads for a while (no responders while its consumer
+// finds a leader): that is retried until the drain limit, since the
+// verdict is about the agent, not the audit's timing.
 func (e *env) drain(ctx context.Context) (local, hubc *contents, err error) {
 	acked := e.pub.ackedIDs()
 	deadline := time.Now().Add(e.opts.drainLimit)
@@ -241,7 +244,12 @@ func (e *env) drain(ctx context.Context) (local, hubc *contents, err error) {
 			return local, nil, nil
 		}
 		if hubc, err = readHub(ctx, e.hubJS, e.site); err != nil {
-			return nil, nil, err
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, nil, err
+			}
+			e.logf("drain: reading the hub: %v (retrying)", err)
+			sleep(ctx, time.Second)
+			continue
 		}
 		missing := 0
 		for _, id := range acked {
