@@ -109,9 +109,10 @@ buffer: {sync: %s, max_bytes: %s, max_age: %s}
 uplink:
   hub_urls: [%s]
   reconnect: %s
+  bandwidth: %s
 sensors:
   - {name: chaos-sim, driver: sim, interval: 200ms}
-`, e.site, e.stateDir(), port, filepath.Join(e.dir, "agent.sock"), e.sc.sync, e.sc.maxBytes(), e.sc.maxAge(), strings.Join(urls, ", "), e.opts.reconnect)
+`, e.site, e.stateDir(), port, filepath.Join(e.dir, "agent.sock"), e.sc.sync, e.sc.maxBytes(), e.sc.maxAge(), strings.Join(urls, ", "), e.opts.reconnect, e.sc.uplinkBandwidth())
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}

@@ -38,6 +38,9 @@ type scenario struct {
 	// the agent with EDGE_AGENT_TEST_CLOCK_FILE (env.clockFile).
 	age       string
 	testClock bool
+	// bandwidth is uplink.bandwidth ("" for none): the forwarder paces
+	// itself on the bytes its link gate counts.
+	bandwidth string
 	fault     func(ctx context.Context, e *env, cycle int) error
 }
 
@@ -46,6 +49,13 @@ func (s *scenario) maxAge() string {
 		return s.age
 	}
 	return buffer.DefaultConfig().MaxAge.String()
+}
+
+func (s *scenario) uplinkBandwidth() string {
+	if s.bandwidth != "" {
+		return s.bandwidth
+	}
+	return "0"
 }
 
 func (s *scenario) maxBytes() string {
@@ -77,6 +87,10 @@ func scenarios() []*scenario {
 	nodeLoss.hubNodes = 3
 	trunc := one("truncated-block", 10, 2, truncatedBlock)
 	trunc.localLossOK = true
+	// A metered link (16 KiB/s on the wire) that is cut: the backlog of
+	// each cut drains through the cap.
+	metered := wan("wan-metered", wanFault(true, func(p proxy) error { p.Cut(); return nil }))
+	metered.bandwidth = "16KiB"
 	clock := one("clock-jump", 5, 1, clockJump)
 	// 30m: every forward step (+1h, +30 days, 1970 -> now) exceeds it, and
 	// a full run stays well under it in agent time (no genuine expiry).
@@ -91,6 +105,7 @@ func scenarios() []*scenario {
 		wan("wan-blackhole", wanFault(true, func(p proxy) error { return p.Blackhole() })),
 		wan("wan-latency-200ms", wanFault(false, func(p proxy) error { return p.Shape(200*time.Millisecond, 0) })),
 		wan("wan-1mbit", wanFault(false, func(p proxy) error { return p.Shape(0, 125_000) })),
+		metered,
 		one("hub-restart", 10, 2, hubRestart),
 		nodeLoss,
 		disk,
