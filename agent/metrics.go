@@ -88,6 +88,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 		}
 		if u.Link != nil {
 			p.one("edge_agent_link_reconnects_total", "counter", "Leaf reconnects this boot.", float64(u.Link.Reconnects))
+			p.one("edge_agent_link_sent_bytes_total", "counter", "Bytes sent towards the hub this boot, as they left for the WAN (after compression and TLS).", float64(u.Link.SentBytes))
 		}
 		if f := u.Forwarder; f != nil {
 			p.family("edge_agent_forwarded_total", "counter", "Messages the hub acknowledged, per local stream, this boot.")

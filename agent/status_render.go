@@ -161,6 +161,9 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 			default:
 				line += ", compression " + l.Compression
 			}
+			if l.SentBytes > 0 {
+				line += ", " + fmtBytes(uint64(l.SentBytes)) + " sent"
+			}
 		}
 		p("%-9s %s\n", k, line)
 	}

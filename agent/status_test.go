@@ -47,7 +47,7 @@ func healthyStatus() Status {
 		Site: "store-0042", Domain: "store-0042",
 		Uplink: &UplinkStatus{
 			Link: &uplink.LinkStatus{State: uplink.StateConnected, Hub: "tls://hub-1.example.com:7422", Since: ago(26 * time.Hour),
-				LastConnected: ago(26 * time.Hour), RTT: 38 * time.Millisecond, Compression: server.CompressionS2Fast, Reconnects: 2},
+				LastConnected: ago(26 * time.Hour), RTT: 38 * time.Millisecond, Compression: server.CompressionS2Fast, Reconnects: 2, SentBytes: 43_212_345},
 			Forwarder: &uplink.ForwarderStatus{Forwarded: map[string]uint64{"ALERTS": 3, "TELEMETRY": 114020}, RatePerSec: 1.3, LastAck: ago(time.Second)},
 		},
 		Backlog: []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 2, Bytes: 412, Oldest: ago(time.Second)}},

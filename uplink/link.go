@@ -133,7 +133,9 @@ func ServerReconnectInterval(c *Config) time.Duration {
 func (l *Link) Status() LinkStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.st
+	st := l.st
+	st.SentBytes = l.SentUpstream()
+	return st
 }
 
 // Connected reports whether the leaf connection to the hub is up.

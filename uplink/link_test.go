@@ -237,11 +237,19 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 		return st.RTT > 0 && st.Compression == server.CompressionS2Fast
 	})
 
+	// The leaf's handshake crossed the gate: counted, and counted on
+	// across connections.
+	sent := e.link.Status().SentBytes
+	if sent <= 0 {
+		t.Fatalf("connected, yet SentBytes = %d", sent)
+	}
+
 	e.link.Bounce()
 	fwWaitFor(t, 15*time.Second, "reconnect after Bounce", func() bool {
 		st := e.link.Status()
 		return st.Reconnects == 1 && st.State == StateConnected
 	})
+	fwWaitFor(t, 5*time.Second, "the new connection's bytes counted on top", func() bool { return e.link.Status().SentBytes > sent })
 	if st := e.link.Status(); st.Hub != proxy.Addr() {
 		t.Fatalf("after Bounce the leaf is on %s, not the proxy %s", st.Hub, proxy.Addr())
 	}

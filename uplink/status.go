@@ -38,6 +38,10 @@ type LinkStatus struct {
 	Compression string    `json:"compression,omitempty"`
 	Reconnects  uint64    `json:"reconnects"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// SentBytes is what this site has sent towards the hub since the
+	// agent started, as it left for the WAN (compressed, encrypted,
+	// framed): what a metered link bills.
+	SentBytes int64 `json:"sent_bytes"`
 }
 
 // ForwarderStatus is store-and-forward progress as status shows it.
