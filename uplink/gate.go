@@ -223,36 +223,31 @@ func (g *gate) handle(c net.Conn) {
 	go func() {
 		defer g.wg.Done()
 		defer t.close()
+		// Counted as it goes, for the bandwidth cap (a spliced copy
+		// would report its bytes only when the connection ends).
+		up := counted{hub, &g.up}
 		// Anything the server sent right after its CONNECT is in br.
 		if n := br.Buffered(); n > 0 {
 			pre, _ := br.Peek(n)
-			if _, err := hub.Write(pre); err != nil {
+			if _, err := up.Write(pre); err != nil {
 				return
 			}
-			g.up.Add(int64(n))
 		}
-		g.pumpUp(hub, c)
+		_, _ = io.Copy(up, c)
 	}()
 	_, _ = io.Copy(c, hub)
 }
 
-// pumpUp copies what the leaf sends to the hub and counts it as it goes:
-// the bandwidth cap needs the wire's bytes within a read, which a spliced
-// io.Copy reports only when the connection ends.
-func (g *gate) pumpUp(hub, leaf net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := leaf.Read(buf)
-		if n > 0 {
-			if _, werr := hub.Write(buf[:n]); werr != nil {
-				return
-			}
-			g.up.Add(int64(n))
-		}
-		if err != nil {
-			return
-		}
-	}
+// counted is a writer that adds what it wrote to n.
+type counted struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c counted) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // refuse answers a CONNECT with an error status and hangs up.

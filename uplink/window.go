@@ -45,8 +45,7 @@ func (c *congestion) acked() {
 // busy halves the window after a 429, and remembers the level at which
 // the hub could not keep up.
 func (c *congestion) busy() {
-	c.ssthresh = max(c.cwnd/2, float64(min(minWindow, c.max)))
-	c.cwnd = c.ssthresh
+	c.cwnd = c.halve()
 }
 
 // timedOut is the window after acks stopped for the ack timeout with the
@@ -55,8 +54,14 @@ func (c *congestion) busy() {
 // level that did not get through and restart from the initial window, so
 // the resend does not pour a whole window into the same trouble.
 func (c *congestion) timedOut() {
+	c.cwnd = min(float64(min(initialWindow, c.max)), c.halve())
+}
+
+// halve sets the growth threshold to half the window (never below
+// minWindow) and returns it: the level that did not get through.
+func (c *congestion) halve() float64 {
 	c.ssthresh = max(c.cwnd/2, float64(min(minWindow, c.max)))
-	c.cwnd = min(float64(min(initialWindow, c.max)), c.ssthresh)
+	return c.ssthresh
 }
 
 // idle forgets an overload once the backlog is sent: the next one (after

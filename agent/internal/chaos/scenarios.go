@@ -89,7 +89,8 @@ func scenarios() []*scenario {
 	trunc.localLossOK = true
 	// A metered link (16 KiB/s on the wire) that is cut: the backlog of
 	// each cut drains through the cap.
-	metered := wan("wan-metered", wanFault(true, func(p proxy) error { p.Cut(); return nil }))
+	cut := func(p proxy) error { p.Cut(); return nil }
+	metered := wan("wan-metered", wanFault(true, cut))
 	metered.bandwidth = "16KiB"
 	clock := one("clock-jump", 5, 1, clockJump)
 	// 30m: every forward step (+1h, +30 days, 1970 -> now) exceeds it, and
@@ -99,7 +100,7 @@ func scenarios() []*scenario {
 		one("kill-9", 200, 10, kill9),
 		pc("powercut-always", "always", 3, false),
 		pc("powercut-1s", "1s", 2, true),
-		wan("wan-cut", wanFault(true, func(p proxy) error { p.Cut(); return nil })),
+		wan("wan-cut", wanFault(true, cut)),
 		wan("wan-unplug", wanFault(true, func(p proxy) error { return p.Unplug() })),
 		wan("wan-reset", wanFault(false, func(p proxy) error { return p.Reset() })),
 		wan("wan-blackhole", wanFault(true, func(p proxy) error { return p.Blackhole() })),
