@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,9 +129,14 @@ func TestStatsBacklogAndEvictions(t *testing.T) {
 		t.Fatalf("empty ALERTS stats: %+v", ls[0])
 	}
 	// Overflow the ~3.6MiB TELEMETRY budget: the oldest go, and those above
-	// the cursor count as evicted before forwarding.
+	// the cursor count as evicted before forwarding, once, even when rounds
+	// are asked for at the same time (the agent's loop and a direct caller).
 	publishN(t, js, "telemetry.t", 5000, 1000)
-	w.Check(ctx)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { w.Check(ctx) })
+	}
+	wg.Wait()
 	ls, err = Stats(ctx, js, st)
 	mustOK(t, err)
 	tl = ls[1]

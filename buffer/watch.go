@@ -77,9 +77,14 @@ type Watcher struct {
 	dir   string
 	log   *slog.Logger
 
+	// round makes Check one round at a time: the agent's loop and a direct
+	// caller may check at once, and two rounds would count one eviction
+	// twice or restart JetStream twice.
+	round sync.Mutex
+
 	mu        sync.Mutex
 	health    Health
-	prevFirst map[string]uint64
+	prevFirst map[string]uint64 // under round
 	wasFull   bool
 }
 
@@ -129,6 +134,8 @@ func (w *Watcher) Health() Health {
 
 // Check runs one round: observe, recover if needed and possible, record.
 func (w *Watcher) Check(ctx context.Context) Health {
+	w.round.Lock()
+	defer w.round.Unlock()
 	h := w.observe(ctx)
 	stuck := h.JetStreamDisabled || len(h.WriteErrors) > 0
 	if stuck && h.FSFree >= resumeMargin {
