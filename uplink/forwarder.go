@@ -115,13 +115,15 @@ type LinkControl interface {
 func WithLink(l LinkControl) Option { return func(o *options) { o.link = l } }
 
 // WithStartJitter spreads the drain after an outage: once the link is back
-// after the forwarder had to wait for it, it waits a uniform random time in
-// [0, d] before the first batch. A hub restart drops a whole fleet at once;
-// the link's backoff spreads the reconnects, and this spreads the backlog
-// each site then sends as fast as the hub acks, so the hub's first seconds
-// back are not one burst of every store's outage. Not after the site's own
-// WAN outage (LinkControl.WANRestored): nobody else is returning then. The
-// agent passes uplink.reconnect.min; 0 (the default) starts at once.
+// after the forwarder had to wait for it, every lane but the first (ALERTS)
+// waits a uniform random time in [0, d] before its first batch. A hub
+// restart drops a whole fleet at once; the link's backoff spreads the
+// reconnects, and this spreads the backlog each site then sends as fast as
+// the hub acks, so the hub's first seconds back are not one burst of every
+// store's outage. Alerts are few and small, and the reason a site buffers
+// at all, so they go at once. Not after the site's own WAN outage
+// (LinkControl.WANRestored): nobody else is returning then. The agent
+// passes uplink.reconnect.min; 0 (the default) starts at once.
 func WithStartJitter(d time.Duration) Option { return func(o *options) { o.jitter = d } }
 
 // WithRetry bounds the backoff between failed sessions (default 250ms..30s).
@@ -154,11 +156,23 @@ type Forwarder struct {
 	acked  uint64     // hub-acked messages since start, for the rate
 	rate   []float64  // acked samples, one per second, for RatePerSec
 	// lastProgress starts the stall clock: the last hub ack, the end of a
-	// wait for the link, or a reconnect the watchdog saw. waiting is set
-	// while the forwarder waits for the link (start delay included): that
-	// time is no stall.
+	// wait for the link or of the start delay (it is set ahead to hold),
+	// or a reconnect the watchdog saw; it only moves forward (progress).
+	// waiting is set while the forwarder waits for the link: that time is
+	// no stall.
 	lastProgress time.Time
 	waiting      bool
+	// hold is the end of the start delay: until then sessions send from
+	// the first lane only (WithStartJitter).
+	hold time.Time
+}
+
+// progress restarts the stall clock at t unless it already runs from
+// later, as after a start delay (hold). The caller holds f.mu.
+func (f *Forwarder) progress(t time.Time) {
+	if t.After(f.lastProgress) {
+		f.lastProgress = t
+	}
 }
 
 // NewForwarder prepares a forwarder for site on the agent's connection nc
@@ -258,7 +272,7 @@ func (f *Forwarder) Backlog(ctx context.Context) (map[string]uint64, error) {
 // stop the agent.
 func (f *Forwarder) Run(ctx context.Context) error {
 	f.mu.Lock()
-	f.lastProgress = time.Now()
+	f.progress(time.Now())
 	f.mu.Unlock()
 	var wg sync.WaitGroup
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -310,11 +324,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-// waitLink blocks while the leaf connection is down, then holds the start
-// jitter (WithStartJitter); a link that drops again meanwhile is waited for
-// again. A dead WAN costs nothing: with the link manager the forwarder
-// sleeps on its Up channel; with only the leaf server, which announces
-// nothing, it polls the connection count.
+// waitLink blocks while the leaf connection is down, then draws the start
+// delay (WithStartJitter). A dead WAN costs nothing: with the link manager
+// the forwarder sleeps on its Up channel; with only the leaf server, which
+// announces nothing, it polls the connection count.
 func (f *Forwarder) waitLink(ctx context.Context) error {
 	if f.linkUp() {
 		return nil
@@ -326,20 +339,15 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 	defer func() {
 		f.mu.Lock()
 		f.waiting = false
-		f.lastProgress = time.Now() // a link that just came up has not stalled
+		f.progress(time.Now()) // a link that just came up has not stalled
 		f.mu.Unlock()
 	}()
-	for {
-		if err := f.untilUp(ctx); err != nil {
-			return err
-		}
-		if err := f.startDelay(ctx); err != nil {
-			return err
-		}
-		if f.linkUp() {
-			return nil
-		}
+	if err := f.untilUp(ctx); err != nil {
+		return err
 	}
+	f.setError("", "") // the link is back: no longer the reason to wait
+	f.startDelay()
+	return nil
 }
 
 // untilUp returns once the link is up, answering replay requests meanwhile.
@@ -367,26 +375,19 @@ func (f *Forwarder) untilUp(ctx context.Context) error {
 	return nil
 }
 
-// startDelay waits the random part of the drain ramp, uniform in [0, jitter].
-func (f *Forwarder) startDelay(ctx context.Context) error {
-	if f.o.jitter <= 0 || f.o.link != nil && f.o.link.WANRestored() {
-		return nil
+// startDelay draws the random part of the drain ramp, uniform in
+// [0, jitter], and holds every lane but the first until it has passed; the
+// stall clock starts at its end.
+func (f *Forwarder) startDelay() {
+	var d time.Duration // none: a hold left from before the drop ends too
+	if f.o.jitter > 0 && (f.o.link == nil || !f.o.link.WANRestored()) {
+		d = time.Duration(f.o.rnd(int64(f.o.jitter) + 1))
+		f.log.Debug("forwarder: link is back; alerts go now, the rest after a random delay so a fleet back from an outage does not drain at once", "delay", d)
 	}
-	d := time.Duration(f.o.rnd(int64(f.o.jitter) + 1))
-	f.setError("", "") // the link is back: no longer the reason to wait
-	f.log.Debug("forwarder: link is back; starting after a random delay so a fleet back from an outage does not drain at once", "delay", d)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case rr := <-f.ctl:
-			rr.reply <- f.replay(&rr)
-		case <-t.C:
-			return nil
-		}
-	}
+	f.mu.Lock()
+	f.hold = time.Now().Add(d)
+	f.progress(f.hold)
+	f.mu.Unlock()
 }
 
 // linkUp is the cheap signal: is a leaf connection established right now?
@@ -456,7 +457,7 @@ func (f *Forwarder) watch(ctx context.Context) {
 			f.rate = f.rate[1:]
 		}
 		if conn != nil && conn != seen {
-			f.lastProgress = time.Now()
+			f.progress(time.Now())
 		}
 		seen = conn
 		idle := time.Since(f.lastProgress)
@@ -474,7 +475,7 @@ func (f *Forwarder) watch(ctx context.Context) {
 		}
 		f.mu.Lock()
 		f.status.Stalls++
-		f.lastProgress = time.Now()
+		f.progress(time.Now())
 		cur := f.cur
 		bounce := stalled && f.acked == ackedAtStall
 		stalled, ackedAtStall = true, f.acked

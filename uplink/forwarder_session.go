@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,8 +27,10 @@ type session struct {
 	failed     chan error
 	tick       *time.Ticker // overdue-ack checks
 	lanes      []*lane      // priority order
-	slab       []entry      // send's entries, allocated in blocks
-	reply      []byte       // send's scratch for the reply subject
+	// held is set while the start delay holds every lane but the first.
+	held  atomic.Bool
+	slab  []entry // send's entries, allocated in blocks
+	reply []byte  // send's scratch for the reply subject
 
 	mu sync.Mutex
 	// sent holds the entries in flight by ack id: the slot of id is
@@ -122,8 +125,20 @@ func (f *Forwarder) session(ctx context.Context) error {
 	}
 	f.mu.Lock()
 	s.cc = f.cc
+	hold := time.Until(f.hold)
 	f.mu.Unlock()
 	defer s.tick.Stop()
+	if hold > 0 {
+		s.held.Store(true)
+		t := time.AfterFunc(hold, func() {
+			s.held.Store(false)
+			select {
+			case s.ready <- struct{}{}:
+			default:
+			}
+		})
+		defer t.Stop()
+	}
 	sub, err := f.nc.Subscribe(s.inbox+".*", s.onAck)
 	if err != nil {
 		return fmt.Errorf("subscribe for hub acks: %w", err)
@@ -220,7 +235,10 @@ func (s *session) await(ctx context.Context, wake <-chan struct{}, try func() bo
 
 // pick takes the next message of the highest-priority lane that has one.
 func (s *session) pick() (item, *lane) {
-	for _, l := range s.lanes {
+	for i, l := range s.lanes {
+		if i > 0 && s.held.Load() {
+			break
+		}
 		if l.pos == len(l.batch) && !l.refill() {
 			continue
 		}
@@ -540,7 +558,7 @@ func (s *session) onAck(m *nats.Msg) {
 		// permission) ends with the first ack; tell the link too.
 		cured := f.status.ReasonClass == ReasonHubStream || f.status.ReasonClass == ReasonPermission
 		f.status.ReasonClass, f.status.LastError = "", ""
-		f.lastProgress = f.status.LastAck
+		f.progress(f.status.LastAck)
 		f.mu.Unlock()
 		if cured && f.o.link != nil {
 			f.o.link.Degraded("", "")

@@ -18,9 +18,11 @@ func TestForwarderOutageIsNoStall(t *testing.T) {
 	w := newWANEnv(t, "s1")
 	w.cfg.StallTimeout = 2 * time.Second
 	logs := &fwLog{}
-	// The longest delay: the watchdog looks at least twice during it.
+	// The longest delay, three stall timeouts: the watchdog looks several
+	// times after the reconnect it saw, with the telemetry held and the
+	// stall clock set to the delay's end.
 	longest := func(o *options) { o.rnd = func(n int64) int64 { return n - 1 } }
-	f := w.start(logs.logger(), WithWindow(256), WithLink(w.link), WithStartJitter(3*time.Second), longest)
+	f := w.start(logs.logger(), WithWindow(256), WithLink(w.link), WithStartJitter(3*w.cfg.StallTimeout), longest)
 	stop := w.flow("telemetry.flow", 10*time.Millisecond)
 	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return w.hubCount() > 50 })
 	w.proxy.Cut()

@@ -174,15 +174,16 @@ func TestForwarderConfigKeys(t *testing.T) {
 	}
 }
 
-// After waiting through a down link the forwarder holds a random delay in
-// [0, jitter] before its first batch (the drain ramp of a fleet back from
-// a hub outage); while the link stays up, or when it is back from the
-// site's own WAN outage, nothing is delayed.
+// After waiting through a down link the forwarder holds its telemetry for
+// a random delay in [0, jitter] (the drain ramp of a fleet back from a hub
+// outage), while alerts go at once; while the link stays up, or when it is
+// back from the site's own WAN outage, nothing is delayed.
 func TestForwarderStartJitter(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
 	e.leafUp()
 	e.publish("telemetry.x", 10, []byte("x"))
-	const jitter = 700 * time.Millisecond
+	e.publish("alerts.door", 2, []byte("open"))
+	const jitter = 3 * time.Second
 	var mu sync.Mutex
 	var draws []int64
 	longest := func(o *options) {
@@ -201,17 +202,36 @@ func TestForwarderStartJitter(t *testing.T) {
 	}
 	upAt := time.Now()
 	link.set(true)
-	fwWaitFor(t, 30*time.Second, "backlog at the hub", func() bool { return e.hubCount() == 10 })
-	meta, err := e.hubMsgs()[0].Metadata()
-	if err != nil {
-		t.Fatal(err)
+	fwWaitFor(t, 30*time.Second, "backlog at the hub", func() bool { return e.hubCount() == 12 })
+	stored := func(stream string) (first, last time.Time) {
+		for _, m := range e.hubMsgs() {
+			if m.Headers().Get(HdrStream) != stream {
+				continue
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first.IsZero() {
+				first = meta.Timestamp
+			}
+			last = meta.Timestamp
+		}
+		return first, last
 	}
-	// A lower bound only: a busy machine can make it later, never earlier.
-	if after := meta.Timestamp.Sub(upAt); after < jitter {
+	_, lastAlert := stored("ALERTS")
+	firstReading, _ := stored("TELEMETRY")
+	// Lower bounds only for the held lane: a busy machine can make it
+	// later, never earlier. The alerts had the whole delay to arrive.
+	if after := firstReading.Sub(upAt); after < jitter {
 		t.Fatalf("first reading stored %s after the link came up, before the drawn delay of %s", after, jitter)
 	}
+	if after := lastAlert.Sub(upAt); after >= jitter {
+		t.Fatalf("alerts stored %s after the link came up: held with the telemetry for the drawn delay of %s", after, jitter)
+	}
+	e.checkExactlyOnce(e.hubMsgs(), "ALERTS", "alerts.door", 1, 2)
 	e.publish("telemetry.x", 5, []byte("x"))
-	fwWaitFor(t, 30*time.Second, "live readings at the hub", func() bool { return e.hubCount() == 15 })
+	fwWaitFor(t, 30*time.Second, "live readings at the hub", func() bool { return e.hubCount() == 17 })
 
 	// Back from the site's own WAN outage (the link's restore watch): no
 	// fleet is returning with it, so no delay is drawn.
@@ -220,7 +240,7 @@ func TestForwarderStartJitter(t *testing.T) {
 	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link again", func() bool { return f.Status().LastError == errLinkDown.Error() })
 	link.wan.Store(true)
 	link.set(true)
-	fwWaitFor(t, 30*time.Second, "backlog of the WAN outage at the hub", func() bool { return e.hubCount() == 20 })
+	fwWaitFor(t, 30*time.Second, "backlog of the WAN outage at the hub", func() bool { return e.hubCount() == 22 })
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
 	mu.Lock()
 	defer mu.Unlock()
