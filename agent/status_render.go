@@ -182,6 +182,10 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 		if f.HubBusy > 0 {
 			line += fmt.Sprintf(", hub overloaded %d× (window now %d)", f.HubBusy, f.Window)
 		}
+		if f.HeldUntil.After(now) {
+			// Rounded up: "starts in 0s" would read as a stuck forwarder.
+			line += ", telemetry starts in " + fmtAge(f.HeldUntil.Sub(now)+time.Second-1) + " (drain ramp after a hub outage)"
+		}
 		p("%-9s %s\n", "", line)
 	}
 }

@@ -85,6 +85,7 @@ func statusFixtures() map[string]Status {
 		"duplicate":    healthyStatus(),
 		"hub-busy":     healthyStatus(),
 		"hub-lan-2.9":  healthyStatus(),
+		"drain-ramp":   healthyStatus(),
 	}
 	d := m["duplicate"]
 	d.Uplink = &UplinkStatus{Link: d.Uplink.Link, Forwarder: d.Uplink.Forwarder,
@@ -126,6 +127,17 @@ func statusFixtures() map[string]Status {
 	link.Compression, link.RTT = server.CompressionNotSupported, 300*time.Microsecond
 	s.Uplink = &UplinkStatus{Link: &link, Forwarder: s.Uplink.Forwarder}
 	m["hub-lan-2.9"] = s
+
+	// Back from a hub outage, with a fleet tuned to reconnect.min 30s:
+	// alerts have gone, telemetry waits its turn.
+	s = m["drain-ramp"]
+	rampLink, rampFw := *s.Uplink.Link, *s.Uplink.Forwarder
+	rampLink.Since = ago(6 * time.Second)
+	rampFw.Forwarded = map[string]uint64{"ALERTS": 3}
+	rampFw.RatePerSec, rampFw.InFlight, rampFw.LastAck, rampFw.HeldUntil = 0.3, 0, ago(5*time.Second), goldenNow.Add(17*time.Second+400*time.Millisecond)
+	s.Uplink = &UplinkStatus{Link: &rampLink, Forwarder: &rampFw}
+	s.Backlog = []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 52110, Bytes: 10 << 20, Oldest: ago(47 * time.Minute)}}
+	m["drain-ramp"] = s
 
 	s = m["clock-unsync"]
 	s.Clock.State = ClockUnsynced

@@ -243,6 +243,9 @@ func (f *Forwarder) Status() ForwarderStatus {
 	if n := len(f.rate); n > 1 {
 		s.RatePerSec = (f.rate[n-1] - f.rate[0]) / float64(n-1)
 	}
+	if f.hold.After(time.Now()) {
+		s.HeldUntil = f.hold
+	}
 	return s
 }
 

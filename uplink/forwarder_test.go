@@ -202,7 +202,15 @@ func TestForwarderStartJitter(t *testing.T) {
 	}
 	upAt := time.Now()
 	link.set(true)
+	// The status says how long telemetry is held.
+	fwWaitFor(t, 10*time.Second, "hold in the status", func() bool { return !f.Status().HeldUntil.IsZero() })
+	if held := f.Status().HeldUntil.Sub(upAt); held < jitter || held > jitter+5*time.Second {
+		t.Fatalf("status: telemetry held until %s after the link came up, want the drawn %s", held, jitter)
+	}
 	fwWaitFor(t, 30*time.Second, "backlog at the hub", func() bool { return e.hubCount() == 12 })
+	if h := f.Status().HeldUntil; !h.IsZero() {
+		t.Fatalf("status: telemetry held until %s after the delay passed", h)
+	}
 	stored := func(stream string) (first, last time.Time) {
 		for _, m := range e.hubMsgs() {
 			if m.Headers().Get(HdrStream) != stream {

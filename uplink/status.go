@@ -64,4 +64,7 @@ type ForwarderStatus struct {
 	// 429 (HubBusy counts those halvings).
 	Window  int    `json:"window"`
 	HubBusy uint64 `json:"hub_busy"`
+	// HeldUntil is the end of the drain ramp after a hub outage: until
+	// then only alerts are sent (WithStartJitter). Zero: nothing is held.
+	HeldUntil time.Time `json:"telemetry_held_until,omitzero"`
 }
