@@ -38,6 +38,7 @@ type fwEnv struct {
 	stPath  string
 	leafDir string
 	wan     *wanfault.Proxy // with fwEnvOpts.rtt
+	link    *Link           // when a test runs one (runLink)
 }
 
 type fwEnvOpts struct {

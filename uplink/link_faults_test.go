@@ -78,6 +78,7 @@ func runLink(t testing.TB, e *fwEnv, lo *server.Options, r Reconnect) *Link {
 		t.Fatal(err)
 	}
 	e.leaf.SetLoggerV2(link.Logger(lineLog{}), false, false, false)
+	e.link = link
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = link.Run(ctx) }()
