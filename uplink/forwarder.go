@@ -338,6 +338,7 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 	f.setError(ReasonOther, errLinkDown.Error())
 	f.mu.Lock()
 	f.waiting = true
+	f.hold = time.Time{} // the link's return draws a new one (startDelay)
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
@@ -382,11 +383,11 @@ func (f *Forwarder) untilUp(ctx context.Context) error {
 // [0, jitter], and holds every lane but the first until it has passed; the
 // stall clock starts at its end.
 func (f *Forwarder) startDelay() {
-	var d time.Duration // none: a hold left from before the drop ends too
-	if f.o.jitter > 0 && (f.o.link == nil || !f.o.link.WANRestored()) {
-		d = time.Duration(f.o.rnd(int64(f.o.jitter) + 1))
-		f.log.Debug("forwarder: link is back; alerts go now, the rest after a random delay so a fleet back from an outage does not drain at once", "delay", d)
+	if f.o.jitter <= 0 || f.o.link != nil && f.o.link.WANRestored() {
+		return
 	}
+	d := time.Duration(f.o.rnd(int64(f.o.jitter) + 1))
+	f.log.Debug("forwarder: link is back; alerts go now, the rest after a random delay so a fleet back from an outage does not drain at once", "delay", d)
 	f.mu.Lock()
 	f.hold = time.Now().Add(d)
 	f.progress(f.hold)

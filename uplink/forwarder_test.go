@@ -250,10 +250,28 @@ func TestForwarderStartJitter(t *testing.T) {
 	link.set(true)
 	fwWaitFor(t, 30*time.Second, "backlog of the WAN outage at the hub", func() bool { return e.hubCount() == 22 })
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
+
+	// A hub outage again, and the link drops during the delay: while it is
+	// down the status shows no hold; its return draws a new delay.
+	link.set(false)
+	link.wan.Store(false)
+	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link, third outage", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	e.publish("telemetry.x", 1, []byte("x"))
+	link.set(true)
+	fwWaitFor(t, 10*time.Second, "hold in the status, third outage", func() bool { return !f.Status().HeldUntil.IsZero() })
+	link.set(false)
+	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link, during the delay", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	if h := f.Status().HeldUntil; !h.IsZero() {
+		t.Fatalf("status: telemetry held until %s while the link is down", h)
+	}
+	link.set(true)
+	fwWaitFor(t, 30*time.Second, "backlog of the third outage at the hub", func() bool { return e.hubCount() == 23 })
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 21)
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []int64{int64(jitter) + 1}; !slices.Equal(draws, want) {
-		t.Fatalf("delay draws %v, want one uniform draw in [0, %s] (n = %v), after the hub outage only", draws, jitter, want)
+	n := int64(jitter) + 1
+	if want := []int64{n, n, n}; !slices.Equal(draws, want) {
+		t.Fatalf("delay draws %v, want a uniform draw in [0, %s] (n = %d) each time the link came back from a hub outage, and none after the WAN outage", draws, jitter, n)
 	}
 }
 
