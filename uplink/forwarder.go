@@ -338,7 +338,7 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 	f.setError(ReasonOther, errLinkDown.Error())
 	f.mu.Lock()
 	f.waiting = true
-	f.hold = time.Time{} // the link's return draws a new one (startDelay)
+	f.hold = time.Time{} // the link's return draws a new one (drawHold)
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
@@ -350,7 +350,7 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 		return err
 	}
 	f.setError("", "") // the link is back: no longer the reason to wait
-	f.startDelay()
+	f.drawHold()
 	return nil
 }
 
@@ -379,10 +379,10 @@ func (f *Forwarder) untilUp(ctx context.Context) error {
 	return nil
 }
 
-// startDelay draws the random part of the drain ramp, uniform in
-// [0, jitter], and holds every lane but the first until it has passed; the
-// stall clock starts at its end.
-func (f *Forwarder) startDelay() {
+// drawHold draws the random part of the drain ramp, uniform in [0, jitter],
+// and holds every lane but the first until it has passed; the stall clock
+// starts at its end.
+func (f *Forwarder) drawHold() {
 	if f.o.jitter <= 0 || f.o.link != nil && f.o.link.WANRestored() {
 		return
 	}

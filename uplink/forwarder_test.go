@@ -211,8 +211,9 @@ func TestForwarderStartJitter(t *testing.T) {
 	if h := f.Status().HeldUntil; !h.IsZero() {
 		t.Fatalf("status: telemetry held until %s after the delay passed", h)
 	}
+	msgs := e.hubMsgs()
 	stored := func(stream string) (first, last time.Time) {
-		for _, m := range e.hubMsgs() {
+		for _, m := range msgs {
 			if m.Headers().Get(HdrStream) != stream {
 				continue
 			}
@@ -237,7 +238,7 @@ func TestForwarderStartJitter(t *testing.T) {
 	if after := lastAlert.Sub(upAt); after >= jitter {
 		t.Fatalf("alerts stored %s after the link came up: held with the telemetry for the drawn delay of %s", after, jitter)
 	}
-	e.checkExactlyOnce(e.hubMsgs(), "ALERTS", "alerts.door", 1, 2)
+	e.checkExactlyOnce(msgs, "ALERTS", "alerts.door", 1, 2)
 	e.publish("telemetry.x", 5, []byte("x"))
 	fwWaitFor(t, 30*time.Second, "live readings at the hub", func() bool { return e.hubCount() == 17 })
 
