@@ -95,7 +95,8 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			for _, k := range slices.Sorted(maps.Keys(f.Forwarded)) {
 				p.sample("edge_agent_forwarded_total", float64(f.Forwarded[k]), "stream", k)
 			}
-			p.one("edge_agent_forward_rejected_total", "counter", "Messages the hub refused permanently (dropped).", float64(f.Rejected))
+			p.one("edge_agent_forward_rejected_total", "counter", "Messages that can never be forwarded (too large for the hub, a wildcard subject): skipped.", float64(f.Rejected))
+			p.one("edge_agent_forward_dropped_duplicate_total", "counter", "New readings the hub dropped as duplicates of another message with the same id: not at the hub.", float64(f.DroppedDuplicate))
 			p.one("edge_agent_forward_stalls_total", "counter", "Times forwarding stalled waiting for hub acks.", float64(f.Stalls))
 			p.one("edge_agent_forward_rate", "gauge", "Recent hub-acked messages per second.", f.RatePerSec)
 			p.one("edge_agent_forward_window", "gauge", "Messages the forwarder may have in flight now (adapts to the hub).", float64(f.Window))

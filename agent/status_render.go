@@ -177,7 +177,10 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 			line += ", last ack " + fmtAge(now.Sub(f.LastAck)) + " ago"
 		}
 		if f.Rejected > 0 {
-			line += fmt.Sprintf(", %d rejected by hub", f.Rejected)
+			line += fmt.Sprintf(", %d never forwardable (last: %s)", f.Rejected, f.LastRejected)
+		}
+		if f.DroppedDuplicate > 0 {
+			line += fmt.Sprintf(", %d NEW readings dropped by the hub as duplicates (last: %s)", f.DroppedDuplicate, f.LastDuplicate)
 		}
 		if f.HubBusy > 0 {
 			line += fmt.Sprintf(", hub overloaded %d× (window now %d)", f.HubBusy, f.Window)

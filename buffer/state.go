@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -9,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -38,14 +39,6 @@ const (
 	// checkTimeout bounds validating a possibly corrupt file: bbolt can loop
 	// or panic on garbage, and a start must never hang on it.
 	checkTimeout = 10 * time.Second
-	// issueAhead is how far past the sequence being sent the durable
-	// "ids issued up to" bound is moved: one fsync per issueAhead forwarded
-	// messages instead of one per message. The commit runs on the
-	// forwarder's send path, so it is sized like the forwarder's window
-	// (8192): at 1024 the fsyncs stalled a drain for 0.14-0.65 s per 100k
-	// readings. After a crash the bound is up to issueAhead too high,
-	// which only costs a new id epoch (see CheckStreams), never a wrong id.
-	issueAhead = 8192
 )
 
 // Bucket names in state.db; part of the on-disk format, never renamed.
@@ -57,10 +50,13 @@ var (
 	bSensors = []byte("sensors")
 	bMisc    = []byte("misc")
 	bEvents  = []byte("events")
-	bIDs     = []byte("ids")    // stream -> laneIDs JSON
-	bIssued  = []byte("issued") // stream -> bound of sequences whose message ids may have been sent
-	bAge     = []byte("age")    // big-endian key -> AgeCheckpoint JSON, oldest first (see age.go)
-	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bLinks, bSensors, bMisc, bEvents, bIDs, bIssued, bAge}
+	bIDs     = []byte("ids") // stream -> laneIDs JSON
+	bAge     = []byte("age") // big-endian key -> AgeCheckpoint JSON, oldest first (see age.go)
+	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bLinks, bSensors, bMisc, bEvents, bIDs, bAge}
+	// bIssued held a durable bound of the message ids sent, from before
+	// every start drew a new epoch; older files still have it (validated,
+	// never read).
+	bIssued = []byte("issued")
 )
 
 // ErrReadOnly is returned by writes on a state opened with OpenStateReadOnly.
@@ -127,14 +123,9 @@ type laneIDs struct {
 // idFor is the epoch id of seq; the first epoch also covers what comes
 // before it (pruned epochs: sequences the stream no longer holds).
 func (l laneIDs) idFor(seq uint64) string {
-	id := l.Epochs[0].ID
-	for _, e := range l.Epochs[1:] {
-		if e.From > seq {
-			break
-		}
-		id = e.ID
-	}
-	return id
+	// Every start adds an epoch, so the list is searched, not walked.
+	i, _ := slices.BinarySearchFunc(l.Epochs[1:], seq, func(e Epoch, seq uint64) int { return cmp.Compare(e.From, seq+1) })
+	return l.Epochs[i].ID
 }
 
 // State is state.db: identity, boot count, forwarder cursors, link history,
@@ -159,14 +150,13 @@ type State struct {
 	events  []StateEvent
 	evSeq   uint64
 	ids     map[string]laneIDs
-	// issued is the durable bound of the sequences whose message ids may
-	// have been sent; sent is the highest this process actually asked for,
-	// which Close writes back as the exact bound; prior is the bound left
-	// by earlier processes that CheckStreams has not resolved yet.
-	issued   map[string]uint64
-	sent     map[string]uint64
-	prior    map[string]uint64
-	issueErr bool
+	// sent is the highest sequence per stream whose message id this
+	// process handed out; prior is the end CheckStreams left (ids up to it
+	// may have been sent by anyone). checked holds the streams this
+	// process checked: the first check always draws a new epoch.
+	sent    map[string]uint64
+	prior   map[string]uint64
+	checked map[string]bool
 	// backup is where the flusher mirrors cursors (EDGE_AGENT_STATE), set
 	// by CheckStreams; backedUp is what it holds.
 	backup   jetstream.JetStream
@@ -394,7 +384,7 @@ func newState(path string, log *slog.Logger, db *bolt.DB, ro bool) *State {
 		path: path, log: log, db: db, readOnly: ro,
 		cursors: map[string]uint64{}, evicted: map[string]uint64{},
 		sensors: map[string]SensorRecord{}, misc: map[string]json.RawMessage{},
-		ids: map[string]laneIDs{}, issued: map[string]uint64{}, sent: map[string]uint64{}, prior: map[string]uint64{},
+		ids: map[string]laneIDs{}, sent: map[string]uint64{}, prior: map[string]uint64{}, checked: map[string]bool{},
 		backedUp:     map[string]cursorRecord{},
 		dirtyCursors: map[string]bool{}, dirtyEvicted: map[string]bool{},
 		dirtySensors: map[string]bool{}, dirtyMisc: map[string]bool{}, dirtyAge: map[uint64]bool{},
@@ -412,8 +402,6 @@ func (s *State) load() error {
 		}
 		loadU64(tx.Bucket(bCursors), s.cursors)
 		loadU64(tx.Bucket(bEvicted), s.evicted)
-		loadU64(tx.Bucket(bIssued), s.issued)
-		maps.Copy(s.prior, s.issued)
 		if b := tx.Bucket(bIDs); b != nil {
 			if err := b.ForEach(func(k, v []byte) error {
 				var l laneIDs
@@ -538,26 +526,14 @@ func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // Path is the file this state lives in.
 func (s *State) Path() string { return s.path }
 
-// Close flushes what is pending, records the exact bound of the message
-// ids issued (so a clean stop costs no id epoch at the next start) and
-// closes the file. Later writes stay in memory only; reads keep working.
+// Close flushes what is pending and closes the file. Later writes stay in
+// memory only; reads keep working.
 func (s *State) Close() error {
 	ferr := s.Flush()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
 		return nil
-	}
-	if !s.readOnly {
-		ferr = errors.Join(ferr, s.writeNow(func(tx *bolt.Tx) error {
-			for stream, seq := range s.sent {
-				if err := tx.Bucket(bIssued).Put([]byte(stream), u64(seq)); err != nil {
-					return err
-				}
-			}
-			return nil
-		}))
-		maps.Copy(s.issued, s.sent)
 	}
 	err := s.db.Close()
 	s.db = nil
@@ -716,30 +692,29 @@ func (s *State) SetStoreID(id string) error {
 
 // MsgIDPrefix is the id that goes between the site and the stream in the
 // message id of stream's sequence seq: the id of the epoch seq falls in.
-// It is called as the forwarder sends seq, so it also keeps the durable
-// bound of the ids issued ahead of seq (one fsync per issueAhead
-// messages): after a crash, CheckStreams knows which sequences may have
-// left with the current epoch's id even when the cursor and the last
-// known stream extent in state.db lag behind.
+// It is called as the forwarder sends seq, so it also keeps the highest
+// sequence this process issued an id for (a check while running, after a
+// JetStream restart, needs it; see CheckStreams).
 func (s *State) MsgIDPrefix(stream string, seq uint64) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sent[stream] = max(s.sent[stream], seq)
-	if seq > s.issued[stream] && !s.readOnly {
-		bound := seq + issueAhead
-		err := s.writeNow(func(tx *bolt.Tx) error { return tx.Bucket(bIssued).Put([]byte(stream), u64(bound)) })
-		switch {
-		case err == nil:
-			s.issued[stream] = bound
-			s.issueErr = false
-		case !s.issueErr:
-			// Forwarding goes on: the bound only matters if the stream
-			// is also cut short before the next clean stop.
-			s.log.Error("state.db: cannot record which message ids were sent; forwarding on (a truncated stream before the next clean stop could reuse ids)", "stream", stream, "err", err)
-			s.issueErr = true
-		}
+	if seq > s.sent[stream] {
+		s.sent[stream] = seq
 	}
 	return s.laneIDs(stream).idFor(seq)
+}
+
+// FreshFrom is the first sequence of stream whose message id no earlier
+// process can have sent: the start of the epoch this process drew at its
+// first check. Before that check nothing is known to be fresh.
+func (s *State) FreshFrom(stream string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.checked[stream] {
+		return math.MaxUint64
+	}
+	eps := s.laneIDs(stream).Epochs
+	return eps[len(eps)-1].From
 }
 
 // Epochs lists stream's message-id epochs, oldest first.
@@ -758,9 +733,10 @@ func (s *State) laneIDs(stream string) laneIDs {
 	return laneIDs{Epochs: []Epoch{{From: 1, ID: s.storeID}}}
 }
 
-// adoptIDs commits stream's identity, the bound of issued ids and, if
-// setCursor, its cursor (backwards too) in one transaction. Without
-// setCursor the forwarder's progress meanwhile is kept.
+// adoptIDs commits stream's identity and, if setCursor, its cursor
+// (backwards too) in one transaction; issued is the highest sequence
+// whose id in the current epoch may have been sent. Without setCursor the
+// forwarder's progress meanwhile is kept.
 func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool, issued uint64) error {
 	v, err := json.Marshal(l)
 	if err != nil {
@@ -774,7 +750,7 @@ func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool
 				return err
 			}
 		}
-		return errors.Join(tx.Bucket(bIDs).Put([]byte(stream), v), tx.Bucket(bIssued).Put([]byte(stream), u64(issued)))
+		return tx.Bucket(bIDs).Put([]byte(stream), v)
 	})
 	if err != nil {
 		return err
@@ -782,22 +758,25 @@ func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool
 	if setCursor {
 		s.cursors[stream] = cursor
 	}
-	s.ids[stream], s.issued[stream], s.prior[stream] = l, issued, issued
+	s.ids[stream], s.prior[stream], s.checked[stream] = l, issued, true
 	s.sent[stream] = min(s.sent[stream], issued)
-	if s.sent[stream] == 0 {
-		delete(s.sent, stream)
-	}
 	return nil
 }
 
 // issuedBound is the highest sequence of stream whose message id may have
-// been sent: exact for this process, the durable bound for earlier ones
-// until CheckStreams resolved it (so a check at run time, after a
-// JetStream restart, does not take the reservation for sent ids).
+// been sent in the current epoch: by this process, or up to what its
+// previous check left, by anyone.
 func (s *State) issuedBound(stream string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return max(s.prior[stream], s.sent[stream])
+}
+
+// firstCheck reports whether this process has not checked stream yet.
+func (s *State) firstCheck(stream string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.checked[stream]
 }
 
 // writeNow commits one change immediately; callers hold s.mu.

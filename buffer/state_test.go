@@ -269,27 +269,13 @@ func TestStateBitFlipsNeverCrash(t *testing.T) {
 	}
 }
 
-// The bound of issued message ids is durable ahead of what is sent (one
-// write per issueAhead messages), and a clean Close makes it exact, so a
-// clean restart costs no id epoch.
-func TestStateIssuedBound(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	s := openTestState(t, path)
-	if id := s.MsgIDPrefix("TELEMETRY", 7); id != s.StoreID() {
-		t.Fatalf("default epoch id %s, want the store id %s", id, s.StoreID())
-	}
-	s.mu.Lock()
-	durable := s.issued["TELEMETRY"]
-	s.mu.Unlock()
-	if durable != 7+issueAhead || s.issuedBound("TELEMETRY") != 7 {
-		t.Fatalf("durable bound %d (want %d), this process's %d (want 7)", durable, 7+issueAhead, s.issuedBound("TELEMETRY"))
-	}
-	s.MsgIDPrefix("TELEMETRY", 9)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTestState(t, path)
-	if b := s.issuedBound("TELEMETRY"); b != 9 {
-		t.Fatalf("after a clean close the bound is %d, want exactly 9", b)
+// idFor finds the epoch a sequence falls in; the first epoch also covers
+// what comes before it.
+func TestEpochLookup(t *testing.T) {
+	l := laneIDs{Epochs: []Epoch{{From: 5, ID: "a"}, {From: 10, ID: "b"}, {From: 11, ID: "c"}, {From: 40, ID: "d"}}}
+	for seq, want := range map[uint64]string{1: "a", 5: "a", 9: "a", 10: "b", 11: "c", 39: "c", 40: "d", 1 << 60: "d"} {
+		if got := l.idFor(seq); got != want {
+			t.Errorf("seq %d: epoch %s, want %s", seq, got, want)
+		}
 	}
 }

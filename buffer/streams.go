@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -295,13 +294,17 @@ func (s *State) backupCursors(ctx context.Context) {
 //   - damage: messages the server reports lost (damaged block file), a
 //     tail that went missing (truncation, a power cut with buffer.sync set
 //     to an interval), holes inside the range.
-//   - reuse of sequences: when the stream ends below a sequence whose id
-//     may have been sent (the cursor, the last known extent, or the bound
-//     MsgIDPrefix keeps), sequences after the end get a new epoch: new
+//   - reuse of sequences: sequences after the end get a new epoch at the
+//     first check of every process, and at a later one when the stream
+//     ends below a sequence whose id this process may have sent: new
 //     messages there cannot take ids the hub has seen (it would drop them
-//     as duplicates), and the messages that survived keep theirs. The
-//     cursor is pulled back to the end, never further: what the hub has is
-//     not resent.
+//     as duplicates), and the messages that survived keep theirs. At a
+//     start nothing in the store can say which ids past its end were sent:
+//     a restored copy of state_dir (a backup, an old SD card) is
+//     indistinguishable from the store it copied, whose later run sent
+//     them. When the stream ends below the cursor or the last known
+//     extent, the cursor is pulled back to the end, never further: what
+//     the hub has is not resent.
 //
 // opened is when the store was opened (the server or JetStream started):
 // nats-server takes client publishes before this check runs, so messages
@@ -350,6 +353,12 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	st.mu.Lock()
 	have := st.laneIDs(name)
 	st.mu.Unlock()
+	// The first check of a process draws a new epoch whatever the store
+	// says: it may be a restored copy (a backup, an old SD card) whose
+	// ids past its end were sent after the copy was made, and nothing in
+	// the copy can tell. Later checks (a JetStream restart) know what this
+	// process sent.
+	first := st.firstCheck(name)
 	cursor0, issued := st.Cursor(name), st.issuedBound(name)
 	cursor := cursor0
 	meta, metaOK := idsFromMetadata(info.Config.Metadata)
@@ -377,8 +386,6 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 				log.Error("cannot read the cursor backup; forwarding the stream from its start (the hub drops what it has within its duplicate window)", "stream", name, "err", err)
 			}
 		}
-		// Which ids the old state.db had issued is unknown: assume all.
-		issued = math.MaxUint64
 		if state.LastSeq > 0 || cursor > 0 { // not just a first start
 			d := fmt.Sprintf("stream %s: state.db was fresh; restored store id %s, %d id epochs and cursor %d from the JetStream store", name, st.StoreID(), len(meta.Epochs), cursor)
 			log.Warn("restored forwarding state from the JetStream store", "stream", name, "store_id", st.StoreID(), "epochs", len(meta.Epochs), "cursor", cursor)
@@ -423,10 +430,14 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		log.Error("local stream damaged; keeping what is left and serving on", "stream", name, "detail", d)
 		st.AddEvent(EventStreamDamaged, d)
 	}
-	if max(end, issued) > last {
+	if cut := max(end, issued) > last; first || cut {
 		ids.Epochs, ids.Gen = addEpoch(ids.Epochs, last+1, state.FirstSeq), ids.Gen+1
 		cursor, issued = min(cursor, last), last
-		log.Info("new message-id epoch: sequences after the stream's end may have been sent with the old id, so new messages there get a new one", "stream", name, "from_seq", last+1, "id", ids.Epochs[len(ids.Epochs)-1].ID, "appended_since_start", state.LastSeq-last)
+		level := slog.LevelDebug
+		if cut {
+			level = slog.LevelInfo
+		}
+		log.Log(ctx, level, "new message-id epoch: sequences after the stream's end may have been sent with the old id (the stream was cut short, or this is a restored copy), so new messages there get a new one", "stream", name, "from_seq", last+1, "id", ids.Epochs[len(ids.Epochs)-1].ID, "appended_since_start", state.LastSeq-last)
 	}
 	// The JetStream store first: it is what a lost state.db restores from.
 	// A failure (disk full) must not keep the agent down: state.db has the

@@ -39,6 +39,9 @@ type Cursors interface {
 	AddEvicted(stream string, n uint64)
 	StoreID() string
 	MsgIDPrefix(stream string, seq uint64) string // the id epoch of seq (buffer.State.MsgIDPrefix)
+	// FreshFrom is the first sequence whose id no earlier process can
+	// have sent (buffer.State.FreshFrom).
+	FreshFrom(stream string) uint64
 }
 
 // Option tunes a Forwarder; the defaults suit a store gateway.
@@ -148,6 +151,10 @@ type Forwarder struct {
 	bucket *bucket
 
 	ctl chan replayReq
+	// sentTo is the highest sequence per stream this forwarder published:
+	// a hub ack saying "duplicate" for a later one means an id collision,
+	// not a resend. Only Run's goroutine uses it.
+	sentTo map[string]uint64
 
 	mu     sync.Mutex
 	status ForwarderStatus
@@ -202,6 +209,7 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 	f := &Forwarder{
 		cfg: cfg, site: site, prefix: cfg.SubjectPrefix, nc: nc, js: js, st: st, log: log, o: o,
 		ctl:    make(chan replayReq),
+		sentTo: map[string]uint64{},
 		status: ForwarderStatus{Forwarded: map[string]uint64{}},
 		cc:     newCongestion(o.window),
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -70,6 +71,9 @@ type lane struct {
 	// fifo holds sent and skipped messages in stream order; the cursor
 	// moves past its head while the head is done (under session.mu).
 	fifo []*entry
+	// freshFrom is the first sequence whose id is this process's own
+	// (Cursors.FreshFrom).
+	freshFrom uint64
 }
 
 // item is one message read from a lane, its metadata parsed by the reader.
@@ -79,13 +83,15 @@ type item struct {
 }
 
 type entry struct {
-	lane *lane
-	id   uint64
-	seq  uint64
-	size int
-	sent time.Time
-	done bool
-	gap  uint64 // messages missing before seq+1 (evicted unforwarded)
+	lane    *lane
+	id      uint64
+	seq     uint64
+	size    int
+	sent    time.Time
+	done    bool
+	gap     uint64 // messages missing before seq+1 (evicted unforwarded)
+	fresh   bool   // its message id was never sent before (see onAck)
+	subject string // at the hub
 }
 
 // replayReq asks Run to move a cursor between sessions, so no ack of the
@@ -320,7 +326,7 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 			"stream", name, "evicted", n, "from_seq", cursor+1, "to_seq", st.FirstSeq-1)
 		cursor = st.FirstSeq - 1
 	}
-	l := &lane{name: name, str: str, next: cursor + 1, room: make(chan struct{}, 1)}
+	l := &lane{name: name, str: str, next: cursor + 1, room: make(chan struct{}, 1), freshFrom: f.st.FreshFrom(name)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -427,10 +433,18 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 	}
 	l.next = seq + 1
 
+	if !server.IsValidLiteralSubject(m.Subject()) {
+		// A local app published on a wildcard subject (nats-server only
+		// refuses that to clients that connect pedantic): at the hub it
+		// would be a subject every consumer's filter misreads.
+		f.reject(l.name, seq, m.Subject(), "the subject has a wildcard token (* or >): publish readings on literal subjects")
+		s.complete(&entry{lane: l, seq: seq})
+		return nil
+	}
 	out := &nats.Msg{Subject: f.HubSubject(m.Subject()), Header: f.hubHeaders(m, meta, l.name), Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
 	if int64(size) > s.maxPayload {
-		f.reject(l.name, seq, fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, s.maxPayload))
+		f.reject(l.name, seq, m.Subject(), fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, s.maxPayload))
 		s.complete(&entry{lane: l, seq: seq})
 		return nil
 	}
@@ -440,7 +454,8 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		}
 	}
 	e := s.newEntry()
-	*e = entry{lane: l, seq: seq, size: size, sent: time.Now()}
+	*e = entry{lane: l, seq: seq, size: size, sent: time.Now(), subject: out.Subject, fresh: seq >= l.freshFrom && seq > f.sentTo[l.name]}
+	f.sentTo[l.name] = max(f.sentTo[l.name], seq)
 	s.mu.Lock()
 	e.id = s.nextID
 	s.nextID++
@@ -540,7 +555,9 @@ func (s *session) onAck(m *nats.Msg) {
 			s.fail(pa.Error)
 			return
 		}
-		f.reject(e.lane.name, e.seq, "hub stream refused it: "+pa.Error.Error())
+		f.reject(e.lane.name, e.seq, e.subject, "hub stream refused it: "+pa.Error.Error())
+	} else if pa.Duplicate && e.fresh {
+		f.droppedDuplicate(e)
 	} else {
 		f.mu.Lock()
 		f.acked++
@@ -569,33 +586,35 @@ func (s *session) onAck(m *nats.Msg) {
 
 // pubAck is the part of the hub stream's reply the forwarder reads.
 type pubAck struct {
-	Stream []byte
-	Domain []byte
-	Error  *ackError
+	Stream    []byte
+	Domain    []byte
+	Error     *ackError
+	Duplicate bool
 }
 
 // parseAck reads the hub's reply to one publish: one per forwarded
 // reading, so the usual success ack ({"stream":"EDGE","seq":7,
 // "domain":"hub"}, from nats-server's PubAck) is read by scanning for its
-// two string fields instead of by reflection. Anything else (an error, an
-// escaped string, an unexpected shape) goes through encoding/json. ok is
-// false when the reply is no stream ack at all.
+// two string fields instead of by reflection. Anything else (an error, a
+// duplicate, an escaped string, an unexpected shape) goes through
+// encoding/json. ok is false when the reply is no stream ack at all.
 func parseAck(data []byte) (pa pubAck, ok bool) {
-	if !bytes.Contains(data, []byte(`"error"`)) && bytes.IndexByte(data, '\\') < 0 {
+	if !bytes.Contains(data, []byte(`"error"`)) && !bytes.Contains(data, []byte(`"duplicate"`)) && bytes.IndexByte(data, '\\') < 0 {
 		pa.Stream, pa.Domain = jsonString(data, `"stream":"`), jsonString(data, `"domain":"`)
 		if len(pa.Stream) > 0 {
 			return pa, true
 		}
 	}
 	var full struct {
-		Stream string    `json:"stream"`
-		Domain string    `json:"domain"`
-		Error  *ackError `json:"error"`
+		Stream    string    `json:"stream"`
+		Domain    string    `json:"domain"`
+		Error     *ackError `json:"error"`
+		Duplicate bool      `json:"duplicate"`
 	}
 	if err := json.Unmarshal(data, &full); err != nil || (full.Stream == "" && full.Error == nil) {
 		return pubAck{}, false
 	}
-	return pubAck{Stream: []byte(full.Stream), Domain: []byte(full.Domain), Error: full.Error}, true
+	return pubAck{Stream: []byte(full.Stream), Domain: []byte(full.Domain), Error: full.Error, Duplicate: full.Duplicate}, true
 }
 
 // jsonString returns the value of the string field that starts right after
@@ -667,11 +686,27 @@ func (s *session) checkTimeouts() error {
 	return nil
 }
 
-func (f *Forwarder) reject(stream string, seq uint64, why string) {
+func (f *Forwarder) reject(stream string, seq uint64, subject, why string) {
 	f.mu.Lock()
 	f.status.Rejected++
+	f.status.LastRejected = fmt.Sprintf("%s seq %d on %s: %s", stream, seq, subject, why)
 	f.mu.Unlock()
-	f.log.Error("forwarder: message cannot be forwarded; skipped (it stays in the local stream)", "stream", stream, "seq", seq, "reason", why)
+	f.log.Error("forwarder: message cannot be forwarded; skipped (it stays in the local stream)", "stream", stream, "seq", seq, "subject", subject, "reason", why)
+}
+
+// droppedDuplicate reports a reading the hub took for a duplicate although
+// its id was never sent before: another message holds that id at the hub
+// (a second device with this site's name and store, or a bug), so the
+// reading is not there. It is not counted as forwarded; the cursor moves
+// on, as resending would meet the same id.
+func (f *Forwarder) droppedDuplicate(e *entry) {
+	f.mu.Lock()
+	f.status.DroppedDuplicate++
+	f.status.LastDuplicate = fmt.Sprintf("%s seq %d on %s", e.lane.name, e.seq, e.subject)
+	f.progress(time.Now()) // an ack all the same: the link works
+	f.mu.Unlock()
+	f.log.Error("forwarder: the hub dropped a new reading as a duplicate of another message with the same id; it is not at the hub (it stays in the local stream)",
+		"stream", e.lane.name, "seq", e.seq, "subject", e.subject, "msg_id", f.MsgID(e.lane.name, e.seq))
 }
 
 // Replay moves stream's cursor back so everything after cursor is sent to

@@ -58,7 +58,15 @@ type ForwarderStatus struct {
 	// proof that readings land in the hub's JetStream, not just cross the leaf.
 	HubStream string `json:"hub_stream,omitempty"`
 	HubDomain string `json:"hub_domain,omitempty"`
-	Rejected  uint64 `json:"rejected"` // messages the hub refused permanently (e.g. too large)
+	Rejected  uint64 `json:"rejected"` // messages that can never be forwarded (too large, a wildcard subject), skipped
+	// LastRejected says which message was skipped last and why.
+	LastRejected string `json:"last_rejected,omitempty"`
+	// DroppedDuplicate counts readings the hub acknowledged as duplicates
+	// although their message id was new (no earlier process or session can
+	// have sent it): the hub holds another message under that id, so the
+	// reading is not at the hub. LastDuplicate names the last one.
+	DroppedDuplicate uint64 `json:"dropped_as_duplicate"`
+	LastDuplicate    string `json:"last_duplicate,omitempty"`
 	// Window is the current bound on messages in flight: it starts small,
 	// grows while the hub keeps up and halves when the hub stream answers
 	// 429 (HubBusy counts those halvings).

@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/edge-agent/edge-agent/buffer"
+)
+
+// copyTree copies the regular files under src to dst, as a backup tool or
+// an SD-card image does; with the agent running it is a live copy.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o750)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(to)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		t.Fatalf("copy %s to %s: %v", src, dst, err)
+	}
+}
+
+// restoreTree replaces dir's contents with the copy in from.
+func restoreTree(t *testing.T, from, dir string) {
+	t.Helper()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, from, dir)
+}
+
+// A restored copy of state_dir (a backup, an old SD card put back) cannot
+// know which message ids its later runs sent: new readings after the
+// restore must still get ids the hub has never seen, and the readings the
+// copy holds keep theirs. Both a copy of a cleanly stopped store and a
+// live copy of a running one (crash-consistent, taken before that run sent
+// anything). Before, new readings reused the ids of the readings sent
+// after the copy, the hub dropped them as duplicates and status counted
+// them as forwarded.
+func TestBufferRestoredCopyExactlyOnce(t *testing.T) {
+	for _, live := range []bool{false, true} {
+		name := "clean-stop copy"
+		if live {
+			name = "live copy"
+		}
+		t.Run(name, func(t *testing.T) {
+			hub, hjs := fwdHub(t, hubOpts(t))
+			dir, backup := t.TempDir(), filepath.Join(t.TempDir(), "backup")
+			body := idsBody(t, leafURL(t, hub, "nats"))
+			up := func(a *testAgent) { leafUp(t, hub, a) }
+			a := forwardAll(t, dir, body, up, 0, 100)
+			if err := a.stop(); err != nil {
+				t.Fatal(err)
+			}
+			if !live {
+				copyTree(t, dir, backup)
+			}
+			b := agentOn(t, dir, body)
+			up(b)
+			if live {
+				copyTree(t, dir, backup)
+			}
+			publishAll(t, b, 100, 300)
+			if err := b.stop(); err != nil {
+				t.Fatal(err)
+			}
+
+			restoreTree(t, backup, dir)
+			c := forwardAll(t, dir, body, up, 300, 500)
+			checkHubOnce(t, hjs, 500)
+			f := c.ForwarderStatus()
+			if n := f.Forwarded[buffer.StreamTelemetry]; n != 200 || f.DroppedDuplicate != 0 {
+				t.Fatalf("after the restore: forwarded %d (want the 200 new ones), %d dropped as duplicates", n, f.DroppedDuplicate)
+			}
+		})
+	}
+}
