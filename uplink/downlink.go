@@ -49,7 +49,8 @@ type ReplayRequest struct {
 	FromTime time.Time `json:"from_time,omitzero"`
 }
 
-// ReplayPlan says what a replay will resend, per stream.
+// ReplayPlan says what a replay will resend, per stream: FromSeq..LastSeq,
+// never past what was already forwarded (what comes after goes anyway).
 type ReplayPlan struct {
 	Stream   string `json:"stream"`
 	FromSeq  uint64 `json:"from_seq"`
@@ -131,10 +132,13 @@ func (d *Downlink) replay(ctx context.Context, m *nats.Msg) {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var plans []ReplayPlan
+	var outside []string
 	for _, name := range streams {
 		p, err := d.plan(rctx, name, req)
-		if err == nil {
-			err = d.fwd.Replay(rctx, name, p.FromSeq-1)
+		var o *outsideError
+		if errors.As(err, &o) && req.Stream == "" {
+			// All streams: one that holds nothing of the range is left out.
+			outside, p, err = append(outside, o.Error()), ReplayPlan{Stream: name}, nil
 		}
 		if err != nil {
 			d.respond(m, replyError{Error: err.Error()})
@@ -142,13 +146,47 @@ func (d *Downlink) replay(ctx context.Context, m *nats.Msg) {
 		}
 		plans = append(plans, p)
 	}
+	if len(outside) == len(streams) {
+		d.respond(m, replyError{Error: strings.Join(outside, "; ")})
+		return
+	}
+	for _, p := range plans {
+		if p.Messages == 0 {
+			continue
+		}
+		if err := d.fwd.Replay(rctx, p.Stream, p.FromSeq); err != nil {
+			d.respond(m, replyError{Error: err.Error()})
+			return
+		}
+	}
 	d.log.Info("downlink: replay requested by the hub", "plans", plans)
 	d.respond(m, plans)
 }
 
-// plan turns a request into the first sequence to resend: never before the
-// first stored message (that would count evictions again) and never past
-// the cursor (that would skip readings the hub never had).
+// outsideError refuses a replay whose start lies past everything the
+// stream holds, and says what it holds.
+type outsideError struct {
+	stream string
+	req    ReplayRequest
+	st     jetstream.StreamState
+}
+
+func (e *outsideError) Error() string {
+	from := fmt.Sprintf("from_seq %d", e.req.FromSeq)
+	if !e.req.FromTime.IsZero() {
+		from = "from_time " + e.req.FromTime.UTC().Format(time.RFC3339Nano)
+	}
+	if e.st.Msgs == 0 {
+		return fmt.Sprintf("replay %s %s: the stream holds no readings (next seq %d): nothing to replay", e.stream, from, e.st.LastSeq+1)
+	}
+	return fmt.Sprintf("replay %s %s: outside the store, which holds seq %d..%d stored %s..%s: nothing replayed", e.stream, from,
+		e.st.FirstSeq, e.st.LastSeq, e.st.FirstTime.UTC().Format(time.RFC3339), e.st.LastTime.UTC().Format(time.RFC3339))
+}
+
+// plan turns a request into the range to resend: from the first stored
+// message at or after the request (never before the first stored one:
+// that would count evictions again) to the cursor. A start past the last
+// stored message is refused (outsideError).
 func (d *Downlink) plan(ctx context.Context, name string, req ReplayRequest) (ReplayPlan, error) {
 	s, err := d.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -158,6 +196,9 @@ func (d *Downlink) plan(ctx context.Context, name string, req ReplayRequest) (Re
 		return ReplayPlan{}, fmt.Errorf("replay %s: %w", name, err)
 	}
 	st := s.CachedInfo().State
+	if st.Msgs == 0 || req.FromSeq > st.LastSeq || req.FromTime.After(st.LastTime) {
+		return ReplayPlan{}, &outsideError{stream: name, req: req, st: st}
+	}
 	from := req.FromSeq
 	if !req.FromTime.IsZero() {
 		if from, err = firstSeqSince(ctx, s, req.FromTime, st.LastSeq); err != nil {
@@ -165,10 +206,10 @@ func (d *Downlink) plan(ctx context.Context, name string, req ReplayRequest) (Re
 		}
 	}
 	from = max(from, st.FirstSeq, 1)
-	from = min(from, d.fwd.st.Cursor(name)+1)
-	p := ReplayPlan{Stream: name, FromSeq: from, LastSeq: st.LastSeq}
-	if st.LastSeq >= from {
-		p.Messages = st.LastSeq - from + 1
+	to := min(d.fwd.st.Cursor(name), st.LastSeq)
+	p := ReplayPlan{Stream: name, FromSeq: from, LastSeq: to}
+	if to >= from {
+		p.Messages = to - from + 1
 	}
 	return p, nil
 }

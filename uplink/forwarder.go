@@ -172,6 +172,8 @@ type Forwarder struct {
 	// hold is the end of the start delay: until then sessions send from
 	// the first lane only (WithStartJitter).
 	hold time.Time
+	// replays holds the replays not done yet, per stream (Replay).
+	replays map[string]replayRange
 }
 
 // progress restarts the stall clock at t unless it already runs from
@@ -209,7 +211,7 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 	f := &Forwarder{
 		cfg: cfg, site: site, prefix: cfg.SubjectPrefix, nc: nc, js: js, st: st, log: log, o: o,
 		ctl:    make(chan replayReq),
-		sentTo: map[string]uint64{},
+		sentTo: map[string]uint64{}, replays: map[string]replayRange{},
 		status: ForwarderStatus{Forwarded: map[string]uint64{}},
 		cc:     newCongestion(o.window),
 	}

@@ -43,7 +43,7 @@ func TestForwarderDuplicateAckOfNewReading(t *testing.T) {
 	}
 
 	// A replay resends ids the hub has: duplicates, but no alarm.
-	if err := f.Replay(t.Context(), "TELEMETRY", 0); err != nil {
+	if err := f.Replay(t.Context(), "TELEMETRY", 1); err != nil {
 		t.Fatal(err)
 	}
 	e.publish("telemetry.x", 1, []byte("r4"))

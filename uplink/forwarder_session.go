@@ -94,16 +94,6 @@ type entry struct {
 	subject string // at the hub
 }
 
-// replayReq asks Run to move a cursor between sessions, so no ack of the
-// running session can push it forward again.
-type replayReq struct {
-	stream string
-	cursor uint64
-	reply  chan error
-}
-
-func (r *replayReq) Error() string { return "replay of " + r.stream + " requested" }
-
 func (s *session) fail(err error) {
 	select {
 	case s.failed <- err:
@@ -326,12 +316,13 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 			"stream", name, "evicted", n, "from_seq", cursor+1, "to_seq", st.FirstSeq-1)
 		cursor = st.FirstSeq - 1
 	}
-	l := &lane{name: name, str: str, next: cursor + 1, room: make(chan struct{}, 1), freshFrom: f.st.FreshFrom(name)}
+	start := f.replayStart(name, cursor, st.FirstSeq)
+	l := &lane{name: name, str: str, next: start, room: make(chan struct{}, 1), freshFrom: f.st.FreshFrom(name)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		var metaErr error
-		err := f.o.read(ctx, str, cursor+1, func(m jetstream.Msg) bool {
+		err := f.o.read(ctx, str, start, func(m jetstream.Msg) bool {
 			meta, err := m.Metadata()
 			if err != nil {
 				metaErr = fmt.Errorf("message metadata: %w", err)
@@ -343,7 +334,7 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 			err = metaErr
 		}
 		if ctx.Err() == nil {
-			s.fail(fmt.Errorf("read stream %s from %d: %w", name, cursor+1, err))
+			s.fail(fmt.Errorf("read stream %s from %d: %w", name, start, err))
 		}
 	}()
 	return l, nil
@@ -425,8 +416,10 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		}
 	}
 	if seq > l.next {
+		// Only what is missing past the cursor was never forwarded; below
+		// it (a replay) the hub had the readings.
 		g := s.newEntry()
-		*g = entry{lane: l, seq: seq - 1, done: true, gap: seq - l.next}
+		*g = entry{lane: l, seq: seq - 1, done: true, gap: seq - min(seq, max(l.next, f.st.Cursor(l.name)+1))}
 		s.mu.Lock()
 		l.fifo = append(l.fifo, g)
 		s.mu.Unlock()
@@ -632,11 +625,10 @@ func jsonString(data []byte, key string) []byte {
 	return v[:j]
 }
 
-// complete marks e done and moves the cursor past every done message at
-// the head of its lane.
+// complete marks e done and moves the cursor (and a replay) past every
+// done message at the head of its lane.
 func (s *session) complete(e *entry) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e.done = true
 	l := e.lane
 	var to, evicted uint64
@@ -646,9 +638,12 @@ func (s *session) complete(e *entry) {
 		l.fifo = l.fifo[1:]
 		to, evicted = h.seq, evicted+h.gap
 	}
+	// The rest runs unlocked: Status takes the forwarder's lock, then this one.
+	s.mu.Unlock()
 	if to == 0 {
 		return
 	}
+	s.f.replayed(l.name, to)
 	if evicted > 0 {
 		s.f.st.AddEvicted(l.name, evicted)
 		s.f.log.Warn("forwarder: readings were evicted by the buffer limits before they reached the hub (raise buffer.max_bytes/max_age if this repeats)",
@@ -707,37 +702,4 @@ func (f *Forwarder) droppedDuplicate(e *entry) {
 	f.mu.Unlock()
 	f.log.Error("forwarder: the hub dropped a new reading as a duplicate of another message with the same id; it is not at the hub (it stays in the local stream)",
 		"stream", e.lane.name, "seq", e.seq, "subject", e.subject, "msg_id", f.MsgID(e.lane.name, e.seq))
-}
-
-// Replay moves stream's cursor back so everything after cursor is sent to
-// the hub again (for a hub that lost data). It waits for Run to apply it
-// between sessions.
-func (f *Forwarder) Replay(ctx context.Context, stream string, cursor uint64) error {
-	rr := replayReq{stream: stream, cursor: cursor, reply: make(chan error, 1)}
-	select {
-	case f.ctl <- rr:
-	case <-ctx.Done():
-		return fmt.Errorf("replay %s: forwarder not running: %w", stream, ctx.Err())
-	}
-	select {
-	case err := <-rr.reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (f *Forwarder) replay(rr *replayReq) error {
-	known := false
-	for _, n := range f.o.streams {
-		known = known || n == rr.stream
-	}
-	if !known {
-		return fmt.Errorf("replay: unknown stream %q (forwarded streams: %v)", rr.stream, f.o.streams)
-	}
-	if err := f.st.ResetCursor(rr.stream, rr.cursor); err != nil {
-		return fmt.Errorf("replay %s: %w", rr.stream, err)
-	}
-	f.log.Info("forwarder: replay requested; resending", "stream", rr.stream, "from_seq", rr.cursor+1)
-	return nil
 }

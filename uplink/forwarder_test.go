@@ -130,8 +130,8 @@ func TestForwarderEvicted(t *testing.T) {
 	}
 }
 
-// A hub that lost data asks for a replay: the cursor goes back and the
-// readings are sent again.
+// A hub that lost data asks for a replay: the readings are sent again, and
+// the cursor stays where it was.
 func TestForwarderReplay(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
 	e.leafUp()
@@ -145,8 +145,11 @@ func TestForwarderReplay(t *testing.T) {
 	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Replay(ctx, "TELEMETRY", 20); err != nil {
+	if err := f.Replay(ctx, "TELEMETRY", 21); err != nil {
 		t.Fatal(err)
+	}
+	if c := e.st.Cursor("TELEMETRY"); c != 50 {
+		t.Fatalf("cursor %d after the replay request, want 50: a replay never moves it back", c)
 	}
 	fwWaitFor(t, 30*time.Second, "replayed readings", func() bool { return e.hubCount() == 30 })
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 21, 50)

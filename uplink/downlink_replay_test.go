@@ -1,0 +1,100 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runDownlink serves the downlink for f until the test ends, once the hub
+// sees its replay subject.
+func runDownlink(t *testing.T, e *fwEnv, f *runningFw) {
+	t.Helper()
+	d, err := NewDownlink(f.Forwarder, func(context.Context) any { return nil }, f.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	fwWaitFor(t, 10*time.Second, "hub sees the replay subject", func() bool {
+		return e.hub.GlobalAccount().SubscriptionInterest("edge.s1.agent.replay")
+	})
+}
+
+// hubReplay asks the site for a replay as a hub client does and returns
+// the plans, or the error the site answered.
+func hubReplay(t *testing.T, e *fwEnv, body string) ([]ReplayPlan, string) {
+	t.Helper()
+	m, err := e.hubNC.Request("edge.s1.agent.replay", []byte(body), 10*time.Second)
+	if err != nil {
+		t.Fatalf("replay %s: %v", body, err)
+	}
+	var r replyError
+	if json.Unmarshal(m.Data, &r) == nil && r.Error != "" {
+		return nil, r.Error
+	}
+	var plans []ReplayPlan
+	if err := json.Unmarshal(m.Data, &plans); err != nil {
+		t.Fatalf("replay %s answered %s", body, m.Data)
+	}
+	return plans, ""
+}
+
+// A replay whose start lies past what the store holds (a from_time in the
+// future, a from_seq past the last) is refused with what the store holds,
+// and nothing moves. A replay inside it resends the range under the
+// original ids without moving the cursor back, while new readings go on.
+// Before, a from_time in the future resent the whole store and reset the
+// cursor to 0.
+func TestReplayRange(t *testing.T) {
+	e := newFwEnv(t, "s1", fwEnvOpts{})
+	e.leafUp()
+	e.publish("telemetry.x", 10, []byte("x"))
+	f := e.start(nil)
+	runDownlink(t, e, f)
+	fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 10 })
+
+	future := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+	for body, want := range map[string]string{
+		`{"stream":"TELEMETRY","from_time":"` + future + `"}`:       "replay TELEMETRY from_time " + future + ": outside the store, which holds seq 1..10 stored ",
+		`{"from_time":"` + future + `"}`:                            "outside the store, which holds seq 1..10",
+		`{"stream":"TELEMETRY","from_seq":11}`:                      "replay TELEMETRY from_seq 11: outside the store, which holds seq 1..10",
+		`{"stream":"TELEMETRY","from_time":"9999-12-31T00:00:00Z"}`: "outside the store, which holds seq 1..10",
+		`{"stream":"ALERTS","from_seq":1}`:                          "replay ALERTS from_seq 1: the stream holds no readings",
+	} {
+		plans, msg := hubReplay(t, e, body)
+		if !strings.Contains(msg, want) {
+			t.Errorf("%s: plans %+v, error %q: want it refused with %q", body, plans, msg, want)
+		}
+	}
+	if c, n := e.st.Cursor("TELEMETRY"), e.hubCount(); c != 10 || n != 10 {
+		t.Fatalf("after refused replays: cursor %d, hub holds %d: want 10 and 10 (nothing moved, nothing resent)", c, n)
+	}
+
+	// The hub lost its stream (a purge would keep the duplicate window).
+	if err := e.hubJS.DeleteStream(t.Context(), "EDGE"); err != nil {
+		t.Fatal(err)
+	}
+	fwWaitFor(t, 10*time.Second, "the hub stream recreated", func() bool {
+		_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
+		return err == nil
+	})
+	plans, msg := hubReplay(t, e, `{"stream":"TELEMETRY","from_seq":4}`)
+	if msg != "" || len(plans) != 1 || plans[0] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 4, LastSeq: 10, Messages: 7}) {
+		t.Fatalf("plan %+v, error %q", plans, msg)
+	}
+	if c := e.st.Cursor("TELEMETRY"); c != 10 {
+		t.Fatalf("cursor %d after the replay request, want 10: a replay never moves it back", c)
+	}
+	e.publish("telemetry.x", 5, []byte("x"))
+	fwWaitFor(t, 30*time.Second, "replayed and new readings at the hub", func() bool { return e.hubCount() == 12 })
+	fwWaitFor(t, 10*time.Second, "cursor at 15", func() bool { return e.st.Cursor("TELEMETRY") == 15 })
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 4, 15)
+	if st := f.Status(); st.DroppedDuplicate != 0 {
+		t.Fatalf("replayed readings reported as dropped duplicates: %d", st.DroppedDuplicate)
+	}
+}
