@@ -139,7 +139,7 @@ func (a *Agent) loops(s Status) []loopProgress {
 	}
 	if u := s.Uplink; u != nil && u.Forwarder != nil {
 		f := u.Forwarder
-		c := f.Stalls + f.Rejected + uint64(f.LastAck.UnixNano())
+		c := f.Stalls + f.Rejected + f.DroppedDuplicate + uint64(f.LastAck.UnixNano())
 		for _, n := range f.Forwarded {
 			c += n
 		}

@@ -205,6 +205,11 @@ func (s Status) Health() (code int, warnings []Warning) {
 	if u := s.Uplink; u != nil && u.Forwarder != nil && u.Forwarder.LastError != "" && u.Link != nil && u.Link.State == uplink.StateConnected {
 		add(SevWarning, "uplink", "forwarder: "+u.Forwarder.LastError, "")
 	}
+	if u := s.Uplink; u != nil && u.Forwarder != nil && u.Forwarder.DroppedDuplicate > 0 {
+		f := u.Forwarder
+		add(SevWarning, "uplink", fmt.Sprintf("%d new readings dropped by the hub as duplicates of other messages with their ids (last: %s): they are not at the hub", f.DroppedDuplicate, f.LastDuplicate),
+			"another device may run with this site's name and a copy of its store: check `edge-agent fleet` at the hub; the readings stay in the local stream")
+	}
 	for _, l := range s.Backlog {
 		if l.Evicted > 0 {
 			add(SevWarning, "backlog", fmt.Sprintf("%s: %d readings evicted before they were forwarded", l.Stream, l.Evicted), "restore the uplink, or raise buffer.max_bytes/max_age if outages last this long")

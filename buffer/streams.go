@@ -431,8 +431,8 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		st.AddEvent(EventStreamDamaged, d)
 	}
 	if cut := max(end, issued) > last; first || cut {
-		ids.Epochs, ids.Gen = addEpoch(ids.Epochs, last+1, state.FirstSeq), ids.Gen+1
 		cursor, issued = min(cursor, last), last
+		ids.Epochs, ids.Gen = foldEpochs(addEpoch(ids.Epochs, last+1, state.FirstSeq), cursor), ids.Gen+1
 		level := slog.LevelDebug
 		if cut {
 			level = slog.LevelInfo
@@ -509,6 +509,29 @@ func addEpoch(eps []Epoch, from, firstSeq uint64) []Epoch {
 		}
 	}
 	return append(out, Epoch{From: from, ID: newStoreID()})
+}
+
+// maxEpochs bounds a stream's epoch list. Every start that finds readings
+// stored since the previous one adds an epoch, so an agent in a restart
+// loop would otherwise grow it past nats-server's limit on stream metadata.
+const maxEpochs = 256
+
+// foldEpochs keeps the list at most maxEpochs long (when it can) by folding
+// the oldest epochs whose sequences are all at or below the cursor into the
+// newest of them. The forwarder never sends those again, except in a
+// replay, and the folded epoch's id was never used for sequences before
+// its start, so a replay sends ids the hub has not seen: never a loss, at
+// worst a second copy of a reading the hub still holds. Epochs with
+// sequences past the cursor keep their ids: resends of them must match.
+func foldEpochs(eps []Epoch, cursor uint64) []Epoch {
+	fold := len(eps) - maxEpochs // eps[:fold+1] become one
+	for fold > 0 && eps[fold+1].From-1 > cursor {
+		fold--
+	}
+	if fold <= 0 {
+		return eps
+	}
+	return append([]Epoch{{From: eps[0].From, ID: eps[fold].ID}}, eps[fold+1:]...)
 }
 
 // missingMsgs is how many messages the stream should hold given what it

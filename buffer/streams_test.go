@@ -499,3 +499,29 @@ func TestAddEpoch(t *testing.T) {
 		t.Fatalf("idFor over %v", got)
 	}
 }
+
+// A restart loop adds an epoch per start; the list stays bounded by
+// folding only epochs the cursor has passed, into the newest of them.
+func TestFoldEpochs(t *testing.T) {
+	var eps []Epoch
+	for i := range maxEpochs + 10 {
+		eps = append(eps, Epoch{From: uint64(1 + 10*i), ID: fmt.Sprint("e", i)})
+	}
+	if got := foldEpochs(eps[:maxEpochs], 1<<40); len(got) != maxEpochs {
+		t.Fatalf("folded a list within the bound: %d epochs", len(got))
+	}
+	got := foldEpochs(slices.Clone(eps), 1<<40)
+	l := laneIDs{Epochs: got}
+	if len(got) != maxEpochs || l.idFor(1) != "e10" || l.idFor(101) != "e10" || l.idFor(111) != "e11" || l.idFor(10*(maxEpochs+9)+1) != fmt.Sprint("e", maxEpochs+9) {
+		t.Fatalf("folded to %d epochs: %v", len(got), got[:3])
+	}
+	// Epoch 3 holds sequences past the cursor: it and later ones keep their ids.
+	got = foldEpochs(slices.Clone(eps), 30)
+	l = laneIDs{Epochs: got}
+	if len(got) != maxEpochs+8 || l.idFor(1) != "e2" || l.idFor(31) != "e3" {
+		t.Fatalf("cursor 30: %d epochs, %v", len(got), got[:3])
+	}
+	if got := foldEpochs(slices.Clone(eps), 5); len(got) != len(eps) {
+		t.Fatalf("cursor inside the first epoch: folded to %d", len(got))
+	}
+}
