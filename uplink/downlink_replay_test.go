@@ -3,14 +3,19 @@ package uplink
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // runDownlink serves the downlink for f until the test ends, once the hub
-// sees its replay subject.
-func runDownlink(t *testing.T, e *fwEnv, f *runningFw) {
+// sees interest in edge.s1.agent.<cmd>.
+func runDownlink(t *testing.T, e *fwEnv, f *runningFw, cmd string) {
 	t.Helper()
 	d, err := NewDownlink(f.Forwarder, func(context.Context) any { return nil }, f.log)
 	if err != nil {
@@ -20,8 +25,8 @@ func runDownlink(t *testing.T, e *fwEnv, f *runningFw) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	fwWaitFor(t, 10*time.Second, "hub sees the replay subject", func() bool {
-		return e.hub.GlobalAccount().SubscriptionInterest("edge.s1.agent.replay")
+	fwWaitFor(t, 10*time.Second, "hub sees edge.s1.agent."+cmd, func() bool {
+		return e.hub.GlobalAccount().SubscriptionInterest("edge.s1.agent." + cmd)
 	})
 }
 
@@ -55,7 +60,7 @@ func TestReplayRange(t *testing.T) {
 	e.leafUp()
 	e.publish("telemetry.x", 10, []byte("x"))
 	f := e.start(nil)
-	runDownlink(t, e, f)
+	runDownlink(t, e, f, "replay")
 	fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 10 })
 
 	future := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
@@ -96,5 +101,64 @@ func TestReplayRange(t *testing.T) {
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 4, 15)
 	if st := f.Status(); st.DroppedDuplicate != 0 {
 		t.Fatalf("replayed readings reported as dropped duplicates: %d", st.DroppedDuplicate)
+	}
+}
+
+// Who may replay is the hub's to say, in nats-server permissions: a hub
+// user denied publish on edge.*.agent.replay cannot ask, and a site whose
+// leaf user is denied subscribe on its replay subject never hears anyone
+// ask (the other agent subjects still work).
+func TestReplayHubPermissions(t *testing.T) {
+	e := newFwEnv(t, "s1", fwEnvOpts{
+		hub: func(o *server.Options) {
+			o.Users = []*server.User{
+				{Username: "admin", Password: "pw"},
+				{Username: "viewer", Password: "pw", Permissions: &server.Permissions{
+					Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"edge.*.agent.replay"}},
+				}},
+				{Username: "site", Password: "pw", Permissions: &server.Permissions{
+					Publish:   &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JSC.R.>"}},
+					Subscribe: &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JS.s1.API.>", "$JS.FC.>"}, Deny: []string{"edge.s1.agent.replay"}},
+				}},
+			}
+		},
+		remoteURL: func(u *url.URL) { u.User = url.UserPassword("site", "pw") },
+		hubClient: []nats.Option{nats.UserInfo("admin", "pw")},
+	})
+	e.leafUp()
+	e.publish("telemetry.x", 5, []byte("x"))
+	f := e.start(nil)
+	runDownlink(t, e, f, "ping")
+	fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 5 })
+	if _, err := e.hubNC.Request("edge.s1.agent.ping", nil, 5*time.Second); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if _, err := e.hubNC.Request("edge.s1.agent.replay", []byte(`{"from_seq":1}`), 2*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("replay with the site's subscribe denied: %v, want no responders", err)
+	}
+	perm := make(chan error, 1)
+	viewer, err := nats.Connect(e.hub.ClientURL(), nats.UserInfo("viewer", "pw"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case perm <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	if _, err := viewer.Request("edge.s1.agent.replay", []byte(`{"from_seq":1}`), time.Second); err == nil {
+		t.Fatal("a hub user denied publish on edge.*.agent.replay got an answer")
+	}
+	select {
+	case err := <-perm:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("viewer error %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permissions violation reported to the viewer")
+	}
+	if c := e.st.Cursor("TELEMETRY"); c != 5 || e.hubCount() != 5 {
+		t.Fatalf("cursor %d, hub %d: nothing may have been replayed", c, e.hubCount())
 	}
 }
