@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -96,6 +97,9 @@ func scenarios() []*scenario {
 	// 30m: every forward step (+1h, +30 days, 1970 -> now) exceeds it, and
 	// a full run stays well under it in agent time (no genuine expiry).
 	clock.age, clock.testClock = "30m", true
+	// Hostile: parties around the site, not faults of the device.
+	restore := one("hostile-restore", 6, 2, restoreCopy)
+	restore.localLossOK = true
 	return []*scenario{
 		one("kill-9", 200, 10, kill9),
 		pc("powercut-always", "always", 3, false),
@@ -113,6 +117,7 @@ func scenarios() []*scenario {
 		one("corrupt-state-db", 10, 2, corruptStateDB),
 		trunc,
 		clock,
+		restore,
 	}
 }
 
@@ -425,4 +430,90 @@ func countInFile(path, s string) int {
 		return 0
 	}
 	return strings.Count(string(b), s)
+}
+
+// restoreCopy puts an earlier copy of state_dir back, as restoring a backup
+// or putting an old SD card back does: a live copy of the running agent
+// (even cycles) or one taken after a graceful stop. The original runs on
+// and forwards meanwhile; everything acked reaches the hub before the
+// restore (what came after the copy is then gone locally only, which is
+// the restore's doing). Readings stored after the restore must reach the
+// hub too: their message ids must not be ones the hub saw after the copy.
+func restoreCopy(ctx context.Context, e *env, cycle int) error {
+	sleep(ctx, e.between(500*time.Millisecond, 2*time.Second))
+	backup := filepath.Join(e.dir, "backup")
+	if err := os.RemoveAll(backup); err != nil {
+		return err
+	}
+	live := cycle%2 == 0
+	if !live {
+		if err := e.agent.stop(30 * time.Second); err != nil {
+			return err
+		}
+	}
+	if err := copyTree(e.stateDir(), backup); err != nil {
+		return err
+	}
+	if !live {
+		if err := e.restart(ctx, "a graceful stop for a backup"); err != nil {
+			return err
+		}
+	}
+	sleep(ctx, e.between(time.Second, 3*time.Second))
+	e.pub.pause(true)
+	sleep(ctx, 500*time.Millisecond) // in-flight publishes finish
+	local, hubc, err := e.drain(ctx)
+	if err != nil {
+		return err
+	}
+	if hubc != nil {
+		if v := judge(e.pub.ackedIDs(), local, hubc); v.stuck > 0 {
+			return fmt.Errorf("%d acked messages did not reach the hub before the restore", v.stuck)
+		}
+	}
+	e.agent.kill()
+	e.pub.pause(false)
+	if err := os.RemoveAll(e.stateDir()); err != nil {
+		return err
+	}
+	if err := os.Rename(backup, e.stateDir()); err != nil {
+		return err
+	}
+	e.logf("restored a %s copy of %s", map[bool]string{true: "live", false: "clean-stop"}[live], e.stateDir())
+	return e.restart(ctx, "restoring a copy of state_dir")
+}
+
+// copyTree copies the regular files under src to dst (sockets and the like
+// are left out), reading live files as a backup tool does.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, 0o750)
+		case !d.Type().IsRegular():
+			return nil
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(to)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return fmt.Errorf("copy %s: %w", p, err)
+		}
+		return out.Close()
+	})
 }
