@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,38 +8,11 @@ import (
 	"github.com/edge-agent/edge-agent/buffer"
 )
 
-// copyTree copies the regular files under src to dst, as a backup tool or
-// an SD-card image does; with the agent running it is a live copy.
+// copyTree copies dir as a backup tool or an SD-card image does; with the
+// agent running it is a live copy.
 func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o750)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(to)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
 }

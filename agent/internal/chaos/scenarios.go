@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -451,8 +450,8 @@ func restoreCopy(ctx context.Context, e *env, cycle int) error {
 			return err
 		}
 	}
-	if err := copyTree(e.stateDir(), backup); err != nil {
-		return err
+	if err := os.CopyFS(backup, os.DirFS(e.stateDir())); err != nil {
+		return fmt.Errorf("copy %s: %w", e.stateDir(), err)
 	}
 	if !live {
 		if err := e.restart(ctx, "a graceful stop for a backup"); err != nil {
@@ -481,39 +480,4 @@ func restoreCopy(ctx context.Context, e *env, cycle int) error {
 	}
 	e.logf("restored a %s copy of %s", map[bool]string{true: "live", false: "clean-stop"}[live], e.stateDir())
 	return e.restart(ctx, "restoring a copy of state_dir")
-}
-
-// copyTree copies the regular files under src to dst (sockets and the like
-// are left out), reading live files as a backup tool does.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(to, 0o750)
-		case !d.Type().IsRegular():
-			return nil
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(to)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return fmt.Errorf("copy %s: %w", p, err)
-		}
-		return out.Close()
-	})
 }
