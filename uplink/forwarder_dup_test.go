@@ -18,14 +18,21 @@ import (
 // never read the flag and counted the reading as forwarded.
 func TestForwarderDuplicateAckOfNewReading(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
+	e.leafUp()
+	checkDuplicateAck(t, e)
+}
+
+// checkDuplicateAck runs TestForwarderDuplicateAckOfNewReading on e, whose
+// leaf is up and whose local streams are empty.
+func checkDuplicateAck(t *testing.T, e *fwEnv) {
+	t.Helper()
 	if _, err := buffer.CheckStreams(t.Context(), e.leafJS, e.st, time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	e.leafUp()
 	e.publish("telemetry.x", 3, []byte("r"))
 	// Another message already holds seq 2's id at the hub.
 	probe := &Forwarder{site: e.site, st: e.st}
-	taken := nats.NewMsg("edge.s1.telemetry.x")
+	taken := nats.NewMsg("edge." + e.site + ".telemetry.x")
 	taken.Header.Set(nats.MsgIdHdr, probe.MsgID("TELEMETRY", 2))
 	taken.Data = []byte("someone else")
 	if _, err := e.hubJS.PublishMsg(t.Context(), taken); err != nil {
@@ -35,10 +42,10 @@ func TestForwarderDuplicateAckOfNewReading(t *testing.T) {
 	f := e.start(logs.logger())
 	fwWaitFor(t, 20*time.Second, "cursor at 3", func() bool { return e.st.Cursor("TELEMETRY") == 3 })
 	st := f.Status()
-	if st.Forwarded["TELEMETRY"] != 2 || st.DroppedDuplicate != 1 || !strings.Contains(st.LastDuplicate, "TELEMETRY seq 2 on edge.s1.telemetry.x") {
+	if st.Forwarded["TELEMETRY"] != 2 || st.DroppedDuplicate != 1 || !strings.Contains(st.LastDuplicate, "TELEMETRY seq 2 on edge."+e.site+".telemetry.x") {
 		t.Fatalf("forwarded %d (want 2), dropped as duplicate %d (want 1), last %q", st.Forwarded["TELEMETRY"], st.DroppedDuplicate, st.LastDuplicate)
 	}
-	if !strings.Contains(logs.String(), "dropped a new reading as a duplicate") || !strings.Contains(logs.String(), "subject=edge.s1.telemetry.x") {
+	if !strings.Contains(logs.String(), "dropped a new reading as a duplicate") || !strings.Contains(logs.String(), "subject=edge."+e.site+".telemetry.x") {
 		t.Fatalf("log lacks the dropped reading:\n%s", logs)
 	}
 

@@ -141,6 +141,13 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 	return w
 }
 
+// The duplicate flag of an older hub's ack (its own spelling) is read too.
+func TestInteropStockHubDuplicateAck(t *testing.T) {
+	hub := startExtHub(t)
+	w := newExtWANEnv(t, "store-dup", hub)
+	checkDuplicateAck(t, w.fwEnv)
+}
+
 // TestInteropStockHub runs the steady flow and a WAN outage against the
 // distribution's nats-server (Debian bookworm: 2.9) as the hub: fleets
 // upgrade hubs and agents separately, so the agent must work with an older
