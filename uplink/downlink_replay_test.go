@@ -162,3 +162,29 @@ func TestReplayHubPermissions(t *testing.T) {
 		t.Fatalf("cursor %d, hub %d: nothing may have been replayed", c, e.hubCount())
 	}
 }
+
+// A replay cut short (a drop, a stall) goes on in the next session from
+// where its acks got to, never before the oldest stored reading nor past
+// the cursor, and ends once its range is done.
+func TestReplayResumes(t *testing.T) {
+	f := &Forwarder{replays: map[string]replayRange{"T": {next: 5, to: 10}}}
+	if got := f.replayStart("T", 10, 1); got != 5 {
+		t.Fatalf("start %d, want 5", got)
+	}
+	f.replayed("T", 3) // an ack below the replay (an older session's)
+	f.replayed("T", 7)
+	if got := f.replayStart("T", 10, 1); got != 8 {
+		t.Fatalf("after acks up to 7: start %d, want 8", got)
+	}
+	if got := f.replayStart("T", 10, 9); got != 9 {
+		t.Fatalf("oldest stored 9: start %d, want 9", got)
+	}
+	f.replayed("T", 10)
+	if got := f.replayStart("T", 10, 1); got != 11 || len(f.replays) != 0 {
+		t.Fatalf("replay done: start %d (want the cursor + 1), pending %v", got, f.replays)
+	}
+	f.replays["T"] = replayRange{next: 5, to: 10}
+	if got := f.replayStart("T", 0, 1); got != 1 || len(f.replays) != 0 {
+		t.Fatalf("cursor reset (stream recreated): start %d, pending %v", got, f.replays)
+	}
+}
