@@ -16,9 +16,9 @@ import (
 func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 	opts := &server.Options{}
 	if c.NATSConfig != "" {
-		fo, err := server.ProcessConfigFile(c.NATSConfig)
+		fo, err := loadNATSConfig(c)
 		if err != nil {
-			return nil, &ConfigError{File: c.NATSConfig, Key: "nats_config", Msg: fmt.Sprintf("nats-server rejects it: %v", err)}
+			return nil, err
 		}
 		opts = fo
 		for _, o := range []struct {
