@@ -4,25 +4,51 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// trustHub is a hub with no per-site permissions (the seeds' dev hub): any
-// client of its account may publish and subscribe anything.
+// trustSite is the site every hub below knows.
+const trustSite = "store-0042"
+
+// trustHub is a hub the site dials: with no per-site permissions (the
+// seeds' dev hub: any client of its account may publish and subscribe
+// anything), or the README's per-site leaf user.
 type trustHub struct {
 	name, client, leaf string // leaf: host:port of the leafnode listener
+	leafAuth           string // user:password@ in the site's hub URL
+	clientOpts         []nats.Option
 }
 
 func inProcessTrustHub(t *testing.T) trustHub {
 	hub := startServer(t, hubOpts(t))
 	return trustHub{name: "in-process", client: hub.ClientURL(), leaf: strings.TrimPrefix(leafURL(t, hub, "nats"), "nats://")}
+}
+
+// documentedTrustHub is uplink/testdata/hub.conf, the README's hub with a
+// per-site leaf user, on free ports; hub clients are its ops user.
+func documentedTrustHub(t *testing.T) trustHub {
+	text, err := os.ReadFile("../uplink/testdata/hub.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.NewReplacer("port: 4222", "port: -1", "port: 7422", "port: -1", "/var/lib/nats", t.TempDir()).Replace(string(text))
+	o, err := server.ProcessConfigFile(writeFile(t, t.TempDir(), "hub.conf", conf, 0o600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Host, o.LeafNode.Host, o.NoLog, o.NoSigs = "127.0.0.1", "127.0.0.1", true, true
+	hub := startServer(t, o)
+	return trustHub{name: "documented", client: hub.ClientURL(), leaf: strings.TrimPrefix(leafURL(t, hub, "nats"), "nats://"),
+		leafAuth: trustSite + ":" + trustSite + "-secret@", clientOpts: []nats.Option{nats.UserInfo("ops", "ops-secret")}}
 }
 
 // debianTrustHub runs Debian's nats-server 2.9 (apt-get install -y
@@ -65,25 +91,28 @@ func debianTrustHub(t *testing.T) trustHub {
 // trustAgent starts an agent whose only remote is an uplink block, or one
 // leafnodes remote from a nats_config file (the seed documents' form).
 func trustAgent(t *testing.T, hub trustHub, remote string) *testAgent {
+	url := "nats://" + hub.leafAuth + hub.leaf
 	if remote == "uplink" {
-		return startAgent(t, fmt.Sprintf("site: store-9\nuplink:\n  hub_urls: [nats://%s]\n", hub.leaf))
+		return startAgent(t, fmt.Sprintf("site: %s\nuplink:\n  hub_urls: [%q]\n", trustSite, url))
 	}
-	conf := writeFile(t, t.TempDir(), "leaf.conf", fmt.Sprintf("leafnodes {\n  remotes = [\n    {url: \"nats://%s\"}\n  ]\n}\n", hub.leaf), 0o600)
-	return startAgent(t, "site: store-9\nnats_config: "+conf+"\n")
+	conf := writeFile(t, t.TempDir(), "leaf.conf", fmt.Sprintf("leafnodes {\n  remotes = [\n    {url: %q}\n  ]\n}\n", url), 0o600)
+	return startAgent(t, "site: "+trustSite+"\nnats_config: "+conf+"\n")
 }
 
-// A hub client with no per-site permissions tries what issue 16 found:
+// A hub client tries what issue 16 found:
 // create, purge, delete and edit in the site's JetStream domain, use the
 // site's JetStream outside its domain, write into the local streams and the
 // cursor backups, command local apps around the downlink, and read the raw
 // streams, the site's advisories and the agent's inboxes. Each fails, for
-// an uplink remote and for a nats_config one, against this repository's
-// nats-server and Debian's 2.9 as the hub; reads keep working.
+// an uplink remote and for a nats_config one, against hubs with no per-site
+// permissions (this repository's nats-server and Debian's 2.9) and the
+// README's per-site permissions (which let the site's API through); reads
+// keep working.
 func TestHubCannotReachPastTheSite(t *testing.T) {
 	for _, h := range []struct {
 		name  string
 		start func(*testing.T) trustHub
-	}{{"in-process", inProcessTrustHub}, {"debian", debianTrustHub}} {
+	}{{"in-process", inProcessTrustHub}, {"debian", debianTrustHub}, {"documented", documentedTrustHub}} {
 		for _, remote := range []string{"uplink", "nats_config"} {
 			t.Run(h.name+"/"+remote, func(t *testing.T) {
 				hub := h.start(t)
@@ -97,12 +126,15 @@ func TestHubCannotReachPastTheSite(t *testing.T) {
 func checkHubTrust(t *testing.T, hub trustHub, a *testAgent) {
 	ctx := t.Context()
 	waitFor(t, 15*time.Second, "leaf connection", func() bool { return a.Server().NumLeafNodes() == 1 })
-	hc := connect(t, hub.client)
+	hc := connect(t, hub.client, hub.clientOpts...)
 	lc := connect(t, a.ClientURL())
-	api := "$JS.store-9.API."
+	api := "$JS." + trustSite + ".API."
+	// Barriers travel on the site's own hub subjects, which every hub lets
+	// through both ways.
+	barrierSubj := "edge." + trustSite + ".trust-barrier"
 	waitFor(t, 15*time.Second, "the site's JetStream answering the hub", func() bool {
 		r, err := hc.Request(api+"INFO", nil, time.Second)
-		return err == nil && strings.Contains(string(r.Data), `"domain":"store-9"`)
+		return err == nil && strings.Contains(string(r.Data), `"domain":"`+trustSite+`"`)
 	})
 	for i := range 5 {
 		if _, err := a.js.Publish(ctx, "telemetry.probe", fmt.Appendf(nil, `{"v":%d}`, i)); err != nil {
@@ -163,15 +195,15 @@ func checkHubTrust(t *testing.T, hub trustHub, a *testAgent) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		barrier, _ := lc.SubscribeSync("orders.>")
+		barrier, _ := lc.SubscribeSync(barrierSubj)
 		lc.Flush()
-		waitForHubInterest(t, hc, "orders.1", barrier)
+		waitForHubInterest(t, hc, barrierSubj, barrier)
 		for _, subj := range []string{"telemetry.x", "alerts.x", "edge-agent.cursor.TELEMETRY", "cmd.reboot"} {
 			if err := hc.Publish(subj, []byte(`{"cursor":999999,"stream_id":"forged"}`)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		hc.Publish("orders.1", []byte("barrier"))
+		hc.Publish(barrierSubj, []byte("barrier"))
 		hc.Flush()
 		if _, err := barrier.NextMsg(5 * time.Second); err != nil {
 			t.Fatalf("barrier did not cross: %v", err)
@@ -203,10 +235,10 @@ func checkHubTrust(t *testing.T, hub trustHub, a *testAgent) {
 			}
 			subs = append(subs, sub)
 		}
-		barrier, _ := hc.SubscribeSync("orders.>")
+		barrier, _ := hc.SubscribeSync(barrierSubj)
 		hc.Flush()
 		waitFor(t, 10*time.Second, "hub interest at the site", func() bool {
-			return a.Server().GlobalAccount().SubscriptionInterest("orders.2")
+			return a.Server().GlobalAccount().SubscriptionInterest(barrierSubj)
 		})
 		// The agent's own connection reads the buffer as the forwarder does
 		// (a consumer, fetched into its inbox); the consumer's creation is
@@ -230,7 +262,7 @@ func checkHubTrust(t *testing.T, hub trustHub, a *testAgent) {
 		if n == 0 {
 			t.Fatal("the agent's connection read nothing from TELEMETRY")
 		}
-		lc.Publish("orders.2", []byte("barrier"))
+		lc.Publish(barrierSubj, []byte("barrier"))
 		lc.Flush()
 		if _, err := barrier.NextMsg(5 * time.Second); err != nil {
 			t.Fatalf("barrier did not cross: %v", err)
