@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // trustSite is the site every hub below knows.
@@ -117,7 +119,18 @@ func TestHubCannotReachPastTheSite(t *testing.T) {
 			t.Run(h.name+"/"+remote, func(t *testing.T) {
 				hub := h.start(t)
 				t.Logf("hub: %s", hub.name)
-				checkHubTrust(t, hub, trustAgent(t, hub, remote))
+				hjs, err := jetstream.New(connect(t, hub.client, hub.clientOpts...))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := uplink.EnsureHubStream(t.Context(), hjs, uplink.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+				a := trustAgent(t, hub, remote)
+				checkHubTrust(t, hub, a)
+				if remote == "uplink" {
+					checkForwardedAll(t, a, hjs)
+				}
 			})
 		}
 	}
@@ -281,6 +294,25 @@ func checkHubTrust(t *testing.T, hub trustHub, a *testAgent) {
 				}
 			}
 		}
+	})
+}
+
+// checkForwardedAll waits until the hub stream holds every reading the
+// site stored: the agent's inboxes stay local, yet the hub's acks reach the
+// forwarder through the boundary.
+func checkForwardedAll(t *testing.T, a *testAgent, hjs jetstream.JetStream) {
+	t.Helper()
+	var want uint64
+	for _, name := range []string{"TELEMETRY", "ALERTS"} {
+		s, err := a.js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += s.CachedInfo().State.Msgs
+	}
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d readings forwarded to the hub", want), func() bool {
+		s, err := hjs.Stream(t.Context(), "EDGE")
+		return err == nil && s.CachedInfo().State.Msgs == want
 	})
 }
 
