@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // StopTimeout bounds a graceful stop; systemd's TimeoutStopSec is longer.
@@ -199,7 +201,8 @@ func (a *Agent) addPart(name string, run func(ctx context.Context) error) {
 // Should the listener be unreachable from the device itself (a firewall on
 // its own address), the in-process connection still works.
 func (a *Agent) connectLocal(cfg *Config) (*nats.Conn, error) {
-	copts := []nats.Option{nats.Name("edge-agent"), nats.MaxReconnects(-1)}
+	// Its inboxes stay on the site (uplink.Protect): they carry the buffer.
+	copts := []nats.Option{nats.Name("edge-agent"), nats.MaxReconnects(-1), nats.CustomInboxPrefix(uplink.LocalInboxPrefix)}
 	if cfg.LocalAuth.User != "" {
 		copts = append(copts, nats.UserInfo(cfg.LocalAuth.User, cfg.LocalAuth.Password))
 	}

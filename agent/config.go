@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
 	"github.com/edge-agent/edge-agent/buffer"
@@ -181,9 +182,7 @@ func yamlError(path string, root *yaml.Node, err error) error {
 
 // Validate checks cross-field rules and files. Errors carry key and line.
 func (c *Config) Validate() error {
-	fe := func(key, msg string) error {
-		return &ConfigError{File: c.Path, Key: key, Line: c.lineOf(key), Msg: msg}
-	}
+	fe := c.keyErr
 	if c.Site == "" {
 		return fe("site", "required: the site id, e.g. `site: store-0042` (also the JetStream domain)")
 	}
@@ -193,22 +192,19 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return fe("state_dir", fmt.Sprintf("%q must be an absolute path such as /var/lib/edge-agent", c.StateDir))
 	}
-	host, _, err := splitListen(c.Listen)
-	if err != nil {
-		return fe("listen", err.Error())
-	}
-	if !isLoopback(host) && !c.LocalAuth.set() && c.NATSConfig == "" {
-		return fe("listen", fmt.Sprintf("%q is reachable beyond this device but no local_auth is configured: anyone on the network could read and inject data. Set local_auth {user, password} or {token}, or listen on 127.0.0.1", c.Listen))
-	}
-	if c.LocalAuth.Password != "" && c.LocalAuth.User == "" {
-		return fe("local_auth.password", "password needs user")
-	}
-	for _, k := range []struct{ key, v string }{{"metrics_listen", c.MetricsListen}, {"monitor_listen", c.MonitorListen}} {
-		if k.v == "" {
-			continue
+	fo := &server.Options{}
+	if c.NATSConfig != "" {
+		var err error
+		if fo, err = loadNATSConfig(c); err != nil {
+			return err
 		}
-		if _, _, err := net.SplitHostPort(k.v); err != nil {
-			return fe(k.key, fmt.Sprintf("%q is not host:port (\"\" disables)", k.v))
+	}
+	if err := c.checkListeners(fo); err != nil {
+		return err
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fe("metrics_listen", fmt.Sprintf("%q is not host:port (\"\" disables)", c.MetricsListen))
 		}
 	}
 	if c.ControlSocket == "" || !filepath.IsAbs(c.ControlSocket) {
@@ -219,11 +215,6 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fe("log_format", fmt.Sprintf("%q: want text or json", c.LogFormat))
-	}
-	if c.NATSConfig != "" {
-		if _, err := os.Stat(c.NATSConfig); err != nil {
-			return fe("nats_config", fmt.Sprintf("cannot read %s: %v", c.NATSConfig, err))
-		}
 	}
 	if err := c.Buffer.Validate(); err != nil {
 		return c.fieldErr(err)

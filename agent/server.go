@@ -3,7 +3,6 @@ package agent
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,9 +16,9 @@ import (
 func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 	opts := &server.Options{}
 	if c.NATSConfig != "" {
-		fo, err := server.ProcessConfigFile(c.NATSConfig)
+		fo, err := loadNATSConfig(c)
 		if err != nil {
-			return nil, &ConfigError{File: c.NATSConfig, Key: "nats_config", Msg: fmt.Sprintf("nats-server rejects it: %v", err)}
+			return nil, err
 		}
 		opts = fo
 		for _, o := range []struct {
@@ -82,6 +81,12 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 		}
 		opts.HTTPHost, opts.HTTPPort = mh, mp
 	}
+	// nats_config's remotes get the uplink remote's boundary;
+	// uplink.allow_remote_admin is the uplink remote's key and never opens
+	// theirs.
+	for _, r := range opts.LeafNode.Remotes {
+		uplink.Protect(r, c.Site, false)
+	}
 	if c.Uplink != nil {
 		r, err := uplink.RemoteOptions(c.Uplink)
 		if err != nil {
@@ -93,9 +98,7 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 		if err := uplink.GateRemote(r); err != nil {
 			return nil, err
 		}
-		if !c.Uplink.AllowRemoteAdmin {
-			r.DenyImports = append(slices.Clip(r.DenyImports), uplink.RemoteAdminDenies(c.Site)...)
-		}
+		uplink.Protect(r, c.Site, c.Uplink.AllowRemoteAdmin)
 		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, r)
 		opts.LeafNode.ReconnectInterval = uplink.ServerReconnectInterval(c.Uplink)
 	}

@@ -29,7 +29,9 @@ type Config struct {
 	TLS      TLS    `yaml:"tls"`
 	// Account binds the leaf connection to a local account (the seeds'
 	// `account: "ACC"` remote option); empty uses the global account.
-	Account       string    `yaml:"account"`
+	Account string `yaml:"account"`
+	// DenyImports and DenyExports are added to Protect's fixed lists, never
+	// replace them.
 	DenyImports   []string  `yaml:"deny_imports"`
 	DenyExports   []string  `yaml:"deny_exports"`
 	SubjectPrefix string    `yaml:"subject_prefix"`
@@ -60,9 +62,10 @@ type Config struct {
 	// hub close the leaf connection, so the forwarder skips it (counted as
 	// rejected) instead of bouncing the link forever.
 	HubMaxPayload buffer.Size `yaml:"hub_max_payload"`
-	// AllowRemoteAdmin lets hub clients delete, purge or edit the site's
-	// streams and consumers through $JS.<site>.API; off, the leaf refuses
-	// those requests and the hub can only read.
+	// AllowRemoteAdmin lets hub clients create, delete, purge or edit the
+	// site's streams and consumers through $JS.<site>.API on the uplink
+	// remote; off, the leaf refuses those requests and the hub can only
+	// read (Protect). It never opens a remote from nats_config.
 	AllowRemoteAdmin bool `yaml:"allow_remote_admin"`
 	// IgnoreDiscoveredURLs makes the leaf dial only hub_urls, never the
 	// leafnode addresses a hub advertises: hub clusters usually advertise
@@ -103,10 +106,8 @@ func DefaultConfig() Config {
 		Reconnect:     Reconnect{Min: time.Second, Max: 60 * time.Second},
 		Compression:   server.CompressionS2Fast,
 		Heartbeat:     30 * time.Second,
-		// The local streams must never cross the leaf by themselves: the hub
-		// sees each reading once, through the forwarder. The agent's own
-		// bookkeeping (cursor backups on edge-agent.cursor.*) stays local
-		// too, whatever a hub client subscribes to.
+		// Protect denies these on every remote anyway; the default shows
+		// them in check-config's effective config.
 		DenyExports:   []string{"telemetry.>", "alerts.>", "edge-agent.>"},
 		StallTimeout:  60 * time.Second,
 		HubMaxPayload: 1 << 20, // nats-server's default max_payload

@@ -154,6 +154,9 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The agent's trust boundary (as agent.serverOptions applies it), so
+	// every forwarder, downlink and sourcing test runs through it.
+	Protect(r, site, e.cfg.AllowRemoteAdmin)
 	if eo.remoteURL != nil {
 		eo.remoteURL(r.URLs[0])
 	}

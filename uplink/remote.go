@@ -64,21 +64,6 @@ func RemoteOptions(c *Config) (*server.RemoteLeafOpts, error) {
 	return r, nil
 }
 
-// RemoteAdminDenies are the site JetStream API calls a hub client must not
-// make through the leaf ($JS.<site>.API.>) unless uplink.allow_remote_admin:
-// deleting, purging or editing the site's buffer. Requests from the hub are
-// imports for the leaf; denied, they never reach the site's JetStream and
-// time out at the hub, while INFO, stream info and consumers (hub-pulls
-// mode) keep working.
-func RemoteAdminDenies(site string) []string {
-	api := "$JS." + site + ".API."
-	return []string{
-		api + "STREAM.DELETE.>", api + "STREAM.PURGE.>", api + "STREAM.UPDATE.>",
-		api + "STREAM.MSG.DELETE.>", api + "STREAM.RESTORE.>", api + "CONSUMER.DELETE.>",
-		api + "ACCOUNT.PURGE.>", api + "SERVER.REMOVE",
-	}
-}
-
 func clientTLS(t TLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.CAFile != "" {

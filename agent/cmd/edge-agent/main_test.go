@@ -14,11 +14,17 @@ func TestExitCodes(t *testing.T) {
 	os.WriteFile(bad, []byte("site: s1\nbogus: 1\n"), 0o600)
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte("site: s1\nstate_dir: "+dir+"\nuplink:\n  hub_urls: [\"tls://leaf:pw@hub:7422\"]\n"), 0o600)
+	ws := filepath.Join(dir, "ws.conf")
+	os.WriteFile(ws, []byte("websocket { port: 8080, no_tls: true }\n"), 0o600)
+	open := filepath.Join(dir, "open.yaml")
+	os.WriteFile(open, []byte("site: s1\nstate_dir: "+dir+"\nnats_config: "+ws+"\n"), 0o600)
 	cases := []struct {
 		args []string
 		code int
 		out  string
 	}{
+		{[]string{"check-config", open}, 78, "ws.conf: websocket: listens on 0.0.0.0:8080"},
+		{[]string{"run", "--config", open}, 78, "ws.conf: websocket: listens on 0.0.0.0:8080"},
 		{[]string{"check-config", bad}, 78, "bad.yaml:2: bogus: unknown key"},
 		{[]string{"run", "--config", bad}, 78, "unknown key"},
 		{[]string{"run", "--config", filepath.Join(dir, "missing.yaml")}, 78, "cannot read"},
