@@ -50,21 +50,28 @@ func acquireModbusBus(t modbusTransport) (*modbusBus, error) {
 	return b, nil
 }
 
-// release drops one user; the last one closes the transport.
+// release drops one user; the last one closes the transport, once a
+// request still running (abandoned by the sampler) is done. The bus stays
+// registered until then, so a sensor reopening at once reuses it: a second
+// open of a serial port whose first close is pending would have its
+// settings undone by that close.
 func (b *modbusBus) release() {
 	modbusBusesMu.Lock()
-	defer modbusBusesMu.Unlock()
 	b.refs--
-	if b.refs > 0 {
+	last := b.refs == 0
+	modbusBusesMu.Unlock()
+	if !last {
 		return
 	}
-	delete(modbusBuses, b.t.key)
-	// A request still running (abandoned by the sampler) holds sem; the
-	// close waits for it so the port is not closed under it.
 	go func() {
 		b.sem <- struct{}{}
-		b.closeClient()
-		<-b.sem
+		defer func() { <-b.sem }()
+		modbusBusesMu.Lock()
+		defer modbusBusesMu.Unlock()
+		if b.refs == 0 {
+			b.closeClient()
+			delete(modbusBuses, b.t.key)
+		}
 	}()
 }
 
