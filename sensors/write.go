@@ -16,7 +16,9 @@ func (s *Sampler) Write(ctx context.Context, name, metric string, value float64)
 		}
 	}
 	if se == nil {
-		return fmt.Errorf("no sensor %q in this agent's config", name)
+		err := fmt.Errorf("no sensor %q in this agent's config", name)
+		s.log.Warn("write refused", "sensor", name, "metric", metric, "value", value, "err", err)
+		return err
 	}
 	var err error
 	if se.reg.Write == nil {
