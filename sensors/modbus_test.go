@@ -3,6 +3,7 @@ package sensors
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -292,5 +293,33 @@ func TestModbusPlanLimits(t *testing.T) {
 	}
 	if plan := planRequests(vals[:300], 40, 0); len(plan) != 8 || plan[0].count != 40 {
 		t.Errorf("max_registers 40: %d requests", len(plan))
+	}
+}
+
+// The worked example in docs/MODBUS.md is a valid config, and its request
+// count is what the text says.
+func TestModbusDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/MODBUS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(doc), "```yaml\n")
+	block, _, _ := strings.Cut(rest, "```")
+	var file struct {
+		Sensors []Config `yaml:"sensors"`
+	}
+	if err := yaml.Unmarshal([]byte(block), &file); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateAll(file.Sensors); err != nil {
+		t.Fatal(err)
+	}
+	o := file.Sensors[0].Options.(*ModbusOptions)
+	var got []string
+	for _, r := range planRequests(o.Values, o.MaxRegisters, o.MaxGap) {
+		got = append(got, modbusSpan(r.table, r.start, r.count))
+	}
+	if want := "input registers 0-7 (30001-30008),input registers 52-53 (30053-30054),input registers 70-71 (30071-30072),input registers 342-343 (30343-30344)"; strings.Join(got, ",") != want {
+		t.Errorf("requests %v", got)
 	}
 }
