@@ -158,7 +158,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 				p.sample(m.name, m.v(se), "sensor", se.Name, "driver", se.Driver)
 			}
 		}
-		p.family("edge_agent_sensor_bus_events_total", "counter", "What a sensor's bus saw, per event (modbus: timeouts, crc_errors, exceptions, retries).")
+		p.family("edge_agent_sensor_bus_events_total", "counter", "What a sensor's bus saw, per event (modbus: timeouts, crc_errors, exceptions, io, retries).")
 		for _, se := range s.Sensors {
 			for _, k := range slices.Sorted(maps.Keys(se.Events)) {
 				p.sample("edge_agent_sensor_bus_events_total", float64(se.Events[k]), "sensor", se.Name, "event", k)

@@ -203,12 +203,14 @@ func parseModbusURL(raw string, timeout time.Duration) (modbusTransport, error) 
 
 // SharedBus identifies the port or gateway and its settings, so that
 // ValidateAll refuses two sensors that open one bus differently.
-func (o *ModbusOptions) SharedBus() (string, string) {
-	t := o.t
+func (o *ModbusOptions) SharedBus() (string, string) { return o.t.key, o.t.settings() }
+
+// settings is what sensors sharing the bus must agree on.
+func (t modbusTransport) settings() string {
 	if t.scheme == "rtu" {
-		return t.key, fmt.Sprintf("rtu %d baud, %d%s%d, request_timeout %s", t.baud, t.dataBits, parityName(t.parity), t.stopBits, t.timeout)
+		return fmt.Sprintf("rtu %d baud, %d%s%d, request_timeout %s", t.baud, t.dataBits, parityName(t.parity), t.stopBits, t.timeout)
 	}
-	return t.key, fmt.Sprintf("%s, request_timeout %s", t.scheme, t.timeout)
+	return fmt.Sprintf("%s, request_timeout %s", t.scheme, t.timeout)
 }
 
 // Validate implements the options check; errors name values[i].key.

@@ -39,8 +39,8 @@ func acquireModbusBus(t modbusTransport) (*modbusBus, error) {
 	modbusBusesMu.Lock()
 	defer modbusBusesMu.Unlock()
 	if b, ok := modbusBuses[t.key]; ok {
-		if b.t.scheme != t.scheme || b.t.baud != t.baud || b.t.dataBits != t.dataBits || b.t.parity != t.parity || b.t.stopBits != t.stopBits || b.t.timeout != t.timeout {
-			return nil, fmt.Errorf("%s is already in use by another sensor with other settings (%s): sensors sharing a port or gateway share its settings (url, request_timeout)", t.key, b.t.url)
+		if b.t.settings() != t.settings() {
+			return nil, fmt.Errorf("%s is already in use by another sensor with other settings (%s): sensors sharing a port or gateway share its settings (url, request_timeout)", t.key, b.t.settings())
 		}
 		b.refs++
 		return b, nil
@@ -82,6 +82,8 @@ func (b *modbusBus) closeClient() {
 	}
 }
 
+const serialEnable = "plug in the USB-RS485 adapter (`ls /dev/serial/by-id/` names it stably)"
+
 // quietLog keeps the library from writing to stdout: errors reach status
 // through the driver.
 var quietLog = log.New(io.Discard, "", 0)
@@ -94,7 +96,7 @@ func (b *modbusBus) open() error {
 	}
 	t := b.t
 	if t.scheme == "rtu" {
-		if err := deviceAccess(t.path, "dialout", "plug in the USB-RS485 adapter (`ls /dev/serial/by-id/` names it stably)"); err != nil {
+		if err := deviceAccess(t.path, "dialout", serialEnable); err != nil {
 			return err
 		}
 	}
@@ -107,7 +109,7 @@ func (b *modbusBus) open() error {
 	}
 	if err := c.Open(); err != nil {
 		if t.scheme == "rtu" {
-			return accessError(t.path, "dialout", "is the adapter plugged in?", err)
+			return accessError(t.path, "dialout", serialEnable, err)
 		}
 		return fmt.Errorf("connect %s: %w (is the device or gateway on, and port %s open?)", t.key, err, t.port())
 	}

@@ -323,3 +323,24 @@ func TestModbusDocExample(t *testing.T) {
 		t.Errorf("requests %v", got)
 	}
 }
+
+// A gateway that drops the connection (restart, idle timeout) costs one
+// retry, not a failed read: the broken connection is closed and redialled.
+func TestModbusReconnect(t *testing.T) {
+	sim, addr := startSim(t)
+	d := openModbus(t, modbusCfgs(t, fmt.Sprintf(`- {name: m, driver: modbus, url: "tcp://%s", values: [{metric: v, table: input, address: 0, type: float32, order: CDAB}]}`, addr))[0])
+	if _, err := d.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_ = sim.Close()
+	if _, err := sim.ServeTCP(addr); err != nil {
+		t.Fatal(err)
+	}
+	v, err := d.Read(context.Background())
+	if err != nil || v["v"].V != 230.1 {
+		t.Fatalf("read after the gateway restarted: %v %v", v, err)
+	}
+	if ev := d.TakeEvents(); ev["io"] != 1 || ev["retries"] != 1 {
+		t.Errorf("events %v: want one io error and one retry", ev)
+	}
+}

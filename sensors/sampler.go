@@ -38,7 +38,7 @@ type Health struct {
 	// NextRead is when the loop reads again; far ahead while backing off.
 	NextRead time.Time `json:"next_read,omitzero"`
 	// Events are what the driver saw on its bus since start, read or not
-	// (modbus: timeouts, crc_errors, exceptions, retries).
+	// (modbus: timeouts, crc_errors, exceptions, io, retries).
 	Events map[string]uint64 `json:"events,omitempty"`
 	// Writes and WriteErrors count local-control writes (Sampler.Write).
 	Writes      uint64 `json:"writes,omitempty"`
