@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,11 +61,11 @@ func crc16(b []byte) uint16 {
 	return crc
 }
 
-// rtuBus answers RTU frames on a pty master with a ModbusSim per the
-// frames' unit ids. It records when each request started arriving and when
+// rtuBus answers RTU frames on a pty master (or a serial server's TCP
+// connection) with a ModbusSim per the frames' unit ids. It records when each request started arriving and when
 // each answer was sent, and can corrupt answers.
 type rtuBus struct {
-	m   *os.File
+	m   io.ReadWriter
 	sim *ModbusSim
 
 	mu       sync.Mutex
@@ -267,5 +268,31 @@ func TestModbusRTUOpenErrors(t *testing.T) {
 	b := &modbusBus{t: modbusTransport{scheme: "rtu", path: p, key: p}, sem: make(chan struct{}, 1)}
 	if err := b.open(); err == nil || !strings.Contains(err.Error(), "add the agent's user to group dialout") {
 		t.Errorf("permission denied: %v", err)
+	}
+}
+
+// RTU over TCP: the same frames through a serial server's TCP port.
+func TestModbusRTUOverTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	sim := NewModbusSim()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// serve ends when the driver's release closes the connection.
+			go (&rtuBus{m: c, sim: sim}).serve()
+		}
+	}()
+	text := strings.Replace(fmt.Sprintf(rtuMeter, "X", 1, 0), "rtu://X?baud=9600&parity=N&stop=1", "rtu-over-tcp://"+ln.Addr().String(), 1)
+	d := openModbus(t, modbusCfgs(t, text)[0])
+	v, err := d.Read(context.Background())
+	if err != nil || v["voltage_l1"].V != 230.1 || v["setpoint"].V != -4.5 || v["pump"].V != 1 {
+		t.Fatalf("rtu-over-tcp read: %v %v", v, err)
 	}
 }
