@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -88,6 +89,11 @@ sensors:
 	if h.Writes != 4 || h.WriteErrors != 2 {
 		t.Errorf("writes %d, errors %d: want 4 and 2", h.Writes, h.WriteErrors)
 	}
+	var out strings.Builder
+	RenderStatus(&out, a.Status(context.Background()), time.Now(), false)
+	if !strings.Contains(out.String(), "writes=4 (2 refused or failed)") {
+		t.Errorf("status text lacks the writes:\n%s", out.String())
+	}
 	logs := a.logs.String()
 	for _, want := range []string{"msg=write component=sensors sensor=meter metric=pump value=0", `msg="write refused" component=sensors sensor=boiler`, `msg="write refused" subject=cmd.modbus.meter.pump`} {
 		if !strings.Contains(logs, want) {
@@ -125,5 +131,17 @@ sensors:
 	}
 	if r := writeReq(t, connect(t, a.ClientURL()), "cmd.modbus.meter.pump", "0"); !r.OK {
 		t.Fatalf("local write with the hub denied: %+v", r)
+	}
+}
+
+// Bus events show on the sensor's status line, in name order.
+func TestStatusShowsBusEvents(t *testing.T) {
+	var out strings.Builder
+	RenderStatus(&out, Status{Sensors: []SensorStatus{{Health: sensors.Health{
+		Name: "meter", Driver: "modbus", LastError: "unit 9: read coils 0: no answer", Errors: 2,
+		Events: map[string]uint64{"timeouts": 4, "retries": 2},
+	}}}}, time.Now(), false)
+	if !strings.Contains(out.String(), "no answer (2 errors)  retries=2  timeouts=4") {
+		t.Errorf("status text:\n%s", out.String())
 	}
 }

@@ -159,7 +159,7 @@ func TestModbusTimeoutDegradesOnlyThatDevice(t *testing.T) {
 	if h.OK || !strings.Contains(h.LastError, "unit 7") || !strings.Contains(h.LastError, "no answer within 30ms (3 attempts)") {
 		t.Errorf("dead: %+v", h)
 	}
-	if h.Events["timeouts"] < 3 || h.Events["retries"] < 2 {
+	if h.Events["timeouts"] < 3 || h.Events["retries"] < 2 || h.Events["exceptions"] != 0 {
 		t.Errorf("dead events %v: want each attempt counted", h.Events)
 	}
 	if g := health(s, "good"); !g.OK || g.LastValues["v"].V != 230.1 {
