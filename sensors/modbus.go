@@ -310,7 +310,7 @@ func (v *ModbusValue) validate(maxRegs int) *FieldError {
 		case v.words() > maxRegs:
 			return bad("type", "%s spans %d registers, more than max_registers (%d)", v.Type, v.words(), maxRegs)
 		}
-		if v.Scale == 0 {
+		if v.Scale == 0 && v.Type != "bool" {
 			v.Scale = 1
 		}
 	}

@@ -131,5 +131,12 @@ func FuzzModbusValue(f *testing.F) {
 		if v.Writable && (v.Table == tableInput || v.Table == tableDiscrete || v.Bit != nil) {
 			t.Fatalf("%+v accepted as writable", v)
 		}
+		// The effective config (defaults filled in) validates again to the
+		// same value: check-config's output is a config that loads.
+		again := ModbusValue{Metric: v.Metric, Table: v.Table, Address: v.Address, Type: v.Type, Order: v.Order,
+			Scale: v.Scale, Offset: v.Offset, Unit: v.Unit, Bit: v.Bit, Writable: v.Writable}
+		if err := again.validate(maxReadRegisters); err != nil || again.addr != v.addr || again.Scale != v.Scale || again.Order != v.Order {
+			t.Fatalf("%+v: its effective form does not validate alike: %v", v, err)
+		}
 	})
 }
