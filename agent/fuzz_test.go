@@ -23,6 +23,7 @@ var configSeeds = []string{
 	"site: s1\nuplink:\n  hub_urls: [tls://u:p@h:7422]\n  deny_exports: [telemetry.>]\n  websocket: {compression: true}\n",
 	"site: s1\nsensors:\n  - {name: a, driver: sim, interval: 1s, seed: 7, base: {t: 3.5}, unit: C, alert_above: 5, alert_below: 1, hysteresis: 0.5}\n",
 	"site: s1\nsensors:\n  - name: a\n    driver: sim\n    colour: red\n",
+	"site: s1\nsensors:\n  - {name: m, driver: modbus, url: 'rtu:///dev/ttyUSB0?baud=9600&parity=E', unit_id: 3, values: [{metric: v, table: input, address: 30001, type: float32, order: cdab, scale: 0.1}, {metric: b, table: holding, address: 12, type: bool, bit: 3}, {metric: p, table: coil, address: 0, writable: true}]}\n",
 	"site: s1\nlisten: 0.0.0.0:4222\nlocal_auth: {user: app, password: pw}\n",
 	"site: s1\nlocal_auth: {token: t}\nmetrics_listen: \"\"\nmonitor_listen: 127.0.0.1:8222\n",
 	"site: [\n",

@@ -144,6 +144,8 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			{"edge_agent_sensor_ok", "gauge", "1 if the last read succeeded.", func(se SensorStatus) float64 { return b2f(se.OK) }},
 			{"edge_agent_sensor_errors_total", "counter", "Failed reads or publishes.", func(se SensorStatus) float64 { return float64(se.Errors) }},
 			{"edge_agent_sensor_published_total", "counter", "Readings stored locally.", func(se SensorStatus) float64 { return float64(se.Published) }},
+			{"edge_agent_sensor_writes_total", "counter", "Writes requested on cmd.modbus.<sensor>.<metric>, done or refused.", func(se SensorStatus) float64 { return float64(se.Writes) }},
+			{"edge_agent_sensor_write_errors_total", "counter", "Writes refused or failed.", func(se SensorStatus) float64 { return float64(se.WriteErrors) }},
 			{"edge_agent_sensor_last_read_timestamp_seconds", "gauge", "Unix time of the last successful read (0: none).", func(se SensorStatus) float64 {
 				if se.LastRead.IsZero() {
 					return 0
@@ -155,6 +157,12 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			p.family(m.name, m.typ, m.help)
 			for _, se := range s.Sensors {
 				p.sample(m.name, m.v(se), "sensor", se.Name, "driver", se.Driver)
+			}
+		}
+		p.family("edge_agent_sensor_bus_events_total", "counter", "What a sensor's bus saw, per event (modbus: timeouts, crc_errors, exceptions, io, retries).")
+		for _, se := range s.Sensors {
+			for _, k := range slices.Sorted(maps.Keys(se.Events)) {
+				p.sample("edge_agent_sensor_bus_events_total", float64(se.Events[k]), "sensor", se.Name, "event", k)
 			}
 		}
 	}

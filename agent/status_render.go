@@ -249,6 +249,12 @@ func renderSensors(p func(string, ...any), st style, s Status, now time.Time) {
 		if se.LastError != "" {
 			line += fmt.Sprintf("  error: %s (%d errors)", se.LastError, se.Errors)
 		}
+		for _, k := range slices.Sorted(maps.Keys(se.Events)) {
+			line += fmt.Sprintf("  %s=%d", k, se.Events[k])
+		}
+		if se.Writes > 0 {
+			line += fmt.Sprintf("  writes=%d (%d refused or failed)", se.Writes, se.WriteErrors)
+		}
 		p("%s\n", strings.TrimRight(line, " "))
 	}
 }

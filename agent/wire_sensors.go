@@ -34,6 +34,7 @@ func (a *Agent) setupSensors(ctx context.Context, cfg *Config) error {
 	}
 	sp.sampler = s
 	a.sensors = sp
+	a.addPart("sensor-writes", a.serveWrites)
 	a.addPart("sensors", func(ctx context.Context) error {
 		for {
 			sp.mu.Lock()

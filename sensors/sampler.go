@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -36,6 +37,12 @@ type Health struct {
 	Alerting bool   `json:"alerting,omitempty"`
 	// NextRead is when the loop reads again; far ahead while backing off.
 	NextRead time.Time `json:"next_read,omitzero"`
+	// Events are what the driver saw on its bus since start, read or not
+	// (modbus: timeouts, crc_errors, exceptions, io, retries).
+	Events map[string]uint64 `json:"events,omitempty"`
+	// Writes and WriteErrors count local-control writes (Sampler.Write).
+	Writes      uint64 `json:"writes,omitempty"`
+	WriteErrors uint64 `json:"write_errors,omitempty"`
 }
 
 // Options are the sampler's dependencies.
@@ -334,6 +341,9 @@ func (se *sensor) readOnce(ctx context.Context, env Env) readResult {
 		se.drv = d
 	}
 	vals, err := se.drv.Read(ctx)
+	if ev, ok := se.drv.(eventer); ok {
+		se.addEvents(ev.TakeEvents())
+	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
@@ -350,6 +360,27 @@ func (se *sensor) readOnce(ctx context.Context, env Env) readResult {
 		r.notify = n.Changed()
 	}
 	return r
+}
+
+// eventer is a driver that counts bus events (retries, timeouts) a
+// successful read hides.
+type eventer interface {
+	TakeEvents() map[string]uint64
+}
+
+func (se *sensor) addEvents(ev map[string]uint64) {
+	if len(ev) == 0 {
+		return
+	}
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	// A fresh map each time: snapshots handed out earlier stay unchanged.
+	m := make(map[string]uint64, len(se.health.Events)+len(ev))
+	maps.Copy(m, se.health.Events)
+	for k, n := range ev {
+		m[k] += n
+	}
+	se.health.Events = m
 }
 
 // evalAlert applies the threshold rules with hysteresis; se.mu is held.

@@ -5,7 +5,9 @@
 package sensors
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -60,7 +62,11 @@ type Registration struct {
 	// New opens the hardware. It runs in the sensor's loop, not at start:
 	// an error (bus missing, permission denied) shows in status and the
 	// sampler retries with backoff, so enabling the bus later recovers.
-	New    func(c Config, opts any, env Env) (Driver, error)
+	New func(c Config, opts any, env Env) (Driver, error)
+	// Write, if set, sets one of the sensor's metrics on the device (local
+	// control); it must refuse a metric the config does not declare
+	// writable, naming it.
+	Write  func(ctx context.Context, c Config, opts any, metric string, value float64) error
 	Sample string
 }
 
@@ -187,6 +193,11 @@ const DefaultInterval = 10 * time.Second
 // defaults. It is the one gate between agent.yaml and the drivers.
 func ValidateAll(cfgs []Config) error {
 	seen := map[string]int{}
+	type busUse struct {
+		i        int
+		settings string
+	}
+	buses := map[string]busUse{}
 	for i := range cfgs {
 		c := &cfgs[i]
 		key := fmt.Sprintf("sensors[%d]", i)
@@ -234,8 +245,21 @@ func ValidateAll(cfgs []Config) error {
 		}
 		if v, ok := c.Options.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
+				// A driver that names a nested key (values[2].address)
+				// gets the full path.
+				var fe *FieldError
+				if errors.As(err, &fe) {
+					return &FieldError{Key: key + "." + fe.Key, Line: cmp.Or(fe.Line, line), Msg: fe.Msg}
+				}
 				return &FieldError{Key: key, Line: line, Msg: err.Error()}
 			}
+		}
+		if b, ok := c.Options.(interface{ SharedBus() (string, string) }); ok {
+			id, settings := b.SharedBus()
+			if u, dup := buses[id]; dup && u.settings != settings {
+				return &FieldError{Key: key + ".url", Line: line, Msg: fmt.Sprintf("%s is also used by sensors[%d] (%s) with other settings (%s): sensors sharing a port or gateway share its settings (url, request_timeout)", id, u.i, cfgs[u.i].Name, u.settings)}
+			}
+			buses[id] = busUse{i, settings}
 		}
 	}
 	return nil

@@ -171,6 +171,7 @@ expect_line 'ConfigurationDirectory=edge-agent'
 expect_line 'DevicePolicy=closed'
 expect_line 'DeviceAllow=char-i2c rw'
 expect_line 'DeviceAllow=char-gpiochip rw'
+expect_line 'DeviceAllow=char-ttyUSB rw'
 if grep -q '^SupplementaryGroups=' "${UNIT}"; then
 	fail "unit sets SupplementaryGroups= (fails with 216/GROUP where gpio/i2c do not exist)"
 else

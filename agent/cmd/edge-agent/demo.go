@@ -32,6 +32,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "edge-agent-demo"), "state for the demo hub and agent")
 	site := fs.String("site", "demo-store", "site id of the demo agent")
+	withModbus := fs.Bool("modbus", true, "also simulate a Modbus TCP energy meter and read it")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,6 +57,15 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	if err := demoHubStream(hub); err != nil {
 		return exitFor(err, stderr)
 	}
+	var modbusAddr, modbusEntry string
+	if *withModbus {
+		sim, addr, entry, err := demoModbus()
+		if err != nil {
+			return exitFor(err, stderr)
+		}
+		defer sim.Close()
+		modbusAddr, modbusEntry = addr, entry
+	}
 	leafURL := fmt.Sprintf("nats://127.0.0.1:%d", leafPort)
 	cfgPath := filepath.Join(*dir, "agent.yaml")
 	cfgText := fmt.Sprintf(`# written by edge-agent demo
@@ -69,7 +79,7 @@ uplink:
 sensors:
   - {name: coldroom, driver: sim, interval: 1s, seed: 7, base: {temperature: 3.5}, unit: C, alert_above: 5}
   - {name: freezer, driver: sim, interval: 2s, seed: 9, base: {temperature: -18}, unit: C}
-`, *site, filepath.Join(*dir, "agent"), freePort(4222), filepath.Join(*dir, "agent.sock"), leafURL)
+%s`, *site, filepath.Join(*dir, "agent"), freePort(4222), filepath.Join(*dir, "agent.sock"), leafURL, modbusEntry)
 	if err := os.MkdirAll(*dir, 0o750); err != nil {
 		return exitFor(err, stderr)
 	}
@@ -100,8 +110,8 @@ sensors:
   Local stream:                      nats stream info TELEMETRY -s %s
   Status:                            edge-agent status --socket %s
   Fleet view at the hub:             edge-agent fleet --server %s
-
-`, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, hub.ClientURL(), a.ClientURL(), a.ClientURL(), cfg.ControlSocket, hub.ClientURL())
+%s
+`, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, hub.ClientURL(), a.ClientURL(), a.ClientURL(), cfg.ControlSocket, hub.ClientURL(), modbusBanner(modbusAddr, a.ClientURL()))
 		if err := echoHub(ctx, hub.ClientURL(), stdout); err != nil {
 			log.Warn("demo: cannot watch the hub", "err", err)
 		}
