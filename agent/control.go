@@ -26,6 +26,9 @@ func listenControl(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control_socket %s: create directory: %w", path, err)
 	}
+	if err := notASocket(path); err != nil {
+		return nil, fmt.Errorf("control_socket %s", err)
+	}
 	if _, err := os.Lstat(path); err == nil {
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
@@ -51,6 +54,29 @@ func listenControl(path string) (net.Listener, error) {
 		}
 	}
 	return l, nil
+}
+
+// notASocket refuses a path that exists and is not a socket: the stale
+// socket removal in listenControl must never delete a file (an operator
+// who pointed control_socket at the config itself would lose it).
+func notASocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Type() == os.ModeSocket {
+		return nil
+	}
+	return fmt.Errorf("%s exists and is not a socket (%s); the agent replaces only its own stale socket: choose another path such as /run/edge-agent/agent.sock", path, fileKind(fi.Mode()))
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	case m.Type() == os.ModeSymlink:
+		return "a symbolic link"
+	}
+	return "mode " + m.Type().String()
 }
 
 // HealthResponse is GET /v1/health: the verdict without the details.

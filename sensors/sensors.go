@@ -183,6 +183,10 @@ func (e *FieldError) Error() string {
 // DefaultInterval applies when a sensor sets none.
 const DefaultInterval = 10 * time.Second
 
+// MaxInterval bounds a sensor's interval: a reading a day is the slowest
+// the sampler's missed-reading accounting is meant for.
+const MaxInterval = 24 * time.Hour
+
 // ValidateAll checks every sensor, decodes driver options and applies
 // defaults. It is the one gate between agent.yaml and the drivers.
 func ValidateAll(cfgs []Config) error {
@@ -210,6 +214,9 @@ func ValidateAll(cfgs []Config) error {
 		}
 		if c.Interval < 10*time.Millisecond {
 			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too short: at least 10ms", c.Interval)}
+		}
+		if c.Interval > MaxInterval {
+			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too large: at most %s", c.Interval, MaxInterval)}
 		}
 		if c.Timeout == 0 {
 			c.Timeout = min(c.Interval, 5*time.Second)
