@@ -136,6 +136,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitFor(err, stderr)
 	}
+	if err := agent.CheckServer(cfg); err != nil {
+		return exitFor(err, stderr)
+	}
 	out, err := yaml.Marshal(cfg.Redacted())
 	if err != nil {
 		return exitFor(err, stderr)
