@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // ControlGroup may read the control socket besides root and the agent's
@@ -93,6 +95,7 @@ func (a *Agent) controlHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.Status(r.Context()))
 	})
+	mux.HandleFunc("GET /v1/config", a.serveConfigPath)
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		s := a.Status(r.Context())
 		code, warnings := s.Health()
@@ -106,11 +109,15 @@ func (a *Agent) controlHandler() http.Handler {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	// Whatever a reason or hub address echoes, no URL credential leaves.
+	_, _ = io.WriteString(w, uplink.RedactText(string(b))+"\n")
 }
 
 // serveHTTP runs srv on l until ctx ends, then shuts it down gracefully.
@@ -138,6 +145,11 @@ var ErrNotRunning = errors.New("edge-agent is not running")
 // does not exist or refuses the connection wraps ErrNotRunning.
 func FetchStatus(ctx context.Context, socket string) (Status, error) {
 	var s Status
+	return s, controlGet(ctx, socket, "/v1/status", &s)
+}
+
+// controlGet decodes the JSON answer of GET path on the control socket.
+func controlGet(ctx context.Context, socket, path string, v any) error {
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -149,21 +161,21 @@ func FetchStatus(ctx context.Context, socket string) (Status, error) {
 		},
 	}}
 	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent"+path, nil)
 	if err != nil {
-		return s, err
+		return err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return s, fmt.Errorf("control socket %s: %w", socket, err)
+		return fmt.Errorf("control socket %s: %w", socket, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return s, fmt.Errorf("control socket %s: %s: %s", socket, resp.Status, b)
+		return fmt.Errorf("control socket %s: %s: %s", socket, resp.Status, b)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return s, fmt.Errorf("control socket %s: decode status: %w", socket, err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("control socket %s: decode %s: %w", socket, path, err)
 	}
-	return s, nil
+	return nil
 }

@@ -50,6 +50,9 @@ type Doctor struct {
 	// ThrottledPath is the Raspberry Pi firmware's throttling flags.
 	ThrottledPath string
 	Resolver      *net.Resolver
+	// ConfigSource says how the config path was chosen (the running
+	// agent's, the default path); shown with the config check.
+	ConfigSource string
 }
 
 // NewDoctor returns a doctor with the defaults for a real device.
@@ -74,12 +77,19 @@ func DoctorExit(checks []Check) int {
 // Run checks the config at path and everything it names, in the order a
 // technician would: the device first, then the way to the hub.
 func (d *Doctor) Run(ctx context.Context, path string) []Check {
+	from := ""
+	if d.ConfigSource != "" {
+		from = " (" + d.ConfigSource + ")"
+	}
 	cfg, err := LoadConfig(path)
+	if err == nil {
+		err = CheckServer(cfg)
+	}
 	if err != nil {
-		checks := []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error(), Fix: "fix the key named above; `edge-agent check-config " + path + "` re-checks it"}}
+		checks := []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error() + from, Fix: configFix(path, err)}}
 		return append(checks, d.clock(), d.power())
 	}
-	checks := []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)", path, cfg.Site)}}
+	checks := []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)%s", path, cfg.Site, from)}}
 	checks = append(checks, stateDirCheck(cfg.StateDir))
 	checks = append(checks, secretChecks(cfg)...)
 	checks = append(checks, deviceChecks(cfg)...)
@@ -113,11 +123,43 @@ func RenderChecks(w io.Writer, checks []Check, tty bool) {
 	}
 }
 
+// configFix is what to do about a config that cannot be used: the key to
+// change when one is named, else the file to create.
+func configFix(path string, err error) string {
+	recheck := "`edge-agent check-config " + path + "` re-checks it"
+	var ce *ConfigError
+	switch {
+	case errors.As(err, &ce) && ce.Key != "":
+		return fmt.Sprintf("change %s in %s; %s", ce.Key, ce.File, recheck)
+	case errors.As(err, &ce) && ce.File != path:
+		return fmt.Sprintf("fix %s; %s", ce.File, recheck)
+	}
+	if _, serr := os.Stat(path); serr != nil {
+		return "create " + path + " (the package installs one; `edge-agent sensors sample sim` prints a sensor entry) or name the config with --config FILE"
+	}
+	return "fix the line named above; " + recheck
+}
+
 // stateDirCheck: the store must be writable and its filesystem neither
-// full nor read-only, or readings cannot be kept.
+// full nor read-only, or readings cannot be kept. A missing directory is
+// fine when run can create it (it does, at start).
 func stateDirCheck(dir string) Check {
 	c := Check{Name: "state_dir"}
 	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		parent := filepath.Dir(dir)
+		for parent != filepath.Dir(parent) {
+			if _, err := os.Stat(parent); err == nil {
+				break
+			}
+			parent = filepath.Dir(parent)
+		}
+		if unix.Access(parent, unix.W_OK|unix.X_OK) == nil {
+			return Check{Name: c.Name, Verdict: CheckOK, Detail: fmt.Sprintf("%s does not exist yet: run creates it (%s is writable)", dir, parent)}
+		}
+		return Check{Name: c.Name, Verdict: CheckWarn, Detail: fmt.Sprintf("%s does not exist and this user may not create it in %s", dir, parent),
+			Fix: "run doctor as the agent's user, or create it: `install -d -o edge-agent -m 0750 " + dir + "`"}
+	}
 	if err != nil {
 		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: "install the package (it creates it) or `install -d -o edge-agent -m 0750 " + dir + "`"}
 	}

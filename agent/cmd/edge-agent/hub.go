@@ -94,7 +94,8 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		return exitFor(err, stderr)
 	}
 	have = s.CachedInfo().Config
-	fleetCmd := "edge-agent fleet --server " + *srv
+	// A hint is copied into tickets and chats: never with the password.
+	fleetCmd := "edge-agent fleet --server " + uplink.RedactText(*srv)
 	if *prefix != "edge" {
 		fleetCmd += " --prefix " + *prefix
 	}

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 const defaultConfig = "/etc/edge-agent/agent.yaml"
@@ -86,7 +87,7 @@ func exitFor(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "edge-agent:", err)
+	fmt.Fprintln(stderr, "edge-agent:", uplink.RedactText(err.Error()))
 	var ce *agent.ConfigError
 	if errors.As(err, &ce) {
 		return agent.ExitConfig
