@@ -4,7 +4,9 @@ GO        ?= go
 PKG       := github.com/edge-agent/edge-agent
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -X $(PKG)/agent.Version=$(VERSION) -X $(PKG)/agent.Commit=$(COMMIT)
+# The commit's date: a device clock before it is certainly wrong (agent.ClockFloor).
+BUILD_DATE ?= $(shell git log -1 --format=%cI 2>/dev/null)
+LDFLAGS   := -X $(PKG)/agent.Version=$(VERSION) -X $(PKG)/agent.Commit=$(COMMIT) -X $(PKG)/agent.BuildDate=$(BUILD_DATE)
 BIN       := bin/edge-agent
 # go test flags for `make test`; CI keeps -race on.
 TESTFLAGS ?= -race -timeout 20m

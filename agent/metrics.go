@@ -165,6 +165,10 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 	p.one("edge_agent_disk_total_bytes", "gauge", "Size of the store's filesystem.", float64(st.DiskTotal))
 	p.one("edge_agent_store_sync_always", "gauge", "1 if every write is fsynced before its ack (buffer.sync: always).", b2f(st.Sync == "always"))
 	p.one("edge_agent_clock_synchronised", "gauge", "1 if the kernel reports the clock synchronised.", b2f(s.Clock.State == ClockSynced))
+	p.one("edge_agent_clock_before_build", "gauge", "1 if the wall clock reads a time before this build's date: every reading is stamped wrong.", b2f(!s.Clock.Floor.IsZero() && s.Clock.Wall.Before(s.Clock.Floor)))
+	if o := s.Clock.HubOffset; o != nil {
+		p.one("edge_agent_clock_hub_offset_seconds", "gauge", "This clock minus the hub's, measured on the last heartbeat round trip.", *o)
+	}
 	if age := st.Age; age != nil {
 		p.one("edge_agent_clock_jumps_total", "counter", "Wall-clock jumps seen this run.", float64(age.Jumps))
 		p.one("edge_agent_agent_time_seconds", "gauge", "Agent time: what buffer.max_age is measured on.", age.AgentTime.Seconds())
