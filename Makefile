@@ -11,7 +11,7 @@ BIN       := bin/edge-agent
 # go test flags for `make test`; CI keeps -race on.
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: build run test lint bench cross test-arm deb test-deb test-deb-arm test-systemd chaos fuzz fleet-sim clean
+.PHONY: check-monitoring build run test lint bench cross test-arm deb test-deb test-deb-arm test-systemd chaos fuzz fleet-sim clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./agent/cmd/edge-agent
@@ -28,6 +28,13 @@ lint:
 
 test: lint
 	$(GO) test $(TESTFLAGS) ./...
+
+# The shipped alert rules: syntax, and each alert's own unit test. promtool
+# is Debian's `prometheus` package. That every metric they and the
+# dashboards name exists is TestMonitoringNamesRealMetrics in make test.
+check-monitoring:
+	promtool check rules packaging/prometheus/edge-agent.rules.yml
+	cd packaging/prometheus && promtool test rules edge-agent.rules.test.yml
 
 # Every figure in docs/BENCHMARKS.md comes from this run; BENCH narrows it.
 BENCH ?= .

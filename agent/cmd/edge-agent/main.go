@@ -34,7 +34,7 @@ Usage:
   edge-agent doctor [--config FILE] [--json]
                                         check config, store, devices, clock, power and the way to the hub
   edge-agent sensors list               registered sensor drivers
-  edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m]
+  edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m] [--metrics HOST:PORT]
                                         every site the hub heard from, worst first
   edge-agent hub init --server URL [...] create or verify the hub stream (edge-agent hub for all options)
   edge-agent sensors sample DRIVER      a commented config snippet for a driver
