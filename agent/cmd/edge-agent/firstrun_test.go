@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // TestHubInitRedactsPassword: the hint `hub init` prints (copied into
@@ -110,5 +113,37 @@ func TestDoctorNamesTheKey(t *testing.T) {
 	run([]string{"doctor", "--config", p}, &out, &errb)
 	if want := "fix: change buffer.sync in " + p; !strings.Contains(out.String(), want) {
 		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
+
+// TestHubInitAddsClockRepublish: an EDGE_STATUS made before sites measured
+// their clock against the hub's gains the republish, and hub init says it
+// updated the stream.
+func TestHubInitAddsClockRepublish(t *testing.T) {
+	hub := testHub(t)
+	nc, err := nats.Connect(hub.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := uplink.StatusStreamConfig("edge")
+	old.RePublish = nil
+	if _, err := js.CreateStream(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"hub", "init", "--server", hub.ClientURL()}, &out, &errb); code != 0 || !strings.Contains(out.String(), "updated existing hub stream EDGE_STATUS") {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
+	}
+	s, err := js.Stream(context.Background(), uplink.StatusStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp := s.CachedInfo().Config.RePublish; rp == nil || rp.Destination != "edge.{{wildcard(1)}}.clock" {
+		t.Fatalf("republish: %+v", rp)
 	}
 }
