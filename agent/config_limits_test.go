@@ -37,6 +37,8 @@ func TestConfigLimits(t *testing.T) {
 		{"duration overflows", "site: s1\nbuffer:\n  max_age: 9999999999h\n", "buffer.max_age", "too large"},
 		{"duration overflows in a flow map", "site: s1\nsensors:\n  - {name: a, driver: sim, interval: 9999999999h}\n", "sensors[0].interval", "too large"},
 		{"not a duration in a flow map", "site: s1\nsensors:\n  - {name: a, driver: sim, timeout: soon}\n", "sensors[0].timeout", "not a duration"},
+		{"driver duration overflows", "site: s1\nsensors:\n  - name: d\n    driver: gpio\n    debounce: 9999999999h\n", "sensors[0].debounce", "too large"},
+		{"driver duration not one", "site: s1\nsensors:\n  - {name: d, driver: gpio, debounce: soon}\n", "sensors[0].debounce", "wrong type"},
 		{"sync panics nats-server", "site: s1\nbuffer:\n  sync: 1ns\n", "buffer.sync", "too small: at least 10ms"},
 		{"duration without unit", "site: s1\nbuffer:\n  max_age: 0\n", "buffer.max_age", "needs a unit, e.g. 0s"},
 		{"sync overflows", "site: s1\nbuffer:\n  sync: 9999999999h\n", "buffer.sync", "too large"},
