@@ -62,20 +62,20 @@ func newServer(c *Config, opts *server.Options) (*server.Server, error) {
 // connect to it.
 func applyLocalAuth(c *Config, opts *server.Options) error {
 	la := c.LocalAuth
-	switch {
-	case len(opts.Users) > 0 && la.User != "":
+	if len(opts.Users) > 0 && la.User != "" {
 		if slices.ContainsFunc(opts.Users, func(u *server.User) bool { return u.Username == la.User }) {
 			return nil // one of the file's users: the file's entry is the one in force
 		}
 		return &ConfigError{File: c.Path, Key: "local_auth.user", Line: c.lineOf("local_auth.user"),
 			Msg: fmt.Sprintf("%q is not a user of %s, which lists the local users (accounts or authorization users): name one of them, with its password", la.User, c.NATSConfig)}
-	case la.User != "":
+	}
+	if la.User != "" {
 		opts.Username, opts.Password = la.User, la.Password
-		return nil
-	case la.Token != "":
+	}
+	if la.Token != "" {
 		opts.Authorization = la.Token
-		return nil
-	case len(opts.Users) > 0 || len(opts.Nkeys) > 0 || len(opts.TrustedOperators) > 0 || opts.Username != "" || opts.Authorization != "":
+	}
+	if !la.set() && (len(opts.Users) > 0 || len(opts.Nkeys) > 0 || len(opts.TrustedOperators) > 0 || opts.Username != "" || opts.Authorization != "") {
 		return &ConfigError{File: c.Path, Key: "local_auth", Line: c.lineOf("local_auth"),
 			Msg: fmt.Sprintf("%s requires local clients to authenticate, and the agent's own connection is one: set local_auth {user, password} to a user of that file (its authorization token as local_auth {token})", c.NATSConfig)}
 	}
