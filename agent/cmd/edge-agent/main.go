@@ -31,7 +31,7 @@ Usage:
   edge-agent demo [--dir DIR]           a development hub plus an agent with simulated sensors
   edge-agent status [--config FILE] [--socket PATH] [--json] [--watch [INTERVAL]]
                                         the running agent's health (exit 0 healthy, 1 degraded, 2 down)
-  edge-agent doctor [--config FILE] [--json]
+  edge-agent doctor [--config FILE] [--socket PATH] [--json]
                                         check config, store, devices, clock, power and the way to the hub
   edge-agent sensors list               registered sensor drivers
   edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m] [--metrics HOST:PORT]
