@@ -128,16 +128,20 @@ func RenderChecks(w io.Writer, checks []Check, tty bool) {
 func configFix(path string, err error) string {
 	recheck := "`edge-agent check-config " + path + "` re-checks it"
 	var ce *ConfigError
-	switch {
-	case errors.As(err, &ce) && ce.Key != "":
-		return fmt.Sprintf("change %s in %s; %s", ce.Key, ce.File, recheck)
-	case errors.As(err, &ce) && ce.File != path:
-		return fmt.Sprintf("fix %s; %s", ce.File, recheck)
-	}
 	if _, serr := os.Stat(path); serr != nil {
 		return "create " + path + " (the package installs one; `edge-agent sensors sample sim` prints a sensor entry) or name the config with --config FILE"
 	}
-	return "fix the line named above; " + recheck
+	file := path
+	if errors.As(err, &ce) {
+		file = ce.File
+		switch {
+		case ce.Key != "":
+			return fmt.Sprintf("change %s in %s; %s", ce.Key, file, recheck)
+		case ce.Line > 0:
+			return fmt.Sprintf("fix line %d of %s; %s", ce.Line, file, recheck)
+		}
+	}
+	return fmt.Sprintf("fix %s; %s", file, recheck)
 }
 
 // stateDirCheck: the store must be writable and its filesystem neither
