@@ -4,12 +4,14 @@ GO        ?= go
 PKG       := github.com/edge-agent/edge-agent
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -X $(PKG)/agent.Version=$(VERSION) -X $(PKG)/agent.Commit=$(COMMIT)
+# The commit's date: a device clock before it is certainly wrong (agent.ClockFloor).
+BUILD_DATE ?= $(shell git log -1 --format=%cI 2>/dev/null)
+LDFLAGS   := -X $(PKG)/agent.Version=$(VERSION) -X $(PKG)/agent.Commit=$(COMMIT) -X $(PKG)/agent.BuildDate=$(BUILD_DATE)
 BIN       := bin/edge-agent
 # go test flags for `make test`; CI keeps -race on.
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: build run test lint bench cross test-arm deb test-deb test-deb-arm test-systemd chaos fuzz fleet-sim clean
+.PHONY: check-monitoring build run test lint bench cross test-arm deb test-deb test-deb-arm test-systemd chaos fuzz fleet-sim clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./agent/cmd/edge-agent
@@ -26,6 +28,13 @@ lint:
 
 test: lint
 	$(GO) test $(TESTFLAGS) ./...
+
+# The shipped alert rules: syntax, and each alert's own unit test. promtool
+# is Debian's `prometheus` package. That every metric they and the
+# dashboards name exists is TestMonitoringNamesRealMetrics in make test.
+check-monitoring:
+	promtool check rules packaging/prometheus/edge-agent.rules.yml
+	cd packaging/prometheus && promtool test rules edge-agent.rules.test.yml
 
 # Every figure in docs/BENCHMARKS.md comes from this run; BENCH narrows it.
 BENCH ?= .

@@ -97,8 +97,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.srvOpts = opts
-	if a.srv, err = server.NewServer(opts); err != nil {
-		return fmt.Errorf("embedded nats-server: %w", err)
+	if a.srv, err = newServer(cfg, opts); err != nil {
+		return err
 	}
 	a.srv.SetLoggerV2(natsLogger{a.log.With("component", "nats-server")}, true, false, false)
 	go a.srv.Start()

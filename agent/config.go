@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
@@ -102,11 +103,23 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
+// Caps on the config's size: a config is a few KiB, and decoding is done
+// in memory, so a runaway generated file must be refused, not decoded.
+const (
+	MaxConfigBytes = 1 << 20
+	MaxSensors     = 1000
+)
+
 // LoadConfig reads and validates a config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read: %v (create it from /usr/share/doc/edge-agent or run `edge-agent check-config`)", err)}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read: %v", err)}
 	}
 	return ParseConfig(path, data)
 }
@@ -118,6 +131,9 @@ var unknownRE = regexp.MustCompile(`field (\S+) not found in type`)
 func ParseConfig(path string, data []byte) (*Config, error) {
 	cfg := DefaultConfig()
 	cfg.Path = path
+	if len(data) > MaxConfigBytes {
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("the file is larger than %s: an agent config is a few KiB; is this the right file?", buffer.Size(MaxConfigBytes))}
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlError(path, nil, err)
@@ -125,6 +141,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	cfg.root = &root
 	if len(root.Content) == 0 {
 		return nil, &ConfigError{File: path, Key: "site", Msg: "the file is empty; at least `site: <id>` is required"}
+	}
+	if n := findNode(&root, "sensors"); n != nil && n.Kind == yaml.SequenceNode && len(n.Content) > MaxSensors {
+		return nil, &ConfigError{File: path, Key: "sensors", Line: n.Line, Msg: fmt.Sprintf("%d sensors: at most %d per agent", len(n.Content), MaxSensors)}
 	}
 	// The uplink defaults apply only under an uplink block, so a missing block
 	// still means "standalone".
@@ -136,6 +155,16 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, yamlError(path, &root, err)
+	}
+	// yaml reads the first document only: a second one (after "---") would
+	// be silently ignored, whatever the operator meant by it.
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		ce := &ConfigError{File: path, Msg: "a second YAML document (after \"---\"): agent.yaml holds one document; merge them or remove the separator"}
+		if err == nil {
+			ce.Line = next.Line
+		}
+		return nil, ce
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -170,6 +199,8 @@ func yamlError(path string, root *yaml.Node, err error) error {
 	if u := unknownRE.FindStringSubmatch(msg); u != nil {
 		ce.Key = keyPathAtLine(root, line, u[1])
 		ce.Msg = fmt.Sprintf("unknown key %q (check spelling; `edge-agent check-config` lists the effective keys)", u[1])
+	} else if strings.HasSuffix(msg, "into time.Duration") {
+		ce.Key, ce.Msg = durationError(root, line, msg)
 	} else {
 		ce.Key = keyPathAtLine(root, line, "")
 		ce.Msg = strings.Replace(msg, "cannot unmarshal", "wrong type: cannot use", 1)
@@ -178,6 +209,65 @@ func yamlError(path string, root *yaml.Node, err error) error {
 		ce.Msg += fmt.Sprintf(" (and %d more problems)", len(te.Errors)-1)
 	}
 	return ce
+}
+
+// durationError names the duration on line that yaml could not decode
+// (yaml.v3 quotes the value's start; the first key on a flow-style line
+// need not be it) and says whether it is too large, unitless or not a
+// duration at all.
+func durationError(root *yaml.Node, line int, msg string) (key, text string) {
+	quoted := ""
+	if m := quotedRE.FindStringSubmatch(msg); m != nil {
+		quoted = strings.TrimSuffix(m[1], "...")
+	}
+	bad := quoted
+	walkScalars(root, "", func(path string, k, v *yaml.Node) bool {
+		if v.Line != line || !strings.HasPrefix(v.Value, quoted) {
+			return false
+		}
+		key, bad = path, v.Value
+		return true
+	})
+	switch _, err := time.ParseDuration(bad); {
+	case err == nil:
+		return key, fmt.Sprintf("%q needs a unit, e.g. %ss", bad, bad)
+	case buffer.DurationOverflows(bad):
+		return key, fmt.Sprintf("%q is too large for a duration (at most about 292 years)", bad)
+	}
+	return key, fmt.Sprintf("%q is not a duration such as 30s, 5m or 1h30m", bad)
+}
+
+var quotedRE = regexp.MustCompile("`([^`]*)`")
+
+// walkScalars calls fn with the dotted path of every mapping value that is a
+// scalar, in document order, until fn returns true.
+func walkScalars(n *yaml.Node, path string, fn func(path string, k, v *yaml.Node) bool) bool {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if walkScalars(c, path, fn) {
+				return true
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if v.Kind == yaml.ScalarNode && fn(p, k, v) || walkScalars(v, p, fn) {
+				return true
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if walkScalars(c, fmt.Sprintf("%s[%d]", path, i), fn) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Validate checks cross-field rules and files. Errors carry key and line.
@@ -209,6 +299,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ControlSocket == "" || !filepath.IsAbs(c.ControlSocket) {
 		return fe("control_socket", "must be an absolute path such as /run/edge-agent/agent.sock")
+	}
+	if err := notASocket(c.ControlSocket); err != nil {
+		return fe("control_socket", err.Error())
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fe("log_level", err.Error())

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // ControlGroup may read the control socket besides root and the agent's
@@ -25,6 +27,9 @@ const ControlGroup = "edge-agent"
 func listenControl(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control_socket %s: create directory: %w", path, err)
+	}
+	if err := notASocket(path); err != nil {
+		return nil, fmt.Errorf("control_socket %s", err)
 	}
 	if _, err := os.Lstat(path); err == nil {
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -53,6 +58,29 @@ func listenControl(path string) (net.Listener, error) {
 	return l, nil
 }
 
+// notASocket refuses a path that exists and is not a socket: the stale
+// socket removal in listenControl must never delete a file (an operator
+// who pointed control_socket at the config itself would lose it).
+func notASocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Type() == os.ModeSocket {
+		return nil
+	}
+	return fmt.Errorf("%s exists and is not a socket (%s); the agent replaces only its own stale socket: choose another path such as /run/edge-agent/agent.sock", path, fileKind(fi.Mode()))
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	case m.Type() == os.ModeSymlink:
+		return "a symbolic link"
+	}
+	return "mode " + m.Type().String()
+}
+
 // HealthResponse is GET /v1/health: the verdict without the details.
 type HealthResponse struct {
 	State    string    `json:"state"`
@@ -67,6 +95,7 @@ func (a *Agent) controlHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.Status(r.Context()))
 	})
+	mux.HandleFunc("GET /v1/config", a.serveConfigPath)
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		s := a.Status(r.Context())
 		code, warnings := s.Health()
@@ -80,11 +109,15 @@ func (a *Agent) controlHandler() http.Handler {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	// Whatever a reason or hub address echoes, no URL credential leaves.
+	_, _ = io.WriteString(w, uplink.RedactText(string(b))+"\n")
 }
 
 // serveHTTP runs srv on l until ctx ends, then shuts it down gracefully.
@@ -112,6 +145,11 @@ var ErrNotRunning = errors.New("edge-agent is not running")
 // does not exist or refuses the connection wraps ErrNotRunning.
 func FetchStatus(ctx context.Context, socket string) (Status, error) {
 	var s Status
+	return s, controlGet(ctx, socket, "/v1/status", &s)
+}
+
+// controlGet decodes the JSON answer of GET path on the control socket.
+func controlGet(ctx context.Context, socket, path string, v any) error {
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -123,21 +161,21 @@ func FetchStatus(ctx context.Context, socket string) (Status, error) {
 		},
 	}}
 	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent"+path, nil)
 	if err != nil {
-		return s, err
+		return err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return s, fmt.Errorf("control socket %s: %w", socket, err)
+		return fmt.Errorf("control socket %s: %w", socket, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return s, fmt.Errorf("control socket %s: %s: %s", socket, resp.Status, b)
+		return fmt.Errorf("control socket %s: %s: %s", socket, resp.Status, b)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return s, fmt.Errorf("control socket %s: decode status: %w", socket, err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("control socket %s: decode %s: %w", socket, path, err)
 	}
-	return s, nil
+	return nil
 }

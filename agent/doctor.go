@@ -50,6 +50,9 @@ type Doctor struct {
 	// ThrottledPath is the Raspberry Pi firmware's throttling flags.
 	ThrottledPath string
 	Resolver      *net.Resolver
+	// ConfigSource says how the config path was chosen (the running
+	// agent's, the default path); shown with the config check.
+	ConfigSource string
 }
 
 // NewDoctor returns a doctor with the defaults for a real device.
@@ -74,12 +77,19 @@ func DoctorExit(checks []Check) int {
 // Run checks the config at path and everything it names, in the order a
 // technician would: the device first, then the way to the hub.
 func (d *Doctor) Run(ctx context.Context, path string) []Check {
+	from := ""
+	if d.ConfigSource != "" {
+		from = " (" + d.ConfigSource + ")"
+	}
 	cfg, err := LoadConfig(path)
+	if err == nil {
+		err = CheckServer(cfg)
+	}
 	if err != nil {
-		checks := []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error(), Fix: "fix the key named above; `edge-agent check-config " + path + "` re-checks it"}}
+		checks := []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error() + from, Fix: configFix(path, err)}}
 		return append(checks, d.clock(), d.power())
 	}
-	checks := []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)", path, cfg.Site)}}
+	checks := []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)%s", path, cfg.Site, from)}}
 	checks = append(checks, stateDirCheck(cfg.StateDir))
 	checks = append(checks, secretChecks(cfg)...)
 	checks = append(checks, deviceChecks(cfg)...)
@@ -113,11 +123,47 @@ func RenderChecks(w io.Writer, checks []Check, tty bool) {
 	}
 }
 
+// configFix is what to do about a config that cannot be used: the key to
+// change when one is named, else the file to create.
+func configFix(path string, err error) string {
+	recheck := "`edge-agent check-config " + path + "` re-checks it"
+	var ce *ConfigError
+	if _, serr := os.Stat(path); serr != nil {
+		return "create " + path + " (the package installs one; `edge-agent sensors sample sim` prints a sensor entry) or name the config with --config FILE"
+	}
+	file := path
+	if errors.As(err, &ce) {
+		file = ce.File
+		switch {
+		case ce.Key != "":
+			return fmt.Sprintf("change %s in %s; %s", ce.Key, file, recheck)
+		case ce.Line > 0:
+			return fmt.Sprintf("fix line %d of %s; %s", ce.Line, file, recheck)
+		}
+	}
+	return fmt.Sprintf("fix %s; %s", file, recheck)
+}
+
 // stateDirCheck: the store must be writable and its filesystem neither
-// full nor read-only, or readings cannot be kept.
+// full nor read-only, or readings cannot be kept. A missing directory is
+// fine when run can create it (it does, at start).
 func stateDirCheck(dir string) Check {
 	c := Check{Name: "state_dir"}
 	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		parent := filepath.Dir(dir)
+		for parent != filepath.Dir(parent) {
+			if _, err := os.Stat(parent); err == nil {
+				break
+			}
+			parent = filepath.Dir(parent)
+		}
+		if unix.Access(parent, unix.W_OK|unix.X_OK) == nil {
+			return Check{Name: c.Name, Verdict: CheckOK, Detail: fmt.Sprintf("%s does not exist yet: run creates it (%s is writable)", dir, parent)}
+		}
+		return Check{Name: c.Name, Verdict: CheckWarn, Detail: fmt.Sprintf("%s does not exist and this user may not create it in %s", dir, parent),
+			Fix: "run doctor as the agent's user, or create it: `install -d -o edge-agent -m 0750 " + dir + "`"}
+	}
 	if err != nil {
 		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: "install the package (it creates it) or `install -d -o edge-agent -m 0750 " + dir + "`"}
 	}
@@ -283,13 +329,21 @@ func devicePaths(opts any) []string {
 	return out
 }
 
+// clock fails only on a time that is certainly wrong (before the build);
+// an unsynchronised clock is fine when it agrees with the hub, which
+// `edge-agent status` measures while the agent runs.
 func (d *Doctor) clock() Check {
+	now, floor := time.Now(), ClockFloor()
+	if now.Before(floor) {
+		return Check{Name: "clock", Verdict: CheckFail, Detail: fmt.Sprintf("reads %s, before this build (%s): readings would be stamped wrong, TLS certificates look not yet valid", now.UTC().Format(time.RFC3339), floor.Format(time.DateOnly)),
+			Fix: "set the time: timedatectl set-ntp true and allow NTP (UDP 123) out, or fit an RTC"}
+	}
 	c := clockStatus()
 	switch c.State {
 	case ClockSynced:
 		return Check{Name: "clock", Verdict: CheckOK, Detail: "synchronised (kernel NTP status)"}
 	case ClockUnsynced:
-		return Check{Name: "clock", Verdict: CheckWarn, Detail: "not synchronised: reading timestamps and certificate checks may be wrong", Fix: "timedatectl status; allow NTP (UDP 123) out or set NTP= in /etc/systemd/timesyncd.conf"}
+		return Check{Name: "clock", Verdict: CheckOK, Detail: "not NTP-synchronised but plausible (after this build's date); `edge-agent status` shows its offset from the hub's clock"}
 	}
 	return Check{Name: "clock", Verdict: CheckWarn, Detail: c.Error}
 }

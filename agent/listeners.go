@@ -22,7 +22,7 @@ func loadNATSConfig(c *Config) (*server.Options, error) {
 	}
 	fo, err := server.ProcessConfigFile(c.NATSConfig)
 	if err != nil {
-		return nil, &ConfigError{File: c.NATSConfig, Key: "nats_config", Msg: fmt.Sprintf("nats-server rejects it: %v", err)}
+		return nil, natsConfigError(c.NATSConfig, err)
 	}
 	return fo, nil
 }

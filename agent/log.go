@@ -16,7 +16,7 @@ func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(newRateLimitHandler(h, logBurst, logWindow, time.Now))
+	return slog.New(newRateLimitHandler(redactHandler{h}, logBurst, logWindow, time.Now))
 }
 
 func parseLevel(s string) (slog.Level, error) {

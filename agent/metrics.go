@@ -70,8 +70,8 @@ func b2f(b bool) float64 {
 // (bytes, seconds), _total for counters.
 func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 	p := promWriter{w}
-	p.one("edge_agent_build_info", "gauge", "Version of the running agent.", 1,
-		"version", s.Version, "commit", s.Commit, "goarch", runtime.GOARCH)
+	p.one("edge_agent_build_info", "gauge", "Version of the running agent, and its site.", 1,
+		"version", s.Version, "commit", s.Commit, "goarch", runtime.GOARCH, "site", s.Site)
 	p.one("edge_agent_start_time_seconds", "gauge", "When the agent started, unix seconds.", float64(s.Started.UnixNano())/1e9)
 	code, warnings := s.Health()
 	p.one("edge_agent_health", "gauge", "0 healthy, 1 degraded, 2 down (the exit code of `edge-agent status`).", float64(code))
@@ -86,6 +86,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 		for _, st := range []string{uplink.StateConnected, uplink.StateConnecting, uplink.StateDisconnected} {
 			p.sample("edge_agent_link_state", b2f(st == cur), "state", st)
 		}
+		p.one("edge_agent_duplicate_site", "gauge", "1 while another device is heard publishing as this site, or the hub evicted this leaf for a duplicate server name.", b2f(u.DuplicateSite != ""))
 		if u.Link != nil {
 			p.one("edge_agent_link_reconnects_total", "counter", "Leaf reconnects this boot.", float64(u.Link.Reconnects))
 			p.one("edge_agent_link_sent_bytes_total", "counter", "Bytes sent towards the hub this boot, as they left for the WAN (after compression and TLS).", float64(u.Link.SentBytes))
@@ -174,6 +175,10 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 	p.one("edge_agent_disk_total_bytes", "gauge", "Size of the store's filesystem.", float64(st.DiskTotal))
 	p.one("edge_agent_store_sync_always", "gauge", "1 if every write is fsynced before its ack (buffer.sync: always).", b2f(st.Sync == "always"))
 	p.one("edge_agent_clock_synchronised", "gauge", "1 if the kernel reports the clock synchronised.", b2f(s.Clock.State == ClockSynced))
+	p.one("edge_agent_clock_before_build", "gauge", "1 if the wall clock reads a time before this build's date: every reading is stamped wrong.", b2f(!s.Clock.Floor.IsZero() && s.Clock.Wall.Before(s.Clock.Floor)))
+	if o := s.Clock.HubOffset; o != nil {
+		p.one("edge_agent_clock_hub_offset_seconds", "gauge", "This clock minus the hub's, measured on the last heartbeat round trip.", *o)
+	}
 	if age := st.Age; age != nil {
 		p.one("edge_agent_clock_jumps_total", "counter", "Wall-clock jumps seen this run.", float64(age.Jumps))
 		p.one("edge_agent_agent_time_seconds", "gauge", "Agent time: what buffer.max_age is measured on.", age.AgentTime.Seconds())

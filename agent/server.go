@@ -10,15 +10,41 @@ import (
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
-// serverOptions builds the embedded nats-server's options. With nats_config
-// the file is the base and the agent's own keys are applied on top, because
-// the domain, store and sync policy are the agent's durability contract.
+// serverOptions builds the embedded nats-server's options for run: the
+// merged options, the derived server name and the uplink's link gate.
 func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
-	opts := &server.Options{}
+	opts, up, err := mergedOptions(c, log)
+	if err != nil {
+		return nil, err
+	}
+	if opts.ServerName == "" {
+		// "<site>-<8 hex of the machine id>": two devices with one site id
+		// are told apart at the hub instead of evicting each other.
+		if opts.ServerName, err = uplink.DeriveServerName(c.Site, c.StateDir); err != nil {
+			return nil, fmt.Errorf("server name: %w (set server_name in agent.yaml to choose one)", err)
+		}
+	}
+	if up != nil {
+		// The remote dials through the uplink link's gate, which paces
+		// attempts with backoff; the server's own retry only keeps it
+		// knocking at the gate.
+		if err := uplink.GateRemote(up); err != nil {
+			return nil, err
+		}
+	}
+	return opts, nil
+}
+
+// mergedOptions is everything in the server's options that comes from
+// configuration: with nats_config the file is the base and the agent's own
+// keys are applied on top, because the domain, store and sync policy are
+// the agent's durability contract. up is the uplink's remote, if any.
+func mergedOptions(c *Config, log *slog.Logger) (opts *server.Options, up *server.RemoteLeafOpts, err error) {
+	opts = &server.Options{}
 	if c.NATSConfig != "" {
 		fo, err := loadNATSConfig(c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts = fo
 		for _, o := range []struct {
@@ -35,19 +61,12 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 	}
 	host, port, err := splitListen(c.Listen)
 	if err != nil {
-		return nil, err
+		return nil, nil, &ConfigError{File: c.Path, Key: "listen", Msg: err.Error()}
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
 	opts.Host, opts.Port = host, port
-	if opts.ServerName == "" {
-		// "<site>-<8 hex of the machine id>": two devices with one site id
-		// are told apart at the hub instead of evicting each other.
-		if opts.ServerName, err = uplink.DeriveServerName(c.Site, c.StateDir); err != nil {
-			return nil, fmt.Errorf("server name: %w (set server_name in agent.yaml to choose one)", err)
-		}
-	}
 	if c.ServerName != "" {
 		opts.ServerName = c.ServerName
 	}
@@ -68,16 +87,13 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 	if opts.SyncAlways {
 		opts.SyncInterval = 2 * time.Minute
 	}
-	if c.LocalAuth.User != "" {
-		opts.Username, opts.Password = c.LocalAuth.User, c.LocalAuth.Password
-	}
-	if c.LocalAuth.Token != "" {
-		opts.Authorization = c.LocalAuth.Token
+	if err := applyLocalAuth(c, opts); err != nil {
+		return nil, nil, err
 	}
 	if c.MonitorListen != "" {
 		mh, mp, err := splitListen(c.MonitorListen)
 		if err != nil {
-			return nil, &ConfigError{File: c.Path, Key: "monitor_listen", Msg: err.Error()}
+			return nil, nil, &ConfigError{File: c.Path, Key: "monitor_listen", Msg: err.Error()}
 		}
 		opts.HTTPHost, opts.HTTPPort = mh, mp
 	}
@@ -90,17 +106,15 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 	if c.Uplink != nil {
 		r, err := uplink.RemoteOptions(c.Uplink)
 		if err != nil {
-			return nil, &ConfigError{File: c.Path, Key: "uplink", Msg: err.Error()}
+			return nil, nil, &ConfigError{File: c.Path, Key: "uplink", Msg: err.Error()}
 		}
-		// The remote dials through the uplink link's gate, which paces
-		// attempts with backoff; the server's own retry only keeps it
-		// knocking at the gate.
-		if err := uplink.GateRemote(r); err != nil {
-			return nil, err
+		if err := duplicateRemote(c, opts.LeafNode.Remotes, r); err != nil {
+			return nil, nil, err
 		}
 		uplink.Protect(r, c.Site, c.Uplink.AllowRemoteAdmin)
 		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, r)
 		opts.LeafNode.ReconnectInterval = uplink.ServerReconnectInterval(c.Uplink)
+		up = r
 	}
-	return opts, nil
+	return opts, up, nil
 }

@@ -114,6 +114,15 @@ type ClockStatus struct {
 	Jump *buffer.ClockJump `json:"jump,omitempty"`
 	// TestClock is set when TestClockEnv offsets the agent's wall clock.
 	TestClock string `json:"test_clock,omitempty"`
+	// Wall is the agent's wall clock (what stamps readings) and Floor the
+	// build's date: a clock before it is certainly wrong.
+	Wall  time.Time `json:"wall,omitzero"`
+	Floor time.Time `json:"floor,omitzero"`
+	// HubOffset is this clock minus the hub's, in seconds, measured on a
+	// heartbeat round trip at HubMeasured; absent until measured (no
+	// uplink, link down, a hub whose EDGE_STATUS does not republish).
+	HubOffset   *float64  `json:"hub_offset_seconds,omitempty"`
+	HubMeasured time.Time `json:"hub_measured,omitzero"`
 }
 
 // Clock states.
@@ -226,9 +235,7 @@ func (s Status) Health() (code int, warnings []Warning) {
 			add(SevWarning, comp, fmt.Sprintf("%s: no reading for %s (interval %s)", se.Name, fmtAge(s.Time.Sub(se.LastRead)), fmtAge(se.Interval)), "")
 		}
 	}
-	if s.Clock.State == ClockUnsynced {
-		add(SevWarning, "clock", "system clock is not synchronised: reading timestamps may be wrong", "timedatectl status; check NTP reachability")
-	}
+	clockHealth(s.Clock, s.Time, add)
 	if s.Clock.TestClock != "" {
 		add(SevWarning, "clock", "TEST CLOCK in effect: "+s.Clock.TestClock, "unset "+TestClockEnv+" in the service environment and restart: it is for tests only")
 	}
@@ -317,6 +324,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 	}
 	s.Store = a.storeStatus(cfg)
 	s.Clock = clockStatus()
+	a.clockAgainstHub(&s.Clock, now)
 	if age := a.AgeStatus(); age != nil {
 		s.Store.Age, s.Clock.Jump = age, age.Jump
 		for i := range s.Backlog {

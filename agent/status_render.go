@@ -113,6 +113,9 @@ func RenderStatus(w io.Writer, s Status, now time.Time, tty bool) {
 	if s.Clock.Error != "" {
 		clock += " (" + s.Clock.Error + ")"
 	}
+	if o := s.Clock.HubOffset; o != nil {
+		clock += fmt.Sprintf(", %s the hub's (measured %s ago)", fmtOffset(time.Duration(*o*float64(time.Second))), fmtAge(now.Sub(s.Clock.HubMeasured)))
+	}
 	p("%-9s %s\n", "clock", clock)
 	if s.Running {
 		p("%-9s %d local\n", "clients", s.Clients)

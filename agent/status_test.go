@@ -81,6 +81,8 @@ func statusFixtures() map[string]Status {
 		"disk-full":    healthyStatus(),
 		"evicted-wan":  wanDown(uplink.ReasonTCP, "TCP: i/o timeout dialing 203.0.113.7:7422"),
 		"clock-unsync": healthyStatus(),
+		"clock-offset": healthyStatus(),
+		"clock-1970":   healthyStatus(),
 		"clock-jump":   healthyStatus(),
 		"duplicate":    healthyStatus(),
 		"hub-busy":     healthyStatus(),
@@ -139,9 +141,24 @@ func statusFixtures() map[string]Status {
 	s.Backlog = []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 52110, Bytes: 10 << 20, Oldest: ago(47 * time.Minute)}}
 	m["drain-ramp"] = s
 
+	// No NTP (a container), but the clock agrees with the hub's: fine.
 	s = m["clock-unsync"]
 	s.Clock.State = ClockUnsynced
+	agree := 0.2
+	s.Clock.HubOffset, s.Clock.HubMeasured = &agree, ago(12*time.Second)
 	m["clock-unsync"] = s
+
+	s = m["clock-offset"]
+	s.Clock.State = ClockUnsynced
+	ahead := 312.4
+	s.Clock.HubOffset, s.Clock.HubMeasured = &ahead, ago(12*time.Second)
+	m["clock-offset"] = s
+
+	// A Pi without RTC, booted without network: 1970.
+	s = m["clock-1970"]
+	s.Clock.State = ClockUnsynced
+	s.Clock.Wall, s.Clock.Floor = time.Date(1970, 1, 1, 0, 3, 12, 0, time.UTC), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	m["clock-1970"] = s
 
 	s = m["clock-jump"]
 	s.Clock.Jump = &buffer.ClockJump{Size: 720 * time.Hour, At: ago(20 * time.Minute)}
@@ -173,7 +190,7 @@ func TestStatusGolden(t *testing.T) {
 	wantCode := map[string]int{
 		"healthy": ExitHealthy, "standalone": ExitHealthy,
 		"wan-dns": ExitDegraded, "wan-tcp": ExitDegraded, "wan-tls": ExitDegraded, "wan-auth": ExitDegraded,
-		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitDegraded, "clock-jump": ExitDegraded,
+		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitHealthy, "clock-offset": ExitDegraded, "clock-1970": ExitDown, "clock-jump": ExitDegraded,
 		"hub-busy":  ExitDegraded, // forwarding goes on, slower: the warning says why
 		"disk-full": ExitDown, "duplicate": ExitDown,
 	}

@@ -28,6 +28,7 @@ func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 		Server: a.srv.Name(), Instance: uplink.NewInstanceID(), Interval: cfg.Uplink.Heartbeat,
 		Build:        func(ctx context.Context) uplink.Heartbeat { return heartbeatFromStatus(a.Status(ctx)) },
 		LinkConn:     a.leafConn,
+		Now:          a.buf.clock.Now,
 		HubListening: a.hubListening,
 		LinkReason: func() string {
 			if l := a.LinkStatus(); l != nil {

@@ -5,7 +5,10 @@
 package buffer
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -44,21 +47,63 @@ func (c Config) SyncInterval() time.Duration {
 	return d
 }
 
+// Bounds of the section's values. The budget's minimum leaves each stream
+// at least MinStreamBytes (see StreamConfigs); the sync bounds keep
+// nats-server's sync timer sane (it panics below 2ns) and the window of
+// acknowledged readings a power cut can lose short; the maximums keep the
+// arithmetic derived from them (MaxFileStore, the Ager's tick) in range.
+const (
+	MinStreamBytes  = 1 << 20
+	MinMaxBytes     = 2 * MinStreamBytes
+	MaxMaxBytes     = 1 << 50
+	MinSyncInterval = 10 * time.Millisecond
+	MaxSyncInterval = 10 * time.Minute
+	MinMaxAge       = time.Minute
+	MaxMaxAge       = 10 * 366 * 24 * time.Hour
+)
+
 // Validate checks the section; errors name the key under "buffer.".
 func (c Config) Validate() error {
 	if c.Sync != "always" {
 		d, err := time.ParseDuration(c.Sync)
-		if err != nil || d <= 0 {
+		switch {
+		case err != nil && DurationOverflows(c.Sync):
+			return &FieldError{Key: "buffer.sync", Msg: fmt.Sprintf("%q is too large: at most %s", c.Sync, MaxSyncInterval)}
+		case err != nil || d <= 0:
 			return &FieldError{Key: "buffer.sync", Msg: fmt.Sprintf("%q is neither \"always\" nor a positive duration such as \"1s\"", c.Sync)}
+		case d < MinSyncInterval:
+			return &FieldError{Key: "buffer.sync", Msg: fmt.Sprintf("%s is too small: at least %s (or \"always\" to fsync before every ack)", d, MinSyncInterval)}
+		case d > MaxSyncInterval:
+			return &FieldError{Key: "buffer.sync", Msg: fmt.Sprintf("%s is too large: at most %s (a power cut loses up to this much acknowledged data)", d, MaxSyncInterval)}
 		}
 	}
-	if c.MaxBytes < 1<<20 {
-		return &FieldError{Key: "buffer.max_bytes", Msg: fmt.Sprintf("%s is too small: at least 1MiB, e.g. \"1GiB\"", c.MaxBytes)}
+	if c.MaxBytes < MinMaxBytes {
+		return &FieldError{Key: "buffer.max_bytes", Msg: fmt.Sprintf("%s is too small: at least %s, e.g. \"1GiB\" (ALERTS and TELEMETRY each keep at least %s, so the oldest reading is evicted rather than the newest refused)", c.MaxBytes, Size(MinMaxBytes), Size(MinStreamBytes))}
 	}
-	if c.MaxAge < 0 {
+	if c.MaxBytes > MaxMaxBytes {
+		return &FieldError{Key: "buffer.max_bytes", Msg: fmt.Sprintf("%s is too large: at most %s", c.MaxBytes, Size(MaxMaxBytes))}
+	}
+	switch {
+	case c.MaxAge < 0:
 		return &FieldError{Key: "buffer.max_age", Msg: "must not be negative (0 means no age limit)"}
+	case c.MaxAge > 0 && c.MaxAge < MinMaxAge:
+		return &FieldError{Key: "buffer.max_age", Msg: fmt.Sprintf("%s is too small: at least %s (0 means no age limit)", c.MaxAge, MinMaxAge)}
+	case c.MaxAge > MaxMaxAge:
+		return &FieldError{Key: "buffer.max_age", Msg: fmt.Sprintf("%s is too large: at most %s (0 means no age limit)", c.MaxAge, MaxMaxAge)}
 	}
 	return nil
+}
+
+// durationSyntax is time.ParseDuration's grammar; a string that matches it
+// and still fails to parse overflowed.
+var durationSyntax = regexp.MustCompile(`^[-+]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// DurationOverflows reports whether s is written as a duration but is beyond
+// what time.Duration holds (about 292 years), so the error can say "too
+// large" instead of "not a duration".
+func DurationOverflows(s string) bool {
+	_, err := time.ParseDuration(s)
+	return err != nil && durationSyntax.MatchString(strings.TrimSpace(s))
 }
 
 // FieldError is a validation error tied to one config key path, so the agent
@@ -94,8 +139,12 @@ func ParseSize(s string) (Size, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
+	if (err != nil && !errors.Is(err, strconv.ErrRange)) || f < 0 || math.IsNaN(f) {
 		return 0, fmt.Errorf("invalid size %q: want a number with an optional unit such as 512MiB or 1GB", s)
+	}
+	// float64(MaxInt64) rounds up to 2^63, which no longer fits.
+	if b := f * float64(mult); err != nil || b >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q is too large: at most %d bytes", s, int64(math.MaxInt64))
 	}
 	return Size(f * float64(mult)), nil
 }

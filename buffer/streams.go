@@ -31,7 +31,7 @@ var Lanes = []string{StreamAlerts, StreamTelemetry}
 // buffer of readings the hub never had. buffer.max_age is enforced by the
 // Ager instead, on time that cannot jump (see age.go).
 func StreamConfigs(c Config) []jetstream.StreamConfig {
-	alertBytes := max(int64(c.MaxBytes)/10, 1<<20)
+	alertBytes := max(int64(c.MaxBytes)/10, MinStreamBytes)
 	base := func(name, subj string, bytes int64) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,

@@ -106,7 +106,7 @@ func TestAsyncStreamsReported(t *testing.T) {
 func TestStatsBacklogAndEvictions(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	c := testConfig("always", 1<<20) // TELEMETRY gets 1MiB - 1MiB/10... at least 1MiB for ALERTS
+	c := testConfig("always", MinMaxBytes)
 	c.MaxBytes = 4 << 20
 	srv, js := jsServer(t, dir, c)
 	mustOK(t, EnsureStreams(ctx, js, c))

@@ -26,7 +26,9 @@ mapfile -t targets < <(ea_selected_targets)
 
 version="$(ea_version)"
 commit="$(ea_commit)"
-ldflags="-s -w -X ${EA_MODULE}/agent.Version=${version} -X ${EA_MODULE}/agent.Commit=${commit}"
+# The commit's date: a device clock before it is certainly wrong (agent.ClockFloor).
+build_date="$(git -C "${EA_ROOT}" log -1 --format=%cI 2>/dev/null || true)"
+ldflags="-s -w -X ${EA_MODULE}/agent.Version=${version} -X ${EA_MODULE}/agent.Commit=${commit} -X ${EA_MODULE}/agent.BuildDate=${build_date}"
 
 mkdir -p "${EA_DIST}"
 ea_log "version ${version} commit ${commit} -> ${EA_DIST}"

@@ -99,6 +99,9 @@ EXPECTED_FILES="\
 ./usr/lib/tmpfiles.d/edge-agent.conf -rw-r--r-- root/root
 ./usr/share/doc/edge-agent/changelog.gz -rw-r--r-- root/root
 ./usr/share/doc/edge-agent/copyright -rw-r--r-- root/root
+./usr/share/edge-agent/grafana/edge-agent.json -rw-r--r-- root/root
+./usr/share/edge-agent/grafana/edge-fleet.json -rw-r--r-- root/root
+./usr/share/edge-agent/prometheus/edge-agent.rules.yml -rw-r--r-- root/root
 ./usr/share/lintian/overrides/edge-agent -rw-r--r-- root/root
 ./usr/share/man/man8/edge-agent.8.gz -rw-r--r-- root/root"
 
@@ -280,6 +283,9 @@ expect_stat /usr/lib/tmpfiles.d/edge-agent.conf "644 root root"
 check "chroot: unit enabled (multi-user.target.wants symlink)" \
 	test "$(readlink "${CHROOT}/etc/systemd/system/multi-user.target.wants/edge-agent.service")" == /lib/systemd/system/edge-agent.service
 check "chroot: edge-agent version" eval "in_chroot edge-agent version >'${WORK}/version-v1.txt'"
+for f in prometheus/edge-agent.rules.yml grafana/edge-agent.json grafana/edge-fleet.json; do
+	check "chroot: monitoring file /usr/share/edge-agent/${f} installed" test -s "${CHROOT}/usr/share/edge-agent/${f}"
+done
 check "chroot: edge-agent check-config on the packaged config" eval "in_chroot edge-agent check-config /etc/edge-agent/agent.yaml >'${WORK}/check.txt' 2>&1 || { sed 's/^/    /' '${WORK}/check.txt'; false; }"
 check "chroot: the edge-agent user can read and validate the config" \
 	eval "in_chroot setpriv --reuid=edge-agent --regid=edge-agent --init-groups edge-agent check-config /etc/edge-agent/agent.yaml >/dev/null"

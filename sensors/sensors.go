@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/edge-agent/edge-agent/buffer"
 )
 
 // Value is one metric of a reading.
@@ -189,6 +191,10 @@ func (e *FieldError) Error() string {
 // DefaultInterval applies when a sensor sets none.
 const DefaultInterval = 10 * time.Second
 
+// MaxInterval bounds a sensor's interval: a reading a day is the slowest
+// the sampler's missed-reading accounting is meant for.
+const MaxInterval = 24 * time.Hour
+
 // ValidateAll checks every sensor, decodes driver options and applies
 // defaults. It is the one gate between agent.yaml and the drivers.
 func ValidateAll(cfgs []Config) error {
@@ -221,6 +227,9 @@ func ValidateAll(cfgs []Config) error {
 		}
 		if c.Interval < 10*time.Millisecond {
 			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too short: at least 10ms", c.Interval)}
+		}
+		if c.Interval > MaxInterval {
+			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too large: at most %s", c.Interval, MaxInterval)}
 		}
 		if c.Timeout == 0 {
 			c.Timeout = min(c.Interval, 5*time.Second)
@@ -284,10 +293,36 @@ func decodeStrict(n *yaml.Node, opts any, key string) error {
 		}
 	}
 	if err := n.Decode(opts); err != nil {
-		return &FieldError{Key: key, Line: n.Line, Msg: err.Error()}
+		return optionError(n, reflect.TypeOf(opts).Elem(), key, err)
 	}
 	return nil
 }
+
+// optionError names the driver key whose value did not decode (yaml.v3
+// names only a line) by decoding each key alone, and says "too large" for
+// a duration beyond what time.Duration holds.
+func optionError(n *yaml.Node, typ reflect.Type, key string, err error) error {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		one := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{k, v}}
+		derr := one.Decode(reflect.New(typ).Interface())
+		if derr == nil {
+			continue
+		}
+		msg := derr.Error()
+		if te := (*yaml.TypeError)(nil); errors.As(derr, &te) && len(te.Errors) > 0 {
+			msg = linePrefixRE.ReplaceAllString(te.Errors[0], "")
+		}
+		msg = strings.Replace(msg, "cannot unmarshal", "wrong type: cannot use", 1)
+		if buffer.DurationOverflows(v.Value) {
+			msg = fmt.Sprintf("%q is too large for a duration (at most about 292 years)", v.Value)
+		}
+		return &FieldError{Key: key + "." + k.Value, Line: v.Line, Msg: msg}
+	}
+	return &FieldError{Key: key, Line: n.Line, Msg: err.Error()}
+}
+
+var linePrefixRE = regexp.MustCompile(`^line \d+: `)
 
 // fieldKeys lists the YAML keys of a struct, including those of inlined
 // structs (shared option sets such as the I2C bus and address).

@@ -177,6 +177,14 @@ func (c *Config) Validate() error {
 	if c.Reconnect.Min <= 0 || c.Reconnect.Max < c.Reconnect.Min {
 		return &buffer.FieldError{Key: "uplink.reconnect", Msg: fmt.Sprintf("want 0 < min <= max, got min=%s max=%s", c.Reconnect.Min, c.Reconnect.Max)}
 	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"uplink.reconnect.max", c.Reconnect.Max}, {"uplink.heartbeat", c.Heartbeat}, {"uplink.stall_timeout", c.StallTimeout}} {
+		if d.v > time.Hour {
+			return &buffer.FieldError{Key: d.key, Msg: fmt.Sprintf("%s is too large: at most 1h", d.v)}
+		}
+	}
 	if c.Bandwidth < 0 {
 		return &buffer.FieldError{Key: "uplink.bandwidth", Msg: "must not be negative (0 = unlimited)"}
 	}

@@ -35,6 +35,7 @@ func StatusStreamConfig(prefix string) jetstream.StreamConfig {
 		// A heartbeat is well under 1 KiB; anything bigger is not one.
 		MaxMsgSize:  8 << 10,
 		AllowDirect: true,
+		RePublish:   clockRepublish(prefix),
 	}
 }
 
@@ -56,6 +57,14 @@ func EnsureStatusStream(ctx context.Context, js jetstream.JetStream, prefix stri
 		return s, fmt.Errorf("hub stream %s exists but does not keep one heartbeat per site of %s (max_msgs_per_subject %d, subjects %v): fix it with `nats stream edit %s --subjects %s --max-msgs-per-subject 1`",
 			want.Name, want.Subjects[0], have.MaxMsgsPerSubject, have.Subjects, want.Name, want.Subjects[0])
 	}
+	if have := s.CachedInfo().Config; have.RePublish == nil {
+		// A table from before sites measured their clock against the
+		// hub: adding the republish changes nothing else.
+		have.RePublish = want.RePublish
+		if s, err = js.UpdateStream(ctx, have); err != nil {
+			return nil, fmt.Errorf("hub stream %s: add the republish to %s that sites read the hub's clock from: %w", want.Name, want.RePublish.Destination, err)
+		}
+	}
 	return s, nil
 }
 
@@ -70,6 +79,23 @@ type SiteView struct {
 	Warnings  []string  `json:"warnings"`
 	// Rank orders the table, worst first; it is a score, not a contract.
 	Rank int `json:"-"`
+}
+
+// MaxClockOffset is how far a site's clock may be from the hub's before
+// its reading timestamps are called wrong: well above the error of the
+// measurement (half a heartbeat round trip), well below what misorders a
+// day's readings. Being unsynchronised alone is no fault: a container
+// without NTP whose clock agrees with the hub is fine.
+const MaxClockOffset = 30 * time.Second
+
+// ClockOffset is the site's clock minus the hub's when the heartbeat was
+// stored (the transit time included, so an upper bound for a clock ahead);
+// false for heartbeats without a send time (older agents).
+func (v SiteView) ClockOffset() (time.Duration, bool) {
+	if v.Heartbeat.Sent == 0 {
+		return 0, false
+	}
+	return time.UnixMilli(v.Heartbeat.Sent).Sub(v.LastSeen), true
 }
 
 // Backlog sums the unforwarded messages over lanes.
@@ -181,8 +207,8 @@ func Rank(sites []SiteView, now time.Time, stale time.Duration) []SiteView {
 		if hb.Evicted > 0 {
 			add(100, fmt.Sprintf("%d readings evicted unforwarded", hb.Evicted))
 		}
-		if hb.Clock == "unsynchronised" {
-			add(50, "clock not synchronised")
+		if off, ok := v.ClockOffset(); ok && (off > MaxClockOffset || off < -MaxClockOffset) {
+			add(50, fmt.Sprintf("clock off the hub's by %s", off.Round(time.Second)))
 		}
 		if hb.State == "degraded" {
 			v.Rank += 10

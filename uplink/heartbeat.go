@@ -45,6 +45,10 @@ type Heartbeat struct {
 	Twin string `json:"twin,omitempty"` // the other device's "server/instance"
 	// Warnings are the components status warns about (clock, sensor:door).
 	Warnings []string `json:"w,omitempty"`
+	// Sent is the site's wall clock at publishing, in Unix milliseconds:
+	// against the hub's store time it gives the site's clock offset, at
+	// the site (ClockSubject) and in the fleet view.
+	Sent int64 `json:"t,omitempty"`
 }
 
 // StatusSubject is where a site's heartbeats go.
@@ -72,7 +76,10 @@ type HeartbeatOptions struct {
 	// HubListening reports that the hub's interest in subject has arrived
 	// over the leaf: a heartbeat published before that is dropped locally.
 	HubListening func(subject string) bool
-	Log          *slog.Logger
+	// Now is the wall clock the site stamps readings with (default
+	// time.Now); heartbeats carry it so the hub's clock can be compared.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Twin is another device heard publishing as this site.
@@ -95,6 +102,10 @@ type Heartbeater struct {
 	// name: a clone with the same machine id, never connected at the same
 	// time as us, so never heard on the status subject.
 	evicted time.Time
+	// sentWall and sentMono are the last heartbeat's send time, and clock
+	// the offset measured when the hub echoed it (clock.go).
+	sentWall, sentMono time.Time
+	clock              ClockSample
 }
 
 // listenWait bounds how long a fresh connection waits for the hub's interest
@@ -108,6 +119,9 @@ func NewHeartbeater(o HeartbeatOptions) (*Heartbeater, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return &Heartbeater{o: o, subject: StatusSubject(o.Prefix, o.Site), kick: make(chan struct{}, 1)}, nil
 }
@@ -168,6 +182,11 @@ func (h *Heartbeater) Run(ctx context.Context) error {
 		return fmt.Errorf("heartbeat: subscribe %s: %w", h.subject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	clockSub, err := h.o.Conn.Subscribe(ClockSubject(h.o.Prefix, h.o.Site), h.hearClock)
+	if err != nil {
+		return fmt.Errorf("heartbeat: subscribe %s: %w", ClockSubject(h.o.Prefix, h.o.Site), err)
+	}
+	defer func() { _ = clockSub.Unsubscribe() }()
 	// A clone's connections last well under a second: poll often enough to
 	// see them (both probes are a lock and a counter).
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -245,10 +264,16 @@ func (h *Heartbeater) Beat(ctx context.Context) Heartbeat {
 }
 
 func (h *Heartbeater) publish(ctx context.Context) error {
-	data, err := json.Marshal(h.Beat(ctx))
+	hb := h.Beat(ctx)
+	wall, mono := h.o.Now().Round(0), time.Now()
+	hb.Sent = wall.UnixMilli()
+	data, err := json.Marshal(hb)
 	if err != nil {
 		return fmt.Errorf("encode heartbeat: %w", err)
 	}
+	h.mu.Lock()
+	h.sentWall, h.sentMono = time.UnixMilli(hb.Sent), mono
+	h.mu.Unlock()
 	if err := h.o.Conn.Publish(h.subject, data); err != nil {
 		return fmt.Errorf("publish %s: %w", h.subject, err)
 	}

@@ -90,6 +90,12 @@ sensors:
 	if err != nil {
 		return exitFor(err, stderr)
 	}
+	// The printed commands must work as printed: the binary's own path,
+	// since bin/edge-agent from `make run` is not on PATH.
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
 	a := agent.New(cfg, log, level)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -105,19 +111,27 @@ sensors:
   agent (leaf)   %s   (site %q, JetStream domain %q)
   config         %s
 
-  Watch readings arrive at the hub:  nats sub -s %s 'edge.>'
-  Watch local traffic on the site:   nats sub -s %s '>'
-  Local stream:                      nats stream info TELEMETRY -s %s
-  Status:                            edge-agent status --socket %s
-  Fleet view at the hub:             edge-agent fleet --server %s
+  Each reading that reaches the hub is printed below ("hub <- ...").
+  Status:                            %s status --socket %s
+  Checks:                            %s doctor --socket %s
+  Fleet view at the hub:             %s fleet --server %s
+  With the nats CLI (go install %s):
+    readings at the hub:             nats sub -s %s 'edge.>'
+    local traffic on the site:       nats sub -s %s '>'
+    local stream:                    nats stream info TELEMETRY -s %s
 %s
-`, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, hub.ClientURL(), a.ClientURL(), a.ClientURL(), cfg.ControlSocket, hub.ClientURL(), modbusBanner(modbusAddr, a.ClientURL()))
+`, hub.ClientURL(), a.ClientURL(), cfg.Site, cfg.Site, cfgPath, exe, cfg.ControlSocket, exe, cfg.ControlSocket, exe, hub.ClientURL(),
+			NATSCLIModule, hub.ClientURL(), a.ClientURL(), a.ClientURL(), modbusBanner(modbusAddr, a.ClientURL()))
 		if err := echoHub(ctx, hub.ClientURL(), stdout); err != nil {
 			log.Warn("demo: cannot watch the hub", "err", err)
 		}
 	}()
 	return exitFor(a.Run(ctx), stderr)
 }
+
+// NATSCLIModule is the nats CLI the demo's commands use, at the version
+// the README names.
+const NATSCLIModule = "github.com/nats-io/natscli/nats@v0.5.0"
 
 // echoHub prints what reaches the hub, so `make run` shows store-and-forward
 // working without any other tool installed.

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
+	"time"
 
 	"github.com/edge-agent/edge-agent/agent"
 )
@@ -12,16 +14,34 @@ import (
 func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", defaultConfig, "config file")
+	config := fs.String("config", "", "config file (default: the running agent's, asked on --socket; else "+defaultConfig+")")
+	socket := fs.String("socket", agent.DefaultConfig().ControlSocket, "control socket of the running agent")
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	checks := agent.NewDoctor().Run(context.Background(), *config)
+	d := agent.NewDoctor()
+	path := *config
+	if path == "" {
+		path, d.ConfigSource = findConfig(*socket)
+	}
+	checks := d.Run(context.Background(), path)
 	if *asJSON {
 		printJSON(stdout, checks)
 	} else {
 		agent.RenderChecks(stdout, checks, isTTY(stdout))
 	}
 	return agent.DoctorExit(checks)
+}
+
+// findConfig is the running agent's config when one answers on socket,
+// else the default path; the second value says which, for the report.
+func findConfig(socket string) (path, source string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p, err := agent.FetchConfigPath(ctx, socket)
+	if err == nil && p != "" {
+		return p, "the running agent's config, asked on " + socket
+	}
+	return defaultConfig, fmt.Sprintf("the default path: no agent answered on %s", socket)
 }

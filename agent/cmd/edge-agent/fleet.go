@@ -3,16 +3,22 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -29,6 +35,7 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 	domain := fs.String("domain", "", "JetStream domain of the hub holding EDGE_STATUS (multi-tier: the global hub's)")
 	prefix := fs.String("prefix", "edge", "uplink.subject_prefix of the fleet")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	metrics := fs.String("metrics", "", "serve the fleet as Prometheus metrics on this host:port (GET /metrics, read from the hub on each scrape) until interrupted")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,6 +57,9 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		return exitFor(fmt.Errorf("hub JetStream (--domain %q): %w", *domain, err), stderr)
+	}
+	if *metrics != "" {
+		return serveFleetMetrics(*metrics, js, *prefix, *stale, stdout, stderr)
 	}
 	sites, err := uplink.ReadFleet(ctx, js, *prefix)
 	if err != nil {
@@ -106,4 +116,22 @@ func renderFleet(w io.Writer, sites []uplink.SiteView, now time.Time) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "%d sites\n", len(sites))
+}
+
+// serveFleetMetrics is the fleet exporter: one Prometheus target at the
+// hub for every site's last heartbeat (packaging/grafana/edge-fleet.json).
+func serveFleetMetrics(addr string, js jetstream.JetStream, prefix string, stale time.Duration, stdout, stderr io.Writer) int {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return exitFor(fmt.Errorf("--metrics %s: %w", addr, err), stderr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	fmt.Fprintf(stdout, "fleet metrics on http://%s/metrics (Ctrl-C stops)\n", l.Addr())
+	srv := &http.Server{Handler: agent.FleetMetricsHandler(js, prefix, stale), ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return exitFor(err, stderr)
+	}
+	return 0
 }

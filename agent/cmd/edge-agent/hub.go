@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 
@@ -94,7 +95,8 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		return exitFor(err, stderr)
 	}
 	have = s.CachedInfo().Config
-	fleetCmd := "edge-agent fleet --server " + *srv
+	// A hint is copied into tickets and chats: never with the password.
+	fleetCmd := "edge-agent fleet --server " + uplink.RedactText(*srv)
 	if *prefix != "edge" {
 		fleetCmd += " --prefix " + *prefix
 	}
@@ -105,15 +107,19 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 }
 
 // ensureReport runs one of uplink's Ensure* calls for stream name and says
-// whether it created the stream or verified one that was there.
+// whether it created the stream, updated one that was there (EDGE_STATUS
+// gains the clock republish) or verified it.
 func ensureReport(ctx context.Context, js jetstream.JetStream, srv, name string, ensure func() (jetstream.Stream, error)) (jetstream.Stream, string, error) {
-	_, lookErr := js.Stream(ctx, name)
+	before, lookErr := js.Stream(ctx, name)
 	if lookErr != nil && !errors.Is(lookErr, jetstream.ErrStreamNotFound) {
 		return nil, "", fmt.Errorf("hub %s: stream %s: %w (is JetStream enabled for this user's account?)", srv, name, lookErr)
 	}
 	s, err := ensure()
 	if err != nil {
 		return nil, "", err
+	}
+	if lookErr == nil && !reflect.DeepEqual(before.CachedInfo().Config, s.CachedInfo().Config) {
+		return s, "updated existing", nil
 	}
 	if lookErr == nil {
 		return s, "verified existing (not changed)", nil

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 const defaultConfig = "/etc/edge-agent/agent.yaml"
@@ -30,10 +31,10 @@ Usage:
   edge-agent demo [--dir DIR]           a development hub plus an agent with simulated sensors
   edge-agent status [--config FILE] [--socket PATH] [--json] [--watch [INTERVAL]]
                                         the running agent's health (exit 0 healthy, 1 degraded, 2 down)
-  edge-agent doctor [--config FILE] [--json]
+  edge-agent doctor [--config FILE] [--socket PATH] [--json]
                                         check config, store, devices, clock, power and the way to the hub
   edge-agent sensors list               registered sensor drivers
-  edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m]
+  edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m] [--metrics HOST:PORT]
                                         every site the hub heard from, worst first
   edge-agent hub init --server URL [...] create or verify the hub stream (edge-agent hub for all options)
   edge-agent sensors sample DRIVER      a commented config snippet for a driver
@@ -86,7 +87,7 @@ func exitFor(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "edge-agent:", err)
+	fmt.Fprintln(stderr, "edge-agent:", uplink.RedactText(err.Error()))
 	var ce *agent.ConfigError
 	if errors.As(err, &ce) {
 		return agent.ExitConfig
@@ -134,6 +135,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := agent.LoadConfig(path)
 	if err != nil {
+		return exitFor(err, stderr)
+	}
+	if err := agent.CheckServer(cfg); err != nil {
 		return exitFor(err, stderr)
 	}
 	out, err := yaml.Marshal(cfg.Redacted())

@@ -12,6 +12,16 @@ func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("site: s1\nbogus: 1\n"), 0o600)
+	// buffer.sync: 1ns used to pass check-config and panic inside
+	// nats-server at run.
+	tinySync := filepath.Join(dir, "sync.yaml")
+	os.WriteFile(tinySync, []byte("site: s1\nstate_dir: "+dir+"\ncontrol_socket: "+dir+"/a.sock\nbuffer: {sync: 1ns}\n"), 0o600)
+	// The seed documents' remote with allow lists: nats-server refuses
+	// them; check-config used to accept the file.
+	allow := filepath.Join(dir, "allow.conf")
+	os.WriteFile(allow, []byte("leafnodes {\n  remotes = [\n    {\n      url: \"nats://hub:7422\"\n      allow_import: [\"config.>\"]\n    }\n  ]\n}\n"), 0o600)
+	seed := filepath.Join(dir, "seed.yaml")
+	os.WriteFile(seed, []byte("site: s1\nstate_dir: "+dir+"\ncontrol_socket: "+dir+"/b.sock\nnats_config: "+allow+"\n"), 0o600)
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte("site: s1\nstate_dir: "+dir+"\nuplink:\n  hub_urls: [\"tls://leaf:pw@hub:7422\"]\n"), 0o600)
 	ws := filepath.Join(dir, "ws.conf")
@@ -28,6 +38,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"check-config", bad}, 78, "bad.yaml:2: bogus: unknown key"},
 		{[]string{"run", "--config", bad}, 78, "unknown key"},
 		{[]string{"run", "--config", filepath.Join(dir, "missing.yaml")}, 78, "cannot read"},
+		{[]string{"check-config", seed}, 78, "allow.conf:5: allow_import: nats-server rejects it"},
+		{[]string{"run", "--config", seed}, 78, "allow.conf:5: allow_import: nats-server rejects it"},
+		{[]string{"check-config", tinySync}, 78, "buffer.sync: 1ns is too small"},
+		{[]string{"run", "--config", tinySync}, 78, "buffer.sync: 1ns is too small"},
 		{[]string{"check-config", good}, 0, "tls://leaf:REDACTED@hub:7422"},
 		{[]string{"version"}, 0, "nats-server: 2."},
 		{[]string{"sensors", "sample", "sim"}, 0, "driver: sim"},
