@@ -197,10 +197,17 @@ func (s Status) Health() (code int, warnings []Warning) {
 	}
 	if u := s.Uplink; u != nil && u.Link != nil && u.Link.State != uplink.StateConnected {
 		msg := "uplink " + u.Link.State
+		if !u.Link.DownSince.IsZero() {
+			msg += " for " + fmtAge(s.Time.Sub(u.Link.DownSince))
+		}
 		if u.Link.Reason != "" {
 			msg += ": " + u.Link.Reason
 		}
-		add(SevWarning, "uplink", msg, reasonFix(u.Link.ReasonClass))
+		fix := u.Link.Fix
+		if fix == "" {
+			fix = reasonFix(u.Link.ReasonClass)
+		}
+		add(SevWarning, "uplink", msg, fix)
 	}
 	if u := s.Uplink; u != nil && u.Forwarder != nil && u.Forwarder.LastError != "" && u.Link != nil && u.Link.State == uplink.StateConnected {
 		add(SevWarning, "uplink", "forwarder: "+u.Forwarder.LastError, "")
