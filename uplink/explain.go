@@ -51,10 +51,10 @@ func authReason(c *Config, words string) string {
 
 // Reason texts the fixes below are chosen by; the diagnosis writes them.
 const (
-	clientCertMissing  = "the hub requires a client certificate"
-	clientCertRefused  = "the hub refused the client certificate"
-	tcpRefusedWords    = "connection refused"
-	hubClosedHandshake = "closed the connection during the handshake"
+	clientCertMissing = "the hub requires a client certificate"
+	clientCertRefused = "the hub refused the client certificate"
+	tcpRefusedWords   = "connection refused"
+	hubClosed         = "closed the connection"
 )
 
 // FixFor is the next step for a link reason, naming the config key to
@@ -105,7 +105,7 @@ func (l *Link) hubWords(reason string) string {
 	reason = connPrefixRE.ReplaceAllString(reason, "")
 	reason = strings.ReplaceAll(reason, gateAddr, l.hubName())
 	if strings.Contains(reason, "Read Error") || strings.Contains(reason, "connection closed") {
-		return fmt.Sprintf("hub %s %s (%s)", l.hubName(), hubClosedHandshake, reason)
+		return fmt.Sprintf("hub %s %s (%s)", l.hubName(), hubClosed, reason)
 	}
 	return "hub " + l.hubName() + ": " + reason
 }

@@ -520,7 +520,7 @@ func TestLinkHubWords(t *testing.T) {
 	gateAddr := e.link.gate.ln.Addr().String()
 	u, _ := url.Parse(hub)
 	got := e.link.explain(ReasonOther, gateAddr+" - lid:5 - Leafnode connection closed: Read Error")
-	want := "hub " + u.Host + " closed the connection during the handshake (Leafnode connection closed: Read Error)"
+	want := "hub " + u.Host + " closed the connection (Leafnode connection closed: Read Error)"
 	if got != want {
 		t.Errorf("explain = %q, want %q", got, want)
 	}
