@@ -9,8 +9,8 @@ import (
 )
 
 // authMethod names the way this config authenticates the leaf to the hub,
-// and the keys a technician changes when the hub refuses it. nats-server
-// sends one method in CONNECT; the order is the one it picks them in.
+// and the keys a technician changes when the hub refuses it, in the order
+// nats-server's leaf CONNECT prefers them: creds, nkey, user or token.
 func authMethod(c *Config) (method, keys string) {
 	userInURL, tokenInURL := false, false
 	for _, s := range c.HubURLs {
