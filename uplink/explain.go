@@ -54,7 +54,6 @@ const (
 	clientCertMissing = "the hub requires a client certificate"
 	clientCertRefused = "the hub refused the client certificate"
 	tcpRefusedWords   = "connection refused"
-	hubClosed         = "closed the connection"
 )
 
 // FixFor is the next step for a link reason, naming the config key to
@@ -83,7 +82,7 @@ func FixFor(c *Config, class, reason string) string {
 		if _, keys := authMethod(c); keys != "" {
 			return "check " + keys + " with the hub operator: they must match this site's leaf user on the hub"
 		}
-		return "set the credentials the hub operator issued for this site: uplink.user and uplink.password, uplink.token, uplink.nkey_seed or uplink.credentials"
+		return "check this site's credentials with the hub operator: uplink.user and uplink.password, uplink.token, uplink.nkey_seed or uplink.credentials"
 	case ReasonPermission:
 		return "the hub's leaf user for this site may not use a subject it needs: ask the hub operator to allow it (README: hub side)"
 	}
@@ -105,7 +104,7 @@ func (l *Link) hubWords(reason string) string {
 	reason = connPrefixRE.ReplaceAllString(reason, "")
 	reason = strings.ReplaceAll(reason, gateAddr, l.hubName())
 	if strings.Contains(reason, "Read Error") || strings.Contains(reason, "connection closed") {
-		return fmt.Sprintf("hub %s %s (%s)", l.hubName(), hubClosed, reason)
+		return fmt.Sprintf("hub %s closed the connection (%s)", l.hubName(), reason)
 	}
 	return "hub " + l.hubName() + ": " + reason
 }

@@ -426,10 +426,10 @@ func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, mode watchMo
 }
 
 // spreadDelay is the random delay between a refusing hub accepting again
-// and this site's dial: uniform in [0, restoreWatchEvery/2], at most
+// and this site's dial: uniform in [0, restoreWatchEvery], at most
 // reconnect.min.
 func (l *Link) spreadDelay() time.Duration {
-	return time.Duration(l.bo.rnd(int64(min(restoreWatchEvery/2, l.cfg.Reconnect.Min)) + 1))
+	return time.Duration(l.bo.rnd(int64(min(restoreWatchEvery, l.cfg.Reconnect.Min)) + 1))
 }
 
 // watchDelay is restoreWatchEvery ±25 %, so sites that lost the same

@@ -295,7 +295,7 @@ func TestLinkHubReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	bound := restoreWatchEvery*5/4 + min(restoreWatchEvery/2, r.Min) + time.Second
+	bound := restoreWatchEvery*5/4 + min(restoreWatchEvery, r.Min) + time.Second
 	fwWaitFor(t, 30*time.Second, "first reading at the hub after its return", func() bool { return w.hubCount() > before })
 	took := time.Since(back)
 	t.Logf("hub back -> first reading at the hub: %s (bound %s; the backoff alone: 12 s or more)", took.Round(time.Millisecond), bound)
