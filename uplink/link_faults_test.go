@@ -288,7 +288,12 @@ func TestLinkHubReturn(t *testing.T) {
 
 	w.proxy.Cut()
 	fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+	drop := w.link.Status()
 	fwWaitFor(t, 15*time.Second, "a refused retry", func() bool { return w.link.Status().Attempts > 0 })
+	// The outage's times count from the drop: a failed retry moves none.
+	if st := w.link.Status(); !st.Since.Equal(drop.Since) || !st.DownSince.Equal(drop.Since) || !st.LastUp.Equal(drop.Since) || st.DownSince.IsZero() {
+		t.Errorf("after a failed retry: since %v, down_since %v, last_up %v; want all %v (the drop)", st.Since, st.DownSince, st.LastUp, drop.Since)
+	}
 	time.Sleep(8*time.Second - 5*time.Second) // the rest of the outage, after the retry at 5 s
 	before := w.hubCount()
 	if err := w.proxy.Restore(); err != nil {
