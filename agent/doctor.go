@@ -338,7 +338,12 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 			detail += " (" + strings.Join(passed, ", ") + " ok)"
 		}
 		fix := uplink.FixFor(cfg.Uplink, class, detail)
-		if fix == "" {
+		switch {
+		case fix != "":
+		case class == uplink.ReasonOther:
+			// reasonFix would send the technician back to doctor.
+			fix = "the hub ended the leaf handshake without saying why here: ask the hub operator what the hub logged for this site's connection"
+		default:
 			fix = reasonFix(class)
 		}
 		return Check{Name: name, Verdict: CheckFail, Detail: label + ": " + detail, Fix: fix}
