@@ -391,7 +391,16 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 		if len(passed) > 0 {
 			detail += " (" + strings.Join(passed, ", ") + " ok)"
 		}
-		return Check{Name: name, Verdict: CheckFail, Detail: label + ": " + detail, Fix: reasonFix(class)}
+		fix := uplink.FixFor(cfg.Uplink, class, detail)
+		switch {
+		case fix != "":
+		case class == uplink.ReasonOther:
+			// reasonFix would send the technician back to doctor.
+			fix = "the hub ended the leaf handshake without saying why here: ask the hub operator what the hub logged for this site's connection"
+		default:
+			fix = reasonFix(class)
+		}
+		return Check{Name: name, Verdict: CheckFail, Detail: label + ": " + detail, Fix: fix}
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
@@ -432,11 +441,19 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 			conn.Close()
 			return fail(uplink.ReasonTLS, "TLS: "+err.Error())
 		}
+		// The hub's refusal of the client certificate comes after the
+		// handshake: the link's own probe waits for it.
+		one := *cfg.Uplink
+		one.HubURLs = []string{raw}
+		if class, reason := uplink.Diagnose(ctx, &one); class != "" {
+			conn.Close()
+			return fail(class, reason)
+		}
 		passed = append(passed, "TLS")
 	}
 	conn.Close()
-	if err := d.authStep(ctx, cfg, raw); err != nil {
-		return fail(uplink.ReasonAuth, err.Error())
+	if class, reason := d.authStep(ctx, cfg, raw); class != "" {
+		return fail(class, reason)
 	}
 	detail := label + ": DNS, TCP"
 	if tlsInfo != "" {
@@ -517,13 +534,14 @@ func ipStrings(ips []net.IP) []string {
 // authStep proves the credentials the only exact way: a leafnode port does
 // not accept a client CONNECT, so a throwaway in-process server (no client
 // port, no JetStream) dials the hub with this remote alone and reports
-// whether the hub accepted the leaf connection.
-func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) error {
+// whether the hub accepted the leaf connection. Its log lines are read as
+// the link reads them, so a refusal names the configured method.
+func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) (class, reason string) {
 	one := *cfg.Uplink
 	one.HubURLs = []string{raw}
 	remote, err := uplink.RemoteOptions(&one)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return uplink.ReasonAuth, "auth: " + err.Error()
 	}
 	opts := &server.Options{
 		ServerName: "edge-agent-doctor-" + cfg.Site, DontListen: true, NoSigs: true, NoSystemAccount: true,
@@ -531,7 +549,7 @@ func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) error {
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
-		return fmt.Errorf("auth: cannot build the test leaf: %w", err)
+		return uplink.ReasonOther, "cannot build the test leaf: " + err.Error()
 	}
 	logs := &leafErrors{}
 	s.SetLoggerV2(logs, false, false, false)
@@ -540,17 +558,17 @@ func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) error {
 	deadline := time.Now().Add(2 * d.StepTimeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if s.NumLeafNodes() > 0 {
-			return nil
+			return "", ""
 		}
-		if logs.has("authorization violation") {
-			return errors.New("auth: authorization violation: the hub refused these credentials")
+		if _, r, ok := logs.classified(&one, uplink.ReasonAuth); ok {
+			return uplink.ReasonAuth, r
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if last := logs.last(); last != "" {
-		return fmt.Errorf("auth: no leaf connection within %s: %s", 2*d.StepTimeout, last)
+	if c, r, ok := logs.classified(&one, ""); ok {
+		return c, fmt.Sprintf("no leaf connection within %s: %s", 2*d.StepTimeout, r)
 	}
-	return fmt.Errorf("auth: no leaf connection within %s", 2*d.StepTimeout)
+	return uplink.ReasonOther, fmt.Sprintf("no leaf connection within %s (the hub accepted TCP and TLS but did not complete the leaf handshake)", 2*d.StepTimeout)
 }
 
 // leafErrors keeps the test leaf's error lines to classify the failure.
@@ -564,23 +582,18 @@ func (l *leafErrors) add(f string, v []any) {
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, fmt.Sprintf(f, v...))
 }
-func (l *leafErrors) has(s string) bool {
+
+// classified is the newest line the link would read as a reason of class
+// (any class when empty): its class and reason as status words them.
+func (l *leafErrors) classified(c *uplink.Config, class string) (string, string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, line := range l.lines {
-		if strings.Contains(strings.ToLower(line), s) {
-			return true
+	for i := len(l.lines) - 1; i >= 0; i-- {
+		if cl, r, ok := uplink.ClassifyLine(c, l.lines[i]); ok && (class == "" || cl == class) {
+			return cl, r, true
 		}
 	}
-	return false
-}
-func (l *leafErrors) last() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) == 0 {
-		return ""
-	}
-	return l.lines[len(l.lines)-1]
+	return "", "", false
 }
 func (l *leafErrors) Noticef(string, ...any)    {}
 func (l *leafErrors) Debugf(string, ...any)     {}

@@ -56,18 +56,34 @@ func TestDoctorHubSteps(t *testing.T) {
 	okHub := tlsHub(t, good, true)
 	expiredHub := tlsHub(t, expired, false)
 	closed := freePort(t)
+	// A hub that requires a client certificate signed by its CA.
+	mo := hubOpts(t)
+	mtc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: good.certFile, KeyFile: good.keyFile, CaFile: good.caFile, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mo.LeafNode.TLSConfig, mo.LeafNode.TLSTimeout = mtc, 5
+	mtlsHub := startServer(t, mo)
 
 	cases := []struct {
 		name, block string
 		verdict     string
 		detail      string
+		fix         string // empty: any fix
 	}{
-		{"unknown host", "  hub_urls: [nats://hub-1.invalid:7422]\n", CheckFail, "DNS: hub-1.invalid not found"},
-		{"closed port", fmt.Sprintf("  hub_urls: [nats://127.0.0.1:%d]\n", closed), CheckFail, "TCP: connection refused by 127.0.0.1:"},
-		{"expired certificate", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, expiredHub, "tls"), expired.caFile), CheckFail, "TLS: certificate expired 3 days ago (TCP ok)"},
-		{"wrong CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), other.caFile), CheckFail, "TLS: certificate signed by an unknown authority"},
-		{"wrong password", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-bad\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckFail, "auth: authorization violation"},
-		{"all good", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckOK, "TCP, TLS (hub issued by edge-agent test CA, expires in 8"},
+		{"unknown host", "  hub_urls: [nats://hub-1.invalid:7422]\n", CheckFail, "DNS: hub-1.invalid not found", ""},
+		{"closed port", fmt.Sprintf("  hub_urls: [nats://127.0.0.1:%d]\n", closed), CheckFail, "TCP: connection refused by 127.0.0.1:", ""},
+		{"expired certificate", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, expiredHub, "tls"), expired.caFile), CheckFail, "TLS: certificate expired 3 days ago (TCP ok)", ""},
+		{"wrong CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), other.caFile), CheckFail, "TLS: certificate signed by an unknown authority", ""},
+		{"wrong password", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-bad\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckFail,
+			"auth: the hub refused this site's user/password (authorization violation) (TCP, TLS ok)", `check uplink.user ("site") and uplink.password`},
+		// The hub's "client didn't provide a certificate" reaches the
+		// client as an alert after a TLS 1.3 handshake that looked fine.
+		{"client certificate missing", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.caFile), CheckFail,
+			"TLS: the hub requires a client certificate and uplink.tls.cert_file is not set", "set uplink.tls.cert_file and uplink.tls.key_file"},
+		{"client certificate of another CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.caFile, other.certFile, other.keyFile), CheckFail,
+			"TLS: the hub refused the client certificate in uplink.tls.cert_file", "uplink.tls.cert_file is not one the hub accepts"},
+		{"all good", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckOK, "TCP, TLS (hub issued by edge-agent test CA, expires in 8", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,6 +96,12 @@ func TestDoctorHubSteps(t *testing.T) {
 			}
 			if tc.verdict == CheckFail && c.Fix == "" {
 				t.Error("failure without a fix")
+			}
+			if !strings.Contains(c.Fix, tc.fix) {
+				t.Errorf("fix %q, want it to contain %q", c.Fix, tc.fix)
+			}
+			if strings.Contains(c.Detail, "TLS ok") && strings.Contains(c.Detail, "TLS:") {
+				t.Errorf("a TLS failure reported with TLS ok: %q", c.Detail)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -90,6 +91,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 		if u.Link != nil {
 			p.one("edge_agent_link_reconnects_total", "counter", "Leaf reconnects this boot.", float64(u.Link.Reconnects))
 			p.one("edge_agent_link_sent_bytes_total", "counter", "Bytes sent towards the hub this boot, as they left for the WAN (after compression and TLS).", float64(u.Link.SentBytes))
+			writeLinkTimes(p, u.Link, s.Time)
 		}
 		if f := u.Forwarder; f != nil {
 			p.family("edge_agent_forwarded_total", "counter", "Messages the hub acknowledged, per local stream, this boot.")
@@ -147,12 +149,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			{"edge_agent_sensor_published_total", "counter", "Readings stored locally.", func(se SensorStatus) float64 { return float64(se.Published) }},
 			{"edge_agent_sensor_writes_total", "counter", "Writes requested on cmd.modbus.<sensor>.<metric>, done or refused.", func(se SensorStatus) float64 { return float64(se.Writes) }},
 			{"edge_agent_sensor_write_errors_total", "counter", "Writes refused or failed.", func(se SensorStatus) float64 { return float64(se.WriteErrors) }},
-			{"edge_agent_sensor_last_read_timestamp_seconds", "gauge", "Unix time of the last successful read (0: none).", func(se SensorStatus) float64 {
-				if se.LastRead.IsZero() {
-					return 0
-				}
-				return float64(se.LastRead.UnixNano()) / 1e9
-			}},
+			{"edge_agent_sensor_last_read_timestamp_seconds", "gauge", "Unix time of the last successful read (0: none).", func(se SensorStatus) float64 { return unixOrZero(se.LastRead) }},
 		}
 		for _, m := range sensorFams {
 			p.family(m.name, m.typ, m.help)
@@ -185,4 +182,29 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 	}
 	p.one("edge_agent_local_clients", "gauge", "Local client connections.", float64(s.Clients))
 	p.one("edge_agent_log_lines_suppressed_total", "counter", "Repeated log lines the rate limiter left out.", float64(suppressedLogs))
+}
+
+// writeLinkTimes writes the outage's times as status shows them: an alert
+// on "leaf down for N minutes" reads edge_agent_link_down_seconds, which a
+// failed attempt does not reset.
+func writeLinkTimes(p promWriter, l *uplink.LinkStatus, now time.Time) {
+	down, next := 0.0, 0.0
+	if l.State != uplink.StateConnected && !l.DownSince.IsZero() {
+		down = now.Sub(l.DownSince).Seconds()
+	}
+	if !l.NextAttempt.IsZero() {
+		next = max(l.NextAttempt.Sub(now).Seconds(), 0)
+	}
+	p.one("edge_agent_link_down_seconds", "gauge", "Seconds since the link to the hub dropped (since the agent started if it never connected); 0 while connected.", down)
+	p.one("edge_agent_link_last_up_timestamp_seconds", "gauge", "Unix time the link was last up, i.e. when it dropped (0: connected now, or never connected this boot).", unixOrZero(l.LastUp))
+	p.one("edge_agent_link_attempts_since_down", "gauge", "Failed connection attempts since the link dropped.", float64(l.Attempts))
+	p.one("edge_agent_link_next_attempt_seconds", "gauge", "Seconds until the next connection attempt (0: connected or an attempt is under way).", next)
+	p.one("edge_agent_link_last_outage_seconds", "gauge", "How long the link was down before its current connection (0: down now, or no drop this boot).", l.LastOutage.Seconds())
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }

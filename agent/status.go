@@ -206,10 +206,17 @@ func (s Status) Health() (code int, warnings []Warning) {
 	}
 	if u := s.Uplink; u != nil && u.Link != nil && u.Link.State != uplink.StateConnected {
 		msg := "uplink " + u.Link.State
+		if !u.Link.DownSince.IsZero() {
+			msg += " for " + fmtAge(s.Time.Sub(u.Link.DownSince))
+		}
 		if u.Link.Reason != "" {
 			msg += ": " + u.Link.Reason
 		}
-		add(SevWarning, "uplink", msg, reasonFix(u.Link.ReasonClass))
+		fix := u.Link.Fix
+		if fix == "" {
+			fix = reasonFix(u.Link.ReasonClass)
+		}
+		add(SevWarning, "uplink", msg, fix)
 	}
 	if u := s.Uplink; u != nil && u.Forwarder != nil && u.Forwarder.LastError != "" && u.Link != nil && u.Link.State == uplink.StateConnected {
 		add(SevWarning, "uplink", "forwarder: "+u.Forwarder.LastError, "")
@@ -272,21 +279,16 @@ func describeTwin(tw uplink.Twin) string {
 	return fmt.Sprintf("device %s (instance %s) also publishes as this site", tw.Server, tw.Instance)
 }
 
-// reasonFix is the next step for each class of uplink failure.
+// reasonFix is the next step for each class of uplink failure, where the
+// link gave none (a state.db snapshot from an older agent, the forwarder's
+// classes): the link's own fixes without this site's config.
 func reasonFix(class string) string {
 	switch class {
-	case uplink.ReasonDNS:
-		return "check the hub name in uplink.hub_urls and the site's DNS (resolvectl status)"
-	case uplink.ReasonTCP:
-		return "check the WAN/firewall: outbound TCP to the hub port must be open"
-	case uplink.ReasonTLS:
-		return "check uplink.tls files and the device clock; `edge-agent doctor` shows the certificate chain"
-	case uplink.ReasonAuth:
-		return "check uplink.credentials for this site with the hub operator"
-	case uplink.ReasonPermission:
-		return "the hub user's permissions refuse a subject: ask the hub operator"
 	case uplink.ReasonDuplicate:
 		return "another device uses this site id: each site needs its own"
+	}
+	if fix := uplink.FixFor(&uplink.Config{}, class, ""); fix != "" {
+		return fix
 	}
 	return "`edge-agent doctor` checks the link step by step"
 }

@@ -144,11 +144,7 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 			if l.Reason != "" {
 				line += ": " + l.Reason
 			}
-			if l.LastConnected.IsZero() {
-				line += "; never connected this boot"
-			} else {
-				line += "; last connected " + fmtAge(now.Sub(l.LastConnected)) + " ago"
-			}
+			line += "; " + outageLine(l, now)
 		} else {
 			if l.RTT > 0 {
 				rtt := l.RTT.Round(time.Millisecond).String()
@@ -194,6 +190,30 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 		}
 		p("%-9s %s\n", "", line)
 	}
+}
+
+// outageLine is the down link's times: when it was last up, how many
+// attempts failed since, and when the next one comes.
+func outageLine(l *uplink.LinkStatus, now time.Time) string {
+	line := "never connected this boot"
+	if !l.LastUp.IsZero() {
+		line = "last up " + fmtAge(now.Sub(l.LastUp)) + " ago"
+	}
+	switch l.Attempts {
+	case 0:
+	case 1:
+		line += ", 1 attempt failed"
+	default:
+		line += fmt.Sprintf(", %d attempts failed", l.Attempts)
+	}
+	switch {
+	case !l.NextAttempt.IsZero():
+		// Rounded up: "next in 0s" would read as a stuck link.
+		line += ", next in " + fmtAge(l.NextAttempt.Sub(now)+time.Second-1)
+	case l.State == uplink.StateConnecting:
+		line += ", attempt in progress"
+	}
+	return line
 }
 
 func renderBacklog(p func(string, ...any), s Status, now time.Time) {

@@ -58,10 +58,22 @@ func healthyStatus() Status {
 	}
 }
 
+// siteUplink is the fixtures' uplink config: user/password over TLS.
+func siteUplink() *uplink.Config {
+	c := uplink.DefaultConfig()
+	c.HubURLs, c.User, c.Password = []string{"tls://hub-1.example.com:7422"}, "store-0042", "s3cret"
+	c.TLS.CAFile = "/etc/edge-agent/hub-ca.pem"
+	return &c
+}
+
 func wanDown(class, reason string) Status {
 	s := healthyStatus()
+	// Down 2h 5m after a connection that lasted three days; the times come
+	// from the model, as the link sets them, not from waiting.
+	down := ago(2*time.Hour + 5*time.Minute)
 	s.Uplink.Link = &uplink.LinkStatus{State: uplink.StateDisconnected, Hub: "tls://hub-1.example.com:7422", ReasonClass: class, Reason: reason,
-		Since: ago(2*time.Hour + 5*time.Minute), LastConnected: ago(2*time.Hour + 5*time.Minute), Reconnects: 41}
+		Since: down, DownSince: down, LastUp: down, LastConnected: ago(3*24*time.Hour + 2*time.Hour), Attempts: 131,
+		NextAttempt: goldenNow.Add(41*time.Second + 300*time.Millisecond), Reconnects: 41, Fix: uplink.FixFor(siteUplink(), class, reason)}
 	s.Uplink.Forwarder.RatePerSec, s.Uplink.Forwarder.LastAck = 0, ago(2*time.Hour+5*time.Minute)
 	s.Backlog = []LaneStatus{{Stream: "ALERTS", Messages: 1, Bytes: 230, Oldest: ago(40 * time.Minute)},
 		{Stream: "TELEMETRY", Messages: 9510, Bytes: 1961 << 10, Oldest: ago(2*time.Hour + 5*time.Minute)}}
@@ -71,23 +83,30 @@ func wanDown(class, reason string) Status {
 // statusFixtures are the situations a technician meets; each has a golden.
 func statusFixtures() map[string]Status {
 	m := map[string]Status{
-		"healthy":      healthyStatus(),
-		"wan-dns":      wanDown(uplink.ReasonDNS, "DNS: hub-1.example.com not found"),
-		"wan-tcp":      wanDown(uplink.ReasonTCP, "TCP: connection refused by 203.0.113.7:7422"),
-		"wan-tls":      wanDown(uplink.ReasonTLS, "TLS: certificate expired 3 days ago"),
-		"wan-auth":     wanDown(uplink.ReasonAuth, "auth: authorization violation"),
-		"standalone":   healthyStatus(),
-		"sensor-fail":  healthyStatus(),
-		"disk-full":    healthyStatus(),
-		"evicted-wan":  wanDown(uplink.ReasonTCP, "TCP: i/o timeout dialing 203.0.113.7:7422"),
-		"clock-unsync": healthyStatus(),
-		"clock-offset": healthyStatus(),
-		"clock-1970":   healthyStatus(),
-		"clock-jump":   healthyStatus(),
-		"duplicate":    healthyStatus(),
-		"hub-busy":     healthyStatus(),
-		"hub-lan-2.9":  healthyStatus(),
-		"drain-ramp":   healthyStatus(),
+		"healthy":  healthyStatus(),
+		"wan-dns":  wanDown(uplink.ReasonDNS, "DNS: hub-1.example.com not found"),
+		"wan-tcp":  wanDown(uplink.ReasonTCP, "TCP: connection refused by 203.0.113.7:7422"),
+		"wan-tls":  wanDown(uplink.ReasonTLS, "TLS: certificate expired 3 days ago"),
+		"wan-auth": wanDown(uplink.ReasonAuth, "auth: authorization violation"),
+		// Finding 1 and 3 of issue 18: the reasons as the link words them
+		// for these faults (TestLinkReasons produces them from real hubs).
+		"hub-refusing":    wanDown(uplink.ReasonTCP, "TCP: connection refused hub-1.example.com:7422"),
+		"wan-unplugged":   wanDown(uplink.ReasonTCP, "TCP: no answer from hub-1.example.com:7422 within 5s (firewall, routing or hub down)"),
+		"tls-client-cert": wanDown(uplink.ReasonTLS, "TLS: the hub requires a client certificate and uplink.tls.cert_file is not set (hub hub-1.example.com:7422: remote error: tls: certificate required)"),
+		"wrong-password":  wanDown(uplink.ReasonAuth, "auth: the hub refused this site's user/password (authorization violation)"),
+		"never-connected": wanDown(uplink.ReasonTCP, "TCP: connection refused hub-1.example.com:7422"),
+		"standalone":      healthyStatus(),
+		"sensor-fail":     healthyStatus(),
+		"disk-full":       healthyStatus(),
+		"evicted-wan":     wanDown(uplink.ReasonTCP, "TCP: i/o timeout dialing 203.0.113.7:7422"),
+		"clock-unsync":    healthyStatus(),
+		"clock-offset":    healthyStatus(),
+		"clock-1970":      healthyStatus(),
+		"clock-jump":      healthyStatus(),
+		"duplicate":       healthyStatus(),
+		"hub-busy":        healthyStatus(),
+		"hub-lan-2.9":     healthyStatus(),
+		"drain-ramp":      healthyStatus(),
 	}
 	d := m["duplicate"]
 	d.Uplink = &UplinkStatus{Link: d.Uplink.Link, Forwarder: d.Uplink.Forwarder,
@@ -141,6 +160,14 @@ func statusFixtures() map[string]Status {
 	s.Backlog = []LaneStatus{{Stream: "ALERTS"}, {Stream: "TELEMETRY", Messages: 52110, Bytes: 10 << 20, Oldest: ago(47 * time.Minute)}}
 	m["drain-ramp"] = s
 
+	// Never up since the agent started 3d 4h ago: the outage counts from
+	// the start, and the attempt in progress has no next time yet.
+	s = m["never-connected"]
+	nc := *s.Uplink.Link
+	nc.Since, nc.DownSince, nc.LastUp, nc.LastConnected, nc.NextAttempt, nc.State, nc.Reconnects = s.Started, s.Started, time.Time{}, time.Time{}, time.Time{}, uplink.StateConnecting, 0
+	s.Uplink = &UplinkStatus{Link: &nc, Forwarder: s.Uplink.Forwarder}
+	m["never-connected"] = s
+
 	// No NTP (a container), but the clock agrees with the hub's: fine.
 	s = m["clock-unsync"]
 	s.Clock.State = ClockUnsynced
@@ -190,6 +217,7 @@ func TestStatusGolden(t *testing.T) {
 	wantCode := map[string]int{
 		"healthy": ExitHealthy, "standalone": ExitHealthy,
 		"wan-dns": ExitDegraded, "wan-tcp": ExitDegraded, "wan-tls": ExitDegraded, "wan-auth": ExitDegraded,
+		"hub-refusing": ExitDegraded, "wan-unplugged": ExitDegraded, "tls-client-cert": ExitDegraded, "wrong-password": ExitDegraded, "never-connected": ExitDegraded,
 		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitHealthy, "clock-offset": ExitDegraded, "clock-1970": ExitDown, "clock-jump": ExitDegraded,
 		"hub-busy":  ExitDegraded, // forwarding goes on, slower: the warning says why
 		"disk-full": ExitDown, "duplicate": ExitDown,

@@ -108,6 +108,9 @@ func heartbeatFromStatus(s Status) uplink.Heartbeat {
 	if s.Uplink != nil && s.Uplink.Link != nil {
 		l := s.Uplink.Link
 		hb.Link, hb.Reason, hb.Reconnects = l.State, l.ReasonClass, l.Reconnects
+		if l.State == uplink.StateConnected {
+			hb.UpSince, hb.LastOutage = l.Since.Unix(), int64(l.LastOutage/time.Second)
+		}
 	}
 	for _, l := range s.Backlog {
 		if hb.Backlog == nil {

@@ -47,8 +47,11 @@ func classifyLine(msg string) (class, reason string, ok bool) {
 	// Timeout": a busy hub or slow link, not rejected credentials.
 	case strings.Contains(low, "authentication timeout"):
 		return ReasonOther, "hub busy: the leaf handshake did not finish within the hub's auth timeout (slow link or overloaded hub; retrying)", true
-	case strings.Contains(low, "authorization violation"), strings.Contains(low, "authentication"), strings.Contains(low, "user authentication expired"):
-		return ReasonAuth, "auth: authorization violation (the hub rejected uplink credentials/user/password/token/nkey_seed)", true
+	// The hub's words only: the link names the configured method (authReason).
+	case strings.Contains(low, "user authentication expired"):
+		return ReasonAuth, "auth: user authentication expired", true
+	case strings.Contains(low, "authorization violation"), strings.Contains(low, "authentication"):
+		return ReasonAuth, "auth: authorization violation", true
 	case strings.Contains(low, "permissions violation"):
 		r := "permission: the hub denied a subject"
 		if m := quotedRE.FindStringSubmatch(msg); m != nil {
@@ -208,15 +211,68 @@ func probeTLS(conn net.Conn, cfg *Config, host, addr string) (class, reason stri
 	}
 	roots := tc.RootCAs
 	tc.InsecureSkipVerify, tc.ServerName = true, name
+	asked := watchClientCertRequest(tc)
 	tconn := tls.Client(conn, tc)
 	if err := tconn.Handshake(); err != nil {
+		if r := clientCertReason(*asked, err, cfg.TLS, addr); r != "" {
+			return ReasonTLS, r
+		}
 		return ReasonTLS, fmt.Sprintf("TLS: handshake with %s failed: %v", addr, err)
 	}
 	certs := tconn.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
 		return ReasonTLS, fmt.Sprintf("TLS: %s sent no certificate", addr)
 	}
-	return verifyHubCert(certs, roots, name, time.Now())
+	if c, r := verifyHubCert(certs, roots, name, time.Now()); c != "" {
+		return c, r
+	}
+	if !*asked {
+		return "", ""
+	}
+	// With TLS 1.3 the client's handshake ends before the hub has checked
+	// the client certificate: its refusal comes as the first thing read.
+	_ = tconn.SetReadDeadline(time.Now().Add(clientCertWait))
+	_, err = tconn.Read(make([]byte, 1))
+	if r := clientCertReason(true, err, cfg.TLS, addr); r != "" {
+		return ReasonTLS, r
+	}
+	return "", ""
+}
+
+// clientCertWait bounds the wait for a hub's refusal of the client
+// certificate after the handshake; a hub that accepted it sends nothing
+// until the leaf's CONNECT.
+const clientCertWait = 2 * time.Second
+
+// watchClientCertRequest makes tc offer its configured client certificate
+// (if any) through a callback that records whether the hub asked for one.
+func watchClientCertRequest(tc *tls.Config) *bool {
+	asked := new(bool)
+	certs := tc.Certificates
+	tc.Certificates = nil
+	tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		*asked = true
+		if len(certs) > 0 {
+			return &certs[0], nil
+		}
+		return &tls.Certificate{}, nil
+	}
+	return asked
+}
+
+// clientCertReason explains a hub's TLS alert after it asked for a client
+// certificate: none configured, or the configured one refused. Empty when
+// err is no such alert.
+func clientCertReason(asked bool, err error, t TLS, addr string) string {
+	// crypto/tls reports an alert from the peer as this OpError.
+	var oe *net.OpError
+	if !asked || !errors.As(err, &oe) || oe.Op != "remote error" {
+		return ""
+	}
+	if t.CertFile == "" {
+		return fmt.Sprintf("TLS: %s and uplink.tls.cert_file is not set (hub %s: %v)", clientCertMissing, addr, err)
+	}
+	return fmt.Sprintf("TLS: %s in uplink.tls.cert_file %s (hub %s: %v)", clientCertRefused, t.CertFile, addr, err)
 }
 
 func verifyHubCert(certs []*x509.Certificate, roots *x509.CertPool, name string, now time.Time) (class, reason string) {

@@ -316,7 +316,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if f.ackedCount() > before {
 			wait = f.o.retryMin
 		}
-		class, reason := classify(err, f)
+		class, reason := classify(ctx, err, f)
 		f.setError(class, reason)
 		if reason != lastErr {
 			if f.o.link != nil && (class == ReasonHubStream || class == ReasonPermission) {
@@ -433,6 +433,36 @@ func (f *Forwarder) hubInterest(subject string) bool {
 	return false
 }
 
+// noStreamConfirm is how long the hub must stay connected without
+// interest in the site's subjects before "no responders" reads as a
+// missing hub stream. A hub that shuts down stops its JetStream first,
+// which withdraws the stream's interest over the still open leaf
+// connection, and closes the connection only after that.
+const noStreamConfirm = 3 * time.Second
+
+// hubStillSilent reports whether the leaf connection stays up for
+// noStreamConfirm without the hub announcing interest in subject: the hub
+// is there and has no stream for it. False as soon as the link drops or
+// the interest returns (a hub restarting, not a missing stream).
+func (f *Forwarder) hubStillSilent(ctx context.Context, subject string) bool {
+	deadline := time.NewTimer(noStreamConfirm)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if !f.linkUp() || f.hubInterest(subject) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return f.linkUp() && !f.hubInterest(subject)
+		case <-tick.C:
+		}
+	}
+}
+
 func (f *Forwarder) setError(class, reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -537,13 +567,20 @@ func sum(m map[string]uint64) uint64 {
 }
 
 // classify turns a session error into the status reason a technician reads.
-func classify(err error, f *Forwarder) (class, reason string) {
+// A reason is given only as observed: "no responders" means no hub stream
+// only while the hub, connected, keeps saying so (hubStillSilent).
+func classify(ctx context.Context, err error, f *Forwarder) (class, reason string) {
 	var ae *ackError
 	switch {
 	case errors.Is(err, errNoResponders) && !f.linkUp():
 		return ReasonOther, errLinkDown.Error()
 	case errors.Is(err, errNoResponders) && f.hubInterest(f.HubSubject("telemetry.x")):
 		return ReasonPermission, fmt.Sprintf("the hub has a stream for %s but this site's leaf user may not publish there: allow publish to %s.%s.> for it in the hub config (README: hub side)", f.HubSubject("telemetry.>"), f.prefix, f.site)
+	case errors.Is(err, errNoResponders) && !f.hubStillSilent(ctx, f.HubSubject("telemetry.x")):
+		if !f.linkUp() {
+			return ReasonOther, errLinkDown.Error()
+		}
+		return ReasonOther, fmt.Sprintf("the hub stopped answering for %s for a moment (a hub restarting?); resending from the cursor", f.HubSubject("telemetry.>"))
 	case errors.Is(err, errNoResponders):
 		return ReasonHubStream, fmt.Sprintf("no hub stream captures %s: create it with `edge-agent hub init --server URL`", f.HubSubject("telemetry.>"))
 	case errors.As(err, &ae) && ae.busy():

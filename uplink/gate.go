@@ -81,6 +81,18 @@ type dialFailure struct {
 	noAnswer      bool
 }
 
+// watch is what the link watches for after this failure: the path's
+// return, the hub's, or nothing (a name that does not exist).
+func (f dialFailure) watch() watchMode {
+	switch {
+	case f.noAnswer:
+		return watchUnanswered
+	case f.class == ReasonTCP:
+		return watchRefused
+	}
+	return watchNone
+}
+
 type tunnel struct {
 	leaf, hub net.Conn
 	once      sync.Once

@@ -30,8 +30,14 @@ type Heartbeat struct {
 	State    string `json:"st"` // healthy | degraded | down, as `edge-agent status`
 	Link     string `json:"link"`
 	// Reason is the link's reason class (dns, tls, duplicate_site...).
-	Reason     string            `json:"rc,omitempty"`
-	Reconnects uint64            `json:"rcn,omitempty"`
+	Reason     string `json:"rc,omitempty"`
+	Reconnects uint64 `json:"rcn,omitempty"`
+	// UpSince is when the current leaf connection came up, and LastOutage
+	// how long the link was down before it (seconds; 0: no drop this
+	// boot): a heartbeat is sent only while connected, so the fleet reads
+	// a two-hour outage here, not as a blip between two heartbeats.
+	UpSince    int64             `json:"lup,omitempty"`
+	LastOutage int64             `json:"lout,omitempty"`
 	Backlog    map[string]uint64 `json:"bl,omitempty"` // unforwarded messages per lane
 	Evicted    uint64            `json:"ev,omitempty"` // dropped by limits before forwarding
 	SensorsOK  int               `json:"s_ok"`

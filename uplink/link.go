@@ -47,9 +47,12 @@ const (
 // own retry is a fixed interval plus up to one interval of jitter, which
 // after a hub outage brings a whole fleet back within the same couple of
 // seconds.
-// While an attempt's dial got no answer (the site's own WAN is down) it
-// also watches for the hub's address to answer again and then dials at
-// once (waitAttempt), so the backoff paces hub outages, not WAN returns.
+// While an attempt's dial failed at TCP it also watches the hub's address
+// (waitAttempt): when the dial got no answer (the site's own WAN is down)
+// it dials the moment the address answers again; when it was refused (the
+// hub is down or restarting) it dials within a short random delay of the
+// hub accepting again. The backoff only bounds how often a hub that keeps
+// failing sees this site.
 //
 // State comes from the server itself (Leafz); the reason for a failure from
 // the gate's own dial, the server's log lines (fed through ServerLog), and
@@ -73,6 +76,10 @@ type Link struct {
 	lastEvent string        // last recorded error reason, to not flood state.db
 	lastDial  string        // last dial error the server logged at error level
 	restored  bool          // the restore watch ended the last wait (WANRestored)
+	// hubWatch: after a refused dial, watch for the hub to accept again
+	// (waitAttempt). Always on in the agent; BenchmarkHubRestart turns it
+	// off to measure the backoff alone.
+	hubWatch bool
 }
 
 // NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
@@ -90,12 +97,14 @@ func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events Event
 	}
 	l := &Link{
 		srv: srv, gate: g, cfg: cfg, events: events, log: log,
-		bo:     newBackoff(cfg.Reconnect),
-		lines:  make(chan string, 64),
-		bounce: make(chan struct{}, 1),
-		up:     make(chan struct{}),
-		st:     LinkStatus{State: StateConnecting, Since: time.Now()},
+		bo:       newBackoff(cfg.Reconnect),
+		lines:    make(chan string, 64),
+		bounce:   make(chan struct{}, 1),
+		up:       make(chan struct{}),
+		hubWatch: true,
 	}
+	now := time.Now()
+	l.st = LinkStatus{State: StateConnecting, Since: now, DownSince: now}
 	l.probe = func(ctx context.Context) (string, string) { return diagnose(ctx, cfg) }
 	return l, nil
 }
@@ -174,12 +183,13 @@ func (l *Link) Degraded(class, reason string) {
 	l.mu.Lock()
 	if class == "" && reason == "" {
 		if l.st.ReasonClass == ReasonHubStream || l.st.ReasonClass == ReasonPermission {
-			l.st.ReasonClass, l.st.Reason = "", ""
+			l.st.ReasonClass, l.st.Reason, l.st.Fix = "", "", ""
 		}
 		l.mu.Unlock()
 		return
 	}
-	l.st.ReasonClass, l.st.Reason = class, reason
+	reason = l.explain(class, reason)
+	l.st.ReasonClass, l.st.Reason, l.st.Fix = class, reason, FixFor(l.cfg, class, reason)
 	l.mu.Unlock()
 	l.record(EventError, reason)
 }
@@ -275,7 +285,7 @@ func (l *Link) Run(ctx context.Context) error {
 		return nil
 	}
 	for {
-		ok, class, reason, noAnswer := l.awaitAttempt(ctx)
+		ok, class, reason, watch := l.awaitAttempt(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -309,9 +319,11 @@ func (l *Link) Run(ctx context.Context) error {
 		l.st.NextAttempt = time.Now().Add(wait)
 		l.mu.Unlock()
 		l.log.Debug("uplink: next attempt", "in", wait, "failures", l.bo.failures)
-		// An attempt whose dial got no answer may be the site's own WAN
-		// down: watch for it to come back.
-		restored, err := l.waitAttempt(ctx, wait, noAnswer)
+		// A dial that failed at TCP, or a drop: watch the hub's address.
+		if ok && !bounced {
+			watch = watchDropped
+		}
+		restored, err := l.waitAttempt(ctx, wait, watch)
 		if err != nil {
 			return nil
 		}
@@ -324,33 +336,55 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 }
 
-// restoreWatchEvery paces the restore watch's checks (jittered ±25 %).
+// restoreWatchEvery paces the watch's checks (jittered ±25 %).
 const restoreWatchEvery = time.Second
 
+// watchMode says what the last attempt (or drop) told about the hub's
+// address, and so what waitAttempt watches for.
+type watchMode int
+
+const (
+	watchNone       watchMode = iota
+	watchUnanswered           // the dial got no answer: the path may be down
+	watchRefused              // the dial was refused: the hub is down
+	watchDropped              // the connection dropped: not known yet
+)
+
 // waitAttempt waits out the backoff before the next attempt, or less on a
-// bounce. With watch (the attempt's dial got no answer) it checks at once
-// and then about once a second whether the hub's address answers a TCP
-// dial, and ends the wait when one does: the path to the hub was down and
-// is back, most likely the site's own WAN (a modem lost its uplink, DNS
-// failed). Without this the exponential backoff, which after a long outage
-// waits up to reconnect.max, would keep the backlog waiting up to that
-// long after the WAN returns. A refused dial (or a name the resolver says
-// does not exist) stops the watch: the path works and the hub itself is
-// down or restarting, the case the backoff spreads the fleet for, or the
-// config is wrong. restored says the watch ended the wait.
-func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, watch bool) (restored bool, err error) {
+// bounce. With a watch it checks with a bare TCP connect, at once and then
+// about once a second, whether the hub's address answers:
+//
+//   - unanswered: the path to the hub was down, most likely the site's
+//     own WAN (a modem lost its uplink, DNS failed); an answer ends the
+//     wait at once (restored). Without this the exponential backoff,
+//     which after a long outage waits up to reconnect.max, would keep the
+//     backlog waiting up to that long after the WAN returns.
+//   - refused: the path works and the hub itself is down or restarting;
+//     an answer ends the wait after a random delay (spreadDelay), so a
+//     fleet that checks about once a second does not dial in one instant,
+//     and the hub's return costs each site about a second, not the rest
+//     of a backoff that has grown towards reconnect.max.
+//   - dropped: the first check decides: no answer or a refusal watches as
+//     above, an answer leaves the backoff's quick retry to it.
+//
+// A name the resolver says does not exist is a config error: no watch.
+// The checks end with the wait, when the backoff's attempt is due.
+func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, mode watchMode) (restored bool, err error) {
 	due := time.Now().Add(wait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
-		next    <-chan time.Time
-		checked chan hubAnswer
+		next, spread <-chan time.Time
+		checked      chan hubAnswer
 	)
 	check := func() {
 		checked = make(chan hubAnswer, 1)
 		go func(c chan<- hubAnswer) { c <- dialHub(ctx, l.cfg, restoreWatchEvery) }(checked)
 	}
-	if watch {
+	if mode == watchRefused && !l.hubWatch {
+		mode = watchNone
+	}
+	if mode != watchNone {
 		check()
 	}
 	for {
@@ -361,21 +395,41 @@ func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, watch bool) 
 			return false, nil
 		case <-l.bounce:
 			return false, nil
+		case <-spread:
+			return false, nil
 		case <-next:
 			next = nil
 			check()
 		case a := <-checked:
 			checked = nil
 			switch {
-			case a.answered:
+			case a.answered && mode == watchUnanswered:
 				l.log.Info("uplink: hub reachable again; dialing now instead of waiting out the backoff", "backoff_left", time.Until(due).Round(time.Millisecond))
 				return true, nil
+			case a.answered && mode == watchRefused:
+				d := l.spreadDelay()
+				l.log.Info("uplink: hub accepting connections again; dialing after a random delay instead of waiting out the backoff", "delay", d.Round(time.Millisecond), "backoff_left", time.Until(due).Round(time.Millisecond))
+				spread = time.After(d)
+				continue // no more checks
+			case a.answered:
+				continue // dropped, yet the hub answers: the backoff's quick retry
+			case a.refused && !l.hubWatch:
+				continue // the backoff alone paces the hub's return
 			case a.refused:
-				continue // the hub's outage, not the path's: no more checks
+				mode = watchRefused
+			case mode == watchDropped:
+				mode = watchUnanswered
 			}
 			next = time.After(l.watchDelay())
 		}
 	}
+}
+
+// spreadDelay is the random delay between a refusing hub accepting again
+// and this site's dial: uniform in [0, restoreWatchEvery], at most
+// reconnect.min.
+func (l *Link) spreadDelay() time.Duration {
+	return time.Duration(l.bo.rnd(int64(min(restoreWatchEvery, l.cfg.Reconnect.Min)) + 1))
 }
 
 // watchDelay is restoreWatchEvery ±25 %, so sites that lost the same
@@ -438,22 +492,21 @@ func (l *Link) drainLines() {
 }
 
 // awaitAttempt waits for the attempt in progress to connect or fail;
-// noAnswer says it failed because the hub's address did not answer the
-// gate's dial.
-func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string, noAnswer bool) {
+// watch says how its TCP dial failed, if it did (see waitAttempt).
+func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string, watch watchMode) {
 	deadline := time.NewTimer(attemptTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if l.connected() {
-			return true, "", "", false
+			return true, "", "", watchNone
 		}
 		select {
 		case <-ctx.Done():
-			return false, "", "", false
+			return false, "", "", watchNone
 		case f := <-l.gate.failed:
-			return false, f.class, f.reason, f.noAnswer
+			return false, f.class, f.reason, f.watch()
 		case msg := <-l.lines:
 			c, r, _ := classifyLine(msg)
 			if c == ReasonPermission { // a permission error does not end the attempt
@@ -461,9 +514,9 @@ func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string,
 			}
 			// The connection may still be registered for a moment after
 			// its error; the attempt failed either way.
-			return false, c, r, false
+			return false, c, r, watchNone
 		case <-deadline.C:
-			return false, ReasonOther, fmt.Sprintf("no connection within %s", attemptTimeout), false
+			return false, ReasonOther, fmt.Sprintf("no connection within %s", attemptTimeout), watchNone
 		case <-tick.C:
 		}
 	}
@@ -544,8 +597,12 @@ func (l *Link) connected() bool {
 func (l *Link) setConnected() {
 	now := time.Now()
 	l.mu.Lock()
+	if !l.st.LastUp.IsZero() {
+		l.st.LastOutage = now.Sub(l.st.DownSince)
+	}
 	l.st.State, l.st.Since, l.st.LastConnected = StateConnected, now, now
-	l.st.ReasonClass, l.st.Reason, l.st.NextAttempt = "", "", time.Time{}
+	l.st.DownSince, l.st.LastUp, l.st.Attempts = time.Time{}, time.Time{}, 0
+	l.st.ReasonClass, l.st.Reason, l.st.Fix, l.st.NextAttempt = "", "", "", time.Time{}
 	hub := l.st.Hub
 	close(l.up)
 	l.lastEvent, l.lastDial = "", ""
@@ -554,7 +611,9 @@ func (l *Link) setConnected() {
 	l.record(EventConnect, hub)
 }
 
-// setDown enters state with a reason; wasUp says the connection was up.
+// setDown enters state with a reason; wasUp says the connection was up
+// and has just dropped, otherwise an attempt failed. The outage's times
+// start at the drop only: a failed attempt counts, it does not restart them.
 func (l *Link) setDown(state, class, reason string, wasUp bool) {
 	now := time.Now()
 	l.mu.Lock()
@@ -562,11 +621,13 @@ func (l *Link) setDown(state, class, reason string, wasUp bool) {
 		l.up = make(chan struct{})
 		l.st.Reconnects++
 		l.st.RTT, l.st.Compression = 0, ""
+		l.st.Since, l.st.DownSince, l.st.LastUp = now, now, now
+		l.st.Attempts, l.st.LastOutage = 0, 0
+	} else {
+		l.st.Attempts++
 	}
-	if l.st.State != state {
-		l.st.Since = now
-	}
-	l.st.State, l.st.ReasonClass, l.st.Reason = state, class, reason
+	reason = l.explain(class, reason)
+	l.st.State, l.st.ReasonClass, l.st.Reason, l.st.Fix = state, class, reason, FixFor(l.cfg, class, reason)
 	l.mu.Unlock()
 	if wasUp {
 		l.log.Warn("uplink: disconnected from hub", "class", class, "reason", reason)

@@ -29,7 +29,8 @@ func newWANEnv(t testing.TB, site string) *wanEnv {
 
 // newWANEnvPaced is newWANEnv with the link's backoff r: the shipped
 // default (DefaultConfig) where a figure must hold for real sites.
-func newWANEnvPaced(t testing.TB, site string, r Reconnect) *wanEnv {
+// tune adjusts the link before it runs.
+func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link)) *wanEnv {
 	t.Helper()
 	w := &wanEnv{}
 	var lo *server.Options
@@ -55,7 +56,7 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect) *wanEnv {
 		},
 	})
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
-	w.link = runLink(t, w.fwEnv, lo, r)
+	w.link = runLink(t, w.fwEnv, lo, r, tune...)
 	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
 		return w.link.Connected() && w.link.Status().Hub == w.proxy.Addr()
 	})
@@ -69,13 +70,17 @@ var quickReconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
 
 // runLink paces e's leaf remote with a Link as the agent does, with the
 // backoff r. lo are the leaf's options, with the remote routed through
-// GateRemote; e.cfg.HubURLs must name the remote's URLs.
-func runLink(t testing.TB, e *fwEnv, lo *server.Options, r Reconnect) *Link {
+// GateRemote; e.cfg.HubURLs must name the remote's URLs. tune adjusts the
+// link before it runs.
+func runLink(t testing.TB, e *fwEnv, lo *server.Options, r Reconnect, tune ...func(*Link)) *Link {
 	t.Helper()
 	e.cfg.Reconnect = r
 	link, err := NewLink(e.leaf, lo, e.cfg, e.st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range tune {
+		f(link)
 	}
 	e.leaf.SetLoggerV2(link.Logger(lineLog{}), false, false, false)
 	e.link = link
@@ -210,18 +215,18 @@ func TestWANShapedBacklogDrains(t *testing.T) {
 
 // TestLinkRestoreWatch runs the link with a backoff long enough to matter
 // (min 3 s, so every wait after a failure is 3-6 s or more) and restores
-// the WAN early in such a wait. Unplugged (dials get no answer, as when a
-// store's own WAN dies) the link must notice the hub answering again and
-// connect before the backoff's attempt, and tell the forwarder so
-// (WANRestored); cut (dials refused: the hub's host is there, the hub
-// is not) it must wait for the backoff's attempt, as a fleet after a hub
-// restart should.
+// the WAN early in such a wait. Either way the link must notice the hub
+// answering again and connect before the backoff's attempt. Unplugged
+// (dials get no answer, as when a store's own WAN dies) it tells the
+// forwarder so (WANRestored: skip the drain ramp); cut (dials refused: the
+// hub's host is there, the hub is not) it does not, because the whole
+// fleet is returning with it.
 func TestLinkRestoreWatch(t *testing.T) {
 	w := newWANEnvPaced(t, "store-13", Reconnect{Min: 3 * time.Second, Max: time.Minute})
 	for _, c := range []struct {
-		name  string
-		down  func() error
-		early bool
+		name     string
+		down     func() error
+		restored bool
 	}{
 		{"unplugged", w.proxy.Unplug, true},
 		{"cut", func() error { w.proxy.Cut(); return nil }, false},
@@ -234,11 +239,11 @@ func TestLinkRestoreWatch(t *testing.T) {
 			next := w.restoreInBackoff(t)
 			fwWaitFor(t, 30*time.Second, "link up after the restore", w.link.Connected)
 			st := w.link.Status()
-			if early := st.LastConnected.Before(next); early != c.early {
-				t.Fatalf("connected at %s, the backoff's attempt was due at %s: early = %v, want %v", st.LastConnected.Format(time.TimeOnly+".000"), next.Format(time.TimeOnly+".000"), early, c.early)
+			if !st.LastConnected.Before(next) {
+				t.Fatalf("connected at %s, not before the backoff's attempt due at %s", st.LastConnected.Format(time.TimeOnly+".000"), next.Format(time.TimeOnly+".000"))
 			}
-			if got := w.link.WANRestored(); got != c.early {
-				t.Fatalf("WANRestored() = %v, want %v", got, c.early)
+			if got := w.link.WANRestored(); got != c.restored {
+				t.Fatalf("WANRestored() = %v, want %v", got, c.restored)
 			}
 		})
 	}
@@ -263,4 +268,50 @@ func (w *wanEnv) restoreInBackoff(t *testing.T) (next time.Time) {
 		t.Fatalf("backoff wait ends at %s, too soon to tell an early dial from the backoff's", next.Format(time.TimeOnly+".000"))
 	}
 	return next
+}
+
+// TestLinkHubReturn: a hub down for 8 s (its address refuses, as a host
+// whose nats-server is not running) and back. With reconnect.min 10s the
+// backoff alone waits 10-20 s after the refused retry, so the first
+// reading would reach the hub 12 s or more after its return (the random
+// draws are pinned to the middle of each range: the drop's retry at 5 s,
+// the next wait 15 s). Watching the refusing hub, the link dials within
+// one check interval (plus its jitter) and the spread delay of the hub
+// accepting again.
+func TestLinkHubReturn(t *testing.T) {
+	r := Reconnect{Min: 10 * time.Second, Max: time.Minute}
+	w := newWANEnvPaced(t, "store-14", r, func(l *Link) { l.bo.rnd = func(n int64) int64 { return n / 2 } })
+	w.forwarder()
+	stop := w.flow("telemetry.flow", 20*time.Millisecond)
+	defer stop()
+	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return w.hubCount() > 10 })
+
+	w.proxy.Cut()
+	fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+	drop := w.link.Status()
+	fwWaitFor(t, 15*time.Second, "a refused retry", func() bool { return w.link.Status().Attempts > 0 })
+	// The outage's times count from the drop: a failed retry moves none.
+	if st := w.link.Status(); !st.Since.Equal(drop.Since) || !st.DownSince.Equal(drop.Since) || !st.LastUp.Equal(drop.Since) || st.DownSince.IsZero() {
+		t.Errorf("after a failed retry: since %v, down_since %v, last_up %v; want all %v (the drop)", st.Since, st.DownSince, st.LastUp, drop.Since)
+	}
+	time.Sleep(8*time.Second - 5*time.Second) // the rest of the outage, after the retry at 5 s
+	before := w.hubCount()
+	if err := w.proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	bound := restoreWatchEvery*5/4 + min(restoreWatchEvery, r.Min) + time.Second
+	fwWaitFor(t, 30*time.Second, "first reading at the hub after its return", func() bool { return w.hubCount() > before })
+	took := time.Since(back)
+	t.Logf("hub back -> first reading at the hub: %s (bound %s; the backoff alone: 12 s or more)", took.Round(time.Millisecond), bound)
+	if took > bound {
+		t.Fatalf("first reading %s after the hub's return, want within %s", took.Round(time.Millisecond), bound)
+	}
+	st := w.link.Status()
+	if w.link.WANRestored() {
+		t.Error("WANRestored after a hub outage: the forwarder would skip the drain ramp the fleet needs")
+	}
+	if st.LastOutage < 8*time.Second || st.Attempts != 0 || !st.DownSince.IsZero() {
+		t.Errorf("after the return: last outage %s (want >= 8s), attempts %d, down since %v", st.LastOutage, st.Attempts, st.DownSince)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -156,33 +157,61 @@ func newPKI(t *testing.T, notAfter time.Time) wanfault.PKI {
 	return p
 }
 
+// mtlsHub is a TLS hub that requires a client certificate signed by
+// pki's CA.
+func mtlsHub(t *testing.T, pki wanfault.PKI) *server.Server {
+	o := fwHubOpts(t)
+	o.JetStream = false
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.CertFile, KeyFile: pki.KeyFile, CaFile: pki.CAFile, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.LeafNode.TLSConfig = tc
+	return fwStartServer(t, o)
+}
+
+// TestLinkReasons runs the link against real failing hubs: each reason
+// names the hub as configured (never the link's loopback gate), in the
+// hub's words translated into the config key to change (fix).
 func TestLinkReasons(t *testing.T) {
 	cases := []struct {
-		name, class, reason string
-		cfg                 func(t *testing.T) *Config
+		name, class, reason, fix string
+		cfg                      func(t *testing.T) *Config
 	}{
-		{"closed port", ReasonTCP, "TCP: connection refused 127.0.0.1:", func(t *testing.T) *Config {
+		{"closed port", ReasonTCP, "TCP: connection refused 127.0.0.1:", "the hub is down or restarting", func(t *testing.T) *Config {
 			return linkConfig(t, "nats://"+closedPort(t))
 		}},
-		{"unknown host", ReasonDNS, "DNS: hub-1.edge-agent.invalid not found", func(t *testing.T) *Config {
+		{"unknown host", ReasonDNS, "DNS: hub-1.edge-agent.invalid not found", "uplink.hub_urls", func(t *testing.T) *Config {
 			return linkConfig(t, "nats://hub-1.edge-agent.invalid:7422")
 		}},
-		{"expired certificate", ReasonTLS, "TLS: hub certificate expired 3 days ago", func(t *testing.T) *Config {
+		{"expired certificate", ReasonTLS, "TLS: hub certificate expired 3 days ago", "uplink.tls.ca_file", func(t *testing.T) *Config {
 			pki := newPKI(t, time.Now().Add(-3*24*time.Hour-time.Hour))
 			c := linkConfig(t, hubLeafURL(t, tlsHub(t, pki), "tls"))
 			c.TLS.CAFile = pki.CAFile
 			return c
 		}},
-		{"wrong CA", ReasonTLS, "signed by unknown authority", func(t *testing.T) *Config {
+		{"wrong CA", ReasonTLS, "signed by unknown authority", "uplink.tls.ca_file", func(t *testing.T) *Config {
 			pki, other := newPKI(t, time.Now().Add(time.Hour)), newPKI(t, time.Now().Add(time.Hour))
 			c := linkConfig(t, hubLeafURL(t, tlsHub(t, pki), "tls"))
 			c.TLS.CAFile = other.CAFile
 			return c
 		}},
-		{"TLS hub behind a nats:// URL", ReasonTLS, "TLS: the hub requires TLS: use tls://", func(t *testing.T) *Config {
+		{"TLS hub behind a nats:// URL", ReasonTLS, "TLS: the hub requires TLS: use tls://", "use tls:// in uplink.hub_urls", func(t *testing.T) *Config {
 			return linkConfig(t, hubLeafURL(t, tlsHub(t, newPKI(t, time.Now().Add(time.Hour))), "nats"))
 		}},
-		{"wrong password", ReasonAuth, "auth: authorization violation", func(t *testing.T) *Config {
+		{"client certificate missing", ReasonTLS, "TLS: the hub requires a client certificate and uplink.tls.cert_file is not set", "set uplink.tls.cert_file and uplink.tls.key_file", func(t *testing.T) *Config {
+			pki := newPKI(t, time.Now().Add(time.Hour))
+			c := linkConfig(t, hubLeafURL(t, mtlsHub(t, pki), "tls"))
+			c.TLS.CAFile = pki.CAFile
+			return c
+		}},
+		{"client certificate of another CA", ReasonTLS, "TLS: the hub refused the client certificate in uplink.tls.cert_file", "uplink.tls.cert_file is not one the hub accepts", func(t *testing.T) *Config {
+			pki, other := newPKI(t, time.Now().Add(time.Hour)), newPKI(t, time.Now().Add(time.Hour))
+			c := linkConfig(t, hubLeafURL(t, mtlsHub(t, pki), "tls"))
+			c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile = pki.CAFile, other.CertFile, other.KeyFile
+			return c
+		}},
+		{"wrong password", ReasonAuth, "auth: the hub refused this site's user/password (authorization violation)", `check uplink.user ("leaf") and uplink.password`, func(t *testing.T) *Config {
 			o := fwHubOpts(t)
 			o.JetStream = false
 			o.LeafNode.Username, o.LeafNode.Password = "leaf", "right"
@@ -194,11 +223,24 @@ func TestLinkReasons(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startLink(t, tc.cfg(t), nil)
+			gateAddr := e.link.gate.ln.Addr().String()
+			var seen []string
 			fwWaitFor(t, 20*time.Second, "reason "+tc.reason, func() bool {
 				st := e.link.Status()
+				if st.Reason != "" && !slices.Contains(seen, st.Reason) {
+					seen = append(seen, st.Reason)
+				}
 				return st.ReasonClass == tc.class && strings.Contains(st.Reason, tc.reason)
 			})
+			for _, r := range seen {
+				if strings.Contains(r, gateAddr) {
+					t.Errorf("reason %q names the link's loopback gate %s, not the hub", r, gateAddr)
+				}
+			}
 			st := e.link.Status()
+			if !strings.Contains(st.Fix, tc.fix) {
+				t.Errorf("fix %q, want it to contain %q", st.Fix, tc.fix)
+			}
 			if st.State != StateDisconnected && st.State != StateConnecting {
 				t.Errorf("state = %s, want disconnected or connecting", st.State)
 			}
@@ -467,5 +509,25 @@ func TestLinkDegradedCleared(t *testing.T) {
 	e.link.Degraded("", "")
 	if st := e.link.Status(); st.ReasonClass != ReasonTCP {
 		t.Fatalf("a connection-level reason was cleared by the forwarder: %+v", st)
+	}
+}
+
+// TestLinkHubWords: nats-server sees only the link's loopback gate as its
+// peer, so its lines name the gate; status names the hub as configured.
+func TestLinkHubWords(t *testing.T) {
+	hub := "nats://leaf:s3cret@" + closedPort(t)
+	e := startLink(t, linkConfig(t, hub), nil)
+	gateAddr := e.link.gate.ln.Addr().String()
+	u, _ := url.Parse(hub)
+	got := e.link.explain(ReasonOther, gateAddr+" - lid:5 - Leafnode connection closed: Read Error")
+	want := "hub " + u.Host + " closed the connection (Leafnode connection closed: Read Error)"
+	if got != want {
+		t.Errorf("explain = %q, want %q", got, want)
+	}
+	if got := e.link.explain(ReasonAuth, "auth: authorization violation"); got != "auth: the hub refused this site's user/password (authorization violation)" {
+		t.Errorf("explain(auth) = %q", got)
+	}
+	if fix := FixFor(e.link.cfg, ReasonAuth, ""); !strings.Contains(fix, "the user:password in uplink.hub_urls") || strings.Contains(fix, "s3cret") {
+		t.Errorf("FixFor(auth) = %q", fix)
 	}
 }

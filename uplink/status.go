@@ -24,13 +24,30 @@ const (
 
 // LinkStatus is the leaf connection as status shows it.
 type LinkStatus struct {
-	State         string        `json:"state"`
-	Hub           string        `json:"hub,omitempty"` // URL currently (or last) connected
-	ReasonClass   string        `json:"reason_class,omitempty"`
-	Reason        string        `json:"reason,omitempty"` // e.g. "TLS: certificate expired 3 days ago"
-	Since         time.Time     `json:"since"`            // when State was entered
-	LastConnected time.Time     `json:"last_connected,omitzero"`
-	RTT           time.Duration `json:"rtt_ns,omitempty"`
+	State       string `json:"state"`
+	Hub         string `json:"hub,omitempty"` // URL currently (or last) connected
+	ReasonClass string `json:"reason_class,omitempty"`
+	Reason      string `json:"reason,omitempty"` // e.g. "TLS: certificate expired 3 days ago"
+	// Fix is the next step for Reason, naming the config key to change
+	// where the cause is this site's config.
+	Fix string `json:"fix,omitempty"`
+	// Since is when the link came up (connected) or went down: a failed
+	// attempt or a redial does not move it, so it is the outage's length.
+	Since time.Time `json:"since"`
+	// DownSince is when the link last dropped, or when the link started if
+	// it has not connected since; zero while connected.
+	DownSince time.Time `json:"down_since,omitzero"`
+	// LastUp is when the link was last up: the moment it dropped (zero
+	// while connected, or when it never connected this boot).
+	LastUp time.Time `json:"last_up,omitzero"`
+	// LastConnected is when the last connection was established.
+	LastConnected time.Time `json:"last_connected,omitzero"`
+	// Attempts counts the failed connection attempts since DownSince.
+	Attempts uint64 `json:"attempts_since_down"`
+	// LastOutage is how long the link was down before its current
+	// connection; zero while down or before the first connect.
+	LastOutage time.Duration `json:"last_outage_ns,omitempty"`
+	RTT        time.Duration `json:"rtt_ns,omitempty"`
 	// Compression is the leaf connection's compression as nats-server
 	// negotiated it while connected (s2_fast, off, ...): "not supported"
 	// is a hub older than nats-server 2.10, which leaves a metered link
