@@ -11,15 +11,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/yamlcheck"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -124,9 +125,6 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(path, data)
 }
 
-var typeErrRE = regexp.MustCompile(`line (\d+): (.*)`)
-var unknownRE = regexp.MustCompile(`field (\S+) not found in type`)
-
 // ParseConfig decodes strictly (unknown keys are errors) and validates.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	cfg := DefaultConfig()
@@ -172,102 +170,17 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	return &cfg, nil
 }
 
+// yamlError locates a decoding error on the document's nodes: the key and
+// its line come from the node, not from yaml's error text. Without a
+// document (a syntax error) only the parser's text is left.
 func yamlError(path string, root *yaml.Node, err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) || len(te.Errors) == 0 {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		ce := &ConfigError{File: path, Msg: "not valid YAML: " + msg}
-		if m := typeErrRE.FindStringSubmatch(msg); m != nil {
-			ce.Line, _ = strconv.Atoi(m[1])
-			ce.Msg = "not valid YAML: " + m[2]
-			if root != nil {
-				// A value rejected by its own decoder (sizes): the YAML is fine,
-				// the value is not.
-				ce.Key, ce.Msg = keyPathAtLine(root, ce.Line, ""), m[2]
-			}
-		}
-		return ce
+	if root == nil {
+		return &ConfigError{File: path, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
-	// Report the first problem precisely; the operator fixes and reruns.
-	m := typeErrRE.FindStringSubmatch(te.Errors[0])
-	if m == nil {
-		return &ConfigError{File: path, Msg: te.Errors[0]}
+	if p := yamlcheck.Find(root, reflect.TypeOf(Config{}), ""); p != nil {
+		return &ConfigError{File: path, Key: p.Key, Line: p.Line, Msg: p.Msg}
 	}
-	line, _ := strconv.Atoi(m[1])
-	msg := m[2]
-	ce := &ConfigError{File: path, Line: line, Msg: msg}
-	if u := unknownRE.FindStringSubmatch(msg); u != nil {
-		ce.Key = keyPathAtLine(root, line, u[1])
-		ce.Msg = fmt.Sprintf("unknown key %q (check spelling; `edge-agent check-config` lists the effective keys)", u[1])
-	} else if strings.HasSuffix(msg, "into time.Duration") {
-		ce.Key, ce.Msg = durationError(root, line, msg)
-	} else {
-		ce.Key = keyPathAtLine(root, line, "")
-		ce.Msg = strings.Replace(msg, "cannot unmarshal", "wrong type: cannot use", 1)
-	}
-	if len(te.Errors) > 1 {
-		ce.Msg += fmt.Sprintf(" (and %d more problems)", len(te.Errors)-1)
-	}
-	return ce
-}
-
-// durationError names the duration on line that yaml could not decode
-// (yaml.v3 quotes the value's start; the first key on a flow-style line
-// need not be it) and says whether it is too large, unitless or not a
-// duration at all.
-func durationError(root *yaml.Node, line int, msg string) (key, text string) {
-	quoted := ""
-	if m := quotedRE.FindStringSubmatch(msg); m != nil {
-		quoted = strings.TrimSuffix(m[1], "...")
-	}
-	bad := quoted
-	walkScalars(root, "", func(path string, k, v *yaml.Node) bool {
-		if v.Line != line || !strings.HasPrefix(v.Value, quoted) {
-			return false
-		}
-		key, bad = path, v.Value
-		return true
-	})
-	switch _, err := time.ParseDuration(bad); {
-	case err == nil:
-		return key, fmt.Sprintf("%q needs a unit, e.g. %ss", bad, bad)
-	case buffer.DurationOverflows(bad):
-		return key, fmt.Sprintf("%q is too large for a duration (at most about 292 years)", bad)
-	}
-	return key, fmt.Sprintf("%q is not a duration such as 30s, 5m or 1h30m", bad)
-}
-
-var quotedRE = regexp.MustCompile("`([^`]*)`")
-
-// walkScalars calls fn with the dotted path of every mapping value that is a
-// scalar, in document order, until fn returns true.
-func walkScalars(n *yaml.Node, path string, fn func(path string, k, v *yaml.Node) bool) bool {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			if walkScalars(c, path, fn) {
-				return true
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
-			}
-			if v.Kind == yaml.ScalarNode && fn(p, k, v) || walkScalars(v, p, fn) {
-				return true
-			}
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			if walkScalars(c, fmt.Sprintf("%s[%d]", path, i), fn) {
-				return true
-			}
-		}
-	}
-	return false
+	return &ConfigError{File: path, Msg: err.Error()}
 }
 
 // Validate checks cross-field rules and files. Errors carry key and line.
@@ -393,52 +306,6 @@ func findNode(root *yaml.Node, key string) *yaml.Node {
 	}
 	_, v := mapLookup(n, key)
 	return v
-}
-
-// keyPathAtLine walks the document and returns the dotted path of the key
-// (or of any value) on the given line, so yaml.v3's line-only errors can
-// name the key the operator must fix.
-func keyPathAtLine(root *yaml.Node, line int, key string) string {
-	if root == nil {
-		return ""
-	}
-	var walk func(n *yaml.Node, path string) string
-	walk = func(n *yaml.Node, path string) string {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				if p := walk(c, path); p != "" {
-					return p
-				}
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				if k.Line == line && (key == "" || k.Value == key) {
-					return p
-				}
-				if r := walk(v, p); r != "" {
-					return r
-				}
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				if key == "" && c.Kind == yaml.ScalarNode && c.Line == line {
-					return p
-				}
-				if r := walk(c, p); r != "" {
-					return r
-				}
-			}
-		}
-		return ""
-	}
-	return walk(root, "")
 }
 
 // splitListen parses host:port; port 0 means "any free port" (tests).

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is the `buffer:` section of agent.yaml.
@@ -149,12 +149,12 @@ func ParseSize(s string) (Size, error) {
 	return Size(f * float64(mult)), nil
 }
 
-// UnmarshalYAML accepts sizes with units; the error carries the line so
-// the agent can point at it.
+// UnmarshalYAML accepts sizes with units; the agent finds the key and line
+// of a refused size on the node.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return err
 	}
 	*s = v
 	return nil

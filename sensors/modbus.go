@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -13,7 +14,7 @@ import (
 	"time"
 
 	"github.com/simonvetter/modbus"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // ModbusOptions configures one Modbus device (one unit id) on TCP, on an
@@ -63,7 +64,7 @@ var modbusValueKeys = fieldKeys(reflect.TypeOf(ModbusValue{}))
 // register 0.
 func (v *ModbusValue) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: a value is a mapping such as {metric: voltage_l1, table: input, address: 0, type: float32}", n.Line)
+		return errors.New("a value is a mapping such as {metric: voltage_l1, table: input, address: 0, type: float32}")
 	}
 	type plain ModbusValue
 	var p plain

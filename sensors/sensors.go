@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
-	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/yamlcheck"
 )
 
 // Value is one metric of a reading.
@@ -133,7 +133,7 @@ var commonKeys = fieldKeys(reflect.TypeOf(Config{}))
 // each driver's keys are checked against its own options, not a union.
 func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: a sensor is a mapping such as {name: demo, driver: sim}", n.Line)
+		return errors.New("a sensor is a mapping such as {name: demo, driver: sim}")
 	}
 	common := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
@@ -298,31 +298,14 @@ func decodeStrict(n *yaml.Node, opts any, key string) error {
 	return nil
 }
 
-// optionError names the driver key whose value did not decode (yaml.v3
-// names only a line) by decoding each key alone, and says "too large" for
-// a duration beyond what time.Duration holds.
+// optionError names the driver key whose value did not decode and why, from
+// the option nodes (yaml's error names only a line, in text).
 func optionError(n *yaml.Node, typ reflect.Type, key string, err error) error {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		one := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{k, v}}
-		derr := one.Decode(reflect.New(typ).Interface())
-		if derr == nil {
-			continue
-		}
-		msg := derr.Error()
-		if te := (*yaml.TypeError)(nil); errors.As(derr, &te) && len(te.Errors) > 0 {
-			msg = linePrefixRE.ReplaceAllString(te.Errors[0], "")
-		}
-		msg = strings.Replace(msg, "cannot unmarshal", "wrong type: cannot use", 1)
-		if buffer.DurationOverflows(v.Value) {
-			msg = fmt.Sprintf("%q is too large for a duration (at most about 292 years)", v.Value)
-		}
-		return &FieldError{Key: key + "." + k.Value, Line: v.Line, Msg: msg}
+	if p := yamlcheck.Find(n, typ, key); p != nil {
+		return &FieldError{Key: p.Key, Line: p.Line, Msg: p.Msg}
 	}
 	return &FieldError{Key: key, Line: n.Line, Msg: err.Error()}
 }
-
-var linePrefixRE = regexp.MustCompile(`^line \d+: `)
 
 // fieldKeys lists the YAML keys of a struct, including those of inlined
 // structs (shared option sets such as the I2C bus and address).
