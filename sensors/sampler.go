@@ -10,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/retry"
 )
 
 // Publisher is how readings leave the sampler: a JetStream publish that
@@ -188,7 +190,7 @@ func (s *Sampler) loop(ctx context.Context, se *sensor) {
 			// An event read leaves the periodic schedule alone.
 		case err != nil:
 			fails++
-			next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(backoff(iv, fails))))
+			next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(retryDelay(iv, fails))))
 		default:
 			fails = 0
 			next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(iv)))
@@ -203,13 +205,10 @@ func (s *Sampler) loop(ctx context.Context, se *sensor) {
 	}
 }
 
-// backoff doubles the delay per consecutive failure, capped at MaxBackoff
+// retryDelay doubles the delay per consecutive failure, capped at MaxBackoff
 // intervals: a dead sensor costs little, a recovered one is back soon.
-func backoff(iv time.Duration, fails int) time.Duration {
-	if fails > 8 {
-		return MaxBackoff * iv
-	}
-	return min(iv<<(fails-1), MaxBackoff*iv)
+func retryDelay(iv time.Duration, fails int) time.Duration {
+	return retry.Exp(iv, MaxBackoff*iv, fails-1)
 }
 
 func tickAtOrAfter(start time.Time, iv time.Duration, t time.Time) time.Time {

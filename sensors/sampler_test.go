@@ -426,7 +426,7 @@ func TestScheduleSkipsTicksAfterSlowReadAndBackoff(t *testing.T) {
 	}
 	var got []int64
 	for n := 1; n <= 12; n++ {
-		got = append(got, int64(backoff(iv, n)/iv))
+		got = append(got, int64(retryDelay(iv, n)/iv))
 	}
 	if fmt.Sprint(got) != "[1 2 4 8 10 10 10 10 10 10 10 10]" {
 		t.Fatalf("backoff in intervals: %v", got)

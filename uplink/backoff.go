@@ -3,6 +3,8 @@ package uplink
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/retry"
 )
 
 // backoff spaces reconnect attempts: exponential growth from Min to Max with
@@ -68,10 +70,6 @@ func (b *backoff) delay(failures int) time.Duration {
 	if failures <= 0 {
 		return time.Duration(b.rnd(int64(b.min) + 1))
 	}
-	ceil := b.min
-	for i := 0; i < failures && ceil < b.max; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, b.max)
+	ceil := retry.Exp(b.min, b.max, failures)
 	return b.min + time.Duration(b.rnd(int64(ceil-b.min)+1))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/retry"
 )
 
 // Headers every forwarded message carries: part of the subject contract, so
@@ -332,7 +333,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			rr.reply <- f.replay(&rr)
 			wait = f.o.retryMin
 		case <-time.After(wait):
-			wait = min(2*wait, f.o.retryMax)
+			wait = retry.Exp(wait, f.o.retryMax, 1)
 		}
 	}
 }
