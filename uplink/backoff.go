@@ -20,7 +20,7 @@ import (
 // and busy with the others, and some fail in the handshake (the fleet
 // simulation shows "Authentication Timeout", "Read Error", dropped SYNs).
 // Drawing the next wait from [Min, Max] again would put those sites back
-// only after up to 2-3·Max (72 s at Max 30 s in make fleet-sim); restarting
+// only after up to 2-3·Max (make fleet-sim shows the tail); restarting
 // the ramp retries them within 2·Min, 4·Min, ... so the fleet is back within
 // about Max of the hub's return, while a hub that stays unhealthy still
 // sees each site's attempts slow down to one per Max.
