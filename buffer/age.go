@@ -192,7 +192,7 @@ func NewAger(js jetstream.JetStream, st *State, c Config, o AgerOptions) (*Ager,
 		a.base = last.Agent
 		a.downNote = "downtime before this start not counted: the clock was not synchronised at the last checkpoint"
 	}
-	a.log.Info("buffer: readings age on agent time (monotonic, kept in state.db), not on the wall clock",
+	a.log.Info("readings age on agent time, not on the wall clock",
 		"max_age", c.MaxAge.String(), "tick", a.tick.String(), "agent_time", a.base.String(), "downtime", a.downNote)
 	return a, nil
 }
@@ -210,9 +210,9 @@ func (a *Ager) Run(ctx context.Context) error {
 		err := a.Check(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
-			a.log.Warn("buffer: age check failed; retrying at the next tick", "every", a.tick.String(), "err", err)
+			a.log.Warn("age check failed; retrying at the next tick", "every", a.tick.String(), "err", err)
 		case err == nil && failing:
-			a.log.Info("buffer: age checks work again")
+			a.log.Info("age checks work again")
 		}
 		failing = err != nil
 	wait:
@@ -222,7 +222,7 @@ func (a *Ager) Run(ctx context.Context) error {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 				defer cancel()
 				if err := a.checkpoint(sctx); err != nil {
-					a.log.Warn("buffer: no age checkpoint at stop; the time since the last one is not counted", "err", err)
+					a.log.Warn("no age checkpoint at stop; the time since the last one is not counted", "err", err)
 				}
 				return nil
 			case <-watch.C:
@@ -283,7 +283,7 @@ func (a *Ager) observeClock() {
 		if d := wall.Sub(expect); d > JumpThreshold || d < -JumpThreshold {
 			a.jumps++
 			a.jump, a.jumpMono = &ClockJump{Size: d, At: wall}, mono
-			a.log.Warn("wall clock jumped; readings age on agent time, so none expires because of it (reading timestamps taken meanwhile carry clock_synced for the hub to re-base)",
+			a.log.Warn("wall clock jumped; no reading expires because of it",
 				"jump", d.String(), "expected", expect.UTC().Format(time.RFC3339), "now", wall.UTC().Format(time.RFC3339), "synced", synced)
 		}
 	}
@@ -308,7 +308,7 @@ func (a *Ager) resolveDowntime() {
 	a.pending, a.downtime = nil, d
 	a.downNote = fmt.Sprintf("downtime of %s before this start counted (clock synchronised at the last checkpoint and after the start)", d.Round(time.Second))
 	a.mu.Unlock()
-	a.log.Info("buffer: downtime counted as age (the clock was synchronised before the stop and is now)", "downtime", d.String())
+	a.log.Info("downtime counted as age", "downtime", d.String(), "clock", "synchronised before the stop and now")
 }
 
 // checkpoint records the agent time and each stream's last sequence.
@@ -346,7 +346,7 @@ func (a *Ager) purge(ctx context.Context) error {
 			// clamps checkpoints when it finds it; until then, purging
 			// by a sequence the stream does not have could take new
 			// messages that reuse it.
-			a.log.Warn("buffer: an age checkpoint is past the stream's end; not purging by it", "stream", name, "checkpoint_seq", seq, "last_seq", info.LastSeq)
+			a.log.Warn("age checkpoint past the stream's end; not purging by it", "stream", name, "checkpoint_seq", seq, "last_seq", info.LastSeq)
 			a.st.clampAge(name, info.LastSeq)
 			continue
 		}
@@ -363,7 +363,7 @@ func (a *Ager) purge(ctx context.Context) error {
 		a.expired[name] += n
 		a.lastPurge = a.clk.Now()
 		a.mu.Unlock()
-		a.log.Info("buffer: readings expired by buffer.max_age of agent time", "stream", name, "purged", n, "up_to_seq", seq, "max_age", a.maxAge.String(), "checkpoint_wall", cut.cp.Wall.UTC().Format(time.RFC3339))
+		a.log.Info("readings expired by buffer.max_age of agent time", "stream", name, "purged", n, "up_to_seq", seq, "max_age", a.maxAge.String(), "checkpoint_wall", cut.cp.Wall.UTC().Format(time.RFC3339))
 	}
 	a.st.pruneAgeBefore(cut.key)
 	return nil

@@ -68,7 +68,7 @@ func (w *waitLog) Enabled(context.Context, slog.Level) bool { return true }
 func (w *waitLog) WithAttrs([]slog.Attr) slog.Handler       { return w }
 func (w *waitLog) WithGroup(string) slog.Handler            { return w }
 func (w *waitLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "uplink: next attempt" {
+	if r.Message != "next attempt" {
 		return nil
 	}
 	var a nextAttempt

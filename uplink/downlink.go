@@ -103,7 +103,7 @@ func (d *Downlink) respond(m *nats.Msg, v any) {
 		b, _ = json.Marshal(replyError{Error: err.Error()})
 	}
 	if err := m.Respond(b); err != nil {
-		d.log.Warn("downlink: reply failed", "subject", m.Subject, "err", err)
+		d.log.Warn("reply failed", "subject", m.Subject, "err", err)
 	}
 }
 
@@ -115,7 +115,7 @@ func (d *Downlink) command(m *nats.Msg) {
 	local := strings.TrimPrefix(m.Subject, d.base+".")
 	out := &nats.Msg{Subject: local, Reply: m.Reply, Header: m.Header, Data: m.Data}
 	if err := d.nc.PublishMsg(out); err != nil {
-		d.log.Warn("downlink: command not delivered locally", "subject", local, "err", err)
+		d.log.Warn("command not delivered locally", "subject", local, "err", err)
 	}
 }
 
@@ -159,7 +159,7 @@ func (d *Downlink) replay(ctx context.Context, m *nats.Msg) {
 			return
 		}
 	}
-	d.log.Info("downlink: replay requested by the hub", "plans", plans)
+	d.log.Info("replay requested by the hub", "plans", plans)
 	d.respond(m, plans)
 }
 

@@ -318,7 +318,7 @@ func (l *Link) Run(ctx context.Context) error {
 		l.mu.Lock()
 		l.st.NextAttempt = time.Now().Add(wait)
 		l.mu.Unlock()
-		l.log.Debug("uplink: next attempt", "in", wait, "failures", l.bo.failures)
+		l.log.Debug("next attempt", "in", wait, "failures", l.bo.failures)
 		// A dial that failed at TCP, or a drop: watch the hub's address.
 		if ok && !bounced {
 			watch = watchDropped
@@ -404,11 +404,11 @@ func (l *Link) waitAttempt(ctx context.Context, wait time.Duration, mode watchMo
 			checked = nil
 			switch {
 			case a.answered && mode == watchUnanswered:
-				l.log.Info("uplink: hub reachable again; dialing now instead of waiting out the backoff", "backoff_left", time.Until(due).Round(time.Millisecond))
+				l.log.Info("hub reachable again; dialing now", "backoff_left", time.Until(due).Round(time.Millisecond))
 				return true, nil
 			case a.answered && mode == watchRefused:
 				d := l.spreadDelay()
-				l.log.Info("uplink: hub accepting connections again; dialing after a random delay instead of waiting out the backoff", "delay", d.Round(time.Millisecond), "backoff_left", time.Until(due).Round(time.Millisecond))
+				l.log.Info("hub accepting connections again; dialing after a random delay", "delay", d.Round(time.Millisecond), "backoff_left", time.Until(due).Round(time.Millisecond))
 				spread = time.After(d)
 				continue // no more checks
 			case a.answered:
@@ -607,7 +607,7 @@ func (l *Link) setConnected() {
 	close(l.up)
 	l.lastEvent, l.lastDial = "", ""
 	l.mu.Unlock()
-	l.log.Info("uplink: connected to hub", "hub", hub)
+	l.log.Info("connected to hub", "hub", hub)
 	l.record(EventConnect, hub)
 }
 
@@ -630,7 +630,7 @@ func (l *Link) setDown(state, class, reason string, wasUp bool) {
 	l.st.State, l.st.ReasonClass, l.st.Reason, l.st.Fix = state, class, reason, FixFor(l.cfg, class, reason)
 	l.mu.Unlock()
 	if wasUp {
-		l.log.Warn("uplink: disconnected from hub", "class", class, "reason", reason)
+		l.log.Warn("disconnected from hub", "class", class, "reason", reason)
 		l.record(EventDisconnect, reason)
 		return
 	}
@@ -649,7 +649,7 @@ func (l *Link) record(kind, reason string) {
 		if repeat {
 			return
 		}
-		l.log.Warn("uplink: cannot connect to hub", "reason", reason)
+		l.log.Warn("cannot connect to hub", "reason", reason)
 	}
 	if l.events != nil {
 		l.events.AddLinkEvent(buffer.LinkEvent{Time: time.Now(), Kind: kind, Reason: reason})

@@ -349,6 +349,10 @@ func fillBacklogs(agents []*agent.Agent, k int) error {
 type tracer struct {
 	mu sync.Mutex
 	ev []traceEvent
+	// to is where a handler derived by WithAttrs keeps its lines; link
+	// marks the link's logger (component uplink), all of whose lines count.
+	to   *tracer
+	link bool
 }
 
 type traceEvent struct {
@@ -356,31 +360,51 @@ type traceEvent struct {
 	line string
 }
 
-// traced are message prefixes worth keeping below warning level: the
-// link's own, and the leaf dial/handshake lines of nats-server.
-var traced = []string{"uplink: ", "Trying to connect as leafnode", "Error trying to connect as leafnode", "Leafnode connection", "Will not attempt", "Reloaded: LeafNode Remote"}
+// traced are message prefixes of nats-server worth keeping below warning
+// level: the leaf dial/handshake lines.
+var traced = []string{"Trying to connect as leafnode", "Error trying to connect as leafnode", "Leafnode connection", "Will not attempt", "Reloaded: LeafNode Remote"}
 
 func (t *tracer) Enabled(context.Context, slog.Level) bool { return true }
 
 func (t *tracer) Handle(_ context.Context, r slog.Record) error {
-	if r.Level < slog.LevelWarn && !slices.ContainsFunc(traced, func(p string) bool { return strings.HasPrefix(r.Message, p) }) {
+	if r.Level < slog.LevelWarn && !t.link && !slices.ContainsFunc(traced, func(p string) bool { return strings.HasPrefix(r.Message, p) }) {
 		return nil
 	}
 	var b strings.Builder
+	if t.link {
+		b.WriteString("uplink: ")
+	}
 	b.WriteString(r.Message)
 	r.Attrs(func(a slog.Attr) bool {
 		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
 		return true
 	})
-	t.mu.Lock()
-	t.ev = append(t.ev, traceEvent{r.Time, b.String()})
-	t.mu.Unlock()
+	to := t.root()
+	to.mu.Lock()
+	to.ev = append(to.ev, traceEvent{r.Time, b.String()})
+	to.mu.Unlock()
 	return nil
 }
 
-// The agent's component attributes are the same for every line here.
-func (t *tracer) WithAttrs([]slog.Attr) slog.Handler { return t }
-func (t *tracer) WithGroup(string) slog.Handler      { return t }
+func (t *tracer) root() *tracer {
+	if t.to != nil {
+		return t.to
+	}
+	return t
+}
+
+// WithAttrs keeps one timeline per agent; only the component matters here.
+func (t *tracer) WithAttrs(as []slog.Attr) slog.Handler {
+	d := &tracer{to: t.root(), link: t.link}
+	for _, a := range as {
+		if a.Key == "component" && a.Value.String() == "uplink" {
+			d.link = true
+		}
+	}
+	return d
+}
+
+func (t *tracer) WithGroup(string) slog.Handler { return t }
 
 func (t *tracer) events() []traceEvent {
 	t.mu.Lock()
