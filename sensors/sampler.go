@@ -483,7 +483,7 @@ func (s *Sampler) publishLoop(ctx context.Context) {
 				return
 			case <-s.clk.At(s.clk.Now().Add(wait)):
 			}
-			wait = min(wait*2, 5*time.Second)
+			wait = retry.Exp(wait, 5*time.Second, 1)
 		default:
 			wait = 100 * time.Millisecond
 		}
