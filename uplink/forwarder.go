@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -174,6 +175,9 @@ type Forwarder struct {
 	hold time.Time
 	// replays holds the replays not done yet, per stream (Replay).
 	replays map[string]replayRange
+	// reprobe is when a session tries fast batches again after a fall
+	// back to per-message acks (status.Mode).
+	reprobe time.Time
 }
 
 // progress restarts the stall clock at t unless it already runs from
@@ -300,6 +304,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			return nil
 		}
 		before := f.ackedCount()
+		sentTo := maps.Clone(f.sentTo)
 		err := f.session(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -308,6 +313,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if errors.As(err, &rr) {
 			rr.reply <- f.replay(rr)
 			wait = f.o.retryMin
+			continue
+		}
+		if errors.Is(err, errModeChanged) {
+			// The hub stored nothing of the refused batch: its readings
+			// are not resends.
+			f.sentTo = sentTo
 			continue
 		}
 		if errors.Is(err, errLinkDown) {
@@ -360,6 +371,9 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 		return err
 	}
 	f.setError("", "") // the link is back: no longer the reason to wait
+	f.mu.Lock()
+	f.reprobe = time.Time{} // the hub may have changed meanwhile: probe it again
+	f.mu.Unlock()
 	f.drawHold()
 	return nil
 }
