@@ -599,17 +599,23 @@ func (e *ackError) permanent() bool {
 // headers travel along, except the Nats-* ones, which would tell the hub
 // stream to de-duplicate or check sequences by the local app's rules.
 func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
-	orig := m.Headers()
-	h := make(nats.Header, 6+len(orig))
-	for k, v := range orig {
+	return f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), m, meta, stream)
+}
+
+// fillHubHeaders is hubHeaders into h, which it clears first, with the six
+// values in v: a session reuses both for every reading, as the client has
+// encoded them by the time PublishMsg returns.
+func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
+	clear(h)
+	for k, vs := range m.Headers() {
 		if len(k) < 5 || !strings.EqualFold(k[:5], "nats-") {
-			h[k] = v
+			h[k] = vs
 		}
 	}
 	id := f.MsgID(stream, meta.Sequence.Stream)
-	// One array holds the six values (one allocation, not six), and the
-	// sequence is the id's last token: this runs once per reading.
-	v := &[6]string{id, m.Subject(), meta.Timestamp.UTC().Format(time.RFC3339Nano), f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
+	// One array holds the six values, and the sequence is the id's last
+	// token: this runs once per reading.
+	*v = [6]string{id, m.Subject(), meta.Timestamp.UTC().Format(time.RFC3339Nano), f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
 	// The keys are canonical already: assigning skips Set's canonicalizing.
 	h[nats.MsgIdHdr] = v[0:1:1]
 	h[HdrSubject] = v[1:2:2]

@@ -33,6 +33,13 @@ type session struct {
 	held  atomic.Bool
 	slab  []entry // send's entries, allocated in blocks
 	reply []byte  // send's scratch for the reply subject
+	// out, hdr and vals are send's message, reused for every reading: the
+	// client has encoded it by the time PublishMsg returns. hubSubjects
+	// caches the hub subject of each local one.
+	out         nats.Msg
+	hdr         nats.Header
+	vals        [6]string
+	hubSubjects map[string]string
 
 	mu sync.Mutex
 	// sent holds the entries in flight by ack id: the slot of id is
@@ -445,7 +452,16 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		s.complete(&entry{lane: l, seq: seq})
 		return nil
 	}
-	out := &nats.Msg{Subject: f.HubSubject(m.Subject()), Header: f.hubHeaders(m, meta, l.name), Data: m.Data()}
+	if s.hdr == nil || len(s.hubSubjects) >= maxSubjectCache {
+		s.hdr, s.hubSubjects = nats.Header{}, map[string]string{}
+	}
+	hubSubject, ok := s.hubSubjects[m.Subject()]
+	if !ok {
+		hubSubject = f.HubSubject(m.Subject())
+		s.hubSubjects[m.Subject()] = hubSubject
+	}
+	out := &s.out
+	*out = nats.Msg{Subject: hubSubject, Header: f.fillHubHeaders(s.hdr, &s.vals, m, meta, l.name), Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
 	if int64(size) > s.maxPayload {
 		f.reject(l.name, seq, m.Subject(), fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, s.maxPayload))
@@ -480,6 +496,10 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 	}
 	return nil
 }
+
+// maxSubjectCache bounds send's cache of hub subjects: a site with more
+// distinct local subjects than this starts the cache over.
+const maxSubjectCache = 1024
 
 // newEntry hands out entries from blocks: one allocation per 256 sends.
 func (s *session) newEntry() *entry {
