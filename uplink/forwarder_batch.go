@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nuid"
 )
 
 // Publishing modes of the forwarder, as status shows them.
@@ -132,7 +130,10 @@ func (s *session) batchReplyFor(e *entry, last bool) string {
 	s.mu.Lock()
 	b := s.open
 	if b == nil {
-		b = &fastBatch{id: nuid.Next(), base: e.id}
+		// The id is the stream's key for the batch, across every site:
+		// the session inbox's unique token and a count.
+		s.batchCount++
+		b = &fastBatch{id: s.inbox[strings.LastIndexByte(s.inbox, '.')+1:] + strconv.FormatUint(s.batchCount, 36), base: e.id}
 		s.open = b
 		s.batches[b.id] = b
 	}

@@ -59,10 +59,11 @@ type session struct {
 	// (forwarder_batch.go): open is the batch being sent, batches every
 	// batch not yet ended by the hub's PubAck, flowMsgs the hub's latest
 	// ack interval.
-	batch    bool
-	open     *fastBatch
-	batches  map[string]*fastBatch
-	flowMsgs int
+	batch      bool
+	batchCount uint64 // batches started, for their ids
+	open       *fastBatch
+	batches    map[string]*fastBatch
+	flowMsgs   int
 }
 
 // lane is one local stream within a session.
