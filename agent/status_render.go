@@ -172,6 +172,9 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 			total += n
 		}
 		line := fmt.Sprintf("forwarded %d this boot, %.1f msg/s, %d in flight", total, f.RatePerSec, f.InFlight)
+		if f.Mode != "" {
+			line += " (" + f.Mode + ")"
+		}
 		if !f.LastAck.IsZero() {
 			line += ", last ack " + fmtAge(now.Sub(f.LastAck)) + " ago"
 		}

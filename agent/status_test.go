@@ -146,7 +146,9 @@ func statusFixtures() map[string]Status {
 	s = m["hub-lan-2.9"]
 	link := *s.Uplink.Link
 	link.Compression, link.RTT = server.CompressionNotSupported, 300*time.Microsecond
-	s.Uplink = &UplinkStatus{Link: &link, Forwarder: s.Uplink.Forwarder}
+	oldFw := *s.Uplink.Forwarder
+	oldFw.Mode = uplink.ModePerMessage // no fast batches before nats-server 2.14
+	s.Uplink = &UplinkStatus{Link: &link, Forwarder: &oldFw}
 	m["hub-lan-2.9"] = s
 
 	// Back from a hub outage, with a fleet tuned to reconnect.min 30s:

@@ -16,15 +16,24 @@ import (
 // It is counted and reported, never as forwarded; resends (ids sent by an
 // earlier session or process) are still ordinary. Before, the forwarder
 // never read the flag and counted the reading as forwarded.
+//
+// Only per-message acks carry the flag for every reading (inside a fast
+// batch the hub skips a duplicate silently), so the hub stream here does
+// not allow batches: this is also the fall back from batched publishing to
+// a stream without allow_batched.
 func TestForwarderDuplicateAckOfNewReading(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
 	e.leafUp()
-	checkDuplicateAck(t, e)
+	e.allowBatches(false)
+	f := checkDuplicateAck(t, e)
+	if m := f.Status().Mode; m != ModePerMessage {
+		t.Fatalf("mode %q against a stream without allow_batched, want %q", m, ModePerMessage)
+	}
 }
 
 // checkDuplicateAck runs TestForwarderDuplicateAckOfNewReading on e, whose
-// leaf is up and whose local streams are empty.
-func checkDuplicateAck(t *testing.T, e *fwEnv) {
+// leaf is up and whose local streams are empty, and returns its forwarder.
+func checkDuplicateAck(t *testing.T, e *fwEnv) *runningFw {
 	t.Helper()
 	if _, err := buffer.CheckStreams(t.Context(), e.leafJS, e.st, time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
@@ -58,6 +67,7 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) {
 	if st := f.Status(); st.DroppedDuplicate != 1 || st.Forwarded["TELEMETRY"] != 6 {
 		t.Fatalf("after a replay: dropped as duplicate %d (want 1), forwarded %d (want 6: 3 resent, 1 new)", st.DroppedDuplicate, st.Forwarded["TELEMETRY"])
 	}
+	return f
 }
 
 // A reading a local app published on a wildcard subject is never

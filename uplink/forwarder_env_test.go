@@ -412,3 +412,19 @@ func (e *fwEnv) capTelemetry(max int64) jetstream.Stream {
 	}
 	return s
 }
+
+// allowBatches switches fast batch publishing on the hub stream EDGE.
+func (e *fwEnv) allowBatches(on bool) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.hubJS.Stream(ctx, "EDGE")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.AllowBatchPublish = on
+	if _, err := e.hubJS.UpdateStream(ctx, cfg); err != nil {
+		e.t.Fatalf("allow_batched %v on the hub stream: %v", on, err)
+	}
+}

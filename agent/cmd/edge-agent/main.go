@@ -108,6 +108,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	log := agent.NewLogger(stderr, cfg.LogFormat, level)
+	agent.RuntimeDefaults(log)
 	a := agent.New(cfg, log, level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
