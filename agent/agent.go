@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/buffer"
 )
 
 // StopTimeout bounds a graceful stop; systemd's TimeoutStopSec is longer.
@@ -32,7 +34,10 @@ type Agent struct {
 	js      jetstream.JetStream
 	lock    *os.File
 	started time.Time
-	ready   chan struct{}
+	// salvaged is what the block-file check found before the server
+	// opened the store; setupBuffer records it.
+	salvaged []buffer.Loss
+	ready    chan struct{}
 
 	// parts are the long-lived loops started after the server is ready.
 	parts []part
@@ -89,6 +94,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer a.lock.Close()
+	if a.salvaged, err = buffer.SalvageStore(cfg.StateDir, a.log.With("component", "buffer")); err != nil {
+		return err
+	}
 
 	opts, err := serverOptions(cfg, a.log)
 	if err != nil {

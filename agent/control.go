@@ -76,6 +76,7 @@ func (a *Agent) controlHandler() http.Handler {
 		}
 		writeJSON(w, httpCode, HealthResponse{State: StateName(code), Code: code, Warnings: warnings})
 	})
+	mux.HandleFunc("POST /v1/buffer/ack-loss", a.handleAckLoss)
 	return mux
 }
 
@@ -112,16 +113,7 @@ var ErrNotRunning = errors.New("edge-agent is not running")
 // does not exist or refuses the connection wraps ErrNotRunning.
 func FetchStatus(ctx context.Context, socket string) (Status, error) {
 	var s Status
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "unix", socket)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
-			}
-			return c, nil
-		},
-	}}
+	c := controlClient(socket)
 	defer c.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent/v1/status", nil)
 	if err != nil {
@@ -140,4 +132,19 @@ func FetchStatus(ctx context.Context, socket string) (Status, error) {
 		return s, fmt.Errorf("control socket %s: decode status: %w", socket, err)
 	}
 	return s, nil
+}
+
+// controlClient talks HTTP over the control socket; a socket nothing
+// answers on wraps ErrNotRunning.
+func controlClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
+			}
+			return c, nil
+		},
+	}}
 }

@@ -116,6 +116,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			return s.Time.Sub(l.Oldest).Seconds()
 		}},
 		{"edge_agent_evicted_unforwarded_total", "counter", "Messages stream limits evicted before they were forwarded.", func(l LaneStatus) float64 { return float64(l.Evicted) }},
+		{"edge_agent_buffer_lost_readings_total", "counter", "Readings damage took from a local stream before they were forwarded (acknowledging the loss does not reset it).", func(l LaneStatus) float64 { return float64(l.Lost) }},
 		{"edge_agent_expired_by_age_total", "counter", "Messages buffer.max_age purged this run (aged on agent time, not the wall clock).", func(l LaneStatus) float64 { return float64(l.ExpiredByAge) }},
 	}
 	for _, m := range lanes {

@@ -117,6 +117,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.Check(ctx)
 		select {
 		case <-ctx.Done():
+			// A last round records the streams' extent at a clean stop, so
+			// the next start measures damage against all that was stored.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			w.Check(sctx)
+			cancel()
 			return nil
 		case <-t.C:
 		}
