@@ -214,6 +214,9 @@ func (a *Agent) connectLocal(cfg *Config) (*nats.Conn, error) {
 	if cfg.LocalAuth.Token != "" {
 		copts = append(copts, nats.Token(cfg.LocalAuth.Token))
 	}
+	if u, pw, ok := agentLogin(a.srvOpts); ok {
+		copts = append(copts, nats.UserInfo(u, pw))
+	}
 	url := localURL(a.srv.Addr())
 	nc, err := nats.Connect(url, copts...)
 	if err == nil {

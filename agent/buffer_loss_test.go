@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // lastBlock is the highest-numbered block file of one of the agent's streams.
@@ -161,8 +162,13 @@ func tailDamage(t *testing.T, at func(int64) int64, noIndex, salvage bool) {
 		if code != ExitDown || w[0].Severity != SevCritical || !strings.Contains(w[0].Message, "LOST") || !strings.Contains(w[0].Fix, "ack-loss") {
 			t.Fatalf("status %d, warnings %+v: want critical LOST with the ack-loss fix", code, w)
 		}
-		if hb := heartbeatFromStatus(s); hb.Lost != want.Count {
+		hb := heartbeatFromStatus(s)
+		if hb.Lost != want.Count {
 			t.Fatalf("heartbeat lost %d, want %d", hb.Lost, want.Count)
+		}
+		v := uplink.Rank([]uplink.SiteView{{Site: "s1", LastSeen: time.Now(), Heartbeat: hb}}, time.Now(), time.Hour)
+		if !slices.ContainsFunc(v[0].Warnings, func(w string) bool { return strings.Contains(w, "LOST") }) {
+			t.Fatalf("fleet view warnings %v lack the loss", v[0].Warnings)
 		}
 		return s
 	}

@@ -75,6 +75,7 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
 	if c.LocalAuth.Token != "" {
 		opts.Authorization = c.LocalAuth.Token
 	}
+	setLocalPermissions(opts, c.Site)
 	if c.MonitorListen != "" {
 		mh, mp, err := splitListen(c.MonitorListen)
 		if err != nil {

@@ -101,6 +101,10 @@ type StoreStatus struct {
 	JetStreamDisabled bool     `json:"jetstream_disabled,omitempty"`
 	WriteErrors       []string `json:"write_errors,omitempty"`
 	AsyncStreams      []string `json:"async_streams,omitempty"`
+	// MissingStreams are agent streams that do not exist (deleted by a
+	// client with the rights to): the agent recreates them at once, and
+	// while that fails nothing is stored in them.
+	MissingStreams []string `json:"missing_streams,omitempty"`
 	// Events are this boot's recoveries (state.db moved aside, a damaged
 	// stream, disk full): each may mean lost or duplicated data.
 	Events []buffer.StateEvent `json:"events,omitempty"`
@@ -185,6 +189,9 @@ func (s Status) Health() (code int, warnings []Warning) {
 	}
 	if st.JetStreamDisabled {
 		add(SevCritical, "store", "JetStream is disabled after a write error: readings cannot be stored", "the agent retries by itself; check dmesg for disk errors and `journalctl -u edge-agent`")
+	}
+	for _, m := range st.MissingStreams {
+		add(SevCritical, "store", fmt.Sprintf("local stream %s is missing (deleted?): nothing is stored in it until it is recreated", m), "the agent recreates it by itself; if this persists, `journalctl -u edge-agent` says why (e.g. another stream took its subjects)")
 	}
 	for _, e := range st.WriteErrors {
 		add(SevCritical, "store", "stream write error: "+e, "check dmesg for disk errors; `edge-agent doctor` checks the state dir")
@@ -361,6 +368,7 @@ func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 	st := StoreStatus{Dir: cfg.StateDir, MaxBytes: uint64(cfg.Buffer.MaxBytes), Sync: cfg.Buffer.Sync}
 	h := a.BufferHealth()
 	st.DiskFull, st.JetStreamDisabled, st.WriteErrors, st.AsyncStreams, st.Events = h.DiskFull, h.JetStreamDisabled, h.WriteErrors, h.AsyncStreams, h.Events
+	st.MissingStreams = h.Missing
 	if bs := a.State(); bs != nil {
 		st.Losses = bs.Losses()
 	}

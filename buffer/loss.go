@@ -30,6 +30,7 @@ func (l Loss) String() string {
 // per stream, which acknowledging does not reset (a metric counter).
 const (
 	causeServerLost = "nats-server found the records damaged"
+	causeDeleted    = "the stream was deleted (by a local admin or an operator) before the hub had them"
 	causeTailGone   = "the stream's tail is gone: a truncated or damaged block file, or a power cut with buffer.sync set to an interval"
 
 	keyLosses    = "losses"

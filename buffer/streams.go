@@ -395,6 +395,13 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		d := fmt.Sprintf("stream %s was recreated (stream id %s; state.db knew %q at seq %d..%d, forwarded up to %d): forwarding it from its start under its own message ids", name, meta.StreamID, have.StreamID, before.FirstSeq, before.LastSeq, cursor0)
 		log.Warn("local stream recreated; forwarding it from the start", "stream", name, "detail", d)
 		st.AddEvent(EventStreamRecreated, d)
+		if known && before.LastSeq > cursor0 {
+			from := max(cursor0+1, before.FirstSeq)
+			l := Loss{Stream: name, From: from, To: before.LastSeq, Count: min(before.Msgs, before.LastSeq-from+1), Cause: causeDeleted}
+			if _, err := st.AddLoss(l); err != nil {
+				return "", err
+			}
+		}
 	}
 	last, err := restoredEnd(ctx, s, state, opened, time.Now())
 	if err != nil {

@@ -1,0 +1,88 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// advisoryStreamDeleted is nats-server's advisory for a deleted stream;
+// the last token is the stream's name.
+const advisoryStreamDeleted = "$JS.EVENT.ADVISORY.STREAM.DELETED."
+
+// watchDeletes makes a deleted agent stream a reason to check at once
+// rather than within WatchInterval: while it is gone, every reading
+// published to it is refused. It returns the unsubscribe.
+func (w *Watcher) watchDeletes() func() {
+	sub, err := w.js.Conn().Subscribe(advisoryStreamDeleted+"*", func(m *nats.Msg) {
+		name := strings.TrimPrefix(m.Subject, advisoryStreamDeleted)
+		if name != StateStream && !isLane(name) {
+			return
+		}
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		w.log.Warn("buffer: cannot subscribe to stream-deleted advisories; a deleted stream is recreated within the watch interval instead", "err", err, "interval", WatchInterval)
+		return func() {}
+	}
+	return func() { _ = sub.Unsubscribe() }
+}
+
+func isLane(name string) bool {
+	for _, l := range Lanes {
+		if l == name {
+			return true
+		}
+	}
+	return false
+}
+
+// recreate brings back agent streams something deleted (a local admin, an
+// operator's `nats stream rm`): created anew and checked against state.db,
+// which reports the recreation and records the unforwarded readings the
+// deleted stream took as a loss. While that fails the streams stay in
+// Missing and status says down.
+func (w *Watcher) recreate(ctx context.Context, h Health) Health {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	opened := time.Now()
+	err := ReconcileStreams(cctx, w.js, w.cfg, w.log)
+	if err == nil {
+		_, err = CheckStreams(cctx, w.js, w.st, opened, w.log)
+	}
+	if err != nil {
+		w.log.Error("buffer: agent stream deleted and cannot be recreated: readings are not stored meanwhile; retrying", "streams", h.Missing, "err", err)
+		return h
+	}
+	w.recreated += len(h.Missing)
+	w.log.Warn("buffer: agent stream was deleted (by a local admin or an operator); recreated it", "streams", h.Missing)
+	return w.observe(ctx)
+}
+
+// recreateStateStream brings back the cursor backup stream if something
+// deleted it (it is only ever created by CheckStreams otherwise), and has
+// every cursor written to it again at the next flush. Readings are still
+// stored meanwhile, so this is not a reason for status to say down.
+func (w *Watcher) recreateStateStream(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := w.js.Stream(cctx, StateStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return
+	}
+	if err := ensureStateStream(cctx, w.js); err != nil {
+		w.log.Error("buffer: the cursor backup stream was deleted and cannot be recreated; retrying", "stream", StateStream, "err", err)
+		return
+	}
+	w.st.mu.Lock()
+	clear(w.st.backedUp)
+	w.st.mu.Unlock()
+	w.recreated++
+	w.log.Warn("buffer: agent stream was deleted (by a local admin or an operator); recreated it", "streams", []string{StateStream})
+}
