@@ -212,3 +212,37 @@ func tailDamage(t *testing.T, at func(int64) int64, noIndex, salvage bool) {
 		t.Fatalf("acknowledged loss back after a restart: %+v", s.Store.Losses)
 	}
 }
+
+// Damage that nats-server finds while the agent runs (it reads a block
+// whose cache expired, finds a bad record and truncates the block there,
+// reporting no lost data) is recorded as a loss too, measured against the
+// extent the watcher last recorded. Salvage only happens at start, before
+// the server owns the files: here the rest of the block is gone.
+func TestBufferDamageWhileRunningReported(t *testing.T) {
+	const n = 5000
+	dir := t.TempDir()
+	a := agentOn(t, dir, "")
+	publishLocal(t, a, "telemetry.t", n)
+	a.buf.watcher.Check(context.Background())
+	blk := lastBlock(t, dir, buffer.StreamTelemetry)
+	fi, err := os.Stat(blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damageFile(t, blk, int(fi.Size()/2), 2048)
+	js := localJS(t, a)
+	var seqs []uint64
+	waitFor(t, 60*time.Second, "nats-server to read the damaged block (its cache expires)", func() bool {
+		seqs = readSeqs(t, js, buffer.StreamTelemetry)
+		return len(seqs) < n
+	})
+	lost := missingSeqs(n, seqs)
+	a.buf.watcher.Check(context.Background())
+	ls := a.State().Losses()
+	if len(ls) != 1 || ls[0].From != lost[0] || ls[0].To != lost[len(lost)-1] || ls[0].Count != uint64(len(lost)) || lost[len(lost)-1] != n {
+		t.Fatalf("lost %d..%d (%d), recorded %+v", lost[0], lost[len(lost)-1], len(lost), ls)
+	}
+	if s := a.Status(context.Background()); s.State != StateDown {
+		t.Fatalf("status %s after a loss", s.State)
+	}
+}

@@ -86,3 +86,19 @@ func (w *Watcher) recreateStateStream(ctx context.Context) {
 	w.recreated++
 	w.log.Warn("buffer: agent stream was deleted (by a local admin or an operator); recreated it", "streams", []string{StateStream})
 }
+
+// recordRuntimeLoss records a tail that went missing while the agent runs:
+// nats-server finds a damaged record only when it first reads the block
+// (long after the start, for a block the salvage pass did not read) and
+// then truncates the block there without reporting lost data. The last
+// extent the watcher recorded is what the stream held; the run after the
+// new end (and after the cursor) is the loss.
+func (w *Watcher) recordRuntimeLoss(name string, now jetstream.StreamState) {
+	var before laneMark
+	if ok, err := w.st.GetJSON(markKey(name), &before); !ok || err != nil || now.LastSeq >= before.LastSeq {
+		return
+	}
+	if err := w.st.RecordLost(name, []Loss{{Stream: name, From: now.LastSeq + 1, Cause: causeTailGoneRunning}}); err != nil {
+		w.log.Error("buffer: cannot record lost messages", "stream", name, "err", err)
+	}
+}

@@ -29,9 +29,10 @@ func (l Loss) String() string {
 // state.db keys: the losses not acknowledged yet, and the running total
 // per stream, which acknowledging does not reset (a metric counter).
 const (
-	causeServerLost = "nats-server found the records damaged"
-	causeDeleted    = "the stream was deleted (by a local admin or an operator) before the hub had them"
-	causeTailGone   = "the stream's tail is gone: a truncated or damaged block file, or a power cut with buffer.sync set to an interval"
+	causeServerLost      = "nats-server found the records damaged"
+	causeDeleted         = "the stream was deleted (by a local admin or an operator) before the hub had them"
+	causeTailGoneRunning = "the stream's tail went missing while running: nats-server found a damaged record in a block and truncated it, or the stream was replaced"
+	causeTailGone        = "the stream's tail is gone: a truncated or damaged block file, or a power cut with buffer.sync set to an interval"
 
 	keyLosses    = "losses"
 	keyLostTotal = "lost_total"

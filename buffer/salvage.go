@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -60,11 +61,21 @@ type Salvaged struct {
 // Encrypted stores are left to nats-server (their blocks cannot be read
 // here). A stream whose blocks are all intact is not touched.
 func SalvageStore(stateDir string, log *slog.Logger) ([]Loss, error) {
+	// Blocks the hub has all of are not read: their damage costs no
+	// reading the hub lacks, and nats-server handles it as before. Without
+	// a readable state.db every block is read.
+	cursors := map[string]uint64{}
+	if st, err := OpenStateReadOnly(filepath.Join(stateDir, "state.db")); err == nil {
+		for _, name := range Lanes {
+			cursors[name] = st.Cursor(name)
+		}
+		st.Close()
+	}
 	var out []Loss
 	for _, name := range Lanes {
 		dirs, _ := filepath.Glob(filepath.Join(stateDir, "jetstream", "*", "streams", name, "msgs"))
 		for _, dir := range dirs {
-			s, err := salvageStream(stateDir, dir, name, time.Now())
+			s, err := salvageStream(stateDir, dir, name, cursors[name], time.Now())
 			if err != nil {
 				return out, fmt.Errorf("salvage stream %s in %s: %w", name, dir, err)
 			}
@@ -77,7 +88,7 @@ func SalvageStore(stateDir string, log *slog.Logger) ([]Loss, error) {
 	return out, nil
 }
 
-func salvageStream(stateDir, dir, stream string, now time.Time) (Salvaged, error) {
+func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (Salvaged, error) {
 	var res Salvaged
 	if keys, _ := filepath.Glob(filepath.Join(dir, "*.key")); len(keys) > 0 {
 		return res, nil
@@ -96,6 +107,12 @@ func salvageStream(stateDir, dir, stream string, now time.Time) (Salvaged, error
 	}
 	var open *cut // a run of lost records not closed by a later record yet
 	for i, b := range blocks {
+		if i+1 < len(blocks) && open == nil {
+			if next, ok := firstRecordSeq(blocks[i+1].path); ok && next-1 <= cursor {
+				prevLast = next - 1
+				continue
+			}
+		}
 		buf, err := os.ReadFile(b.path)
 		if err != nil {
 			return res, err
@@ -135,6 +152,11 @@ func salvageStream(stateDir, dir, stream string, now time.Time) (Salvaged, error
 		// The extent is unknown here: CheckStreams measures the tail
 		// against state.db's last known extent and the cursor.
 		res.Losses = append(res.Losses, Loss{Stream: stream, From: open.from, Cause: causeFor(blocks[open.block].path)})
+	}
+	for i, l := range res.Losses {
+		if l.To >= l.From && l.To > 0 {
+			res.Losses[i].Count = l.To - l.From + 1
+		}
 	}
 	if len(res.Blocks) > 0 {
 		if err := os.Remove(filepath.Join(dir, stateIndexDB)); err != nil && !os.IsNotExist(err) {
@@ -198,6 +220,25 @@ func readIndexExtent(path string) (first, last uint64) {
 		b = b[n:]
 	}
 	return vals[2], vals[4]
+}
+
+// firstRecordSeq is the sequence in the first record header of a block,
+// when that record is a message (not a tombstone or an erased one).
+func firstRecordSeq(path string) (uint64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var hdr [recHdrSize]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return 0, false
+	}
+	seq := binary.LittleEndian.Uint64(hdr[4:])
+	if seq&(recTombBit|recEraseBit) != 0 || seq == 0 || seq >= recMaxSeq {
+		return 0, false
+	}
+	return seq, true
 }
 
 // blockScan is one block file read record by record.

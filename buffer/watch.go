@@ -226,6 +226,7 @@ func (w *Watcher) observe(ctx context.Context) Health {
 			continue
 		}
 		state := s.CachedInfo().State
+		w.recordRuntimeLoss(name, state)
 		n := evictedUnforwarded(w.prevFirst[name], state.FirstSeq, w.st.Cursor(name))
 		w.st.AddEvicted(name, n)
 		if n > 0 {
