@@ -117,7 +117,16 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 		if err != nil {
 			return res, err
 		}
+		if compressed(buf) {
+			continue // not this record format: left to nats-server
+		}
 		sc := scanBlock(buf, stream, b.index)
+		if len(sc.good) == 0 {
+			// Nothing readable at all: nothing to salvage, and maybe not a
+			// block this pass understands. nats-server reports what it
+			// loses there (CheckStreams records it).
+			continue
+		}
 		if first, ok := sc.firstSeq(); ok && open != nil {
 			res.Losses = append(res.Losses, Loss{Stream: stream, From: max(open.from, 1), To: first - 1, Cause: causeFor(blocks[open.block].path)})
 			open = nil
@@ -220,6 +229,12 @@ func readIndexExtent(path string) (first, last uint64) {
 		b = b[n:]
 	}
 	return vals[2], vals[4]
+}
+
+// compressed says whether buf starts with nats-server's compressed-block
+// header ("cmp" and the S2 algorithm byte).
+func compressed(buf []byte) bool {
+	return len(buf) >= 4 && string(buf[:3]) == "cmp" && buf[3] == 1
 }
 
 // firstRecordSeq is the sequence in the first record header of a block,

@@ -140,3 +140,34 @@ func TestSalvageSkipsForwardedBlocks(t *testing.T) {
 		t.Fatalf("a forwarded block was rewritten: %v", err)
 	}
 }
+
+// A stream an operator switched to S2 compression has compressed blocks:
+// the salvage pass must leave them alone, not take them for damage.
+func TestSalvageLeavesCompressedBlocks(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig("1s", 16<<20)
+	srv, js := jsServer(t, dir, c)
+	ctx := context.Background()
+	cfg := StreamConfigs(c)[1]
+	cfg.Compression = jetstream.S2Compression
+	_, err := js.CreateStream(ctx, cfg)
+	mustOK(t, err)
+	publishN(t, js, "telemetry.t", 24000, 200)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	blocks, err := blockFiles(filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs"))
+	mustOK(t, err)
+	buf, err := os.ReadFile(blocks[0].path)
+	mustOK(t, err)
+	if len(blocks) < 2 || !compressed(buf) {
+		t.Fatalf("want a compressed first block: %d blocks", len(blocks))
+	}
+	losses, err := SalvageStore(dir, slog.New(slog.DiscardHandler))
+	if err != nil || len(losses) != 0 {
+		t.Fatalf("losses %v, %v", losses, err)
+	}
+	_, js = jsServer(t, dir, c)
+	if got := storedSeqs(t, js, StreamTelemetry); len(got) != 24000 {
+		t.Fatalf("%d messages after the salvage pass, want 24000", len(got))
+	}
+}
