@@ -102,7 +102,7 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 	_, indexLast := readIndexExtent(filepath.Join(dir, stateIndexDB))
 	var prevLast uint64 // last message sequence of the blocks before
 	type cut struct {
-		from  uint64 // first sequence lost; 0: from the start of the stream
+		from  uint64 // first sequence lost
 		block int
 	}
 	var open *cut // a run of lost records not closed by a later record yet

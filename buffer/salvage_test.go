@@ -171,3 +171,40 @@ func TestSalvageLeavesCompressedBlocks(t *testing.T) {
 		t.Fatalf("%d messages after the salvage pass, want 24000", len(got))
 	}
 }
+
+// Removing index.db makes nats-server rebuild the stream from its blocks:
+// messages purged (the ager's purge by sequence) or deleted before must
+// not come back.
+func TestSalvageKeepsDeletesDeleted(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig("1s", 16<<20)
+	srv, js := jsServer(t, dir, c)
+	ctx := context.Background()
+	mustOK(t, EnsureStreams(ctx, js, c))
+	publishN(t, js, "telemetry.t", 5000, 100)
+	s, err := js.Stream(ctx, StreamTelemetry)
+	mustOK(t, err)
+	mustOK(t, s.Purge(ctx, jetstream.WithPurgeSequence(2001)), "purge")
+	mustOK(t, s.DeleteMsg(ctx, 3000), "delete")
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	blocks, err := blockFiles(filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs"))
+	mustOK(t, err)
+	b := blocks[len(blocks)-1]
+	buf, err := os.ReadFile(b.path)
+	mustOK(t, err)
+	off := len(buf) * 3 / 4
+	for i := off; i < off+1024; i++ {
+		buf[i] = 0x5a
+	}
+	mustOK(t, os.WriteFile(b.path, buf, 0o640))
+	losses, err := SalvageStore(dir, slog.New(slog.DiscardHandler))
+	if err != nil || len(losses) != 1 || losses[0].From <= 3000 {
+		t.Fatalf("losses %v, %v", losses, err)
+	}
+	_, js = jsServer(t, dir, c)
+	got := storedSeqs(t, js, StreamTelemetry)
+	if want := 3000 - 1 - int(losses[0].Count); len(got) != want || got[0] != 2001 || slices.Contains(got, 3000) {
+		t.Fatalf("%d messages from %d after the pass, want %d from 2001 without 3000", len(got), got[0], want)
+	}
+}
