@@ -156,6 +156,11 @@ func TestDeletedStreamRecreated(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the recreation in health", func() bool { return a.BufferHealth().Recreated >= 1 })
 	s := a.Status(ctx)
+	var m strings.Builder
+	writeMetrics(&m, s, 0)
+	if s.Store.RecreatedStreams < 1 || !strings.Contains(m.String(), "edge_agent_streams_recreated_total 1\n") {
+		t.Fatalf("recreation not counted in status (%d) or metrics:\n%s", s.Store.RecreatedStreams, m.String())
+	}
 	if len(s.Store.Losses) != 1 || s.Store.Losses[0].Count != 10 || s.Store.Losses[0].From != 1 || s.Store.Losses[0].To != 10 {
 		t.Fatalf("the 10 unforwarded readings the delete took are not recorded as lost: %+v", s.Store.Losses)
 	}

@@ -164,6 +164,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 	p.one("edge_agent_store_max_bytes", "gauge", "buffer.max_bytes.", float64(st.MaxBytes))
 	p.one("edge_agent_disk_free_bytes", "gauge", "Free bytes on the store's filesystem.", float64(st.DiskFree))
 	p.one("edge_agent_disk_total_bytes", "gauge", "Size of the store's filesystem.", float64(st.DiskTotal))
+	p.one("edge_agent_streams_recreated_total", "counter", "Agent streams recreated this boot after something deleted them.", float64(st.RecreatedStreams))
 	p.one("edge_agent_store_sync_always", "gauge", "1 if every write is fsynced before its ack (buffer.sync: always).", b2f(st.Sync == "always"))
 	p.one("edge_agent_clock_synchronised", "gauge", "1 if the kernel reports the clock synchronised.", b2f(s.Clock.State == ClockSynced))
 	if age := st.Age; age != nil {

@@ -105,6 +105,9 @@ type StoreStatus struct {
 	// client with the rights to): the agent recreates them at once, and
 	// while that fails nothing is stored in them.
 	MissingStreams []string `json:"missing_streams,omitempty"`
+	// RecreatedStreams counts agent streams recreated this boot after
+	// something deleted them.
+	RecreatedStreams int `json:"recreated_streams,omitempty"`
 	// Events are this boot's recoveries (state.db moved aside, a damaged
 	// stream, disk full): each may mean lost or duplicated data.
 	Events []buffer.StateEvent `json:"events,omitempty"`
@@ -368,7 +371,7 @@ func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 	st := StoreStatus{Dir: cfg.StateDir, MaxBytes: uint64(cfg.Buffer.MaxBytes), Sync: cfg.Buffer.Sync}
 	h := a.BufferHealth()
 	st.DiskFull, st.JetStreamDisabled, st.WriteErrors, st.AsyncStreams, st.Events = h.DiskFull, h.JetStreamDisabled, h.WriteErrors, h.AsyncStreams, h.Events
-	st.MissingStreams = h.Missing
+	st.MissingStreams, st.RecreatedStreams = h.Missing, h.Recreated
 	if bs := a.State(); bs != nil {
 		st.Losses = bs.Losses()
 	}
