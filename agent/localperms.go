@@ -3,8 +3,10 @@ package agent
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/edge-agent/edge-agent/buffer"
 )
@@ -36,18 +38,31 @@ func setLocalPermissions(opts *server.Options, site string) {
 		return
 	}
 	opts.Users = []*server.User{
-		{Username: agentUser, Password: randomPassword()},
-		// Nobody logs in as localUser: anonymous clients are mapped to it.
+		// bcrypt at its minimum cost: the password is random.
+		{Username: agentUser, Password: bcryptOf(agentPassword)},
+		// Nobody logs in as localUser: anonymous clients are mapped to it
+		// (nats-server needs its password in plaintext for that).
 		{Username: localUser, Password: randomPassword(),
 			Permissions: &server.Permissions{Publish: &server.SubjectPermission{Deny: ownStreamDenies(site)}}},
 	}
 	opts.NoAuthUser = localUser
 }
 
+// agentPassword is the agent user's password, made once per process.
+var agentPassword = randomPassword()
+
 func randomPassword() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+func bcryptOf(pw string) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		panic(err) // only for a password longer than 72 bytes
+	}
+	return string(h)
 }
 
 // agentLogin is the login the agent's own connection uses, if
@@ -56,12 +71,10 @@ func agentLogin(opts *server.Options) (user, password string, ok bool) {
 	if opts == nil || opts.NoAuthUser != localUser {
 		return "", "", false
 	}
-	for _, u := range opts.Users {
-		if u.Username == agentUser {
-			return u.Username, u.Password, true
-		}
+	if !slices.ContainsFunc(opts.Users, func(u *server.User) bool { return u.Username == agentUser }) {
+		return "", "", false
 	}
-	return "", "", false
+	return agentUser, agentPassword, true
 }
 
 // ownStreamDenies are the JetStream API subjects (plain and through the

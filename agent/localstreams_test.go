@@ -120,6 +120,11 @@ func TestLocalAppCannotChangeAgentStreams(t *testing.T) {
 	if h := a.BufferHealth(); len(h.Missing) > 0 {
 		t.Fatalf("missing streams: %v", h.Missing)
 	}
+	// The local users' passwords are the agent's business: no warning a
+	// technician cannot act on.
+	if strings.Contains(a.logs.String(), `level=WARN msg="Plaintext passwords`) {
+		t.Fatalf("plaintext password warning logged:\n%s", a.logs)
+	}
 }
 
 // The local admin (local_auth) may delete an agent stream; the agent
