@@ -58,9 +58,13 @@ func (w *Watcher) recreate(ctx context.Context, h Health) Health {
 		_, err = CheckStreams(cctx, w.js, w.st, opened, w.log)
 	}
 	if err != nil {
-		w.log.Error("buffer: agent stream deleted and cannot be recreated: readings are not stored meanwhile; retrying", "streams", h.Missing, "err", err)
+		if err.Error() != w.recFail {
+			w.log.Error("buffer: agent stream deleted and cannot be recreated: readings are not stored meanwhile; retrying every round", "streams", h.Missing, "err", err, "round", WatchInterval)
+		}
+		w.recFail = err.Error()
 		return h
 	}
+	w.recFail = ""
 	w.recreated += len(h.Missing)
 	w.log.Warn("buffer: agent stream was deleted (by a local admin or an operator); recreated it", "streams", h.Missing)
 	return w.observe(ctx)

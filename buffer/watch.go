@@ -94,6 +94,7 @@ type Watcher struct {
 	wasFull   bool
 	kick      chan struct{} // a stream-deleted advisory: check now
 	recreated int           // under round
+	recFail   string        // under round: the last failure, logged once
 }
 
 // NewWatcher prepares a watcher for the agent's embedded server, whose
