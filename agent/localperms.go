@@ -17,8 +17,9 @@ import (
 // reconfigure, restore over or delete messages from TELEMETRY, ALERTS and
 // EDGE_AGENT_STATE, and writes to the cursor backup's subjects. Everything
 // else stays open: publishing readings, their own streams, consumers, KV.
-// The agent's own connection logs in as agentUser with a password made
-// for this run, so it keeps every right.
+// Nor may they forge JetStream advisories (the agent acts on
+// stream-deleted ones). The agent's own connection logs in as agentUser
+// with a password made for this process, so it keeps every right.
 //
 // With local_auth every client must log in as that one user, the local
 // admin, who may do all of this (that is how a technician repairs a
@@ -79,9 +80,9 @@ func agentLogin(opts *server.Options) (user, password string, ok bool) {
 
 // ownStreamDenies are the JetStream API subjects (plain and through the
 // site's domain) that change the agent's streams, plus the cursor backup's
-// subjects.
+// subjects and JetStream's advisories.
 func ownStreamDenies(site string) []string {
-	out := []string{"edge-agent.cursor.>"}
+	out := []string{"edge-agent.cursor.>", "$JS.EVENT.>"}
 	streams := append([]string{buffer.StateStream}, buffer.Lanes...)
 	for _, prefix := range []string{"$JS.API.", "$JS." + site + ".API."} {
 		out = append(out, prefix+"ACCOUNT.PURGE.>")

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -89,6 +90,10 @@ func TestLocalAppCannotChangeAgentStreams(t *testing.T) {
 	_, err = js.Publish(c, "edge-agent.cursor.TELEMETRY", []byte(`{"cursor":5,"stream_id":"x"}`))
 	cc()
 	refused("write the cursor backup", err)
+	if err := nc.Publish("$JS.EVENT.ADVISORY.STREAM.DELETED.TELEMETRY", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	refused("forge a stream-deleted advisory", errors.New("(a plain publish has no reply)"))
 
 	if s, err = js.Stream(ctx, buffer.StreamTelemetry); err != nil || s.CachedInfo().State.Msgs != 10 || s.CachedInfo().Config.MaxBytes == 1<<20 {
 		t.Fatalf("TELEMETRY changed: %+v %v", s.CachedInfo(), err)
@@ -133,6 +138,11 @@ func TestLocalAppCannotChangeAgentStreams(t *testing.T) {
 // loss, and while the stream is missing status says down.
 func TestDeletedStreamRecreated(t *testing.T) {
 	a := startAgent(t, "local_auth: {user: admin, password: pw}\n")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(a.logs.String())
+		}
+	})
 	nc := connect(t, a.ClientURL(), nats.UserInfo("admin", "pw"))
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -156,9 +166,15 @@ func TestDeletedStreamRecreated(t *testing.T) {
 		return err == nil
 	})
 	t.Logf("recreated %s after the delete (watch interval %s)", time.Since(start).Round(time.Millisecond), buffer.WatchInterval)
-	if _, err := js.Publish(ctx, "telemetry.t", []byte("after")); err != nil {
-		t.Fatalf("publish after the recreation: %v", err)
+	if d := time.Since(start); d >= buffer.WatchInterval {
+		t.Errorf("recreated after %s: not on the advisory but at a watch round", d)
 	}
+	waitFor(t, 10*time.Second, "a publish to be acknowledged after the recreation", func() bool {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := js.Publish(c, "telemetry.t", []byte("after"))
+		return err == nil
+	})
 	waitFor(t, 10*time.Second, "the recreation in health", func() bool { return a.BufferHealth().Recreated >= 1 })
 	s := a.Status(ctx)
 	var m strings.Builder

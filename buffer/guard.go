@@ -3,6 +3,8 @@ package buffer
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +22,7 @@ const advisoryStreamDeleted = "$JS.EVENT.ADVISORY.STREAM.DELETED."
 func (w *Watcher) watchDeletes() func() {
 	sub, err := w.js.Conn().Subscribe(advisoryStreamDeleted+"*", func(m *nats.Msg) {
 		name := strings.TrimPrefix(m.Subject, advisoryStreamDeleted)
-		if name != StateStream && !isLane(name) {
+		if name != StateStream && !slices.Contains(Lanes, name) {
 			return
 		}
 		select {
@@ -35,15 +37,6 @@ func (w *Watcher) watchDeletes() func() {
 	return func() { _ = sub.Unsubscribe() }
 }
 
-func isLane(name string) bool {
-	for _, l := range Lanes {
-		if l == name {
-			return true
-		}
-	}
-	return false
-}
-
 // recreate brings back agent streams something deleted (a local admin, an
 // operator's `nats stream rm`): created anew and checked against state.db,
 // which reports the recreation and records the unforwarded readings the
@@ -52,6 +45,9 @@ func isLane(name string) bool {
 func (w *Watcher) recreate(ctx context.Context, h Health) Health {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	for _, name := range h.Missing {
+		w.awaitRemoved(cctx, name)
+	}
 	opened := time.Now()
 	err := ReconcileStreams(cctx, w.js, w.cfg, w.log)
 	if err == nil {
@@ -70,6 +66,24 @@ func (w *Watcher) recreate(ctx context.Context, h Health) Health {
 	return w.observe(ctx)
 }
 
+// awaitRemoved waits, for a few seconds at most, until nats-server has
+// removed a deleted stream's directory: it answers the delete and sends
+// the advisory first, and a stream created under the same name meanwhile
+// has its files removed under it ("rename meta.inf.tmp: no such file").
+func (w *Watcher) awaitRemoved(ctx context.Context, name string) {
+	deadline := time.Now().Add(removeWait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if dirs, _ := filepath.Glob(filepath.Join(w.dir, "*", "streams", name)); len(dirs) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// removeWait bounds awaitRemoved: a directory still there after it is not
+// the deleted stream's any more.
+const removeWait = 3 * time.Second
+
 // recreateStateStream brings back the cursor backup stream if something
 // deleted it (it is only ever created by CheckStreams otherwise), and has
 // every cursor written to it again at the next flush. Readings are still
@@ -80,6 +94,7 @@ func (w *Watcher) recreateStateStream(ctx context.Context) {
 	if _, err := w.js.Stream(cctx, StateStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return
 	}
+	w.awaitRemoved(cctx, StateStream)
 	if err := ensureStateStream(cctx, w.js); err != nil {
 		w.log.Error("buffer: the cursor backup stream was deleted and cannot be recreated; retrying", "stream", StateStream, "err", err)
 		return

@@ -242,7 +242,11 @@ func (w *Watcher) observe(ctx context.Context) Health {
 	// not restarting JetStream.
 	h.WriteErrors = slices.DeleteFunc(h.WriteErrors, func(e string) bool {
 		name, _, _ := strings.Cut(e, ":")
-		return slices.Contains(h.Missing, name)
+		if slices.Contains(h.Missing, name) {
+			return true
+		}
+		_, err := w.js.Stream(cctx, name)
+		return errors.Is(err, jetstream.ErrStreamNotFound)
 	})
 	return h
 }
