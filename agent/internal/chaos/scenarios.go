@@ -388,8 +388,13 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	if err != nil {
 		return err
 	}
+	// The client port answers before the control socket exists.
 	socket := filepath.Join(e.dir, "agent.sock")
 	st, err := agent.FetchStatus(ctx, socket)
+	for deadline := time.Now().Add(30 * time.Second); errors.Is(err, agent.ErrNotRunning) && time.Now().Before(deadline); {
+		sleep(ctx, 50*time.Millisecond)
+		st, err = agent.FetchStatus(ctx, socket)
+	}
 	if err != nil {
 		return err
 	}
