@@ -406,9 +406,17 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 		}
 		return false
 	}
+	// Damage in the part already forwarded costs nothing the hub lacks:
+	// those are not losses to report.
+	atHub := newContents()
+	if e.opts.hubAudit {
+		if atHub, err = readHub(ctx, e.hubJS, e.site); err != nil {
+			return err
+		}
+	}
 	lost, unreported := 0, 0
 	for _, id := range acked {
-		if local.ids[id] > 0 || held.ids[id] == 0 {
+		if local.ids[id] > 0 || held.ids[id] == 0 || atHub.ids[id] > 0 {
 			continue
 		}
 		lost++
