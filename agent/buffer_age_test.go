@@ -48,7 +48,13 @@ func TestAgentAgeLimitIsTheAgers(t *testing.T) {
 	}
 	old := s.CachedInfo().Config
 	old.MaxAge = 720 * time.Hour
-	if _, err := js.UpdateStream(ctx, old); err != nil {
+	// Through the agent's own connection: local apps may not reconfigure
+	// the agent's streams.
+	admin, err := jetstream.New(ta.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.UpdateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	if err := ta.stop(); err != nil {

@@ -105,6 +105,7 @@ func (a *Agent) controlHandler() http.Handler {
 		}
 		writeJSON(w, httpCode, HealthResponse{State: StateName(code), Code: code, Warnings: warnings})
 	})
+	mux.HandleFunc("POST /v1/buffer/ack-loss", a.handleAckLoss)
 	return mux
 }
 
@@ -150,16 +151,7 @@ func FetchStatus(ctx context.Context, socket string) (Status, error) {
 
 // controlGet decodes the JSON answer of GET path on the control socket.
 func controlGet(ctx context.Context, socket, path string, v any) error {
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "unix", socket)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
-			}
-			return c, nil
-		},
-	}}
+	c := controlClient(socket)
 	defer c.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent"+path, nil)
 	if err != nil {
@@ -178,4 +170,19 @@ func controlGet(ctx context.Context, socket, path string, v any) error {
 		return fmt.Errorf("control socket %s: decode %s: %w", socket, path, err)
 	}
 	return nil
+}
+
+// controlClient talks HTTP over the control socket; a socket nothing
+// answers on wraps ErrNotRunning.
+func controlClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
+			}
+			return c, nil
+		},
+	}}
 }

@@ -29,13 +29,6 @@ var monitoringFiles = []string{
 	"../packaging/grafana/edge-fleet.json",
 }
 
-// pendingMetrics are named by the rules and dashboards before the code
-// that exports them is on this branch; each must be removed from here once
-// it is (the test fails when a pending name is exported).
-var pendingMetrics = map[string]string{
-	"edge_agent_buffer_lost_readings_total": "readings lost to store damage, exported by the #16 damage report",
-}
-
 var metricNameRE = regexp.MustCompile(`\bedge_(?:agent|fleet)_[a-z0-9_]+`)
 
 // scrape returns the metric names in a Prometheus text exposition.
@@ -115,13 +108,7 @@ sensors:
 			t.Fatalf("%s names %d metrics: %v", filepath.Base(f), len(names), names)
 		}
 		for _, n := range names {
-			why, pending := pendingMetrics[n]
-			switch {
-			case got[n] && pending:
-				t.Errorf("%s is exported now: remove it from pendingMetrics", n)
-			case !got[n] && pending:
-				t.Logf("%s: %s not exported yet (pending: %s)", filepath.Base(f), n, why)
-			case !got[n]:
+			if !got[n] {
 				t.Errorf("%s names %s, which no real /metrics exports", filepath.Base(f), n)
 			}
 		}

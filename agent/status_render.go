@@ -242,6 +242,9 @@ func renderBacklog(p func(string, ...any), s Status, now time.Time) {
 		if l.Evicted > 0 {
 			line += fmt.Sprintf(", %d evicted unforwarded", l.Evicted)
 		}
+		if l.Lost > 0 {
+			line += fmt.Sprintf(", %d lost to damage", l.Lost)
+		}
 		p("%-9s %s\n", key, line)
 		key = ""
 	}

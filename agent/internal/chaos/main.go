@@ -241,7 +241,7 @@ func runScenario(ctx context.Context, o *options, sc *scenario) *result {
 		r.err = fmt.Errorf("graceful stop after the run: %w", err)
 	}
 	r.failed = r.err != nil || r.dup > 0 || r.v.hubExtra > 0 || r.v.stuck > 0 ||
-		(r.lost > 0 && !sc.lossOK) || (r.v.localLost > 0 && !sc.localLossOK)
+		(r.lost > 0 && !sc.lossOK && !sc.damageOK) || (r.v.localLost > 0 && !sc.localLossOK && !sc.damageOK)
 	return r
 }
 
