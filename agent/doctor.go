@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -101,26 +100,6 @@ func (d *Doctor) Run(ctx context.Context, path string) []Check {
 		checks = append(checks, d.hub(ctx, cfg, u))
 	}
 	return checks
-}
-
-// RenderChecks prints one line per check and the fix under each problem.
-func RenderChecks(w io.Writer, checks []Check, tty bool) {
-	st := style{tty}
-	for _, c := range checks {
-		mark := strings.ToUpper(c.Verdict)
-		switch {
-		case c.Verdict == CheckFail:
-			mark = st.mark(SevCritical)
-		case c.Verdict == CheckWarn:
-			mark = st.mark(SevWarning)
-		case c.Verdict == CheckOK:
-			mark = st.mark("")
-		}
-		fmt.Fprintf(w, "%-4s %-10s %s\n", mark, c.Name, c.Detail)
-		if c.Fix != "" && c.Verdict != CheckOK {
-			fmt.Fprintf(w, "     %-10s fix: %s\n", "", c.Fix)
-		}
-	}
 }
 
 // configFix is what to do about a config that cannot be used: the key to
