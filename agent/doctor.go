@@ -73,8 +73,29 @@ func DoctorExit(checks []Check) int {
 	return code
 }
 
-// Run checks the config at path and everything it names, in the order a
-// technician would: the device first, then the way to the hub.
+// A doctorCheck is one thing doctor verifies, as tailscale's doctor.Check:
+// a name and a run that reports a Check per item it looks at (a secret
+// file, a sensor's device, a hub URL); a Check without a name takes the
+// doctorCheck's. cfg is nil when the config cannot be used: only the
+// checks that need none run then.
+type doctorCheck struct {
+	name        string
+	needsConfig bool
+	run         func(ctx context.Context, d *Doctor, cfg *Config) []Check
+}
+
+// doctorChecks is doctor's list, after the config, in the order a
+// technician would check by hand: the device first, then the way to the hub.
+var doctorChecks = []doctorCheck{
+	{name: "state_dir", needsConfig: true, run: func(_ context.Context, _ *Doctor, cfg *Config) []Check { return []Check{stateDirCheck(cfg.StateDir)} }},
+	{name: "secrets", needsConfig: true, run: func(_ context.Context, _ *Doctor, cfg *Config) []Check { return secretChecks(cfg) }},
+	{name: "sensors", needsConfig: true, run: func(_ context.Context, _ *Doctor, cfg *Config) []Check { return deviceChecks(cfg) }},
+	{name: "clock", run: func(_ context.Context, d *Doctor, _ *Config) []Check { return []Check{d.clock()} }},
+	{name: "power", run: func(_ context.Context, d *Doctor, _ *Config) []Check { return []Check{d.power()} }},
+	{name: "hub", needsConfig: true, run: hubChecks},
+}
+
+// Run checks the config at path, then runs doctorChecks on it.
 func (d *Doctor) Run(ctx context.Context, path string) []Check {
 	from := ""
 	if d.ConfigSource != "" {
@@ -84,22 +105,37 @@ func (d *Doctor) Run(ctx context.Context, path string) []Check {
 	if err == nil {
 		err = CheckServer(cfg)
 	}
+	var checks []Check
 	if err != nil {
-		checks := []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error() + from, Fix: configFix(path, err)}}
-		return append(checks, d.clock(), d.power())
+		cfg = nil
+		checks = []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error() + from, Fix: configFix(path, err)}}
+	} else {
+		checks = []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)%s", path, cfg.Site, from)}}
 	}
-	checks := []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)%s", path, cfg.Site, from)}}
-	checks = append(checks, stateDirCheck(cfg.StateDir))
-	checks = append(checks, secretChecks(cfg)...)
-	checks = append(checks, deviceChecks(cfg)...)
-	checks = append(checks, d.clock(), d.power())
-	if cfg.Uplink == nil {
-		return append(checks, Check{Name: "hub", Verdict: CheckSkip, Detail: "no uplink configured: standalone"})
-	}
-	for _, u := range cfg.Uplink.HubURLs {
-		checks = append(checks, d.hub(ctx, cfg, u))
+	for _, c := range doctorChecks {
+		if c.needsConfig && cfg == nil {
+			continue
+		}
+		for _, r := range c.run(ctx, d, cfg) {
+			if r.Name == "" {
+				r.Name = c.name
+			}
+			checks = append(checks, r)
+		}
 	}
 	return checks
+}
+
+// hubChecks checks each hub URL; standalone is no failure.
+func hubChecks(ctx context.Context, d *Doctor, cfg *Config) []Check {
+	if cfg.Uplink == nil {
+		return []Check{{Verdict: CheckSkip, Detail: "no uplink configured: standalone"}}
+	}
+	var out []Check
+	for _, u := range cfg.Uplink.HubURLs {
+		out = append(out, d.hub(ctx, cfg, u))
+	}
+	return out
 }
 
 // configFix is what to do about a config that cannot be used: the key to
@@ -127,7 +163,6 @@ func configFix(path string, err error) string {
 // full nor read-only, or readings cannot be kept. A missing directory is
 // fine when run can create it (it does, at start).
 func stateDirCheck(dir string) Check {
-	c := Check{Name: "state_dir"}
 	fi, err := os.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		parent := filepath.Dir(dir)
@@ -138,27 +173,27 @@ func stateDirCheck(dir string) Check {
 			parent = filepath.Dir(parent)
 		}
 		if unix.Access(parent, unix.W_OK|unix.X_OK) == nil {
-			return Check{Name: c.Name, Verdict: CheckOK, Detail: fmt.Sprintf("%s does not exist yet: run creates it (%s is writable)", dir, parent)}
+			return Check{Verdict: CheckOK, Detail: fmt.Sprintf("%s does not exist yet: run creates it (%s is writable)", dir, parent)}
 		}
-		return Check{Name: c.Name, Verdict: CheckWarn, Detail: fmt.Sprintf("%s does not exist and this user may not create it in %s", dir, parent),
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("%s does not exist and this user may not create it in %s", dir, parent),
 			Fix: "run doctor as the agent's user, or create it: `install -d -o edge-agent -m 0750 " + dir + "`"}
 	}
 	if err != nil {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: "install the package (it creates it) or `install -d -o edge-agent -m 0750 " + dir + "`"}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: "install the package (it creates it) or `install -d -o edge-agent -m 0750 " + dir + "`"}
 	}
 	if !fi.IsDir() {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: dir + " is not a directory"}
+		return Check{Verdict: CheckFail, Detail: dir + " is not a directory"}
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dir, &fs); err != nil {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("statfs %s: %v", dir, err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("statfs %s: %v", dir, err)}
 	}
 	if int64(fs.Flags)&unix.ST_RDONLY != 0 {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: dir + " is on a read-only filesystem", Fix: "check the SD card/disk (dmesg) and remount read-write"}
+		return Check{Verdict: CheckFail, Detail: dir + " is on a read-only filesystem", Fix: "check the SD card/disk (dmesg) and remount read-write"}
 	}
 	f, err := os.CreateTemp(dir, ".doctor-*")
 	if err != nil {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("cannot write in %s: %v", dir, err), Fix: "chown -R edge-agent: " + dir + " (run doctor as the agent's user to check its rights)"}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("cannot write in %s: %v", dir, err), Fix: "chown -R edge-agent: " + dir + " (run doctor as the agent's user to check its rights)"}
 	}
 	f.Close()
 	os.Remove(f.Name())
@@ -166,11 +201,11 @@ func stateDirCheck(dir string) Check {
 	detail := fmt.Sprintf("%s writable, %s free of %s", dir, fmtBytes(free), fmtBytes(total))
 	switch {
 	case float64(free) < diskCriticalFree*float64(total):
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: detail + ": disk full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
+		return Check{Verdict: CheckFail, Detail: detail + ": disk full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
 	case float64(free) < diskWarnFree*float64(total):
-		return Check{Name: c.Name, Verdict: CheckWarn, Detail: detail + ": nearly full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
+		return Check{Verdict: CheckWarn, Detail: detail + ": nearly full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
 	}
-	return Check{Name: c.Name, Verdict: CheckOK, Detail: detail}
+	return Check{Verdict: CheckOK, Detail: detail}
 }
 
 // secretChecks: secrets must be private (like ssh keys) and the client
@@ -188,11 +223,11 @@ func secretChecks(cfg *Config) []Check {
 		fi, err := os.Stat(f.path)
 		switch {
 		case err != nil:
-			out = append(out, Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("%s %s: %v", f.key, f.path, err)})
+			out = append(out, Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s %s: %v", f.key, f.path, err)})
 		case fi.Mode().Perm()&0o077 != 0:
-			out = append(out, Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("%s %s is readable by group or others (mode %04o)", f.key, f.path, fi.Mode().Perm()), Fix: "chmod 600 " + f.path})
+			out = append(out, Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s %s is readable by group or others (mode %04o)", f.key, f.path, fi.Mode().Perm()), Fix: "chmod 600 " + f.path})
 		default:
-			out = append(out, Check{Name: "secrets", Verdict: CheckOK, Detail: fmt.Sprintf("%s %s is private (mode %04o)", f.key, f.path, fi.Mode().Perm())})
+			out = append(out, Check{Verdict: CheckOK, Detail: fmt.Sprintf("%s %s is private (mode %04o)", f.key, f.path, fi.Mode().Perm())})
 		}
 	}
 	if u.TLS.CertFile != "" {
@@ -204,25 +239,25 @@ func secretChecks(cfg *Config) []Check {
 func certFileCheck(path string) Check {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file: %v", err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file: %v", err)}
 	}
 	b, _ := pem.Decode(data)
 	if b == nil {
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s holds no PEM certificate", path)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s holds no PEM certificate", path)}
 	}
 	cert, err := x509.ParseCertificate(b.Bytes)
 	if err != nil {
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s: %v", path, err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s: %v", path, err)}
 	}
 	left := time.Until(cert.NotAfter)
 	detail := fmt.Sprintf("client certificate %s (%s)", path, certLife(cert, time.Now()))
 	switch {
 	case left <= 0:
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: detail, Fix: "install a renewed client certificate"}
+		return Check{Verdict: CheckFail, Detail: detail, Fix: "install a renewed client certificate"}
 	case left < 14*24*time.Hour:
-		return Check{Name: "secrets", Verdict: CheckWarn, Detail: detail, Fix: "renew the client certificate soon"}
+		return Check{Verdict: CheckWarn, Detail: detail, Fix: "renew the client certificate soon"}
 	}
-	return Check{Name: "secrets", Verdict: CheckOK, Detail: detail}
+	return Check{Verdict: CheckOK, Detail: detail}
 }
 
 func certLife(c *x509.Certificate, now time.Time) string {
@@ -314,17 +349,17 @@ func devicePaths(opts any) []string {
 func (d *Doctor) clock() Check {
 	now, floor := time.Now(), ClockFloor()
 	if now.Before(floor) {
-		return Check{Name: "clock", Verdict: CheckFail, Detail: fmt.Sprintf("reads %s, before this build (%s): readings would be stamped wrong, TLS certificates look not yet valid", now.UTC().Format(time.RFC3339), floor.Format(time.DateOnly)),
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("reads %s, before this build (%s): readings would be stamped wrong, TLS certificates look not yet valid", now.UTC().Format(time.RFC3339), floor.Format(time.DateOnly)),
 			Fix: "set the time: timedatectl set-ntp true and allow NTP (UDP 123) out, or fit an RTC"}
 	}
 	c := clockStatus()
 	switch c.State {
 	case ClockSynced:
-		return Check{Name: "clock", Verdict: CheckOK, Detail: "synchronised (kernel NTP status)"}
+		return Check{Verdict: CheckOK, Detail: "synchronised (kernel NTP status)"}
 	case ClockUnsynced:
-		return Check{Name: "clock", Verdict: CheckOK, Detail: "not NTP-synchronised but plausible (after this build's date); `edge-agent status` shows its offset from the hub's clock"}
+		return Check{Verdict: CheckOK, Detail: "not NTP-synchronised but plausible (after this build's date); `edge-agent status` shows its offset from the hub's clock"}
 	}
-	return Check{Name: "clock", Verdict: CheckWarn, Detail: c.Error}
+	return Check{Verdict: CheckWarn, Detail: c.Error}
 }
 
 // power reads the Pi firmware's throttling flags: under-voltage corrupts SD
@@ -332,35 +367,34 @@ func (d *Doctor) clock() Check {
 func (d *Doctor) power() Check {
 	data, err := os.ReadFile(d.ThrottledPath)
 	if err != nil {
-		return Check{Name: "power", Verdict: CheckSkip, Detail: "no Raspberry Pi throttling flags (" + d.ThrottledPath + ")"}
+		return Check{Verdict: CheckSkip, Detail: "no Raspberry Pi throttling flags (" + d.ThrottledPath + ")"}
 	}
 	s := strings.TrimPrefix(strings.TrimSpace(string(data)), "throttled=")
 	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 32)
 	if err != nil {
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("cannot parse %s: %q", d.ThrottledPath, s)}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("cannot parse %s: %q", d.ThrottledPath, s)}
 	}
 	const fix = "use the official power supply (5.1 V, 3 A) and a short cable; check the SD card afterwards"
 	switch {
 	case v&0x1 != 0:
-		return Check{Name: "power", Verdict: CheckFail, Detail: fmt.Sprintf("under-voltage now (flags 0x%x)", v), Fix: fix}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("under-voltage now (flags 0x%x)", v), Fix: fix}
 	case v&0x4 != 0:
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("CPU throttled now (flags 0x%x): check cooling", v), Fix: "improve cooling; check the supply"}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("CPU throttled now (flags 0x%x): check cooling", v), Fix: "improve cooling; check the supply"}
 	case v&0x10000 != 0:
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("under-voltage occurred since boot (flags 0x%x)", v), Fix: fix}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("under-voltage occurred since boot (flags 0x%x)", v), Fix: fix}
 	case v&0x40000 != 0:
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("throttling occurred since boot (flags 0x%x)", v), Fix: "improve cooling; check the supply"}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("throttling occurred since boot (flags 0x%x)", v), Fix: "improve cooling; check the supply"}
 	}
-	return Check{Name: "power", Verdict: CheckOK, Detail: "no under-voltage or throttling since boot"}
+	return Check{Verdict: CheckOK, Detail: "no under-voltage or throttling since boot"}
 }
 
 // hub walks one hub URL step by step (DNS, TCP, TLS, auth) and reports the
 // first step that fails, so the technician knows whom to call: the network
 // team, the firewall, the PKI or the hub operator.
 func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
-	name := "hub"
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Check{Name: name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", raw, err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", raw, err)}
 	}
 	shown := uplink.Config{HubURLs: []string{raw}}
 	shown = shown.Redacted()
@@ -379,7 +413,7 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 		default:
 			fix = reasonFix(class)
 		}
-		return Check{Name: name, Verdict: CheckFail, Detail: label + ": " + detail, Fix: fix}
+		return Check{Verdict: CheckFail, Detail: label + ": " + detail, Fix: fix}
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
@@ -438,7 +472,7 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 	if tlsInfo != "" {
 		detail += ", TLS (" + tlsInfo + ")"
 	}
-	return Check{Name: name, Verdict: CheckOK, Detail: detail + ", auth ok"}
+	return Check{Verdict: CheckOK, Detail: detail + ", auth ok"}
 }
 
 // tlsStep handshakes over conn and verifies the chain itself, so a failure
