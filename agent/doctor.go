@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -48,7 +46,6 @@ type Doctor struct {
 	StepTimeout time.Duration
 	// ThrottledPath is the Raspberry Pi firmware's throttling flags.
 	ThrottledPath string
-	Resolver      *net.Resolver
 	// ConfigSource says how the config path was chosen (the running
 	// agent's, the default path); shown with the config check.
 	ConfigSource string
@@ -56,7 +53,7 @@ type Doctor struct {
 
 // NewDoctor returns a doctor with the defaults for a real device.
 func NewDoctor() *Doctor {
-	return &Doctor{StepTimeout: 5 * time.Second, ThrottledPath: "/sys/devices/platform/soc/soc:firmware/get_throttled", Resolver: net.DefaultResolver}
+	return &Doctor{StepTimeout: 5 * time.Second, ThrottledPath: "/sys/devices/platform/soc/soc:firmware/get_throttled"}
 }
 
 // DoctorExit maps checks to the exit code: 0 all ok, 1 warnings, 2 failures.
@@ -388,9 +385,9 @@ func (d *Doctor) power() Check {
 	return Check{Verdict: CheckOK, Detail: "no under-voltage or throttling since boot"}
 }
 
-// hub walks one hub URL step by step (DNS, TCP, TLS, auth) and reports the
-// first step that fails, so the technician knows whom to call: the network
-// team, the firewall, the PKI or the hub operator.
+// hub walks one hub URL step by step (DNS, TCP, TLS with uplink's probe,
+// then auth) and reports the first step that fails, so the technician knows
+// whom to call: the network team, the firewall, the PKI or the hub operator.
 func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -399,10 +396,12 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 	shown := uplink.Config{HubURLs: []string{raw}}
 	shown = shown.Redacted()
 	label := shown.HubURLs[0]
-	var passed []string
+	one := *cfg.Uplink
+	one.HubURLs = []string{raw}
+	p := uplink.ProbeHub(ctx, &one, u, d.StepTimeout)
 	fail := func(class, detail string) Check {
-		if len(passed) > 0 {
-			detail += " (" + strings.Join(passed, ", ") + " ok)"
+		if len(p.Passed) > 0 {
+			detail += " (" + strings.Join(p.Passed, ", ") + " ok)"
 		}
 		fix := uplink.FixFor(cfg.Uplink, class, detail)
 		switch {
@@ -415,125 +414,47 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 		}
 		return Check{Verdict: CheckFail, Detail: label + ": " + detail, Fix: fix}
 	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = map[string]string{"ws": "80", "wss": "443"}[u.Scheme]
-		if port == "" {
-			port = "7422"
-		}
+	if p.Failed != "" {
+		class, detail := probeDetail(p, u.Hostname())
+		return fail(class, detail)
 	}
-	addrs := []string{host}
-	if net.ParseIP(host) == nil {
-		dctx, cancel := context.WithTimeout(ctx, d.StepTimeout)
-		addrs, err = d.Resolver.LookupHost(dctx, host)
-		cancel()
-		var de *net.DNSError
-		switch {
-		case errors.As(err, &de) && de.IsNotFound:
-			return fail(uplink.ReasonDNS, "DNS: "+host+" not found")
-		case err != nil:
-			return fail(uplink.ReasonDNS, "DNS: "+err.Error())
-		}
-		passed = append(passed, "DNS")
-	}
-	addr := net.JoinHostPort(addrs[0], port)
-	dialer := net.Dialer{Timeout: d.StepTimeout}
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		msg := "TCP: " + err.Error()
-		if errors.Is(err, unix.ECONNREFUSED) {
-			msg = "TCP: connection refused by " + addr
-		}
-		return fail(uplink.ReasonTCP, msg)
-	}
-	passed = append(passed, "TCP")
-	tlsInfo := ""
-	if u.Scheme == "tls" || u.Scheme == "wss" || cfg.Uplink.TLS.CAFile != "" || cfg.Uplink.TLS.HandshakeFirst {
-		tlsInfo, err = d.tlsStep(conn, cfg.Uplink, u, host)
-		if err != nil {
-			conn.Close()
-			return fail(uplink.ReasonTLS, "TLS: "+err.Error())
-		}
-		// The hub's refusal of the client certificate comes after the
-		// handshake: the link's own probe waits for it.
-		one := *cfg.Uplink
-		one.HubURLs = []string{raw}
-		if class, reason := uplink.Diagnose(ctx, &one); class != "" {
-			conn.Close()
-			return fail(class, reason)
-		}
-		passed = append(passed, "TLS")
-	}
-	conn.Close()
 	if class, reason := d.authStep(ctx, cfg, raw); class != "" {
 		return fail(class, reason)
 	}
 	detail := label + ": DNS, TCP"
-	if tlsInfo != "" {
-		detail += ", TLS (" + tlsInfo + ")"
+	if c := p.HubCert; c != nil {
+		detail += fmt.Sprintf(", TLS (%s issued by %s, %s)", c.Subject.CommonName, c.Issuer.CommonName, certLife(c, time.Now()))
 	}
 	return Check{Verdict: CheckOK, Detail: detail + ", auth ok"}
 }
 
-// tlsStep handshakes over conn and verifies the chain itself, so a failure
-// can say why: expired (and since when), unknown CA, wrong name.
-func (d *Doctor) tlsStep(conn net.Conn, up *uplink.Config, u *url.URL, host string) (string, error) {
-	_ = conn.SetDeadline(time.Now().Add(d.StepTimeout))
-	if u.Scheme != "wss" && !up.TLS.HandshakeFirst {
-		// NATS sends INFO in the clear before the TLS upgrade.
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, "INFO ") {
-			return "", fmt.Errorf("no NATS INFO before the handshake (%v): is handshake_first needed, or is this not a NATS leafnode port?", err)
-		}
+// probeDetail words a failed probe for the technician at the device: the
+// hub's certificate by what is wrong with it and since when; the status
+// reason where doctor has nothing to add.
+func probeDetail(p uplink.HubProbe, host string) (class, detail string) {
+	var de *net.DNSError
+	var ci x509.CertificateInvalidError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	switch {
+	case p.Failed == uplink.StepDNS && errors.As(p.Err, &de) && de.IsNotFound:
+		return uplink.ReasonDNS, "DNS: " + host + " not found"
+	case p.Failed == uplink.StepDNS:
+		return uplink.ReasonDNS, "DNS: " + p.Err.Error()
+	case p.Failed == uplink.StepTCP && errors.Is(p.Err, unix.ECONNREFUSED):
+		return uplink.ReasonTCP, "TCP: connection refused by " + p.Addr
+	case p.Failed == uplink.StepTCP:
+		return uplink.ReasonTCP, "TCP: " + p.Err.Error()
+	case p.Failed == uplink.StepINFO:
+		return uplink.ReasonTLS, fmt.Sprintf("TLS: no NATS INFO before the handshake (%v): is handshake_first needed, or is this not a NATS leafnode port?", p.Err)
+	case errors.As(p.Err, &ci) && ci.Reason == x509.Expired:
+		return uplink.ReasonTLS, "TLS: " + certLife(ci.Cert, time.Now())
+	case errors.As(p.Err, &ua):
+		return uplink.ReasonTLS, fmt.Sprintf("TLS: certificate signed by an unknown authority (issuer %q): wrong uplink.tls.ca_file?", p.HubCert.Issuer.CommonName)
+	case errors.As(p.Err, &he):
+		return uplink.ReasonTLS, fmt.Sprintf("TLS: certificate is not for %s (it is for %s): set uplink.tls.server_name or fix the URL", he.Host, strings.Join(append(he.Certificate.DNSNames, ipStrings(he.Certificate.IPAddresses)...), ", "))
 	}
-	serverName := host
-	if up.TLS.ServerName != "" {
-		serverName = up.TLS.ServerName
-	}
-	tc := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} // verified below, to explain failures
-	if up.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(up.TLS.CertFile, up.TLS.KeyFile)
-		if err != nil {
-			return "", fmt.Errorf("client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	tconn := tls.Client(conn, tc)
-	if err := tconn.Handshake(); err != nil {
-		return "", fmt.Errorf("handshake failed: %w", err)
-	}
-	certs := tconn.ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return "", errors.New("the hub sent no certificate")
-	}
-	opts := x509.VerifyOptions{DNSName: serverName, Intermediates: x509.NewCertPool()}
-	for _, c := range certs[1:] {
-		opts.Intermediates.AddCert(c)
-	}
-	if up.TLS.CAFile != "" {
-		pem, err := os.ReadFile(up.TLS.CAFile)
-		if err != nil {
-			return "", fmt.Errorf("uplink.tls.ca_file: %w", err)
-		}
-		opts.Roots = x509.NewCertPool()
-		opts.Roots.AppendCertsFromPEM(pem)
-	}
-	leaf, now := certs[0], time.Now()
-	if _, err := leaf.Verify(opts); err != nil {
-		var ci x509.CertificateInvalidError
-		var ua x509.UnknownAuthorityError
-		var he x509.HostnameError
-		switch {
-		case errors.As(err, &ci) && ci.Reason == x509.Expired:
-			return "", errors.New(certLife(ci.Cert, now))
-		case errors.As(err, &ua):
-			return "", fmt.Errorf("certificate signed by an unknown authority (issuer %q): wrong uplink.tls.ca_file?", leaf.Issuer.CommonName)
-		case errors.As(err, &he):
-			return "", fmt.Errorf("certificate is not for %s (it is for %s): set uplink.tls.server_name or fix the URL", serverName, strings.Join(append(leaf.DNSNames, ipStrings(leaf.IPAddresses)...), ", "))
-		}
-		return "", fmt.Errorf("certificate rejected: %w", err)
-	}
-	return fmt.Sprintf("%s issued by %s, %s", leaf.Subject.CommonName, leaf.Issuer.CommonName, certLife(leaf, now)), nil
+	return p.Class, p.Reason
 }
 
 func ipStrings(ips []net.IP) []string {
