@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/sys/unix"
 
+	"github.com/edge-agent/edge-agent/internal/human"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -259,23 +260,12 @@ func certFileCheck(path string) Check {
 
 func certLife(c *x509.Certificate, now time.Time) string {
 	if now.After(c.NotAfter) {
-		return "certificate expired " + days(now.Sub(c.NotAfter)) + " ago"
+		return "certificate expired " + human.Days(now.Sub(c.NotAfter)) + " ago"
 	}
 	if now.Before(c.NotBefore) {
 		return "certificate not valid until " + c.NotBefore.UTC().Format(time.RFC3339) + " (is the device clock right?)"
 	}
-	return "expires in " + days(c.NotAfter.Sub(now))
-}
-
-func days(d time.Duration) string {
-	n := int(d.Hours() / 24)
-	switch {
-	case n == 1:
-		return "1 day"
-	case n > 1:
-		return fmt.Sprintf("%d days", n)
-	}
-	return fmtAge(d)
+	return "expires in " + human.Days(c.NotAfter.Sub(now))
 }
 
 // deviceChecks: every /dev or /sys path in a sensor's driver options must

@@ -1,6 +1,6 @@
 package agent
 
-import "github.com/edge-agent/edge-agent/agent/internal/human"
+import "github.com/edge-agent/edge-agent/internal/human"
 
 // The daemon's warnings word times and sizes as the client's screens do.
 var (

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/human"
 )
 
 // probeTimeout bounds each probe step, so a blackholed hub still yields
@@ -358,7 +360,7 @@ func hubCertReason(err error, leaf *x509.Certificate, name string, now time.Time
 	var he x509.HostnameError
 	switch {
 	case errors.As(err, &ci) && ci.Cert == leaf && now.After(leaf.NotAfter):
-		return fmt.Sprintf("TLS: hub certificate expired %s (not after %s)", ago(now.Sub(leaf.NotAfter)), leaf.NotAfter.UTC().Format(time.DateOnly))
+		return fmt.Sprintf("TLS: hub certificate expired %s (not after %s)", human.Days(now.Sub(leaf.NotAfter))+" ago", leaf.NotAfter.UTC().Format(time.DateOnly))
 	case errors.As(err, &ci) && ci.Cert == leaf && now.Before(leaf.NotBefore):
 		return fmt.Sprintf("TLS: hub certificate not valid before %s: check the device clock (now %s)", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case errors.As(err, &ua):
@@ -367,16 +369,6 @@ func hubCertReason(err error, leaf *x509.Certificate, name string, now time.Time
 		return fmt.Sprintf("TLS: hub certificate is not valid for %s (set uplink.tls.server_name or fix hub_urls): %v", name, err)
 	}
 	return fmt.Sprintf("TLS: hub certificate rejected: %v", err)
-}
-
-func ago(d time.Duration) string {
-	switch days := int(d / (24 * time.Hour)); {
-	case days == 1:
-		return "1 day ago"
-	case days > 1:
-		return fmt.Sprintf("%d days ago", days)
-	}
-	return fmt.Sprintf("%s ago", d.Round(time.Minute))
 }
 
 func isTimeout(err error) bool {

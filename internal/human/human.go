@@ -1,5 +1,6 @@
 // Package human words durations and sizes for people: the daemon's
-// warnings and the client's screens must say them alike.
+// warnings, the client's screens, doctor and the link's reasons must say
+// them alike.
 package human
 
 import (
@@ -39,6 +40,19 @@ func Age(d time.Duration) string {
 		return trimZero(fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60))
 	}
 	return trimZero(fmt.Sprintf("%dd %dh", int(d.Hours())/24, int(d.Hours())%24))
+}
+
+// Days prints a duration in whole days ("1 day", "3 days"), or as Age
+// when shorter than a day: certificate lifetimes.
+func Days(d time.Duration) string {
+	n := int(d.Hours() / 24)
+	switch {
+	case n == 1:
+		return "1 day"
+	case n > 1:
+		return fmt.Sprintf("%d days", n)
+	}
+	return Age(d)
 }
 
 func trimZero(s string) string {
