@@ -1,10 +1,6 @@
 package agent
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/edge-agent/edge-agent/buffer"
@@ -34,28 +30,4 @@ func (a *Agent) handleAckLoss(w http.ResponseWriter, _ *http.Request) {
 		done = []buffer.Loss{}
 	}
 	writeJSON(w, http.StatusOK, AckLossResponse{Acknowledged: done})
-}
-
-// AckLoss asks the daemon behind socket to clear its recorded losses.
-func AckLoss(ctx context.Context, socket string) (AckLossResponse, error) {
-	var r AckLossResponse
-	c := controlClient(socket)
-	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://edge-agent/v1/buffer/ack-loss", nil)
-	if err != nil {
-		return r, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return r, fmt.Errorf("control socket %s: %w", socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return r, fmt.Errorf("control socket %s: %s: %s", socket, resp.Status, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return r, fmt.Errorf("control socket %s: decode answer: %w", socket, err)
-	}
-	return r, nil
 }

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/agent/client"
 )
 
 // cmdBuffer runs `edge-agent buffer ack-loss`: the technician acknowledges
@@ -26,7 +26,7 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := agent.AckLoss(ctx, resolveTarget(*socket, *config).socket)
+	r, err := client.AckLoss(ctx, resolveTarget(*socket, *config).socket)
 	if err != nil {
 		fmt.Fprintf(stderr, "edge-agent buffer ack-loss: %v\n", err)
 		return 1

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/agent/client"
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/buffer/powercut"
 )
@@ -394,10 +395,10 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	}
 	// The client port answers before the control socket exists.
 	socket := filepath.Join(e.dir, "agent.sock")
-	st, err := agent.FetchStatus(ctx, socket)
-	for deadline := time.Now().Add(30 * time.Second); errors.Is(err, agent.ErrNotRunning) && time.Now().Before(deadline); {
+	st, err := client.FetchStatus(ctx, socket)
+	for deadline := time.Now().Add(30 * time.Second); errors.Is(err, client.ErrNotRunning) && time.Now().Before(deadline); {
 		sleep(ctx, 50*time.Millisecond)
-		st, err = agent.FetchStatus(ctx, socket)
+		st, err = client.FetchStatus(ctx, socket)
 	}
 	if err != nil {
 		return err
@@ -439,7 +440,7 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	if st.State != agent.StateDown && lost > 0 {
 		return fmt.Errorf("status %s with %d acked readings lost: want down until ack-loss", st.State, lost)
 	}
-	if _, err := agent.AckLoss(ctx, socket); err != nil {
+	if _, err := client.AckLoss(ctx, socket); err != nil {
 		return err
 	}
 	p.Clear()
