@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/edge-agent/edge-agent/internal/powercut"
 )
 
 // agentOn runs an agent whose state_dir is dir (not a fresh temp dir), so

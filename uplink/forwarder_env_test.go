@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // fwEnv is a real hub (JetStream domain "hub", stream EDGE) and a real site

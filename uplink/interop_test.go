@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // natsServerBinary finds a nats-server executable installed on the host

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // wanEnv is fwEnv with the WAN in between: the leaf reaches the hub only

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // memEvents is an EventSink that keeps events for assertions.

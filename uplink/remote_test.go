@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // A hub advertises a leafnode address (here a trap listener standing in

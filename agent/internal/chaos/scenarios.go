@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/edge-agent/edge-agent/internal/powercut"
 )
 
 // scenario is one row of the report: a fault repeated for a number of
