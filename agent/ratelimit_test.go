@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // fakeClock is advanced by the test: the rate window is about minutes.
@@ -70,7 +72,7 @@ func TestLogRateLimit(t *testing.T) {
 }
 
 func TestNewLoggerIsRateLimited(t *testing.T) {
-	var buf syncBuf
+	var buf testkit.SyncBuffer
 	log := NewLogger(&buf, "json", new(slog.LevelVar))
 	for range logBurst + 5 {
 		log.Warn("disk full")

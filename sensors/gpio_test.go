@@ -2,12 +2,16 @@ package sensors
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func (c *manualClock) pending() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.waiters) }
@@ -23,7 +27,14 @@ func gpioOpts(t *testing.T, o GPIOOptions) *GPIOOptions {
 	return &o
 }
 
-func drained(p *gpiotest.Pin) func() bool { return func() bool { return len(p.EdgesChan) == 0 } }
+func drained(p *gpiotest.Pin) func() error {
+	return func() error {
+		if n := len(p.EdgesChan); n > 0 {
+			return fmt.Errorf("%d edges not consumed yet", n)
+		}
+		return nil
+	}
+}
 
 func TestGPIOLevelDebounceAndMissedEdge(t *testing.T) {
 	p := gpioPin()
@@ -48,8 +59,13 @@ func TestGPIOLevelDebounceAndMissedEdge(t *testing.T) {
 	for _, l := range []gpio.Level{gpio.Low, gpio.High, gpio.Low, gpio.High, gpio.Low} {
 		p.EdgesChan <- l
 	}
-	waitFor(t, 10*time.Second, "debounce timer", func() bool { return clk.pending() == 1 })
-	waitFor(t, 10*time.Second, "bounce edges swallowed", drained(p))
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if clk.pending() != 1 {
+			return errors.New("still waiting for debounce timer")
+		}
+		return nil
+	})
+	testkit.WaitFor(t, 10*time.Second, drained(p))
 	select {
 	case <-d.Changed():
 		t.Fatal("change signalled before the contact settled")
@@ -105,13 +121,23 @@ func TestGPIOCounterDebounceAndRate(t *testing.T) {
 	for range 5 {
 		p.EdgesChan <- gpio.Low
 	}
-	waitFor(t, 10*time.Second, "edges consumed", drained(p))
-	waitFor(t, 10*time.Second, "first pulse counted", func() bool { return count() == 1 })
+	testkit.WaitFor(t, 10*time.Second, drained(p))
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if count() != 1 {
+			return errors.New("still waiting for first pulse counted")
+		}
+		return nil
+	})
 	// Two real pulses, well apart.
 	for i := 1; i <= 2; i++ {
 		clk.Set(t0.Add(time.Duration(i) * time.Second))
 		p.EdgesChan <- gpio.Low
-		waitFor(t, 10*time.Second, "pulse counted", func() bool { return count() == uint64(1+i) })
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if count() != uint64(1+i) {
+				return errors.New("still waiting for pulse counted")
+			}
+			return nil
+		})
 	}
 	if count() != 3 {
 		t.Fatalf("count %d, want 3 (bounce counted?)", count())

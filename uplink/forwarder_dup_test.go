@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // A hub ack saying "duplicate" for a reading whose id was never sent before
@@ -40,7 +42,12 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) {
 	}
 	logs := &fwLog{}
 	f := e.start(logs.logger())
-	fwWaitFor(t, 20*time.Second, "cursor at 3", func() bool { return e.st.Cursor("TELEMETRY") == 3 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != 3 {
+			return errors.New("still waiting for cursor at 3")
+		}
+		return nil
+	})
 	st := f.Status()
 	if st.Forwarded["TELEMETRY"] != 2 || st.DroppedDuplicate != 1 || !strings.Contains(st.LastDuplicate, "TELEMETRY seq 2 on edge."+e.site+".telemetry.x") {
 		t.Fatalf("forwarded %d (want 2), dropped as duplicate %d (want 1), last %q", st.Forwarded["TELEMETRY"], st.DroppedDuplicate, st.LastDuplicate)
@@ -54,7 +61,12 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) {
 		t.Fatal(err)
 	}
 	e.publish("telemetry.x", 1, []byte("r4"))
-	fwWaitFor(t, 20*time.Second, "cursor at 4", func() bool { return e.st.Cursor("TELEMETRY") == 4 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != 4 {
+			return errors.New("still waiting for cursor at 4")
+		}
+		return nil
+	})
 	if st := f.Status(); st.DroppedDuplicate != 1 || st.Forwarded["TELEMETRY"] != 6 {
 		t.Fatalf("after a replay: dropped as duplicate %d (want 1), forwarded %d (want 6: 3 resent, 1 new)", st.DroppedDuplicate, st.Forwarded["TELEMETRY"])
 	}
@@ -72,7 +84,12 @@ func TestForwarderWildcardSubjectSkipped(t *testing.T) {
 	e.publish("telemetry.>", 1, []byte("gt"))
 	e.publish("telemetry.x", 1, []byte("ok 4"))
 	f := e.start(nil)
-	fwWaitFor(t, 20*time.Second, "cursor past the wildcard readings", func() bool { return e.st.Cursor("TELEMETRY") == 4 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != 4 {
+			return errors.New("still waiting for cursor past the wildcard readings")
+		}
+		return nil
+	})
 	msgs := e.hubMsgs()
 	if len(msgs) != 2 || string(msgs[0].Data()) != "ok 1" || string(msgs[1].Data()) != "ok 4" {
 		var subjects []string

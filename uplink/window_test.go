@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func TestCongestionWindow(t *testing.T) {
@@ -94,12 +97,20 @@ func TestForwarderHubBusy(t *testing.T) {
 	var log fwLog
 	f := e.start(log.logger())
 	sawSmall := false
-	fwWaitFor(t, 120*time.Second, "all readings at the hub", func() bool {
+	testkit.WaitFor(t, 120*time.Second, func() error {
 		st := f.Status()
 		sawSmall = sawSmall || st.HubBusy > 0 && st.Window < 8192/2
-		return e.hubCount() == n
+		if e.hubCount() != n {
+			return errors.New("still waiting for all readings at the hub")
+		}
+		return nil
 	})
-	fwWaitFor(t, 10*time.Second, "cursor at the end", func() bool { return e.st.Cursor("TELEMETRY") == n })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != n {
+			return errors.New("still waiting for cursor at the end")
+		}
+		return nil
+	})
 	st := f.Status()
 	t.Logf("hub busy %d times; window now %d; log:\n%.2000s", st.HubBusy, st.Window, log.String())
 	if st.HubBusy == 0 {
