@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
@@ -26,7 +27,6 @@ type fakeDev struct {
 	opens    int
 	closes   int
 	readTime []time.Time
-	clk      clock
 }
 
 var (
@@ -70,9 +70,7 @@ type fakeDrv struct{ f *fakeDev }
 func (d fakeDrv) Read(ctx context.Context) (map[string]Value, error) {
 	f := d.f
 	f.mu.Lock()
-	if f.clk != nil {
-		f.readTime = append(f.readTime, f.clk.Now())
-	}
+	f.readTime = append(f.readTime, time.Now())
 	hang, err, on := f.hang, f.readErr, f.onRead
 	v := f.values[0]
 	if len(f.values) > 1 {
@@ -388,85 +386,35 @@ func TestQueueOverflowDropsOldestAndCounts(t *testing.T) {
 	}
 }
 
-// manualClock moves only when told; deadlines fire once it passes them.
-type manualClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []manualWaiter
-}
+// TestScheduleDoesNotDrift runs in a synctest bubble: its clock moves
+// only when every goroutine waits, so reads land on exact instants
+// whatever the machine's speed.
+func TestScheduleDoesNotDrift(t *testing.T) { synctest.Test(t, testScheduleDoesNotDrift) }
 
-type manualWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *manualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *manualClock) At(t time.Time) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if !t.After(c.now) {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, manualWaiter{t, ch})
-	return ch
-}
-
-func (c *manualClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.After(c.now) {
-		c.now = t
-	}
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			keep = append(keep, w)
-		} else {
-			w.ch <- c.now
-		}
-	}
-	c.waiters = keep
-}
-
-func TestScheduleDoesNotDrift(t *testing.T) {
-	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	clk := &manualClock{now: start}
+func testScheduleDoesNotDrift(t *testing.T) {
 	const iv = time.Second
 	key, f := newFake(t)
 	// Every read takes 0.6 interval: "sleep interval after read" would
 	// drift to 1.6 s per reading.
-	f.clk = clk
-	f.onRead = func() { clk.Set(clk.Now().Add(iv * 6 / 10)) }
+	f.onRead = func() { time.Sleep(iv * 6 / 10) }
 	pub := &memPub{}
-	s, err := NewSampler([]Config{fakeCfg("slow", key, iv, iv)}, Options{Publisher: pub, clock: clk})
+	s, err := NewSampler([]Config{fakeCfg("slow", key, iv, iv)}, Options{Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runSampler(t, s)
+	start := time.Now()
+	stop := runSampler(t, s)
 	const ticks = 100
-	for k := 1; k <= ticks; k++ {
-		// Advance only once the loop has finished read k-1 and planned the
-		// next one, so a read never races its own timeout.
-		next := start.Add(time.Duration(k) * iv)
-		testkit.WaitFor(t, 10*time.Second, func() error {
-			if !health(s, "slow").NextRead.Equal(next) {
-				return fmt.Errorf("still waiting for read %d planned", k)
-			}
-			return nil
-		})
-		clk.Set(next)
-	}
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		if f.get(func(f *fakeDev) int { return f.reads }) < ticks+1 {
-			return errors.New("still waiting for last read")
-		}
-		return nil
-	})
+	// Half an interval past the last tick: read ticks has started.
+	time.Sleep(ticks*iv + iv/2)
+	stop()
+	// The read in flight at the stop ends before the bubble may.
+	time.Sleep(iv)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(f.readTime) < ticks+1 {
+		t.Fatalf("%d reads by +%s, want at least %d", len(f.readTime), ticks*iv+iv/2, ticks+1)
+	}
 	for k, at := range f.readTime[:ticks+1] {
 		if want := start.Add(time.Duration(k) * iv); !at.Equal(want) {
 			t.Fatalf("read %d at +%s, want +%s: the schedule drifted", k, at.Sub(start), want.Sub(start))
