@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -128,8 +129,8 @@ func TestForwarderBandwidthOnTheWire(t *testing.T) {
 		t.Errorf("%.0f readings/s: the compressed wire is not used (charging message bytes allows %.0f)", readings, bySize)
 	}
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if w.hubCount() != 4000 {
-			return errors.New("still waiting for every reading at the hub")
+		if got := w.hubCount(); got != 4000 {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
 		}
 		return nil
 	})

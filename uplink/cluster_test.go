@@ -144,8 +144,8 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() <= 300 {
-			return errors.New("still waiting for flow reaching the hub")
+		if got := e.hubCount(); got <= 300 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -160,8 +160,8 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		return nil
 	})
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() <= before+100 {
-			return errors.New("still waiting for readings flowing again")
+		if got := e.hubCount(); got <= before+100 {
+			return fmt.Errorf("still waiting for readings flowing again: %d on the hub", got)
 		}
 		return nil
 	})
@@ -169,8 +169,8 @@ func TestHubClusterNodeLoss(t *testing.T) {
 
 	n := stop()
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() < n {
-			return errors.New("still waiting for every reading at the hub")
+		if got := e.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
 		}
 		return nil
 	})

@@ -68,8 +68,8 @@ func TestReplayRange(t *testing.T) {
 	f := e.start(nil)
 	runDownlink(t, e, f, "replay")
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 10 {
-			return errors.New("still waiting for forwarded")
+		if got := e.st.Cursor("TELEMETRY"); got != 10 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -111,14 +111,14 @@ func TestReplayRange(t *testing.T) {
 	}
 	e.publish("telemetry.x", 5, []byte("x"))
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != 12 {
-			return errors.New("still waiting for replayed and new readings at the hub")
+		if got := e.hubCount(); got != 12 {
+			return fmt.Errorf("still waiting for replayed and new readings at the hub: %d on the hub", got)
 		}
 		return nil
 	})
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 15 {
-			return errors.New("still waiting for cursor at 15")
+		if got := e.st.Cursor("TELEMETRY"); got != 15 {
+			return fmt.Errorf("still waiting for cursor at 15: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -154,8 +154,8 @@ func TestReplayHubPermissions(t *testing.T) {
 	f := e.start(nil)
 	runDownlink(t, e, f, "ping")
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 5 {
-			return errors.New("still waiting for forwarded")
+		if got := e.st.Cursor("TELEMETRY"); got != 5 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
 		}
 		return nil
 	})

@@ -35,8 +35,8 @@ func TestDownlink(t *testing.T) {
 		})
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 30 {
-			return errors.New("still waiting for forwarded")
+		if got := e.st.Cursor("TELEMETRY"); got != 30 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -89,8 +89,8 @@ func TestDownlink(t *testing.T) {
 			t.Fatalf("plan = %+v", plans)
 		}
 		testkit.WaitFor(t, 30*time.Second, func() error {
-			if e.hubCount() != 10 {
-				return errors.New("still waiting for replayed readings at the hub")
+			if got := e.hubCount(); got != 10 {
+				return fmt.Errorf("still waiting for replayed readings at the hub: %d on the hub", got)
 			}
 			return nil
 		})
@@ -101,8 +101,8 @@ func TestDownlink(t *testing.T) {
 		cut := time.Now()
 		e.publish("telemetry.x", 5, []byte("late"))
 		testkit.WaitFor(t, 30*time.Second, func() error {
-			if e.st.Cursor("TELEMETRY") != 35 {
-				return errors.New("still waiting for forwarded")
+			if got := e.st.Cursor("TELEMETRY"); got != 35 {
+				return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
 			}
 			return nil
 		})

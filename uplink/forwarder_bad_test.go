@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -97,8 +98,8 @@ func TestForwarderStallWatchdog(t *testing.T) {
 		return nil
 	})
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		if e.hubCount() != 5 {
-			return errors.New("still waiting for resends at the hub")
+		if got := e.hubCount(); got != 5 {
+			return fmt.Errorf("still waiting for resends at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -130,8 +131,8 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != 20 {
-			return errors.New("still waiting for readings at the new hub stream")
+		if got := e.hubCount(); got != 20 {
+			return fmt.Errorf("still waiting for readings at the new hub stream: %d on the hub", got)
 		}
 		return nil
 	})
@@ -176,8 +177,8 @@ func TestForwarderOversize(t *testing.T) {
 	logs := &fwLog{}
 	f := e.start(logs.logger())
 	testkit.WaitFor(t, 20*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 4 {
-			return errors.New("still waiting for cursor past the oversize messages")
+		if got := e.st.Cursor("TELEMETRY"); got != 4 {
+			return fmt.Errorf("still waiting for cursor past the oversize messages: the cursor is at %d", got)
 		}
 		return nil
 	})

@@ -1,7 +1,7 @@
 package uplink
 
 import (
-	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -43,8 +43,8 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) {
 	logs := &fwLog{}
 	f := e.start(logs.logger())
 	testkit.WaitFor(t, 20*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 3 {
-			return errors.New("still waiting for cursor at 3")
+		if got := e.st.Cursor("TELEMETRY"); got != 3 {
+			return fmt.Errorf("still waiting for cursor at 3: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -62,8 +62,8 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) {
 	}
 	e.publish("telemetry.x", 1, []byte("r4"))
 	testkit.WaitFor(t, 20*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 4 {
-			return errors.New("still waiting for cursor at 4")
+		if got := e.st.Cursor("TELEMETRY"); got != 4 {
+			return fmt.Errorf("still waiting for cursor at 4: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -85,8 +85,8 @@ func TestForwarderWildcardSubjectSkipped(t *testing.T) {
 	e.publish("telemetry.x", 1, []byte("ok 4"))
 	f := e.start(nil)
 	testkit.WaitFor(t, 20*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 4 {
-			return errors.New("still waiting for cursor past the wildcard readings")
+		if got := e.st.Cursor("TELEMETRY"); got != 4 {
+			return fmt.Errorf("still waiting for cursor past the wildcard readings: the cursor is at %d", got)
 		}
 		return nil
 	})

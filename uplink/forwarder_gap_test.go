@@ -2,7 +2,7 @@ package uplink
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,8 +62,8 @@ func TestForwarderReaderSkipNotEvicted(t *testing.T) {
 		return true
 	}))
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != n {
-			return errors.New("still waiting for cursor at the end")
+		if got := e.st.Cursor("TELEMETRY"); got != n {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -115,8 +115,8 @@ func TestForwarderEvictedWhileReading(t *testing.T) {
 	}
 	close(release)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != total {
-			return errors.New("still waiting for cursor at the end")
+		if got := e.st.Cursor("TELEMETRY"); got != total {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
 		}
 		return nil
 	})

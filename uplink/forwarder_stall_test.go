@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -27,8 +28,8 @@ func TestForwarderOutageIsNoStall(t *testing.T) {
 	f := w.start(logs.logger(), WithWindow(256), WithLink(w.link), WithStartJitter(3*w.cfg.StallTimeout), longest)
 	stop := w.flow("telemetry.flow", 10*time.Millisecond)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() <= 50 {
-			return errors.New("still waiting for flow reaching the hub")
+		if got := w.hubCount(); got <= 50 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -52,8 +53,8 @@ func TestForwarderOutageIsNoStall(t *testing.T) {
 	})
 	n := stop()
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if w.hubCount() < n {
-			return errors.New("still waiting for every reading at the hub")
+		if got := w.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -109,8 +110,8 @@ func TestForwarderOutageDuringBackoffIsNoStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() != 10 {
-			return errors.New("still waiting for backlog at the hub")
+		if got := w.hubCount(); got != 10 {
+			return fmt.Errorf("still waiting for backlog at the hub: %d on the hub", got)
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -20,16 +21,16 @@ func TestForwarderSteadyFlow(t *testing.T) {
 	e.publish("alerts.door", nAlerts, []byte(`{"open":true}`))
 	f := e.start(nil, WithWindow(64))
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if e.hubCount() != nTele+nAlerts {
-			return errors.New("still waiting for all readings at the hub")
+		if got := e.hubCount(); got != nTele+nAlerts {
+			return fmt.Errorf("still waiting for all readings at the hub: %d on the hub", got)
 		}
 		return nil
 	})
 	// Live readings keep flowing after the backlog.
 	e.publish("telemetry.ambient", 10, []byte(`{"t":21.6}`))
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != nTele+nAlerts+10 {
-			return errors.New("still waiting for live readings at the hub")
+		if got := e.hubCount(); got != nTele+nAlerts+10 {
+			return fmt.Errorf("still waiting for live readings at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -75,8 +76,8 @@ func TestForwarderCrashResume(t *testing.T) {
 	e.publish("telemetry.x", n, make([]byte, 128))
 	f := e.start(nil, WithWindow(256))
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if e.hubCount() < 1000 {
-			return errors.New("still waiting for forwarding under way")
+		if got := e.hubCount(); got < 1000 {
+			return fmt.Errorf("still waiting for forwarding under way: %d on the hub", got)
 		}
 		return nil
 	})
@@ -95,8 +96,8 @@ func TestForwarderCrashResume(t *testing.T) {
 	e.openState()
 	e.start(nil, WithWindow(256))
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != n {
-			return errors.New("still waiting for cursor at the end")
+		if got := e.st.Cursor("TELEMETRY"); got != n {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -115,8 +116,8 @@ func TestForwarderAlertOvertakesBacklog(t *testing.T) {
 	start := time.Now()
 	f := e.start(nil)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() <= 0 {
-			return errors.New("still waiting for backlog draining")
+		if got := e.hubCount(); got <= 0 {
+			return fmt.Errorf("still waiting for backlog draining: %d on the hub", got)
 		}
 		return nil
 	})
@@ -152,8 +153,8 @@ func TestForwarderEvicted(t *testing.T) {
 	e.leafUp()
 	e.start(logs.logger())
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 300 {
-			return errors.New("still waiting for cursor at the end")
+		if got := e.st.Cursor("TELEMETRY"); got != 300 {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -177,8 +178,8 @@ func TestForwarderReplay(t *testing.T) {
 	e.publish("telemetry.x", 50, []byte("x"))
 	f := e.start(nil)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != 50 {
-			return errors.New("still waiting for forwarded")
+		if got := e.st.Cursor("TELEMETRY"); got != 50 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
 		}
 		return nil
 	})
@@ -196,8 +197,8 @@ func TestForwarderReplay(t *testing.T) {
 		t.Fatalf("cursor %d after the replay request, want 50: a replay never moves it back", c)
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != 30 {
-			return errors.New("still waiting for replayed readings")
+		if got := e.hubCount(); got != 30 {
+			return fmt.Errorf("still waiting for replayed readings: %d on the hub", got)
 		}
 		return nil
 	})
@@ -270,8 +271,8 @@ func TestForwarderStartJitter(t *testing.T) {
 		t.Fatalf("status: telemetry held until %s after the link came up, want the drawn %s", held, jitter)
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != 12 {
-			return errors.New("still waiting for backlog at the hub")
+		if got := e.hubCount(); got != 12 {
+			return fmt.Errorf("still waiting for backlog at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -308,8 +309,8 @@ func TestForwarderStartJitter(t *testing.T) {
 	e.checkExactlyOnce(msgs, "ALERTS", "alerts.door", 1, 2)
 	e.publish("telemetry.x", 5, []byte("x"))
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != 17 {
-			return errors.New("still waiting for live readings at the hub")
+		if got := e.hubCount(); got != 17 {
+			return fmt.Errorf("still waiting for live readings at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -327,8 +328,8 @@ func TestForwarderStartJitter(t *testing.T) {
 	link.wan.Store(true)
 	link.set(true)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != 22 {
-			return errors.New("still waiting for backlog of the WAN outage at the hub")
+		if got := e.hubCount(); got != 22 {
+			return fmt.Errorf("still waiting for backlog of the WAN outage at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -364,8 +365,8 @@ func TestForwarderStartJitter(t *testing.T) {
 	}
 	link.set(true)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.hubCount() != 23 {
-			return errors.New("still waiting for backlog of the third outage at the hub")
+		if got := e.hubCount(); got != 23 {
+			return fmt.Errorf("still waiting for backlog of the third outage at the hub: %d on the hub", got)
 		}
 		return nil
 	})

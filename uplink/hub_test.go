@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -73,8 +74,8 @@ func TestDocumentedHubConfig(t *testing.T) {
 		go func() { done <- d.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
 		testkit.WaitFor(t, 60*time.Second, func() error {
-			if e.hubCount() != 503 {
-				return errors.New("still waiting for readings at the hub")
+			if got := e.hubCount(); got != 503 {
+				return fmt.Errorf("still waiting for readings at the hub: %d on the hub", got)
 			}
 			return nil
 		})

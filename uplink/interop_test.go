@@ -164,8 +164,8 @@ func TestInteropStockHub(t *testing.T) {
 	fw := w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() <= 100 {
-			return errors.New("still waiting for flow reaching the hub")
+		if got := w.hubCount(); got <= 100 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -188,8 +188,8 @@ func TestInteropStockHub(t *testing.T) {
 	})
 	n := stop()
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if w.hubCount() < n {
-			return errors.New("still waiting for every reading at the hub")
+		if got := w.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
 		}
 		return nil
 	})

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -153,8 +154,8 @@ func (w *wanEnv) restoreToAck(t testing.TB, outage time.Duration) time.Duration 
 	}
 	restored := time.Now()
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() <= before {
-			return errors.New("still waiting for first reading at the hub after restore")
+		if got := w.hubCount(); got <= before {
+			return fmt.Errorf("still waiting for first reading at the hub after restore: %d on the hub", got)
 		}
 		return nil
 	})
@@ -166,8 +167,8 @@ func TestWANOutage(t *testing.T) {
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() <= 100 {
-			return errors.New("still waiting for flow reaching the hub")
+		if got := w.hubCount(); got <= 100 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -175,8 +176,8 @@ func TestWANOutage(t *testing.T) {
 	t.Logf("WAN restore -> first hub ack: %s", d)
 	n := stop()
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if w.hubCount() < n {
-			return errors.New("still waiting for every reading at the hub")
+		if got := w.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -211,8 +212,8 @@ func TestWANFlaps(t *testing.T) {
 	n := stop()
 	t.Logf("100 flaps in %s, %d readings, link reconnects %d", time.Since(start).Round(time.Millisecond), n, w.link.Status().Reconnects)
 	testkit.WaitFor(t, 40*time.Second, func() error {
-		if w.hubCount() < n {
-			return errors.New("still waiting for every reading at the hub")
+		if got := w.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -234,8 +235,8 @@ func TestWANShapedBacklogDrains(t *testing.T) {
 	start := time.Now()
 	w.forwarder()
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		if w.hubCount() != n {
-			return errors.New("still waiting for backlog drained")
+		if got := w.hubCount(); got != n {
+			return fmt.Errorf("still waiting for backlog drained: %d on the hub", got)
 		}
 		return nil
 	})
@@ -333,8 +334,8 @@ func TestLinkHubReturn(t *testing.T) {
 	stop := w.flow("telemetry.flow", 20*time.Millisecond)
 	defer stop()
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() <= 10 {
-			return errors.New("still waiting for flow reaching the hub")
+		if got := w.hubCount(); got <= 10 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
 		}
 		return nil
 	})
@@ -365,8 +366,8 @@ func TestLinkHubReturn(t *testing.T) {
 	back := time.Now()
 	bound := restoreWatchEvery*5/4 + min(restoreWatchEvery, r.Min) + time.Second
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() <= before {
-			return errors.New("still waiting for first reading at the hub after its return")
+		if got := w.hubCount(); got <= before {
+			return fmt.Errorf("still waiting for first reading at the hub after its return: %d on the hub", got)
 		}
 		return nil
 	})

@@ -1,7 +1,7 @@
 package uplink
 
 import (
-	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -24,8 +24,8 @@ func TestHubShutdownReason(t *testing.T) {
 	stop := w.flow("telemetry.flow", 5*time.Millisecond)
 	defer stop()
 	testkit.WaitFor(t, 30*time.Second, func() error {
-		if w.hubCount() <= 50 {
-			return errors.New("still waiting for flow reaching the hub")
+		if got := w.hubCount(); got <= 50 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
 		}
 		return nil
 	})

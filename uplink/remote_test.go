@@ -161,8 +161,8 @@ func TestRemoteCompression(t *testing.T) {
 			e.publishRandom("telemetry.x", 200, 128)
 			e.start(nil)
 			testkit.WaitFor(t, 30*time.Second, func() error {
-				if e.hubCount() != 200 {
-					return errors.New("still waiting for readings at the hub")
+				if got := e.hubCount(); got != 200 {
+					return fmt.Errorf("still waiting for readings at the hub: %d on the hub", got)
 				}
 				return nil
 			})

@@ -1,7 +1,6 @@
 package uplink
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -100,14 +99,14 @@ func TestForwarderHubBusy(t *testing.T) {
 	testkit.WaitFor(t, 120*time.Second, func() error {
 		st := f.Status()
 		sawSmall = sawSmall || st.HubBusy > 0 && st.Window < 8192/2
-		if e.hubCount() != n {
-			return errors.New("still waiting for all readings at the hub")
+		if got := e.hubCount(); got != n {
+			return fmt.Errorf("still waiting for all readings at the hub: %d on the hub", got)
 		}
 		return nil
 	})
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != n {
-			return errors.New("still waiting for cursor at the end")
+		if got := e.st.Cursor("TELEMETRY"); got != n {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
 		}
 		return nil
 	})

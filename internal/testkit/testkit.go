@@ -7,8 +7,9 @@
 // It replaced package-local twins; new code that still calls them converts
 // as follows: startServer, fwStartServer: RunServer; hubOpts, fwHubOpts:
 // HubOpts; syncBuf: SyncBuffer; newPKI, testPKI: NewPKI, PKI (fields
-// CAFile, CertFile, KeyFile); waitFor, fwWaitFor: WaitFor, by the rule
-// below.
+// CAFile, CertFile, KeyFile); uplink's tlsHub(t, pki), mtlsHub(t, pki):
+// TLSHub(t, pki, false or true, noJetStream); waitFor, fwWaitFor: WaitFor,
+// by the rule below.
 //
 // WaitFor takes a check that returns an error saying what is still missing,
 // and a timeout reports the last one: "3 of 10 readings on the hub" says
@@ -25,8 +26,10 @@
 // becomes "return nil"; "return false" becomes the error; "return cond"
 // becomes the if statement above (with the condition negated, e.g.
 // "a == b" to "a != b", "!ok" to "ok"), and fmt.Errorf("still waiting for
-// %s", what) when what is not a string literal. Where the closure has the
-// values at hand, say them: fmt.Errorf("hub has %d of %d readings", n, want).
+// %s", what) when what is not a string literal. A condition passed as a
+// func value (e.link.Connected) is first written as a closure calling it.
+// Where the closure has the values at hand, say them:
+// fmt.Errorf("hub has %d of %d readings", n, want).
 package testkit
 
 import (
