@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 )
 
 // NewLogger builds the agent's slog logger. The level is a LevelVar so
@@ -17,7 +16,7 @@ func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(newRateLimitHandler(redactHandler{h}, logBurst, logWindow, time.Now))
+	return slog.New(newRateLimitHandler(redactHandler{h}, logBurst, logWindow))
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -73,15 +75,21 @@ sensors:
 	cfg.MetricsListen = "127.0.0.1:0"
 	a := runAgent(t, cfg)
 	ctx := context.Background()
-	waitFor(t, 20*time.Second, "readings forwarded and the clock measured against the hub", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		s := a.Status(ctx)
-		return s.Clock.HubOffset != nil && s.Uplink.Forwarder != nil && s.Uplink.Forwarder.Forwarded["TELEMETRY"] > 0
+		if !(s.Clock.HubOffset != nil && s.Uplink.Forwarder != nil && s.Uplink.Forwarder.Forwarded["TELEMETRY"] > 0) {
+			return errors.New("still waiting for readings forwarded and the clock measured against the hub")
+		}
+		return nil
 	})
 	got := scrape(t, "http://"+a.MetricsAddr()+"/metrics")
 
-	waitFor(t, 10*time.Second, "the site's heartbeat in EDGE_STATUS", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		sites, err := uplink.ReadFleet(ctx, js, "edge")
-		return err == nil && len(sites) == 1 && sites[0].Heartbeat.Sent != 0
+		if !(err == nil && len(sites) == 1 && sites[0].Heartbeat.Sent != 0) {
+			return errors.New("still waiting for the site's heartbeat in EDGE_STATUS")
+		}
+		return nil
 	})
 	fleet := httptest.NewServer(FleetMetricsHandler(js, "edge", 0))
 	defer fleet.Close()

@@ -3,6 +3,7 @@ package uplink
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // BenchmarkDrain empties a backlog of 128-byte readings from the site into
@@ -297,7 +299,12 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	// leaf's own reconnect did before the gate, so the drop row measures
 	// the resend rather than the shipped 1 s first retry.
 	runLink(sc, e, lo, quickReconnect)
-	fwWaitFor(b, 15*time.Second, "leaf connection", func() bool { return e.leaf.NumLeafNodes() == 1 && e.link.Connected() })
+	testkit.WaitFor(b, 15*time.Second, func() error {
+		if !(e.leaf.NumLeafNodes() == 1 && e.link.Connected()) {
+			return errors.New("still waiting for leaf connection")
+		}
+		return nil
+	})
 	if way.backlog != nil {
 		way.backlog(e, n)
 	}
@@ -334,7 +341,12 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	b.StartTimer()
 	site0, hub0, t0 := selfCPU(b), hub.cpu(), time.Now()
 	way.start(b, e, n)
-	fwWaitFor(b, 30*time.Minute, "backlog drained", func() bool { return count() >= uint64(n) })
+	testkit.WaitFor(b, 30*time.Minute, func() error {
+		if count() < uint64(n) {
+			return errors.New("still waiting for backlog drained")
+		}
+		return nil
+	})
 	d := drained{wall: time.Since(t0), site: selfCPU(b) - site0, hub: hub.cpu() - hub0}
 	b.StopTimer()
 	return d

@@ -26,7 +26,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/rs/zerolog"
+
+	"github.com/edge-agent/edge-agent/internal/powercut"
 )
 
 type options struct {
@@ -60,6 +62,9 @@ type result struct {
 }
 
 func main() {
+	// toxiproxy (wanfault) logs through zerolog's global logger; a program
+	// sets its own global log level, the wanfault library does not.
+	zerolog.SetGlobalLevel(zerolog.Disabled)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

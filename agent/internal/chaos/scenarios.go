@@ -18,7 +18,7 @@ import (
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/client"
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/edge-agent/edge-agent/internal/powercut"
 )
 
 // scenario is one row of the report: a fault repeated for a number of
