@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -232,9 +234,12 @@ func TestBufferDamageWhileRunningReported(t *testing.T) {
 	damageFile(t, blk, int(fi.Size()/2), 2048)
 	js := localJS(t, a)
 	var seqs []uint64
-	waitFor(t, 60*time.Second, "nats-server to read the damaged block (its cache expires)", func() bool {
+	testkit.WaitFor(t, 60*time.Second, func() error {
 		seqs = readSeqs(t, js, buffer.StreamTelemetry)
-		return len(seqs) < n
+		if len(seqs) >= n {
+			return errors.New("still waiting for nats-server to read the damaged block (its cache expires)")
+		}
+		return nil
 	})
 	lost := missingSeqs(n, seqs)
 	a.buf.watcher.Check(context.Background())

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // Without local_auth, an anonymous loopback client cannot delete, purge,
@@ -48,16 +50,16 @@ func TestLocalAppCannotChangeAgentStreams(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: allowed to an anonymous local client", what)
 		}
-		waitFor(t, 5*time.Second, "the permissions violation for "+what, func() bool {
+		testkit.WaitFor(t, 5*time.Second, func() error {
 			mu.Lock()
 			defer mu.Unlock()
 			for i, v := range violations {
 				if strings.Contains(v, "Permissions Violation for Publish") {
 					violations = slices.Delete(violations, i, i+1)
-					return true
+					return nil
 				}
 			}
-			return false
+			return fmt.Errorf("still waiting for %s", "the permissions violation for "+what)
 		})
 	}
 	for _, name := range []string{buffer.StreamTelemetry, buffer.StreamAlerts, buffer.StateStream} {
@@ -161,21 +163,32 @@ func TestDeletedStreamRecreated(t *testing.T) {
 	if err := js.DeleteStream(ctx, buffer.StreamTelemetry); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "TELEMETRY to be recreated", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		_, err := js.Stream(ctx, buffer.StreamTelemetry)
-		return err == nil
+		if err != nil {
+			return errors.New("still waiting for TELEMETRY to be recreated")
+		}
+		return nil
 	})
 	t.Logf("recreated %s after the delete (watch interval %s)", time.Since(start).Round(time.Millisecond), buffer.WatchInterval)
 	if d := time.Since(start); d >= buffer.WatchInterval {
 		t.Errorf("recreated after %s: not on the advisory but at a watch round", d)
 	}
-	waitFor(t, 10*time.Second, "a publish to be acknowledged after the recreation", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		c, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		_, err := js.Publish(c, "telemetry.t", []byte("after"))
-		return err == nil
+		if err != nil {
+			return errors.New("still waiting for a publish to be acknowledged after the recreation")
+		}
+		return nil
 	})
-	waitFor(t, 10*time.Second, "the recreation in health", func() bool { return a.BufferHealth().Recreated >= 1 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if a.BufferHealth().Recreated < 1 {
+			return errors.New("still waiting for the recreation in health")
+		}
+		return nil
+	})
 	s := a.Status(ctx)
 	var m strings.Builder
 	writeMetrics(&m, s, 0)
@@ -195,9 +208,12 @@ func TestDeletedStreamRecreated(t *testing.T) {
 	if err := js.DeleteStream(ctx, buffer.StateStream); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the cursor backup stream to be recreated", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		_, err := js.Stream(ctx, buffer.StateStream)
-		return err == nil
+		if err != nil {
+			return errors.New("still waiting for the cursor backup stream to be recreated")
+		}
+		return nil
 	})
 
 	// While an agent stream is missing (the recreation failing: see

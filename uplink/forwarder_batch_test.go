@@ -1,13 +1,15 @@
 package uplink
 
 import (
+	"errors"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // The fast batch path delivers every reading exactly once through WAN drops
@@ -44,13 +46,23 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 	})
 	e.cfg.HubURLs = []string{proxy.URL("nats")}
 	link := runLink(t, e, lo, quickReconnect)
-	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", link.Connected)
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !link.Connected() {
+			return errors.New("still waiting for the leaf to connect through the proxy")
+		}
+		return nil
+	})
 
 	// A clean drain: the hub answers a flow ack per batch of readings.
 	const first = 5000
 	e.publish("telemetry.x", first, []byte("r"))
 	f := e.start(nil, WithLink(link))
-	fwWaitFor(t, 30*time.Second, "first backlog at the hub", func() bool { return e.st.Cursor("TELEMETRY") == first })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != first {
+			return errors.New("still waiting for first backlog at the hub")
+		}
+		return nil
+	})
 	if m := f.Status().Mode; m != ModeBatch {
 		t.Fatalf("mode %q, want %q", m, ModeBatch)
 	}
@@ -78,21 +90,41 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 		}
 	}
 	for _, at := range []uint64{first + second/5, first + second/2} {
-		fwWaitFor(t, 30*time.Second, "drain under way", func() bool { return e.hubCount() > at })
+		testkit.WaitFor(t, 30*time.Second, func() error {
+			if e.hubCount() <= at {
+				return errors.New("still waiting for drain under way")
+			}
+			return nil
+		})
 		midDrain()
 		proxy.Cut()
-		fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !link.Connected() })
+		testkit.WaitFor(t, 15*time.Second, func() error {
+			if link.Connected() {
+				return errors.New("still waiting for link down after the cut")
+			}
+			return nil
+		})
 		if err := proxy.Restore(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fwWaitFor(t, 30*time.Second, "drain under way", func() bool { return e.hubCount() > first+3*second/4 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if e.hubCount() <= first+3*second/4 {
+			return errors.New("still waiting for drain under way")
+		}
+		return nil
+	})
 	midDrain()
 	e.hub.Shutdown()
 	e.hub.WaitForShutdown()
 	restarted := *ho
-	e.hub = fwStartServer(t, &restarted)
-	fwWaitFor(t, 60*time.Second, "every reading at the hub", func() bool { return e.st.Cursor("TELEMETRY") == total })
+	e.hub = testkit.RunServer(t, &restarted)
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != total {
+			return errors.New("still waiting for every reading at the hub")
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, total)
 	if st := f.Status(); st.Mode != ModeBatch || st.Forwarded["TELEMETRY"] < total || st.DroppedDuplicate != 0 || st.Rejected != 0 {
 		t.Fatalf("status after the drain: %+v", st)
@@ -108,7 +140,12 @@ func TestForwarderBatchFallback(t *testing.T) {
 	w.allowBatches(false)
 	w.publish("telemetry.x", 300, []byte("r"))
 	f := w.start(nil, WithLink(w.link))
-	fwWaitFor(t, 20*time.Second, "backlog at the hub", func() bool { return w.st.Cursor("TELEMETRY") == 300 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if w.st.Cursor("TELEMETRY") != 300 {
+			return errors.New("still waiting for backlog at the hub")
+		}
+		return nil
+	})
 	if st := f.Status(); st.Mode != ModePerMessage || st.LastError != "" {
 		t.Fatalf("status against a stream without allow_batched: %+v", st)
 	}
@@ -116,12 +153,22 @@ func TestForwarderBatchFallback(t *testing.T) {
 
 	w.allowBatches(true)
 	w.proxy.Cut()
-	fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if w.link.Connected() {
+			return errors.New("still waiting for link down after the cut")
+		}
+		return nil
+	})
 	if err := w.proxy.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	w.publish("telemetry.x", 300, []byte("r"))
-	fwWaitFor(t, 20*time.Second, "second backlog at the hub", func() bool { return w.st.Cursor("TELEMETRY") == 600 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if w.st.Cursor("TELEMETRY") != 600 {
+			return errors.New("still waiting for second backlog at the hub")
+		}
+		return nil
+	})
 	if m := f.Status().Mode; m != ModeBatch {
 		t.Fatalf("mode %q after allow_batched was set and the link came back, want %q", m, ModeBatch)
 	}
