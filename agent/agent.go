@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -34,7 +35,10 @@ type Agent struct {
 	js      jetstream.JetStream
 	lock    *os.File
 	started time.Time
-	ready   chan struct{}
+	// salvaged is what the block-file check found before the server
+	// opened the store; setupBuffer records it.
+	salvaged []buffer.Loss
+	ready    chan struct{}
 
 	// parts are the long-lived loops started after the server is ready.
 	parts []part
@@ -91,6 +95,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer a.lock.Close()
+	if a.salvaged, err = buffer.SalvageStore(cfg.StateDir, a.log.With("component", "buffer")); err != nil {
+		return err
+	}
 
 	opts, err := serverOptions(cfg, a.log)
 	if err != nil {
@@ -208,6 +215,9 @@ func (a *Agent) connectLocal(cfg *Config) (*nats.Conn, error) {
 	}
 	if cfg.LocalAuth.Token != "" {
 		copts = append(copts, nats.Token(cfg.LocalAuth.Token))
+	}
+	if u, pw, ok := agentLogin(a.srvOpts); ok {
+		copts = append(copts, nats.UserInfo(u, pw))
 	}
 	url := localURL(a.srv.Addr())
 	nc, err := nats.Connect(url, copts...)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/sensors"
 )
 
@@ -36,9 +38,12 @@ func TestAgentAgeLimitIsTheAgers(t *testing.T) {
 			t.Fatalf("%s has JetStream MaxAge %s, want 0", name, got)
 		}
 	}
-	waitFor(t, 30*time.Second, "the ager's first checkpoint in status", func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		age := ta.Status(ctx).Store.Age
-		return age != nil && age.Checkpoints >= 1 && age.MaxAge == 48*time.Hour
+		if !(age != nil && age.Checkpoints >= 1 && age.MaxAge == 48*time.Hour) {
+			return errors.New("still waiting for the ager's first checkpoint in status")
+		}
+		return nil
 	})
 
 	// What an agent from before this change left behind.
@@ -48,7 +53,13 @@ func TestAgentAgeLimitIsTheAgers(t *testing.T) {
 	}
 	old := s.CachedInfo().Config
 	old.MaxAge = 720 * time.Hour
-	if _, err := js.UpdateStream(ctx, old); err != nil {
+	// Through the agent's own connection: local apps may not reconfigure
+	// the agent's streams.
+	admin, err := jetstream.New(ta.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.UpdateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	if err := ta.stop(); err != nil {
@@ -73,9 +84,12 @@ func TestAgentAgeLimitIsTheAgers(t *testing.T) {
 	}
 	// The stop checkpoint and the start one, at least: the agent time
 	// went on from where the first run left it.
-	waitFor(t, 30*time.Second, "checkpoints across the restart", func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		age := ta.Status(ctx).Store.Age
-		return age != nil && age.Checkpoints >= 3
+		if !(age != nil && age.Checkpoints >= 3) {
+			return errors.New("still waiting for checkpoints across the restart")
+		}
+		return nil
 	})
 }
 
@@ -128,9 +142,12 @@ func TestAgentTestClockJump(t *testing.T) {
 	if err := os.WriteFile(clockFile, []byte("+720h\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the jump in status", func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		s := ta.Status(ctx)
-		return s.Clock.Jump != nil && s.Clock.Jump.Size > 50*365*24*time.Hour && hasWarning(s, "wall clock jumped by +")
+		if !(s.Clock.Jump != nil && s.Clock.Jump.Size > 50*365*24*time.Hour && hasWarning(s, "wall clock jumped by +")) {
+			return errors.New("still waiting for the jump in status")
+		}
+		return nil
 	})
 	if !strings.Contains(ta.logs.String(), "wall clock jumped") {
 		t.Fatalf("the jump was not logged:\n%s", ta.logs)

@@ -19,7 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/edge-agent/edge-agent/internal/powercut"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // agentOn runs an agent whose state_dir is dir (not a fresh temp dir), so
@@ -115,7 +116,12 @@ func TestBufferDiskFull(t *testing.T) {
 		t.Fatal("20000 more publishes succeeded on a full disk")
 	}
 	t.Logf("publish on a full disk: %v (after %d acked)", pubErr, len(acked))
-	waitFor(t, 30*time.Second, "health to say disk full", func() bool { return a.BufferHealth().DiskFull })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if !a.BufferHealth().DiskFull {
+			return errors.New("still waiting for health to say disk full")
+		}
+		return nil
+	})
 	if h := a.BufferHealth(); !h.Degraded() {
 		t.Fatalf("disk full but not degraded: %+v", h)
 	}
@@ -130,16 +136,24 @@ func TestBufferDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "publishing to resume after space was freed", func() bool { return pub(2*time.Second) == nil })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if pub(2*time.Second) != nil {
+			return errors.New("still waiting for publishing to resume after space was freed")
+		}
+		return nil
+	})
 	t.Logf("resumed %s after the space was freed", time.Since(start).Round(time.Second))
 	for _, l := range strings.Split(a.logs.String(), "\n") {
 		if strings.Contains(l, "component=buffer") || strings.Contains(l, "write error") {
 			t.Log(l)
 		}
 	}
-	waitFor(t, 30*time.Second, "health to clear", func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		h := a.BufferHealth()
-		return !h.DiskFull && !h.JetStreamDisabled && len(h.WriteErrors) == 0
+		if !(!h.DiskFull && !h.JetStreamDisabled && len(h.WriteErrors) == 0) {
+			return errors.New("still waiting for health to clear")
+		}
+		return nil
 	})
 	s, err := js.Stream(ctx, buffer.StreamTelemetry)
 	if err != nil {
@@ -302,9 +316,12 @@ func TestBufferKill9(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	var url []byte
-	waitFor(t, 60*time.Second, "the helper agent to start", func() bool {
+	testkit.WaitFor(t, 60*time.Second, func() error {
 		url, _ = os.ReadFile(filepath.Join(dir, "url"))
-		return len(url) > 0
+		if len(url) <= 0 {
+			return errors.New("still waiting for the helper agent to start")
+		}
+		return nil
 	})
 	nc, err := nats.Connect(string(url), nats.MaxReconnects(0))
 	if err != nil {
@@ -345,10 +362,13 @@ func TestBufferKill9(t *testing.T) {
 			}()
 		}
 	}()
-	waitFor(t, 60*time.Second, "2000 acks", func() bool {
+	testkit.WaitFor(t, 60*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(acked) >= 2000
+		if len(acked) < 2000 {
+			return errors.New("still waiting for 2000 acks")
+		}
+		return nil
 	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

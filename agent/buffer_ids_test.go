@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // Exactly-once across a lost state.db and a damaged block file, end to end:
@@ -107,7 +109,12 @@ func publishAll(t *testing.T, a *testAgent, from, to int) {
 	t.Helper()
 	idPublish(t, a, "telemetry.t", from, to)
 	last := streamLast(t, a)
-	waitFor(t, time.Minute, "hub acknowledged everything", func() bool { return a.State().Cursor(buffer.StreamTelemetry) == last })
+	testkit.WaitFor(t, time.Minute, func() error {
+		if a.State().Cursor(buffer.StreamTelemetry) != last {
+			return errors.New("still waiting for hub acknowledged everything")
+		}
+		return nil
+	})
 }
 
 func streamLast(t *testing.T, a *testAgent) uint64 {
@@ -125,7 +132,7 @@ func streamLast(t *testing.T, a *testAgent) uint64 {
 // fresh state.db had a new store id and cursor 0: everything was resent
 // under ids the hub had never seen.
 func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
-	hub, hjs := fwdHub(t, hubOpts(t))
+	hub, hjs := fwdHub(t, testkit.HubOpts(t))
 	dir := t.TempDir()
 	body := idsBody(t, leafURL(t, hub, "nats"))
 	up := func(a *testAgent) { leafUp(t, hub, a) }
@@ -224,7 +231,7 @@ func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
 		{"bit-flip-indexed", flip},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hub, hjs := fwdHub(t, hubOpts(t))
+			hub, hjs := fwdHub(t, testkit.HubOpts(t))
 			dir := t.TempDir()
 			body := idsBody(t, leafURL(t, hub, "nats"))
 			up := func(a *testAgent) { leafUp(t, hub, a) }

@@ -10,13 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // tryRun runs the agent until it is ready (nil) or Run returns (its error).
 func tryRun(t *testing.T, cfg *Config) error {
 	t.Helper()
 	level := new(slog.LevelVar)
-	a := New(cfg, NewLogger(&syncBuf{}, "text", level), level)
+	a := New(cfg, NewLogger(&testkit.SyncBuffer{}, "text", level), level)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func hasClockWarning(s Status, text string) bool {
@@ -49,10 +52,13 @@ func TestClockAgainstHub(t *testing.T) {
 		return *s.Clock.HubOffset, true
 	}
 	var s Status
-	waitFor(t, 20*time.Second, "an offset measured against the hub", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		s = a.Status(ctx)
 		_, ok := offset(s)
-		return ok
+		if !ok {
+			return errors.New("still waiting for an offset measured against the hub")
+		}
+		return nil
 	})
 	if o, _ := offset(s); o < -1 || o > 1 {
 		t.Fatalf("offset against a hub on the same machine: %.3fs", o)
@@ -67,10 +73,13 @@ func TestClockAgainstHub(t *testing.T) {
 	if err := os.WriteFile(clockFile, []byte("+10m"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the offset to follow a clock 10 minutes ahead", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		s = a.Status(ctx)
 		o, ok := offset(s)
-		return ok && o > 598 && o < 602
+		if !(ok && o > 598 && o < 602) {
+			return errors.New("still waiting for the offset to follow a clock 10 minutes ahead")
+		}
+		return nil
 	})
 	if code, _ := s.Health(); code != ExitDegraded || !hasClockWarning(s, "clock is 10m ahead of the hub's") {
 		t.Fatalf("health %d, warnings %+v", code, s.Warnings)
@@ -89,10 +98,13 @@ func TestClockAgainstHub(t *testing.T) {
 	if err := os.WriteFile(clockFile, []byte("1970-01-01T00:00:00Z"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "a clock in 1970 to be critical", func() bool {
+	testkit.WaitFor(t, 5*time.Second, func() error {
 		s = a.Status(ctx)
 		code, _ := s.Health()
-		return code == ExitDown && hasClockWarning(s, "clock reads 1970-01-01T00:00")
+		if !(code == ExitDown && hasClockWarning(s, "clock reads 1970-01-01T00:00")) {
+			return errors.New("still waiting for a clock in 1970 to be critical")
+		}
+		return nil
 	})
 	m.Reset()
 	writeMetrics(&m, s, 0)

@@ -62,15 +62,3 @@ func clockHealth(c ClockStatus, now time.Time, add func(sev, comp, msg, fix stri
 		}
 	}
 }
-
-// fmtOffset says "3m12s ahead of" or "0.2s behind".
-func fmtOffset(off time.Duration) string {
-	dir := "ahead of"
-	if off < 0 {
-		dir, off = "behind", -off
-	}
-	if off < 10*time.Second {
-		return fmt.Sprintf("%.1fs %s", off.Seconds(), dir)
-	}
-	return fmtAge(off.Round(time.Second)) + " " + dir
-}

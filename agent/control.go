@@ -105,6 +105,7 @@ func (a *Agent) controlHandler() http.Handler {
 		}
 		writeJSON(w, httpCode, HealthResponse{State: StateName(code), Code: code, Warnings: warnings})
 	})
+	mux.HandleFunc("POST /v1/buffer/ack-loss", a.handleAckLoss)
 	return mux
 }
 
@@ -134,48 +135,6 @@ func serveHTTP(ctx context.Context, srv *http.Server, l net.Listener) error {
 	_ = srv.Shutdown(sctx)
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
-	}
-	return nil
-}
-
-// ErrNotRunning means nothing answered on the control socket.
-var ErrNotRunning = errors.New("edge-agent is not running")
-
-// FetchStatus asks the daemon behind socket for its status. A socket that
-// does not exist or refuses the connection wraps ErrNotRunning.
-func FetchStatus(ctx context.Context, socket string) (Status, error) {
-	var s Status
-	return s, controlGet(ctx, socket, "/v1/status", &s)
-}
-
-// controlGet decodes the JSON answer of GET path on the control socket.
-func controlGet(ctx context.Context, socket, path string, v any) error {
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "unix", socket)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrNotRunning, err)
-			}
-			return c, nil
-		},
-	}}
-	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edge-agent"+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("control socket %s: %w", socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("control socket %s: %s: %s", socket, resp.Status, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("control socket %s: decode %s: %w", socket, path, err)
 	}
 	return nil
 }

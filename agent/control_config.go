@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"net/http"
 	"path/filepath"
 )
@@ -19,12 +18,4 @@ func (a *Agent) serveConfigPath(w http.ResponseWriter, _ *http.Request) {
 		p = abs
 	}
 	writeJSON(w, http.StatusOK, ConfigInfo{Path: p})
-}
-
-// FetchConfigPath asks the agent behind socket which config it runs with.
-// Nothing answering wraps ErrNotRunning.
-func FetchConfigPath(ctx context.Context, socket string) (string, error) {
-	var ci ConfigInfo
-	err := controlGet(ctx, socket, "/v1/config", &ci)
-	return ci.Path, err
 }

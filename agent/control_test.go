@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 const twoSims = "sensors:\n  - {name: cold, driver: sim, interval: 50ms}\n  - {name: warm, driver: sim, interval: 50ms, base: {temperature: 20}}\n"
@@ -75,12 +76,15 @@ func TestControlAPI(t *testing.T) {
 	connect(t, a.ClientURL())
 	ctx := context.Background()
 	var s Status
-	waitFor(t, 15*time.Second, "both sensors read and one local client", func() bool {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		s, err = FetchStatus(ctx, sock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(s.Sensors) == 2 && s.Sensors[0].OK && s.Sensors[1].OK && s.Clients == 1
+		if !(len(s.Sensors) == 2 && s.Sensors[0].OK && s.Sensors[1].OK && s.Clients == 1) {
+			return errors.New("still waiting for both sensors read and one local client")
+		}
+		return nil
 	})
 	if !s.Running || s.Site != "store-9" || s.Domain != "store-9" || s.Version != Version || s.Schema != StatusSchema {
 		t.Errorf("status header wrong: %+v", s)

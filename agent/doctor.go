@@ -1,14 +1,11 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -22,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/sys/unix"
 
+	"github.com/edge-agent/edge-agent/internal/human"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -49,7 +47,6 @@ type Doctor struct {
 	StepTimeout time.Duration
 	// ThrottledPath is the Raspberry Pi firmware's throttling flags.
 	ThrottledPath string
-	Resolver      *net.Resolver
 	// ConfigSource says how the config path was chosen (the running
 	// agent's, the default path); shown with the config check.
 	ConfigSource string
@@ -57,7 +54,7 @@ type Doctor struct {
 
 // NewDoctor returns a doctor with the defaults for a real device.
 func NewDoctor() *Doctor {
-	return &Doctor{StepTimeout: 5 * time.Second, ThrottledPath: "/sys/devices/platform/soc/soc:firmware/get_throttled", Resolver: net.DefaultResolver}
+	return &Doctor{StepTimeout: 5 * time.Second, ThrottledPath: "/sys/devices/platform/soc/soc:firmware/get_throttled"}
 }
 
 // DoctorExit maps checks to the exit code: 0 all ok, 1 warnings, 2 failures.
@@ -74,8 +71,29 @@ func DoctorExit(checks []Check) int {
 	return code
 }
 
-// Run checks the config at path and everything it names, in the order a
-// technician would: the device first, then the way to the hub.
+// A doctorCheck is one thing doctor verifies, as tailscale's doctor.Check:
+// a name and a run that reports a Check per item it looks at (a secret
+// file, a sensor's device, a hub URL); a Check without a name takes the
+// doctorCheck's. cfg is nil when the config cannot be used: only the
+// checks that need none run then.
+type doctorCheck struct {
+	name        string
+	needsConfig bool
+	run         func(ctx context.Context, d *Doctor, cfg *Config) []Check
+}
+
+// doctorChecks is doctor's list, after the config, in the order a
+// technician would check by hand: the device first, then the way to the hub.
+var doctorChecks = []doctorCheck{
+	{name: "state_dir", needsConfig: true, run: func(_ context.Context, _ *Doctor, cfg *Config) []Check { return []Check{stateDirCheck(cfg.StateDir)} }},
+	{name: "secrets", needsConfig: true, run: func(_ context.Context, _ *Doctor, cfg *Config) []Check { return secretChecks(cfg) }},
+	{name: "sensors", needsConfig: true, run: func(_ context.Context, _ *Doctor, cfg *Config) []Check { return deviceChecks(cfg) }},
+	{name: "clock", run: func(_ context.Context, d *Doctor, _ *Config) []Check { return []Check{d.clock()} }},
+	{name: "power", run: func(_ context.Context, d *Doctor, _ *Config) []Check { return []Check{d.power()} }},
+	{name: "hub", needsConfig: true, run: hubChecks},
+}
+
+// Run checks the config at path, then runs doctorChecks on it.
 func (d *Doctor) Run(ctx context.Context, path string) []Check {
 	from := ""
 	if d.ConfigSource != "" {
@@ -85,42 +103,37 @@ func (d *Doctor) Run(ctx context.Context, path string) []Check {
 	if err == nil {
 		err = CheckServer(cfg)
 	}
+	var checks []Check
 	if err != nil {
-		checks := []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error() + from, Fix: configFix(path, err)}}
-		return append(checks, d.clock(), d.power())
+		cfg = nil
+		checks = []Check{{Name: "config", Verdict: CheckFail, Detail: err.Error() + from, Fix: configFix(path, err)}}
+	} else {
+		checks = []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)%s", path, cfg.Site, from)}}
 	}
-	checks := []Check{{Name: "config", Verdict: CheckOK, Detail: fmt.Sprintf("%s is valid (site %s)%s", path, cfg.Site, from)}}
-	checks = append(checks, stateDirCheck(cfg.StateDir))
-	checks = append(checks, secretChecks(cfg)...)
-	checks = append(checks, deviceChecks(cfg)...)
-	checks = append(checks, d.clock(), d.power())
-	if cfg.Uplink == nil {
-		return append(checks, Check{Name: "hub", Verdict: CheckSkip, Detail: "no uplink configured: standalone"})
-	}
-	for _, u := range cfg.Uplink.HubURLs {
-		checks = append(checks, d.hub(ctx, cfg, u))
+	for _, c := range doctorChecks {
+		if c.needsConfig && cfg == nil {
+			continue
+		}
+		for _, r := range c.run(ctx, d, cfg) {
+			if r.Name == "" {
+				r.Name = c.name
+			}
+			checks = append(checks, r)
+		}
 	}
 	return checks
 }
 
-// RenderChecks prints one line per check and the fix under each problem.
-func RenderChecks(w io.Writer, checks []Check, tty bool) {
-	st := style{tty}
-	for _, c := range checks {
-		mark := strings.ToUpper(c.Verdict)
-		switch {
-		case c.Verdict == CheckFail:
-			mark = st.mark(SevCritical)
-		case c.Verdict == CheckWarn:
-			mark = st.mark(SevWarning)
-		case c.Verdict == CheckOK:
-			mark = st.mark("")
-		}
-		fmt.Fprintf(w, "%-4s %-10s %s\n", mark, c.Name, c.Detail)
-		if c.Fix != "" && c.Verdict != CheckOK {
-			fmt.Fprintf(w, "     %-10s fix: %s\n", "", c.Fix)
-		}
+// hubChecks checks each hub URL; standalone is no failure.
+func hubChecks(ctx context.Context, d *Doctor, cfg *Config) []Check {
+	if cfg.Uplink == nil {
+		return []Check{{Verdict: CheckSkip, Detail: "no uplink configured: standalone"}}
 	}
+	var out []Check
+	for _, u := range cfg.Uplink.HubURLs {
+		out = append(out, d.hub(ctx, cfg, u))
+	}
+	return out
 }
 
 // configFix is what to do about a config that cannot be used: the key to
@@ -148,7 +161,6 @@ func configFix(path string, err error) string {
 // full nor read-only, or readings cannot be kept. A missing directory is
 // fine when run can create it (it does, at start).
 func stateDirCheck(dir string) Check {
-	c := Check{Name: "state_dir"}
 	fi, err := os.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		parent := filepath.Dir(dir)
@@ -159,27 +171,27 @@ func stateDirCheck(dir string) Check {
 			parent = filepath.Dir(parent)
 		}
 		if unix.Access(parent, unix.W_OK|unix.X_OK) == nil {
-			return Check{Name: c.Name, Verdict: CheckOK, Detail: fmt.Sprintf("%s does not exist yet: run creates it (%s is writable)", dir, parent)}
+			return Check{Verdict: CheckOK, Detail: fmt.Sprintf("%s does not exist yet: run creates it (%s is writable)", dir, parent)}
 		}
-		return Check{Name: c.Name, Verdict: CheckWarn, Detail: fmt.Sprintf("%s does not exist and this user may not create it in %s", dir, parent),
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("%s does not exist and this user may not create it in %s", dir, parent),
 			Fix: "run doctor as the agent's user, or create it: `install -d -o edge-agent -m 0750 " + dir + "`"}
 	}
 	if err != nil {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: "install the package (it creates it) or `install -d -o edge-agent -m 0750 " + dir + "`"}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: "install the package (it creates it) or `install -d -o edge-agent -m 0750 " + dir + "`"}
 	}
 	if !fi.IsDir() {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: dir + " is not a directory"}
+		return Check{Verdict: CheckFail, Detail: dir + " is not a directory"}
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dir, &fs); err != nil {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("statfs %s: %v", dir, err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("statfs %s: %v", dir, err)}
 	}
 	if int64(fs.Flags)&unix.ST_RDONLY != 0 {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: dir + " is on a read-only filesystem", Fix: "check the SD card/disk (dmesg) and remount read-write"}
+		return Check{Verdict: CheckFail, Detail: dir + " is on a read-only filesystem", Fix: "check the SD card/disk (dmesg) and remount read-write"}
 	}
 	f, err := os.CreateTemp(dir, ".doctor-*")
 	if err != nil {
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: fmt.Sprintf("cannot write in %s: %v", dir, err), Fix: "chown -R edge-agent: " + dir + " (run doctor as the agent's user to check its rights)"}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("cannot write in %s: %v", dir, err), Fix: "chown -R edge-agent: " + dir + " (run doctor as the agent's user to check its rights)"}
 	}
 	f.Close()
 	os.Remove(f.Name())
@@ -187,11 +199,11 @@ func stateDirCheck(dir string) Check {
 	detail := fmt.Sprintf("%s writable, %s free of %s", dir, fmtBytes(free), fmtBytes(total))
 	switch {
 	case float64(free) < diskCriticalFree*float64(total):
-		return Check{Name: c.Name, Verdict: CheckFail, Detail: detail + ": disk full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
+		return Check{Verdict: CheckFail, Detail: detail + ": disk full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
 	case float64(free) < diskWarnFree*float64(total):
-		return Check{Name: c.Name, Verdict: CheckWarn, Detail: detail + ": nearly full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
+		return Check{Verdict: CheckWarn, Detail: detail + ": nearly full", Fix: "free space on that filesystem or lower buffer.max_bytes"}
 	}
-	return Check{Name: c.Name, Verdict: CheckOK, Detail: detail}
+	return Check{Verdict: CheckOK, Detail: detail}
 }
 
 // secretChecks: secrets must be private (like ssh keys) and the client
@@ -209,11 +221,11 @@ func secretChecks(cfg *Config) []Check {
 		fi, err := os.Stat(f.path)
 		switch {
 		case err != nil:
-			out = append(out, Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("%s %s: %v", f.key, f.path, err)})
+			out = append(out, Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s %s: %v", f.key, f.path, err)})
 		case fi.Mode().Perm()&0o077 != 0:
-			out = append(out, Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("%s %s is readable by group or others (mode %04o)", f.key, f.path, fi.Mode().Perm()), Fix: "chmod 600 " + f.path})
+			out = append(out, Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s %s is readable by group or others (mode %04o)", f.key, f.path, fi.Mode().Perm()), Fix: "chmod 600 " + f.path})
 		default:
-			out = append(out, Check{Name: "secrets", Verdict: CheckOK, Detail: fmt.Sprintf("%s %s is private (mode %04o)", f.key, f.path, fi.Mode().Perm())})
+			out = append(out, Check{Verdict: CheckOK, Detail: fmt.Sprintf("%s %s is private (mode %04o)", f.key, f.path, fi.Mode().Perm())})
 		}
 	}
 	if u.TLS.CertFile != "" {
@@ -225,46 +237,35 @@ func secretChecks(cfg *Config) []Check {
 func certFileCheck(path string) Check {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file: %v", err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file: %v", err)}
 	}
 	b, _ := pem.Decode(data)
 	if b == nil {
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s holds no PEM certificate", path)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s holds no PEM certificate", path)}
 	}
 	cert, err := x509.ParseCertificate(b.Bytes)
 	if err != nil {
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s: %v", path, err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("uplink.tls.cert_file %s: %v", path, err)}
 	}
 	left := time.Until(cert.NotAfter)
 	detail := fmt.Sprintf("client certificate %s (%s)", path, certLife(cert, time.Now()))
 	switch {
 	case left <= 0:
-		return Check{Name: "secrets", Verdict: CheckFail, Detail: detail, Fix: "install a renewed client certificate"}
+		return Check{Verdict: CheckFail, Detail: detail, Fix: "install a renewed client certificate"}
 	case left < 14*24*time.Hour:
-		return Check{Name: "secrets", Verdict: CheckWarn, Detail: detail, Fix: "renew the client certificate soon"}
+		return Check{Verdict: CheckWarn, Detail: detail, Fix: "renew the client certificate soon"}
 	}
-	return Check{Name: "secrets", Verdict: CheckOK, Detail: detail}
+	return Check{Verdict: CheckOK, Detail: detail}
 }
 
 func certLife(c *x509.Certificate, now time.Time) string {
 	if now.After(c.NotAfter) {
-		return "certificate expired " + days(now.Sub(c.NotAfter)) + " ago"
+		return "certificate expired " + human.Days(now.Sub(c.NotAfter)) + " ago"
 	}
 	if now.Before(c.NotBefore) {
 		return "certificate not valid until " + c.NotBefore.UTC().Format(time.RFC3339) + " (is the device clock right?)"
 	}
-	return "expires in " + days(c.NotAfter.Sub(now))
-}
-
-func days(d time.Duration) string {
-	n := int(d.Hours() / 24)
-	switch {
-	case n == 1:
-		return "1 day"
-	case n > 1:
-		return fmt.Sprintf("%d days", n)
-	}
-	return fmtAge(d)
+	return "expires in " + human.Days(c.NotAfter.Sub(now))
 }
 
 // deviceChecks: every /dev or /sys path in a sensor's driver options must
@@ -335,17 +336,17 @@ func devicePaths(opts any) []string {
 func (d *Doctor) clock() Check {
 	now, floor := time.Now(), ClockFloor()
 	if now.Before(floor) {
-		return Check{Name: "clock", Verdict: CheckFail, Detail: fmt.Sprintf("reads %s, before this build (%s): readings would be stamped wrong, TLS certificates look not yet valid", now.UTC().Format(time.RFC3339), floor.Format(time.DateOnly)),
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("reads %s, before this build (%s): readings would be stamped wrong, TLS certificates look not yet valid", now.UTC().Format(time.RFC3339), floor.Format(time.DateOnly)),
 			Fix: "set the time: timedatectl set-ntp true and allow NTP (UDP 123) out, or fit an RTC"}
 	}
 	c := clockStatus()
 	switch c.State {
 	case ClockSynced:
-		return Check{Name: "clock", Verdict: CheckOK, Detail: "synchronised (kernel NTP status)"}
+		return Check{Verdict: CheckOK, Detail: "synchronised (kernel NTP status)"}
 	case ClockUnsynced:
-		return Check{Name: "clock", Verdict: CheckOK, Detail: "not NTP-synchronised but plausible (after this build's date); `edge-agent status` shows its offset from the hub's clock"}
+		return Check{Verdict: CheckOK, Detail: "not NTP-synchronised but plausible (after this build's date); `edge-agent status` shows its offset from the hub's clock"}
 	}
-	return Check{Name: "clock", Verdict: CheckWarn, Detail: c.Error}
+	return Check{Verdict: CheckWarn, Detail: c.Error}
 }
 
 // power reads the Pi firmware's throttling flags: under-voltage corrupts SD
@@ -353,43 +354,44 @@ func (d *Doctor) clock() Check {
 func (d *Doctor) power() Check {
 	data, err := os.ReadFile(d.ThrottledPath)
 	if err != nil {
-		return Check{Name: "power", Verdict: CheckSkip, Detail: "no Raspberry Pi throttling flags (" + d.ThrottledPath + ")"}
+		return Check{Verdict: CheckSkip, Detail: "no Raspberry Pi throttling flags (" + d.ThrottledPath + ")"}
 	}
 	s := strings.TrimPrefix(strings.TrimSpace(string(data)), "throttled=")
 	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 32)
 	if err != nil {
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("cannot parse %s: %q", d.ThrottledPath, s)}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("cannot parse %s: %q", d.ThrottledPath, s)}
 	}
 	const fix = "use the official power supply (5.1 V, 3 A) and a short cable; check the SD card afterwards"
 	switch {
 	case v&0x1 != 0:
-		return Check{Name: "power", Verdict: CheckFail, Detail: fmt.Sprintf("under-voltage now (flags 0x%x)", v), Fix: fix}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("under-voltage now (flags 0x%x)", v), Fix: fix}
 	case v&0x4 != 0:
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("CPU throttled now (flags 0x%x): check cooling", v), Fix: "improve cooling; check the supply"}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("CPU throttled now (flags 0x%x): check cooling", v), Fix: "improve cooling; check the supply"}
 	case v&0x10000 != 0:
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("under-voltage occurred since boot (flags 0x%x)", v), Fix: fix}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("under-voltage occurred since boot (flags 0x%x)", v), Fix: fix}
 	case v&0x40000 != 0:
-		return Check{Name: "power", Verdict: CheckWarn, Detail: fmt.Sprintf("throttling occurred since boot (flags 0x%x)", v), Fix: "improve cooling; check the supply"}
+		return Check{Verdict: CheckWarn, Detail: fmt.Sprintf("throttling occurred since boot (flags 0x%x)", v), Fix: "improve cooling; check the supply"}
 	}
-	return Check{Name: "power", Verdict: CheckOK, Detail: "no under-voltage or throttling since boot"}
+	return Check{Verdict: CheckOK, Detail: "no under-voltage or throttling since boot"}
 }
 
-// hub walks one hub URL step by step (DNS, TCP, TLS, auth) and reports the
-// first step that fails, so the technician knows whom to call: the network
-// team, the firewall, the PKI or the hub operator.
+// hub walks one hub URL step by step (DNS, TCP, TLS with uplink's probe,
+// then auth) and reports the first step that fails, so the technician knows
+// whom to call: the network team, the firewall, the PKI or the hub operator.
 func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
-	name := "hub"
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Check{Name: name, Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", raw, err)}
+		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", raw, err)}
 	}
 	shown := uplink.Config{HubURLs: []string{raw}}
 	shown = shown.Redacted()
 	label := shown.HubURLs[0]
-	var passed []string
+	one := *cfg.Uplink
+	one.HubURLs = []string{raw}
+	p := uplink.ProbeHub(ctx, &one, u, d.StepTimeout)
 	fail := func(class, detail string) Check {
-		if len(passed) > 0 {
-			detail += " (" + strings.Join(passed, ", ") + " ok)"
+		if len(p.Passed) > 0 {
+			detail += " (" + strings.Join(p.Passed, ", ") + " ok)"
 		}
 		fix := uplink.FixFor(cfg.Uplink, class, detail)
 		switch {
@@ -400,127 +402,49 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 		default:
 			fix = reasonFix(class)
 		}
-		return Check{Name: name, Verdict: CheckFail, Detail: label + ": " + detail, Fix: fix}
+		return Check{Verdict: CheckFail, Detail: label + ": " + detail, Fix: fix}
 	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = map[string]string{"ws": "80", "wss": "443"}[u.Scheme]
-		if port == "" {
-			port = "7422"
-		}
+	if p.Failed != "" {
+		class, detail := probeDetail(p, u.Hostname())
+		return fail(class, detail)
 	}
-	addrs := []string{host}
-	if net.ParseIP(host) == nil {
-		dctx, cancel := context.WithTimeout(ctx, d.StepTimeout)
-		addrs, err = d.Resolver.LookupHost(dctx, host)
-		cancel()
-		var de *net.DNSError
-		switch {
-		case errors.As(err, &de) && de.IsNotFound:
-			return fail(uplink.ReasonDNS, "DNS: "+host+" not found")
-		case err != nil:
-			return fail(uplink.ReasonDNS, "DNS: "+err.Error())
-		}
-		passed = append(passed, "DNS")
-	}
-	addr := net.JoinHostPort(addrs[0], port)
-	dialer := net.Dialer{Timeout: d.StepTimeout}
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		msg := "TCP: " + err.Error()
-		if errors.Is(err, unix.ECONNREFUSED) {
-			msg = "TCP: connection refused by " + addr
-		}
-		return fail(uplink.ReasonTCP, msg)
-	}
-	passed = append(passed, "TCP")
-	tlsInfo := ""
-	if u.Scheme == "tls" || u.Scheme == "wss" || cfg.Uplink.TLS.CAFile != "" || cfg.Uplink.TLS.HandshakeFirst {
-		tlsInfo, err = d.tlsStep(conn, cfg.Uplink, u, host)
-		if err != nil {
-			conn.Close()
-			return fail(uplink.ReasonTLS, "TLS: "+err.Error())
-		}
-		// The hub's refusal of the client certificate comes after the
-		// handshake: the link's own probe waits for it.
-		one := *cfg.Uplink
-		one.HubURLs = []string{raw}
-		if class, reason := uplink.Diagnose(ctx, &one); class != "" {
-			conn.Close()
-			return fail(class, reason)
-		}
-		passed = append(passed, "TLS")
-	}
-	conn.Close()
 	if class, reason := d.authStep(ctx, cfg, raw); class != "" {
 		return fail(class, reason)
 	}
 	detail := label + ": DNS, TCP"
-	if tlsInfo != "" {
-		detail += ", TLS (" + tlsInfo + ")"
+	if c := p.HubCert; c != nil {
+		detail += fmt.Sprintf(", TLS (%s issued by %s, %s)", c.Subject.CommonName, c.Issuer.CommonName, certLife(c, time.Now()))
 	}
-	return Check{Name: name, Verdict: CheckOK, Detail: detail + ", auth ok"}
+	return Check{Verdict: CheckOK, Detail: detail + ", auth ok"}
 }
 
-// tlsStep handshakes over conn and verifies the chain itself, so a failure
-// can say why: expired (and since when), unknown CA, wrong name.
-func (d *Doctor) tlsStep(conn net.Conn, up *uplink.Config, u *url.URL, host string) (string, error) {
-	_ = conn.SetDeadline(time.Now().Add(d.StepTimeout))
-	if u.Scheme != "wss" && !up.TLS.HandshakeFirst {
-		// NATS sends INFO in the clear before the TLS upgrade.
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, "INFO ") {
-			return "", fmt.Errorf("no NATS INFO before the handshake (%v): is handshake_first needed, or is this not a NATS leafnode port?", err)
-		}
+// probeDetail words a failed probe for the technician at the device: the
+// hub's certificate by what is wrong with it and since when; the status
+// reason where doctor has nothing to add.
+func probeDetail(p uplink.HubProbe, host string) (class, detail string) {
+	var de *net.DNSError
+	var ci x509.CertificateInvalidError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	switch {
+	case p.Failed == uplink.StepDNS && errors.As(p.Err, &de) && de.IsNotFound:
+		return uplink.ReasonDNS, "DNS: " + host + " not found"
+	case p.Failed == uplink.StepDNS:
+		return uplink.ReasonDNS, "DNS: " + p.Err.Error()
+	case p.Failed == uplink.StepTCP && errors.Is(p.Err, unix.ECONNREFUSED):
+		return uplink.ReasonTCP, "TCP: connection refused by " + p.Addr
+	case p.Failed == uplink.StepTCP:
+		return uplink.ReasonTCP, "TCP: " + p.Err.Error()
+	case p.Failed == uplink.StepINFO:
+		return uplink.ReasonTLS, fmt.Sprintf("TLS: no NATS INFO before the handshake (%v): is handshake_first needed, or is this not a NATS leafnode port?", p.Err)
+	case errors.As(p.Err, &ci) && ci.Reason == x509.Expired:
+		return uplink.ReasonTLS, "TLS: " + certLife(ci.Cert, time.Now())
+	case errors.As(p.Err, &ua):
+		return uplink.ReasonTLS, fmt.Sprintf("TLS: certificate signed by an unknown authority (issuer %q): wrong uplink.tls.ca_file?", p.HubCert.Issuer.CommonName)
+	case errors.As(p.Err, &he):
+		return uplink.ReasonTLS, fmt.Sprintf("TLS: certificate is not for %s (it is for %s): set uplink.tls.server_name or fix the URL", he.Host, strings.Join(append(he.Certificate.DNSNames, ipStrings(he.Certificate.IPAddresses)...), ", "))
 	}
-	serverName := host
-	if up.TLS.ServerName != "" {
-		serverName = up.TLS.ServerName
-	}
-	tc := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} // verified below, to explain failures
-	if up.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(up.TLS.CertFile, up.TLS.KeyFile)
-		if err != nil {
-			return "", fmt.Errorf("client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	tconn := tls.Client(conn, tc)
-	if err := tconn.Handshake(); err != nil {
-		return "", fmt.Errorf("handshake failed: %w", err)
-	}
-	certs := tconn.ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return "", errors.New("the hub sent no certificate")
-	}
-	opts := x509.VerifyOptions{DNSName: serverName, Intermediates: x509.NewCertPool()}
-	for _, c := range certs[1:] {
-		opts.Intermediates.AddCert(c)
-	}
-	if up.TLS.CAFile != "" {
-		pem, err := os.ReadFile(up.TLS.CAFile)
-		if err != nil {
-			return "", fmt.Errorf("uplink.tls.ca_file: %w", err)
-		}
-		opts.Roots = x509.NewCertPool()
-		opts.Roots.AppendCertsFromPEM(pem)
-	}
-	leaf, now := certs[0], time.Now()
-	if _, err := leaf.Verify(opts); err != nil {
-		var ci x509.CertificateInvalidError
-		var ua x509.UnknownAuthorityError
-		var he x509.HostnameError
-		switch {
-		case errors.As(err, &ci) && ci.Reason == x509.Expired:
-			return "", errors.New(certLife(ci.Cert, now))
-		case errors.As(err, &ua):
-			return "", fmt.Errorf("certificate signed by an unknown authority (issuer %q): wrong uplink.tls.ca_file?", leaf.Issuer.CommonName)
-		case errors.As(err, &he):
-			return "", fmt.Errorf("certificate is not for %s (it is for %s): set uplink.tls.server_name or fix the URL", serverName, strings.Join(append(leaf.DNSNames, ipStrings(leaf.IPAddresses)...), ", "))
-		}
-		return "", fmt.Errorf("certificate rejected: %w", err)
-	}
-	return fmt.Sprintf("%s issued by %s, %s", leaf.Subject.CommonName, leaf.Issuer.CommonName, certLife(leaf, now)), nil
+	return p.Class, p.Reason
 }
 
 func ipStrings(ips []net.IP) []string {

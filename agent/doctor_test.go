@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/sensors"
 )
 
@@ -35,35 +36,25 @@ func hubCheck(t *testing.T, cfgPath string) Check {
 	return Check{}
 }
 
-func tlsHub(t *testing.T, p testPKI, auth bool) *server.Server {
+func tlsHub(t *testing.T, p testkit.PKI, auth bool) *server.Server {
 	t.Helper()
-	o := hubOpts(t)
-	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.certFile, KeyFile: p.keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.LeafNode.TLSConfig, o.LeafNode.TLSTimeout = tc, 5
-	if auth {
-		o.LeafNode.Username, o.LeafNode.Password = "site", "s3cret-ok"
-	}
-	return startServer(t, o)
+	return testkit.TLSHub(t, p, false, func(o *server.Options) {
+		o.LeafNode.TLSTimeout = 5
+		if auth {
+			o.LeafNode.Username, o.LeafNode.Password = "site", "s3cret-ok"
+		}
+	})
 }
 
 func TestDoctorHubSteps(t *testing.T) {
-	good := newPKI(t, time.Now().Add(90*24*time.Hour))
-	other := newPKI(t, time.Now().Add(90*24*time.Hour))
-	expired := newPKI(t, time.Now().Add(-72*time.Hour-time.Minute))
+	good := testkit.NewPKI(t, time.Now().Add(90*24*time.Hour))
+	other := testkit.NewPKI(t, time.Now().Add(90*24*time.Hour))
+	expired := testkit.NewPKI(t, time.Now().Add(-72*time.Hour-time.Minute))
 	okHub := tlsHub(t, good, true)
 	expiredHub := tlsHub(t, expired, false)
 	closed := freePort(t)
 	// A hub that requires a client certificate signed by its CA.
-	mo := hubOpts(t)
-	mtc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: good.certFile, KeyFile: good.keyFile, CaFile: good.caFile, Verify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mo.LeafNode.TLSConfig, mo.LeafNode.TLSTimeout = mtc, 5
-	mtlsHub := startServer(t, mo)
+	mtlsHub := testkit.TLSHub(t, good, true, func(o *server.Options) { o.LeafNode.TLSTimeout = 5 })
 
 	cases := []struct {
 		name, block string
@@ -73,17 +64,17 @@ func TestDoctorHubSteps(t *testing.T) {
 	}{
 		{"unknown host", "  hub_urls: [nats://hub-1.invalid:7422]\n", CheckFail, "DNS: hub-1.invalid not found", ""},
 		{"closed port", fmt.Sprintf("  hub_urls: [nats://127.0.0.1:%d]\n", closed), CheckFail, "TCP: connection refused by 127.0.0.1:", ""},
-		{"expired certificate", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, expiredHub, "tls"), expired.caFile), CheckFail, "TLS: certificate expired 3 days ago (TCP ok)", ""},
-		{"wrong CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), other.caFile), CheckFail, "TLS: certificate signed by an unknown authority", ""},
-		{"wrong password", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-bad\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckFail,
+		{"expired certificate", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, expiredHub, "tls"), expired.CAFile), CheckFail, "TLS: certificate expired 3 days ago (TCP ok)", ""},
+		{"wrong CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), other.CAFile), CheckFail, "TLS: certificate signed by an unknown authority", ""},
+		{"wrong password", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-bad\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.CAFile), CheckFail,
 			"auth: the hub refused this site's user/password (authorization violation) (TCP, TLS ok)", `check uplink.user ("site") and uplink.password`},
 		// The hub's "client didn't provide a certificate" reaches the
 		// client as an alert after a TLS 1.3 handshake that looked fine.
-		{"client certificate missing", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.caFile), CheckFail,
+		{"client certificate missing", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.CAFile), CheckFail,
 			"TLS: the hub requires a client certificate and uplink.tls.cert_file is not set", "set uplink.tls.cert_file and uplink.tls.key_file"},
-		{"client certificate of another CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.caFile, other.certFile, other.keyFile), CheckFail,
+		{"client certificate of another CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.CAFile, other.CertFile, other.KeyFile), CheckFail,
 			"TLS: the hub refused the client certificate in uplink.tls.cert_file", "uplink.tls.cert_file is not one the hub accepts"},
-		{"all good", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.caFile), CheckOK, "TCP, TLS (hub issued by edge-agent test CA, expires in 8", ""},
+		{"all good", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.CAFile), CheckOK, "TCP, TLS (hub issued by edge-agent test CA, expires in 8", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -47,10 +49,13 @@ func assertTwins(t *testing.T, a, b *testAgent, heard func() []uplink.Heartbeat)
 		name string
 		a    *testAgent
 	}{{"first", a}, {"second", b}} {
-		waitFor(t, 30*time.Second, x.name+" agent reporting the duplicate site", func() bool {
+		testkit.WaitFor(t, 30*time.Second, func() error {
 			_, dup := x.a.DuplicateSite()
 			hb, _ := x.a.Heartbeat(context.Background())
-			return dup && hb.Dup
+			if !(dup && hb.Dup) {
+				return fmt.Errorf("still waiting for %s agent reporting the duplicate site", x.name)
+			}
+			return nil
 		})
 		if !strings.Contains(x.a.logs.String(), "DUPLICATE SITE") {
 			t.Errorf("%s agent did not log the duplicate:\n%s", x.name, x.a.logs)
@@ -59,13 +64,16 @@ func assertTwins(t *testing.T, a, b *testAgent, heard func() []uplink.Heartbeat)
 	// The hub hears the flag from both devices.
 	ia, _ := a.Heartbeat(context.Background())
 	ib, _ := b.Heartbeat(context.Background())
-	waitFor(t, 30*time.Second, "dup=true heartbeats from both devices at the hub", func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		seen := map[string]bool{}
 		for _, hb := range heard() {
 			if hb.Dup {
 				seen[hb.Instance] = true
 			}
 		}
-		return seen[ia.Instance] && seen[ib.Instance]
+		if !(seen[ia.Instance] && seen[ib.Instance]) {
+			return errors.New("still waiting for dup=true heartbeats from both devices at the hub")
+		}
+		return nil
 	})
 }

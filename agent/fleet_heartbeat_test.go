@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -21,7 +23,7 @@ import (
 // leaves it.
 func fleetHub(t *testing.T) (*server.Server, jetstream.JetStream) {
 	t.Helper()
-	hub := startServer(t, hubOpts(t))
+	hub := testkit.RunServer(t, testkit.HubOpts(t))
 	js, err := jetstream.New(connect(t, hub.ClientURL()))
 	if err != nil {
 		t.Fatal(err)
@@ -77,13 +79,16 @@ func TestHeartbeat(t *testing.T) {
 	a := startAgent(t, fmt.Sprintf("site: store-0042\nuplink:\n  hub_urls: [%s]\n  heartbeat: 1s\nsensors:\n%s", leafURL(t, hub, "nats"), sb.String()))
 
 	var last uplink.Heartbeat
-	waitFor(t, 20*time.Second, "a heartbeat showing 8 sensors ok and 2 failing", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		hbs := heard()
 		if len(hbs) == 0 {
-			return false
+			return errors.New("still waiting for a heartbeat showing 8 sensors ok and 2 failing")
 		}
 		last = hbs[len(hbs)-1]
-		return last.SensorsOK == 8 && len(last.Failing) == 2
+		if !(last.SensorsOK == 8 && len(last.Failing) == 2) {
+			return errors.New("still waiting for a heartbeat showing 8 sensors ok and 2 failing")
+		}
+		return nil
 	})
 	if last.Schema != uplink.HeartbeatSchema || last.Site != "store-0042" || last.Version != Version || last.Interval != 1 {
 		t.Errorf("heartbeat header = %+v", last)
@@ -101,7 +106,12 @@ func TestHeartbeat(t *testing.T) {
 		t.Errorf("failing sensors = %v", last.Failing)
 	}
 	// Every interval while connected, not only on connect; one instance.
-	waitFor(t, 20*time.Second, "three heartbeats", func() bool { return len(heard()) >= 3 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if len(heard()) < 3 {
+			return errors.New("still waiting for three heartbeats")
+		}
+		return nil
+	})
 	for _, hb := range heard() {
 		if hb.Instance != last.Instance {
 			t.Fatalf("instance id changed within one run: %q then %q", last.Instance, hb.Instance)
@@ -113,8 +123,8 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestHeartbeatOnEveryConnect(t *testing.T) {
-	o := hubOpts(t)
-	hub := startServer(t, o)
+	o := testkit.HubOpts(t)
+	hub := testkit.RunServer(t, o)
 	js, _ := jetstream.New(connect(t, hub.ClientURL()))
 	if _, err := uplink.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
 		t.Fatal(err)
@@ -130,12 +140,22 @@ func TestHeartbeatOnEveryConnect(t *testing.T) {
 		}
 		return info.State.LastSeq
 	}
-	waitFor(t, 15*time.Second, "the connect heartbeat in EDGE_STATUS", func() bool { return lastSeq() == 1 })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if lastSeq() != 1 {
+			return errors.New("still waiting for the connect heartbeat in EDGE_STATUS")
+		}
+		return nil
+	})
 	// Kick the leaf from the hub side; the agent reconnects and says so.
 	lz, _ := hub.Leafz(nil)
 	if len(lz.Leafs) != 1 {
 		t.Fatalf("leafz: %+v", lz)
 	}
 	hub.DisconnectClientByID(lz.Leafs[0].ID)
-	waitFor(t, 20*time.Second, "a second connect heartbeat after the reconnect", func() bool { return lastSeq() == 2 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if lastSeq() != 2 {
+			return errors.New("still waiting for a second connect heartbeat after the reconnect")
+		}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -36,7 +38,7 @@ func TestFleetView(t *testing.T) {
 		}
 	}
 	var sites []uplink.SiteView
-	waitFor(t, 20*time.Second, "both agents in the fleet view, store-sick with its failing sensor", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		var err error
 		if sites, err = uplink.ReadFleet(ctx, js, "edge"); err != nil {
 			t.Fatal(err)
@@ -45,7 +47,10 @@ func TestFleetView(t *testing.T) {
 		for _, s := range sites {
 			bySite[s.Site] = s
 		}
-		return len(bySite["store-ok"].Heartbeat.Version) > 0 && len(bySite["store-sick"].Heartbeat.Failing) == 1
+		if !(len(bySite["store-ok"].Heartbeat.Version) > 0 && len(bySite["store-sick"].Heartbeat.Failing) == 1) {
+			return errors.New("still waiting for both agents in the fleet view, store-sick with its failing sensor")
+		}
+		return nil
 	})
 	if len(sites) != synthetic+2 {
 		t.Fatalf("fleet view has %d sites, want %d (one row per site)", len(sites), synthetic+2)
@@ -98,7 +103,7 @@ func TestFleetView(t *testing.T) {
 // jetstreamNoStream is a JetStream handle on a fresh hub without EDGE_STATUS.
 func jetstreamNoStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	hub := startServer(t, hubOpts(t))
+	hub := testkit.RunServer(t, testkit.HubOpts(t))
 	js, err := jetstream.New(connect(t, hub.ClientURL()))
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -31,7 +32,7 @@ type trustHub struct {
 }
 
 func inProcessTrustHub(t *testing.T) trustHub {
-	hub := startServer(t, hubOpts(t))
+	hub := testkit.RunServer(t, testkit.HubOpts(t))
 	return trustHub{name: "in-process", client: hub.ClientURL(), leaf: strings.TrimPrefix(leafURL(t, hub, "nats"), "nats://")}
 }
 
@@ -48,7 +49,7 @@ func documentedTrustHub(t *testing.T) trustHub {
 		t.Fatal(err)
 	}
 	o.Host, o.LeafNode.Host, o.NoLog, o.NoSigs = "127.0.0.1", "127.0.0.1", true, true
-	hub := startServer(t, o)
+	hub := testkit.RunServer(t, o)
 	return trustHub{name: "documented", client: hub.ClientURL(), leaf: strings.TrimPrefix(leafURL(t, hub, "nats"), "nats://"),
 		leafAuth: trustSite + ":" + trustSite + "-secret@", clientOpts: []nats.Option{nats.UserInfo("ops", "ops-secret")}}
 }
@@ -80,12 +81,15 @@ func debianTrustHub(t *testing.T) trustHub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, 20*time.Second, h.name+" accepting clients", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		nc, err := nats.Connect(h.client)
 		if err == nil {
 			nc.Close()
 		}
-		return err == nil
+		if err != nil {
+			return fmt.Errorf("still waiting for %s accepting clients", h.name)
+		}
+		return nil
 	})
 	return h
 }
@@ -138,16 +142,24 @@ func TestHubCannotReachPastTheSite(t *testing.T) {
 
 func checkHubTrust(t *testing.T, hub trustHub, a *testAgent) {
 	ctx := t.Context()
-	waitFor(t, 15*time.Second, "leaf connection", func() bool { return a.Server().NumLeafNodes() == 1 })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if a.Server().NumLeafNodes() != 1 {
+			return errors.New("still waiting for leaf connection")
+		}
+		return nil
+	})
 	hc := connect(t, hub.client, hub.clientOpts...)
 	lc := connect(t, a.ClientURL())
 	api := "$JS." + trustSite + ".API."
 	// Barriers travel on the site's own hub subjects, which every hub lets
 	// through both ways.
 	barrierSubj := "edge." + trustSite + ".trust-barrier"
-	waitFor(t, 15*time.Second, "the site's JetStream answering the hub", func() bool {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		r, err := hc.Request(api+"INFO", nil, time.Second)
-		return err == nil && strings.Contains(string(r.Data), `"domain":"`+trustSite+`"`)
+		if !(err == nil && strings.Contains(string(r.Data), `"domain":"`+trustSite+`"`)) {
+			return errors.New("still waiting for the site's JetStream answering the hub")
+		}
+		return nil
 	})
 	for i := range 5 {
 		if _, err := a.js.Publish(ctx, "telemetry.probe", fmt.Appendf(nil, `{"v":%d}`, i)); err != nil {
@@ -250,8 +262,11 @@ func checkHubTrust(t *testing.T, hub trustHub, a *testAgent) {
 		}
 		barrier, _ := hc.SubscribeSync(barrierSubj)
 		hc.Flush()
-		waitFor(t, 10*time.Second, "hub interest at the site", func() bool {
-			return a.Server().GlobalAccount().SubscriptionInterest(barrierSubj)
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if !a.Server().GlobalAccount().SubscriptionInterest(barrierSubj) {
+				return errors.New("still waiting for hub interest at the site")
+			}
+			return nil
 		})
 		// The agent's own connection reads the buffer as the forwarder does
 		// (a consumer, fetched into its inbox); the consumer's creation is
@@ -310,9 +325,12 @@ func checkForwardedAll(t *testing.T, a *testAgent, hjs jetstream.JetStream) {
 		}
 		want += s.CachedInfo().State.Msgs
 	}
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d readings forwarded to the hub", want), func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		s, err := hjs.Stream(t.Context(), "EDGE")
-		return err == nil && s.CachedInfo().State.Msgs == want
+		if !(err == nil && s.CachedInfo().State.Msgs == want) {
+			return fmt.Errorf("still waiting for %d readings forwarded to the hub", want)
+		}
+		return nil
 	})
 }
 
@@ -320,11 +338,14 @@ func checkForwardedAll(t *testing.T, a *testAgent, hjs jetstream.JetStream) {
 // subscriber on subject gets one: the subscription has crossed the leaf.
 func waitForHubInterest(t *testing.T, hc *nats.Conn, subject string, sub *nats.Subscription) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "site interest at the hub in "+subject, func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		hc.Publish(subject, []byte("probe"))
 		hc.Flush()
 		_, err := sub.NextMsg(50 * time.Millisecond)
-		return err == nil
+		if err != nil {
+			return fmt.Errorf("still waiting for site interest at the hub in %s", subject)
+		}
+		return nil
 	})
 	for {
 		if _, err := sub.NextMsg(100 * time.Millisecond); err != nil {

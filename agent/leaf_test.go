@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,12 +14,17 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func leafUp(t *testing.T, hub *server.Server, a *testAgent) {
 	t.Helper()
-	waitFor(t, 15*time.Second, "leaf connection", func() bool {
-		return hub.NumLeafNodes() == 1 && a.Server().NumLeafNodes() == 1
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !(hub.NumLeafNodes() == 1 && a.Server().NumLeafNodes() == 1) {
+			return errors.New("still waiting for leaf connection")
+		}
+		return nil
 	})
 }
 
@@ -26,13 +32,16 @@ func leafUp(t *testing.T, hub *server.Server, a *testAgent) {
 // publish is not lost to not-yet-propagated interest.
 func interest(t *testing.T, s *server.Server, subject string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "interest in "+subject, func() bool {
-		return s.GlobalAccount().SubscriptionInterest(subject)
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if !s.GlobalAccount().SubscriptionInterest(subject) {
+			return fmt.Errorf("still waiting for interest in %s", subject)
+		}
+		return nil
 	})
 }
 
 func TestLeafNode(t *testing.T) {
-	hub := startServer(t, hubOpts(t))
+	hub := testkit.RunServer(t, testkit.HubOpts(t))
 	a := startAgent(t, fmt.Sprintf("site: store-7\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats")))
 	leafUp(t, hub, a)
 	hc := connect(t, hub.ClientURL())
@@ -103,24 +112,24 @@ func TestLeafFailoverAcrossHubCluster(t *testing.T) {
 	var hubs []*server.Server
 	clusterPort := make([]int, 3)
 	for i := range 3 {
-		o := hubOpts(t)
+		o := testkit.HubOpts(t)
 		o.ServerName = fmt.Sprintf("hub-%d", i)
 		o.JetStream = false
 		o.Cluster = server.ClusterOpts{Name: "hubc", Host: "127.0.0.1", Port: -1}
 		if i > 0 {
 			o.Routes = server.RoutesFromStr(fmt.Sprintf("nats://127.0.0.1:%d", clusterPort[0]))
 		}
-		s := startServer(t, o)
+		s := testkit.RunServer(t, o)
 		clusterPort[i] = s.ClusterAddr().Port
 		hubs = append(hubs, s)
 	}
-	waitFor(t, 15*time.Second, "hub cluster routes", func() bool {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		for _, h := range hubs {
 			if h.NumRoutes() < 2 {
-				return false
+				return errors.New("still waiting for hub cluster routes")
 			}
 		}
-		return true
+		return nil
 	})
 	var urls []string
 	for _, h := range hubs {
@@ -135,12 +144,20 @@ func TestLeafFailoverAcrossHubCluster(t *testing.T) {
 		}
 		return -1
 	}
-	waitFor(t, 15*time.Second, "leaf on a hub node", func() bool { return on() >= 0 })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if on() < 0 {
+			return errors.New("still waiting for leaf on a hub node")
+		}
+		return nil
+	})
 	first := on()
 	hubs[first].Shutdown()
-	waitFor(t, 20*time.Second, "leaf reconnected to another hub node", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		i := on()
-		return i >= 0 && i != first
+		if !(i >= 0 && i != first) {
+			return errors.New("still waiting for leaf reconnected to another hub node")
+		}
+		return nil
 	})
 	// Traffic flows through the new node.
 	other := hubs[on()]
@@ -158,26 +175,21 @@ func TestLeafFailoverAcrossHubCluster(t *testing.T) {
 func TestLeafTLS(t *testing.T) {
 	for _, first := range []bool{false, true} {
 		t.Run(fmt.Sprintf("handshake_first=%v", first), func(t *testing.T) {
-			pki := newPKI(t, time.Now().Add(time.Hour))
-			o := hubOpts(t)
-			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.certFile, KeyFile: pki.keyFile, CaFile: pki.caFile})
-			if err != nil {
-				t.Fatal(err)
-			}
-			o.LeafNode.TLSConfig, o.LeafNode.TLSHandshakeFirst = tc, first
-			hub := startServer(t, o)
-			a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  tls: {ca_file: %s, handshake_first: %v}\n", leafURL(t, hub, "tls"), pki.caFile, first))
+			pki := testkit.NewPKI(t, time.Now().Add(time.Hour))
+			hub := testkit.TLSHub(t, pki, false, func(o *server.Options) { o.LeafNode.TLSHandshakeFirst = first })
+			a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  tls: {ca_file: %s, handshake_first: %v}\n", leafURL(t, hub, "tls"), pki.CAFile, first))
 			leafUp(t, hub, a)
 		})
 	}
 	t.Run("unknown authority does not connect", func(t *testing.T) {
-		pki, other := newPKI(t, time.Now().Add(time.Hour)), newPKI(t, time.Now().Add(time.Hour))
-		o := hubOpts(t)
-		o.LeafNode.TLSConfig, _ = server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.certFile, KeyFile: pki.keyFile})
-		hub := startServer(t, o)
-		a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, hub, "tls"), other.caFile))
-		waitFor(t, 10*time.Second, "TLS error in the log", func() bool {
-			return strings.Contains(a.logs.String(), "certificate signed by unknown authority")
+		pki, other := testkit.NewPKI(t, time.Now().Add(time.Hour)), testkit.NewPKI(t, time.Now().Add(time.Hour))
+		hub := testkit.TLSHub(t, pki, false)
+		a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, hub, "tls"), other.CAFile))
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if !strings.Contains(a.logs.String(), "certificate signed by unknown authority") {
+				return errors.New("still waiting for TLS error in the log")
+			}
+			return nil
 		})
 		if hub.NumLeafNodes() != 0 {
 			t.Fatal("leaf connected with an untrusted hub certificate")
@@ -203,9 +215,9 @@ func TestLeafAuth(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := hubOpts(t)
+			o := testkit.HubOpts(t)
 			tc.hub(o)
-			hub := startServer(t, o)
+			hub := testkit.RunServer(t, o)
 			u := leafURL(t, hub, "nats")
 			if tc.auth == "" {
 				u = strings.Replace(u, "nats://", "nats://leaf:leaf-secret@", 1)
@@ -215,12 +227,15 @@ func TestLeafAuth(t *testing.T) {
 		})
 	}
 	t.Run("wrong password is an auth error, not a hang", func(t *testing.T) {
-		o := hubOpts(t)
+		o := testkit.HubOpts(t)
 		o.LeafNode.Username, o.LeafNode.Password = "leaf", "right"
-		hub := startServer(t, o)
+		hub := testkit.RunServer(t, o)
 		a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  user: leaf\n  password: wrong\n", leafURL(t, hub, "nats")))
-		waitFor(t, 10*time.Second, "authorization error in the log", func() bool {
-			return strings.Contains(strings.ToLower(a.logs.String()), "authorization violation")
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if !strings.Contains(strings.ToLower(a.logs.String()), "authorization violation") {
+				return errors.New("still waiting for authorization error in the log")
+			}
+			return nil
 		})
 	})
 }
@@ -228,9 +243,9 @@ func TestLeafAuth(t *testing.T) {
 // TestNATSConfigSeedRemotes runs a seed document's leaf block verbatim
 // through nats_config, next to the agent's own keys.
 func TestNATSConfigSeedRemotes(t *testing.T) {
-	o := hubOpts(t)
+	o := testkit.HubOpts(t)
 	o.LeafNode.Username, o.LeafNode.Password = "leaf_user", "secure_password"
-	hub := startServer(t, o)
+	hub := testkit.RunServer(t, o)
 	port := strings.TrimPrefix(leafURL(t, hub, "nats"), "nats://127.0.0.1:")
 	dir := t.TempDir()
 	conf := writeFile(t, dir, "leaf.conf", fmt.Sprintf(`

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // Every listener beyond loopback needs authentication, whichever file
@@ -45,13 +47,13 @@ func TestListenersBeyondLoopbackNeedAuth(t *testing.T) {
 		{"cluster with auth", yamlAuth, "cluster { name: c, port: 6222, authorization { user: r, password: p } }\n", "", "", ""},
 		{"gateway public", yamlAuth, "gateway { name: g, port: 7222 }\n", "conf", "gateway", "gateways"},
 	}
-	pki := newPKI(t, time.Now().Add(time.Hour))
+	pki := testkit.NewPKI(t, time.Now().Add(time.Hour))
 	cases = append(cases, struct {
 		name       string
 		yaml, conf string
 		file, key  string
 		want       string
-	}{"file https monitor public", yamlAuth, fmt.Sprintf("https: 0.0.0.0:8223\ntls { cert_file: %q, key_file: %q }\n", pki.certFile, pki.keyFile), "conf", "https", "no authentication"})
+	}{"file https monitor public", yamlAuth, fmt.Sprintf("https: 0.0.0.0:8223\ntls { cert_file: %q, key_file: %q }\n", pki.CertFile, pki.KeyFile), "conf", "https", "no authentication"})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

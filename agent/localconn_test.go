@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func TestLocalURL(t *testing.T) {
@@ -34,7 +37,7 @@ func TestAgentConnectsOverLoopbackWithAuth(t *testing.T) {
 	cfg.Listen = "0.0.0.0:0"
 	a := runAgent(t, cfg)
 	var own *server.ConnInfo
-	waitFor(t, 10*time.Second, "the agent's connection in connz", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		cz, err := a.srv.Connz(&server.ConnzOptions{Username: true})
 		if err != nil {
 			t.Fatal(err)
@@ -42,10 +45,10 @@ func TestAgentConnectsOverLoopbackWithAuth(t *testing.T) {
 		for _, c := range cz.Conns {
 			if c.Name == "edge-agent" {
 				own = c
-				return true
+				return nil
 			}
 		}
-		return false
+		return errors.New("still waiting for the agent's connection in connz")
 	})
 	if own.IP != "127.0.0.1" || own.AuthorizedUser != "app" {
 		t.Fatalf("agent connection from %q as %q: want loopback TCP as app", own.IP, own.AuthorizedUser)

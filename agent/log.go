@@ -1,11 +1,11 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 )
 
 // NewLogger builds the agent's slog logger. The level is a LevelVar so
@@ -16,7 +16,7 @@ func NewLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(newRateLimitHandler(redactHandler{h}, logBurst, logWindow, time.Now))
+	return slog.New(newRateLimitHandler(redactHandler{h}, logBurst, logWindow))
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -33,10 +33,21 @@ func parseLevel(s string) (slog.Level, error) {
 type natsLogger struct{ l *slog.Logger }
 
 func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(msg(f, v)) }
-func (n natsLogger) Warnf(f string, v ...any)   { n.l.Warn(msg(f, v)) }
+func (n natsLogger) Warnf(f string, v ...any)   { n.l.Log(context.Background(), warnLevel(f), msg(f, v)) }
 func (n natsLogger) Fatalf(f string, v ...any)  { n.l.Error(msg(f, v), "fatal", true) }
 func (n natsLogger) Errorf(f string, v ...any)  { n.l.Error(msg(f, v)) }
 func (n natsLogger) Debugf(f string, v ...any)  { n.l.Debug(msg(f, v)) }
 func (n natsLogger) Tracef(f string, v ...any)  { n.l.Debug(msg(f, v)) }
+
+// warnLevel puts nats-server's plaintext-password warning at debug: it is
+// not actionable here (the agent itself logs in with local_auth's password,
+// so that cannot be a bcrypt hash, and localperms.go's local user has a
+// random one nobody types).
+func warnLevel(f string) slog.Level {
+	if f == "Plaintext passwords detected, use nkeys or bcrypt" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
 
 func msg(f string, v []any) string { return strings.TrimSpace(fmt.Sprintf(f, v...)) }

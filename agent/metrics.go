@@ -120,6 +120,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 			return s.Time.Sub(l.Oldest).Seconds()
 		}},
 		{"edge_agent_evicted_unforwarded_total", "counter", "Messages stream limits evicted before they were forwarded.", func(l LaneStatus) float64 { return float64(l.Evicted) }},
+		{"edge_agent_buffer_lost_readings_total", "counter", "Readings damage took from a local stream before they were forwarded (acknowledging the loss does not reset it).", func(l LaneStatus) float64 { return float64(l.Lost) }},
 		{"edge_agent_expired_by_age_total", "counter", "Messages buffer.max_age purged this run (aged on agent time, not the wall clock).", func(l LaneStatus) float64 { return float64(l.ExpiredByAge) }},
 	}
 	for _, m := range lanes {
@@ -170,6 +171,7 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 	p.one("edge_agent_store_max_bytes", "gauge", "buffer.max_bytes.", float64(st.MaxBytes))
 	p.one("edge_agent_disk_free_bytes", "gauge", "Free bytes on the store's filesystem.", float64(st.DiskFree))
 	p.one("edge_agent_disk_total_bytes", "gauge", "Size of the store's filesystem.", float64(st.DiskTotal))
+	p.one("edge_agent_streams_recreated_total", "counter", "Agent streams recreated this boot after something deleted them.", float64(st.RecreatedStreams))
 	p.one("edge_agent_store_sync_always", "gauge", "1 if every write is fsynced before its ack (buffer.sync: always).", b2f(st.Sync == "always"))
 	p.one("edge_agent_clock_synchronised", "gauge", "1 if the kernel reports the clock synchronised.", b2f(s.Clock.State == ClockSynced))
 	p.one("edge_agent_clock_before_build", "gauge", "1 if the wall clock reads a time before this build's date: every reading is stamped wrong.", b2f(!s.Clock.Floor.IsZero() && s.Clock.Wall.Before(s.Clock.Floor)))

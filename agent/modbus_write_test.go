@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/sensors"
 )
 
@@ -36,7 +38,7 @@ func TestModbusWritesThroughNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	hub := startServer(t, hubOpts(t))
+	hub := testkit.RunServer(t, testkit.HubOpts(t))
 	a := startAgent(t, fmt.Sprintf(`uplink:
   hub_urls: [%s]
 sensors:
@@ -50,9 +52,12 @@ sensors:
       - {metric: pump, table: coil, address: 0, writable: true}
 `, leafURL(t, hub, "nats"), addr))
 	lc := connect(t, a.ClientURL())
-	waitFor(t, 10*time.Second, "a meter reading", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		h := a.SensorHealth()
-		return len(h) == 1 && h[0].LastValues["voltage_l1"].V == 230.1
+		if !(len(h) == 1 && h[0].LastValues["voltage_l1"].V == 230.1) {
+			return errors.New("still waiting for a meter reading")
+		}
+		return nil
 	})
 
 	if r := writeReq(t, lc, "cmd.modbus.meter.setpoint", `{"value": 21.5}`); !r.OK || r.Value != 21.5 {
@@ -114,7 +119,7 @@ func TestModbusWritesHubDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	hub := startServer(t, hubOpts(t))
+	hub := testkit.RunServer(t, testkit.HubOpts(t))
 	a := startAgent(t, fmt.Sprintf(`uplink:
   hub_urls: [%s]
   deny_imports: ["edge.s1.cmd.modbus.>"]

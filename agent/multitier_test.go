@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -52,7 +54,7 @@ func serverFromConfig(t *testing.T, text string) *server.Server {
 		t.Fatalf("%s: %v\n%s", path, err, text)
 	}
 	o.NoLog, o.NoSigs = true, true
-	return startServer(t, o)
+	return testkit.RunServer(t, o)
 }
 
 func TestMultiTier(t *testing.T) {
@@ -67,19 +69,30 @@ func TestMultiTier(t *testing.T) {
 		t.Fatal(err)
 	}
 	regional := serverFromConfig(t, fmt.Sprintf(regionalHubConf, -1, -1, leafURL(t, global, "nats")))
-	waitFor(t, 15*time.Second, "regional hub leaf-connected to the global hub", func() bool { return global.NumLeafNodes() == 1 })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if global.NumLeafNodes() != 1 {
+			return errors.New("still waiting for regional hub leaf-connected to the global hub")
+		}
+		return nil
+	})
 
 	a := startAgent(t, fmt.Sprintf("site: store-0042\nuplink:\n  hub_urls: [%s]\nsensors:\n  - {name: fridge, driver: sim, interval: 200ms}\n", leafURL(t, regional, "nats")))
-	waitFor(t, 15*time.Second, "agent leaf-connected to the regional hub", func() bool {
-		return a.Server().NumLeafNodes() == 1 && regional.NumLeafNodes() == 2
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !(a.Server().NumLeafNodes() == 1 && regional.NumLeafNodes() == 2) {
+			return errors.New("still waiting for agent leaf-connected to the regional hub")
+		}
+		return nil
 	})
 
 	t.Run("heartbeat reaches the global fleet table", func(t *testing.T) {
 		var sites []uplink.SiteView
-		waitFor(t, 20*time.Second, "store-0042 in the global EDGE_STATUS", func() bool {
+		testkit.WaitFor(t, 20*time.Second, func() error {
 			var err error
 			sites, err = uplink.ReadFleet(ctx, gjs, "edge")
-			return err == nil && len(sites) == 1
+			if !(err == nil && len(sites) == 1) {
+				return errors.New("still waiting for store-0042 in the global EDGE_STATUS")
+			}
+			return nil
 		})
 		if hb := sites[0].Heartbeat; sites[0].Site != "store-0042" || hb.Server != a.Server().Name() {
 			t.Fatalf("global fleet view = %+v", sites[0])
@@ -153,12 +166,22 @@ func TestMultiTier(t *testing.T) {
 			}
 			return info.State.Subjects[subj]
 		}
-		waitFor(t, 20*time.Second, door+" at the global hub", func() bool { return count(door) > 0 })
+		testkit.WaitFor(t, 20*time.Second, func() error {
+			if count(door) <= 0 {
+				return fmt.Errorf("still waiting for %s at the global hub", door)
+			}
+			return nil
+		})
 		// Let the forwarder carry on with the sampled readings: anything it
 		// would resend of the door reading would have arrived by then.
 		fridge := "edge.store-0042.telemetry.fridge"
 		base := count(fridge)
-		waitFor(t, 20*time.Second, "ten more forwarded readings", func() bool { return count(fridge) >= base+10 })
+		testkit.WaitFor(t, 20*time.Second, func() error {
+			if count(fridge) < base+10 {
+				return errors.New("still waiting for ten more forwarded readings")
+			}
+			return nil
+		})
 		if n := count(door); n != 1 {
 			t.Fatalf("the door reading is stored %d times at the global hub, want 1", n)
 		}

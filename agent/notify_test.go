@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // sdSocket is a fake systemd notify socket collecting every datagram.
@@ -63,16 +66,26 @@ func TestSystemdNotify(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "200000") // ping every 100ms
 	a := startAgent(t, twoSims)
 
-	waitFor(t, 10*time.Second, "READY=1", func() bool { return sd.count("READY=1") == 1 })
-	waitFor(t, 10*time.Second, "STATUS= with both sensors ok", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if sd.count("READY=1") != 1 {
+			return errors.New("still waiting for READY=1")
+		}
+		return nil
+	})
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		for _, m := range sd.all() {
 			if strings.HasPrefix(m, "STATUS=standalone, backlog ") && strings.Contains(m, "2/2 sensors ok") {
-				return true
+				return nil
 			}
 		}
-		return false
+		return errors.New("still waiting for STATUS= with both sensors ok")
 	})
-	waitFor(t, 10*time.Second, "watchdog pings", func() bool { return sd.count("WATCHDOG=1") >= 5 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if sd.count("WATCHDOG=1") < 5 {
+			return errors.New("still waiting for watchdog pings")
+		}
+		return nil
+	})
 	if first := sd.all()[0]; first != "READY=1" {
 		t.Errorf("first message %q: READY must come first, after the server, JetStream and state are up", first)
 	}
@@ -93,12 +106,22 @@ func TestSystemdNotify(t *testing.T) {
 		})
 		// Beating: pings continue.
 		n := sd.count("WATCHDOG=1")
-		waitFor(t, 10*time.Second, "pings while the loop beats", func() bool { return sd.count("WATCHDOG=1") >= n+5 })
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if sd.count("WATCHDOG=1") < n+5 {
+				return errors.New("still waiting for pings while the loop beats")
+			}
+			return nil
+		})
 		close(stop)
 		wg.Wait()
 
 		ctl := a.control().notify
-		waitFor(t, 15*time.Second, "pings withheld", func() bool { return ctl.withheld.Load() >= 5 })
+		testkit.WaitFor(t, 15*time.Second, func() error {
+			if ctl.withheld.Load() < 5 {
+				return errors.New("still waiting for pings withheld")
+			}
+			return nil
+		})
 		msgs := sd.all()
 		stalledAt := -1
 		for i, m := range msgs {
@@ -121,13 +144,23 @@ func TestSystemdNotify(t *testing.T) {
 
 		beat()
 		n = sd.count("WATCHDOG=1")
-		waitFor(t, 10*time.Second, "pings resume after the loop moves", func() bool { return sd.count("WATCHDOG=1") > n })
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if sd.count("WATCHDOG=1") <= n {
+				return errors.New("still waiting for pings resume after the loop moves")
+			}
+			return nil
+		})
 	})
 
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "STOPPING=1", func() bool { return sd.count("STOPPING=1") == 1 })
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if sd.count("STOPPING=1") != 1 {
+			return errors.New("still waiting for STOPPING=1")
+		}
+		return nil
+	})
 }
 
 func TestWatchdogSensorDue(t *testing.T) {

@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // Peer benchmarks: edge-agent against a plain nats-server measured in the
@@ -83,9 +85,9 @@ func pubSubRate(b *testing.B, url string, n int) float64 {
 // leaf server (connected to a hub, as deployed) against a standalone
 // in-process nats-server of the same version.
 func BenchmarkPeerPubSub(b *testing.B) {
-	hub := startServer(b, hubOpts(b))
+	hub := testkit.RunServer(b, testkit.HubOpts(b))
 	a := startAgent(b, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n", leafURL(b, hub, "nats")))
-	peer := startServer(b, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	peer := testkit.RunServer(b, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	const n = 200_000
 	var agentRates, peerRates []float64
 	// Three alternating pairs per iteration: a median even at -benchtime=1x,
@@ -122,7 +124,12 @@ func buildAgentBinary(b *testing.B) string {
 			return
 		}
 		agentBin = filepath.Join(dir, "edge-agent")
-		out, err := exec.Command("go", "build", "-o", agentBin, "github.com/edge-agent/edge-agent/agent/cmd/edge-agent").CombinedOutput()
+		// Built as cross/build.sh builds the release: static, stripped.
+		// A cgo build maps libc and its NSS modules too, which no shipped
+		// binary does.
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", agentBin, "github.com/edge-agent/edge-agent/agent/cmd/edge-agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			agentBinErr = fmt.Errorf("go build edge-agent: %v\n%s", err, out)
 		}

@@ -33,7 +33,6 @@ type rateLimitHandler struct {
 type rateState struct {
 	burst  int
 	window time.Duration
-	now    func() time.Time
 
 	mu        sync.Mutex
 	seen      map[string]*rateEntry
@@ -51,8 +50,8 @@ type rateEntry struct {
 	next       slog.Handler // the handler (with its With attrs) to summarise on
 }
 
-func newRateLimitHandler(next slog.Handler, burst int, window time.Duration, now func() time.Time) *rateLimitHandler {
-	return &rateLimitHandler{next: next, st: &rateState{burst: burst, window: window, now: now, seen: map[string]*rateEntry{}}}
+func newRateLimitHandler(next slog.Handler, burst int, window time.Duration) *rateLimitHandler {
+	return &rateLimitHandler{next: next, st: &rateState{burst: burst, window: window, seen: map[string]*rateEntry{}}}
 }
 
 func (h *rateLimitHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -82,7 +81,7 @@ func (h *rateLimitHandler) Handle(ctx context.Context, r slog.Record) error {
 		fmt.Fprintf(&key, " %s", a)
 		return true
 	})
-	now := h.st.now()
+	now := time.Now()
 	summaries, pass := h.st.admit(key.String(), now, r, h.next)
 	for _, e := range summaries {
 		e.summarise(ctx, now)
@@ -143,7 +142,7 @@ func (e *rateEntry) summarise(ctx context.Context, now time.Time) {
 // word in the journal says how much was left out.
 func (h *rateLimitHandler) Flush(ctx context.Context) {
 	s := h.st
-	now := s.now()
+	now := time.Now()
 	s.mu.Lock()
 	var done []*rateEntry
 	for k, e := range s.seen {

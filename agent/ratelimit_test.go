@@ -5,33 +5,25 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
-// fakeClock is advanced by the test: the rate window is about minutes.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// The rate window is minutes long: in a synctest bubble time.Sleep moves
+// the clock the handler reads without waiting.
+func TestLogRateLimit(t *testing.T) { synctest.Test(t, testLogRateLimit) }
 
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func TestLogRateLimit(t *testing.T) {
+func testLogRateLimit(t *testing.T) {
 	var buf bytes.Buffer
-	clk := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := newRateLimitHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), 3, time.Minute, clk.now)
+	h := newRateLimitHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), 3, time.Minute)
 	log := slog.New(h).With("component", "uplink")
 
 	for range 100 {
 		log.Error("leaf connect failed", "err", "connection refused")
-		clk.add(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	log.Error("leaf connect failed", "err", "i/o timeout") // different attrs: its own key
 	log.Debug("debug is never limited")
@@ -47,7 +39,7 @@ func TestLogRateLimit(t *testing.T) {
 	}
 
 	// The next window: a summary of what was left out, then lines again.
-	clk.add(time.Minute)
+	time.Sleep(time.Minute)
 	buf.Reset()
 	log.Error("leaf connect failed", "err", "connection refused")
 	out := buf.String()
@@ -70,7 +62,7 @@ func TestLogRateLimit(t *testing.T) {
 }
 
 func TestNewLoggerIsRateLimited(t *testing.T) {
-	var buf syncBuf
+	var buf testkit.SyncBuffer
 	log := NewLogger(&buf, "json", new(slog.LevelVar))
 	for range logBurst + 5 {
 		log.Warn("disk full")

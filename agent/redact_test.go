@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // TestLogsRedactURLCredentials: whatever a log line carries (message,
@@ -12,7 +14,7 @@ import (
 // a URL never reaches the log.
 func TestLogsRedactURLCredentials(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
-		var b syncBuf
+		var b testkit.SyncBuffer
 		log := NewLogger(&b, format, new(slog.LevelVar)).With("hub", "nats://leaf:secret1@hub:7422")
 		log.Warn("dial nats://leaf:secret2@hub:7422 failed",
 			"err", errors.New("connect tls://secret3@hub:7422: refused"),

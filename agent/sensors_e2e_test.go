@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/sensors"
 )
 
@@ -83,13 +85,16 @@ func TestSensorsEndToEnd(t *testing.T) {
 	}
 
 	// The broken sensor is degraded in status, with what to do, and only it.
-	waitFor(t, 10*time.Second, "broken sensor in health", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		for _, h := range ta.SensorHealth() {
 			if h.Name == "broken" {
-				return h.Errors > 0 && strings.Contains(h.LastError, "dtoverlay=w1-gpio")
+				if !(h.Errors > 0 && strings.Contains(h.LastError, "dtoverlay=w1-gpio")) {
+					return errors.New("still waiting for broken sensor in health")
+				}
+				return nil
 			}
 		}
-		return false
+		return errors.New("still waiting for broken sensor in health")
 	})
 	for _, h := range ta.SensorHealth() {
 		if h.Name != "broken" && (!h.OK || h.Errors > 0) {
@@ -98,8 +103,11 @@ func TestSensorsEndToEnd(t *testing.T) {
 	}
 
 	// state.db has the last reading and the last error.
-	waitFor(t, 10*time.Second, "sensor records in state.db", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		recs := ta.State().Sensors()
-		return len(recs["room"].Values) > 0 && !recs["room"].LastRead.IsZero() && strings.Contains(recs["broken"].LastError, "DS18B20")
+		if !(len(recs["room"].Values) > 0 && !recs["room"].LastRead.IsZero() && strings.Contains(recs["broken"].LastError, "DS18B20")) {
+			return errors.New("still waiting for sensor records in state.db")
+		}
+		return nil
 	})
 }

@@ -90,6 +90,7 @@ func mergedOptions(c *Config, log *slog.Logger) (opts *server.Options, up *serve
 	if err := applyLocalAuth(c, opts); err != nil {
 		return nil, nil, err
 	}
+	setLocalPermissions(opts, c.Site)
 	if c.MonitorListen != "" {
 		mh, mp, err := splitListen(c.MonitorListen)
 		if err != nil {

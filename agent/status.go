@@ -67,6 +67,9 @@ type LaneStatus struct {
 	// Evicted counts readings the stream limits dropped before they were
 	// forwarded: data the hub will never see.
 	Evicted uint64 `json:"evicted_unforwarded"`
+	// Lost counts readings damage took before they were forwarded, ever
+	// (acknowledging the loss does not reset it).
+	Lost uint64 `json:"lost_damaged,omitempty"`
 	// Drain is the estimated time to forward the backlog at the current
 	// rate; 0 when unknown (no rate yet) or nothing to drain.
 	Drain time.Duration `json:"drain_ns,omitempty"`
@@ -98,9 +101,19 @@ type StoreStatus struct {
 	JetStreamDisabled bool     `json:"jetstream_disabled,omitempty"`
 	WriteErrors       []string `json:"write_errors,omitempty"`
 	AsyncStreams      []string `json:"async_streams,omitempty"`
+	// MissingStreams are agent streams that do not exist (deleted by a
+	// client with the rights to): the agent recreates them at once, and
+	// while that fails nothing is stored in them.
+	MissingStreams []string `json:"missing_streams,omitempty"`
+	// RecreatedStreams counts agent streams recreated this boot after
+	// something deleted them.
+	RecreatedStreams int `json:"recreated_streams,omitempty"`
 	// Events are this boot's recoveries (state.db moved aside, a damaged
 	// stream, disk full): each may mean lost or duplicated data.
 	Events []buffer.StateEvent `json:"events,omitempty"`
+	// Losses are acknowledged readings damage took before the hub had
+	// them, kept until a technician runs `edge-agent buffer ack-loss`.
+	Losses []buffer.Loss `json:"losses,omitempty"`
 	// Age is what buffer.max_age enforcement did; nil without an age limit.
 	Age *buffer.AgeStatus `json:"age,omitempty"`
 }
@@ -189,11 +202,18 @@ func (s Status) Health() (code int, warnings []Warning) {
 	if st.JetStreamDisabled {
 		add(SevCritical, "store", "JetStream is disabled after a write error: readings cannot be stored", "the agent retries by itself; check dmesg for disk errors and `journalctl -u edge-agent`")
 	}
+	for _, m := range st.MissingStreams {
+		add(SevCritical, "store", fmt.Sprintf("local stream %s is missing (deleted?): nothing is stored in it until it is recreated", m), "the agent recreates it by itself; if this persists, `journalctl -u edge-agent` says why (e.g. another stream took its subjects)")
+	}
 	for _, e := range st.WriteErrors {
 		add(SevCritical, "store", "stream write error: "+e, "check dmesg for disk errors; `edge-agent doctor` checks the state dir")
 	}
 	if len(st.AsyncStreams) > 0 {
 		add(SevWarning, "store", fmt.Sprintf("streams %s acknowledge before disk (persist_mode async): a power cut loses data", strings.Join(st.AsyncStreams, ", ")), "")
+	}
+	for _, l := range st.Losses {
+		add(SevCritical, "store", fmt.Sprintf("LOST %d acknowledged readings of %s, seq %d..%d: %s (%s)", l.Count, l.Stream, l.From, l.To, l.Cause, l.Time.UTC().Format(time.RFC3339)),
+			"the readings are gone: check the SD card (dmesg, `edge-agent doctor`); the damaged file is kept in state_dir/damaged; then `edge-agent buffer ack-loss`")
 	}
 	for _, e := range st.Events {
 		add(SevWarning, "store", fmt.Sprintf("recovery this boot: %s: %s", e.Kind, e.Detail), "")
@@ -366,6 +386,10 @@ func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 	st := StoreStatus{Dir: cfg.StateDir, MaxBytes: uint64(cfg.Buffer.MaxBytes), Sync: cfg.Buffer.Sync}
 	h := a.BufferHealth()
 	st.DiskFull, st.JetStreamDisabled, st.WriteErrors, st.AsyncStreams, st.Events = h.DiskFull, h.JetStreamDisabled, h.WriteErrors, h.AsyncStreams, h.Events
+	st.MissingStreams, st.RecreatedStreams = h.Missing, h.Recreated
+	if bs := a.State(); bs != nil {
+		st.Losses = bs.Losses()
+	}
 	if a.srv != nil {
 		if js, err := a.srv.Jsz(nil); err == nil {
 			st.Bytes = js.Store
@@ -404,44 +428,4 @@ func fmtJump(d time.Duration) string {
 		return "-" + fmtAge(-d)
 	}
 	return "+" + fmtAge(d)
-}
-
-// fmtBytes prints sizes the way df -h does, in binary units.
-func fmtBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// fmtAge prints a duration coarsely (two units at most): a technician needs
-// "3d 4h", not nanoseconds.
-func fmtAge(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Second:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return trimZero(fmt.Sprintf("%dm %ds", int(d.Minutes()), int(d.Seconds())%60))
-	case d < 24*time.Hour:
-		return trimZero(fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60))
-	}
-	return trimZero(fmt.Sprintf("%dd %dh", int(d.Hours())/24, int(d.Hours())%24))
-}
-
-func trimZero(s string) string {
-	if i := strings.IndexByte(s, ' '); i > 0 && strings.HasPrefix(s[i+1:], "0") {
-		return s[:i]
-	}
-	return s
 }

@@ -11,7 +11,7 @@ func (a *Agent) laneStats(ctx context.Context) ([]LaneStatus, error) {
 	stats, err := a.BufferStats(ctx)
 	out := make([]LaneStatus, 0, len(stats))
 	for _, l := range stats {
-		ls := LaneStatus{Stream: l.Stream, Messages: l.Backlog, Bytes: l.BacklogBytes, Evicted: l.Evicted}
+		ls := LaneStatus{Stream: l.Stream, Messages: l.Backlog, Bytes: l.BacklogBytes, Evicted: l.Evicted, Lost: a.State().LostTotal(l.Stream)}
 		if l.Backlog > 0 {
 			ls.Oldest = l.Oldest
 			if seq := l.Cursor + 1; seq > l.FirstSeq {

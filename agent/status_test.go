@@ -107,6 +107,7 @@ func statusFixtures() map[string]Status {
 		"hub-busy":        healthyStatus(),
 		"hub-lan-2.9":     healthyStatus(),
 		"drain-ramp":      healthyStatus(),
+		"lost-damage":     wanDown(uplink.ReasonTCP, "TCP: connection refused by 203.0.113.7:7422"),
 	}
 	d := m["duplicate"]
 	d.Uplink = &UplinkStatus{Link: d.Uplink.Link, Forwarder: d.Uplink.Forwarder,
@@ -146,7 +147,9 @@ func statusFixtures() map[string]Status {
 	s = m["hub-lan-2.9"]
 	link := *s.Uplink.Link
 	link.Compression, link.RTT = server.CompressionNotSupported, 300*time.Microsecond
-	s.Uplink = &UplinkStatus{Link: &link, Forwarder: s.Uplink.Forwarder}
+	oldFw := *s.Uplink.Forwarder
+	oldFw.Mode = uplink.ModePerMessage // no fast batches before nats-server 2.14
+	s.Uplink = &UplinkStatus{Link: &link, Forwarder: &oldFw}
 	m["hub-lan-2.9"] = s
 
 	// Back from a hub outage, with a fleet tuned to reconnect.min 30s:
@@ -167,6 +170,14 @@ func statusFixtures() map[string]Status {
 	nc.Since, nc.DownSince, nc.LastUp, nc.LastConnected, nc.NextAttempt, nc.State, nc.Reconnects = s.Started, s.Started, time.Time{}, time.Time{}, time.Time{}, uplink.StateConnecting, 0
 	s.Uplink = &UplinkStatus{Link: &nc, Forwarder: s.Uplink.Forwarder}
 	m["never-connected"] = s
+
+	// A damaged block file found at start, the hub unreachable: 40
+	// acknowledged readings never reached it, until the technician runs
+	// `edge-agent buffer ack-loss`.
+	s = m["lost-damage"]
+	s.Backlog[1].Lost = 40
+	s.Store.Losses = []buffer.Loss{{Stream: "TELEMETRY", From: 2511, To: 2550, Count: 40, Cause: "unreadable records in block file 1.blk", Time: ago(2 * time.Hour), Boot: 7}}
+	m["lost-damage"] = s
 
 	// No NTP (a container), but the clock agrees with the hub's: fine.
 	s = m["clock-unsync"]
@@ -220,7 +231,7 @@ func TestStatusGolden(t *testing.T) {
 		"hub-refusing": ExitDegraded, "wan-unplugged": ExitDegraded, "tls-client-cert": ExitDegraded, "wrong-password": ExitDegraded, "never-connected": ExitDegraded,
 		"sensor-fail": ExitDegraded, "evicted-wan": ExitDegraded, "clock-unsync": ExitHealthy, "clock-offset": ExitDegraded, "clock-1970": ExitDown, "clock-jump": ExitDegraded,
 		"hub-busy":  ExitDegraded, // forwarding goes on, slower: the warning says why
-		"disk-full": ExitDown, "duplicate": ExitDown,
+		"disk-full": ExitDown, "duplicate": ExitDown, "lost-damage": ExitDown,
 	}
 	for name, s := range statusFixtures() {
 		t.Run(name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -17,7 +19,7 @@ import (
 // leaves it.
 func fwdHub(t *testing.T, o *server.Options) (*server.Server, jetstream.JetStream) {
 	t.Helper()
-	hub := startServer(t, o)
+	hub := testkit.RunServer(t, o)
 	js, err := jetstream.New(connect(t, hub.ClientURL()))
 	if err != nil {
 		t.Fatal(err)
@@ -103,19 +105,29 @@ func fwdCheckOnce(t *testing.T, js jetstream.JetStream, site, stream string, n u
 }
 
 func TestUplinkForwarderRestart(t *testing.T) {
-	hub, hjs := fwdHub(t, hubOpts(t))
+	hub, hjs := fwdHub(t, testkit.HubOpts(t))
 	a := startAgent(t, fmt.Sprintf("site: store-0042\nbuffer: {sync: 1s}\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats")))
 	leafUp(t, hub, a)
 	const n = 10000
 	fwdPublish(t, a, "telemetry.ambient", n)
-	waitFor(t, time.Minute, "forwarding under way", func() bool { return fwdHubCount(hjs) >= 2000 })
+	testkit.WaitFor(t, time.Minute, func() error {
+		if fwdHubCount(hjs) < 2000 {
+			return errors.New("still waiting for forwarding under way")
+		}
+		return nil
+	})
 	cfg := a.Config()
 	if err := a.stop(); err != nil { // mid-window
 		t.Fatal(err)
 	}
 	b := runAgent(t, cfg)
 	leafUp(t, hub, b)
-	waitFor(t, 2*time.Minute, "backlog forwarded after the restart", func() bool { return b.State().Cursor("TELEMETRY") == n })
+	testkit.WaitFor(t, 2*time.Minute, func() error {
+		if b.State().Cursor("TELEMETRY") != n {
+			return errors.New("still waiting for backlog forwarded after the restart")
+		}
+		return nil
+	})
 	fwdCheckOnce(t, hjs, "store-0042", "TELEMETRY", n)
 	st := b.ForwarderStatus()
 	if st == nil || st.HubStream != "EDGE" || st.HubDomain != "hub" || st.ReasonClass != "" {
@@ -128,7 +140,7 @@ func TestUplinkForwarderRestart(t *testing.T) {
 func TestUplinkAlertOvertakesBacklog(t *testing.T) {
 	// The hub's leaf port is reserved, then the hub goes away: the agent
 	// starts with its WAN down.
-	first := startServer(t, hubOpts(t))
+	first := testkit.RunServer(t, testkit.HubOpts(t))
 	url := leafURL(t, first, "nats")
 	first.Shutdown()
 	first.WaitForShutdown()
@@ -136,19 +148,29 @@ func TestUplinkAlertOvertakesBacklog(t *testing.T) {
 	const backlog = 20000
 	fwdPublish(t, a, "telemetry.x", backlog)
 
-	o := hubOpts(t)
+	o := testkit.HubOpts(t)
 	if _, err := fmt.Sscanf(url, "nats://127.0.0.1:%d", &o.LeafNode.Port); err != nil {
 		t.Fatal(err)
 	}
 	hub, hjs := fwdHub(t, o)
 	leafUp(t, hub, a)
-	waitFor(t, time.Minute, "backlog draining", func() bool { return fwdHubCount(hjs) > 0 })
+	testkit.WaitFor(t, time.Minute, func() error {
+		if fwdHubCount(hjs) <= 0 {
+			return errors.New("still waiting for backlog draining")
+		}
+		return nil
+	})
 	lc := connect(t, a.ClientURL())
 	ljs, _ := jetstream.New(lc)
 	if _, err := ljs.Publish(t.Context(), "alerts.fire", []byte(`{"zone":3}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "alert at the hub", func() bool { return a.ForwarderStatus().Forwarded["ALERTS"] == 1 })
+	testkit.WaitFor(t, time.Minute, func() error {
+		if a.ForwarderStatus().Forwarded["ALERTS"] != 1 {
+			return errors.New("still waiting for alert at the hub")
+		}
+		return nil
+	})
 	if got := a.ForwarderStatus().Forwarded["TELEMETRY"]; got >= backlog {
 		t.Fatalf("the alert waited for the whole backlog (%d telemetry first)", got)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // By default a hub client can read the site's JetStream through the leaf
@@ -12,7 +14,7 @@ import (
 func TestUplinkRemoteAdmin(t *testing.T) {
 	for _, allow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("allow_remote_admin=%v", allow), func(t *testing.T) {
-			hub := startServer(t, hubOpts(t))
+			hub := testkit.RunServer(t, testkit.HubOpts(t))
 			a := startAgent(t, fmt.Sprintf("site: store-9\nuplink:\n  hub_urls: [%s]\n  allow_remote_admin: %v\n", leafURL(t, hub, "nats"), allow))
 			leafUp(t, hub, a)
 			hc := connect(t, hub.ClientURL())

@@ -26,6 +26,11 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	a.buf = &bufferPart{state: st, clock: newAgentClock(a.log.With("component", "clock"))}
+	for _, name := range buffer.Lanes {
+		if err := st.RecordLost(name, a.salvaged); err != nil {
+			return err
+		}
+	}
 	if err := buffer.ReconcileStreams(ctx, a.js, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
 		return err
 	}

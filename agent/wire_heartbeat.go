@@ -119,6 +119,9 @@ func heartbeatFromStatus(s Status) uplink.Heartbeat {
 		hb.Backlog[l.Stream] = l.Messages
 		hb.Evicted += l.Evicted
 	}
+	for _, l := range s.Store.Losses {
+		hb.Lost += l.Count
+	}
 	for _, se := range s.Sensors {
 		if se.OK {
 			hb.SensorsOK++

@@ -3,6 +3,7 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // fakeClock is a Clock the test moves: advance is time passing (both
@@ -67,14 +70,13 @@ var testNow = time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
 // temporary directory) and the agent runs on it; each run has its own
 // process clock, as a restart would.
 type ageRig struct {
-	t     *testing.T
-	dir   string
-	js    jetstream.JetStream
-	st    *State
-	ager  *Ager
-	clk   *fakeClock
-	logs  *bytes.Buffer
-	logMu *sync.Mutex
+	t    *testing.T
+	dir  string
+	js   jetstream.JetStream
+	st   *State
+	ager *Ager
+	clk  *fakeClock
+	logs *testkit.SyncBuffer
 }
 
 func newAgeRig(t *testing.T) *ageRig {
@@ -84,31 +86,16 @@ func newAgeRig(t *testing.T) *ageRig {
 	// Room for a stream recreated while the old one's reservation lingers.
 	_, js := jsServer(t, filepath.Join(dir, "js"), testConfig("always", 256<<20))
 	mustOK(t, EnsureStreams(context.Background(), js, c), "streams")
-	return &ageRig{t: t, dir: dir, js: js, logs: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	return &ageRig{t: t, dir: dir, js: js, logs: &testkit.SyncBuffer{}}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (r *ageRig) logText() string {
-	r.logMu.Lock()
-	defer r.logMu.Unlock()
-	return r.logs.String()
-}
+func (r *ageRig) logText() string { return r.logs.String() }
 
 // start opens state.db, checks the streams and makes an Ager on a fresh
 // process clock reading wall (mono starts at an arbitrary origin).
 func (r *ageRig) start(wall time.Time, synced bool) {
 	r.t.Helper()
-	log := slog.New(slog.NewTextHandler(lockedWriter{r.logMu, r.logs}, nil))
+	log := slog.New(slog.NewTextHandler(r.logs, nil))
 	st, err := OpenState(filepath.Join(r.dir, "state.db"), log)
 	mustOK(r.t, err, "open state")
 	_, err = CheckStreams(context.Background(), r.js, st, time.Time{}, log)
@@ -419,9 +406,19 @@ func TestAgerRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.ager.Run(ctx) }()
-	waitFor(t, 10*time.Second, "the first checkpoint", func() bool { return r.ager.Status().Checkpoints == 1 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if r.ager.Status().Checkpoints != 1 {
+			return errors.New("still waiting for the first checkpoint")
+		}
+		return nil
+	})
 	r.clk.jump(-time.Hour)
-	waitFor(t, 10*time.Second, "the jump seen between ticks", func() bool { return r.ager.Status().Jump != nil })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if r.ager.Status().Jump == nil {
+			return errors.New("still waiting for the jump seen between ticks")
+		}
+		return nil
+	})
 	cancel()
 	mustOK(t, <-done, "run")
 	if n := r.ager.Status().Checkpoints; n != 2 {

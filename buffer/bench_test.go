@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/edge-agent/edge-agent/internal/powercut"
 )
 
 // tcpJS connects over TCP, as local apps do, not in-process.

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/edge-agent/edge-agent/internal/powercut"
 )
 
 // cuts is how many power cuts each mode gets: a few in `go test`, more in

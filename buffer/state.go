@@ -138,7 +138,8 @@ type State struct {
 	readOnly bool
 
 	mu      sync.Mutex
-	db      *bolt.DB // nil once closed
+	lossMu  sync.Mutex // one read-modify-write of the loss records at a time
+	db      *bolt.DB   // nil once closed
 	storeID string
 	boots   uint64
 	cursors map[string]uint64

@@ -402,6 +402,13 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		d := fmt.Sprintf("stream %s was recreated (stream id %s; state.db knew %q at seq %d..%d, forwarded up to %d): forwarding it from its start under its own message ids", name, meta.StreamID, have.StreamID, before.FirstSeq, before.LastSeq, cursor0)
 		log.Warn("local stream recreated; forwarding it from the start", "stream", name, "detail", d)
 		st.AddEvent(EventStreamRecreated, d)
+		if known && before.LastSeq > cursor0 {
+			from := max(cursor0+1, before.FirstSeq)
+			l := Loss{Stream: name, From: from, To: before.LastSeq, Count: min(before.Msgs, before.LastSeq-from+1), Cause: causeDeleted}
+			if _, err := st.AddLoss(l); err != nil {
+				return "", err
+			}
+		}
 	}
 	last, err := restoredEnd(ctx, s, state, opened, time.Now())
 	if err != nil {
@@ -409,6 +416,9 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	}
 	if lost := state.Lost; lost != nil && len(lost.Msgs) > 0 {
 		why = append(why, fmt.Sprintf("server reports %d messages (%d bytes) lost to file damage, sequences %s", len(lost.Msgs), lost.Bytes, seqRange(lost.Msgs)))
+		if err := st.RecordLost(name, lostRuns(name, causeServerLost, lost.Msgs)); err != nil {
+			return "", err
+		}
 	}
 	// The hub acknowledged up to the cursor, the stream held up to the
 	// mark: either beyond the end now means the tail is gone.
@@ -418,6 +428,11 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	}
 	if end > last {
 		why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", end, last, end-last))
+		if known && !replaced {
+			if err := st.RecordLost(name, []Loss{{Stream: name, From: last + 1, Cause: causeTailGone}}); err != nil {
+				return "", err
+			}
+		}
 	} else if missing := missingMsgs(before, state); known && !replaced && missing > 0 {
 		// Holes inside the range: nats-server rebuilt a damaged block
 		// without them (or a local app deleted messages).

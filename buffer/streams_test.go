@@ -525,3 +525,46 @@ func TestFoldEpochs(t *testing.T) {
 		t.Fatalf("cursor inside the first epoch: folded to %d", len(got))
 	}
 }
+
+// A deleted agent stream is recreated by the next check and the
+// unforwarded messages the delete took are recorded as a loss; while it
+// cannot be recreated (another stream took its subjects) it is reported
+// missing, which status shows as down.
+func TestWatcherRecreatesDeletedStream(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := testConfig("always", 4<<20)
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(ctx, js, c))
+	st := openTestState(t, filepath.Join(dir, "state.db"))
+	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	w, err := NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	publishN(t, js, "telemetry.t", 30, 100)
+	st.SetCursor(StreamTelemetry, 10)
+	w.Check(ctx)
+
+	mustOK(t, js.DeleteStream(ctx, StreamTelemetry), "delete")
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "THIEF", Subjects: []string{"telemetry.>"}})
+	mustOK(t, err, "another stream on telemetry.>")
+	h := w.Check(ctx)
+	if len(h.Missing) != 1 || h.Missing[0] != StreamTelemetry || !h.Degraded() || len(h.WriteErrors) != 0 || h.Recreated != 0 {
+		t.Fatalf("health while TELEMETRY cannot be recreated: %+v", h)
+	}
+	mustOK(t, js.DeleteStream(ctx, "THIEF"), "delete THIEF")
+	h = w.Check(ctx)
+	if len(h.Missing) != 0 || h.Recreated != 1 {
+		t.Fatalf("health after the recreation: %+v", h)
+	}
+	if _, err := js.Publish(ctx, "telemetry.t", nil); err != nil {
+		t.Fatalf("publish after the recreation: %v", err)
+	}
+	ls := st.Losses()
+	if len(ls) != 1 || ls[0].Stream != StreamTelemetry || ls[0].From != 11 || ls[0].To != 30 || ls[0].Count != 20 {
+		t.Fatalf("losses: %+v", ls)
+	}
+	if st.Cursor(StreamTelemetry) != 0 {
+		t.Fatalf("cursor %d after the recreation, want 0 (a new sequence space)", st.Cursor(StreamTelemetry))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,6 +53,11 @@ type Health struct {
 	AsyncStreams []string `json:"async_streams,omitempty"`
 	// Recoveries counts JetStream restarts done by the watcher this boot.
 	Recoveries int `json:"recoveries"`
+	// Missing are agent streams that do not exist (deleted by a client
+	// with the rights to): their readings cannot be stored. Recreated
+	// counts the streams the watcher recreated this boot.
+	Missing   []string `json:"missing,omitempty"`
+	Recreated int      `json:"recreated,omitempty"`
 	// Events are this boot's recoveries (state.db, damaged streams, disk).
 	Events  []StateEvent `json:"events,omitempty"`
 	Checked time.Time    `json:"checked"`
@@ -59,7 +65,7 @@ type Health struct {
 
 // Degraded says whether a technician should look at the buffer.
 func (h Health) Degraded() bool {
-	return h.DiskFull || h.JetStreamDisabled || len(h.WriteErrors) > 0 || len(h.AsyncStreams) > 0
+	return h.DiskFull || h.JetStreamDisabled || len(h.WriteErrors) > 0 || len(h.AsyncStreams) > 0 || len(h.Missing) > 0
 }
 
 // Watcher watches the store and recovers it: it restarts JetStream after a
@@ -86,6 +92,9 @@ type Watcher struct {
 	health    Health
 	prevFirst map[string]uint64 // under round
 	wasFull   bool
+	kick      chan struct{} // a stream-deleted advisory: check now
+	recreated int           // under round
+	recFail   string        // under round: the last failure, logged once
 }
 
 // NewWatcher prepares a watcher for the agent's embedded server, whose
@@ -99,7 +108,7 @@ func NewWatcher(srv *server.Server, js jetstream.JetStream, st *State, cfg Confi
 	c := *jc
 	// EnableJetStream appends "jetstream" to the directory it is given.
 	c.StoreDir = filepath.Dir(c.StoreDir)
-	w := &Watcher{srv: srv, js: js, st: st, cfg: cfg, jsCfg: c, dir: jc.StoreDir, log: log, prevFirst: map[string]uint64{}}
+	w := &Watcher{srv: srv, js: js, st: st, cfg: cfg, jsCfg: c, dir: jc.StoreDir, log: log, prevFirst: map[string]uint64{}, kick: make(chan struct{}, 1)}
 	for _, name := range Lanes {
 		var m laneMark
 		if ok, _ := st.GetJSON(markKey(name), &m); ok {
@@ -109,16 +118,25 @@ func NewWatcher(srv *server.Server, js jetstream.JetStream, st *State, cfg Confi
 	return w, nil
 }
 
-// Run checks every WatchInterval until ctx ends.
+// Run checks every WatchInterval, and at once when one of the agent's
+// streams is deleted, until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
 	t := time.NewTicker(WatchInterval)
 	defer t.Stop()
+	unsub := w.watchDeletes()
+	defer unsub()
 	for {
 		w.Check(ctx)
 		select {
 		case <-ctx.Done():
+			// A last round records the streams' extent at a clean stop, so
+			// the next start measures damage against all that was stored.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			w.Check(sctx)
+			cancel()
 			return nil
 		case <-t.C:
+		case <-w.kick:
 		}
 	}
 }
@@ -137,6 +155,12 @@ func (w *Watcher) Check(ctx context.Context) Health {
 	w.round.Lock()
 	defer w.round.Unlock()
 	h := w.observe(ctx)
+	if len(h.Missing) > 0 && !h.JetStreamDisabled {
+		h = w.recreate(ctx, h)
+	}
+	if !h.JetStreamDisabled {
+		w.recreateStateStream(ctx)
+	}
 	stuck := h.JetStreamDisabled || len(h.WriteErrors) > 0
 	if stuck && h.FSFree >= resumeMargin {
 		if err := w.restartJetStream(ctx); err != nil {
@@ -148,6 +172,7 @@ func (w *Watcher) Check(ctx context.Context) Health {
 	}
 	w.mu.Lock()
 	h.Recoveries += w.health.Recoveries
+	h.Recreated = w.recreated
 	if h.DiskFull != w.wasFull {
 		if h.DiskFull {
 			w.log.Error("buffer: disk full; local publishes fail until space is freed in the store's filesystem (nothing stored is lost)", "dir", w.dir, "free", h.FSFree, "write_errors", h.WriteErrors)
@@ -195,10 +220,14 @@ func (w *Watcher) observe(ctx context.Context) Health {
 	}
 	for _, name := range Lanes {
 		s, err := w.js.Stream(cctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			h.Missing = append(h.Missing, name)
+		}
 		if err != nil {
 			continue
 		}
 		state := s.CachedInfo().State
+		w.recordRuntimeLoss(name, state)
 		n := evictedUnforwarded(w.prevFirst[name], state.FirstSeq, w.st.Cursor(name))
 		w.st.AddEvicted(name, n)
 		if n > 0 {
@@ -209,6 +238,16 @@ func (w *Watcher) observe(ctx context.Context) Health {
 		}
 		_ = markLane(w.st, name, state)
 	}
+	// A deleted stream is not a write error: recreating it is the fix,
+	// not restarting JetStream.
+	h.WriteErrors = slices.DeleteFunc(h.WriteErrors, func(e string) bool {
+		name, _, _ := strings.Cut(e, ":")
+		if slices.Contains(h.Missing, name) {
+			return true
+		}
+		_, err := w.js.Stream(cctx, name)
+		return errors.Is(err, jetstream.ErrStreamNotFound)
+	})
 	return h
 }
 

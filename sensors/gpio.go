@@ -84,7 +84,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return newGPIO(p, opts, c.Interval, realClock{})
+			return newGPIO(p, opts, c.Interval)
 		},
 		Sample: `# A GPIO input through the kernel's GPIO character device (/dev/gpiochip*).
 # The agent's user needs group gpio.
@@ -155,7 +155,6 @@ func openPin(name string) (gpio.PinIO, error) {
 type gpioDriver struct {
 	pin  gpio.PinIn
 	opts GPIOOptions
-	clk  clock
 
 	changed chan struct{}
 	stop    chan struct{}
@@ -172,7 +171,7 @@ type gpioDriver struct {
 }
 
 // newGPIO configures the line and starts watching edges until Close.
-func newGPIO(p gpio.PinIn, o *GPIOOptions, iv time.Duration, clk clock) (*gpioDriver, error) {
+func newGPIO(p gpio.PinIn, o *GPIOOptions, iv time.Duration) (*gpioDriver, error) {
 	edge := gpio.BothEdges
 	if o.Mode == "counter" {
 		edge = map[string]gpio.Edge{"falling": gpio.FallingEdge, "rising": gpio.RisingEdge}[o.Edge]
@@ -180,9 +179,9 @@ func newGPIO(p gpio.PinIn, o *GPIOOptions, iv time.Duration, clk clock) (*gpioDr
 	if err := p.In(pulls[o.Pull], edge); err != nil {
 		return nil, fmt.Errorf("GPIO %s: configure as input with edge detection: %w (is the line used by another program or an overlay?)", p.Name(), err)
 	}
-	d := &gpioDriver{pin: p, opts: *o, clk: clk, changed: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	d := &gpioDriver{pin: p, opts: *o, changed: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	d.stable = p.Read()
-	d.prevRead = clk.Now()
+	d.prevRead = time.Now()
 	go d.watch()
 	return d, nil
 }
@@ -210,7 +209,7 @@ func (d *gpioDriver) watch() {
 // countEdge counts an edge unless it follows the last counted one within
 // the debounce time (contact bounce on the meter's output).
 func (d *gpioDriver) countEdge() {
-	t := d.clk.Now()
+	t := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.lastEdge.IsZero() && t.Sub(d.lastEdge) < d.opts.Debounce {
@@ -223,7 +222,7 @@ func (d *gpioDriver) countEdge() {
 // settle waits out the bounce, swallowing the edges it produces, then
 // takes the line's level as the new state.
 func (d *gpioDriver) settle() {
-	deadline := d.clk.At(d.clk.Now().Add(d.opts.Debounce))
+	deadline := time.After(d.opts.Debounce)
 	for {
 		select {
 		case <-d.stop:
@@ -256,7 +255,7 @@ func (d *gpioDriver) Read(ctx context.Context) (map[string]Value, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.opts.Mode == "counter" {
-		t := d.clk.Now()
+		t := time.Now()
 		n := d.count
 		out := map[string]Value{"count": {V: float64(n), Unit: "pulses"}}
 		if dt := t.Sub(d.prevRead).Hours(); dt > 0 && !d.prevRead.IsZero() {

@@ -4,13 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 )
-
-func (c *manualClock) pending() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.waiters) }
 
 func gpioPin() *gpiotest.Pin {
 	return &gpiotest.Pin{N: "GPIO17", EdgesChan: make(chan gpio.Level, 16)}
@@ -23,12 +22,16 @@ func gpioOpts(t *testing.T, o GPIOOptions) *GPIOOptions {
 	return &o
 }
 
-func drained(p *gpiotest.Pin) func() bool { return func() bool { return len(p.EdgesChan) == 0 } }
-
+// The GPIO tests run in a synctest bubble: time moves only when every
+// goroutine waits, so a debounce is exactly as long as configured and
+// synctest.Wait says the driver has taken every edge it was given.
 func TestGPIOLevelDebounceAndMissedEdge(t *testing.T) {
+	synctest.Test(t, testGPIOLevelDebounceAndMissedEdge)
+}
+
+func testGPIOLevelDebounceAndMissedEdge(t *testing.T) {
 	p := gpioPin()
-	clk := &manualClock{now: time.Unix(1000, 0)}
-	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO17", Mode: "level", Pull: "up"}), time.Minute, clk)
+	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO17", Mode: "level", Pull: "up"}), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,14 +51,13 @@ func TestGPIOLevelDebounceAndMissedEdge(t *testing.T) {
 	for _, l := range []gpio.Level{gpio.Low, gpio.High, gpio.Low, gpio.High, gpio.Low} {
 		p.EdgesChan <- l
 	}
-	waitFor(t, 10*time.Second, "debounce timer", func() bool { return clk.pending() == 1 })
-	waitFor(t, 10*time.Second, "bounce edges swallowed", drained(p))
+	synctest.Wait()
 	select {
 	case <-d.Changed():
 		t.Fatal("change signalled before the contact settled")
 	default:
 	}
-	clk.Set(clk.Now().Add(50 * time.Millisecond))
+	time.Sleep(50 * time.Millisecond)
 	select {
 	case <-d.Changed():
 	case <-time.After(10 * time.Second):
@@ -79,7 +81,7 @@ func TestGPIOLevelDebounceAndMissedEdge(t *testing.T) {
 
 func TestGPIOInvert(t *testing.T) {
 	p := gpioPin()
-	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO17", Mode: "level", Pull: "up", Invert: true}), time.Minute, &manualClock{now: time.Unix(0, 0)})
+	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO17", Mode: "level", Pull: "up", Invert: true}), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +91,12 @@ func TestGPIOInvert(t *testing.T) {
 	}
 }
 
-func TestGPIOCounterDebounceAndRate(t *testing.T) {
+func TestGPIOCounterDebounceAndRate(t *testing.T) { synctest.Test(t, testGPIOCounterDebounceAndRate) }
+
+func testGPIOCounterDebounceAndRate(t *testing.T) {
 	p := gpioPin()
-	t0 := time.Unix(1000, 0)
-	clk := &manualClock{now: t0}
-	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO27", Mode: "counter", Pull: "up", Edge: "falling", UnitsPerPulse: 0.001, Unit: "kWh"}), time.Minute, clk)
+	t0 := time.Now()
+	d, err := newGPIO(p, gpioOpts(t, GPIOOptions{Pin: "GPIO27", Mode: "counter", Pull: "up", Edge: "falling", UnitsPerPulse: 0.001, Unit: "kWh"}), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,18 +108,23 @@ func TestGPIOCounterDebounceAndRate(t *testing.T) {
 	for range 5 {
 		p.EdgesChan <- gpio.Low
 	}
-	waitFor(t, 10*time.Second, "edges consumed", drained(p))
-	waitFor(t, 10*time.Second, "first pulse counted", func() bool { return count() == 1 })
+	synctest.Wait()
+	if count() != 1 {
+		t.Fatalf("count %d after one bouncing pulse, want 1", count())
+	}
 	// Two real pulses, well apart.
 	for i := 1; i <= 2; i++ {
-		clk.Set(t0.Add(time.Duration(i) * time.Second))
+		time.Sleep(time.Until(t0.Add(time.Duration(i) * time.Second)))
 		p.EdgesChan <- gpio.Low
-		waitFor(t, 10*time.Second, "pulse counted", func() bool { return count() == uint64(1+i) })
+		synctest.Wait()
+		if count() != uint64(1+i) {
+			t.Fatalf("count %d after pulse %d, want %d", count(), i, 1+i)
+		}
 	}
 	if count() != 3 {
 		t.Fatalf("count %d, want 3 (bounce counted?)", count())
 	}
-	clk.Set(t0.Add(30 * time.Minute))
+	time.Sleep(time.Until(t0.Add(30 * time.Minute)))
 	v, err := d.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +133,7 @@ func TestGPIOCounterDebounceAndRate(t *testing.T) {
 	if v["count"].V != 3 || v["total"] != (Value{V: 0.003, Unit: "kWh"}) || v["rate"] != (Value{V: 0.006, Unit: "kWh/h"}) {
 		t.Fatalf("got %v", v)
 	}
-	clk.Set(t0.Add(60 * time.Minute))
+	time.Sleep(time.Until(t0.Add(60 * time.Minute)))
 	if v, _ := d.Read(context.Background()); v["rate"].V != 0 || v["count"].V != 3 {
 		t.Fatalf("no pulses in the next interval: %v", v)
 	}

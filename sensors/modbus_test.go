@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // meterYAML maps the simulated meter as a user would from its datasheet:
@@ -152,8 +155,11 @@ func TestModbusTimeoutDegradesOnlyThatDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	runSampler(t, s)
-	waitFor(t, 10*time.Second, "the good meter publishing while the dead one times out", func() bool {
-		return pub.count("telemetry.good") >= 3 && health(s, "dead").Errors >= 2
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if !(pub.count("telemetry.good") >= 3 && health(s, "dead").Errors >= 2) {
+			return errors.New("still waiting for the good meter publishing while the dead one times out")
+		}
+		return nil
 	})
 	h := health(s, "dead")
 	if h.OK || !strings.Contains(h.LastError, "unit 7") || !strings.Contains(h.LastError, "no answer within 30ms (3 attempts)") {

@@ -64,8 +64,6 @@ type Options struct {
 	// time.Now and the kernel's NTP state. mono_ns and boot_id always come
 	// from the kernel, so re-basing still works.
 	Wall func() (time.Time, bool)
-
-	clock clock
 }
 
 // DefaultQueueSize covers 1000 samples: about 100 s of 10 sensors at 1 s.
@@ -83,7 +81,6 @@ const publishTimeout = 5 * time.Second
 type Sampler struct {
 	opts    Options
 	log     *slog.Logger
-	clk     clock
 	bootID  string
 	out     *outbox
 	sensors []*sensor
@@ -127,10 +124,7 @@ func NewSampler(cfgs []Config, o Options) (*Sampler, error) {
 	if o.QueueSize <= 0 {
 		o.QueueSize = DefaultQueueSize
 	}
-	if o.clock == nil {
-		o.clock = realClock{}
-	}
-	s := &Sampler{opts: o, log: o.Log, clk: o.clock, bootID: bootID(bootIDPath)}
+	s := &Sampler{opts: o, log: o.Log, bootID: bootID(bootIDPath)}
 	s.out = &outbox{max: max(o.QueueSize, 2), wake: make(chan struct{}, 1)}
 	for _, c := range cfgs {
 		reg, _ := Lookup(c.Driver)
@@ -167,7 +161,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 // aligned however long the agent runs.
 func (s *Sampler) loop(ctx context.Context, se *sensor) {
 	iv := se.cfg.Interval
-	start := s.clk.Now()
+	start := time.Now()
 	next := start
 	fails := 0
 	var changed <-chan struct{}
@@ -176,7 +170,7 @@ func (s *Sampler) loop(ctx context.Context, se *sensor) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.clk.At(next):
+		case <-time.After(time.Until(next)):
 		case <-changed:
 			event = true
 		}
@@ -190,10 +184,10 @@ func (s *Sampler) loop(ctx context.Context, se *sensor) {
 			// An event read leaves the periodic schedule alone.
 		case err != nil:
 			fails++
-			next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(retryDelay(iv, fails))))
+			next = tickAtOrAfter(start, iv, later(time.Now(), next.Add(retryDelay(iv, fails))))
 		default:
 			fails = 0
-			next = tickAtOrAfter(start, iv, later(s.clk.Now(), next.Add(iv)))
+			next = tickAtOrAfter(start, iv, later(time.Now(), next.Add(iv)))
 		}
 		se.mu.Lock()
 		se.health.NextRead = next
@@ -314,7 +308,7 @@ func (s *Sampler) read(ctx context.Context, se *sensor) readResult {
 	case r := <-done:
 		cancel()
 		return r
-	case <-s.clk.At(s.clk.Now().Add(se.cfg.Timeout)):
+	case <-time.After(se.cfg.Timeout):
 		cancel()
 		se.pending = done
 		se.mu.Lock()
@@ -481,7 +475,7 @@ func (s *Sampler) publishLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.clk.At(s.clk.Now().Add(wait)):
+			case <-time.After(wait):
 			}
 			wait = retry.Exp(wait, 5*time.Second, 1)
 		default:
@@ -607,17 +601,3 @@ func (o *outbox) len() int {
 	defer o.mu.Unlock()
 	return len(o.q)
 }
-
-// clock is time for scheduling; tests substitute a manual one to check the
-// schedule without depending on the machine's speed.
-// Deadlines are absolute so a schedule computed before a delay is still
-// honoured after it.
-type clock interface {
-	Now() time.Time
-	At(t time.Time) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                  { return time.Now() }
-func (realClock) At(t time.Time) <-chan time.Time { return time.After(time.Until(t)) }

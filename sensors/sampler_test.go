@@ -9,20 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
-)
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+	"github.com/edge-agent/edge-agent/internal/testkit"
+)
 
 // fakeDev is a scriptable driver: tests set its behaviour while it runs.
 type fakeDev struct {
@@ -36,7 +27,6 @@ type fakeDev struct {
 	opens    int
 	closes   int
 	readTime []time.Time
-	clk      clock
 }
 
 var (
@@ -80,9 +70,7 @@ type fakeDrv struct{ f *fakeDev }
 func (d fakeDrv) Read(ctx context.Context) (map[string]Value, error) {
 	f := d.f
 	f.mu.Lock()
-	if f.clk != nil {
-		f.readTime = append(f.readTime, f.clk.Now())
-	}
+	f.readTime = append(f.readTime, time.Now())
 	hang, err, on := f.hang, f.readErr, f.onRead
 	v := f.values[0]
 	if len(f.values) > 1 {
@@ -220,7 +208,12 @@ func TestFlakySensorDoesNotDelayOthers(t *testing.T) {
 	}
 	runSampler(t, s)
 
-	waitFor(t, 10*time.Second, "flaky to fail twice", func() bool { return health(s, "flaky").Errors >= 2 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if health(s, "flaky").Errors < 2 {
+			return errors.New("still waiting for flaky to fail twice")
+		}
+		return nil
+	})
 	if h := health(s, "flaky"); h.OK || !strings.Contains(h.LastError, "NACK") {
 		t.Fatalf("flaky health %+v", h)
 	}
@@ -232,9 +225,19 @@ func TestFlakySensorDoesNotDelayOthers(t *testing.T) {
 	// Now the driver hangs and ignores its context: reads are abandoned.
 	hang := make(chan struct{})
 	f.set(func(f *fakeDev) { f.readErr, f.hang = nil, hang })
-	waitFor(t, 10*time.Second, "a timed-out read", func() bool { return health(s, "flaky").Timeouts >= 1 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if health(s, "flaky").Timeouts < 1 {
+			return errors.New("still waiting for a timed-out read")
+		}
+		return nil
+	})
 	before := pub.count("telemetry.good")
-	waitFor(t, 10*time.Second, "good to keep publishing while flaky hangs", func() bool { return pub.count("telemetry.good") >= before+10 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if pub.count("telemetry.good") < before+10 {
+			return errors.New("still waiting for good to keep publishing while flaky hangs")
+		}
+		return nil
+	})
 	if h := health(s, "flaky"); h.OK || !strings.Contains(h.LastError, "hung") && !strings.Contains(h.LastError, "timed out") {
 		t.Fatalf("hung sensor health %+v", h)
 	}
@@ -245,7 +248,13 @@ func TestFlakySensorDoesNotDelayOthers(t *testing.T) {
 	// The hung read returns: the driver is reopened and the sensor recovers.
 	f.set(func(f *fakeDev) { f.hang = nil })
 	close(hang)
-	waitFor(t, 20*time.Second, "flaky to recover", func() bool { h := health(s, "flaky"); return h.OK && h.Published > 0 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		h := health(s, "flaky")
+		if !(h.OK && h.Published > 0) {
+			return errors.New("still waiting for flaky to recover")
+		}
+		return nil
+	})
 	if h := health(s, "flaky"); h.LastError != "" || h.NextRead.IsZero() {
 		t.Fatalf("recovered health %+v", h)
 	}
@@ -264,19 +273,35 @@ func TestOpenErrorShowsInStatusAndRecovers(t *testing.T) {
 		t.Fatalf("a sensor that cannot open must not fail the sampler: %v", err)
 	}
 	runSampler(t, s)
-	waitFor(t, 10*time.Second, "open error in health", func() bool { return strings.Contains(health(s, "probe").LastError, "group i2c") })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(health(s, "probe").LastError, "group i2c") {
+			return errors.New("still waiting for open error in health")
+		}
+		return nil
+	})
 	// Backoff: the next read is scheduled more than one interval ahead.
-	waitFor(t, 10*time.Second, "backoff beyond one interval", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		h := health(s, "probe")
-		return h.Errors >= 3 && h.NextRead.Sub(time.Now()) > 10*time.Millisecond
+		if !(h.Errors >= 3 && h.NextRead.Sub(time.Now()) > 10*time.Millisecond) {
+			return errors.New("still waiting for backoff beyond one interval")
+		}
+		return nil
 	})
 	f.set(func(f *fakeDev) { f.openErr = nil })
-	waitFor(t, 10*time.Second, "recovery after the bus is enabled", func() bool { return health(s, "probe").OK })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if !health(s, "probe").OK {
+			return errors.New("still waiting for recovery after the bus is enabled")
+		}
+		return nil
+	})
 	// The observer runs after the health update, so it may trail it by one read.
-	waitFor(t, 10*time.Second, "the observer to see the recovery", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		obsMu.Lock()
 		defer obsMu.Unlock()
-		return len(observed) > 0 && observed[len(observed)-1].OK
+		if !(len(observed) > 0 && observed[len(observed)-1].OK) {
+			return errors.New("still waiting for the observer to see the recovery")
+		}
+		return nil
 	})
 	obsMu.Lock()
 	defer obsMu.Unlock()
@@ -292,14 +317,29 @@ func TestPublishOutageLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runSampler(t, s)
-	waitFor(t, 10*time.Second, "first readings", func() bool { return pub.count("telemetry.room") >= 3 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if pub.count("telemetry.room") < 3 {
+			return errors.New("still waiting for first readings")
+		}
+		return nil
+	})
 	pub.setDown(true)
-	waitFor(t, 10*time.Second, "readings to queue during the outage", func() bool { return s.out.len() >= 30 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if s.out.len() < 30 {
+			return errors.New("still waiting for readings to queue during the outage")
+		}
+		return nil
+	})
 	if h := health(s, "room"); h.OK || !strings.Contains(h.LastError, "disk full") || !strings.Contains(h.LastError, "kept in memory") {
 		t.Fatalf("health during outage %+v", h)
 	}
 	pub.setDown(false)
-	waitFor(t, 20*time.Second, "queue to drain", func() bool { return s.out.len() == 0 && health(s, "room").OK })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if !(s.out.len() == 0 && health(s, "room").OK) {
+			return errors.New("still waiting for queue to drain")
+		}
+		return nil
+	})
 	stop()
 	rs := pub.readings(t, "telemetry.room")
 	for i, r := range rs {
@@ -319,9 +359,19 @@ func TestQueueOverflowDropsOldestAndCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runSampler(t, s)
-	waitFor(t, 10*time.Second, "drops", func() bool { return health(s, "room").Dropped >= 10 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if health(s, "room").Dropped < 10 {
+			return errors.New("still waiting for drops")
+		}
+		return nil
+	})
 	pub.setDown(false)
-	waitFor(t, 10*time.Second, "recovery", func() bool { return pub.count("telemetry.room") >= 10 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if pub.count("telemetry.room") < 10 {
+			return errors.New("still waiting for recovery")
+		}
+		return nil
+	})
 	stop()
 	rs := pub.readings(t, "telemetry.room")
 	h := health(s, "room")
@@ -336,75 +386,35 @@ func TestQueueOverflowDropsOldestAndCounts(t *testing.T) {
 	}
 }
 
-// manualClock moves only when told; deadlines fire once it passes them.
-type manualClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []manualWaiter
-}
+// TestScheduleDoesNotDrift runs in a synctest bubble: its clock moves
+// only when every goroutine waits, so reads land on exact instants
+// whatever the machine's speed.
+func TestScheduleDoesNotDrift(t *testing.T) { synctest.Test(t, testScheduleDoesNotDrift) }
 
-type manualWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *manualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *manualClock) At(t time.Time) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if !t.After(c.now) {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, manualWaiter{t, ch})
-	return ch
-}
-
-func (c *manualClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.After(c.now) {
-		c.now = t
-	}
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			keep = append(keep, w)
-		} else {
-			w.ch <- c.now
-		}
-	}
-	c.waiters = keep
-}
-
-func TestScheduleDoesNotDrift(t *testing.T) {
-	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	clk := &manualClock{now: start}
+func testScheduleDoesNotDrift(t *testing.T) {
 	const iv = time.Second
 	key, f := newFake(t)
 	// Every read takes 0.6 interval: "sleep interval after read" would
 	// drift to 1.6 s per reading.
-	f.clk = clk
-	f.onRead = func() { clk.Set(clk.Now().Add(iv * 6 / 10)) }
+	f.onRead = func() { time.Sleep(iv * 6 / 10) }
 	pub := &memPub{}
-	s, err := NewSampler([]Config{fakeCfg("slow", key, iv, iv)}, Options{Publisher: pub, clock: clk})
+	s, err := NewSampler([]Config{fakeCfg("slow", key, iv, iv)}, Options{Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runSampler(t, s)
+	start := time.Now()
+	stop := runSampler(t, s)
 	const ticks = 100
-	for k := 1; k <= ticks; k++ {
-		// Advance only once the loop has finished read k-1 and planned the
-		// next one, so a read never races its own timeout.
-		next := start.Add(time.Duration(k) * iv)
-		waitFor(t, 10*time.Second, fmt.Sprintf("read %d planned", k), func() bool { return health(s, "slow").NextRead.Equal(next) })
-		clk.Set(next)
-	}
-	waitFor(t, 10*time.Second, "last read", func() bool { return f.get(func(f *fakeDev) int { return f.reads }) >= ticks+1 })
+	// Half an interval past the last tick: read ticks has started.
+	time.Sleep(ticks*iv + iv/2)
+	stop()
+	// The read in flight at the stop ends before the bubble may.
+	time.Sleep(iv)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(f.readTime) < ticks+1 {
+		t.Fatalf("%d reads by +%s, want at least %d", len(f.readTime), ticks*iv+iv/2, ticks+1)
+	}
 	for k, at := range f.readTime[:ticks+1] {
 		if want := start.Add(time.Duration(k) * iv); !at.Equal(want) {
 			t.Fatalf("read %d at +%s, want +%s: the schedule drifted", k, at.Sub(start), want.Sub(start))

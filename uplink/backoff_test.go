@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // ceilingRnd pins the jitter to the top of each window, so waits are exact.
@@ -131,16 +133,24 @@ func TestLinkHubBackBusy(t *testing.T) {
 		l.bo.rnd = ceilingRnd
 		l.log = slog.New(log)
 	})
-	fwWaitFor(t, 20*time.Second, "backoff at max while the hub is down", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		w := log.since(0)
-		return len(w) > 0 && w[len(w)-1].in == cfg.Reconnect.Max
+		if !(len(w) > 0 && w[len(w)-1].in == cfg.Reconnect.Max) {
+			return errors.New("still waiting for backoff at max while the hub is down")
+		}
+		return nil
 	})
 
 	stop := busyHub(t, addr)
 	defer stop()
 	mark := len(log.since(0))
 	// At most one attempt was refused before the listener was up.
-	fwWaitFor(t, 20*time.Second, "four failed attempts after the hub came back", func() bool { return len(log.since(mark)) >= 4 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if len(log.since(mark)) < 4 {
+			return errors.New("still waiting for four failed attempts after the hub came back")
+		}
+		return nil
+	})
 	after := log.since(mark)
 	if after[0].in == cfg.Reconnect.Max {
 		after = after[1:]
@@ -175,5 +185,10 @@ func TestLinkHandshakeErrorDoesNotStall(t *testing.T) {
 	startLink(t, cfg, nil, func(l *Link) { l.log = slog.New(log) })
 	// The backoff alone would allow 3 attempts in about 0.2+0.4+0.8 s;
 	// a parked reconnect needs 2·max = 20 s for each.
-	fwWaitFor(t, 15*time.Second, "three failed attempts at a hub that errs in the handshake", func() bool { return len(log.since(0)) >= 3 })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if len(log.since(0)) < 3 {
+			return errors.New("still waiting for three failed attempts at a hub that errs in the handshake")
+		}
+		return nil
+	})
 }

@@ -1,8 +1,12 @@
 package uplink
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // bucketSim drives a bucket on a simulated clock: each message costs the
@@ -99,9 +103,19 @@ func TestForwarderBandwidthOnTheWire(t *testing.T) {
 	f := w.forwarder()
 	forwarded := func() uint64 { return f.Status().Forwarded["TELEMETRY"] }
 	// From the first measurement on (2 s), over 2,500 readings.
-	fwWaitFor(t, 60*time.Second, "1,000 readings forwarded", func() bool { return forwarded() >= 1000 })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if forwarded() < 1000 {
+			return errors.New("still waiting for 1,000 readings forwarded")
+		}
+		return nil
+	})
 	n0, w0, t0 := forwarded(), w.link.SentUpstream(), time.Now()
-	fwWaitFor(t, 60*time.Second, "3,500 readings forwarded", func() bool { return forwarded() >= 3500 })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if forwarded() < 3500 {
+			return errors.New("still waiting for 3,500 readings forwarded")
+		}
+		return nil
+	})
 	n1, w1, d := forwarded(), w.link.SentUpstream(), time.Since(t0).Seconds()
 	wire, readings := float64(w1-w0)/d, float64(n1-n0)/d
 	// Each message is more than its 310-byte JSON: charged by size, at
@@ -114,6 +128,11 @@ func TestForwarderBandwidthOnTheWire(t *testing.T) {
 	if readings < 1.5*bySize {
 		t.Errorf("%.0f readings/s: the compressed wire is not used (charging message bytes allows %.0f)", readings, bySize)
 	}
-	fwWaitFor(t, 60*time.Second, "every reading at the hub", func() bool { return w.hubCount() == 4000 })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if got := w.hubCount(); got != 4000 {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.ambient", 1, 4000)
 }

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // freePort returns a loopback port nothing listens on right now, for
@@ -68,7 +71,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		hub: func(o *server.Options) {
 			node(0, o)
 			for i := 1; i < len(names); i++ {
-				no := fwHubOpts(t)
+				no := testkit.HubOpts(t)
 				node(i, no)
 				s, err := server.NewServer(no)
 				if err != nil {
@@ -105,13 +108,16 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	sc := HubStreamConfig("EDGE", "edge", 2*time.Hour)
 	sc.Replicas = 3
 	var err error
-	fwWaitFor(t, 30*time.Second, "JetStream cluster to create the R3 stream", func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		// Short tries: a request sent before the meta leader exists is
 		// never answered.
 		c, cc := context.WithTimeout(ctx, 2*time.Second)
 		defer cc()
 		_, err = EnsureHubStream(c, e.hubJS, sc)
-		return err == nil
+		if err != nil {
+			return errors.New("still waiting for JetStream cluster to create the R3 stream")
+		}
+		return nil
 	})
 
 	// The leaf dials hub-b first, but a first attempt that fails while the
@@ -119,14 +125,14 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	// of the two holds the leaf (hub-a holds the audit connection).
 	link := runLink(t, e, lo, quickReconnect)
 	var victim *server.Server
-	fwWaitFor(t, 15*time.Second, "leaf on hub-b or hub-c", func() bool {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		for _, s := range others {
 			if link.Connected() && s.NumLeafNodes() == 1 {
 				victim = s
-				return true
+				return nil
 			}
 		}
-		return false
+		return errors.New("still waiting for leaf on hub-b or hub-c")
 	})
 	survivor := others[0]
 	if victim == survivor {
@@ -137,27 +143,48 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	w := &wanEnv{fwEnv: e, link: link}
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
-	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return e.hubCount() > 300 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got <= 300 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
+		}
+		return nil
+	})
 
 	lost := time.Now()
 	victim.Shutdown()
 	before := e.hubCount()
-	fwWaitFor(t, 30*time.Second, "leaf on a surviving node", func() bool {
-		return link.Connected() && e.hub.NumLeafNodes()+survivor.NumLeafNodes() == 1
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if !(link.Connected() && e.hub.NumLeafNodes()+survivor.NumLeafNodes() == 1) {
+			return errors.New("still waiting for leaf on a surviving node")
+		}
+		return nil
 	})
-	fwWaitFor(t, 30*time.Second, "readings flowing again", func() bool { return e.hubCount() > before+100 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got <= before+100 {
+			return fmt.Errorf("still waiting for readings flowing again: %d on the hub", got)
+		}
+		return nil
+	})
 	t.Logf("%s (leaf node and stream leader) stopped: readings flowing again after %s, link on %s", name, time.Since(lost).Round(time.Millisecond), link.Status().Hub)
 
 	n := stop()
-	fwWaitFor(t, 30*time.Second, "every reading at the hub", func() bool { return e.hubCount() >= n })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	if got := e.hubCount(); got != n {
 		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
 	}
 	// Reading the stream back creates a consumer, which needs a meta
 	// leader; it may have been the stopped node too.
-	fwWaitFor(t, 30*time.Second, "a JetStream meta leader among the survivors", func() bool {
+	testkit.WaitFor(t, 30*time.Second, func() error {
 		jz, err := e.hub.Jsz(nil)
-		return err == nil && jz.Meta != nil && jz.Meta.Leader != "" && jz.Meta.Leader != name
+		if !(err == nil && jz.Meta != nil && jz.Meta.Leader != "" && jz.Meta.Leader != name) {
+			return errors.New("still waiting for a JetStream meta leader among the survivors")
+		}
+		return nil
 	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	si, err := e.hubJS.Stream(ctx, "EDGE")
@@ -199,7 +226,12 @@ func leaderOn(t *testing.T, e *fwEnv, stream, name string) {
 	// (a replica that is behind is not eligible): ask again until it lands.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		fwWaitFor(t, 20*time.Second, "a stream leader", func() bool { return leader() != "" })
+		testkit.WaitFor(t, 20*time.Second, func() error {
+			if leader() == "" {
+				return errors.New("still waiting for a stream leader")
+			}
+			return nil
+		})
 		if leader() == name {
 			return
 		}

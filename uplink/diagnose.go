@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/human"
 )
 
 // probeTimeout bounds each probe step, so a blackholed hub still yields
@@ -93,8 +95,8 @@ func diagnose(ctx context.Context, cfg *Config) (class, reason string) {
 		if err != nil {
 			continue
 		}
-		if c, r := probeURL(ctx, cfg, u); c != "" {
-			return c, r
+		if p := probeURL(ctx, cfg, u, probeTimeout); p.Class != "" {
+			return p.Class, p.Reason
 		}
 	}
 	return "", ""
@@ -159,26 +161,84 @@ func dialHub(ctx context.Context, cfg *Config, timeout time.Duration) hubAnswer 
 	return a
 }
 
-func probeURL(ctx context.Context, cfg *Config, u *url.URL) (class, reason string) {
+// Probe steps, in order (HubProbe.Passed, HubProbe.Failed).
+const (
+	StepDNS  = "DNS"
+	StepTCP  = "TCP"
+	StepINFO = "INFO" // the hub's NATS INFO, read before a TLS upgrade
+	StepTLS  = "TLS"
+)
+
+// HubProbe is what a probe of one hub URL found: the steps that passed and,
+// when one failed, which, its error and its reason as the link's status
+// words it. Doctor words the same findings for a technician at the device.
+type HubProbe struct {
+	// Addr is the host:port dialed, with the scheme's default port.
+	Addr string
+	// Passed lists the steps that passed; StepDNS only for a host name.
+	Passed []string
+	// Failed is the step that failed, "" when none did.
+	Failed string
+	// Err is that step's error: a *net.DNSError, the dial's or the read's
+	// error, the TLS handshake's, or the hub certificate's x509 error (one
+	// out of its validity period is an x509.CertificateInvalidError with
+	// Reason x509.Expired, as x509 itself reports it).
+	Err error
+	// Class and Reason say what failed as status does; "" when nothing did.
+	Class, Reason string
+	// HubCert is the hub's certificate once a TLS handshake completed.
+	HubCert *x509.Certificate
+}
+
+// ProbeHub probes one hub URL of c as the link does after a failed attempt:
+// DNS, TCP, the hub's INFO, then TLS when the URL or c asks for it (the
+// hub's certificate, then whether the hub requires and accepts this site's
+// client certificate). Each network step is bounded by timeout.
+func ProbeHub(ctx context.Context, c *Config, u *url.URL, timeout time.Duration) HubProbe {
+	return probeURL(ctx, c, u, timeout)
+}
+
+func probeURL(ctx context.Context, cfg *Config, u *url.URL, timeout time.Duration) HubProbe {
 	host, addr := u.Hostname(), hubAddr(u)
-	conn, err := dialTCP(ctx, u, probeTimeout)
+	p := HubProbe{Addr: addr}
+	fail := func(step string, err error, class, reason string) HubProbe {
+		p.Failed, p.Err, p.Class, p.Reason = step, err, class, reason
+		return p
+	}
+	conn, err := dialTCP(ctx, u, timeout)
+	var de *net.DNSError
+	if net.ParseIP(host) == nil && !errors.As(err, &de) {
+		p.Passed = append(p.Passed, StepDNS)
+	}
 	if err != nil {
-		return dialReason(addr, err, probeTimeout)
+		step := StepTCP
+		if de != nil {
+			step = StepDNS
+		}
+		class, reason := dialReason(addr, err, timeout)
+		return fail(step, err, class, reason)
 	}
 	defer conn.Close()
+	p.Passed = append(p.Passed, StepTCP)
 	wantTLS := u.Scheme == "tls" || u.Scheme == "wss" || cfg.TLS.CAFile != "" || cfg.TLS.CertFile != "" || cfg.TLS.HandshakeFirst
 	if !wantTLS || u.Scheme == "ws" {
-		return "", ""
+		return p
 	}
-	_ = conn.SetDeadline(time.Now().Add(probeTimeout))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	// Unless TLS comes first, a NATS server speaks plain INFO before the
 	// upgrade; WebSocket over TLS starts with the handshake.
 	if !cfg.TLS.HandshakeFirst && u.Scheme != "wss" {
 		if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
-			return ReasonTCP, fmt.Sprintf("TCP: %s accepted but sent no NATS INFO: %v", addr, err)
+			return fail(StepINFO, err, ReasonTCP, fmt.Sprintf("TCP: %s accepted but sent no NATS INFO: %v", addr, err))
 		}
 	}
-	return probeTLS(conn, cfg, host, addr)
+	leaf, reason, err := probeTLS(conn, cfg, host, addr)
+	p.HubCert = leaf
+	if reason != "" {
+		return fail(StepTLS, err, ReasonTLS, reason)
+	}
+	p.Passed = append(p.Passed, StepTLS)
+	return p
 }
 
 // dialReason explains a failed lookup or TCP dial of addr (the probe's, or
@@ -199,11 +259,12 @@ func dialReason(addr string, err error, timeout time.Duration) (class, reason st
 }
 
 // probeTLS handshakes without verification to read the hub's certificate,
-// then verifies it itself, so it can say how long ago it expired.
-func probeTLS(conn net.Conn, cfg *Config, host, addr string) (class, reason string) {
+// then verifies it itself, so it can say how long ago it expired. It returns
+// the hub's certificate once it has it, and the failure's error and reason.
+func probeTLS(conn net.Conn, cfg *Config, host, addr string) (leaf *x509.Certificate, reason string, err error) {
 	tc, err := clientTLS(cfg.TLS)
 	if err != nil {
-		return ReasonTLS, "TLS: " + err.Error()
+		return nil, "TLS: " + err.Error(), err
 	}
 	name := tc.ServerName
 	if name == "" {
@@ -215,28 +276,30 @@ func probeTLS(conn net.Conn, cfg *Config, host, addr string) (class, reason stri
 	tconn := tls.Client(conn, tc)
 	if err := tconn.Handshake(); err != nil {
 		if r := clientCertReason(*asked, err, cfg.TLS, addr); r != "" {
-			return ReasonTLS, r
+			return nil, r, err
 		}
-		return ReasonTLS, fmt.Sprintf("TLS: handshake with %s failed: %v", addr, err)
+		return nil, fmt.Sprintf("TLS: handshake with %s failed: %v", addr, err), err
 	}
 	certs := tconn.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
-		return ReasonTLS, fmt.Sprintf("TLS: %s sent no certificate", addr)
+		err := errors.New("the hub sent no certificate")
+		return nil, fmt.Sprintf("TLS: %s sent no certificate", addr), err
 	}
-	if c, r := verifyHubCert(certs, roots, name, time.Now()); c != "" {
-		return c, r
+	leaf, now := certs[0], time.Now()
+	if err := verifyHubCert(certs, roots, name, now); err != nil {
+		return leaf, hubCertReason(err, leaf, name, now), err
 	}
 	if !*asked {
-		return "", ""
+		return leaf, "", nil
 	}
 	// With TLS 1.3 the client's handshake ends before the hub has checked
 	// the client certificate: its refusal comes as the first thing read.
 	_ = tconn.SetReadDeadline(time.Now().Add(clientCertWait))
 	_, err = tconn.Read(make([]byte, 1))
 	if r := clientCertReason(true, err, cfg.TLS, addr); r != "" {
-		return ReasonTLS, r
+		return leaf, r, err
 	}
-	return "", ""
+	return leaf, "", nil
 }
 
 // clientCertWait bounds the wait for a hub's refusal of the client
@@ -275,41 +338,37 @@ func clientCertReason(asked bool, err error, t TLS, addr string) string {
 	return fmt.Sprintf("TLS: %s in uplink.tls.cert_file %s (hub %s: %v)", clientCertRefused, t.CertFile, addr, err)
 }
 
-func verifyHubCert(certs []*x509.Certificate, roots *x509.CertPool, name string, now time.Time) (class, reason string) {
+// verifyHubCert verifies the hub's chain for name at now. A leaf out of its
+// validity period is checked first, so that status can say since when.
+func verifyHubCert(certs []*x509.Certificate, roots *x509.CertPool, name string, now time.Time) error {
 	leaf := certs[0]
-	if now.After(leaf.NotAfter) {
-		return ReasonTLS, fmt.Sprintf("TLS: hub certificate expired %s (not after %s)", ago(now.Sub(leaf.NotAfter)), leaf.NotAfter.UTC().Format(time.DateOnly))
-	}
-	if now.Before(leaf.NotBefore) {
-		return ReasonTLS, fmt.Sprintf("TLS: hub certificate not valid before %s: check the device clock (now %s)", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+		return x509.CertificateInvalidError{Cert: leaf, Reason: x509.Expired}
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name, CurrentTime: now})
+	return err
+}
+
+// hubCertReason words verifyHubCert's error as status shows it.
+func hubCertReason(err error, leaf *x509.Certificate, name string, now time.Time) string {
+	var ci x509.CertificateInvalidError
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	switch {
-	case err == nil:
-		return "", ""
+	case errors.As(err, &ci) && ci.Cert == leaf && now.After(leaf.NotAfter):
+		return fmt.Sprintf("TLS: hub certificate expired %s (not after %s)", human.Days(now.Sub(leaf.NotAfter))+" ago", leaf.NotAfter.UTC().Format(time.DateOnly))
+	case errors.As(err, &ci) && ci.Cert == leaf && now.Before(leaf.NotBefore):
+		return fmt.Sprintf("TLS: hub certificate not valid before %s: check the device clock (now %s)", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case errors.As(err, &ua):
-		return ReasonTLS, fmt.Sprintf("TLS: hub certificate signed by unknown authority %q (uplink.tls.ca_file does not trust it)", leaf.Issuer.CommonName)
+		return fmt.Sprintf("TLS: hub certificate signed by unknown authority %q (uplink.tls.ca_file does not trust it)", leaf.Issuer.CommonName)
 	case errors.As(err, &he):
-		return ReasonTLS, fmt.Sprintf("TLS: hub certificate is not valid for %s (set uplink.tls.server_name or fix hub_urls): %v", name, err)
-	default:
-		return ReasonTLS, fmt.Sprintf("TLS: hub certificate rejected: %v", err)
+		return fmt.Sprintf("TLS: hub certificate is not valid for %s (set uplink.tls.server_name or fix hub_urls): %v", name, err)
 	}
-}
-
-func ago(d time.Duration) string {
-	switch days := int(d / (24 * time.Hour)); {
-	case days == 1:
-		return "1 day ago"
-	case days > 1:
-		return fmt.Sprintf("%d days ago", days)
-	}
-	return fmt.Sprintf("%s ago", d.Round(time.Minute))
+	return fmt.Sprintf("TLS: hub certificate rejected: %v", err)
 }
 
 func isTimeout(err error) bool {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // refused tells the restore watch whether a failed dial got an answer: a

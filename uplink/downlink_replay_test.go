@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // runDownlink serves the downlink for f until the test ends, once the hub
@@ -25,8 +28,11 @@ func runDownlink(t *testing.T, e *fwEnv, f *runningFw, cmd string) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	fwWaitFor(t, 10*time.Second, "hub sees edge.s1.agent."+cmd, func() bool {
-		return e.hub.GlobalAccount().SubscriptionInterest("edge.s1.agent." + cmd)
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if !e.hub.GlobalAccount().SubscriptionInterest("edge.s1.agent." + cmd) {
+			return fmt.Errorf("still waiting for hub sees edge.s1.agent.%s", cmd)
+		}
+		return nil
 	})
 }
 
@@ -61,7 +67,12 @@ func TestReplayRange(t *testing.T) {
 	e.publish("telemetry.x", 10, []byte("x"))
 	f := e.start(nil)
 	runDownlink(t, e, f, "replay")
-	fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 10 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 10 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
+		}
+		return nil
+	})
 
 	future := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
 	for body, want := range map[string]string{
@@ -84,9 +95,12 @@ func TestReplayRange(t *testing.T) {
 	if err := e.hubJS.DeleteStream(t.Context(), "EDGE"); err != nil {
 		t.Fatal(err)
 	}
-	fwWaitFor(t, 10*time.Second, "the hub stream recreated", func() bool {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
-		return err == nil
+		if err != nil {
+			return errors.New("still waiting for the hub stream recreated")
+		}
+		return nil
 	})
 	plans, msg := hubReplay(t, e, `{"stream":"TELEMETRY","from_seq":4}`)
 	if msg != "" || len(plans) != 1 || plans[0] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 4, LastSeq: 10, Messages: 7}) {
@@ -96,8 +110,18 @@ func TestReplayRange(t *testing.T) {
 		t.Fatalf("cursor %d after the replay request, want 10: a replay never moves it back", c)
 	}
 	e.publish("telemetry.x", 5, []byte("x"))
-	fwWaitFor(t, 30*time.Second, "replayed and new readings at the hub", func() bool { return e.hubCount() == 12 })
-	fwWaitFor(t, 10*time.Second, "cursor at 15", func() bool { return e.st.Cursor("TELEMETRY") == 15 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != 12 {
+			return fmt.Errorf("still waiting for replayed and new readings at the hub: %d on the hub", got)
+		}
+		return nil
+	})
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 15 {
+			return fmt.Errorf("still waiting for cursor at 15: the cursor is at %d", got)
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 4, 15)
 	if st := f.Status(); st.DroppedDuplicate != 0 {
 		t.Fatalf("replayed readings reported as dropped duplicates: %d", st.DroppedDuplicate)
@@ -129,7 +153,12 @@ func TestReplayHubPermissions(t *testing.T) {
 	e.publish("telemetry.x", 5, []byte("x"))
 	f := e.start(nil)
 	runDownlink(t, e, f, "ping")
-	fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 5 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 5 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
+		}
+		return nil
+	})
 	if _, err := e.hubNC.Request("edge.s1.agent.ping", nil, 5*time.Second); err != nil {
 		t.Fatalf("ping: %v", err)
 	}

@@ -3,10 +3,14 @@ package uplink
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"github.com/nats-io/nats.go"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func TestDownlink(t *testing.T) {
@@ -23,9 +27,19 @@ func TestDownlink(t *testing.T) {
 	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	for _, s := range []string{"edge.s1.agent.ping", "edge.s1.agent.status", "edge.s1.agent.replay", "edge.s1.cmd.x"} {
-		fwWaitFor(t, 10*time.Second, "hub sees interest in "+s, func() bool { return e.hub.GlobalAccount().SubscriptionInterest(s) })
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if !e.hub.GlobalAccount().SubscriptionInterest(s) {
+				return fmt.Errorf("still waiting for hub sees interest in %s", s)
+			}
+			return nil
+		})
 	}
-	fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 30 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 30 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
+		}
+		return nil
+	})
 	request := func(subject, body string, into any) {
 		t.Helper()
 		m, err := e.hubNC.Request(subject, []byte(body), 10*time.Second)
@@ -62,23 +76,36 @@ func TestDownlink(t *testing.T) {
 		// Right after a delete, creating a stream of the same name can
 		// fail under load ("error creating store for stream": the old
 		// store is not gone yet); it succeeds a moment later.
-		fwWaitFor(t, 10*time.Second, "the hub stream recreated", func() bool {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
-			return err == nil
+			if err != nil {
+				return errors.New("still waiting for the hub stream recreated")
+			}
+			return nil
 		})
 		var plans []ReplayPlan
 		request("edge.s1.agent.replay", `{"stream":"TELEMETRY","from_seq":21}`, &plans)
 		if len(plans) != 1 || plans[0] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 21, LastSeq: 30, Messages: 10}) {
 			t.Fatalf("plan = %+v", plans)
 		}
-		fwWaitFor(t, 30*time.Second, "replayed readings at the hub", func() bool { return e.hubCount() == 10 })
+		testkit.WaitFor(t, 30*time.Second, func() error {
+			if got := e.hubCount(); got != 10 {
+				return fmt.Errorf("still waiting for replayed readings at the hub: %d on the hub", got)
+			}
+			return nil
+		})
 		e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 21, 30)
 	})
 
 	t.Run("replay from a time, all streams", func(t *testing.T) {
 		cut := time.Now()
 		e.publish("telemetry.x", 5, []byte("late"))
-		fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 35 })
+		testkit.WaitFor(t, 30*time.Second, func() error {
+			if got := e.st.Cursor("TELEMETRY"); got != 35 {
+				return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
+			}
+			return nil
+		})
 		var plans []ReplayPlan
 		request("edge.s1.agent.replay", `{"from_time":"`+cut.UTC().Format(time.RFC3339Nano)+`"}`, &plans)
 		if len(plans) != 2 || plans[0].Stream != "ALERTS" || plans[0].Messages != 0 || plans[1] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 31, LastSeq: 35, Messages: 5}) {

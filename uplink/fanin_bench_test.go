@@ -3,6 +3,7 @@ package uplink
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // BenchmarkDrainFanIn is the hub's side of a fleet outage: many sites come
@@ -66,7 +68,12 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 		envs[i] = newFwEnv(sc, fmt.Sprintf("site%03d", i), fwEnvOpts{sharedHub: hub.fwEnv})
 	}
 	for _, e := range envs {
-		fwWaitFor(b, time.Minute, "every site's leaf connection", func() bool { return e.leaf.NumLeafNodes() == 1 })
+		testkit.WaitFor(b, time.Minute, func() error {
+			if e.leaf.NumLeafNodes() != 1 {
+				return errors.New("still waiting for every site's leaf connection")
+			}
+			return nil
+		})
 	}
 	var wg sync.WaitGroup
 	for _, e := range envs {
@@ -103,7 +110,12 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 			e.start(nil)
 		}
 	}
-	fwWaitFor(b, 30*time.Minute, "every site's backlog at the hub", func() bool { return count() >= uint64(k*per) })
+	testkit.WaitFor(b, 30*time.Minute, func() error {
+		if count() < uint64(k*per) {
+			return errors.New("still waiting for every site's backlog at the hub")
+		}
+		return nil
+	})
 	elapsed, hubCPU = time.Since(t0), hub.cpu()-cpu0
 	b.StopTimer()
 	return elapsed, hubCPU

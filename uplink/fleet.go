@@ -204,6 +204,9 @@ func Rank(sites []SiteView, now time.Time, stale time.Duration) []SiteView {
 		if n := len(hb.Failing); n > 0 {
 			add(100+n, fmt.Sprintf("%d sensor(s) failing: %s", n, strings.Join(hb.Failing, ",")))
 		}
+		if hb.Lost > 0 {
+			add(400, fmt.Sprintf("%d acknowledged readings LOST to damage (not acknowledged on site)", hb.Lost))
+		}
 		if hb.Evicted > 0 {
 			add(100, fmt.Sprintf("%d readings evicted unforwarded", hb.Evicted))
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -175,6 +176,9 @@ type Forwarder struct {
 	hold time.Time
 	// replays holds the replays not done yet, per stream (Replay).
 	replays map[string]replayRange
+	// reprobe is when a session tries fast batches again after a fall
+	// back to per-message acks (status.Mode).
+	reprobe time.Time
 }
 
 // progress restarts the stall clock at t unless it already runs from
@@ -301,6 +305,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			return nil
 		}
 		before := f.ackedCount()
+		sentTo := maps.Clone(f.sentTo)
 		err := f.session(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -309,6 +314,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if errors.As(err, &rr) {
 			rr.reply <- f.replay(rr)
 			wait = f.o.retryMin
+			continue
+		}
+		if errors.Is(err, errModeChanged) {
+			// The hub stored nothing of the refused batch: its readings
+			// are not resends.
+			f.sentTo = sentTo
 			continue
 		}
 		if errors.Is(err, errLinkDown) {
@@ -361,6 +372,9 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 		return err
 	}
 	f.setError("", "") // the link is back: no longer the reason to wait
+	f.mu.Lock()
+	f.reprobe = time.Time{} // the hub may have changed meanwhile: probe it again
+	f.mu.Unlock()
 	f.drawHold()
 	return nil
 }
@@ -623,17 +637,23 @@ func (e *ackError) permanent() bool {
 // headers travel along, except the Nats-* ones, which would tell the hub
 // stream to de-duplicate or check sequences by the local app's rules.
 func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
-	orig := m.Headers()
-	h := make(nats.Header, 6+len(orig))
-	for k, v := range orig {
+	return f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), m, meta, stream)
+}
+
+// fillHubHeaders is hubHeaders into h, which it clears first, with the six
+// values in v: a session reuses both for every reading, as the client has
+// encoded them by the time PublishMsg returns.
+func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
+	clear(h)
+	for k, vs := range m.Headers() {
 		if len(k) < 5 || !strings.EqualFold(k[:5], "nats-") {
-			h[k] = v
+			h[k] = vs
 		}
 	}
 	id := f.MsgID(stream, meta.Sequence.Stream)
-	// One array holds the six values (one allocation, not six), and the
-	// sequence is the id's last token: this runs once per reading.
-	v := &[6]string{id, m.Subject(), meta.Timestamp.UTC().Format(time.RFC3339Nano), f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
+	// One array holds the six values, and the sequence is the id's last
+	// token: this runs once per reading.
+	*v = [6]string{id, m.Subject(), meta.Timestamp.UTC().Format(time.RFC3339Nano), f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
 	// The keys are canonical already: assigning skips Set's canonicalizing.
 	h[nats.MsgIdHdr] = v[0:1:1]
 	h[HdrSubject] = v[1:2:2]

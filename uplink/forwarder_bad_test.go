@@ -1,6 +1,8 @@
 package uplink
 
 import (
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // siteUserEnv is a hub whose leaf user for site s1 has the given
@@ -36,9 +40,12 @@ func TestForwarderPermissionDenied(t *testing.T) {
 	e.publish("telemetry.x", 5, []byte("x"))
 	link := newFakeLink(true)
 	f := e.start(nil, WithLink(link))
-	fwWaitFor(t, 20*time.Second, "permission reason", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		st := f.Status()
-		return st.ReasonClass == ReasonPermission && strings.Contains(st.LastError, "edge.s1.>")
+		if !(st.ReasonClass == ReasonPermission && strings.Contains(st.LastError, "edge.s1.>")) {
+			return errors.New("still waiting for permission reason")
+		}
+		return nil
 	})
 	if c, _ := link.degraded.Load().([2]string); c[0] != ReasonPermission {
 		t.Fatalf("link not told: %v", c)
@@ -71,7 +78,12 @@ func TestForwarderStallWatchdog(t *testing.T) {
 	e.publish("telemetry.x", 5, []byte("x"))
 	link := newFakeLink(true)
 	f := e.start(nil, WithAckTimeout(200*time.Millisecond), WithLink(link))
-	fwWaitFor(t, 30*time.Second, "two stalls and a bounce", func() bool { return f.Status().Stalls >= 2 && link.bounces.Load() >= 1 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if !(f.Status().Stalls >= 2 && link.bounces.Load() >= 1) {
+			return errors.New("still waiting for two stalls and a bounce")
+		}
+		return nil
+	})
 	// The reason is the last session's end: an ack timeout, or the stall
 	// reset itself when the watchdog caught a session in flight.
 	st := f.Status()
@@ -79,8 +91,18 @@ func TestForwarderStallWatchdog(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	// Each ack timeout halved the window (64, 32, then the floor).
-	fwWaitFor(t, 10*time.Second, "window shrunk by ack timeouts", func() bool { return f.Status().Window < initialWindow })
-	fwWaitFor(t, 10*time.Second, "resends at the hub", func() bool { return e.hubCount() == 5 })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if f.Status().Window >= initialWindow {
+			return errors.New("still waiting for window shrunk by ack timeouts")
+		}
+		return nil
+	})
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if got := e.hubCount(); got != 5 {
+			return fmt.Errorf("still waiting for resends at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 5)
 	if e.st.Cursor("TELEMETRY") != 0 {
 		t.Fatalf("cursor moved without an ack: %d", e.st.Cursor("TELEMETRY"))
@@ -93,9 +115,12 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 	e.publish("telemetry.x", 20, []byte("x"))
 	link := newFakeLink(true)
 	f := e.start(nil, WithLink(link))
-	fwWaitFor(t, 20*time.Second, "hub_stream reason", func() bool {
+	testkit.WaitFor(t, 20*time.Second, func() error {
 		st := f.Status()
-		return st.ReasonClass == ReasonHubStream && strings.Contains(st.LastError, "edge-agent hub init")
+		if !(st.ReasonClass == ReasonHubStream && strings.Contains(st.LastError, "edge-agent hub init")) {
+			return errors.New("still waiting for hub_stream reason")
+		}
+		return nil
 	})
 	if c, _ := link.degraded.Load().([2]string); c[0] != ReasonHubStream {
 		t.Fatalf("link told %v, want the hub_stream reason", c)
@@ -105,12 +130,25 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	fwWaitFor(t, 30*time.Second, "readings at the new hub stream", func() bool { return e.hubCount() == 20 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != 20 {
+			return fmt.Errorf("still waiting for readings at the new hub stream: %d on the hub", got)
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
-	fwWaitFor(t, 5*time.Second, "reason cleared", func() bool { return f.Status().ReasonClass == "" })
-	fwWaitFor(t, 5*time.Second, "link told the reason is gone", func() bool {
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if f.Status().ReasonClass != "" {
+			return errors.New("still waiting for reason cleared")
+		}
+		return nil
+	})
+	testkit.WaitFor(t, 5*time.Second, func() error {
 		c, _ := link.degraded.Load().([2]string)
-		return c == [2]string{}
+		if c != [2]string{} {
+			return errors.New("still waiting for link told the reason is gone")
+		}
+		return nil
 	})
 }
 
@@ -138,7 +176,12 @@ func TestForwarderOversize(t *testing.T) {
 	e.publish("telemetry.x", 1, []byte("small 4"))
 	logs := &fwLog{}
 	f := e.start(logs.logger())
-	fwWaitFor(t, 20*time.Second, "cursor past the oversize messages", func() bool { return e.st.Cursor("TELEMETRY") == 4 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 4 {
+			return fmt.Errorf("still waiting for cursor past the oversize messages: the cursor is at %d", got)
+		}
+		return nil
+	})
 	msgs := e.hubMsgs()
 	if len(msgs) != 2 || string(msgs[0].Data()) != "small 1" || string(msgs[1].Data()) != "small 4" {
 		t.Fatalf("hub has %d messages", len(msgs))

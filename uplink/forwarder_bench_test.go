@@ -3,6 +3,7 @@ package uplink
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,12 +16,17 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // BenchmarkDrain empties a backlog of 128-byte readings from the site into
 // the hub, once through the forwarder and once through stock hub-side
 // sourcing of the same stream over the same leaf (the "hub pulls" mode),
-// and reports both rates and their ratio (x_vs_sourcing):
+// and reports both rates and their ratio (x_vs_sourcing). The forwarder
+// publishes in fast batches (a hub ack every few hundred readings, the
+// hub stream allowing them as hub init sets it up); on loopback it runs
+// once more per message (*_per_message: a hub stream without
+// allow_batched, or a hub older than nats-server 2.14):
 //
 //   - loopback: both CPU bound. A third peer, a bare client on the site
 //     leaf publishing the same messages straight into the same hub
@@ -69,11 +75,12 @@ func BenchmarkDrain(b *testing.B) {
 		n := c.n
 		b.Run(c.name, func(b *testing.B) {
 			bin := buildNATSServer(b)
-			var fwd, src, hub, hubNoID, hub64, hub64NoID drained
+			var fwd, fwdPM, src, hub, hubNoID, hub64, hub64NoID drained
 			for range b.N {
 				fwd.add(drain(b, bin, n, c.wan, viaForwarder))
 				src.add(drain(b, bin, n, c.wan, viaSourcing))
 				if c.ceiling {
+					fwdPM.add(drain(b, bin, n, c.wan, viaForwarderPerMessage))
 					hub.add(drain(b, bin, n, c.wan, viaBareClient(true, 1)))
 					hubNoID.add(drain(b, bin, n, c.wan, viaBareClient(false, 1)))
 					hub64.add(drain(b, bin, n, c.wan, viaBareClient(true, 64)))
@@ -101,6 +108,12 @@ func BenchmarkDrain(b *testing.B) {
 				b.ReportMetric(perReading(src.site), "site_cpu_us/reading_sourcing")
 				b.ReportMetric(perReading(fwd.hub), "hub_cpu_us/reading_forwarder")
 				b.ReportMetric(perReading(src.hub), "hub_cpu_us/reading_sourcing")
+				b.ReportMetric(float64(fwd.site)/float64(src.site), "site_cpu_x_vs_sourcing")
+				b.ReportMetric(float64(fwd.hub)/float64(src.hub), "hub_cpu_x_vs_sourcing")
+				b.ReportMetric(total/fwdPM.wall.Seconds(), "msgs/s_forwarder_per_message")
+				b.ReportMetric(src.wall.Seconds()/fwdPM.wall.Seconds(), "per_message_x_vs_sourcing")
+				b.ReportMetric(perReading(fwdPM.site), "site_cpu_us/reading_forwarder_per_message")
+				b.ReportMetric(perReading(fwdPM.hub), "hub_cpu_us/reading_forwarder_per_message")
 			}
 		})
 	}
@@ -151,6 +164,13 @@ func randomBacklog(e *fwEnv, n int) { e.publishRandom("telemetry.x", n, 128) }
 
 var (
 	viaForwarder = drainWay{backlog: randomBacklog, start: func(_ *testing.B, e *fwEnv, _ int) { e.start(nil, WithLink(e.link)) }}
+	// viaForwarderPerMessage is the forwarder against a hub stream that
+	// does not allow fast batches: one hub ack per reading, as against a
+	// hub older than nats-server 2.14.
+	viaForwarderPerMessage = drainWay{backlog: randomBacklog, start: func(b *testing.B, e *fwEnv, n int) {
+		e.allowBatches(false)
+		viaForwarder.start(b, e, n)
+	}}
 	// viaForwarderSensorJSON forwards what a site's sampler stores: the
 	// JSON readings of a temperature, humidity and pressure sensor.
 	viaForwarderSensorJSON = drainWay{backlog: sensorBacklog, start: viaForwarder.start}
@@ -279,7 +299,12 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	// leaf's own reconnect did before the gate, so the drop row measures
 	// the resend rather than the shipped 1 s first retry.
 	runLink(sc, e, lo, quickReconnect)
-	fwWaitFor(b, 15*time.Second, "leaf connection", func() bool { return e.leaf.NumLeafNodes() == 1 && e.link.Connected() })
+	testkit.WaitFor(b, 15*time.Second, func() error {
+		if !(e.leaf.NumLeafNodes() == 1 && e.link.Connected()) {
+			return errors.New("still waiting for leaf connection")
+		}
+		return nil
+	})
 	if way.backlog != nil {
 		way.backlog(e, n)
 	}
@@ -316,7 +341,12 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	b.StartTimer()
 	site0, hub0, t0 := selfCPU(b), hub.cpu(), time.Now()
 	way.start(b, e, n)
-	fwWaitFor(b, 30*time.Minute, "backlog drained", func() bool { return count() >= uint64(n) })
+	testkit.WaitFor(b, 30*time.Minute, func() error {
+		if count() < uint64(n) {
+			return errors.New("still waiting for backlog drained")
+		}
+		return nil
+	})
 	d := drained{wall: time.Since(t0), site: selfCPU(b) - site0, hub: hub.cpu() - hub0}
 	b.StopTimer()
 	return d

@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // A hub ack saying "duplicate" for a reading whose id was never sent before
@@ -16,15 +18,24 @@ import (
 // It is counted and reported, never as forwarded; resends (ids sent by an
 // earlier session or process) are still ordinary. Before, the forwarder
 // never read the flag and counted the reading as forwarded.
+//
+// Only per-message acks carry the flag for every reading (inside a fast
+// batch the hub skips a duplicate silently), so the hub stream here does
+// not allow batches: this is also the fall back from batched publishing to
+// a stream without allow_batched.
 func TestForwarderDuplicateAckOfNewReading(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{})
 	e.leafUp()
-	checkDuplicateAck(t, e)
+	e.allowBatches(false)
+	f := checkDuplicateAck(t, e)
+	if m := f.Status().Mode; m != ModePerMessage {
+		t.Fatalf("mode %q against a stream without allow_batched, want %q", m, ModePerMessage)
+	}
 }
 
 // checkDuplicateAck runs TestForwarderDuplicateAckOfNewReading on e, whose
-// leaf is up and whose local streams are empty.
-func checkDuplicateAck(t *testing.T, e *fwEnv) {
+// leaf is up and whose local streams are empty, and returns its forwarder.
+func checkDuplicateAck(t *testing.T, e *fwEnv) *runningFw {
 	t.Helper()
 	if _, err := buffer.CheckStreams(t.Context(), e.leafJS, e.st, time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
@@ -40,7 +51,12 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) {
 	}
 	logs := &fwLog{}
 	f := e.start(logs.logger())
-	fwWaitFor(t, 20*time.Second, "cursor at 3", func() bool { return e.st.Cursor("TELEMETRY") == 3 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 3 {
+			return fmt.Errorf("still waiting for cursor at 3: the cursor is at %d", got)
+		}
+		return nil
+	})
 	st := f.Status()
 	if st.Forwarded["TELEMETRY"] != 2 || st.DroppedDuplicate != 1 || !strings.Contains(st.LastDuplicate, "TELEMETRY seq 2 on edge."+e.site+".telemetry.x") {
 		t.Fatalf("forwarded %d (want 2), dropped as duplicate %d (want 1), last %q", st.Forwarded["TELEMETRY"], st.DroppedDuplicate, st.LastDuplicate)
@@ -54,10 +70,16 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) {
 		t.Fatal(err)
 	}
 	e.publish("telemetry.x", 1, []byte("r4"))
-	fwWaitFor(t, 20*time.Second, "cursor at 4", func() bool { return e.st.Cursor("TELEMETRY") == 4 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 4 {
+			return fmt.Errorf("still waiting for cursor at 4: the cursor is at %d", got)
+		}
+		return nil
+	})
 	if st := f.Status(); st.DroppedDuplicate != 1 || st.Forwarded["TELEMETRY"] != 6 {
 		t.Fatalf("after a replay: dropped as duplicate %d (want 1), forwarded %d (want 6: 3 resent, 1 new)", st.DroppedDuplicate, st.Forwarded["TELEMETRY"])
 	}
+	return f
 }
 
 // A reading a local app published on a wildcard subject is never
@@ -72,7 +94,12 @@ func TestForwarderWildcardSubjectSkipped(t *testing.T) {
 	e.publish("telemetry.>", 1, []byte("gt"))
 	e.publish("telemetry.x", 1, []byte("ok 4"))
 	f := e.start(nil)
-	fwWaitFor(t, 20*time.Second, "cursor past the wildcard readings", func() bool { return e.st.Cursor("TELEMETRY") == 4 })
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 4 {
+			return fmt.Errorf("still waiting for cursor past the wildcard readings: the cursor is at %d", got)
+		}
+		return nil
+	})
 	msgs := e.hubMsgs()
 	if len(msgs) != 2 || string(msgs[0].Data()) != "ok 1" || string(msgs[1].Data()) != "ok 4" {
 		var subjects []string

@@ -2,13 +2,12 @@ package uplink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // fwEnv is a real hub (JetStream domain "hub", stream EDGE) and a real site
@@ -55,31 +55,6 @@ type fwEnvOpts struct {
 	sharedHub *fwEnv
 }
 
-func fwWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func fwStartServer(t testing.TB, o *server.Options) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
 func fwConnect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
@@ -94,14 +69,6 @@ func fwConnect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetst
 	return nc, js
 }
 
-func fwHubOpts(t testing.TB) *server.Options {
-	return &server.Options{
-		ServerName: "hub", Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, JetStreamDomain: "hub", StoreDir: t.TempDir(),
-		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: -1},
-	}
-}
-
 func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	t.Helper()
 	e := &fwEnv{t: t, site: site}
@@ -110,12 +77,12 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	} else {
 		ho := eo.hubOpts
 		if ho == nil {
-			ho = fwHubOpts(t)
+			ho = testkit.HubOpts(t)
 		}
 		if eo.hub != nil {
 			eo.hub(ho)
 		}
-		e.hub = fwStartServer(t, ho)
+		e.hub = testkit.RunServer(t, ho)
 		e.hubNC, e.hubJS = fwConnect(t, e.hub.ClientURL(), eo.hubClient...)
 		v, err := e.hub.Varz(nil)
 		if err != nil {
@@ -169,7 +136,7 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	if eo.leaf != nil {
 		eo.leaf(lo)
 	}
-	e.leaf = fwStartServer(t, lo)
+	e.leaf = testkit.RunServer(t, lo)
 	// Over loopback TCP, as the agent connects (agent.connectLocal).
 	e.leafNC, e.leafJS = fwConnect(t, e.leaf.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -196,8 +163,11 @@ func (e *fwEnv) openState() {
 
 func (e *fwEnv) leafUp() {
 	e.t.Helper()
-	fwWaitFor(e.t, 15*time.Second, "leaf connection", func() bool {
-		return e.hub.NumLeafNodes() == 1 && e.leaf.NumLeafNodes() == 1
+	testkit.WaitFor(e.t, 15*time.Second, func() error {
+		if !(e.hub.NumLeafNodes() == 1 && e.leaf.NumLeafNodes() == 1) {
+			return errors.New("still waiting for leaf connection")
+		}
+		return nil
 	})
 }
 
@@ -241,22 +211,7 @@ func (e *fwEnv) publishEach(subject string, n int, data func() []byte) {
 }
 
 // fwLog captures a forwarder's log lines.
-type fwLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *fwLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *fwLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type fwLog struct{ testkit.SyncBuffer }
 
 func (l *fwLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
@@ -301,14 +256,17 @@ func (e *fwEnv) hubMsgs() []jetstream.Msg {
 		out  []jetstream.Msg
 		last string
 	)
-	fwWaitFor(e.t, 60*time.Second, "the hub to serve stream EDGE to a reader", func() bool {
+	testkit.WaitFor(e.t, 60*time.Second, func() error {
 		msgs, err := e.readHubStream()
 		if err != nil && err.Error() != last { // once per distinct error, not every poll
 			last = err.Error()
 			e.t.Logf("reading the hub stream: %v; retrying", err)
 		}
 		out = msgs
-		return err == nil
+		if err != nil {
+			return errors.New("still waiting for the hub to serve stream EDGE to a reader")
+		}
+		return nil
 	})
 	return out
 }
@@ -411,4 +369,20 @@ func (e *fwEnv) capTelemetry(max int64) jetstream.Stream {
 		e.t.Fatal(err)
 	}
 	return s
+}
+
+// allowBatches switches fast batch publishing on the hub stream EDGE.
+func (e *fwEnv) allowBatches(on bool) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.hubJS.Stream(ctx, "EDGE")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.AllowBatchPublish = on
+	if _, err := e.hubJS.UpdateStream(ctx, cfg); err != nil {
+		e.t.Fatalf("allow_batched %v on the hub stream: %v", on, err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,13 @@ type session struct {
 	held  atomic.Bool
 	slab  []entry // send's entries, allocated in blocks
 	reply []byte  // send's scratch for the reply subject
+	// out, hdr and vals are send's message, reused for every reading: the
+	// client has encoded it by the time PublishMsg returns. hubSubjects
+	// caches the hub subject of each local one.
+	out         nats.Msg
+	hdr         nats.Header
+	vals        [6]string
+	hubSubjects map[string]string
 
 	mu sync.Mutex
 	// sent holds the entries in flight by ack id: the slot of id is
@@ -47,6 +55,15 @@ type session struct {
 	// back at the end, so late acks of an ended session change nothing.
 	cc   congestion
 	busy bool // the window was halved for a 429 in this session already
+	// batch is set while the session publishes in fast batches
+	// (forwarder_batch.go): open is the batch being sent, batches every
+	// batch not yet ended by the hub's PubAck, flowMsgs the hub's latest
+	// ack interval.
+	batch      bool
+	batchCount uint64 // batches started, for their ids
+	open       *fastBatch
+	batches    map[string]*fastBatch
+	flowMsgs   int
 }
 
 // lane is one local stream within a session.
@@ -104,7 +121,7 @@ func (s *session) fail(err error) {
 func (s *session) inFlightCount() (n, window int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.inFlight, s.cc.limit()
+	return s.inFlight, s.windowLimit()
 }
 
 func (f *Forwarder) session(ctx context.Context) error {
@@ -123,6 +140,8 @@ func (f *Forwarder) session(ctx context.Context) error {
 	s.cc = f.cc
 	hold := time.Until(f.hold)
 	f.mu.Unlock()
+	s.batch = f.batchFirst()
+	s.batches = map[string]*fastBatch{}
 	defer s.tick.Stop()
 	if hold > 0 {
 		s.held.Store(true)
@@ -135,7 +154,7 @@ func (f *Forwarder) session(ctx context.Context) error {
 		})
 		defer t.Stop()
 	}
-	sub, err := f.nc.Subscribe(s.inbox+".*", s.onAck)
+	sub, err := f.nc.Subscribe(s.inbox+".>", s.onAck)
 	if err != nil {
 		return fmt.Errorf("subscribe for hub acks: %w", err)
 	}
@@ -167,7 +186,7 @@ func (f *Forwarder) session(ctx context.Context) error {
 	roomInWindow := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.inFlight < s.cc.limit() && s.bytes < windowBytes && s.sent[s.nextID%uint64(len(s.sent))] == nil
+		return s.inFlight < s.windowLimit() && s.bytes < windowBytes && s.sent[s.nextID%uint64(len(s.sent))] == nil
 	}
 	picked := func() bool {
 		if it, l = s.pick(); l != nil {
@@ -434,7 +453,16 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		s.complete(&entry{lane: l, seq: seq})
 		return nil
 	}
-	out := &nats.Msg{Subject: f.HubSubject(m.Subject()), Header: f.hubHeaders(m, meta, l.name), Data: m.Data()}
+	if s.hdr == nil || len(s.hubSubjects) >= maxSubjectCache {
+		s.hdr, s.hubSubjects = nats.Header{}, map[string]string{}
+	}
+	hubSubject, ok := s.hubSubjects[m.Subject()]
+	if !ok {
+		hubSubject = f.HubSubject(m.Subject())
+		s.hubSubjects[m.Subject()] = hubSubject
+	}
+	out := &s.out
+	*out = nats.Msg{Subject: hubSubject, Header: f.fillHubHeaders(s.hdr, &s.vals, m, meta, l.name), Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
 	if int64(size) > s.maxPayload {
 		f.reject(l.name, seq, m.Subject(), fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, s.maxPayload))
@@ -456,14 +484,23 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 	s.inFlight++
 	s.bytes += size
 	l.fifo = append(l.fifo, e)
+	batch := s.batch
 	s.mu.Unlock()
-	s.reply = strconv.AppendUint(append(append(s.reply[:0], s.inbox...), '.'), e.id, 10)
-	out.Reply = string(s.reply)
+	if batch {
+		out.Reply = s.batchReplyFor(e, !s.moreQueued())
+	} else {
+		s.reply = strconv.AppendUint(append(append(s.reply[:0], s.inbox...), '.'), e.id, 10)
+		out.Reply = string(s.reply)
+	}
 	if err := f.nc.PublishMsg(out); err != nil {
 		return fmt.Errorf("publish %s: %w", out.Subject, err)
 	}
 	return nil
 }
+
+// maxSubjectCache bounds send's cache of hub subjects: a site with more
+// distinct local subjects than this starts the cache over.
+const maxSubjectCache = 1024
 
 // newEntry hands out entries from blocks: one allocation per 256 sends.
 func (s *session) newEntry() *entry {
@@ -495,14 +532,25 @@ func (l *lane) checkGap(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-// onAck handles the hub stream's reply to one forwarded message.
+// onAck handles the hub stream's reply to one forwarded message, or to a
+// batch (onBatchReply).
 func (s *session) onAck(m *nats.Msg) {
-	f := s.f
-	id, err := strconv.ParseUint(m.Subject[len(s.inbox)+1:], 10, 64)
+	rest := m.Subject[len(s.inbox)+1:]
+	if strings.HasSuffix(rest, batchSuffix) {
+		s.onBatchReply(rest, m.Data, m.Header.Get("Status"))
+		return
+	}
+	id, err := strconv.ParseUint(rest, 10, 64)
 	if err != nil {
 		return
 	}
 	pa, ok := parseAck(m.Data) // before the lock: the window needs it
+	s.ackOne(id, pa, ok, m.Data, m.Header.Get("Status"))
+}
+
+// ackOne handles the hub stream's ack of the message sent as entry id.
+func (s *session) ackOne(id uint64, pa pubAck, ok bool, data []byte, status string) {
+	f := s.f
 	now := time.Now()
 	s.mu.Lock()
 	slot := &s.sent[id%uint64(len(s.sent))]
@@ -535,12 +583,12 @@ func (s *session) onAck(m *nats.Msg) {
 	case s.freed <- struct{}{}:
 	default:
 	}
-	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+	if len(data) == 0 && status == "503" {
 		s.fail(errNoResponders)
 		return
 	}
 	if !ok {
-		s.fail(fmt.Errorf("hub reply to %s seq %d is not a stream ack: %q", e.lane.name, e.seq, m.Data))
+		s.fail(fmt.Errorf("hub reply to %s seq %d is not a stream ack: %q", e.lane.name, e.seq, data))
 		return
 	}
 	if pa.Error != nil {
@@ -583,6 +631,10 @@ type pubAck struct {
 	Domain    []byte
 	Error     *ackError
 	Duplicate bool
+	// Batch and Count close a fast batch: its id and how many of its
+	// messages the stream stored.
+	Batch string
+	Count uint64
 }
 
 // parseAck reads the hub's reply to one publish: one per forwarded
@@ -592,7 +644,7 @@ type pubAck struct {
 // duplicate, an escaped string, an unexpected shape) goes through
 // encoding/json. ok is false when the reply is no stream ack at all.
 func parseAck(data []byte) (pa pubAck, ok bool) {
-	if !bytes.Contains(data, []byte(`"error"`)) && !bytes.Contains(data, []byte(`"duplicate"`)) && bytes.IndexByte(data, '\\') < 0 {
+	if !bytes.Contains(data, []byte(`"error"`)) && !bytes.Contains(data, []byte(`"duplicate"`)) && !bytes.Contains(data, []byte(`"batch"`)) && bytes.IndexByte(data, '\\') < 0 {
 		pa.Stream, pa.Domain = jsonString(data, `"stream":"`), jsonString(data, `"domain":"`)
 		if len(pa.Stream) > 0 {
 			return pa, true
@@ -603,11 +655,13 @@ func parseAck(data []byte) (pa pubAck, ok bool) {
 		Domain    string    `json:"domain"`
 		Error     *ackError `json:"error"`
 		Duplicate bool      `json:"duplicate"`
+		Batch     string    `json:"batch"`
+		Count     uint64    `json:"count"`
 	}
 	if err := json.Unmarshal(data, &full); err != nil || (full.Stream == "" && full.Error == nil) {
 		return pubAck{}, false
 	}
-	return pubAck{Stream: []byte(full.Stream), Domain: []byte(full.Domain), Error: full.Error, Duplicate: full.Duplicate}, true
+	return pubAck{Stream: []byte(full.Stream), Domain: []byte(full.Domain), Error: full.Error, Duplicate: full.Duplicate, Batch: full.Batch, Count: full.Count}, true
 }
 
 // jsonString returns the value of the string field that starts right after
@@ -627,10 +681,25 @@ func jsonString(data []byte, key string) []byte {
 
 // complete marks e done and moves the cursor (and a replay) past every
 // done message at the head of its lane.
-func (s *session) complete(e *entry) {
+func (s *session) complete(e *entry) { s.completeAll([]*entry{e}) }
+
+// completeAll marks done entries, all of one batch ack, and moves each
+// lane's cursor once.
+func (s *session) completeAll(done []*entry) {
 	s.mu.Lock()
-	e.done = true
-	l := e.lane
+	for _, e := range done {
+		e.done = true
+	}
+	s.mu.Unlock()
+	for _, l := range s.lanes {
+		s.advance(l)
+	}
+}
+
+// advance moves l's cursor (and a replay) past every done message at the
+// head of its fifo.
+func (s *session) advance(l *lane) {
+	s.mu.Lock()
 	var to, evicted uint64
 	for len(l.fifo) > 0 && l.fifo[0].done {
 		h := l.fifo[0]

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func TestForwarderSteadyFlow(t *testing.T) {
@@ -18,15 +20,28 @@ func TestForwarderSteadyFlow(t *testing.T) {
 	e.publish("telemetry.ambient", nTele, []byte(`{"t":21.5}`))
 	e.publish("alerts.door", nAlerts, []byte(`{"open":true}`))
 	f := e.start(nil, WithWindow(64))
-	fwWaitFor(t, 60*time.Second, "all readings at the hub", func() bool { return e.hubCount() == nTele+nAlerts })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if got := e.hubCount(); got != nTele+nAlerts {
+			return fmt.Errorf("still waiting for all readings at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	// Live readings keep flowing after the backlog.
 	e.publish("telemetry.ambient", 10, []byte(`{"t":21.6}`))
-	fwWaitFor(t, 30*time.Second, "live readings at the hub", func() bool { return e.hubCount() == nTele+nAlerts+10 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != nTele+nAlerts+10 {
+			return fmt.Errorf("still waiting for live readings at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	msgs := e.hubMsgs()
 	e.checkExactlyOnce(msgs, "TELEMETRY", "telemetry.ambient", 1, nTele+10)
 	e.checkExactlyOnce(msgs, "ALERTS", "alerts.door", 1, nAlerts)
-	fwWaitFor(t, 10*time.Second, "cursors at the end", func() bool {
-		return e.st.Cursor("TELEMETRY") == nTele+10 && e.st.Cursor("ALERTS") == nAlerts
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if !(e.st.Cursor("TELEMETRY") == nTele+10 && e.st.Cursor("ALERTS") == nAlerts) {
+			return errors.New("still waiting for cursors at the end")
+		}
+		return nil
 	})
 	st := f.Status()
 	if st.HubStream != "EDGE" || st.HubDomain != "hub" {
@@ -60,7 +75,12 @@ func TestForwarderCrashResume(t *testing.T) {
 	const n = 5000
 	e.publish("telemetry.x", n, make([]byte, 128))
 	f := e.start(nil, WithWindow(256))
-	fwWaitFor(t, 60*time.Second, "forwarding under way", func() bool { return e.hubCount() >= 1000 })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if got := e.hubCount(); got < 1000 {
+			return fmt.Errorf("still waiting for forwarding under way: %d on the hub", got)
+		}
+		return nil
+	})
 	f.stop()
 	at := e.st.Cursor("TELEMETRY")
 	if at == 0 {
@@ -75,7 +95,12 @@ func TestForwarderCrashResume(t *testing.T) {
 	}
 	e.openState()
 	e.start(nil, WithWindow(256))
-	fwWaitFor(t, 60*time.Second, "cursor at the end", func() bool { return e.st.Cursor("TELEMETRY") == n })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != n {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, n)
 }
 
@@ -90,9 +115,19 @@ func TestForwarderAlertOvertakesBacklog(t *testing.T) {
 	e.publish("telemetry.x", backlog, make([]byte, 128))
 	start := time.Now()
 	f := e.start(nil)
-	fwWaitFor(t, 30*time.Second, "backlog draining", func() bool { return e.hubCount() > 0 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got <= 0 {
+			return fmt.Errorf("still waiting for backlog draining: %d on the hub", got)
+		}
+		return nil
+	})
 	e.publish("alerts.fire", 1, []byte(`{"zone":3}`))
-	fwWaitFor(t, 30*time.Second, "alert at the hub", func() bool { return f.Status().Forwarded["ALERTS"] == 1 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if f.Status().Forwarded["ALERTS"] != 1 {
+			return errors.New("still waiting for alert at the hub")
+		}
+		return nil
+	})
 	elapsed := time.Since(start)
 	tele := f.Status().Forwarded["TELEMETRY"]
 	if tele >= backlog {
@@ -117,7 +152,12 @@ func TestForwarderEvicted(t *testing.T) {
 	logs := &fwLog{}
 	e.leafUp()
 	e.start(logs.logger())
-	fwWaitFor(t, 30*time.Second, "cursor at the end", func() bool { return e.st.Cursor("TELEMETRY") == 300 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 300 {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
+		}
+		return nil
+	})
 	if got := e.st.Evicted("TELEMETRY"); got != 201 {
 		t.Fatalf("evicted = %d, want 200 before the first and 1 inside", got)
 	}
@@ -137,7 +177,12 @@ func TestForwarderReplay(t *testing.T) {
 	e.leafUp()
 	e.publish("telemetry.x", 50, []byte("x"))
 	f := e.start(nil)
-	fwWaitFor(t, 30*time.Second, "forwarded", func() bool { return e.st.Cursor("TELEMETRY") == 50 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != 50 {
+			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
+		}
+		return nil
+	})
 	ctx := t.Context()
 	if err := e.hubJS.DeleteStream(ctx, "EDGE"); err != nil {
 		t.Fatal(err)
@@ -151,7 +196,12 @@ func TestForwarderReplay(t *testing.T) {
 	if c := e.st.Cursor("TELEMETRY"); c != 50 {
 		t.Fatalf("cursor %d after the replay request, want 50: a replay never moves it back", c)
 	}
-	fwWaitFor(t, 30*time.Second, "replayed readings", func() bool { return e.hubCount() == 30 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != 30 {
+			return fmt.Errorf("still waiting for replayed readings: %d on the hub", got)
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 21, 50)
 	if err := f.Replay(ctx, "NOPE", 0); err == nil || !strings.Contains(err.Error(), "unknown stream") {
 		t.Fatalf("replay of an unknown stream: %v", err)
@@ -199,18 +249,33 @@ func TestForwarderStartJitter(t *testing.T) {
 	}
 	link := newFakeLink(false)
 	f := e.start(nil, WithLink(link), WithStartJitter(jitter), longest)
-	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if f.Status().LastError != errLinkDown.Error() {
+			return errors.New("still waiting for forwarder waiting for the link")
+		}
+		return nil
+	})
 	if n := e.hubCount(); n != 0 {
 		t.Fatalf("%d readings forwarded while the link was down", n)
 	}
 	upAt := time.Now()
 	link.set(true)
 	// The status says how long telemetry is held.
-	fwWaitFor(t, 10*time.Second, "hold in the status", func() bool { return !f.Status().HeldUntil.IsZero() })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if f.Status().HeldUntil.IsZero() {
+			return errors.New("still waiting for hold in the status")
+		}
+		return nil
+	})
 	if held := f.Status().HeldUntil.Sub(upAt); held < jitter || held > jitter+5*time.Second {
 		t.Fatalf("status: telemetry held until %s after the link came up, want the drawn %s", held, jitter)
 	}
-	fwWaitFor(t, 30*time.Second, "backlog at the hub", func() bool { return e.hubCount() == 12 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != 12 {
+			return fmt.Errorf("still waiting for backlog at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	if h := f.Status().HeldUntil; !h.IsZero() {
 		t.Fatalf("status: telemetry held until %s after the delay passed", h)
 	}
@@ -243,33 +308,68 @@ func TestForwarderStartJitter(t *testing.T) {
 	}
 	e.checkExactlyOnce(msgs, "ALERTS", "alerts.door", 1, 2)
 	e.publish("telemetry.x", 5, []byte("x"))
-	fwWaitFor(t, 30*time.Second, "live readings at the hub", func() bool { return e.hubCount() == 17 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != 17 {
+			return fmt.Errorf("still waiting for live readings at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 
 	// Back from the site's own WAN outage (the link's restore watch): no
 	// fleet is returning with it, so no delay is drawn.
 	link.set(false)
 	e.publish("telemetry.x", 5, []byte("x"))
-	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link again", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if f.Status().LastError != errLinkDown.Error() {
+			return errors.New("still waiting for forwarder waiting for the link again")
+		}
+		return nil
+	})
 	link.wan.Store(true)
 	link.set(true)
-	fwWaitFor(t, 30*time.Second, "backlog of the WAN outage at the hub", func() bool { return e.hubCount() == 22 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != 22 {
+			return fmt.Errorf("still waiting for backlog of the WAN outage at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
 
 	// A hub outage again, and the link drops during the delay: while it is
 	// down the status shows no hold; its return draws a new delay.
 	link.set(false)
 	link.wan.Store(false)
-	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link, third outage", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if f.Status().LastError != errLinkDown.Error() {
+			return errors.New("still waiting for forwarder waiting for the link, third outage")
+		}
+		return nil
+	})
 	e.publish("telemetry.x", 1, []byte("x"))
 	link.set(true)
-	fwWaitFor(t, 10*time.Second, "hold in the status, third outage", func() bool { return !f.Status().HeldUntil.IsZero() })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if f.Status().HeldUntil.IsZero() {
+			return errors.New("still waiting for hold in the status, third outage")
+		}
+		return nil
+	})
 	link.set(false)
-	fwWaitFor(t, 10*time.Second, "forwarder waiting for the link, during the delay", func() bool { return f.Status().LastError == errLinkDown.Error() })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if f.Status().LastError != errLinkDown.Error() {
+			return errors.New("still waiting for forwarder waiting for the link, during the delay")
+		}
+		return nil
+	})
 	if h := f.Status().HeldUntil; !h.IsZero() {
 		t.Fatalf("status: telemetry held until %s while the link is down", h)
 	}
 	link.set(true)
-	fwWaitFor(t, 30*time.Second, "backlog of the third outage at the hub", func() bool { return e.hubCount() == 23 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := e.hubCount(); got != 23 {
+			return fmt.Errorf("still waiting for backlog of the third outage at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 21)
 	mu.Lock()
 	defer mu.Unlock()

@@ -3,6 +3,7 @@ package uplink
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // testGate opens a gate for a remote whose only hub URL is hubAddr.
@@ -146,7 +149,12 @@ func TestGateHoldsOneAttempt(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("open gate answered %q, want 200", r.phrase)
 	}
-	fwWaitFor(t, 5*time.Second, "tunnel registered", func() bool { return g.hub() == hub })
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if g.hub() != hub {
+			return errors.New("still waiting for tunnel registered")
+		}
+		return nil
+	})
 	if _, err := io.WriteString(r.conn, "PING\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +218,12 @@ func TestGateCountsUpstream(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the hub never saw the tunnel close")
 	}
-	fwWaitFor(t, 5*time.Second, "the gate's count to match", func() bool { return g.up.Load() == total })
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if g.up.Load() != total {
+			return errors.New("still waiting for the gate's count to match")
+		}
+		return nil
+	})
 }
 
 // TestGateRefusals: a failed dial is a 502 with the reason (also handed to
@@ -289,13 +302,21 @@ func TestLinkJetStreamThroughOutages(t *testing.T) {
 			w.link.Bounce()
 		} else {
 			w.proxy.Cut()
-			fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+			testkit.WaitFor(t, 15*time.Second, func() error {
+				if w.link.Connected() {
+					return errors.New("still waiting for link down after the cut")
+				}
+				return nil
+			})
 			if err := w.proxy.Restore(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		fwWaitFor(t, 15*time.Second, "link back", func() bool {
-			return w.link.Connected() && w.link.Status().Reconnects > reconnects
+		testkit.WaitFor(t, 15*time.Second, func() error {
+			if !(w.link.Connected() && w.link.Status().Reconnects > reconnects) {
+				return errors.New("still waiting for link back")
+			}
+			return nil
 		})
 	}
 	cancel()
@@ -320,8 +341,8 @@ func TestLinkJetStreamThroughOutages(t *testing.T) {
 func TestLinkWebsocketThroughGate(t *testing.T) {
 	for _, scheme := range []string{"ws", "wss"} {
 		t.Run(scheme, func(t *testing.T) {
-			pki := newPKI(t, time.Now().Add(time.Hour))
-			o := fwHubOpts(t)
+			pki := testkit.NewPKI(t, time.Now().Add(time.Hour))
+			o := testkit.HubOpts(t)
 			o.JetStream = false
 			o.Websocket.Host, o.Websocket.Port, o.Websocket.NoTLS = "127.0.0.1", -1, scheme == "ws"
 			if scheme == "wss" {
@@ -331,7 +352,7 @@ func TestLinkWebsocketThroughGate(t *testing.T) {
 				}
 				o.Websocket.TLSConfig = tc
 			}
-			hub := fwStartServer(t, o)
+			hub := testkit.RunServer(t, o)
 			v, err := hub.Varz(nil)
 			if err != nil {
 				t.Fatal(err)
@@ -341,8 +362,11 @@ func TestLinkWebsocketThroughGate(t *testing.T) {
 				cfg.TLS.CAFile = pki.CAFile
 			}
 			e := startLink(t, cfg, nil)
-			fwWaitFor(t, 15*time.Second, "leaf connected over "+scheme, func() bool {
-				return e.link.Connected() && hub.NumLeafNodes() == 1
+			testkit.WaitFor(t, 15*time.Second, func() error {
+				if !(e.link.Connected() && hub.NumLeafNodes() == 1) {
+					return fmt.Errorf("still waiting for leaf connected over %s", scheme)
+				}
+				return nil
 			})
 			if st := e.link.Status(); st.Hub != fmt.Sprintf("127.0.0.1:%d", v.Websocket.Port) {
 				t.Fatalf("hub = %q, want the hub's websocket port %d", st.Hub, v.Websocket.Port)

@@ -40,6 +40,7 @@ type Heartbeat struct {
 	LastOutage int64             `json:"lout,omitempty"`
 	Backlog    map[string]uint64 `json:"bl,omitempty"` // unforwarded messages per lane
 	Evicted    uint64            `json:"ev,omitempty"` // dropped by limits before forwarding
+	Lost       uint64            `json:"ls,omitempty"` // lost to damage before forwarding, not acknowledged on site yet
 	SensorsOK  int               `json:"s_ok"`
 	Failing    []string          `json:"s_fail,omitempty"` // names of failing sensors
 	DiskUsed   uint64            `json:"disk"`             // bytes of the local store

@@ -15,19 +15,25 @@ import (
 // HubStreamConfig is the hub-side stream that captures every site's
 // forwarded readings. The duplicate window must outlast the longest resend
 // after a crash or reconnect, so resends are dropped, not stored twice.
+// Fast batch publishing is allowed: forwarders then get a hub ack every N
+// readings instead of each one (nats-server 2.14+; older hubs ignore the
+// setting and forwarders fall back to per-message acks).
 func HubStreamConfig(name, prefix string, dupWindow time.Duration) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        name,
-		Description: "edge-agent fleet ingest: " + prefix + ".<site>.telemetry|alerts.>",
-		Subjects:    []string{prefix + ".*.telemetry.>", prefix + ".*.alerts.>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  dupWindow,
+		Name:              name,
+		Description:       "edge-agent fleet ingest: " + prefix + ".<site>.telemetry|alerts.>",
+		Subjects:          []string{prefix + ".*.telemetry.>", prefix + ".*.alerts.>"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Duplicates:        dupWindow,
+		AllowBatchPublish: true,
 	}
 }
 
 // EnsureHubStream creates the hub stream or verifies an existing one
-// captures the fleet subjects; it never changes a stream it did not create.
+// captures the fleet subjects. The one change it makes to a stream it did
+// not create is to allow fast batches when want does and the hub supports
+// them: it only lets forwarders ask for fewer acks.
 func EnsureHubStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -35,6 +41,13 @@ func EnsureHubStream(ctx context.Context, js jetstream.JetStream, want jetstream
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up hub stream %s: %w", want.Name, err)
+	}
+	if want.AllowBatchPublish && !s.CachedInfo().Config.AllowBatchPublish && HubBatches(js) {
+		cfg := s.CachedInfo().Config
+		cfg.AllowBatchPublish = true
+		if s, err = js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("allow fast batches on hub stream %s: %w", want.Name, err)
+		}
 	}
 	have := s.CachedInfo().Config
 	for _, w := range want.Subjects {
@@ -79,4 +92,14 @@ func HubLeafUser(prefix, site, password string) string {
   publish: {allow: [%s]}
   subscribe: {allow: [%s]}
 }}`, site, password, q(p.Publish.Allow), q(p.Subscribe.Allow))
+}
+
+// HubBatches reports whether the hub js talks to runs a nats-server that
+// supports fast batch publishing (2.14+).
+func HubBatches(js jetstream.JetStream) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(js.Conn().ConnectedServerVersion(), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 2 || major == 2 && minor >= 14
 }

@@ -2,6 +2,8 @@ package uplink
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // hubFromDocs loads testdata/hub.conf, the hub config the README shows,
@@ -69,7 +73,12 @@ func TestDocumentedHubConfig(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- d.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
-		fwWaitFor(t, 60*time.Second, "readings at the hub", func() bool { return e.hubCount() == 503 })
+		testkit.WaitFor(t, 60*time.Second, func() error {
+			if got := e.hubCount(); got != 503 {
+				return fmt.Errorf("still waiting for readings at the hub: %d on the hub", got)
+			}
+			return nil
+		})
 		msgs := e.hubMsgs()
 		e.checkExactlyOnce(msgs, "TELEMETRY", "telemetry.ambient", 1, 500)
 		e.checkExactlyOnce(msgs, "ALERTS", "alerts.coldroom", 1, 3)
@@ -77,7 +86,12 @@ func TestDocumentedHubConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fwWaitFor(t, 10*time.Second, "downlink interest at the hub", func() bool { return acc.SubscriptionInterest("edge.store-0042.agent.ping") })
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			if !acc.SubscriptionInterest("edge.store-0042.agent.ping") {
+				return errors.New("still waiting for downlink interest at the hub")
+			}
+			return nil
+		})
 		if _, err := e.hubNC.Request("edge.store-0042.agent.ping", nil, 5*time.Second); err != nil {
 			t.Fatalf("agent.ping through the documented config: %v", err)
 		}
@@ -92,7 +106,12 @@ func TestDocumentedHubConfig(t *testing.T) {
 		e.leafUp()
 		e.publish("telemetry.ambient", 5, []byte("x"))
 		f := e.start(nil)
-		fwWaitFor(t, 20*time.Second, "permission reason", func() bool { return f.Status().ReasonClass == ReasonPermission })
+		testkit.WaitFor(t, 20*time.Second, func() error {
+			if f.Status().ReasonClass != ReasonPermission {
+				return errors.New("still waiting for permission reason")
+			}
+			return nil
+		})
 		if n := e.hubCount(); n != 0 {
 			t.Fatalf("hub stored %d messages of the wrong site", n)
 		}

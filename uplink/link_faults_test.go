@@ -2,6 +2,8 @@ package uplink
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -10,7 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // wanEnv is fwEnv with the WAN in between: the leaf reaches the hub only
@@ -57,8 +60,11 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 	})
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
 	w.link = runLink(t, w.fwEnv, lo, r, tune...)
-	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
-		return w.link.Connected() && w.link.Status().Hub == w.proxy.Addr()
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !(w.link.Connected() && w.link.Status().Hub == w.proxy.Addr()) {
+			return errors.New("still waiting for leaf connected through the proxy")
+		}
+		return nil
 	})
 	return w
 }
@@ -135,14 +141,24 @@ func (w *wanEnv) flow(subject string, every time.Duration) (stop func() uint64) 
 func (w *wanEnv) restoreToAck(t testing.TB, outage time.Duration) time.Duration {
 	t.Helper()
 	w.proxy.Cut()
-	fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if w.link.Connected() {
+			return errors.New("still waiting for link down after the cut")
+		}
+		return nil
+	})
 	time.Sleep(outage) // the outage itself, not a wait for a condition
 	before := w.hubCount()
 	if err := w.proxy.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	restored := time.Now()
-	fwWaitFor(t, 30*time.Second, "first reading at the hub after restore", func() bool { return w.hubCount() > before })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := w.hubCount(); got <= before {
+			return fmt.Errorf("still waiting for first reading at the hub after restore: %d on the hub", got)
+		}
+		return nil
+	})
 	return time.Since(restored)
 }
 
@@ -150,11 +166,21 @@ func TestWANOutage(t *testing.T) {
 	w := newWANEnv(t, "store-9")
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
-	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return w.hubCount() > 100 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := w.hubCount(); got <= 100 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	d := w.restoreToAck(t, 2*time.Second)
 	t.Logf("WAN restore -> first hub ack: %s", d)
 	n := stop()
-	fwWaitFor(t, 60*time.Second, "every reading at the hub", func() bool { return w.hubCount() >= n })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if got := w.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	if got := w.hubCount(); got != n {
 		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
 	}
@@ -185,7 +211,12 @@ func TestWANFlaps(t *testing.T) {
 	}
 	n := stop()
 	t.Logf("100 flaps in %s, %d readings, link reconnects %d", time.Since(start).Round(time.Millisecond), n, w.link.Status().Reconnects)
-	fwWaitFor(t, 40*time.Second, "every reading at the hub", func() bool { return w.hubCount() >= n })
+	testkit.WaitFor(t, 40*time.Second, func() error {
+		if got := w.hubCount(); got < n {
+			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
+		}
+		return nil
+	})
 	if got := w.hubCount(); got != n {
 		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
 	}
@@ -203,7 +234,12 @@ func TestWANShapedBacklogDrains(t *testing.T) {
 	}
 	start := time.Now()
 	w.forwarder()
-	fwWaitFor(t, 60*time.Second, "backlog drained", func() bool { return w.hubCount() == n })
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if got := w.hubCount(); got != n {
+			return fmt.Errorf("still waiting for backlog drained: %d on the hub", got)
+		}
+		return nil
+	})
 	rate := float64(n*size) / time.Since(start).Seconds()
 	ratio := rate / 125_000
 	t.Logf("drained %d x %d B in %s: %.0f B/s payload = %.0f%% of the shaped 1 Mbit/s", n, size, time.Since(start).Round(time.Millisecond), rate, 100*ratio)
@@ -232,12 +268,22 @@ func TestLinkRestoreWatch(t *testing.T) {
 		{"cut", func() error { w.proxy.Cut(); return nil }, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			fwWaitFor(t, 30*time.Second, "link up", w.link.Connected)
+			testkit.WaitFor(t, 30*time.Second, func() error {
+				if !w.link.Connected() {
+					return errors.New("still waiting for link up")
+				}
+				return nil
+			})
 			if err := c.down(); err != nil {
 				t.Fatal(err)
 			}
 			next := w.restoreInBackoff(t)
-			fwWaitFor(t, 30*time.Second, "link up after the restore", w.link.Connected)
+			testkit.WaitFor(t, 30*time.Second, func() error {
+				if !w.link.Connected() {
+					return errors.New("still waiting for link up after the restore")
+				}
+				return nil
+			})
 			st := w.link.Status()
 			if !st.LastConnected.Before(next) {
 				t.Fatalf("connected at %s, not before the backoff's attempt due at %s", st.LastConnected.Format(time.TimeOnly+".000"), next.Format(time.TimeOnly+".000"))
@@ -254,12 +300,15 @@ func TestLinkRestoreWatch(t *testing.T) {
 // that wait would have ended.
 func (w *wanEnv) restoreInBackoff(t *testing.T) (next time.Time) {
 	t.Helper()
-	fwWaitFor(t, 90*time.Second, "a long backoff wait after a failed attempt", func() bool {
+	testkit.WaitFor(t, 90*time.Second, func() error {
 		st := w.link.Status()
 		next = st.NextAttempt
 		// A wait after a drop is at most min (3 s): longer ones follow a
 		// failed attempt.
-		return st.State == StateDisconnected && time.Until(next) > 3*time.Second
+		if !(st.State == StateDisconnected && time.Until(next) > 3*time.Second) {
+			return errors.New("still waiting for a long backoff wait after a failed attempt")
+		}
+		return nil
 	})
 	if err := w.proxy.Restore(); err != nil {
 		t.Fatal(err)
@@ -284,12 +333,27 @@ func TestLinkHubReturn(t *testing.T) {
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 20*time.Millisecond)
 	defer stop()
-	fwWaitFor(t, 30*time.Second, "flow reaching the hub", func() bool { return w.hubCount() > 10 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := w.hubCount(); got <= 10 {
+			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
+		}
+		return nil
+	})
 
 	w.proxy.Cut()
-	fwWaitFor(t, 15*time.Second, "link down after the cut", func() bool { return !w.link.Connected() })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if w.link.Connected() {
+			return errors.New("still waiting for link down after the cut")
+		}
+		return nil
+	})
 	drop := w.link.Status()
-	fwWaitFor(t, 15*time.Second, "a refused retry", func() bool { return w.link.Status().Attempts > 0 })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if w.link.Status().Attempts <= 0 {
+			return errors.New("still waiting for a refused retry")
+		}
+		return nil
+	})
 	// The outage's times count from the drop: a failed retry moves none.
 	if st := w.link.Status(); !st.Since.Equal(drop.Since) || !st.DownSince.Equal(drop.Since) || !st.LastUp.Equal(drop.Since) || st.DownSince.IsZero() {
 		t.Errorf("after a failed retry: since %v, down_since %v, last_up %v; want all %v (the drop)", st.Since, st.DownSince, st.LastUp, drop.Since)
@@ -301,7 +365,12 @@ func TestLinkHubReturn(t *testing.T) {
 	}
 	back := time.Now()
 	bound := restoreWatchEvery*5/4 + min(restoreWatchEvery, r.Min) + time.Second
-	fwWaitFor(t, 30*time.Second, "first reading at the hub after its return", func() bool { return w.hubCount() > before })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if got := w.hubCount(); got <= before {
+			return fmt.Errorf("still waiting for first reading at the hub after its return: %d on the hub", got)
+		}
+		return nil
+	})
 	took := time.Since(back)
 	t.Logf("hub back -> first reading at the hub: %s (bound %s; the backoff alone: 12 s or more)", took.Round(time.Millisecond), bound)
 	if took > bound {

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,7 +17,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // memEvents is an EventSink that keeps events for assertions.
@@ -138,37 +140,8 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
-func tlsHub(t *testing.T, pki wanfault.PKI) *server.Server {
-	o := fwHubOpts(t)
-	o.JetStream = false
-	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.CertFile, KeyFile: pki.KeyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.LeafNode.TLSConfig = tc
-	return fwStartServer(t, o)
-}
-
-func newPKI(t *testing.T, notAfter time.Time) wanfault.PKI {
-	p, err := wanfault.NewPKI(t.TempDir(), notAfter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// mtlsHub is a TLS hub that requires a client certificate signed by
-// pki's CA.
-func mtlsHub(t *testing.T, pki wanfault.PKI) *server.Server {
-	o := fwHubOpts(t)
-	o.JetStream = false
-	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.CertFile, KeyFile: pki.KeyFile, CaFile: pki.CAFile, Verify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.LeafNode.TLSConfig = tc
-	return fwStartServer(t, o)
-}
+// noJetStream tunes a hub for tests that only need its leafnode listener.
+func noJetStream(o *server.Options) { o.JetStream = false }
 
 // TestLinkReasons runs the link against real failing hubs: each reason
 // names the hub as configured (never the link's loopback gate), in the
@@ -185,37 +158,37 @@ func TestLinkReasons(t *testing.T) {
 			return linkConfig(t, "nats://hub-1.edge-agent.invalid:7422")
 		}},
 		{"expired certificate", ReasonTLS, "TLS: hub certificate expired 3 days ago", "uplink.tls.ca_file", func(t *testing.T) *Config {
-			pki := newPKI(t, time.Now().Add(-3*24*time.Hour-time.Hour))
-			c := linkConfig(t, hubLeafURL(t, tlsHub(t, pki), "tls"))
+			pki := testkit.NewPKI(t, time.Now().Add(-3*24*time.Hour-time.Hour))
+			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, false, noJetStream), "tls"))
 			c.TLS.CAFile = pki.CAFile
 			return c
 		}},
 		{"wrong CA", ReasonTLS, "signed by unknown authority", "uplink.tls.ca_file", func(t *testing.T) *Config {
-			pki, other := newPKI(t, time.Now().Add(time.Hour)), newPKI(t, time.Now().Add(time.Hour))
-			c := linkConfig(t, hubLeafURL(t, tlsHub(t, pki), "tls"))
+			pki, other := testkit.NewPKI(t, time.Now().Add(time.Hour)), testkit.NewPKI(t, time.Now().Add(time.Hour))
+			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, false, noJetStream), "tls"))
 			c.TLS.CAFile = other.CAFile
 			return c
 		}},
 		{"TLS hub behind a nats:// URL", ReasonTLS, "TLS: the hub requires TLS: use tls://", "use tls:// in uplink.hub_urls", func(t *testing.T) *Config {
-			return linkConfig(t, hubLeafURL(t, tlsHub(t, newPKI(t, time.Now().Add(time.Hour))), "nats"))
+			return linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, testkit.NewPKI(t, time.Now().Add(time.Hour)), false, noJetStream), "nats"))
 		}},
 		{"client certificate missing", ReasonTLS, "TLS: the hub requires a client certificate and uplink.tls.cert_file is not set", "set uplink.tls.cert_file and uplink.tls.key_file", func(t *testing.T) *Config {
-			pki := newPKI(t, time.Now().Add(time.Hour))
-			c := linkConfig(t, hubLeafURL(t, mtlsHub(t, pki), "tls"))
+			pki := testkit.NewPKI(t, time.Now().Add(time.Hour))
+			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, true, noJetStream), "tls"))
 			c.TLS.CAFile = pki.CAFile
 			return c
 		}},
 		{"client certificate of another CA", ReasonTLS, "TLS: the hub refused the client certificate in uplink.tls.cert_file", "uplink.tls.cert_file is not one the hub accepts", func(t *testing.T) *Config {
-			pki, other := newPKI(t, time.Now().Add(time.Hour)), newPKI(t, time.Now().Add(time.Hour))
-			c := linkConfig(t, hubLeafURL(t, mtlsHub(t, pki), "tls"))
+			pki, other := testkit.NewPKI(t, time.Now().Add(time.Hour)), testkit.NewPKI(t, time.Now().Add(time.Hour))
+			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, true, noJetStream), "tls"))
 			c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile = pki.CAFile, other.CertFile, other.KeyFile
 			return c
 		}},
 		{"wrong password", ReasonAuth, "auth: the hub refused this site's user/password (authorization violation)", `check uplink.user ("leaf") and uplink.password`, func(t *testing.T) *Config {
-			o := fwHubOpts(t)
+			o := testkit.HubOpts(t)
 			o.JetStream = false
 			o.LeafNode.Username, o.LeafNode.Password = "leaf", "right"
-			c := linkConfig(t, hubLeafURL(t, fwStartServer(t, o), "nats"))
+			c := linkConfig(t, hubLeafURL(t, testkit.RunServer(t, o), "nats"))
 			c.User, c.Password = "leaf", "wrong"
 			return c
 		}},
@@ -225,12 +198,15 @@ func TestLinkReasons(t *testing.T) {
 			e := startLink(t, tc.cfg(t), nil)
 			gateAddr := e.link.gate.ln.Addr().String()
 			var seen []string
-			fwWaitFor(t, 20*time.Second, "reason "+tc.reason, func() bool {
+			testkit.WaitFor(t, 20*time.Second, func() error {
 				st := e.link.Status()
 				if st.Reason != "" && !slices.Contains(seen, st.Reason) {
 					seen = append(seen, st.Reason)
 				}
-				return st.ReasonClass == tc.class && strings.Contains(st.Reason, tc.reason)
+				if !(st.ReasonClass == tc.class && strings.Contains(st.Reason, tc.reason)) {
+					return fmt.Errorf("still waiting for reason %s", tc.reason)
+				}
+				return nil
 			})
 			for _, r := range seen {
 				if strings.Contains(r, gateAddr) {
@@ -247,16 +223,21 @@ func TestLinkReasons(t *testing.T) {
 			if e.link.Connected() {
 				t.Error("Connected() with a failing hub")
 			}
-			fwWaitFor(t, 5*time.Second, "error event in the sink", func() bool { return e.events.has(EventError, tc.reason) })
+			testkit.WaitFor(t, 5*time.Second, func() error {
+				if !e.events.has(EventError, tc.reason) {
+					return errors.New("still waiting for error event in the sink")
+				}
+				return nil
+			})
 			t.Logf("status: %s (%s)", st.Reason, st.ReasonClass)
 		})
 	}
 }
 
 func TestLinkConnectBounceAndDrop(t *testing.T) {
-	ho := fwHubOpts(t)
+	ho := testkit.HubOpts(t)
 	ho.LeafNode.NoAdvertise = true // or the leaf redials the hub directly, bypassing the proxy
-	hub := fwStartServer(t, ho)
+	hub := testkit.RunServer(t, ho)
 	proxy, err := wanfault.Start(strings.TrimPrefix(hubLeafURL(t, hub, "nats"), "nats://"))
 	if err != nil {
 		t.Fatal(err)
@@ -274,9 +255,12 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 		t.Fatalf("status after connect = %+v, want connected through %s", st, proxy.Addr())
 	}
 	// Compression as negotiated: the default, s2_fast, even on loopback.
-	fwWaitFor(t, 5*time.Second, "RTT and compression from Leafz", func() bool {
+	testkit.WaitFor(t, 5*time.Second, func() error {
 		st := e.link.Status()
-		return st.RTT > 0 && st.Compression == server.CompressionS2Fast
+		if !(st.RTT > 0 && st.Compression == server.CompressionS2Fast) {
+			return errors.New("still waiting for RTT and compression from Leafz")
+		}
+		return nil
 	})
 
 	// The leaf's handshake crossed the gate: counted, and counted on
@@ -287,11 +271,19 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 	}
 
 	e.link.Bounce()
-	fwWaitFor(t, 15*time.Second, "reconnect after Bounce", func() bool {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		st := e.link.Status()
-		return st.Reconnects == 1 && st.State == StateConnected
+		if !(st.Reconnects == 1 && st.State == StateConnected) {
+			return errors.New("still waiting for reconnect after Bounce")
+		}
+		return nil
 	})
-	fwWaitFor(t, 5*time.Second, "the new connection's bytes counted on top", func() bool { return e.link.Status().SentBytes > sent })
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if e.link.Status().SentBytes <= sent {
+			return errors.New("still waiting for the new connection's bytes counted on top")
+		}
+		return nil
+	})
 	if st := e.link.Status(); st.Hub != proxy.Addr() {
 		t.Fatalf("after Bounce the leaf is on %s, not the proxy %s", st.Hub, proxy.Addr())
 	}
@@ -300,9 +292,12 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 	}
 
 	proxy.Cut()
-	fwWaitFor(t, 15*time.Second, "disconnected after the WAN cut", func() bool {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		st := e.link.Status()
-		return st.State != StateConnected && st.ReasonClass == ReasonTCP
+		if !(st.State != StateConnected && st.ReasonClass == ReasonTCP) {
+			return errors.New("still waiting for disconnected after the WAN cut")
+		}
+		return nil
 	})
 	if st := e.link.Status(); st.RTT != 0 || st.Compression != "" {
 		t.Errorf("disconnected link still reports the old connection: rtt %s, compression %q", st.RTT, st.Compression)
@@ -315,7 +310,12 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 	if err := proxy.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	fwWaitFor(t, 15*time.Second, "reconnected after restore", e.link.Connected)
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !e.link.Connected() {
+			return errors.New("still waiting for reconnected after restore")
+		}
+		return nil
+	})
 	if !e.events.has(EventConnect, proxy.Addr()) || !e.events.has(EventDisconnect, "TCP: connection refused") {
 		t.Error("connect/disconnect events missing")
 	}
@@ -432,10 +432,10 @@ func TestClassifyLine(t *testing.T) {
 // the remote reloads nothing: every ReloadOptions re-runs nats-server's
 // account setup, which races with JetStream API traffic.
 func TestLinkLogQuiet(t *testing.T) {
-	ho := fwHubOpts(t)
+	ho := testkit.HubOpts(t)
 	ho.JetStream = false
 	ho.LeafNode.NoAdvertise = true
-	hub := fwStartServer(t, ho)
+	hub := testkit.RunServer(t, ho)
 	proxy, err := wanfault.Start(strings.TrimPrefix(hubLeafURL(t, hub, "nats"), "nats://"))
 	if err != nil {
 		t.Fatal(err)
@@ -462,14 +462,29 @@ func TestLinkLogQuiet(t *testing.T) {
 		defer mu.Unlock()
 		return count[key]
 	}
-	fwWaitFor(t, 15*time.Second, "connected", e.link.Connected)
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !e.link.Connected() {
+			return errors.New("still waiting for connected")
+		}
+		return nil
+	})
 	for outage := 1; outage <= 2; outage++ {
 		proxy.Cut()
-		fwWaitFor(t, 20*time.Second, "repeated failed dials", func() bool { return seen("DBG dial") >= 4*outage })
+		testkit.WaitFor(t, 20*time.Second, func() error {
+			if seen("DBG dial") < 4*outage {
+				return errors.New("still waiting for repeated failed dials")
+			}
+			return nil
+		})
 		if err := proxy.Restore(); err != nil {
 			t.Fatal(err)
 		}
-		fwWaitFor(t, 15*time.Second, "reconnected", e.link.Connected)
+		testkit.WaitFor(t, 15*time.Second, func() error {
+			if !e.link.Connected() {
+				return errors.New("still waiting for reconnected")
+			}
+			return nil
+		})
 		// The first dial error of each outage is news; the rest repeat it.
 		if n := seen("ERR dial"); n != outage {
 			t.Fatalf("outage %d: %d dial errors at error level, want %d (one per outage)", outage, n, outage)
@@ -489,7 +504,7 @@ func TestLinkLogQuiet(t *testing.T) {
 // the forwarder reports it cured; a connection-level reason is not, because
 // only the link knows when the connection is healthy again.
 func TestLinkDegradedCleared(t *testing.T) {
-	hub := fwStartServer(t, fwHubOpts(t))
+	hub := testkit.RunServer(t, testkit.HubOpts(t))
 	e := startLink(t, linkConfig(t, hubLeafURL(t, hub, "nats")), nil)
 	// Connected, so the link itself has no reason to set meanwhile.
 	select {

@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,7 +13,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // A hub advertises a leafnode address (here a trap listener standing in
@@ -64,11 +66,21 @@ func TestRemoteIgnoresDiscoveredURLs(t *testing.T) {
 			e.leafUp()
 			proxy.Cut()
 			if !ignore {
-				fwWaitFor(t, 20*time.Second, "a redial to the advertised address", func() bool { return trapped.Load() > 0 })
+				testkit.WaitFor(t, 20*time.Second, func() error {
+					if trapped.Load() <= 0 {
+						return errors.New("still waiting for a redial to the advertised address")
+					}
+					return nil
+				})
 				return
 			}
 			// Several redials, every one of them to the configured URL.
-			fwWaitFor(t, 20*time.Second, "five redials", func() bool { return dials.count() >= 5 })
+			testkit.WaitFor(t, 20*time.Second, func() error {
+				if dials.count() < 5 {
+					return errors.New("still waiting for five redials")
+				}
+				return nil
+			})
 			for _, host := range dials.hosts() {
 				if host != proxy.Addr() {
 					t.Errorf("leaf dialed %s, not the configured %s", host, proxy.Addr())
@@ -148,7 +160,12 @@ func TestRemoteCompression(t *testing.T) {
 			}
 			e.publishRandom("telemetry.x", 200, 128)
 			e.start(nil)
-			fwWaitFor(t, 30*time.Second, "readings at the hub", func() bool { return e.hubCount() == 200 })
+			testkit.WaitFor(t, 30*time.Second, func() error {
+				if got := e.hubCount(); got != 200 {
+					return fmt.Errorf("still waiting for readings at the hub: %d on the hub", got)
+				}
+				return nil
+			})
 			e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 200)
 		})
 	}

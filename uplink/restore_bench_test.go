@@ -2,12 +2,15 @@ package uplink
 
 import (
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // BenchmarkWANRestore measures, after each WAN restore, how long the first
@@ -95,7 +98,12 @@ func benchRestores(b *testing.B, site string, outages []time.Duration, down func
 		}
 		return s.CachedInfo().State.Msgs
 	}
-	fwWaitFor(b, 30*time.Second, "readings at the hub both ways", func() bool { return count("EDGE") > 10 && count("SOURCED") > 10 })
+	testkit.WaitFor(b, 30*time.Second, func() error {
+		if !(count("EDGE") > 10 && count("SOURCED") > 10) {
+			return errors.New("still waiting for readings at the hub both ways")
+		}
+		return nil
+	})
 
 	var fwd, src []time.Duration
 	for b.Loop() {
@@ -129,7 +137,12 @@ func (w *wanEnv) restoreBoth(t testing.TB, down func(*wanEnv) error, outage time
 	if err := down(w); err != nil {
 		t.Fatal(err)
 	}
-	fwWaitFor(t, 15*time.Second, "link down", func() bool { return !w.link.Connected() })
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if w.link.Connected() {
+			return errors.New("still waiting for link down")
+		}
+		return nil
+	})
 	time.Sleep(outage) // the outage itself, not a wait for a condition
 	beforeF, beforeS := count("EDGE"), count("SOURCED")
 	if err := w.proxy.Restore(); err != nil {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/sensors"
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
 )
 
 // BenchmarkShapedDrain drains a backlog of 128-byte readings through a

@@ -1,12 +1,14 @@
 package uplink
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // Hub pulls: through the documented hub config, a hub stream sourcing the
@@ -22,9 +24,12 @@ func TestSourcingHubPulls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fwWaitFor(t, 60*time.Second, "sourced readings at the hub", func() bool {
+	testkit.WaitFor(t, 60*time.Second, func() error {
 		info, err := s.Info(ctx)
-		return err == nil && info.State.Msgs == 302
+		if !(err == nil && info.State.Msgs == 302) {
+			return errors.New("still waiting for sourced readings at the hub")
+		}
+		return nil
 	})
 	tele, err := s.Info(ctx, jetstream.WithSubjectFilter("edge.store-0042.>"))
 	if err != nil {

@@ -92,4 +92,9 @@ type ForwarderStatus struct {
 	// HeldUntil is the end of the drain ramp after a hub outage: until
 	// then only alerts are sent (WithStartJitter). Zero: nothing is held.
 	HeldUntil time.Time `json:"telemetry_held_until,omitzero"`
+	// Mode is how the forwarder publishes to the hub: ModeBatch (fast
+	// batches, a hub ack every N readings) or ModePerMessage (a hub older
+	// than nats-server 2.14, a stream without allow_batched, or one with
+	// too many open batches); empty until the hub's first answer.
+	Mode string `json:"mode,omitempty"`
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 func TestCongestionWindow(t *testing.T) {
@@ -94,12 +96,20 @@ func TestForwarderHubBusy(t *testing.T) {
 	var log fwLog
 	f := e.start(log.logger())
 	sawSmall := false
-	fwWaitFor(t, 120*time.Second, "all readings at the hub", func() bool {
+	testkit.WaitFor(t, 120*time.Second, func() error {
 		st := f.Status()
 		sawSmall = sawSmall || st.HubBusy > 0 && st.Window < 8192/2
-		return e.hubCount() == n
+		if got := e.hubCount(); got != n {
+			return fmt.Errorf("still waiting for all readings at the hub: %d on the hub", got)
+		}
+		return nil
 	})
-	fwWaitFor(t, 10*time.Second, "cursor at the end", func() bool { return e.st.Cursor("TELEMETRY") == n })
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if got := e.st.Cursor("TELEMETRY"); got != n {
+			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
+		}
+		return nil
+	})
 	st := f.Status()
 	t.Logf("hub busy %d times; window now %d; log:\n%.2000s", st.HubBusy, st.Window, log.String())
 	if st.HubBusy == 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/agent/client"
 )
 
 // cmdDoctor runs the technician's checks; it works with the daemon stopped.
@@ -29,7 +30,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		printJSON(stdout, checks)
 	} else {
-		agent.RenderChecks(stdout, checks, isTTY(stdout))
+		client.RenderChecks(stdout, checks, isTTY(stdout))
 	}
 	return agent.DoctorExit(checks)
 }
@@ -39,7 +40,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 func findConfig(socket string) (path, source string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	p, err := agent.FetchConfigPath(ctx, socket)
+	p, err := client.FetchConfigPath(ctx, socket)
 	if err == nil && p != "" {
 		return p, "the running agent's config, asked on " + socket
 	}

@@ -81,13 +81,23 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		return exitFor(err, stderr)
 	}
 	defer closeNC()
-	s, verb, err := ensureReport(ctx, js, *srv, want.Name, func() (jetstream.Stream, error) { return uplink.EnsureHubStream(ctx, js, want) })
+	var batched bool // an existing stream allowed fast batches before
+	s, verb, err := ensureReport(ctx, js, *srv, want.Name, func() (jetstream.Stream, error) {
+		if old, err := js.Stream(ctx, want.Name); err == nil {
+			batched = old.CachedInfo().Config.AllowBatchPublish
+		}
+		return uplink.EnsureHubStream(ctx, js, want)
+	})
 	if err != nil {
 		return exitFor(err, stderr)
 	}
 	have := s.CachedInfo().Config
+	if verb != "created" && !batched && have.AllowBatchPublish {
+		verb = "verified existing (allowed fast batches)"
+	}
 	fmt.Fprintf(stdout, "%s hub stream %s: subjects %s, duplicate window %s, max bytes %s, max age %s, replicas %d\n",
 		verb, have.Name, strings.Join(have.Subjects, " "), have.Duplicates, limitText(have.MaxBytes), ageText(have.MaxAge), have.Replicas)
+	fmt.Fprintln(stdout, batchText(js, have.AllowBatchPublish))
 	// The fleet table is what `edge-agent fleet` reads: without it the
 	// heartbeats reach the hub but nothing keeps them.
 	s, verb, err = ensureReport(ctx, js, *srv, uplink.StatusStream, func() (jetstream.Stream, error) { return uplink.EnsureStatusStream(ctx, js, *prefix) })
@@ -181,4 +191,16 @@ func cmdHubLeafUser(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "# add to users: [...] of the hub account with JetStream (README: hub side)\n%s\n", uplink.HubLeafUser(*prefix, *site, *password))
 	return 0
+}
+
+// batchText says whether sites may publish to the hub stream in fast
+// batches, or why not.
+func batchText(js jetstream.JetStream, allowed bool) string {
+	switch {
+	case allowed:
+		return "fast batch publishing allowed (allow_batched): sites get a hub ack every few hundred readings"
+	case !uplink.HubBatches(js):
+		return "fast batch publishing unavailable: the hub runs nats-server " + js.Conn().ConnectedServerVersion() + ", older than 2.14; sites use one hub ack per reading (upgrade the hub and rerun hub init)"
+	}
+	return "fast batch publishing not allowed on this stream: sites use one hub ack per reading"
 }

@@ -33,6 +33,8 @@ Usage:
                                         the running agent's health (exit 0 healthy, 1 degraded, 2 down)
   edge-agent doctor [--config FILE] [--socket PATH] [--json]
                                         check config, store, devices, clock, power and the way to the hub
+  edge-agent buffer ack-loss [--config FILE] [--socket PATH]
+                                        acknowledge readings lost to damage (status is down until then)
   edge-agent sensors list               registered sensor drivers
   edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m] [--metrics HOST:PORT]
                                         every site the hub heard from, worst first
@@ -71,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSensors(rest, stdout, stderr)
 	case "hub":
 		return cmdHub(rest, stdout, stderr)
+	case "buffer":
+		return cmdBuffer(rest, stdout, stderr)
 	case "fleet":
 		return cmdFleet(rest, stdout, stderr)
 	case "help", "-h", "--help":
@@ -108,6 +112,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	log := agent.NewLogger(stderr, cfg.LogFormat, level)
+	agent.RuntimeDefaults(log)
 	a := agent.New(cfg, log, level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

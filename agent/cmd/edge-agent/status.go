@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/agent/client"
 	"github.com/edge-agent/edge-agent/buffer"
 )
 
@@ -108,11 +109,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 func statusOnce(ctx context.Context, t statusTarget, w io.Writer, asJSON, tty bool) int {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	s, err := agent.FetchStatus(rctx, t.socket)
+	s, err := client.FetchStatus(rctx, t.socket)
 	now := time.Now()
 	switch {
 	case err == nil:
-	case errors.Is(err, agent.ErrNotRunning):
+	case errors.Is(err, client.ErrNotRunning):
 		return notRunning(t, err, w, asJSON, tty, now)
 	default:
 		fmt.Fprintf(w, "edge-agent status: %v\n", err)
@@ -124,7 +125,7 @@ func statusOnce(ctx context.Context, t statusTarget, w io.Writer, asJSON, tty bo
 		printJSON(w, s)
 		return code
 	}
-	agent.RenderStatus(w, s, now, tty)
+	client.RenderStatus(w, s, now, tty)
 	return code
 }
 
@@ -164,7 +165,7 @@ func notRunning(t statusTarget, cause error, w io.Writer, asJSON, tty bool, now 
 	if errors.As(cause, &se) {
 		cause = se.Err
 	}
-	agent.RenderNotRunning(w, t.socket, cause, last, lastErr, now, tty)
+	client.RenderNotRunning(w, t.socket, cause, last, lastErr, now, tty)
 	return agent.ExitDown
 }
 

@@ -49,6 +49,7 @@ func main() {
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second), strings.Join(env, " "), strings.Join(args, " "))
 	md.WriteString(machine())
 	md.WriteString("\nEach ratio compares edge-agent with its peer measured in the same run on the same machine (for example a standalone nats-server with the same sync policy); absolute figures vary between machines, ratios much less.\n")
+	writeGoals(&md, results)
 	writeTables(&md, results)
 	md.WriteString(sizes(*dist))
 	if runErr != nil {

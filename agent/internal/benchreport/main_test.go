@@ -29,3 +29,26 @@ BenchmarkDrain-2 1 2000000000 ns/op 51000 msgs/s 1.8 x_vs_sourcing 0.93 sourcing
 		}
 	}
 }
+
+// The goals table reads each figure from its benchmark, divides where a
+// goal compares two rows, and says whether the run met the bound.
+func TestGoals(t *testing.T) {
+	out := `pkg: github.com/edge-agent/edge-agent/agent
+BenchmarkPeerRSS-2 1 1 ns/op 21.5 MiB_idle_agent 1.82 idle_rss_ratio_vs_nats_server 1.45 loaded_rss_ratio_vs_nats_server
+pkg: github.com/edge-agent/edge-agent/buffer
+BenchmarkDiskWrites/sync=always/rate=10/s-2 1 1 ns/op 37.5 disk_B/payload_B
+BenchmarkDiskWrites/sync=1s/rate=10/s-2 1 1 ns/op 7.5 disk_B/payload_B
+`
+	var md strings.Builder
+	writeGoals(&md, parse(strings.NewReader(out)))
+	for _, want := range []string{
+		"| idle RSS | 1.82× | ≤ 1.3× | `nats-server -js` | no |",
+		"| RSS after a load | 1.45× | ≤ 1.5× | `nats-server -js` | yes |",
+		"| disk bytes per payload byte, 10 readings/s, sync always | 5.00× | ≤ 3× | sync 1s | no |",
+		"| core pub/sub through the leaf | not run | ≥ 0.95× | standalone nats-server |  |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("goals lack %q:\n%s", want, md.String())
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,18 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+	"github.com/edge-agent/edge-agent/internal/testkit"
+)
 
 func testHub(t *testing.T) (*hub, jetstream.JetStream) {
 	t.Helper()
@@ -107,7 +99,12 @@ func TestPublisherLogsOnlyAcknowledged(t *testing.T) {
 	if err := p.run(ctx, 2, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "50 acks and a refused alert", func() bool { return len(p.ackedIDs()) >= 50 && p.failures() > 0 })
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if !(len(p.ackedIDs()) >= 50 && p.failures() > 0) {
+			return errors.New("still waiting for 50 acks and a refused alert")
+		}
+		return nil
+	})
 	cancel()
 	if err := p.close(); err != nil {
 		t.Fatal(err)

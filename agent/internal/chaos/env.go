@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edge-agent/edge-agent/buffer/powercut"
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
+	"github.com/edge-agent/edge-agent/internal/powercut"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
 
 // env is one scenario's world: a hub, maybe a WAN proxy or a loop disk, the

@@ -33,6 +33,7 @@ type publisher struct {
 	logFile *os.File
 	sent    map[string]time.Time // id -> when the publish was sent
 	ackAt   map[string]time.Time // id -> when its PubAck arrived
+	ackSeq  map[string]streamSeq // id -> where its PubAck says it is stored
 	acked   []string
 	paused  bool
 	fails   int
@@ -46,7 +47,7 @@ func newPublisher(url, prefix, ackLog string, onAck func(time.Time)) (*publisher
 	if err != nil {
 		return nil, fmt.Errorf("ack log: %w", err)
 	}
-	return &publisher{url: url, prefix: prefix, logFile: f, log: bufio.NewWriter(f), sent: map[string]time.Time{}, ackAt: map[string]time.Time{}, onAck: onAck}, nil
+	return &publisher{url: url, prefix: prefix, logFile: f, log: bufio.NewWriter(f), sent: map[string]time.Time{}, ackAt: map[string]time.Time{}, ackSeq: map[string]streamSeq{}, onAck: onAck}, nil
 }
 
 // run starts workers publishing with pace between publishes until ctx ends.
@@ -96,6 +97,7 @@ func (p *publisher) run(ctx context.Context, workers int, pace time.Duration) er
 				p.mu.Lock()
 				p.acked = append(p.acked, id)
 				p.ackAt[id] = time.Now()
+				p.ackSeq[id] = streamSeq{stream: ack.Stream, seq: ack.Sequence}
 				fmt.Fprintln(p.log, id)
 				p.mu.Unlock()
 				if p.onAck != nil {
@@ -135,6 +137,13 @@ func (p *publisher) ackedAt(id string) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ackAt[id]
+}
+
+// storedAt is where the PubAck of id said it was stored.
+func (p *publisher) storedAt(id string) streamSeq {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ackSeq[id]
 }
 
 // ackedIDs is a copy of every acknowledged id so far.

@@ -15,8 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/agent/client"
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/buffer/powercut"
+	"github.com/edge-agent/edge-agent/internal/powercut"
 )
 
 // scenario is one row of the report: a fault repeated for a number of
@@ -34,6 +36,9 @@ type scenario struct {
 	// localLossOK: the fault destroys local data (truncated file) that the
 	// hub already holds; local loss is reported, hub loss still fails.
 	localLossOK bool
+	// damageOK: the fault destroys readings the hub never had; each cycle
+	// fails unless the agent reports exactly those as lost (hostile group).
+	damageOK bool
 	// age is buffer.max_age ("" for the agent's default); testClock runs
 	// the agent with EDGE_AGENT_TEST_CLOCK_FILE (env.clockFile).
 	age       string
@@ -92,6 +97,9 @@ func scenarios() []*scenario {
 	cut := func(p proxy) error { p.Cut(); return nil }
 	metered := wan("wan-metered", wanFault(true, cut))
 	metered.bandwidth = "16KiB"
+	// Hostile: damage in the unforwarded tail at a random offset.
+	tail := wan("hostile-tail-damage", tailDamage)
+	tail.full, tail.quick, tail.damageOK = 10, 2, true
 	clock := one("clock-jump", 5, 1, clockJump)
 	// 30m: every forward step (+1h, +30 days, 1970 -> now) exceeds it, and
 	// a full run stays well under it in agent time (no genuine expiry).
@@ -117,6 +125,7 @@ func scenarios() []*scenario {
 		trunc,
 		clock,
 		restore,
+		tail,
 	}
 }
 
@@ -331,6 +340,116 @@ func truncatedBlock(ctx context.Context, e *env, _ int) error {
 	}
 	e.logf("truncated %s from %d to %d bytes", last, fi.Size(), to)
 	return e.restart(ctx, "truncating "+filepath.Base(last))
+}
+
+// tailDamage cuts the WAN so readings pile up unforwarded, stops the agent
+// cleanly, overwrites 2 KiB at a random offset of the newest TELEMETRY
+// block and starts it again. Every acknowledged reading the damage took
+// must be in a loss the agent reports (status, with stream and sequence
+// range); those are acknowledged with ack-loss before the next cycle.
+func tailDamage(ctx context.Context, e *env, _ int) error {
+	p := e.proxies[0]
+	p.Cut()
+	sleep(ctx, e.between(time.Second, 3*time.Second))
+	e.pub.pause(true)
+	defer e.pub.pause(false)
+	sleep(ctx, 500*time.Millisecond) // in-flight publishes finish
+	acked := e.pub.ackedIDs()
+	held, err := readLocal(ctx, e.agent.url) // earlier cycles' losses are not this one's
+	if err != nil {
+		return err
+	}
+	if err := e.agent.stop(30 * time.Second); err != nil {
+		return fmt.Errorf("stop before the damage: %w", err)
+	}
+	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
+	if len(blks) == 0 {
+		return fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
+	}
+	sort.Slice(blks, func(i, j int) bool { return blockNum(blks[i]) < blockNum(blks[j]) })
+	last := blks[len(blks)-1]
+	buf, err := os.ReadFile(last)
+	if err != nil {
+		return err
+	}
+	if len(buf) < 4096 {
+		return fmt.Errorf("%s holds %d bytes: too little load to damage", last, len(buf))
+	}
+	off := e.rng.IntN(len(buf) - 2048)
+	if _, err := io.ReadFull(rand.Reader, buf[off:off+2048]); err != nil {
+		return err
+	}
+	if err := os.WriteFile(last, buf, 0o640); err != nil {
+		return err
+	}
+	e.logf("overwrote 2 KiB of %s (%d bytes) at %d", last, len(buf), off)
+	if err := e.agent.start(); err != nil {
+		return err
+	}
+	if err := e.agent.waitReady(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	local, err := readLocal(ctx, e.agent.url)
+	if err != nil {
+		return err
+	}
+	// The client port answers before the control socket exists.
+	socket := filepath.Join(e.dir, "agent.sock")
+	st, err := client.FetchStatus(ctx, socket)
+	for deadline := time.Now().Add(30 * time.Second); errors.Is(err, client.ErrNotRunning) && time.Now().Before(deadline); {
+		sleep(ctx, 50*time.Millisecond)
+		st, err = client.FetchStatus(ctx, socket)
+	}
+	if err != nil {
+		return err
+	}
+	inLoss := func(ss streamSeq) bool {
+		for _, l := range st.Store.Losses {
+			if l.Stream == ss.stream && ss.seq >= l.From && ss.seq <= l.To {
+				return true
+			}
+		}
+		return false
+	}
+	// Damage in the part already forwarded costs nothing the hub lacks:
+	// those are not losses to report.
+	atHub := newContents()
+	if e.opts.hubAudit {
+		if atHub, err = readHub(ctx, e.hubJS, e.site); err != nil {
+			return err
+		}
+	}
+	lost, unreported := 0, 0
+	for _, id := range acked {
+		if local.ids[id] > 0 || held.ids[id] == 0 || atHub.ids[id] > 0 {
+			continue
+		}
+		lost++
+		if !inLoss(e.pub.storedAt(id)) {
+			unreported++
+		}
+	}
+	var reported uint64
+	for _, l := range st.Store.Losses {
+		reported += l.Count
+	}
+	e.note("damage at %d of %s: %d acked readings lost, %d in the %d reported (%d messages with the sensor's)", off, filepath.Base(last), lost, lost-unreported, len(st.Store.Losses), reported)
+	if unreported > 0 {
+		return fmt.Errorf("%d acked readings the damage took are not in a reported loss (%+v)", unreported, st.Store.Losses)
+	}
+	if st.State != agent.StateDown && lost > 0 {
+		return fmt.Errorf("status %s with %d acked readings lost: want down until ack-loss", st.State, lost)
+	}
+	if _, err := client.AckLoss(ctx, socket); err != nil {
+		return err
+	}
+	p.Clear()
+	if err := p.Restore(); err != nil {
+		return err
+	}
+	heal := time.Now()
+	e.pub.pause(false)
+	return e.await(ctx, e.arm(heal), heal, "the tail damage")
 }
 
 func blockNum(path string) int {

@@ -34,13 +34,17 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/uplink"
-	"github.com/edge-agent/edge-agent/uplink/wanfault"
 )
 
 func main() {
+	// toxiproxy (wanfault) logs through zerolog's global logger; a program
+	// sets its own global log level, the wanfault library does not.
+	zerolog.SetGlobalLevel(zerolog.Disabled)
 	if len(os.Args) > 1 && os.Args[1] == "hub" {
 		if err := runHub(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "fleetsim hub:", err)

@@ -28,8 +28,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-var quietOnce sync.Once
-
 // Proxy forwards one listening address to an upstream, with faults.
 type Proxy struct {
 	mu   sync.Mutex
@@ -46,9 +44,6 @@ type Proxy struct {
 // Start listens on a random loopback port and forwards to upstream
 // ("host:port").
 func Start(upstream string) (*Proxy, error) {
-	// toxiproxy's toxics log through zerolog's global logger at trace
-	// level; a test's output should show the test, not every byte moved.
-	quietOnce.Do(func() { zerolog.SetGlobalLevel(zerolog.Disabled) })
 	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	p := toxiproxy.NewProxy(api, "wan", "127.0.0.1:0", upstream)
 	if err := p.Start(); err != nil {

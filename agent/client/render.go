@@ -1,4 +1,4 @@
-package agent
+package client
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/internal/human"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -36,13 +38,13 @@ func (st style) color(c, s string) string {
 // mark is the per-line verdict: a symbol on a terminal, a word otherwise.
 func (st style) mark(sev string) string {
 	switch {
-	case sev == SevCritical && st.tty:
+	case sev == agent.SevCritical && st.tty:
 		return st.color(ansiRed, "✗")
-	case sev == SevCritical:
+	case sev == agent.SevCritical:
 		return "CRIT"
-	case sev == SevWarning && st.tty:
+	case sev == agent.SevWarning && st.tty:
 		return st.color(ansiYellow, "!")
-	case sev == SevWarning:
+	case sev == agent.SevWarning:
 		return "WARN"
 	case st.tty:
 		return st.color(ansiGreen, "✓")
@@ -53,9 +55,9 @@ func (st style) mark(sev string) string {
 func (st style) state(state string) string {
 	word := strings.ToUpper(state)
 	switch state {
-	case StateHealthy:
+	case agent.StateHealthy:
 		return st.color(ansiGreen+ansiBold, word)
-	case StateDegraded:
+	case agent.StateDegraded:
 		return st.color(ansiYellow+ansiBold, word)
 	}
 	return st.color(ansiRed+ansiBold, word)
@@ -64,14 +66,14 @@ func (st style) state(state string) string {
 // RenderStatus writes the technician's one-screen view. It is a pure
 // function of its arguments (no clock, no environment), so golden files pin
 // it down.
-func RenderStatus(w io.Writer, s Status, now time.Time, tty bool) {
+func RenderStatus(w io.Writer, s agent.Status, now time.Time, tty bool) {
 	st := style{tty}
 	p := func(f string, a ...any) { fmt.Fprintf(w, f, a...) }
 	code, warnings := s.Health()
 
 	up := ""
 	if s.Running && !s.Started.IsZero() {
-		up = "  up " + fmtAge(now.Sub(s.Started))
+		up = "  up " + human.Age(now.Sub(s.Started))
 	}
 	domain := ""
 	if s.Domain != "" && s.Domain != s.Site {
@@ -80,11 +82,11 @@ func RenderStatus(w io.Writer, s Status, now time.Time, tty bool) {
 	p("edge-agent %s (%s)%s  site %s%s\n", s.Version, shortCommit(s.Commit), up, s.Site, domain)
 	switch n := len(warnings); n {
 	case 0:
-		p("%s\n", st.state(StateName(code)))
+		p("%s\n", st.state(agent.StateName(code)))
 	case 1:
-		p("%s: 1 warning\n", st.state(StateName(code)))
+		p("%s: 1 warning\n", st.state(agent.StateName(code)))
 	default:
-		p("%s: %d warnings\n", st.state(StateName(code)), n)
+		p("%s: %d warnings\n", st.state(agent.StateName(code)), n)
 	}
 	for _, wa := range warnings {
 		p("  %-4s %s\n", st.mark(wa.Severity), wa.Message)
@@ -98,12 +100,12 @@ func RenderStatus(w io.Writer, s Status, now time.Time, tty bool) {
 	renderSensors(p, st, s, now)
 
 	store := s.Store
-	line := fmtBytes(store.Bytes) + " stored"
+	line := human.Bytes(store.Bytes) + " stored"
 	if store.MaxBytes > 0 {
-		line += " (budget " + fmtBytes(store.MaxBytes) + ")"
+		line += " (budget " + human.Bytes(store.MaxBytes) + ")"
 	}
 	if store.DiskTotal > 0 {
-		line += fmt.Sprintf(", disk %s free of %s", fmtBytes(store.DiskFree), fmtBytes(store.DiskTotal))
+		line += fmt.Sprintf(", disk %s free of %s", human.Bytes(store.DiskFree), human.Bytes(store.DiskTotal))
 	}
 	if store.ReadOnly {
 		line += ", READ-ONLY"
@@ -114,7 +116,7 @@ func RenderStatus(w io.Writer, s Status, now time.Time, tty bool) {
 		clock += " (" + s.Clock.Error + ")"
 	}
 	if o := s.Clock.HubOffset; o != nil {
-		clock += fmt.Sprintf(", %s the hub's (measured %s ago)", fmtOffset(time.Duration(*o*float64(time.Second))), fmtAge(now.Sub(s.Clock.HubMeasured)))
+		clock += fmt.Sprintf(", %s the hub's (measured %s ago)", human.Offset(time.Duration(*o*float64(time.Second))), human.Age(now.Sub(s.Clock.HubMeasured)))
 	}
 	p("%-9s %s\n", "clock", clock)
 	if s.Running {
@@ -122,7 +124,7 @@ func RenderStatus(w io.Writer, s Status, now time.Time, tty bool) {
 	}
 }
 
-func renderUplink(p func(string, ...any), s Status, now time.Time) {
+func renderUplink(p func(string, ...any), s agent.Status, now time.Time) {
 	const k = "uplink"
 	u := s.Uplink
 	switch {
@@ -135,7 +137,7 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 		l := u.Link
 		line := l.State
 		if !l.Since.IsZero() {
-			line += " for " + fmtAge(now.Sub(l.Since))
+			line += " for " + human.Age(now.Sub(l.Since))
 		}
 		if l.Hub != "" {
 			line += " (" + l.Hub + ")"
@@ -161,7 +163,7 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 				line += ", compression " + l.Compression
 			}
 			if l.SentBytes > 0 {
-				line += ", " + fmtBytes(uint64(l.SentBytes)) + " sent"
+				line += ", " + human.Bytes(uint64(l.SentBytes)) + " sent"
 			}
 		}
 		p("%-9s %s\n", k, line)
@@ -172,8 +174,11 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 			total += n
 		}
 		line := fmt.Sprintf("forwarded %d this boot, %.1f msg/s, %d in flight", total, f.RatePerSec, f.InFlight)
+		if f.Mode != "" {
+			line += " (" + f.Mode + ")"
+		}
 		if !f.LastAck.IsZero() {
-			line += ", last ack " + fmtAge(now.Sub(f.LastAck)) + " ago"
+			line += ", last ack " + human.Age(now.Sub(f.LastAck)) + " ago"
 		}
 		if f.Rejected > 0 {
 			line += fmt.Sprintf(", %d never forwardable (last: %s)", f.Rejected, f.LastRejected)
@@ -186,7 +191,7 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 		}
 		if f.HeldUntil.After(now) {
 			// Rounded up: "starts in 0s" would read as a stuck forwarder.
-			line += ", telemetry starts in " + fmtAge(f.HeldUntil.Sub(now)+time.Second-1) + " (drain ramp after a hub outage)"
+			line += ", telemetry starts in " + human.Age(f.HeldUntil.Sub(now)+time.Second-1) + " (drain ramp after a hub outage)"
 		}
 		p("%-9s %s\n", "", line)
 	}
@@ -197,7 +202,7 @@ func renderUplink(p func(string, ...any), s Status, now time.Time) {
 func outageLine(l *uplink.LinkStatus, now time.Time) string {
 	line := "never connected this boot"
 	if !l.LastUp.IsZero() {
-		line = "last up " + fmtAge(now.Sub(l.LastUp)) + " ago"
+		line = "last up " + human.Age(now.Sub(l.LastUp)) + " ago"
 	}
 	switch l.Attempts {
 	case 0:
@@ -209,14 +214,14 @@ func outageLine(l *uplink.LinkStatus, now time.Time) string {
 	switch {
 	case !l.NextAttempt.IsZero():
 		// Rounded up: "next in 0s" would read as a stuck link.
-		line += ", next in " + fmtAge(l.NextAttempt.Sub(now)+time.Second-1)
+		line += ", next in " + human.Age(l.NextAttempt.Sub(now)+time.Second-1)
 	case l.State == uplink.StateConnecting:
 		line += ", attempt in progress"
 	}
 	return line
 }
 
-func renderBacklog(p func(string, ...any), s Status, now time.Time) {
+func renderBacklog(p func(string, ...any), s agent.Status, now time.Time) {
 	key := "backlog"
 	if len(s.Backlog) == 0 {
 		p("%-9s unknown\n", key)
@@ -224,14 +229,14 @@ func renderBacklog(p func(string, ...any), s Status, now time.Time) {
 	}
 	linkUp := s.Uplink != nil && s.Uplink.Link != nil && s.Uplink.Link.State == uplink.StateConnected
 	for _, l := range s.Backlog {
-		line := fmt.Sprintf("%-10s %d msgs, %s", l.Stream, l.Messages, fmtBytes(l.Bytes))
+		line := fmt.Sprintf("%-10s %d msgs, %s", l.Stream, l.Messages, human.Bytes(l.Bytes))
 		if l.Messages > 0 {
 			if !l.Oldest.IsZero() {
-				line += ", oldest " + fmtAge(now.Sub(l.Oldest))
+				line += ", oldest " + human.Age(now.Sub(l.Oldest))
 			}
 			switch {
 			case l.Drain > 0:
-				line += ", drains in ~" + fmtAge(l.Drain)
+				line += ", drains in ~" + human.Age(l.Drain)
 			case s.Uplink != nil && !linkUp:
 				line += ", waiting for uplink"
 			}
@@ -239,12 +244,15 @@ func renderBacklog(p func(string, ...any), s Status, now time.Time) {
 		if l.Evicted > 0 {
 			line += fmt.Sprintf(", %d evicted unforwarded", l.Evicted)
 		}
+		if l.Lost > 0 {
+			line += fmt.Sprintf(", %d lost to damage", l.Lost)
+		}
 		p("%-9s %s\n", key, line)
 		key = ""
 	}
 }
 
-func renderSensors(p func(string, ...any), st style, s Status, now time.Time) {
+func renderSensors(p func(string, ...any), st style, s agent.Status, now time.Time) {
 	ok := 0
 	for _, se := range s.Sensors {
 		if se.OK {
@@ -263,11 +271,11 @@ func renderSensors(p func(string, ...any), st style, s Status, now time.Time) {
 	for _, se := range s.Sensors {
 		sev := ""
 		if !se.OK {
-			sev = SevWarning
+			sev = agent.SevWarning
 		}
 		line := fmt.Sprintf("  %-4s %-*s  %-8s %s", st.mark(sev), width, se.Name, se.Driver, fmtValues(se.LastValues))
 		if !se.LastRead.IsZero() {
-			line += " (" + fmtAge(now.Sub(se.LastRead)) + " ago)"
+			line += " (" + human.Age(now.Sub(se.LastRead)) + " ago)"
 		}
 		if se.LastError != "" {
 			line += fmt.Sprintf("  error: %s (%d errors)", se.LastError, se.Errors)
@@ -303,9 +311,9 @@ func shortCommit(c string) string {
 // RenderNotRunning is what status prints when nothing answers on the
 // socket: say so, the commands that show why, and what state.db last
 // recorded (last may be nil when there is no state.db to read).
-func RenderNotRunning(w io.Writer, socket string, cause error, last *Status, lastErr error, now time.Time, tty bool) {
+func RenderNotRunning(w io.Writer, socket string, cause error, last *agent.Status, lastErr error, now time.Time, tty bool) {
 	st := style{tty}
-	fmt.Fprintf(w, "%s edge-agent is not running (nothing answers on %s: %v)\n", st.mark(SevCritical), socket, cause)
+	fmt.Fprintf(w, "%s edge-agent is not running (nothing answers on %s: %v)\n", st.mark(agent.SevCritical), socket, cause)
 	fmt.Fprintf(w, "  why:    systemctl status edge-agent\n          journalctl -u edge-agent -n 50\n  start:  systemctl start edge-agent\n")
 	switch {
 	case last == nil && lastErr != nil:
@@ -313,7 +321,7 @@ func RenderNotRunning(w io.Writer, socket string, cause error, last *Status, las
 	case last == nil:
 		fmt.Fprintf(w, "no recorded status\n")
 	default:
-		fmt.Fprintf(w, "last recorded status, %s ago (%s):\n", fmtAge(now.Sub(last.Time)), last.Time.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "last recorded status, %s ago (%s):\n", human.Age(now.Sub(last.Time)), last.Time.UTC().Format(time.RFC3339))
 		s := *last
 		s.Running = false
 		RenderStatus(w, s, last.Time, tty)

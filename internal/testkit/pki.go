@@ -1,4 +1,4 @@
-package wanfault
+package testkit
 
 import (
 	"crypto/ecdsa"
@@ -12,28 +12,39 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
 // PKI is a throwaway CA and one hub certificate for 127.0.0.1/localhost,
-// as PEM files: a hub whose certificate expired, or that a site does not
-// trust, is a WAN fault too.
+// as PEM files: for hubs whose certificate expired, or that a site does
+// not trust.
 type PKI struct{ CAFile, CertFile, KeyFile string }
 
-// NewPKI writes the CA and a hub certificate valid until notAfter into dir.
-func NewPKI(dir string, notAfter time.Time) (PKI, error) {
+// NewPKI writes a CA and a hub certificate valid until notAfter into a
+// temporary directory.
+func NewPKI(t testing.TB, notAfter time.Time) PKI {
+	t.Helper()
+	p, err := newPKI(t.TempDir(), notAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newPKI(dir string, notAfter time.Time) (PKI, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return PKI{}, err
 	}
 	caTpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wanfault test CA"},
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edge-agent test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTpl, caTpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return PKI{}, fmt.Errorf("wanfault: CA: %w", err)
+		return PKI{}, fmt.Errorf("testkit: CA: %w", err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -53,7 +64,7 @@ func NewPKI(dir string, notAfter time.Time) (PKI, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return PKI{}, fmt.Errorf("wanfault: hub certificate: %w", err)
+		return PKI{}, fmt.Errorf("testkit: hub certificate: %w", err)
 	}
 	kb, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
@@ -66,7 +77,7 @@ func NewPKI(dir string, notAfter time.Time) (PKI, error) {
 		mode      os.FileMode
 	}{{p.CAFile, "CERTIFICATE", caDER, 0o644}, {p.CertFile, "CERTIFICATE", der, 0o644}, {p.KeyFile, "EC PRIVATE KEY", kb, 0o600}} {
 		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
-			return PKI{}, fmt.Errorf("wanfault: %w", err)
+			return PKI{}, fmt.Errorf("testkit: %w", err)
 		}
 	}
 	return p, nil

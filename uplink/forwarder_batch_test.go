@@ -1,0 +1,176 @@
+package uplink
+
+import (
+	"errors"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/internal/wanfault"
+)
+
+// The fast batch path delivers every reading exactly once through WAN drops
+// and a hub restart, and asks the hub for far fewer acks than readings.
+// The hub forgets open batches when it restarts and a drop loses the tail
+// of a batch; either way the session resends from the cursor in a new
+// batch and the hub's duplicate window drops what it already stored.
+func TestForwarderBatchExactlyOnce(t *testing.T) {
+	var ho *server.Options
+	var proxy *wanfault.Proxy
+	var lo *server.Options
+	e := newFwEnv(t, "store-b", fwEnvOpts{
+		hub: func(o *server.Options) {
+			// Fixed ports and NoAdvertise: the restarted hub is where the
+			// proxy and the test's client look for it.
+			o.Port, o.LeafNode.Port, o.LeafNode.NoAdvertise = freePort(t), freePort(t), true
+			ho = o
+		},
+		remoteURL: func(u *url.URL) {
+			p, err := wanfault.Start(u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Close)
+			proxy = p
+			u.Host = p.Addr()
+		},
+		leaf: func(o *server.Options) {
+			if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+				t.Fatal(err)
+			}
+			lo = o
+		},
+	})
+	e.cfg.HubURLs = []string{proxy.URL("nats")}
+	link := runLink(t, e, lo, quickReconnect)
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !link.Connected() {
+			return errors.New("still waiting for the leaf to connect through the proxy")
+		}
+		return nil
+	})
+
+	// A clean drain: the hub answers a flow ack per batch of readings.
+	const first = 5000
+	e.publish("telemetry.x", first, []byte("r"))
+	f := e.start(nil, WithLink(link))
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != first {
+			return errors.New("still waiting for first backlog at the hub")
+		}
+		return nil
+	})
+	if m := f.Status().Mode; m != ModeBatch {
+		t.Fatalf("mode %q, want %q", m, ModeBatch)
+	}
+	lz, err := e.leaf.Leafz(nil)
+	if err != nil || len(lz.Leafs) != 1 {
+		t.Fatalf("leafz: %v %+v", err, lz)
+	}
+	if n := lz.Leafs[0].InMsgs; n > first/20 {
+		t.Fatalf("the hub sent %d messages to the site for %d readings: acks are not batched", n, first)
+	}
+
+	// Drops and a hub restart in the middle of a larger drain, which a
+	// 2 MB/s link (incompressible readings) stretches to a few seconds.
+	const second = 20000
+	if err := proxy.Shape(0, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	e.publishRandom("telemetry.x", second, 128)
+	const total = first + second
+	midDrain := func() {
+		t.Helper()
+		c := e.st.Cursor("TELEMETRY")
+		if c >= total {
+			t.Fatalf("the drain ended before the fault (cursor %d): the test proves nothing; slow the link", c)
+		}
+	}
+	for _, at := range []uint64{first + second/5, first + second/2} {
+		testkit.WaitFor(t, 30*time.Second, func() error {
+			if e.hubCount() <= at {
+				return errors.New("still waiting for drain under way")
+			}
+			return nil
+		})
+		midDrain()
+		proxy.Cut()
+		testkit.WaitFor(t, 15*time.Second, func() error {
+			if link.Connected() {
+				return errors.New("still waiting for link down after the cut")
+			}
+			return nil
+		})
+		if err := proxy.Restore(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		if e.hubCount() <= first+3*second/4 {
+			return errors.New("still waiting for drain under way")
+		}
+		return nil
+	})
+	midDrain()
+	e.hub.Shutdown()
+	e.hub.WaitForShutdown()
+	restarted := *ho
+	e.hub = testkit.RunServer(t, &restarted)
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		if e.st.Cursor("TELEMETRY") != total {
+			return errors.New("still waiting for every reading at the hub")
+		}
+		return nil
+	})
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, total)
+	if st := f.Status(); st.Mode != ModeBatch || st.Forwarded["TELEMETRY"] < total || st.DroppedDuplicate != 0 || st.Rejected != 0 {
+		t.Fatalf("status after the drain: %+v", st)
+	}
+}
+
+// A hub stream without allow_batched refuses the first batch before storing
+// anything: the forwarder resends per message at once, says so in status,
+// and tries batches again once the link comes back (a `hub init` may have
+// allowed them meanwhile).
+func TestForwarderBatchFallback(t *testing.T) {
+	w := newWANEnv(t, "store-f")
+	w.allowBatches(false)
+	w.publish("telemetry.x", 300, []byte("r"))
+	f := w.start(nil, WithLink(w.link))
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if w.st.Cursor("TELEMETRY") != 300 {
+			return errors.New("still waiting for backlog at the hub")
+		}
+		return nil
+	})
+	if st := f.Status(); st.Mode != ModePerMessage || st.LastError != "" {
+		t.Fatalf("status against a stream without allow_batched: %+v", st)
+	}
+	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 300)
+
+	w.allowBatches(true)
+	w.proxy.Cut()
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if w.link.Connected() {
+			return errors.New("still waiting for link down after the cut")
+		}
+		return nil
+	})
+	if err := w.proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	w.publish("telemetry.x", 300, []byte("r"))
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		if w.st.Cursor("TELEMETRY") != 600 {
+			return errors.New("still waiting for second backlog at the hub")
+		}
+		return nil
+	})
+	if m := f.Status().Mode; m != ModeBatch {
+		t.Fatalf("mode %q after allow_batched was set and the link came back, want %q", m, ModeBatch)
+	}
+	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 600)
+}
