@@ -84,7 +84,7 @@ func FixFor(c *Config, class, reason string) string {
 		}
 		return "check this site's credentials with the hub operator: uplink.user and uplink.password, uplink.token, uplink.nkey_seed or uplink.credentials"
 	case ReasonPermission:
-		return "the hub's leaf user for this site may not use a subject it needs: ask the hub operator to allow it (README: hub side)"
+		return "the hub's leaf user for this site may not use a subject it needs: ask the hub operator to allow it (docs/UPLINK.md: Hub side)"
 	}
 	return ""
 }

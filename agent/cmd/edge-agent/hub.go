@@ -189,7 +189,7 @@ func cmdHubLeafUser(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edge-agent hub leaf-user: --site is required\n%s", hubUsage)
 		return 2
 	}
-	fmt.Fprintf(stdout, "# add to users: [...] of the hub account with JetStream (README: hub side)\n%s\n", uplink.HubLeafUser(*prefix, *site, *password))
+	fmt.Fprintf(stdout, "# add to users: [...] of the hub account with JetStream (docs/UPLINK.md: Hub side)\n%s\n", uplink.HubLeafUser(*prefix, *site, *password))
 	return 0
 }
 
