@@ -45,6 +45,7 @@ type Agent struct {
 	up      *uplinkPart
 	hb      *heartbeatPart
 	ctl     *controlPart
+	rc      *remotePart
 }
 
 // part is a long-lived loop owned by the agent; restartable parts are
@@ -164,7 +165,7 @@ func (a *Agent) shutdownServer() {
 
 // setup runs once the server is ready: each wire_*.go contributes parts.
 func (a *Agent) setup(ctx context.Context, cfg *Config) error {
-	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupHeartbeat, a.setupControl} {
+	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupHeartbeat, a.setupControl, a.setupRemoteConfig} {
 		if err := step(ctx, cfg); err != nil {
 			return err
 		}

@@ -114,6 +114,9 @@ func RenderStatus(w io.Writer, s Status, now time.Time, tty bool) {
 		clock += " (" + s.Clock.Error + ")"
 	}
 	p("%-9s %s\n", "clock", clock)
+	if s.RemoteConfig != nil {
+		p("%-9s %s\n", "config", s.RemoteConfig.Line())
+	}
 	if s.Running {
 		p("%-9s %d local\n", "clients", s.Clients)
 	}

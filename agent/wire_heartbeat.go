@@ -26,7 +26,11 @@ func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 	hb, err := uplink.NewHeartbeater(uplink.HeartbeatOptions{
 		Conn: a.nc, Prefix: cfg.Uplink.SubjectPrefix, Site: cfg.Site,
 		Server: a.srv.Name(), Instance: uplink.NewInstanceID(), Interval: cfg.Uplink.Heartbeat,
-		Build:        func(ctx context.Context) uplink.Heartbeat { return heartbeatFromStatus(a.Status(ctx)) },
+		Build: func(ctx context.Context) uplink.Heartbeat {
+			hb := heartbeatFromStatus(a.Status(ctx))
+			hb.Config = a.RemoteConfigReport()
+			return hb
+		},
 		LinkConn:     a.leafConn,
 		HubListening: a.hubListening,
 		LinkReason: func() string {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 )
 
 // HeartbeatSchema is the "v" of every heartbeat; bumped only when a field
@@ -45,6 +47,9 @@ type Heartbeat struct {
 	Twin string `json:"twin,omitempty"` // the other device's "server/instance"
 	// Warnings are the components status warns about (clock, sensor:door).
 	Warnings []string `json:"w,omitempty"`
+	// Config is the site's remote config state (docs/FLEET-CONFIG.md);
+	// absent when remote_config is off.
+	Config *fleetconfig.Report `json:"cfg,omitempty"`
 }
 
 // StatusSubject is where a site's heartbeats go.
@@ -110,6 +115,15 @@ func NewHeartbeater(o HeartbeatOptions) (*Heartbeater, error) {
 		o.Log = slog.Default()
 	}
 	return &Heartbeater{o: o, subject: StatusSubject(o.Prefix, o.Site), kick: make(chan struct{}, 1)}, nil
+}
+
+// Kick publishes a heartbeat now (if connected) instead of at the next
+// interval: for changes the hub should learn at once.
+func (h *Heartbeater) Kick() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Subject is where this site's heartbeats go.

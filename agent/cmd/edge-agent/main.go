@@ -87,6 +87,9 @@ func exitFor(err error, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintln(stderr, "edge-agent:", err)
+	if errors.Is(err, agent.ErrRestart) {
+		return agent.ExitRestart
+	}
 	var ce *agent.ConfigError
 	if errors.As(err, &ce) {
 		return agent.ExitConfig
@@ -101,7 +104,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := agent.LoadConfig(*path)
+	cfg, err := agent.BootConfig(*path)
 	if err != nil {
 		return exitFor(err, stderr)
 	}
@@ -116,7 +119,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			next, err := agent.LoadConfig(*path)
+			next, err := agent.LoadEffectiveConfig(*path)
 			if err != nil {
 				log.Error("reload: config rejected; keeping the running config", "err", err)
 				continue

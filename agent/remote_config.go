@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
+	"github.com/edge-agent/edge-agent/sensors"
+	"github.com/edge-agent/edge-agent/uplink"
+)
+
+// ErrRestart ends Run when a remote config change (or its rollback) needs a
+// fresh process: the server options or the store changed.
+var ErrRestart = errors.New("restarting to apply a remote config change")
+
+// ExitRestart is EX_TEMPFAIL: systemd's Restart=on-failure restarts the
+// agent on it, unlike ExitConfig.
+const ExitRestart = 75
+
+// LoadEffectiveConfig is the config the agent runs: the local file, and
+// with remote_config enabled the fragments it last applied (or the one
+// under its health gate) merged over it. It changes nothing on disk, so
+// SIGHUP uses it; BootConfig is for starting.
+func LoadEffectiveConfig(path string) (*Config, error) {
+	cfg, _, err := loadEffective(path, false)
+	return cfg, err
+}
+
+// BootConfig is LoadEffectiveConfig for a starting agent: it counts the
+// start against a trial under the health gate, and reverts a trial the
+// agent already started on once, since that start ended without the gate
+// deciding (a crash, a kill, a power cut).
+func BootConfig(path string) (*Config, error) {
+	cfg, _, err := loadEffective(path, true)
+	return cfg, err
+}
+
+func loadEffective(path string, boot bool) (*Config, *fleetconfig.State, error) {
+	local, err := LoadConfig(path)
+	if err != nil || !local.RemoteConfig.Enabled {
+		return local, nil, err
+	}
+	st, err := fleetconfig.ReadState(local.StateDir)
+	if err != nil {
+		// The agent part reports it; the local file alone still runs.
+		return local, nil, nil
+	}
+	set := st.Applied
+	if t := st.Trial; t != nil {
+		if boot && t.Boots >= 1 {
+			refuse(&st, t.Set, fleetconfig.StateRolledBack, "the agent stopped during the health gate (crash, kill or power cut); back on the last-known-good config")
+			if err := fleetconfig.WriteState(local.StateDir, st); err != nil {
+				return nil, nil, fmt.Errorf("remote config state: %w", err)
+			}
+		} else {
+			if boot {
+				t.Boots++
+				if err := fleetconfig.WriteState(local.StateDir, st); err != nil {
+					return nil, nil, fmt.Errorf("remote config state: %w", err)
+				}
+			}
+			set = t.Set
+		}
+	}
+	cfg, _, err := mergeConfig(local, set)
+	if err != nil {
+		// The local file changed under the applied fragments: run the file
+		// alone and say so rather than refuse to start.
+		return local, &st, nil
+	}
+	return cfg, &st, nil
+}
+
+// refuse records set as rejected or rolled back and drops the trial.
+func refuse(st *fleetconfig.State, set fleetconfig.Set, state, why string) {
+	st.Trial = nil
+	st.Refused = &set
+	st.Report.State, st.Report.Error, st.Report.At = state, why, time.Now().UTC()
+	st.Report.DesiredRev = max(st.Report.DesiredRev, set.Rev)
+	st.Report.AppliedRev = st.Applied.Rev
+	st.Report.Fragments = st.Applied.Describe()
+}
+
+// mergeConfig merges set over the local file and validates the result with
+// the strict validator, after checking each fragment against the allow
+// list. Errors name the fragment and the key path.
+func mergeConfig(local *Config, set fleetconfig.Set) (*Config, []byte, error) {
+	data, err := os.ReadFile(local.Path)
+	if err != nil {
+		return nil, nil, &ConfigError{File: local.Path, Msg: err.Error()}
+	}
+	allow := local.RemoteConfig.EffectiveAllow()
+	for _, f := range set.Fragments {
+		if err := CheckFragment("fragment "+f.String(), []byte(f.Data)); err != nil {
+			return nil, nil, err
+		}
+		if err := fleetconfig.CheckAllowed(f, allow); err != nil {
+			return nil, nil, err
+		}
+	}
+	merged, err := fleetconfig.Merge(data, set.Fragments)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := ParseConfig(local.Path, merged)
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		if o := fleetconfig.Origin(set.Fragments, ce.Key); o != "" {
+			return nil, nil, &ConfigError{File: "fragment " + o + " (merged over " + local.Path + ")", Key: ce.Key, Msg: ce.Msg}
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, merged, nil
+}
+
+// CheckFragment validates one fragment alone with the check-config
+// decoder: unknown keys, wrong types and bad values are refused with the
+// key path, and the sections that need nothing site-specific (whole
+// sensor definitions, buffer, log level) are validated as a whole. Cross-checks with the
+// site's own file run when the site merges it.
+func CheckFragment(name string, data []byte) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return yamlError(name, nil, err)
+	}
+	if len(root.Content) == 0 {
+		return nil
+	}
+	if root.Content[0].Kind != yaml.MappingNode {
+		return &ConfigError{File: name, Msg: "a fragment is a mapping of agent.yaml keys, e.g. `log_level: debug`"}
+	}
+	cfg := DefaultConfig()
+	cfg.Path, cfg.root = name, &root
+	if findNode(&root, "uplink") != nil {
+		d := uplink.DefaultConfig()
+		cfg.Uplink = &d
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return yamlError(name, &root, err)
+	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		return cfg.keyErr("log_level", err.Error())
+	}
+	if err := cfg.Buffer.Validate(); err != nil {
+		return cfg.fieldErr(err)
+	}
+	// Entries without a driver patch a sensor of the site's file by name;
+	// only whole definitions can be checked alone.
+	if !slices.ContainsFunc(cfg.Sensors, func(s sensors.Config) bool { return s.Driver == "" }) {
+		if err := sensors.ValidateAll(cfg.Sensors); err != nil {
+			return cfg.fieldErr(err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,332 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
+	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wanfault"
+)
+
+// rcSite runs an agent from a real agent.yaml the way systemd would: a
+// run that ends with ErrRestart is started again from BootConfig.
+type rcSite struct {
+	t        *testing.T
+	path     string
+	logs     *syncBuf
+	cancel   context.CancelFunc
+	done     chan error
+	mu       sync.Mutex
+	cur      *Agent
+	restarts int
+	once     sync.Once
+}
+
+func startRCSite(t *testing.T, dir, body string) *rcSite {
+	t.Helper()
+	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
+		dir, filepath.Join(dir, "agent.sock"), body)
+	if !strings.Contains(body, "site:") {
+		y = "site: s1\n" + y
+	}
+	path := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return runRCSite(t, path)
+}
+
+func runRCSite(t *testing.T, path string) *rcSite {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &rcSite{t: t, path: path, logs: &syncBuf{}, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		for {
+			cfg, err := BootConfig(path)
+			if err != nil {
+				s.done <- err
+				return
+			}
+			level := new(slog.LevelVar)
+			a := New(cfg, NewLogger(s.logs, "text", level), level)
+			s.mu.Lock()
+			s.cur = a
+			s.mu.Unlock()
+			err = a.Run(ctx)
+			if errors.Is(err, ErrRestart) && ctx.Err() == nil {
+				s.mu.Lock()
+				s.restarts++
+				s.mu.Unlock()
+				continue
+			}
+			s.done <- err
+			return
+		}
+	}()
+	t.Cleanup(s.stop)
+	s.agent()
+	return s
+}
+
+// agent is the current run once it is ready.
+func (s *rcSite) agent() *Agent {
+	s.t.Helper()
+	var a *Agent
+	waitFor(s.t, 30*time.Second, "agent ready", func() bool {
+		s.mu.Lock()
+		a = s.cur
+		s.mu.Unlock()
+		if a == nil {
+			return false
+		}
+		select {
+		case <-a.Ready():
+			return true
+		default:
+			return false
+		}
+	})
+	return a
+}
+
+func (s *rcSite) stop() {
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			s.t.Errorf("site did not stop\n%s", s.logs)
+		}
+	})
+}
+
+func (s *rcSite) restartCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+func (s *rcSite) report() fleetconfig.Report {
+	if r := s.agent().RemoteConfigReport(); r != nil {
+		return *r
+	}
+	return fleetconfig.Report{}
+}
+
+// waitReport waits for the site to report state at revision rev or later.
+func (s *rcSite) waitReport(d time.Duration, state string, rev uint64) fleetconfig.Report {
+	s.t.Helper()
+	var r fleetconfig.Report
+	deadline := time.Now().Add(d)
+	for {
+		r = s.report()
+		if r.State == state && r.DesiredRev >= rev {
+			return r
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("site reports %+v, want %s at rev %d\n%s", r, state, rev, s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rcHub is a hub with JetStream in domain hub and the config bucket.
+func rcHub(t *testing.T) (*server.Server, jetstream.KeyValue) {
+	t.Helper()
+	hub := startServer(t, hubOpts(t))
+	nc := connect(t, hub.ClientURL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := fleetconfig.EnsureBucket(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uplink.EnsureStatusStream(ctx, js, "edge"); err != nil {
+		t.Fatal(err)
+	}
+	return hub, kv
+}
+
+func put(t *testing.T, kv jetstream.KeyValue, key, body string) uint64 {
+	t.Helper()
+	rev, err := kv.Put(context.Background(), key, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// hubReport is the config state in the site's last heartbeat at the hub.
+func hubReport(t *testing.T, hub *server.Server, site string) *fleetconfig.Report {
+	t.Helper()
+	nc := connect(t, hub.ClientURL())
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, uplink.StatusStream)
+	if err != nil {
+		return nil
+	}
+	m, err := s.GetLastMsgForSubject(ctx, uplink.StatusSubject("edge", site))
+	if err != nil {
+		return nil
+	}
+	var hb uplink.Heartbeat
+	if json.Unmarshal(m.Data, &hb) != nil {
+		return nil
+	}
+	return hb.Config
+}
+
+const rcSensors = "sensors:\n  - {name: room, driver: sim, interval: 50ms}\n"
+
+// A fragment set at the hub while the site is online is applied within
+// seconds, live (log_level, a new sensor), and the hub hears it in the
+// heartbeat; merge order is fleet, group, site, with sensors merged by name.
+func TestRemoteConfigAppliedOnline(t *testing.T) {
+	hub, kv := rcHub(t)
+	s := startRCSite(t, t.TempDir(), fmt.Sprintf("groups: [north]\nuplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 5s}\n%s", leafURL(t, hub, "nats"), rcSensors))
+	put(t, kv, "fleet", "log_level: warn\n")
+	put(t, kv, "group.north", "log_level: debug\nsensors:\n  - {name: door, driver: sim, interval: 50ms}\n")
+	rev := put(t, kv, "site.s1", "sensors:\n  - {name: room, interval: 75ms}\n")
+	r := s.waitReport(20*time.Second, fleetconfig.StateApplied, rev)
+	if r.AppliedRev != rev || r.Fragments != fmt.Sprintf("fleet@%d group.north@%d site.s1@%d", rev-2, rev-1, rev) {
+		t.Fatalf("report %+v", r)
+	}
+	cfg := s.agent().Config()
+	if cfg.LogLevel != "debug" || len(cfg.Sensors) != 2 || cfg.Sensors[0].Name != "room" || cfg.Sensors[0].Interval != 75*time.Millisecond || cfg.Sensors[1].Name != "door" {
+		t.Fatalf("merged config: log_level %s sensors %+v", cfg.LogLevel, cfg.Sensors)
+	}
+	if n := s.restartCount(); n != 0 {
+		t.Fatalf("live-applicable keys restarted the agent %d times", n)
+	}
+	waitFor(t, 10*time.Second, "the hub's status table has the applied state", func() bool {
+		h := hubReport(t, hub, "s1")
+		return h != nil && h.State == fleetconfig.StateApplied && h.AppliedRev == rev
+	})
+	var buf strings.Builder
+	RenderStatus(&buf, s.agent().Status(context.Background()), time.Now(), false)
+	if want := fmt.Sprintf("config    local file + fleet@%d group.north@%d site.s1@%d (applied rev %d)", rev-2, rev-1, rev, rev); !strings.Contains(buf.String(), want) {
+		t.Fatalf("status lacks %q:\n%s", want, buf.String())
+	}
+}
+
+// A change made while the site's WAN is down applies when it returns, and
+// a reboot with the WAN down keeps the applied config.
+func TestRemoteConfigOffline(t *testing.T) {
+	hub, kv := rcHub(t)
+	wan, err := wanfault.Start(strings.TrimPrefix(leafURL(t, hub, "nats"), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(wan.Close)
+	dir := t.TempDir()
+	s := startRCSite(t, dir, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  reconnect: {min: 100ms, max: 500ms}\nremote_config: {enabled: true, gate: 5s}\n%s", wan.URL("nats"), rcSensors))
+	waitFor(t, 10*time.Second, "link up", func() bool { return s.agent().leafConn() != 0 })
+	if err := wan.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "link down", func() bool { return s.agent().leafConn() == 0 })
+	rev := put(t, kv, "site.s1", "log_level: debug\n")
+	time.Sleep(2 * time.Second) // long enough for a sync that should not happen
+	if lvl := s.agent().Config().LogLevel; lvl != "info" {
+		t.Fatalf("applied %s with the WAN down", lvl)
+	}
+	if err := wan.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitReport(20*time.Second, fleetconfig.StateApplied, rev)
+	if lvl := s.agent().Config().LogLevel; lvl != "debug" {
+		t.Fatalf("log_level %s after the WAN came back", lvl)
+	}
+
+	// Reboot with no WAN: the applied config comes from the site alone.
+	if err := wan.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	s.stop()
+	s2 := runRCSite(t, s.path)
+	if lvl := s2.agent().Config().LogLevel; lvl != "debug" {
+		t.Fatalf("after a reboot with the WAN down: log_level %s\n%s", lvl, s2.logs)
+	}
+	if r := s2.report(); r.State != fleetconfig.StateApplied || r.AppliedRev != rev {
+		t.Fatalf("after reboot: %+v", r)
+	}
+}
+
+// A fragment written to the bucket by other means than the CLI (unknown
+// key, a key the site does not allow) is rejected by the site, which keeps
+// running its config and says which key in which fragment.
+func TestRemoteConfigRejected(t *testing.T) {
+	hub, kv := rcHub(t)
+	s := startRCSite(t, t.TempDir(), fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 5s}\n", leafURL(t, hub, "nats")))
+	good := put(t, kv, "fleet", "log_level: debug\n")
+	s.waitReport(20*time.Second, fleetconfig.StateApplied, good)
+	for _, tc := range []struct{ body, want string }{
+		{"log_levle: warn\n", `fragment site.s1@%d:1: log_levle: unknown key "log_levle"`},
+		{"buffer: {max_bytes: lots}\n", `fragment site.s1@%d:1: buffer: invalid size "lots"`},
+		{"listen: 0.0.0.0:4222\n", `fragment site.s1@%d: listen: not in the site's remote_config.allow`},
+		{"site: other\n", `fragment site.s1@%d: site: the hub may never set this key`},
+		{"sensors:\n  - {name: x, driver: nope}\n", `fragment site.s1@%d:2: sensors[0].driver`},
+	} {
+		rev := put(t, kv, "site.s1", tc.body)
+		r := s.waitReport(20*time.Second, fleetconfig.StateRejected, rev)
+		if want := fmt.Sprintf(tc.want, rev); !strings.Contains(r.Error, want) {
+			t.Errorf("%q: error %q, want %q", tc.body, r.Error, want)
+		}
+		if r.AppliedRev != good || s.agent().Config().LogLevel != "debug" {
+			t.Errorf("%q: the running config changed: %+v", tc.body, r)
+		}
+	}
+	// Deleting the bad fragment brings the site back to applied.
+	if err := kv.Delete(context.Background(), "site.s1"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitReport(20*time.Second, fleetconfig.StateApplied, good+6)
+}
+
+// A hub_urls change to a hub that does not answer (allowed explicitly by
+// the local file) restarts the agent, fails the gate because the link was
+// up before, and comes back on the old hub by itself, reporting why.
+func TestRemoteConfigUnreachableHubRollsBack(t *testing.T) {
+	hub, kv := rcHub(t)
+	s := startRCSite(t, t.TempDir(), fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  reconnect: {min: 100ms, max: 500ms}\nremote_config:\n  enabled: true\n  gate: 3s\n  allow: [uplink.hub_urls, log_level]\n", leafURL(t, hub, "nats")))
+	waitFor(t, 10*time.Second, "link up", func() bool { return s.agent().leafConn() != 0 })
+	start := time.Now()
+	rev := put(t, kv, "site.s1", "uplink: {hub_urls: [\"nats://127.0.0.1:1\"]}\n")
+	r := s.waitReport(30*time.Second, fleetconfig.StateRolledBack, rev)
+	if !strings.Contains(r.Error, "link to the hub is down") {
+		t.Fatalf("reason %q", r.Error)
+	}
+	waitFor(t, 20*time.Second, "link back on the old hub", func() bool { return s.agent().leafConn() != 0 })
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("rollback took %s", took)
+	}
+	if u := s.agent().Config().Uplink.HubURLs[0]; u != leafURL(t, hub, "nats") {
+		t.Fatalf("running on %s", u)
+	}
+	if n := s.restartCount(); n != 2 {
+		t.Fatalf("%d restarts, want 2 (apply, rollback)", n)
+	}
+	waitFor(t, 10*time.Second, "the hub hears rolled_back", func() bool {
+		h := hubReport(t, hub, "s1")
+		return h != nil && h.State == fleetconfig.StateRolledBack && h.DesiredRev == rev
+	})
+}
