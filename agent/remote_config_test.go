@@ -330,3 +330,73 @@ func TestRemoteConfigUnreachableHubRollsBack(t *testing.T) {
 		return h != nil && h.State == fleetconfig.StateRolledBack && h.DesiredRev == rev
 	})
 }
+
+// Against a hub whose leaf users carry uplink.SitePermissions (the README's
+// hub config), a site watches and applies its own keys, and a client on
+// the site cannot read another site's key through the leaf, nor write the
+// bucket.
+func TestRemoteConfigSitePermissions(t *testing.T) {
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`listen: 127.0.0.1:-1
+leafnodes { listen: 127.0.0.1:-1 }
+jetstream { store_dir: %q, domain: hub }
+no_auth_user: ops
+accounts { EDGE { jetstream: enabled, users: [
+%s
+%s
+{user: ops, password: ops}
+] } }
+`, filepath.Join(dir, "js"), uplink.HubLeafUser("edge", "s1", "pw1"), uplink.HubLeafUser("edge", "s2", "pw2"))
+	path := filepath.Join(dir, "hub.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.NoLog, o.NoSigs = true, true
+	hub := startServer(t, o)
+	nc := connect(t, hub.ClientURL())
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	kv, err := fleetconfig.EnsureBucket(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, kv, "site.s2", "log_level: error\n")
+	rev := put(t, kv, "site.s1", "log_level: debug\n")
+	u := strings.Replace(leafURL(t, hub, "nats"), "nats://", "nats://s1:pw1@", 1)
+	s := startRCSite(t, t.TempDir(), fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 5s}\n", u))
+	s.waitReport(20*time.Second, fleetconfig.StateApplied, rev)
+
+	local := connect(t, s.agent().ClientURL())
+	hubJS, err := jetstream.NewWithDomain(local, "hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hkv, err := hubJS.KeyValue(ctx, fleetconfig.Bucket)
+	if err != nil {
+		t.Fatalf("the site cannot open the bucket: %v", err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	if w, err := hkv.Watch(wctx, "site.s2"); err == nil {
+		select {
+		case e := <-w.Updates():
+			if e != nil {
+				t.Fatalf("site s1 read site.s2: %q", e.Value())
+			}
+		case <-wctx.Done():
+		}
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer pcancel()
+	if _, err := hkv.Put(pctx, "site.s1", []byte("log_level: warn\n")); err == nil {
+		t.Fatal("a site client wrote the hub bucket")
+	}
+	if e, _ := kv.Get(ctx, "site.s1"); e.Revision() != rev {
+		t.Fatalf("site.s1 changed to rev %d", e.Revision())
+	}
+}

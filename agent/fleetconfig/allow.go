@@ -88,19 +88,33 @@ func covers(a, p string) bool { return p == a || strings.HasPrefix(p, a+".") }
 // CheckAllowed refuses a fragment that sets a key outside allow, naming the
 // key and the fragment.
 func CheckAllowed(f Fragment, allow []string) error {
-	paths, err := Paths([]byte(f.Data))
+	outside, err := NotAllowed(f, allow)
 	if err != nil {
-		return fmt.Errorf("fragment %s: %w", f, err)
+		return err
 	}
-	for _, p := range paths {
-		if slices.ContainsFunc(never, func(n string) bool { return covers(n, p) }) {
-			return fmt.Errorf("fragment %s: %s: the hub may never set this key; it belongs to the site's local file", f, p)
-		}
-		if !slices.ContainsFunc(allow, func(a string) bool { return covers(a, p) }) {
-			return fmt.Errorf("fragment %s: %s: not in the site's remote_config.allow %v; add it to the allow list in the local file to let the hub manage it", f, p, allow)
-		}
+	if len(outside) > 0 {
+		return fmt.Errorf("fragment %s: %s: not in the site's remote_config.allow %v; add it to the allow list in the local file to let the hub manage it", f, outside[0], allow)
 	}
 	return nil
+}
+
+// NotAllowed lists the key paths of a fragment outside allow; keys the hub
+// may never set are an error whatever allow says.
+func NotAllowed(f Fragment, allow []string) ([]string, error) {
+	paths, err := Paths([]byte(f.Data))
+	if err != nil {
+		return nil, fmt.Errorf("fragment %s: %w", f, err)
+	}
+	var out []string
+	for _, p := range paths {
+		if slices.ContainsFunc(never, func(n string) bool { return covers(n, p) }) {
+			return nil, fmt.Errorf("fragment %s: %s: the hub may never set this key; it belongs to the site's local file", f, p)
+		}
+		if !slices.ContainsFunc(allow, func(a string) bool { return covers(a, p) }) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // Origin names the last fragment in merge order that sets key path key

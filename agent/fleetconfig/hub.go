@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -103,4 +104,70 @@ func CheckKey(key string) error {
 		return nil
 	}
 	return fmt.Errorf("%q is not a config key: use fleet, group.<name> or site.<site>", key)
+}
+
+// Latest is the current revision of every key in the bucket, delete
+// markers included (a deleted fragment is a change the sites must see):
+// one pass over the bucket's last message per key, however many sites.
+func Latest(ctx context.Context, kv jetstream.KeyValue) (map[string]uint64, error) {
+	w, err := kv.WatchAll(ctx, jetstream.MetaOnly())
+	if err != nil {
+		return nil, fmt.Errorf("read hub bucket %s: %w", Bucket, err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string]uint64{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read hub bucket %s: %w", Bucket, ctx.Err())
+		case e := <-w.Updates():
+			if e == nil {
+				return out, nil
+			}
+			out[e.Key()] = e.Revision()
+		}
+	}
+}
+
+// SiteStatus is one site's line in `fleet config status`.
+type SiteStatus struct {
+	Site string `json:"site"`
+	// Latest is the highest revision at the hub among the site's keys.
+	Latest uint64 `json:"latest"`
+	Report
+	// Drift says why the site is not on Latest; "" when it is.
+	Drift string `json:"drift,omitempty"`
+}
+
+// Status compares each site's report with the bucket.
+func Status(latest map[string]uint64, reports map[string]Report) []SiteStatus {
+	var out []SiteStatus
+	for site, r := range reports {
+		s := SiteStatus{Site: site, Report: r}
+		for _, k := range KeysFor(site, r.Groups) {
+			s.Latest = max(s.Latest, latest[k])
+		}
+		switch {
+		case r.AppliedRev >= s.Latest:
+		case r.State == StateRejected || r.State == StateRolledBack:
+			s.Drift = r.State + ": " + r.Error
+		case r.DesiredRev < s.Latest && r.Sync != "":
+			s.Drift = "has not seen rev " + fmt.Sprint(s.Latest) + ": " + r.Sync
+		case r.DesiredRev < s.Latest:
+			s.Drift = "has not seen rev " + fmt.Sprint(s.Latest) + " (offline, or its heartbeat is older)"
+		default:
+			s.Drift = r.State
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b SiteStatus) int {
+		if (a.Drift == "") != (b.Drift == "") {
+			if a.Drift != "" {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Site, b.Site)
+	})
+	return out
 }

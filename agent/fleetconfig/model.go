@@ -63,7 +63,12 @@ type Fragment struct {
 	Deleted bool   `json:"deleted,omitempty"`
 }
 
-func (f Fragment) String() string { return fmt.Sprintf("%s@%d", f.Key, f.Rev) }
+func (f Fragment) String() string {
+	if f.Rev == 0 {
+		return f.Key
+	}
+	return fmt.Sprintf("%s@%d", f.Key, f.Rev)
+}
 
 // Set is the fragments a site merges, in merge order, plus the highest
 // revision among every key it saw (deleted ones included): the number the

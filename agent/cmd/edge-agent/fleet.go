@@ -20,6 +20,9 @@ import (
 // hub's last-heartbeat table (stream EDGE_STATUS): one read, no waiting for
 // a heartbeat interval, however many sites.
 func cmdFleet(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		return cmdFleetConfig(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	srv := fs.String("server", "nats://127.0.0.1:4222", "hub client URL(s), comma separated")

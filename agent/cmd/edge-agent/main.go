@@ -36,6 +36,8 @@ Usage:
   edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m]
                                         every site the hub heard from, worst first
   edge-agent hub init --server URL [...] create or verify the hub stream (edge-agent hub for all options)
+  edge-agent fleet config set|get|history|diff|status|rollout --server HUB ...
+                                        desired config from the hub (edge-agent fleet config for all options)
   edge-agent sensors sample DRIVER      a commented config snippet for a driver
   edge-agent sensors scan               I2C buses and chips, GPIO lines, 1-Wire devices; a config snippet
 
