@@ -400,3 +400,86 @@ accounts { EDGE { jetstream: enabled, users: [
 		t.Fatalf("site.s1 changed to rev %d", e.Revision())
 	}
 }
+
+// A staged rollout over four sites of a group: a fragment whose new sensor
+// fails rolls back in the first wave, the rollout aborts and deletes its
+// keys, and the other sites never see it; a good fragment goes through
+// every wave and ends as the group fragment.
+func TestRemoteConfigRollout(t *testing.T) {
+	hub, kv := rcHub(t)
+	base := put(t, kv, "group.north", "log_level: warn\n")
+	var sites []*rcSite
+	for _, name := range []string{"s1", "s2", "s3", "s4"} {
+		sites = append(sites, startRCSite(t, t.TempDir(), fmt.Sprintf("site: %s\ngroups: [north]\nuplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 2s}\n%s", name, leafURL(t, hub, "nats"), rcSensors)))
+	}
+	for _, s := range sites {
+		s.waitReport(20*time.Second, fleetconfig.StateApplied, base)
+	}
+	nc := connect(t, hub.ClientURL())
+	js, _ := jetstream.New(nc)
+	reports := func(ctx context.Context) (map[string]fleetconfig.Report, error) {
+		views, err := uplink.ReadFleet(ctx, js, "edge")
+		out := map[string]fleetconfig.Report{}
+		for _, v := range views {
+			if v.Heartbeat.Config != nil {
+				out[v.Site] = *v.Heartbeat.Config
+			}
+		}
+		return out, err
+	}
+	waitFor(t, 10*time.Second, "every site's report at the hub", func() bool {
+		r, _ := reports(context.Background())
+		return len(r) == 4
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out strings.Builder
+	bad := &fleetconfig.Rollout{KV: kv, Group: "north", Data: []byte("sensors:\n  - {name: probe, driver: sim, fail_every: 1, interval: 50ms}\n"),
+		Waves: []float64{0.25, 1}, AbortOn: 0.1, Reports: reports, Wait: 20 * time.Second, Poll: 100 * time.Millisecond, Out: &out}
+	err := bad.Run(ctx)
+	var ab *fleetconfig.ErrAborted
+	if !errors.As(err, &ab) || ab.Wave != 1 || ab.Failed != 1 || !strings.Contains(err.Error(), "s1: rolled_back: health gate failed after 2s: sensor probe fails") {
+		t.Fatalf("bad rollout: %v\n%s", err, out.String())
+	}
+	if e, err := kv.Get(ctx, "group.north"); err != nil || e.Revision() != base {
+		t.Fatalf("group.north touched by an aborted rollout: %v", err)
+	}
+	latest, err := fleetconfig.Latest(ctx, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range latest {
+		if k == "rollout.north.s2" || k == "rollout.north.s3" || k == "rollout.north.s4" {
+			t.Fatalf("a later wave got %s", k)
+		}
+	}
+	if _, err := kv.Get(ctx, "rollout.north.s1"); !errors.Is(err, jetstream.ErrKeyNotFound) || latest["rollout.north.s1"] == 0 {
+		t.Fatalf("rollout.north.s1 not deleted: %v", err)
+	}
+	sites[0].waitReport(20*time.Second, fleetconfig.StateApplied, latest["rollout.north.s1"])
+	for _, s := range sites {
+		if n := len(s.agent().Config().Sensors); n != 1 {
+			t.Fatalf("%s runs %d sensors", s.agent().Config().Site, n)
+		}
+	}
+
+	out.Reset()
+	good := &fleetconfig.Rollout{KV: kv, Group: "north", Data: []byte("log_level: debug\n"),
+		Waves: []float64{0.25, 0.5, 1}, AbortOn: 0.1, Reports: reports, Wait: 20 * time.Second, Poll: 100 * time.Millisecond, Out: &out}
+	if err := good.Run(ctx); err != nil {
+		t.Fatalf("good rollout: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "wave 3: 2 site(s): s3 s4") {
+		t.Fatalf("waves:\n%s", out.String())
+	}
+	e, err := kv.Get(ctx, "group.north")
+	if err != nil || string(e.Value()) != "log_level: debug\n" {
+		t.Fatalf("group.north after the rollout: %v", err)
+	}
+	for _, s := range sites {
+		s.waitReport(20*time.Second, fleetconfig.StateApplied, e.Revision())
+		if lvl := s.agent().Config().LogLevel; lvl != "debug" {
+			t.Fatalf("%s log_level %s", s.agent().Config().Site, lvl)
+		}
+	}
+}
