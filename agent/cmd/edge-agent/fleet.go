@@ -85,6 +85,7 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	renderFleet(stdout, sites, now)
+	renderConfigDrift(ctx, stdout, js, *prefix)
 	return code
 }
 
@@ -94,7 +95,7 @@ func renderFleet(w io.Writer, sites []uplink.SiteView, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tLAST SEEN\tVERSION\tLINK\tBACKLOG\tFAILING\tWARNINGS")
+	fmt.Fprintln(tw, "SITE\tLAST SEEN\tVERSION\tLINK\tBACKLOG\tFAILING\tCONFIG\tWARNINGS")
 	for _, s := range sites {
 		hb := s.Heartbeat
 		link := hb.Link
@@ -105,7 +106,7 @@ func renderFleet(w io.Writer, sites []uplink.SiteView, now time.Time) {
 		if warn == "" {
 			warn = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s ago\t%s\t%s\t%d\t%d\t%s\n", s.Site, now.Sub(s.LastSeen).Round(time.Second), hb.Version, link, s.Backlog(), len(hb.Failing), warn)
+		fmt.Fprintf(tw, "%s\t%s ago\t%s\t%s\t%d\t%d\t%s\t%s\n", s.Site, now.Sub(s.LastSeen).Round(time.Second), hb.Version, link, s.Backlog(), len(hb.Failing), configColumn(hb.Config), warn)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "%d sites\n", len(sites))

@@ -471,3 +471,37 @@ func fleetConfigRollout(f *fleetConfigFlags, args []string, stdout, stderr io.Wr
 	r := &fleetconfig.Rollout{KV: kv, Group: *f.group, Data: data, Waves: ws, AbortOn: ab, Reports: reports(js, *f.prefix), Wait: *wait, Out: stdout}
 	return exitFor(r.Run(ctx), stderr)
 }
+
+// configColumn is the fleet table's CONFIG cell: the applied revision and
+// the state when it is not applied; "-" for a site without remote config.
+func configColumn(r *fleetconfig.Report) string {
+	if r == nil {
+		return "-"
+	}
+	c := fmt.Sprintf("rev %d", r.AppliedRev)
+	if r.State != fleetconfig.StateApplied {
+		c += " " + r.State
+	}
+	return c
+}
+
+// renderConfigDrift lists, under the fleet table, the sites not on the
+// latest revision of their keys and why; silent when the hub has no
+// config bucket (remote config unused).
+func renderConfigDrift(ctx context.Context, w io.Writer, js jetstream.JetStream, prefix string) {
+	kv, err := js.KeyValue(ctx, fleetconfig.Bucket)
+	if err != nil {
+		return
+	}
+	st, err := configStatus(ctx, kv, js, prefix)
+	if err != nil {
+		fmt.Fprintf(w, "config drift: unknown (%v)\n", err)
+		return
+	}
+	for _, s := range st {
+		if s.Drift == "" {
+			continue
+		}
+		fmt.Fprintf(w, "config drift: %s applied rev %d of %d: %s\n", s.Site, s.AppliedRev, s.Latest, s.Drift)
+	}
+}

@@ -168,6 +168,10 @@ func TestFleetConfigStatus(t *testing.T) {
 	if got["s3"].Latest != 3 || got["s3"].Drift != "rolled_back: health gate failed" {
 		t.Errorf("s3 %+v", got["s3"])
 	}
+	code, fleet, _ := fleetRun(t, url)
+	if code != 0 || !strings.Contains(fleet, "rev 1 rolled_back") || !strings.Contains(fleet, "config drift: s3 applied rev 1 of 3: rolled_back: health gate failed") || strings.Contains(fleet, "drift: s1") {
+		t.Fatalf("fleet view (exit %d):\n%s", code, fleet)
+	}
 	code, table, _ := configRun(url, "status")
 	if code != 1 || !strings.HasPrefix(table, "SITE  LATEST  DESIRED  APPLIED  STATE") || !strings.Contains(table, "rolled_back  health gate failed") {
 		t.Fatalf("table (exit %d):\n%s", code, table)
