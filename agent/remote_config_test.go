@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -481,5 +482,60 @@ func TestRemoteConfigRollout(t *testing.T) {
 		if lvl := s.agent().Config().LogLevel; lvl != "debug" {
 			t.Fatalf("%s log_level %s", s.agent().Config().Site, lvl)
 		}
+	}
+}
+
+// TestRemoteConfigKill9Helper is the agent process TestRemoteConfigKill9
+// kills; it only runs as that child.
+func TestRemoteConfigKill9Helper(t *testing.T) {
+	path := os.Getenv("EDGE_RC_KILL9_CONFIG")
+	if path == "" {
+		t.Skip("helper process for TestRemoteConfigKill9")
+	}
+	runRCSite(t, path)
+	select {}
+}
+
+// kill -9 while a restart-requiring change is under its health gate: the
+// next start is on the old config as a whole (not the new buffer limit
+// with the old sensors, nor the reverse) and reports why.
+func TestRemoteConfigKill9(t *testing.T) {
+	hub, kv := rcHub(t)
+	dir := t.TempDir()
+	y := fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\nuplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 60s}\n%s",
+		dir, filepath.Join(dir, "agent.sock"), leafURL(t, hub, "nats"), rcSensors)
+	path := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRemoteConfigKill9Helper$", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), "EDGE_RC_KILL9_CONFIG="+path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	rev := put(t, kv, "site.s1", "buffer: {max_age: 1h}\nsensors:\n  - {name: probe, driver: sim, fail_every: 1, interval: 50ms}\n")
+	waitFor(t, 60*time.Second, "the child restarted onto the change and gating it", func() bool {
+		st, err := fleetconfig.ReadState(dir)
+		return err == nil && st.Trial != nil && st.Trial.Boots == 1 && st.Trial.Set.Rev == rev
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	s := runRCSite(t, path)
+	cfg := s.agent().Config()
+	if cfg.Buffer.MaxAge == time.Hour || len(cfg.Sensors) != 1 {
+		t.Fatalf("after kill -9 the site runs max_age %s with %d sensors: not the old config", cfg.Buffer.MaxAge, len(cfg.Sensors))
+	}
+	r := s.report()
+	if r.State != fleetconfig.StateRolledBack || r.DesiredRev != rev || !strings.Contains(r.Error, "stopped during the health gate") {
+		t.Fatalf("report %+v", r)
+	}
+	// The refused set is not retried on the next start.
+	time.Sleep(time.Second)
+	if n := s.restartCount(); n != 0 || len(s.agent().Config().Sensors) != 1 {
+		t.Fatalf("the rolled-back change was tried again (%d restarts)", n)
 	}
 }
