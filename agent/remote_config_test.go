@@ -539,3 +539,44 @@ func TestRemoteConfigKill9(t *testing.T) {
 		t.Fatalf("the rolled-back change was tried again (%d restarts)", n)
 	}
 }
+
+// A hub without the bucket, a bucket deleted under a watching site and a
+// hub without JetStream are reported in the site's report, never a crash,
+// and the site keeps its applied config.
+func TestRemoteConfigBucketMissing(t *testing.T) {
+	old := remoteRecheck
+	remoteRecheck = 500 * time.Millisecond
+	t.Cleanup(func() { remoteRecheck = old })
+	hub := startServer(t, hubOpts(t))
+	s := startRCSite(t, t.TempDir(), fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 5s}\n", leafURL(t, hub, "nats")))
+	waitFor(t, 20*time.Second, "the missing bucket reported", func() bool {
+		return strings.Contains(s.report().Sync, "the hub has no EDGE_CONFIG bucket")
+	})
+	nc := connect(t, hub.ClientURL())
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := fleetconfig.EnsureBucket(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := put(t, kv, "fleet", "log_level: debug\n")
+	s.waitReport(20*time.Second, fleetconfig.StateApplied, rev)
+	if err := js.DeleteKeyValue(ctx, fleetconfig.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the deleted bucket reported", func() bool {
+		return strings.Contains(s.report().Sync, "the hub has no EDGE_CONFIG bucket")
+	})
+	if r := s.report(); r.State != fleetconfig.StateApplied || s.agent().Config().LogLevel != "debug" {
+		t.Fatalf("after the bucket went: %+v", r)
+	}
+
+	o := hubOpts(t)
+	o.JetStream = false
+	bare := startServer(t, o)
+	s2 := startRCSite(t, t.TempDir(), fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 5s}\n", leafURL(t, bare, "nats")))
+	waitFor(t, 30*time.Second, "a hub without JetStream reported", func() bool {
+		return strings.Contains(s2.report().Sync, "hub bucket EDGE_CONFIG")
+	})
+	t.Log(s2.report().Sync)
+}

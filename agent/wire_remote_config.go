@@ -24,6 +24,10 @@ type remotePart struct {
 	sync string // the syncer's last problem
 }
 
+// remoteRecheck is how often a site checks that the hub bucket it watches
+// still exists; tests shorten it.
+var remoteRecheck = 30 * time.Second
+
 func (a *Agent) setupRemoteConfig(ctx context.Context, cfg *Config) error {
 	if !cfg.RemoteConfig.Enabled {
 		return nil
@@ -52,7 +56,7 @@ func (a *Agent) setupRemoteConfig(ctx context.Context, cfg *Config) error {
 				p.mu.Unlock()
 				a.kickHeartbeat()
 			},
-			Log: a.log.With("component", "remote-config"),
+			Log: a.log.With("component", "remote-config"), Recheck: remoteRecheck,
 		}
 		a.addPart("remote-config sync", s.Run)
 	}

@@ -111,8 +111,10 @@ type Syncer struct {
 	// Problem is told what stops the sync ("" once it works again).
 	Problem func(string)
 	Log     *slog.Logger
-	// Poll is how often the link and the bucket are checked.
-	Poll time.Duration
+	// Poll is how often the link is checked; Recheck how often a working
+	// watch checks that the bucket still exists (a deleted bucket just
+	// goes quiet).
+	Poll, Recheck time.Duration
 }
 
 // Run syncs until ctx ends; it never fails the agent: a hub without the
@@ -120,6 +122,9 @@ type Syncer struct {
 func (s *Syncer) Run(ctx context.Context) error {
 	if s.Poll == 0 {
 		s.Poll = time.Second
+	}
+	if s.Recheck == 0 {
+		s.Recheck = 30 * time.Second
 	}
 	var conn uint64
 	var stop func()
@@ -143,6 +148,14 @@ func (s *Syncer) Run(ctx context.Context) error {
 			stop()
 			stop = nil
 		}
+		if stop != nil && time.Now().After(check) {
+			if _, err := s.open(ctx); err != nil {
+				problem(err.Error())
+				stop()
+				stop = nil
+			}
+			check = time.Now().Add(s.Recheck)
+		}
 		if stop == nil && cur != 0 && time.Now().After(check) {
 			var err error
 			stop, errc, err = s.watch(ctx)
@@ -152,6 +165,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			} else {
 				conn = cur
 				problem("")
+				check = time.Now().Add(s.Recheck)
 			}
 		}
 		select {
@@ -169,15 +183,23 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Syncer) watch(ctx context.Context) (func(), chan error, error) {
+func (s *Syncer) open(ctx context.Context) (jetstream.KeyValue, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	kv, err := s.Hub.KeyValue(lctx, Bucket)
-	cancel()
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
-		return nil, nil, fmt.Errorf("the hub has no %s bucket (run `edge-agent hub init` at the hub)", Bucket)
+		return nil, fmt.Errorf("the hub has no %s bucket (run `edge-agent hub init` at the hub)", Bucket)
 	case err != nil:
-		return nil, nil, fmt.Errorf("hub bucket %s: %w (does the hub run JetStream in domain remote_config.hub_domain?)", Bucket, err)
+		return nil, fmt.Errorf("hub bucket %s: %w (does the hub run JetStream in domain remote_config.hub_domain?)", Bucket, err)
+	}
+	return kv, nil
+}
+
+func (s *Syncer) watch(ctx context.Context) (func(), chan error, error) {
+	kv, err := s.open(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
