@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -141,31 +142,33 @@ func (s *Syncer) Run(ctx context.Context) error {
 	var errc chan error
 	tick := time.NewTicker(s.Poll)
 	defer tick.Stop()
-	check := time.Time{}
+	// retry is when a failed watch is tried again; recheck when a running
+	// one next checks its bucket.
+	var retry, recheck time.Time
 	for {
 		cur := s.LinkConn()
 		if stop != nil && (cur != conn || cur == 0) {
 			stop()
-			stop = nil
+			stop, retry = nil, time.Time{}
 		}
-		if stop != nil && time.Now().After(check) {
+		if stop != nil && time.Now().After(recheck) {
 			if _, err := s.open(ctx); err != nil {
 				problem(err.Error())
 				stop()
-				stop = nil
+				stop, retry = nil, time.Now().Add(5*s.Poll)
 			}
-			check = time.Now().Add(s.Recheck)
+			recheck = time.Now().Add(s.Recheck)
 		}
-		if stop == nil && cur != 0 && time.Now().After(check) {
+		if stop == nil && cur != 0 && time.Now().After(retry) {
 			var err error
 			stop, errc, err = s.watch(ctx)
 			if err != nil {
 				problem(err.Error())
-				check = time.Now().Add(5 * s.Poll)
+				retry = time.Now().Add(5 * s.Poll)
 			} else {
 				conn = cur
 				problem("")
-				check = time.Now().Add(s.Recheck)
+				recheck = time.Now().Add(s.Recheck)
 			}
 		}
 		select {
@@ -177,7 +180,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 		case err := <-errc:
 			problem(err.Error())
 			stop()
-			stop, check = nil, time.Now().Add(5*s.Poll)
+			stop, retry = nil, time.Now().Add(5*s.Poll)
 		case <-tick.C:
 		}
 	}
@@ -204,6 +207,20 @@ func (s *Syncer) watch(ctx context.Context) (func(), chan error, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
+	// The applier hears of changes only once every key's current value has
+	// arrived, so a (re)connect never applies half of a new set, e.g. the
+	// site fragment without the group fragment it was written with.
+	var initial atomic.Int32
+	initial.Store(int32(len(s.Keys)))
+	signal := func() {
+		if initial.Load() > 0 {
+			return
+		}
+		select {
+		case s.Changed <- struct{}{}:
+		default:
+		}
+	}
 	for _, k := range s.Keys {
 		w, err := kv.Watch(wctx, k)
 		if err != nil {
@@ -224,6 +241,8 @@ func (s *Syncer) watch(ctx context.Context) (func(), chan error, error) {
 						return
 					}
 					if e == nil {
+						initial.Add(-1)
+						signal()
 						continue
 					}
 					f := Fragment{Key: e.Key(), Rev: e.Revision(), Data: string(e.Value()), Deleted: e.Operation() != jetstream.KeyValuePut}
@@ -237,10 +256,7 @@ func (s *Syncer) watch(ctx context.Context) (func(), chan error, error) {
 					}
 					if changed {
 						s.Log.Info("remote config: new fragment from the hub", "key", f.Key, "rev", f.Rev, "deleted", f.Deleted)
-						select {
-						case s.Changed <- struct{}{}:
-						default:
-						}
+						signal()
 					}
 				}
 			}
