@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -138,7 +139,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		a.log.Error("part failed; stopping", "err", err)
+		if errors.Is(err, ErrRestart) {
+			a.log.Info("edge-agent restarting for a remote config change (exit 75)")
+		} else {
+			a.log.Error("part failed; stopping", "err", err)
+		}
 	}
 	a.log.Info("edge-agent stopping")
 	cancel()

@@ -252,6 +252,9 @@ func (a *Agent) unhealthy(cfg *Config, t *fleetconfig.Trial, start time.Time) st
 	if t.LinkWasUp && a.leafConn() == 0 {
 		return "the link to the hub is down (it was up before the change)"
 	}
+	if !a.sensorsRunning(cfg.Sensors) {
+		return "the sensors of the change have not started"
+	}
 	hs := a.SensorHealth()
 	stored := false
 	for _, h := range hs {

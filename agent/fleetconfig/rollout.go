@@ -146,6 +146,11 @@ func (r *Rollout) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("every wave applied, but the group fragment was not written: %w (the rollout keys stay; write %s and delete them by hand)", err, groupKey)
 	}
+	// Sites watch each key on its own: deleting a rollout key before the
+	// site holds the new group fragment would flap it back to the old one.
+	if err := r.awaitSeen(ctx, written, rev); err != nil {
+		return err
+	}
 	revert()
 	fmt.Fprintf(r.Out, "%s: revision %d; rollout keys removed\n", groupKey, rev)
 	return nil
@@ -184,6 +189,26 @@ func (r *Rollout) await(ctx context.Context, revs map[string]uint64) (failed, wh
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
+		case <-time.After(r.Poll):
+		}
+	}
+}
+
+// awaitSeen waits until every site has seen revision rev (or Wait passes:
+// a silent site then flaps back briefly, and converges).
+func (r *Rollout) awaitSeen(ctx context.Context, sites []string, rev uint64) error {
+	deadline := time.Now().Add(r.Wait)
+	for {
+		reports, err := r.Reports(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(sites, func(s string) bool { return reports[s].DesiredRev < rev }) || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(r.Poll):
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -352,9 +353,7 @@ func fleetConfigDiff(f *fleetConfigFlags, args []string, stdout, stderr io.Write
 	applied := map[string]uint64{}
 	for _, fr := range strings.Fields(rep.Fragments) {
 		if k, r, ok := strings.Cut(fr, "@"); ok {
-			var n uint64
-			fmt.Sscan(r, &n)
-			applied[k] = n
+			applied[k], _ = strconv.ParseUint(r, 10, 64)
 		}
 	}
 	fmt.Fprintf(stdout, "site %s: %s, applied rev %d\n", *f.site, rep.State, rep.AppliedRev)

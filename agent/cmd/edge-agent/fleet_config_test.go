@@ -137,7 +137,7 @@ func TestFleetConfigStatus(t *testing.T) {
 	}
 	beat("s1", fleetconfig.Report{DesiredRev: 2, AppliedRev: 2, State: "applied", Groups: []string{"north"}})
 	beat("s2", fleetconfig.Report{DesiredRev: 1, AppliedRev: 1, State: "applied", Groups: []string{"north"}, Sync: "the hub has no EDGE_CONFIG bucket"})
-	beat("s3", fleetconfig.Report{DesiredRev: 3, AppliedRev: 1, State: "rolled_back", Error: "health gate failed"})
+	beat("s3", fleetconfig.Report{DesiredRev: 3, AppliedRev: 1, State: "rolled_back", Error: "health gate failed", Fragments: "fleet@1"})
 	_ = nc.Flush()
 	var st []fleetconfig.SiteStatus
 	deadline := time.Now().Add(10 * time.Second)
@@ -171,6 +171,10 @@ func TestFleetConfigStatus(t *testing.T) {
 	code, fleet, _ := fleetRun(t, url)
 	if code != 0 || !strings.Contains(fleet, "rev 1 rolled_back") || !strings.Contains(fleet, "config drift: s3 applied rev 1 of 3: rolled_back: health gate failed") || strings.Contains(fleet, "drift: s1") {
 		t.Fatalf("fleet view (exit %d):\n%s", code, fleet)
+	}
+	code, diff, errs := configRun(url, "diff", "--site", "s3")
+	if want := "site s3: rolled_back, applied rev 1\n= fleet@1\n~ site.s3: applied @0, hub @3\n  + uplink: {bandwidth: 1KiB}\n"; code != 0 || diff != want {
+		t.Fatalf("diff (exit %d, %s):\n%s\nwant:\n%s", code, errs, diff, want)
 	}
 	code, table, _ := configRun(url, "status")
 	if code != 1 || !strings.HasPrefix(table, "SITE  LATEST  DESIRED  APPLIED  STATE") || !strings.Contains(table, "rolled_back  health gate failed") {
