@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -179,5 +182,13 @@ func TestFleetConfigStatus(t *testing.T) {
 	code, table, _ := configRun(url, "status")
 	if code != 1 || !strings.HasPrefix(table, "SITE  LATEST  DESIRED  APPLIED  STATE") || !strings.Contains(table, "rolled_back  health gate failed") {
 		t.Fatalf("table (exit %d):\n%s", code, table)
+	}
+}
+
+// A run ended by a remote config restart exits 75, which the unit's
+// Restart=on-failure restarts (systemd/test.sh checks the unit side).
+func TestExitRestart(t *testing.T) {
+	if code := exitFor(fmt.Errorf("remote-config: %w", agent.ErrRestart), io.Discard); agent.ExitRestart != 75 || code != 75 {
+		t.Fatalf("exit %d, want 75", code)
 	}
 }
