@@ -38,6 +38,12 @@ type rcSite struct {
 
 func startRCSite(t *testing.T, dir, body string) *rcSite {
 	t.Helper()
+	return runRCSite(t, writeRCConfig(t, dir, body))
+}
+
+// writeRCConfig writes dir/agent.yaml for a site with its state in dir.
+func writeRCConfig(t *testing.T, dir, body string) string {
+	t.Helper()
 	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
 		dir, filepath.Join(dir, "agent.sock"), body)
 	if !strings.Contains(body, "site:") {
@@ -47,7 +53,7 @@ func startRCSite(t *testing.T, dir, body string) *rcSite {
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return runRCSite(t, path)
+	return path
 }
 
 func runRCSite(t *testing.T, path string) *rcSite {
@@ -582,4 +588,23 @@ func TestRemoteConfigBucketMissing(t *testing.T) {
 		return strings.Contains(s2.report().Sync, "hub bucket EDGE_CONFIG")
 	})
 	t.Log(s2.report().Sync)
+}
+
+// A set rejected for the allow list applies after the local file allows
+// the key and the agent restarts: the file stays the authority.
+func TestRemoteConfigRejectedThenAllowed(t *testing.T) {
+	hub, kv := rcHub(t)
+	dir := t.TempDir()
+	body := "uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 3s%s}\n"
+	s := startRCSite(t, dir, fmt.Sprintf(body, leafURL(t, hub, "nats"), ""))
+	rev := put(t, kv, "site.s1", "buffer: {sync: 1s}\n")
+	if r := s.waitReport(20*time.Second, fleetconfig.StateRejected, rev); !strings.Contains(r.Error, "buffer.sync: not in the site's remote_config.allow") {
+		t.Fatalf("report %+v", r)
+	}
+	s.stop()
+	s2 := runRCSite(t, writeRCConfig(t, dir, fmt.Sprintf(body, leafURL(t, hub, "nats"), ", allow: [buffer.sync]")))
+	s2.waitReport(30*time.Second, fleetconfig.StateApplied, rev)
+	if got := s2.agent().Config().Buffer.Sync; got != "1s" {
+		t.Fatalf("buffer.sync %q", got)
+	}
 }

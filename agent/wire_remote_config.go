@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,12 @@ func (a *Agent) setupRemoteConfig(ctx context.Context, cfg *Config) error {
 	st, err := fleetconfig.ReadState(cfg.StateDir)
 	if err != nil {
 		a.log.Error("remote config: unreadable state; running the local file and starting over", "err", err)
+	}
+	if st.Report.State == fleetconfig.StateRejected {
+		// A restart may come with a fixed local file (a wider allow list):
+		// a rejected set gets another look. A rolled-back one does not, or
+		// a change that cuts the link would restart the agent forever.
+		st.Refused = nil
 	}
 	p := &remotePart{local: local, changed: make(chan struct{}, 1), st: st}
 	a.rc = p
@@ -130,10 +137,7 @@ func (a *Agent) saveRemote(st fleetconfig.State) error {
 // applyDesired applies a desired set that differs from the running one:
 // validate, record it as the trial (atomically, next to the last-known-
 // good), then reload live or restart, and gate.
-func (a *Agent) applyDesired(ctx context.Context, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}, want fleetconfig.Set) error {
+func (a *Agent) applyDesired(ctx context.Context, log *slog.Logger, want fleetconfig.Set) error {
 	st := a.rc.state()
 	if want.Same(st.Applied) {
 		// Back to (or still on) the running set, e.g. a bad fragment was
@@ -195,10 +199,7 @@ func (a *Agent) failingSensors() []string {
 
 // gate waits up to remote_config.gate for the site to be healthy on the
 // trial, then keeps it as the last-known-good or rolls back.
-func (a *Agent) gate(ctx context.Context, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}, cfg *Config) error {
+func (a *Agent) gate(ctx context.Context, log *slog.Logger, cfg *Config) error {
 	st := a.rc.state()
 	t := st.Trial
 	start := time.Now()
