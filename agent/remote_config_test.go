@@ -180,8 +180,9 @@ func put(t *testing.T, kv jetstream.KeyValue, key, body string) uint64 {
 	return rev
 }
 
-// hubReport is the config state in the site's last heartbeat at the hub.
-func hubReport(t *testing.T, hub *server.Server, site string) *fleetconfig.Report {
+// hubReport is the config state in the site's last heartbeat at the hub,
+// and that heartbeat's size.
+func hubReport(t *testing.T, hub *server.Server, site string) (*fleetconfig.Report, int) {
 	t.Helper()
 	nc := connect(t, hub.ClientURL())
 	js, _ := jetstream.New(nc)
@@ -189,17 +190,17 @@ func hubReport(t *testing.T, hub *server.Server, site string) *fleetconfig.Repor
 	defer cancel()
 	s, err := js.Stream(ctx, uplink.StatusStream)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
 	m, err := s.GetLastMsgForSubject(ctx, uplink.StatusSubject("edge", site))
 	if err != nil {
-		return nil
+		return nil, 0
 	}
 	var hb uplink.Heartbeat
 	if json.Unmarshal(m.Data, &hb) != nil {
-		return nil
+		return nil, 0
 	}
-	return hb.Config
+	return hb.Config, len(m.Data)
 }
 
 const rcSensors = "sensors:\n  - {name: room, driver: sim, interval: 50ms}\n"
@@ -228,7 +229,7 @@ func TestRemoteConfigAppliedOnline(t *testing.T) {
 		t.Fatalf("live-applicable keys restarted the agent %d times", n)
 	}
 	waitFor(t, 10*time.Second, "the hub's status table has the applied state", func() bool {
-		h := hubReport(t, hub, "s1")
+		h, _ := hubReport(t, hub, "s1")
 		return h != nil && h.State == fleetconfig.StateApplied && h.AppliedRev == rev
 	})
 	var buf strings.Builder
@@ -304,6 +305,14 @@ func TestRemoteConfigRejected(t *testing.T) {
 		if r.AppliedRev != good || s.agent().Config().LogLevel != "debug" {
 			t.Errorf("%q: the running config changed: %+v", tc.body, r)
 		}
+		// The hub hears it at once, in a heartbeat still under 1 KiB.
+		waitFor(t, 10*time.Second, "the rejection at the hub", func() bool {
+			h, n := hubReport(t, hub, "s1")
+			if h != nil && h.DesiredRev == rev && n >= 1024 {
+				t.Fatalf("heartbeat of %d bytes", n)
+			}
+			return h != nil && h.State == fleetconfig.StateRejected && h.DesiredRev == rev
+		})
 	}
 	// Deleting the bad fragment brings the site back to applied.
 	if err := kv.Delete(context.Background(), "site.s1"); err != nil {
@@ -336,7 +345,7 @@ func TestRemoteConfigUnreachableHubRollsBack(t *testing.T) {
 		t.Fatalf("%d restarts, want 2 (apply, rollback)", n)
 	}
 	waitFor(t, 10*time.Second, "the hub hears rolled_back", func() bool {
-		h := hubReport(t, hub, "s1")
+		h, _ := hubReport(t, hub, "s1")
 		return h != nil && h.State == fleetconfig.StateRolledBack && h.DesiredRev == rev
 	})
 }

@@ -172,3 +172,14 @@ func (r Report) Line() string {
 	}
 	return line
 }
+
+// Brief bounds the free-text fields for the heartbeat, which a hub reads
+// for every site; `edge-agent status` on the site has them whole.
+func (r Report) Brief(n int) Report {
+	for _, f := range []*string{&r.Error, &r.Sync} {
+		if len(*f) > n {
+			*f = (*f)[:n] + "..."
+		}
+	}
+	return r
+}
