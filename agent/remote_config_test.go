@@ -617,3 +617,22 @@ func TestRemoteConfigRejectedThenAllowed(t *testing.T) {
 		t.Fatalf("buffer.sync %q", got)
 	}
 }
+
+// groups and remote_config are checked like every key: exit 78 material,
+// with the key path.
+func TestRemoteConfigKeys(t *testing.T) {
+	for _, tc := range []struct{ body, key, msg string }{
+		{"groups: [\"north pole\"]\n", "groups[0]", "not a group name"},
+		{"remote_config: {allow: [site]}\n", "remote_config.allow[0]", "cannot be allowed"},
+		{"remote_config: {allow: [remote_config.enabled]}\n", "remote_config.allow[0]", "cannot be allowed"},
+		{"remote_config: {enabled: true, hub_domain: \"\"}\n", "remote_config.hub_domain", "required"},
+		{"remote_config: {gate: 10ms}\n", "remote_config.gate", "too short"},
+		{"remote_config: {enabeld: true}\n", "remote_config.enabeld", "unknown key"},
+	} {
+		_, err := ParseConfig("agent.yaml", []byte("site: s1\nstate_dir: /var/lib/edge-agent\n"+tc.body))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Msg, tc.msg) {
+			t.Errorf("%q: %v, want key %s and %q", tc.body, err, tc.key, tc.msg)
+		}
+	}
+}
