@@ -69,7 +69,7 @@ func loadEffective(path string, boot bool) (*Config, *fleetconfig.State, error) 
 			set = t.Set
 		}
 	}
-	cfg, _, err := mergeConfig(local, set)
+	cfg, err := mergeConfig(local, set)
 	if err != nil {
 		// The local file changed under the applied fragments: run the file
 		// alone and say so rather than refuse to start.
@@ -91,35 +91,35 @@ func refuse(st *fleetconfig.State, set fleetconfig.Set, state, why string) {
 // mergeConfig merges set over the local file and validates the result with
 // the strict validator, after checking each fragment against the allow
 // list. Errors name the fragment and the key path.
-func mergeConfig(local *Config, set fleetconfig.Set) (*Config, []byte, error) {
+func mergeConfig(local *Config, set fleetconfig.Set) (*Config, error) {
 	data, err := os.ReadFile(local.Path)
 	if err != nil {
-		return nil, nil, &ConfigError{File: local.Path, Msg: err.Error()}
+		return nil, &ConfigError{File: local.Path, Msg: err.Error()}
 	}
 	allow := local.RemoteConfig.EffectiveAllow()
 	for _, f := range set.Fragments {
 		if err := CheckFragment("fragment "+f.String(), []byte(f.Data)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := fleetconfig.CheckAllowed(f, allow); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	merged, err := fleetconfig.Merge(data, set.Fragments)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cfg, err := ParseConfig(local.Path, merged)
 	var ce *ConfigError
 	if errors.As(err, &ce) {
 		if o := fleetconfig.Origin(set.Fragments, ce.Key); o != "" {
-			return nil, nil, &ConfigError{File: "fragment " + o + " (merged over " + local.Path + ")", Key: ce.Key, Msg: ce.Msg}
+			return nil, &ConfigError{File: "fragment " + o + " (merged over " + local.Path + ")", Key: ce.Key, Msg: ce.Msg}
 		}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return cfg, merged, nil
+	return cfg, nil
 }
 
 // CheckFragment validates one fragment alone with the check-config

@@ -387,8 +387,14 @@ accounts { EDGE { jetstream: enabled, users: [
 	put(t, kv, "site.s2", "log_level: error\n")
 	rev := put(t, kv, "site.s1", "log_level: debug\n")
 	u := strings.Replace(leafURL(t, hub, "nats"), "nats://", "nats://s1:pw1@", 1)
-	s := startRCSite(t, t.TempDir(), fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 5s}\n", u))
+	sdir := t.TempDir()
+	s := startRCSite(t, sdir, fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 5s}\n", u))
 	s.waitReport(20*time.Second, fleetconfig.StateApplied, rev)
+	// The state file keeps the effective config for operators, without the
+	// leaf password from hub_urls.
+	if st, err := os.ReadFile(fleetconfig.StatePath(sdir)); err != nil || strings.Contains(string(st), "pw1") || !strings.Contains(string(st), "log_level: debug") {
+		t.Fatalf("state file (%v):\n%s", err, st)
+	}
 
 	local := connect(t, s.agent().ClientURL())
 	hubJS, err := jetstream.NewWithDomain(local, "hub")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"gopkg.in/yaml.v3"
 
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 )
@@ -161,7 +162,7 @@ func (a *Agent) applyDesired(ctx context.Context, log *slog.Logger, want fleetco
 		log.Warn("remote config: the local file does not load; not applying", "err", err)
 		return nil
 	}
-	next, merged, err := mergeConfig(local, want)
+	next, err := mergeConfig(local, want)
 	if err != nil {
 		log.Warn("remote config: rejected; keeping the running config", "fragments", want.Describe(), "err", err)
 		refuse(&st, want, fleetconfig.StateRejected, err.Error())
@@ -170,7 +171,7 @@ func (a *Agent) applyDesired(ctx context.Context, log *slog.Logger, want fleetco
 	cur := a.Config()
 	t := &fleetconfig.Trial{
 		Set: want, Started: time.Now().UTC(), Restart: len(restartKeys(cur, next)) > 0,
-		LinkWasUp: a.leafConn() != 0, Failing: a.failingSensors(), Merged: string(merged),
+		LinkWasUp: a.leafConn() != 0, Failing: a.failingSensors(), Merged: effectiveYAML(next),
 	}
 	st.Trial = t
 	st.Report.State, st.Report.Error, st.Report.At = fleetconfig.StatePending, "", t.Started
@@ -238,7 +239,7 @@ func (a *Agent) gate(ctx context.Context, log *slog.Logger, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	good, _, err := mergeConfig(local, st.Applied)
+	good, err := mergeConfig(local, st.Applied)
 	if err != nil {
 		good = local
 	}
@@ -279,4 +280,15 @@ func (a *Agent) kickHeartbeat() {
 	if a.hb != nil {
 		a.hb.hb.Kick()
 	}
+}
+
+// effectiveYAML is the config as check-config prints it (secrets
+// redacted): what the state file keeps for operators; the agent itself
+// always merges the local file with the fragments again.
+func effectiveYAML(c *Config) string {
+	out, err := yaml.Marshal(c.Redacted())
+	if err != nil {
+		return ""
+	}
+	return string(out)
 }

@@ -21,8 +21,9 @@ type State struct {
 	// Refused is the last set rejected or rolled back: it is not tried
 	// again until a fragment changes.
 	Refused *Set `json:"refused,omitempty"`
-	// Merged is the effective config of the running set, for operators
-	// and `fleet config diff`.
+	// Merged is the effective config of the running set with secrets
+	// redacted, for operators; the agent always merges again from the
+	// local file and the fragments.
 	Merged string `json:"merged,omitempty"`
 	Report Report `json:"report"`
 }
