@@ -192,3 +192,33 @@ func TestExitRestart(t *testing.T) {
 		t.Fatalf("exit %d, want 75", code)
 	}
 }
+
+// rollout refuses bad waves and a group no site has reported, before it
+// writes anything.
+func TestFleetConfigRolloutArgs(t *testing.T) {
+	hub := testHub(t)
+	url := hub.ClientURL()
+	var out, errb bytes.Buffer
+	if code := run([]string{"hub", "init", "--server", url}, &out, &errb); code != 0 {
+		t.Fatal(errb.String())
+	}
+	f := fragmentFile(t, "log_level: debug\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--group", "north", f, "--waves", "50%,25%,100%"}, "each wave must cover more sites"},
+		{[]string{"--group", "north", f, "--waves", "5%,25%"}, "the last wave must be 100%"},
+		{[]string{"--group", "north", f, "--abort-on", "lots"}, "--abort-on"},
+		{[]string{"--group", "north", fragmentFile(t, "groups: [x]\n")}, "the hub may never set this key"},
+		{[]string{"--group", "north", f}, "no site has reported group north"},
+	} {
+		code, _, errs := configRun(url, append([]string{"rollout"}, tc.args...)...)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("rollout %v: exit %d %q, want %q", tc.args, code, errs, tc.want)
+		}
+	}
+	if code, out, errs := configRun(url, "get", "--group", "north"); code != 1 || !strings.Contains(errs, "key not found") {
+		t.Fatalf("rollout wrote group.north: %d %s %s", code, out, errs)
+	}
+}
