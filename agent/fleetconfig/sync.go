@@ -194,7 +194,7 @@ func (s *Syncer) open(ctx context.Context) (jetstream.KeyValue, error) {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
 		return nil, fmt.Errorf("the hub has no %s bucket (run `edge-agent hub init` at the hub)", Bucket)
 	case err != nil:
-		return nil, fmt.Errorf("hub bucket %s: %w (does the hub run JetStream in domain remote_config.hub_domain?)", Bucket, err)
+		return nil, fmt.Errorf("hub bucket %s: %w (check that the hub runs JetStream in the domain remote_config.hub_domain names, and that this site's leaf user may watch its keys: regenerate it with `edge-agent hub leaf-user`)", Bucket, err)
 	}
 	return kv, nil
 }
