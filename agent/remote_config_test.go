@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -640,5 +641,39 @@ func TestRemoteConfigKeys(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Msg, tc.msg) {
 			t.Errorf("%q: %v, want key %s and %q", tc.body, err, tc.key, tc.msg)
 		}
+	}
+}
+
+// settle returns only once changes stop coming, so fragments written
+// together apply together; it gives up after its bound.
+func TestRemoteConfigSettle(t *testing.T) {
+	ch := make(chan struct{})
+	var last atomic.Int64
+	go func() {
+		for range 5 {
+			time.Sleep(50 * time.Millisecond)
+			ch <- struct{}{}
+			last.Store(time.Now().UnixNano())
+		}
+	}()
+	settle(context.Background(), ch)
+	if l := last.Load(); l == 0 || time.Since(time.Unix(0, l)) < 250*time.Millisecond {
+		t.Fatalf("settle returned %s after the last change, want at least its quiet time", time.Since(time.Unix(0, l)))
+	}
+	start := time.Now()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case ch <- struct{}{}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	settle(context.Background(), ch)
+	close(stop)
+	if d := time.Since(start); d < 3*time.Second || d > 10*time.Second {
+		t.Fatalf("settle under a stream of changes took %s, want its 3s bound", d)
 	}
 }

@@ -112,7 +112,27 @@ func (a *Agent) runRemote(ctx context.Context, boot *Config, keys []string) erro
 		case <-ctx.Done():
 			return nil
 		case <-p.changed:
+			settle(ctx, p.changed)
 		case <-tick.C:
+		}
+	}
+}
+
+// settle waits until the local copy has been quiet for a moment (bounded):
+// fragments written together (a group and a site key, each watched on its
+// own) then apply as one change, with one gate and at most one restart.
+func settle(ctx context.Context, changed <-chan struct{}) {
+	const quiet, most = 300 * time.Millisecond, 3 * time.Second
+	end := time.After(most)
+	for {
+		select {
+		case <-changed:
+		case <-time.After(quiet):
+			return
+		case <-end:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }
