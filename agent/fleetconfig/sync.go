@@ -140,6 +140,15 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 	}
 	var errc chan error
+	// halt ends the current watches; errc goes with them, so a late error
+	// of an ended session is never taken for the next one's.
+	halt := func() {
+		if stop != nil {
+			stop()
+		}
+		stop, errc = nil, nil
+	}
+	defer halt()
 	tick := time.NewTicker(s.Poll)
 	defer tick.Stop()
 	// retry is when a failed watch is tried again; recheck when a running
@@ -148,14 +157,14 @@ func (s *Syncer) Run(ctx context.Context) error {
 	for {
 		cur := s.LinkConn()
 		if stop != nil && (cur != conn || cur == 0) {
-			stop()
-			stop, retry = nil, time.Time{}
+			halt()
+			retry = time.Time{}
 		}
 		if stop != nil && time.Now().After(recheck) {
 			if _, err := s.open(ctx); err != nil {
 				problem(err.Error())
-				stop()
-				stop, retry = nil, time.Now().Add(5*s.Poll)
+				halt()
+				retry = time.Now().Add(5 * s.Poll)
 			}
 			recheck = time.Now().Add(s.Recheck)
 		}
@@ -173,14 +182,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			if stop != nil {
-				stop()
-			}
 			return nil
 		case err := <-errc:
 			problem(err.Error())
-			stop()
-			stop, retry = nil, time.Now().Add(5*s.Poll)
+			halt()
+			retry = time.Now().Add(5 * s.Poll)
 		case <-tick.C:
 		}
 	}
