@@ -29,53 +29,71 @@ const ExitRestart = 75
 // under its health gate) merged over it. It changes nothing on disk, so
 // SIGHUP uses it; BootConfig is for starting.
 func LoadEffectiveConfig(path string) (*Config, error) {
-	cfg, _, err := loadEffective(path, false)
-	return cfg, err
+	return loadEffective(path, false)
 }
 
 // BootConfig is LoadEffectiveConfig for a starting agent: it counts the
 // start against a trial under the health gate, and reverts a trial the
 // agent already started on once, since that start ended without the gate
-// deciding (a crash, a kill, a power cut).
+// deciding (a stop, a crash, a kill, a power cut).
 func BootConfig(path string) (*Config, error) {
-	cfg, _, err := loadEffective(path, true)
-	return cfg, err
+	return loadEffective(path, true)
 }
 
-func loadEffective(path string, boot bool) (*Config, *fleetconfig.State, error) {
+func loadEffective(path string, boot bool) (*Config, error) {
 	local, err := LoadConfig(path)
 	if err != nil || !local.RemoteConfig.Enabled {
-		return local, nil, err
+		return local, err
 	}
 	st, err := fleetconfig.ReadState(local.StateDir)
 	if err != nil {
 		// The agent part reports it; the local file alone still runs.
-		return local, nil, nil
+		return local, nil
 	}
-	set := st.Applied
+	set, trial := st.Applied, false
 	if t := st.Trial; t != nil {
 		if boot && t.Boots >= 1 {
-			refuse(&st, t.Set, fleetconfig.StateRolledBack, "the agent stopped during the health gate (crash, kill or power cut); back on the last-known-good config")
-			if err := fleetconfig.WriteState(local.StateDir, st); err != nil {
-				return nil, nil, fmt.Errorf("remote config state: %w", err)
+			refuse(&st, t.Set, fleetconfig.StateRolledBack, "the agent stopped during the health gate (stopped, crashed, killed or lost power); back on the last-known-good config")
+			if err := writeBootState(local.StateDir, st); err != nil {
+				return nil, err
 			}
 		} else {
 			if boot {
 				t.Boots++
-				if err := fleetconfig.WriteState(local.StateDir, st); err != nil {
-					return nil, nil, fmt.Errorf("remote config state: %w", err)
+				if err := writeBootState(local.StateDir, st); err != nil {
+					return nil, err
 				}
 			}
-			set = t.Set
+			set, trial = t.Set, true
 		}
 	}
 	cfg, err := mergeConfig(local, set)
-	if err != nil {
-		// The local file changed under the applied fragments: run the file
-		// alone and say so rather than refuse to start.
-		return local, &st, nil
+	if err == nil {
+		return cfg, nil
 	}
-	return cfg, &st, nil
+	if !boot {
+		// SIGHUP: the running config stays, and the log says why.
+		return nil, err
+	}
+	// The local file changed since the set was checked against it: start
+	// without the set rather than refuse to start, and report it.
+	why := "no longer valid with the local file as it is now: " + err.Error()
+	if trial {
+		if good, gerr := mergeConfig(local, st.Applied); gerr == nil {
+			refuse(&st, set, fleetconfig.StateRejected, why)
+			return good, writeBootState(local.StateDir, st)
+		}
+	}
+	st.Applied = fleetconfig.Set{}
+	refuse(&st, set, fleetconfig.StateRejected, why)
+	return local, writeBootState(local.StateDir, st)
+}
+
+func writeBootState(dir string, st fleetconfig.State) error {
+	if err := fleetconfig.WriteState(dir, st); err != nil {
+		return fmt.Errorf("remote config state: %w", err)
+	}
+	return nil
 }
 
 // refuse records set as rejected or rolled back and drops the trial.

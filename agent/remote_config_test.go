@@ -677,3 +677,28 @@ func TestRemoteConfigSettle(t *testing.T) {
 		t.Fatalf("settle under a stream of changes took %s, want its 3s bound", d)
 	}
 }
+
+// The local file stays the authority when it changes under applied
+// fragments: a SIGHUP-style reload refuses the combination, and a start
+// runs the file alone and reports the fragments rejected, with why.
+func TestRemoteConfigLocalEditConflict(t *testing.T) {
+	hub, kv := rcHub(t)
+	dir := t.TempDir()
+	body := "uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 3s}\n%s"
+	s := startRCSite(t, dir, fmt.Sprintf(body, leafURL(t, hub, "nats"), rcSensors))
+	rev := put(t, kv, "site.s1", "sensors:\n  - {name: room, interval: 75ms}\n")
+	s.waitReport(20*time.Second, fleetconfig.StateApplied, rev)
+	// The technician removes the sensor the fragment patches.
+	path := writeRCConfig(t, dir, fmt.Sprintf(body, leafURL(t, hub, "nats"), ""))
+	if _, err := LoadEffectiveConfig(path); err == nil || !strings.Contains(err.Error(), "sensors[0].driver") {
+		t.Fatalf("reload of a conflicting local edit: %v", err)
+	}
+	s.stop()
+	s2 := runRCSite(t, path)
+	if n := len(s2.agent().Config().Sensors); n != 0 {
+		t.Fatalf("running %d sensors, want the local file's none", n)
+	}
+	if r := s2.report(); r.State != fleetconfig.StateRejected || r.AppliedRev != 0 || !strings.Contains(r.Error, "no longer valid with the local file") || !strings.Contains(r.Error, "fragment site.s1@") {
+		t.Fatalf("report %+v", r)
+	}
+}
