@@ -160,8 +160,11 @@ func fleetConfigSet(f *fleetConfigFlags, args []string, stdout, stderr io.Writer
 		return 2
 	}
 	key, err := f.key()
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintf(stderr, "edge-agent fleet config set: %v\n%s", cmp(err, "one FILE is required"), fleetConfigUsage)
+	if err == nil && len(pos) != 1 {
+		err = errors.New("one FILE is required")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "edge-agent fleet config set: %v\n%s", err, fleetConfigUsage)
 		return 2
 	}
 	data, err := readFragment(key, pos[0], stderr)
@@ -181,13 +184,6 @@ func fleetConfigSet(f *fleetConfigFlags, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "%s: revision %d\n", key, n)
 	return 0
-}
-
-func cmp(err error, msg string) string {
-	if err != nil {
-		return err.Error()
-	}
-	return msg
 }
 
 func fleetConfigGet(f *fleetConfigFlags, args []string, stdout, stderr io.Writer) int {
