@@ -50,43 +50,57 @@ func loadEffective(path string, boot bool) (*Config, error) {
 		// The agent part reports it; the local file alone still runs.
 		return local, nil
 	}
+	cfg, changed, err := bootSet(local, &st, boot)
+	if err == nil && changed {
+		err = writeBootState(local.StateDir, st)
+	}
+	return cfg, err
+}
+
+// bootSet picks the set to run and merges it; on a start it also counts
+// the start against a trial, reverts a trial that already had one, gives
+// a rejected set another look (the local file may have changed), and
+// refuses a set the local file no longer accepts. changed says st must be
+// written before the agent runs.
+func bootSet(local *Config, st *fleetconfig.State, boot bool) (cfg *Config, changed bool, err error) {
+	if boot && st.Report.State == fleetconfig.StateRejected && st.Refused != nil {
+		// A rolled-back set stays refused, or a change that cuts the link
+		// would restart the agent forever.
+		st.Refused, changed = nil, true
+	}
 	set, trial := st.Applied, false
 	if t := st.Trial; t != nil {
-		if boot && t.Boots >= 1 {
-			refuse(&st, t.Set, fleetconfig.StateRolledBack, "the agent stopped during the health gate (stopped, crashed, killed or lost power); back on the last-known-good config")
-			if err := writeBootState(local.StateDir, st); err != nil {
-				return nil, err
-			}
-		} else {
-			if boot {
-				t.Boots++
-				if err := writeBootState(local.StateDir, st); err != nil {
-					return nil, err
-				}
-			}
+		switch {
+		case boot && t.Boots >= 1:
+			refuse(st, t.Set, fleetconfig.StateRolledBack, "the agent stopped during the health gate (stopped, crashed, killed or lost power); back on the last-known-good config")
+			changed = true
+		case boot:
+			t.Boots++
+			set, trial, changed = t.Set, true, true
+		default:
 			set, trial = t.Set, true
 		}
 	}
-	cfg, err := mergeConfig(local, set)
+	cfg, err = mergeConfig(local, set)
 	if err == nil {
-		return cfg, nil
+		return cfg, changed, nil
 	}
 	if !boot {
 		// SIGHUP: the running config stays, and the log says why.
-		return nil, err
+		return nil, false, err
 	}
 	// The local file changed since the set was checked against it: start
-	// without the set rather than refuse to start, and report it.
+	// without the set rather than refuse to start, and say so.
 	why := "no longer valid with the local file as it is now: " + err.Error()
 	if trial {
 		if good, gerr := mergeConfig(local, st.Applied); gerr == nil {
-			refuse(&st, set, fleetconfig.StateRejected, why)
-			return good, writeBootState(local.StateDir, st)
+			refuse(st, set, fleetconfig.StateRejected, why)
+			return good, true, nil
 		}
 	}
 	st.Applied = fleetconfig.Set{}
-	refuse(&st, set, fleetconfig.StateRejected, why)
-	return local, writeBootState(local.StateDir, st)
+	refuse(st, set, fleetconfig.StateRejected, why)
+	return local, true, nil
 }
 
 func writeBootState(dir string, st fleetconfig.State) error {

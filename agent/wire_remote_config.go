@@ -42,12 +42,6 @@ func (a *Agent) setupRemoteConfig(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		a.log.Error("remote config: unreadable state; running the local file and starting over", "err", err)
 	}
-	if st.Report.State == fleetconfig.StateRejected {
-		// A restart may come with a fixed local file (a wider allow list):
-		// a rejected set gets another look. A rolled-back one does not, or
-		// a change that cuts the link would restart the agent forever.
-		st.Refused = nil
-	}
 	p := &remotePart{local: local, changed: make(chan struct{}, 1), st: st}
 	a.rc = p
 	keys := fleetconfig.KeysFor(cfg.Site, cfg.Groups)
