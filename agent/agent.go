@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -49,6 +50,7 @@ type Agent struct {
 	up      *uplinkPart
 	hb      *heartbeatPart
 	ctl     *controlPart
+	rc      *remotePart
 }
 
 // part is a long-lived loop owned by the agent; restartable parts are
@@ -144,7 +146,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		a.log.Error("part failed; stopping", "err", err)
+		if errors.Is(err, ErrRestart) {
+			a.log.Info("edge-agent restarting for a remote config change (exit 75)")
+		} else {
+			a.log.Error("part failed; stopping", "err", err)
+		}
 	}
 	a.log.Info("edge-agent stopping")
 	cancel()
@@ -171,7 +177,7 @@ func (a *Agent) shutdownServer() {
 
 // setup runs once the server is ready: each wire_*.go contributes parts.
 func (a *Agent) setup(ctx context.Context, cfg *Config) error {
-	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupHeartbeat, a.setupControl} {
+	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupHeartbeat, a.setupControl, a.setupRemoteConfig} {
 		if err := step(ctx, cfg); err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
@@ -46,6 +47,10 @@ type Config struct {
 	Buffer     buffer.Config    `yaml:"buffer"`
 	Uplink     *uplink.Config   `yaml:"uplink"`
 	Sensors    []sensors.Config `yaml:"sensors"`
+	// Groups and RemoteConfig let the hub manage part of this file
+	// (docs/FLEET-CONFIG.md); the file stays the authority on what.
+	Groups       []string            `yaml:"groups"`
+	RemoteConfig fleetconfig.Options `yaml:"remote_config"`
 
 	// Path is the file the config came from (not a YAML key).
 	Path string `yaml:"-"`
@@ -73,6 +78,7 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		LogFormat:     "text",
 		Buffer:        buffer.DefaultConfig(),
+		RemoteConfig:  fleetconfig.DefaultOptions(),
 	}
 }
 
@@ -318,6 +324,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := sensors.ValidateAll(c.Sensors); err != nil {
+		return c.fieldErr(err)
+	}
+	if err := c.RemoteConfig.Validate(c.Groups); err != nil {
 		return c.fieldErr(err)
 	}
 	return nil

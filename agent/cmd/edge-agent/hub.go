@@ -112,6 +112,9 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s hub stream %s: last heartbeat of each site (%s); read it with: %s\n",
 		verb, have.Name, strings.Join(have.Subjects, " "), fleetCmd)
+	if err := ensureConfigBucket(ctx, js, *replicas, *srv, stdout); err != nil {
+		return exitFor(err, stderr)
+	}
 	fmt.Fprintf(stdout, "sites publish %s.<site>.telemetry.> and %s.<site>.alerts.>; watch them with: nats sub '%s.>'\n", *prefix, *prefix, *prefix)
 	return 0
 }
