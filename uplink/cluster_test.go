@@ -63,6 +63,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	// route to it while it comes up.
 	var others []*server.Server
 	var lo *server.Options
+	var gate *Gate
 	e := newFwEnv(t, site, fwEnvOpts{
 		noStream: true,
 		hub: func(o *server.Options) {
@@ -90,9 +91,11 @@ func TestHubClusterNodeLoss(t *testing.T) {
 			// hub-c, and hub-a (the audit's node) is a failover target.
 			r.URLs = []*url.URL{leafURL(t, others[0]), leafURL(t, others[1]), r.URLs[0]}
 			r.NoRandomize = true
-			if err := GateRemote(r); err != nil {
+			var err error
+			if gate, err = GateRemote(r); err != nil {
 				t.Fatal(err)
 			}
+			gate.Start()
 			lo = o
 		},
 	})
@@ -117,7 +120,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	// The leaf dials hub-b first, but a first attempt that fails while the
 	// cluster settles moves it on to hub-c: the node to stop is whichever
 	// of the two holds the leaf (hub-a holds the audit connection).
-	link := runLink(t, e, lo, quickReconnect)
+	link := runLink(t, e, gate, quickReconnect)
 	var victim *server.Server
 	fwWaitFor(t, 15*time.Second, "leaf on hub-b or hub-c", func() bool {
 		for _, s := range others {

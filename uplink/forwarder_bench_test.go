@@ -258,7 +258,7 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
 	hub := startHubProcess(sc, bin)
-	var lo *server.Options
+	var gate *Gate
 	eo := fwEnvOpts{rtt: wan.rtt, sharedHub: hub.fwEnv, cfg: func(c *Config) {
 		if wan.shape > 0 {
 			shapedHub(sc, wan.shape)(c)
@@ -269,16 +269,17 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	}, leaf: func(o *server.Options) {
 		// Through a Link's gate, as in the agent: its copy of every byte
 		// the leaf sends or receives is part of each figure.
-		if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+		var err error
+		if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
 			b.Fatal(err)
 		}
-		lo = o
+		gate.Start()
 	}}
 	e := newFwEnv(sc, "s1", eo)
 	// The tests' backoff: a dropped link redials within 100 ms, as the
 	// leaf's own reconnect did before the gate, so the drop row measures
 	// the resend rather than the shipped 1 s first retry.
-	runLink(sc, e, lo, quickReconnect)
+	runLink(sc, e, gate, quickReconnect)
 	fwWaitFor(b, 15*time.Second, "leaf connection", func() bool { return e.leaf.NumLeafNodes() == 1 && e.link.Connected() })
 	if way.backlog != nil {
 		way.backlog(e, n)

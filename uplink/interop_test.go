@@ -110,7 +110,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	var lo *server.Options
+	var gate *Gate
 	e := newFwEnv(t, site, fwEnvOpts{
 		noStream:  true,
 		remoteURL: func(u *url.URL) { u.Host = p.Addr() },
@@ -119,10 +119,11 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 			// leafnodes.no_advertise; without this the leaf's first redial
 			// after a cut goes straight to the hub, around the proxy.
 			o.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
-			if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+			var err error
+			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
 				t.Fatal(err)
 			}
-			lo = o
+			gate.Start()
 		},
 	})
 	// newFwEnv's in-process hub is idle: nothing points at it.
@@ -134,7 +135,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 		t.Fatalf("create hub stream on %s: %v", hub.version, err)
 	}
 	e.cfg.HubURLs = []string{p.URL("nats")}
-	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, lo, quickReconnect)}
+	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, gate, quickReconnect)}
 	fwWaitFor(t, 15*time.Second, "leaf connected through the proxy", func() bool {
 		return w.link.Connected() && w.link.Status().Hub == p.Addr()
 	})

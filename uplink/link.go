@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +63,7 @@ type Link struct {
 	log    *slog.Logger
 	bo     backoff
 	probe  func(ctx context.Context) (class, reason string)
-	gate   *gate
+	gate   *Gate
 
 	lines  chan string   // link-related server log lines, newest last
 	bounce chan struct{} // Bounce requests
@@ -82,19 +80,10 @@ type Link struct {
 	hubWatch bool
 }
 
-// NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
-// opts must be the *server.Options srv was created with, that remote routed
-// through GateRemote: the gate stays closed until Run, so the link sees the
-// first attempt.
-func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events EventSink, log *slog.Logger) (*Link, error) {
-	idx := ownRemote(opts, cfg)
-	if idx < 0 {
-		return nil, fmt.Errorf("uplink: the server has no leaf remote for %v", cfg.Redacted().HubURLs)
-	}
-	g := claimGate(opts.LeafNode.Remotes[idx].Proxy.URL)
-	if g == nil {
-		return nil, fmt.Errorf("uplink: the leaf remote for %v has no link gate (call uplink.GateRemote on it before server.NewServer)", cfg.Redacted().HubURLs)
-	}
+// NewLink manages the remote built from cfg, which GateRemote routed
+// through g before srv was created; the link takes g over. The gate stays
+// closed until Run, so the link sees the first attempt.
+func NewLink(srv *server.Server, g *Gate, cfg *Config, events EventSink, log *slog.Logger) *Link {
 	l := &Link{
 		srv: srv, gate: g, cfg: cfg, events: events, log: log,
 		bo:       newBackoff(cfg.Reconnect),
@@ -106,28 +95,7 @@ func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events Event
 	now := time.Now()
 	l.st = LinkStatus{State: StateConnecting, Since: now, DownSince: now}
 	l.probe = func(ctx context.Context) (string, string) { return diagnose(ctx, cfg) }
-	return l, nil
-}
-
-// ownRemote finds the remote whose URLs are the configured hub URLs (the
-// agent may run more remotes from nats_config).
-func ownRemote(opts *server.Options, cfg *Config) int {
-	want := make([]string, 0, len(cfg.HubURLs))
-	for _, s := range cfg.HubURLs {
-		if u, err := url.Parse(s); err == nil {
-			want = append(want, u.Host)
-		}
-	}
-	for i, r := range opts.LeafNode.Remotes {
-		have := make([]string, 0, len(r.URLs))
-		for _, u := range r.URLs {
-			have = append(have, u.Host)
-		}
-		if slices.Equal(have, want) {
-			return i
-		}
-	}
-	return -1
+	return l
 }
 
 // ServerReconnectInterval is the embedded server's fixed leaf retry: how
@@ -280,7 +248,7 @@ var dialErrorRE = regexp.MustCompile(`trying to connect as leafnode.*\(attempt \
 // Run paces the remote until ctx ends. It never fails for a link problem:
 // a broken uplink degrades the uplink only.
 func (l *Link) Run(ctx context.Context) error {
-	defer l.gate.close()
+	defer l.gate.Close()
 	if err := l.open(ctx); err != nil {
 		return nil
 	}

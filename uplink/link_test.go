@@ -71,7 +71,8 @@ func startLink(t *testing.T, cfg *Config, observe func(level, line string), tune
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := GateRemote(r); err != nil {
+	g, err := GateRemote(r)
+	if err != nil {
 		t.Fatal(err)
 	}
 	o := &server.Options{
@@ -83,13 +84,11 @@ func startLink(t *testing.T, cfg *Config, observe func(level, line string), tune
 		t.Fatal(err)
 	}
 	ev := &memEvents{}
-	link, err := NewLink(leaf, o, cfg, ev, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
+	link := NewLink(leaf, g, cfg, ev, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	// Debug on, as in the agent: nats-server logs a retry loop's later
 	// failed dials only at debug.
 	leaf.SetLoggerV2(link.Logger(lineLog{observe}), true, false, false)
+	g.Start()
 	go leaf.Start()
 	if !leaf.ReadyForConnections(10 * time.Second) {
 		t.Fatal("leaf not ready")
