@@ -22,7 +22,7 @@ func serverOptions(c *Config, log *slog.Logger) (*server.Options, *uplink.Gate, 
 	if opts.ServerName == "" {
 		// "<site>-<8 hex of the machine id>": two devices with one site id
 		// are told apart at the hub instead of evicting each other.
-		if opts.ServerName, err = uplink.DeriveServerName(c.Site, c.StateDir); err != nil {
+		if opts.ServerName, err = DeriveServerName(c.Site, c.StateDir); err != nil {
 			return nil, nil, fmt.Errorf("server name: %w (set server_name in agent.yaml to choose one)", err)
 		}
 	}
