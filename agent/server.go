@@ -12,7 +12,7 @@ import (
 
 // serverOptions builds the embedded nats-server's options for run: the
 // merged options, the derived server name and the uplink's link gate, nil
-// without an uplink. Like server.NewServer it starts nothing: the gate
+// without an uplink. Like server.NewServer it runs nothing: the gate
 // serves from its Start, and whoever gets it closes it.
 func serverOptions(c *Config, log *slog.Logger) (*server.Options, *uplink.Gate, error) {
 	opts, up, err := mergedOptions(c, log)

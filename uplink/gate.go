@@ -108,9 +108,10 @@ func (t *tunnel) close() {
 // GateRemote routes the uplink remote r through a new loopback gate, for
 // NewLink to take over: call it on the remote before server.NewServer, in
 // place of disabling it. The remote then starts enabled, and no reload is
-// ever needed to pace it. Like server.NewServer it starts nothing: the
-// gate holds its loopback port, which the remote's proxy URL names, and
-// answers from Start on. Close releases it if no link ever runs it.
+// ever needed to pace it. Like server.NewServer it runs nothing: the gate
+// only binds the loopback port the remote's proxy URL must name (a dial
+// waits in the kernel's queue), and answers from Start on. Close releases
+// it if no link ever runs it.
 func GateRemote(r *server.RemoteLeafOpts) (*Gate, error) {
 	if r.Proxy.URL != "" {
 		return nil, fmt.Errorf("uplink: the leaf remote already goes through proxy %s; the link gate needs the remote's proxy setting", r.Proxy.URL)
