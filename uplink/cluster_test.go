@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // freePort returns a loopback port nothing listens on right now, for
@@ -105,7 +107,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	sc := HubStreamConfig("EDGE", "edge", 2*time.Hour)
+	sc := hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)
 	sc.Replicas = 3
 	var err error
 	fwWaitFor(t, 30*time.Second, "JetStream cluster to create the R3 stream", func() bool {
@@ -113,7 +115,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		// never answered.
 		c, cc := context.WithTimeout(ctx, 2*time.Second)
 		defer cc()
-		_, err = EnsureHubStream(c, e.hubJS, sc)
+		_, err = hubops.EnsureHubStream(c, e.hubJS, sc)
 		return err == nil
 	})
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // runDownlink serves the downlink for f until the test ends, once the hub
@@ -85,7 +87,7 @@ func TestReplayRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	fwWaitFor(t, 10*time.Second, "the hub stream recreated", func() bool {
-		_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
+		_, err := hubops.EnsureHubStream(t.Context(), e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour))
 		return err == nil
 	})
 	plans, msg := hubReplay(t, e, `{"stream":"TELEMETRY","from_seq":4}`)

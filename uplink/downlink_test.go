@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 func TestDownlink(t *testing.T) {
@@ -63,7 +65,7 @@ func TestDownlink(t *testing.T) {
 		// fail under load ("error creating store for stream": the old
 		// store is not gone yet); it succeeds a moment later.
 		fwWaitFor(t, 10*time.Second, "the hub stream recreated", func() bool {
-			_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
+			_, err := hubops.EnsureHubStream(t.Context(), e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour))
 			return err == nil
 		})
 		var plans []ReplayPlan

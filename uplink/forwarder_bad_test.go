@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // siteUserEnv is a hub whose leaf user for site s1 has the given
@@ -102,7 +104,7 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 	}
 	// Creating the stream cures it without a restart.
 	ctx := t.Context()
-	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	fwWaitFor(t, 30*time.Second, "readings at the new hub stream", func() bool { return e.hubCount() == 20 })

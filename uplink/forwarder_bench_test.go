@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // BenchmarkDrain empties a backlog of 128-byte readings from the site into
@@ -155,7 +156,7 @@ var (
 	// JSON readings of a temperature, humidity and pressure sensor.
 	viaForwarderSensorJSON = drainWay{backlog: sensorBacklog, start: viaForwarder.start}
 	viaSourcing            = drainWay{backlog: randomBacklog, start: func(b *testing.B, e *fwEnv, _ int) {
-		cfg := SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
+		cfg := hubops.SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
 		if _, err := e.hubJS.CreateStream(context.Background(), cfg); err != nil {
 			b.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 	"github.com/edge-agent/edge-agent/uplink/wanfault"
 )
 
@@ -126,7 +127,7 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	if !eo.noStream && eo.sharedHub == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+		if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}

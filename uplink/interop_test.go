@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 	"github.com/edge-agent/edge-agent/uplink/wanfault"
 )
 
@@ -131,7 +132,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 	e.hubNC, e.hubJS = fwConnect(t, hub.client)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
 		t.Fatalf("create hub stream on %s: %v", hub.version, err)
 	}
 	e.cfg.HubURLs = []string{p.URL("nats")}

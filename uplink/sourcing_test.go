@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // Hub pulls: through the documented hub config, a hub stream sourcing the
@@ -18,7 +19,7 @@ func TestSourcingHubPulls(t *testing.T) {
 	e.publish("telemetry.ambient", 300, []byte(`{"t":4.1}`))
 	e.publish("alerts.door", 2, []byte(`{"open":true}`))
 	ctx := t.Context()
-	s, err := e.hubJS.CreateStream(ctx, SourcingStreamConfig("SITE_store-0042", "edge", "store-0042", buffer.Lanes, time.Hour))
+	s, err := e.hubJS.CreateStream(ctx, hubops.SourcingStreamConfig("SITE_store-0042", "edge", "store-0042", buffer.Lanes, time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 const hubUsage = `usage:
@@ -65,7 +66,7 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edge-agent hub init: --server is required\n%s", hubUsage)
 		return 2
 	}
-	want := uplink.HubStreamConfig(*stream, *prefix, *dupes)
+	want := hubops.HubStreamConfig(*stream, *prefix, *dupes)
 	want.MaxAge, want.Replicas = *maxAge, *replicas
 	if *maxBytes != "" {
 		n, err := buffer.ParseSize(*maxBytes)
@@ -81,7 +82,7 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		return exitFor(err, stderr)
 	}
 	defer closeNC()
-	s, verb, err := ensureReport(ctx, js, *srv, want.Name, func() (jetstream.Stream, error) { return uplink.EnsureHubStream(ctx, js, want) })
+	s, verb, err := ensureReport(ctx, js, *srv, want.Name, func() (jetstream.Stream, error) { return hubops.EnsureHubStream(ctx, js, want) })
 	if err != nil {
 		return exitFor(err, stderr)
 	}
@@ -179,6 +180,6 @@ func cmdHubLeafUser(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edge-agent hub leaf-user: --site is required\n%s", hubUsage)
 		return 2
 	}
-	fmt.Fprintf(stdout, "# add to users: [...] of the hub account with JetStream (README: hub side)\n%s\n", uplink.HubLeafUser(*prefix, *site, *password))
+	fmt.Fprintf(stdout, "# add to users: [...] of the hub account with JetStream (README: hub side)\n%s\n", hubops.HubLeafUser(*prefix, *site, *password))
 	return 0
 }
