@@ -31,7 +31,8 @@ type Agent struct {
 	cfg *Config
 
 	srv     *server.Server
-	srvOpts *server.Options // what srv runs with: the uplink link reloads copies of it
+	srvOpts *server.Options // what the server runs with: the agent's own login
+	gate    *uplink.Gate    // the uplink remote's, from serverOptions until shutdown
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	lock    *os.File
@@ -101,17 +102,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	opts, err := serverOptions(cfg, a.log)
+	opts, gate, err := serverOptions(cfg, a.log)
 	if err != nil {
 		return err
 	}
-	a.srvOpts = opts
+	a.srvOpts, a.gate = opts, gate
+	defer a.shutdownServer()
 	if a.srv, err = newServer(cfg, opts); err != nil {
 		return err
 	}
 	a.srv.SetLoggerV2(natsLogger{a.log.With("component", "nats-server")}, true, false, false)
+	if a.gate != nil {
+		a.gate.Start()
+	}
 	go a.srv.Start()
-	defer a.shutdownServer()
 	if !a.srv.ReadyForConnections(30 * time.Second) {
 		return fmt.Errorf("embedded nats-server did not become ready in 30s on %s (is the port in use? see the nats-server lines above)", cfg.Listen)
 	}
@@ -168,6 +172,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 }
 
 func (a *Agent) shutdownServer() {
+	if a.gate != nil {
+		// First: Shutdown waits for a CONNECT the gate holds, and the
+		// link that would let it through may never have run.
+		a.gate.Close()
+	}
 	if a.srv == nil {
 		return
 	}

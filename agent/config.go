@@ -38,7 +38,7 @@ type Config struct {
 	LogLevel      string `yaml:"log_level"`
 	LogFormat     string `yaml:"log_format"`
 	// ServerName defaults to <site>-<8 hex of the machine id> so two devices
-	// on one site id are told apart at the hub (uplink.DeriveServerName).
+	// on one site id are told apart at the hub (DeriveServerName).
 	ServerName string    `yaml:"server_name"`
 	LocalAuth  LocalAuth `yaml:"local_auth"`
 	// NATSConfig is a nats-server config file used as the base for options

@@ -22,6 +22,7 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // rcSite runs an agent from a real agent.yaml the way systemd would: a
@@ -384,7 +385,7 @@ func TestRemoteConfigUnreachableHubRollsBack(t *testing.T) {
 	})
 }
 
-// Against a hub whose leaf users carry uplink.SitePermissions (the README's
+// Against a hub whose leaf users carry hubops.SitePermissions (the README's
 // hub config), a site watches and applies its own keys, and a client on
 // the site cannot read another site's key through the leaf, nor write the
 // bucket.
@@ -399,7 +400,7 @@ accounts { EDGE { jetstream: enabled, users: [
 %s
 {user: ops, password: ops}
 ] } }
-`, filepath.Join(dir, "js"), uplink.HubLeafUser("edge", "s1", "pw1"), uplink.HubLeafUser("edge", "s2", "pw2"))
+`, filepath.Join(dir, "js"), hubops.HubLeafUser("edge", "s1", "pw1"), hubops.HubLeafUser("edge", "s2", "pw2"))
 	path := filepath.Join(dir, "hub.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 	}
 	hb, err := uplink.NewHeartbeater(uplink.HeartbeatOptions{
 		Conn: a.nc, Prefix: cfg.Uplink.SubjectPrefix, Site: cfg.Site,
-		Server: a.srv.Name(), Instance: uplink.NewInstanceID(), Interval: cfg.Uplink.Heartbeat,
+		Server: a.srv.Name(), Instance: NewInstanceID(), Interval: cfg.Uplink.Heartbeat,
 		Build: func(ctx context.Context) uplink.Heartbeat {
 			hb := heartbeatFromStatus(a.Status(ctx))
 			if r := a.RemoteConfigReport(); r != nil {

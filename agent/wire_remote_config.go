@@ -86,7 +86,7 @@ func (a *Agent) runRemote(ctx context.Context, boot *Config, keys []string) erro
 	log := a.log.With("component", "remote-config")
 	p := a.rc
 	if t := p.state().Trial; t != nil {
-		if err := a.gate(ctx, log, boot); err != nil {
+		if err := a.healthGate(ctx, log, boot); err != nil {
 			return err
 		}
 	}
@@ -199,7 +199,7 @@ func (a *Agent) applyDesired(ctx context.Context, log *slog.Logger, want fleetco
 	}
 	log.Info("remote config: applying live", "fragments", want.Describe())
 	a.Reload(next)
-	return a.gate(ctx, log, next)
+	return a.healthGate(ctx, log, next)
 }
 
 func (a *Agent) failingSensors() []string {
@@ -214,7 +214,7 @@ func (a *Agent) failingSensors() []string {
 
 // gate waits up to remote_config.gate for the site to be healthy on the
 // trial, then keeps it as the last-known-good or rolls back.
-func (a *Agent) gate(ctx context.Context, log *slog.Logger, cfg *Config) error {
+func (a *Agent) healthGate(ctx context.Context, log *slog.Logger, cfg *Config) error {
 	st := a.rc.state()
 	t := st.Trial
 	start := time.Now()

@@ -41,6 +41,7 @@ import (
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 func main() {
@@ -496,7 +497,7 @@ func runHub(args []string) error {
 	}
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	if _, err := uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
 		return err
 	}
 	if _, err := uplink.EnsureStatusStream(ctx, js, "edge"); err != nil {
