@@ -89,7 +89,7 @@ fuzz:
 # process) restarted on the same ports; agent policy vs stock leaf settings.
 FLEET_N ?= 100
 fleet-sim:
-	FLEET_N=$(FLEET_N) $(GO) run ./agent/internal/fleetsim
+	FLEET_N=$(FLEET_N) $(GO) run ./agent/internal/fleetsim $(FLEETFLAGS)
 
 clean:
 	rm -rf bin dist

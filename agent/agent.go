@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -30,7 +31,8 @@ type Agent struct {
 	cfg *Config
 
 	srv     *server.Server
-	srvOpts *server.Options // what srv runs with: the uplink link reloads copies of it
+	srvOpts *server.Options // what the server runs with: the agent's own login
+	gate    *uplink.Gate    // the uplink remote's, from serverOptions until shutdown
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	lock    *os.File
@@ -49,6 +51,7 @@ type Agent struct {
 	up      *uplinkPart
 	hb      *heartbeatPart
 	ctl     *controlPart
+	rc      *remotePart
 }
 
 // part is a long-lived loop owned by the agent; restartable parts are
@@ -99,17 +102,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	opts, err := serverOptions(cfg, a.log)
+	opts, gate, err := serverOptions(cfg, a.log)
 	if err != nil {
 		return err
 	}
-	a.srvOpts = opts
+	a.srvOpts, a.gate = opts, gate
+	defer a.shutdownServer()
 	if a.srv, err = newServer(cfg, opts); err != nil {
 		return err
 	}
 	a.srv.SetLoggerV2(natsLogger{a.log.With("component", "nats-server")}, true, false, false)
+	if a.gate != nil {
+		a.gate.Start()
+	}
 	go a.srv.Start()
-	defer a.shutdownServer()
 	if !a.srv.ReadyForConnections(30 * time.Second) {
 		return fmt.Errorf("embedded nats-server did not become ready in 30s on %s (is the port in use? see the nats-server lines above)", cfg.Listen)
 	}
@@ -144,7 +150,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		a.log.Error("part failed; stopping", "err", err)
+		if errors.Is(err, ErrRestart) {
+			a.log.Info("edge-agent restarting for a remote config change (exit 75)")
+		} else {
+			a.log.Error("part failed; stopping", "err", err)
+		}
 	}
 	a.log.Info("edge-agent stopping")
 	cancel()
@@ -162,6 +172,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 }
 
 func (a *Agent) shutdownServer() {
+	if a.gate != nil {
+		// First: Shutdown waits for a CONNECT the gate holds, and the
+		// link that would let it through may never have run.
+		a.gate.Close()
+	}
 	if a.srv == nil {
 		return
 	}
@@ -171,7 +186,7 @@ func (a *Agent) shutdownServer() {
 
 // setup runs once the server is ready: each wire_*.go contributes parts.
 func (a *Agent) setup(ctx context.Context, cfg *Config) error {
-	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupHeartbeat, a.setupControl} {
+	for _, step := range []func(context.Context, *Config) error{a.setupBuffer, a.setupSensors, a.setupUplink, a.setupHeartbeat, a.setupControl, a.setupRemoteConfig} {
 		if err := step(ctx, cfg); err != nil {
 			return err
 		}

@@ -29,7 +29,7 @@ func CheckServer(c *Config) error {
 		// run derives it from the machine id, creating state_dir/machine-id
 		// where the image has none: a check must not write, and any name
 		// of this form validates alike.
-		opts.ServerName = uplink.ServerNameFor(c.Site, "check-config")
+		opts.ServerName = ServerNameFor(c.Site, "check-config")
 	}
 	s, err := newServer(c, opts)
 	if err != nil {

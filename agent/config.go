@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/yamlcheck"
 	"github.com/edge-agent/edge-agent/sensors"
@@ -38,7 +39,7 @@ type Config struct {
 	LogLevel      string `yaml:"log_level"`
 	LogFormat     string `yaml:"log_format"`
 	// ServerName defaults to <site>-<8 hex of the machine id> so two devices
-	// on one site id are told apart at the hub (uplink.DeriveServerName).
+	// on one site id are told apart at the hub (DeriveServerName).
 	ServerName string    `yaml:"server_name"`
 	LocalAuth  LocalAuth `yaml:"local_auth"`
 	// NATSConfig is a nats-server config file used as the base for options
@@ -47,6 +48,10 @@ type Config struct {
 	Buffer     buffer.Config    `yaml:"buffer"`
 	Uplink     *uplink.Config   `yaml:"uplink"`
 	Sensors    []sensors.Config `yaml:"sensors"`
+	// Groups and RemoteConfig let the hub manage part of this file
+	// (docs/FLEET-CONFIG.md); the file stays the authority on what.
+	Groups       []string            `yaml:"groups"`
+	RemoteConfig fleetconfig.Options `yaml:"remote_config"`
 
 	// Path is the file the config came from (not a YAML key).
 	Path string `yaml:"-"`
@@ -74,6 +79,7 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		LogFormat:     "text",
 		Buffer:        buffer.DefaultConfig(),
+		RemoteConfig:  fleetconfig.DefaultOptions(),
 	}
 }
 
@@ -231,6 +237,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := sensors.ValidateAll(c.Sensors); err != nil {
+		return c.fieldErr(err)
+	}
+	if err := c.RemoteConfig.Validate(c.Groups); err != nil {
 		return c.fieldErr(err)
 	}
 	return nil

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // trustSite is the site every hub below knows.
@@ -127,7 +127,7 @@ func TestHubCannotReachPastTheSite(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := uplink.EnsureHubStream(t.Context(), hjs, uplink.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+				if _, err := hubops.EnsureHubStream(t.Context(), hjs, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 					t.Fatal(err)
 				}
 				a := trustAgent(t, hub, remote)

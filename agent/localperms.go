@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/buffer"
 )
 
@@ -79,11 +80,13 @@ func agentLogin(opts *server.Options) (user, password string, ok bool) {
 }
 
 // ownStreamDenies are the JetStream API subjects (plain and through the
-// site's domain) that change the agent's streams, plus the cursor backup's
-// subjects and JetStream's advisories.
+// site's domain) that change the agent's streams, plus the subjects of the
+// cursor backup and of the site's copy of its remote config (a local
+// client writing there would feed the applier fragments the hub never
+// sent), and JetStream's advisories.
 func ownStreamDenies(site string) []string {
-	out := []string{"edge-agent.cursor.>", "$JS.EVENT.>"}
-	streams := append([]string{buffer.StateStream}, buffer.Lanes...)
+	out := []string{"edge-agent.cursor.>", "edge-agent.config.>", "$JS.EVENT.>"}
+	streams := append([]string{buffer.StateStream, fleetconfig.LocalStream}, buffer.Lanes...)
 	for _, prefix := range []string{"$JS.API.", "$JS." + site + ".API."} {
 		out = append(out, prefix+"ACCOUNT.PURGE.>")
 		for _, op := range []string{"STREAM.CREATE", "STREAM.UPDATE", "STREAM.DELETE", "STREAM.PURGE", "STREAM.RESTORE", "STREAM.MSG.DELETE", "STREAM.PEER.REMOVE"} {

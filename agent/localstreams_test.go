@@ -92,6 +92,10 @@ func TestLocalAppCannotChangeAgentStreams(t *testing.T) {
 	_, err = js.Publish(c, "edge-agent.cursor.TELEMETRY", []byte(`{"cursor":5,"stream_id":"x"}`))
 	cc()
 	refused("write the cursor backup", err)
+	if err := nc.Publish("edge-agent.config.site.s1", []byte("log_level: debug\n")); err != nil {
+		t.Fatal(err)
+	}
+	refused("feed the remote config copy a fragment", errors.New("(a plain publish has no reply)"))
 	if err := nc.Publish("$JS.EVENT.ADVISORY.STREAM.DELETED.TELEMETRY", []byte("{}")); err != nil {
 		t.Fatal(err)
 	}

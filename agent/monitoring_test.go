@@ -21,6 +21,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // monitoringFiles are the alert rules and dashboards the .deb ships under
@@ -63,7 +64,7 @@ func scrape(t *testing.T, url string) map[string]bool {
 // hub's clock) or of the fleet exporter reading that hub's heartbeat table.
 func TestMonitoringNamesRealMetrics(t *testing.T) {
 	hub, js := fleetHub(t)
-	if _, err := uplink.EnsureHubStream(context.Background(), js, uplink.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(context.Background(), js, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, fmt.Sprintf(`uplink:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // The README's multi-tier configs, verbatim but for the ports, store
@@ -62,7 +63,7 @@ func TestMultiTier(t *testing.T) {
 	global := serverFromConfig(t, fmt.Sprintf(globalHubConf, -1, filepath.Join(t.TempDir(), "global"), -1))
 	gc := connect(t, global.ClientURL())
 	gjs, _ := jetstream.New(gc)
-	if _, err := uplink.EnsureHubStream(ctx, gjs, uplink.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, gjs, hubops.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := uplink.EnsureStatusStream(ctx, gjs, "edge"); err != nil {

@@ -18,6 +18,7 @@ func restartKeys(prev, next *Config) []string {
 		{"log_format", prev.LogFormat, next.LogFormat}, {"server_name", prev.ServerName, next.ServerName},
 		{"local_auth", prev.LocalAuth, next.LocalAuth}, {"nats_config", prev.NATSConfig, next.NATSConfig},
 		{"buffer", prev.Buffer, next.Buffer}, {"uplink", prev.Uplink, next.Uplink},
+		{"groups", prev.Groups, next.Groups}, {"remote_config", prev.RemoteConfig, next.RemoteConfig},
 	} {
 		if !reflect.DeepEqual(k.a, k.b) {
 			keys = append(keys, k.key)

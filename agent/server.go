@@ -11,28 +11,32 @@ import (
 )
 
 // serverOptions builds the embedded nats-server's options for run: the
-// merged options, the derived server name and the uplink's link gate.
-func serverOptions(c *Config, log *slog.Logger) (*server.Options, error) {
+// merged options, the derived server name and the uplink's link gate, nil
+// without an uplink. Like server.NewServer it runs nothing: the gate
+// serves from its Start, and whoever gets it closes it.
+func serverOptions(c *Config, log *slog.Logger) (*server.Options, *uplink.Gate, error) {
 	opts, up, err := mergedOptions(c, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if opts.ServerName == "" {
 		// "<site>-<8 hex of the machine id>": two devices with one site id
 		// are told apart at the hub instead of evicting each other.
-		if opts.ServerName, err = uplink.DeriveServerName(c.Site, c.StateDir); err != nil {
-			return nil, fmt.Errorf("server name: %w (set server_name in agent.yaml to choose one)", err)
+		if opts.ServerName, err = DeriveServerName(c.Site, c.StateDir); err != nil {
+			return nil, nil, fmt.Errorf("server name: %w (set server_name in agent.yaml to choose one)", err)
 		}
 	}
-	if up != nil {
-		// The remote dials through the uplink link's gate, which paces
-		// attempts with backoff; the server's own retry only keeps it
-		// knocking at the gate.
-		if err := uplink.GateRemote(up); err != nil {
-			return nil, err
-		}
+	if up == nil {
+		return opts, nil, nil
 	}
-	return opts, nil
+	// The remote dials through the uplink link's gate, which paces
+	// attempts with backoff; the server's own retry only keeps it
+	// knocking at the gate.
+	gate, err := uplink.GateRemote(up)
+	if err != nil {
+		return nil, nil, err
+	}
+	return opts, gate, nil
 }
 
 // mergedOptions is everything in the server's options that comes from

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
@@ -45,6 +46,8 @@ type Status struct {
 	// not reimplement the rules.
 	State    string    `json:"state"`
 	Warnings []Warning `json:"warnings"`
+	// RemoteConfig is the hub-managed config's state; nil when off.
+	RemoteConfig *fleetconfig.Report `json:"remote_config,omitempty"`
 }
 
 // UplinkStatus is the leaf link and the forwarder; either may be nil while
@@ -358,6 +361,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 	}
 	code, w := s.Health()
 	s.State, s.Warnings = StateName(code), w
+	s.RemoteConfig = a.RemoteConfigReport()
 	return s
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // fwdHub is a hub with the fleet stream EDGE, as `edge-agent hub init`
@@ -26,7 +27,7 @@ func fwdHub(t *testing.T, o *server.Options) (*server.Server, jetstream.JetStrea
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	return hub, js

@@ -19,14 +19,24 @@ type heartbeatPart struct {
 // sensors; the full list is one `<prefix>.<site>.agent.status` away.
 const maxHeartbeatWarnings = 8
 
+// maxHeartbeatText bounds a remote config error in the heartbeat.
+const maxHeartbeatText = 240
+
 func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 	if cfg.Uplink == nil {
 		return nil
 	}
 	hb, err := uplink.NewHeartbeater(uplink.HeartbeatOptions{
 		Conn: a.nc, Prefix: cfg.Uplink.SubjectPrefix, Site: cfg.Site,
-		Server: a.srv.Name(), Instance: uplink.NewInstanceID(), Interval: cfg.Uplink.Heartbeat,
-		Build:        func(ctx context.Context) uplink.Heartbeat { return heartbeatFromStatus(a.Status(ctx)) },
+		Server: a.srv.Name(), Instance: NewInstanceID(), Interval: cfg.Uplink.Heartbeat,
+		Build: func(ctx context.Context) uplink.Heartbeat {
+			hb := heartbeatFromStatus(a.Status(ctx))
+			if r := a.RemoteConfigReport(); r != nil {
+				b := r.Brief(maxHeartbeatText)
+				hb.Config = &b
+			}
+			return hb
+		},
 		LinkConn:     a.leafConn,
 		Now:          a.buf.clock.Now,
 		HubListening: a.hubListening,

@@ -23,6 +23,7 @@ func (p jsPublisher) Publish(ctx context.Context, subject string, data []byte) e
 type sensorsPart struct {
 	mu      sync.Mutex
 	sampler *sensors.Sampler
+	running []sensors.Config // what sampler runs: a reload is async and may be refused
 	restart chan []sensors.Config
 }
 
@@ -32,7 +33,7 @@ func (a *Agent) setupSensors(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	sp.sampler = s
+	sp.sampler, sp.running = s, cfg.Sensors
 	a.sensors = sp
 	a.addPart("sensor-writes", a.serveWrites)
 	a.addPart("sensors", func(ctx context.Context) error {
@@ -57,7 +58,7 @@ func (a *Agent) setupSensors(ctx context.Context, cfg *Config) error {
 				cancel()
 				<-done
 				sp.mu.Lock()
-				sp.sampler = ns
+				sp.sampler, sp.running = ns, next
 				sp.mu.Unlock()
 				a.log.Info("reload: sensors restarted", "count", len(next))
 			}
@@ -93,7 +94,14 @@ func (a *Agent) recordSensor(h sensors.Health) {
 }
 
 func (a *Agent) reloadSensors(prev, next *Config) {
-	if a.sensors == nil || reflect.DeepEqual(sensorKeys(prev), sensorKeys(next)) {
+	if a.sensors == nil {
+		return
+	}
+	if reflect.DeepEqual(sensorKeys(prev), sensorKeys(next)) {
+		// Unchanged: the running sampler runs next's sensors too.
+		a.sensors.mu.Lock()
+		a.sensors.running = next.Sensors
+		a.sensors.mu.Unlock()
 		return
 	}
 	select {
@@ -106,6 +114,19 @@ func sensorKeys(c *Config) []sensors.Config {
 	out := make([]sensors.Config, len(c.Sensors))
 	copy(out, c.Sensors)
 	return out
+}
+
+// sensorsRunning reports whether the sampler runs cfgs, the very slice a
+// Reload handed over: compared by identity, because the sampler decodes
+// driver options into its configs while it starts.
+func (a *Agent) sensorsRunning(cfgs []sensors.Config) bool {
+	if len(cfgs) == 0 || a.sensors == nil {
+		return true
+	}
+	a.sensors.mu.Lock()
+	defer a.sensors.mu.Unlock()
+	r := a.sensors.running
+	return len(r) == len(cfgs) && &r[0] == &cfgs[0]
 }
 
 // SensorHealth reports every sensor's health for status.

@@ -172,6 +172,13 @@ expect_line 'DevicePolicy=closed'
 expect_line 'DeviceAllow=char-i2c rw'
 expect_line 'DeviceAllow=char-gpiochip rw'
 expect_line 'DeviceAllow=char-ttyUSB rw'
+# 75 (EX_TEMPFAIL) is how the agent restarts onto a remote config change or
+# its rollback (docs/FLEET-CONFIG.md): Restart=on-failure must act on it.
+if grep -Eq '^(SuccessExitStatus|RestartPreventExitStatus)=.*\b75\b' "${UNIT}"; then
+	fail "unit stops exit 75 from restarting the agent (remote config changes would not apply)"
+else
+	pass "exit 75 (remote config restart) is restarted by Restart=on-failure"
+fi
 if grep -q '^SupplementaryGroups=' "${UNIT}"; then
 	fail "unit sets SupplementaryGroups= (fails with 216/GROUP where gpio/i2c do not exist)"
 else

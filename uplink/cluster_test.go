@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // freePort returns a loopback port nothing listens on right now, for
@@ -66,6 +67,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	// route to it while it comes up.
 	var others []*server.Server
 	var lo *server.Options
+	var gate *Gate
 	e := newFwEnv(t, site, fwEnvOpts{
 		noStream: true,
 		hub: func(o *server.Options) {
@@ -93,9 +95,11 @@ func TestHubClusterNodeLoss(t *testing.T) {
 			// hub-c, and hub-a (the audit's node) is a failover target.
 			r.URLs = []*url.URL{leafURL(t, others[0]), leafURL(t, others[1]), r.URLs[0]}
 			r.NoRandomize = true
-			if err := GateRemote(r); err != nil {
+			var err error
+			if gate, err = GateRemote(r); err != nil {
 				t.Fatal(err)
 			}
+			gate.Start()
 			lo = o
 		},
 	})
@@ -105,7 +109,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	sc := HubStreamConfig("EDGE", "edge", 2*time.Hour)
+	sc := hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)
 	sc.Replicas = 3
 	var err error
 	testkit.WaitFor(t, 30*time.Second, func() error {
@@ -113,7 +117,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		// never answered.
 		c, cc := context.WithTimeout(ctx, 2*time.Second)
 		defer cc()
-		_, err = EnsureHubStream(c, e.hubJS, sc)
+		_, err = hubops.EnsureHubStream(c, e.hubJS, sc)
 		if err != nil {
 			return errors.New("still waiting for JetStream cluster to create the R3 stream")
 		}
@@ -123,7 +127,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	// The leaf dials hub-b first, but a first attempt that fails while the
 	// cluster settles moves it on to hub-c: the node to stop is whichever
 	// of the two holds the leaf (hub-a holds the audit connection).
-	link := runLink(t, e, lo, quickReconnect)
+	link := runLink(t, e, gate, quickReconnect)
 	var victim *server.Server
 	testkit.WaitFor(t, 15*time.Second, func() error {
 		for _, s := range others {

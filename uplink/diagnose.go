@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
-	"strings"
 	"syscall"
 	"time"
 
@@ -20,71 +18,6 @@ import (
 // probeTimeout bounds each probe step, so a blackholed hub still yields
 // a reason quickly.
 const probeTimeout = 5 * time.Second
-
-var (
-	remoteRE = regexp.MustCompile(`remote server "([^"]+)"`)
-	lookupRE = regexp.MustCompile(`lookup (?:for host "([^"]+)"|([^ :]+))`)
-	quotedRE = regexp.MustCompile(`'([^']+)'`)
-)
-
-// classifyLine maps one nats-server log line about the leaf connection to a
-// reason class and a technician-readable reason; ok is false for lines that
-// are not about the link.
-func classifyLine(msg string) (class, reason string, ok bool) {
-	low := strings.ToLower(msg)
-	addr := ""
-	if m := remoteRE.FindStringSubmatch(msg); m != nil {
-		addr = m[1]
-	}
-	switch {
-	// The server's lines about the link gate's replies: a 503 is the link's
-	// own pacing, and the gate reports a failed dial (502) itself.
-	case strings.Contains(low, "proxy connect failed"):
-		return "", "", false
-	// Through the gate nats-server no longer upgrades a nats:// remote to
-	// TLS when the hub asks for it.
-	case strings.Contains(low, "tls configuration mismatch"):
-		return ReasonTLS, "TLS: the hub requires TLS: use tls:// in uplink.hub_urls (and uplink.tls.ca_file unless the hub's certificate is publicly trusted)", true
-	// The hub closes a leaf whose CONNECT came too late with "Authentication
-	// Timeout": a busy hub or slow link, not rejected credentials.
-	case strings.Contains(low, "authentication timeout"):
-		return ReasonOther, "hub busy: the leaf handshake did not finish within the hub's auth timeout (slow link or overloaded hub; retrying)", true
-	// The hub's words only: the link names the configured method (authReason).
-	case strings.Contains(low, "user authentication expired"):
-		return ReasonAuth, "auth: user authentication expired", true
-	case strings.Contains(low, "authorization violation"), strings.Contains(low, "authentication"):
-		return ReasonAuth, "auth: authorization violation", true
-	case strings.Contains(low, "permissions violation"):
-		r := "permission: the hub denied a subject"
-		if m := quotedRE.FindStringSubmatch(msg); m != nil {
-			r = "permission: " + m[1]
-		}
-		return ReasonPermission, r, true
-	case strings.Contains(low, "duplicate") && strings.Contains(low, "leafnode"):
-		return ReasonDuplicate, "duplicate: another leaf with this site/server name is connected to the hub", true
-	case strings.Contains(low, "no such host"):
-		host := addr
-		if m := lookupRE.FindStringSubmatch(msg); m != nil {
-			host = m[1] + m[2]
-		}
-		return ReasonDNS, fmt.Sprintf("DNS: %s not found", host), true
-	case strings.Contains(low, "connection refused"):
-		return ReasonTCP, fmt.Sprintf("TCP: connection refused %s", addr), true
-	case strings.Contains(low, "i/o timeout") && strings.Contains(low, "connect as leafnode"):
-		return ReasonTCP, fmt.Sprintf("TCP: no answer from %s (timeout)", addr), true
-	case strings.Contains(low, "certificate has expired"):
-		return ReasonTLS, "TLS: certificate expired", true
-	case strings.Contains(low, "unknown authority"):
-		return ReasonTLS, "TLS: hub certificate signed by unknown authority (check uplink.tls.ca_file)", true
-	case strings.Contains(low, "tls handshake"), strings.Contains(low, "tls: "), strings.Contains(low, "x509"):
-		return ReasonTLS, "TLS: " + msg, true
-	case strings.Contains(low, "connect as leafnode"):
-		return ReasonOther, msg, true
-	case strings.Contains(low, "leafnode") && (strings.Contains(low, "error") || strings.Contains(low, "closed")):
-		return ReasonOther, msg, true
-	}
-	return "", "", false
-}
 
 // diagnose probes every hub URL the way the leaf connection would reach it
 // (DNS, TCP, TLS) and returns the first problem found, or "" when the hub

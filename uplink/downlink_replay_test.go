@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // runDownlink serves the downlink for f until the test ends, once the hub
@@ -96,7 +97,7 @@ func TestReplayRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
+		_, err := hubops.EnsureHubStream(t.Context(), e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour))
 		if err != nil {
 			return errors.New("still waiting for the hub stream recreated")
 		}

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nats-io/nats.go"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 func TestDownlink(t *testing.T) {
@@ -77,7 +79,7 @@ func TestDownlink(t *testing.T) {
 		// fail under load ("error creating store for stream": the old
 		// store is not gone yet); it succeeds a moment later.
 		testkit.WaitFor(t, 10*time.Second, func() error {
-			_, err := EnsureHubStream(t.Context(), e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour))
+			_, err := hubops.EnsureHubStream(t.Context(), e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour))
 			if err != nil {
 				return errors.New("still waiting for the hub stream recreated")
 			}

@@ -136,14 +136,3 @@ func (l *Link) explain(class, reason string) string {
 // requires and accepts this site's client certificate). Empty when the
 // hub looks reachable and any cause lies above TLS.
 func Diagnose(ctx context.Context, c *Config) (class, reason string) { return diagnose(ctx, c) }
-
-// ClassifyLine reads one nats-server log line about a leaf connection to
-// the hub of c as the link does; ok is false for lines about something
-// else. A refusal of credentials names the configured method.
-func ClassifyLine(c *Config, line string) (class, reason string, ok bool) {
-	class, reason, ok = classifyLine(line)
-	if class == ReasonAuth {
-		reason = authReason(c, strings.TrimPrefix(reason, "auth: "))
-	}
-	return class, reason, ok
-}

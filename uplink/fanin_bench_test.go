@@ -17,6 +17,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // BenchmarkDrainFanIn is the hub's side of a fleet outage: many sites come
@@ -97,9 +98,9 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 	cpu0 := hub.cpu()
 	t0 := time.Now()
 	if sourcing {
-		cfg := SourcingStreamConfig(stream, "edge", envs[0].site, buffer.Lanes, 2*time.Hour)
+		cfg := hubops.SourcingStreamConfig(stream, "edge", envs[0].site, buffer.Lanes, 2*time.Hour)
 		for _, e := range envs[1:] {
-			cfg.Sources = append(cfg.Sources, SourcingStreamConfig(stream, "edge", e.site, buffer.Lanes, 0).Sources...)
+			cfg.Sources = append(cfg.Sources, hubops.SourcingStreamConfig(stream, "edge", e.site, buffer.Lanes, 0).Sources...)
 		}
 		cfg.Description = fmt.Sprintf("hub-pulls ingest of %d sites", k)
 		if _, err := hub.hubJS.CreateStream(ctx, cfg); err != nil {
@@ -186,7 +187,7 @@ func startHubProcess(b testing.TB, bin string) *hubProc {
 	e.hubNC, e.hubJS = fwConnect(b, "nats://"+addr["client"])
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
 		b.Fatal(err)
 	}
 	return &hubProc{fwEnv: e, pid: cmd.Process.Pid}

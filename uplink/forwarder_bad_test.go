@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // siteUserEnv is a hub whose leaf user for site s1 has the given
@@ -127,7 +128,7 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 	}
 	// Creating the stream cures it without a restart.
 	ctx := t.Context()
-	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 30*time.Second, func() error {

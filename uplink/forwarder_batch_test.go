@@ -20,7 +20,7 @@ import (
 func TestForwarderBatchExactlyOnce(t *testing.T) {
 	var ho *server.Options
 	var proxy *wanfault.Proxy
-	var lo *server.Options
+	var gate *Gate
 	e := newFwEnv(t, "store-b", fwEnvOpts{
 		hub: func(o *server.Options) {
 			// Fixed ports and NoAdvertise: the restarted hub is where the
@@ -38,14 +38,15 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 			u.Host = p.Addr()
 		},
 		leaf: func(o *server.Options) {
-			if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+			var err error
+			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
 				t.Fatal(err)
 			}
-			lo = o
+			gate.Start()
 		},
 	})
 	e.cfg.HubURLs = []string{proxy.URL("nats")}
-	link := runLink(t, e, lo, quickReconnect)
+	link := runLink(t, e, gate, quickReconnect)
 	testkit.WaitFor(t, 15*time.Second, func() error {
 		if !link.Connected() {
 			return errors.New("still waiting for the leaf to connect through the proxy")

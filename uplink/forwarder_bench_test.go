@@ -17,6 +17,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // BenchmarkDrain empties a backlog of 128-byte readings from the site into
@@ -175,7 +176,7 @@ var (
 	// JSON readings of a temperature, humidity and pressure sensor.
 	viaForwarderSensorJSON = drainWay{backlog: sensorBacklog, start: viaForwarder.start}
 	viaSourcing            = drainWay{backlog: randomBacklog, start: func(b *testing.B, e *fwEnv, _ int) {
-		cfg := SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
+		cfg := hubops.SourcingStreamConfig("EDGE_PULL", "edge", e.site, buffer.Lanes, 2*time.Hour)
 		if _, err := e.hubJS.CreateStream(context.Background(), cfg); err != nil {
 			b.Fatal(err)
 		}
@@ -278,7 +279,7 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
 	hub := startHubProcess(sc, bin)
-	var lo *server.Options
+	var gate *Gate
 	eo := fwEnvOpts{rtt: wan.rtt, sharedHub: hub.fwEnv, cfg: func(c *Config) {
 		if wan.shape > 0 {
 			shapedHub(sc, wan.shape)(c)
@@ -289,16 +290,17 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	}, leaf: func(o *server.Options) {
 		// Through a Link's gate, as in the agent: its copy of every byte
 		// the leaf sends or receives is part of each figure.
-		if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+		var err error
+		if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
 			b.Fatal(err)
 		}
-		lo = o
+		gate.Start()
 	}}
 	e := newFwEnv(sc, "s1", eo)
 	// The tests' backoff: a dropped link redials within 100 ms, as the
 	// leaf's own reconnect did before the gate, so the drop row measures
 	// the resend rather than the shipped 1 s first retry.
-	runLink(sc, e, lo, quickReconnect)
+	runLink(sc, e, gate, quickReconnect)
 	testkit.WaitFor(b, 15*time.Second, func() error {
 		if !(e.leaf.NumLeafNodes() == 1 && e.link.Connected()) {
 			return errors.New("still waiting for leaf connection")

@@ -18,6 +18,7 @@ import (
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // fwEnv is a real hub (JetStream domain "hub", stream EDGE) and a real site
@@ -93,7 +94,7 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	if !eo.noStream && eo.sharedHub == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+		if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 func TestForwarderSteadyFlow(t *testing.T) {
@@ -187,7 +188,7 @@ func TestForwarderReplay(t *testing.T) {
 	if err := e.hubJS.DeleteStream(ctx, "EDGE"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Replay(ctx, "TELEMETRY", 21); err != nil {

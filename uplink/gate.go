@@ -36,14 +36,14 @@ const (
 	gateClosedStatus = "503 link gate closed (edge-agent uplink backoff)"
 )
 
-// gate is a loopback HTTP CONNECT proxy the uplink remote dials through:
+// Gate is a loopback HTTP CONNECT proxy the uplink remote dials through:
 // the link's way to pace the remote without server.ReloadOptions, which in
 // nats-server 2.15 re-runs account configuration on every call and races
 // with JetStream API traffic. The server keeps its remote enabled and
 // retries on its own; each retry is a CONNECT the gate holds while closed
 // and lets through once per Link.open. TLS, WebSocket and the NATS protocol
 // run end to end inside the tunnel, so certificate checks are unchanged.
-type gate struct {
+type Gate struct {
 	ln  net.Listener
 	url string
 	// allow is the set of hub host names a CONNECT may name; nil allows
@@ -105,27 +105,22 @@ func (t *tunnel) close() {
 	})
 }
 
-// gates are the open gates by proxy URL, from GateRemote until a Link
-// claims one: the remote must name its gate before the server starts
-// dialing, the Link exists only after the server is up.
-var gates struct {
-	sync.Mutex
-	m map[string]*gate
-}
-
-// GateRemote routes the uplink remote r through a new loopback gate, which
-// NewLink takes over: call it on the remote before server.NewServer, in
+// GateRemote routes the uplink remote r through a new loopback gate, for
+// NewLink to take over: call it on the remote before server.NewServer, in
 // place of disabling it. The remote then starts enabled, and no reload is
-// ever needed to pace it.
-func GateRemote(r *server.RemoteLeafOpts) error {
+// ever needed to pace it. Like server.NewServer it runs nothing: the gate
+// only binds the loopback port the remote's proxy URL must name (a dial
+// waits in the kernel's queue), and answers from Start on. Close releases
+// it if no link ever runs it.
+func GateRemote(r *server.RemoteLeafOpts) (*Gate, error) {
 	if r.Proxy.URL != "" {
-		return fmt.Errorf("uplink: the leaf remote already goes through proxy %s; the link gate needs the remote's proxy setting", r.Proxy.URL)
+		return nil, fmt.Errorf("uplink: the leaf remote already goes through proxy %s; the link gate needs the remote's proxy setting", r.Proxy.URL)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("uplink: link gate listener on loopback: %w", err)
+		return nil, fmt.Errorf("uplink: link gate listener on loopback: %w", err)
 	}
-	g := &gate{ln: ln, url: "http://" + ln.Addr().String(), failed: make(chan dialFailure, 1), wake: make(chan struct{})}
+	g := &Gate{ln: ln, url: "http://" + ln.Addr().String(), failed: make(chan dialFailure, 1), wake: make(chan struct{})}
 	if r.IgnoreDiscoveredServers {
 		g.allow = map[string]bool{}
 		for _, u := range r.URLs {
@@ -133,31 +128,21 @@ func GateRemote(r *server.RemoteLeafOpts) error {
 		}
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.wg.Add(1)
-	go g.serve()
 	r.Proxy.URL = g.url
 	// The server's whole CONNECT exchange: held at most gateHold, then
 	// one dial.
 	r.Proxy.Timeout = gateHold + gateDialTimeout + gateIOTimeout
-	gates.Lock()
-	defer gates.Unlock()
-	if gates.m == nil {
-		gates.m = map[string]*gate{}
-	}
-	gates.m[g.url] = g
-	return nil
+	return g, nil
 }
 
-// claimGate hands the gate at url to its link, once.
-func claimGate(url string) *gate {
-	gates.Lock()
-	defer gates.Unlock()
-	g := gates.m[url]
-	delete(gates.m, url)
-	return g
+// Start serves the server's CONNECTs, held until the link lets one
+// through: call it just before the server's Start.
+func (g *Gate) Start() {
+	g.wg.Add(1)
+	go g.serve()
 }
 
-func (g *gate) serve() {
+func (g *Gate) serve() {
 	defer g.wg.Done()
 	for {
 		c, err := g.ln.Accept()
@@ -172,7 +157,7 @@ func (g *gate) serve() {
 	}
 }
 
-func (g *gate) handle(c net.Conn) {
+func (g *Gate) handle(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(gateIOTimeout))
 	br := bufio.NewReader(c)
 	req, err := http.ReadRequest(br)
@@ -271,7 +256,7 @@ func refuse(c net.Conn, status string) {
 
 // take waits at most gateHold for the token and consumes it; shuts
 // identifies the attempt.
-func (g *gate) take() (shuts uint64, ok bool) {
+func (g *Gate) take() (shuts uint64, ok bool) {
 	hold := time.NewTimer(gateHold)
 	defer hold.Stop()
 	for {
@@ -296,7 +281,7 @@ func (g *gate) take() (shuts uint64, ok bool) {
 
 // open lets the next CONNECT through, and forgets a dial failure the link
 // no longer waits for.
-func (g *gate) open() {
+func (g *Gate) open() {
 	select {
 	case <-g.failed:
 	default:
@@ -310,7 +295,7 @@ func (g *gate) open() {
 
 // shut takes back an unused token and cuts the tunnel: the server sees a
 // disconnect and its next CONNECT waits at the gate.
-func (g *gate) shut() {
+func (g *Gate) shut() {
 	g.mu.Lock()
 	t := g.active
 	g.token, g.active = false, nil
@@ -322,7 +307,7 @@ func (g *gate) shut() {
 }
 
 // hub is the address the tunnel reached, "" without one.
-func (g *gate) hub() string {
+func (g *Gate) hub() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.active == nil {
@@ -331,8 +316,9 @@ func (g *gate) hub() string {
 	return g.active.hub.RemoteAddr().String()
 }
 
-// close stops the gate for good and waits for its goroutines.
-func (g *gate) close() {
+// Close stops the gate for good and waits for its goroutines. Link.Run
+// closes its gate when it returns; a second Close does nothing more.
+func (g *Gate) Close() {
 	g.cancel()
 	g.ln.Close()
 	g.shut()

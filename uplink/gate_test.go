@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,21 +23,47 @@ import (
 )
 
 // testGate opens a gate for a remote whose only hub URL is hubAddr.
-func testGate(t *testing.T, hubAddr string) *gate {
+func testGate(t *testing.T, hubAddr string) *Gate {
 	t.Helper()
 	r := &server.RemoteLeafOpts{URLs: []*url.URL{{Scheme: "nats", Host: hubAddr}}, IgnoreDiscoveredServers: true}
-	if err := GateRemote(r); err != nil {
+	g, err := GateRemote(r)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := GateRemote(r); err == nil || !strings.Contains(err.Error(), "already goes through proxy") {
+	if _, err := GateRemote(r); err == nil || !strings.Contains(err.Error(), "already goes through proxy") {
 		t.Fatalf("second GateRemote on one remote: %v", err)
 	}
-	g := claimGate(r.Proxy.URL)
-	if g == nil || claimGate(r.Proxy.URL) != nil {
-		t.Fatal("a gate must be claimable exactly once")
-	}
-	t.Cleanup(g.close)
+	g.Start()
+	t.Cleanup(g.Close)
 	return g
+}
+
+// TestGateRunsNothingBeforeStart: GateRemote, which the agent calls while
+// building the server's options, starts no goroutine, and Close releases
+// its port where no link ever runs it (the agent's start failed after the
+// options were built). Before, the gate served from GateRemote on and
+// waited in a package map for a link to claim it: a failed start leaked it.
+func TestGateRunsNothingBeforeStart(t *testing.T) {
+	r := &server.RemoteLeafOpts{URLs: []*url.URL{{Scheme: "nats", Host: "127.0.0.1:7422"}}}
+	g, err := GateRemote(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stacks := allStacks(); strings.Contains(stacks, "uplink.(*Gate)") {
+		t.Fatalf("a gate goroutine runs before Start:\n%s", stacks)
+	}
+	g.Close()
+	addr := strings.TrimPrefix(r.Proxy.URL, "http://")
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("the closed gate's %s still accepts connections", addr)
+	}
+}
+
+// allStacks is every goroutine's stack.
+func allStacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }
 
 // fakeHub listens on loopback and runs serve on each connection (closing
@@ -83,7 +110,7 @@ type connectResult struct {
 
 // connectVia sends a CONNECT for target through the gate in the
 // background, as nats-server's establishHTTPProxyTunnel does.
-func connectVia(t *testing.T, g *gate, method, target string) <-chan connectResult {
+func connectVia(t *testing.T, g *Gate, method, target string) <-chan connectResult {
 	t.Helper()
 	out := make(chan connectResult, 1)
 	go func() {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 )
 
 // HeartbeatSchema is the "v" of every heartbeat; bumped only when a field
@@ -56,6 +58,9 @@ type Heartbeat struct {
 	// against the hub's store time it gives the site's clock offset, at
 	// the site (ClockSubject) and in the fleet view.
 	Sent int64 `json:"t,omitempty"`
+	// Config is the site's remote config state (docs/FLEET-CONFIG.md);
+	// absent when remote_config is off.
+	Config *fleetconfig.Report `json:"cfg,omitempty"`
 }
 
 // StatusSubject is where a site's heartbeats go.
@@ -131,6 +136,15 @@ func NewHeartbeater(o HeartbeatOptions) (*Heartbeater, error) {
 		o.Now = time.Now
 	}
 	return &Heartbeater{o: o, subject: StatusSubject(o.Prefix, o.Site), kick: make(chan struct{}, 1)}, nil
+}
+
+// Kick publishes a heartbeat now (if connected) instead of at the next
+// interval: for changes the hub should learn at once.
+func (h *Heartbeater) Kick() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Subject is where this site's heartbeats go.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // hubFromDocs loads testdata/hub.conf, the hub config the README shows,
@@ -54,7 +55,7 @@ func TestDocumentedHubConfig(t *testing.T) {
 	}
 	flat := strings.Join(strings.Fields(string(text)), " ")
 	for _, site := range []string{"store-0042", "store-0043"} {
-		if want := strings.Join(strings.Fields(HubLeafUser("edge", site, site+"-secret")), " "); !strings.Contains(flat, want) {
+		if want := strings.Join(strings.Fields(hubops.HubLeafUser("edge", site, site+"-secret")), " "); !strings.Contains(flat, want) {
 			t.Fatalf("testdata/hub.conf has drifted from HubLeafUser for %s:\nwant %s", site, want)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // natsServerBinary finds a nats-server executable installed on the host
@@ -112,7 +113,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	var lo *server.Options
+	var gate *Gate
 	e := newFwEnv(t, site, fwEnvOpts{
 		noStream:  true,
 		remoteURL: func(u *url.URL) { u.Host = p.Addr() },
@@ -121,10 +122,11 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 			// leafnodes.no_advertise; without this the leaf's first redial
 			// after a cut goes straight to the hub, around the proxy.
 			o.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
-			if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+			var err error
+			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
 				t.Fatal(err)
 			}
-			lo = o
+			gate.Start()
 		},
 	})
 	// newFwEnv's in-process hub is idle: nothing points at it.
@@ -132,11 +134,11 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 	e.hubNC, e.hubJS = fwConnect(t, hub.client)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := EnsureHubStream(ctx, e.hubJS, HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
 		t.Fatalf("create hub stream on %s: %v", hub.version, err)
 	}
 	e.cfg.HubURLs = []string{p.URL("nats")}
-	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, lo, quickReconnect)}
+	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, gate, quickReconnect)}
 	testkit.WaitFor(t, 15*time.Second, func() error {
 		if !(w.link.Connected() && w.link.Status().Hub == p.Addr()) {
 			return errors.New("still waiting for leaf connected through the proxy")

@@ -5,11 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
-	"regexp"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -65,10 +61,10 @@ type Link struct {
 	log    *slog.Logger
 	bo     backoff
 	probe  func(ctx context.Context) (class, reason string)
-	gate   *gate
+	gate   *Gate
 
-	lines  chan string   // link-related server log lines, newest last
-	bounce chan struct{} // Bounce requests
+	lines  chan serverLine // link-related server log lines, newest last
+	bounce chan struct{}   // Bounce requests
 
 	mu        sync.Mutex
 	st        LinkStatus
@@ -82,23 +78,14 @@ type Link struct {
 	hubWatch bool
 }
 
-// NewLink manages the remote built from cfg among opts.LeafNode.Remotes.
-// opts must be the *server.Options srv was created with, that remote routed
-// through GateRemote: the gate stays closed until Run, so the link sees the
-// first attempt.
-func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events EventSink, log *slog.Logger) (*Link, error) {
-	idx := ownRemote(opts, cfg)
-	if idx < 0 {
-		return nil, fmt.Errorf("uplink: the server has no leaf remote for %v", cfg.Redacted().HubURLs)
-	}
-	g := claimGate(opts.LeafNode.Remotes[idx].Proxy.URL)
-	if g == nil {
-		return nil, fmt.Errorf("uplink: the leaf remote for %v has no link gate (call uplink.GateRemote on it before server.NewServer)", cfg.Redacted().HubURLs)
-	}
+// NewLink manages the remote built from cfg, which GateRemote routed
+// through g before srv was created; the link takes g over. The gate stays
+// closed until Run, so the link sees the first attempt.
+func NewLink(srv *server.Server, g *Gate, cfg *Config, events EventSink, log *slog.Logger) *Link {
 	l := &Link{
 		srv: srv, gate: g, cfg: cfg, events: events, log: log,
 		bo:       newBackoff(cfg.Reconnect),
-		lines:    make(chan string, 64),
+		lines:    make(chan serverLine, 64),
 		bounce:   make(chan struct{}, 1),
 		up:       make(chan struct{}),
 		hubWatch: true,
@@ -106,28 +93,7 @@ func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events Event
 	now := time.Now()
 	l.st = LinkStatus{State: StateConnecting, Since: now, DownSince: now}
 	l.probe = func(ctx context.Context) (string, string) { return diagnose(ctx, cfg) }
-	return l, nil
-}
-
-// ownRemote finds the remote whose URLs are the configured hub URLs (the
-// agent may run more remotes from nats_config).
-func ownRemote(opts *server.Options, cfg *Config) int {
-	want := make([]string, 0, len(cfg.HubURLs))
-	for _, s := range cfg.HubURLs {
-		if u, err := url.Parse(s); err == nil {
-			want = append(want, u.Host)
-		}
-	}
-	for i, r := range opts.LeafNode.Remotes {
-		have := make([]string, 0, len(r.URLs))
-		for _, u := range r.URLs {
-			have = append(have, u.Host)
-		}
-		if slices.Equal(have, want) {
-			return i
-		}
-	}
-	return -1
+	return l
 }
 
 // ServerReconnectInterval is the embedded server's fixed leaf retry: how
@@ -194,93 +160,10 @@ func (l *Link) Degraded(class, reason string) {
 	l.record(EventError, reason)
 }
 
-// ServerLog is the tap for the embedded server's warning and error lines;
-// it must not block, because the server calls it from its own goroutines.
-func (l *Link) ServerLog(msg string) {
-	if _, _, ok := classifyLine(msg); !ok {
-		return
-	}
-	select {
-	case l.lines <- msg:
-	default: // full: the newest lines matter less than not blocking the server
-	}
-}
-
-// Logger wraps the embedded server's logger for SetLoggerV2: notices,
-// warnings and errors also reach the link's diagnosis (ServerLog), and the
-// dial errors the link's pacing makes go to debug: the server's line about
-// a CONNECT the closed gate refused, and a failed dial for the same reason
-// as the previous one. nats-server thins its own dial errors only within
-// one retry loop, and each connection that fails in the handshake starts a
-// new one; a site whose hub rejects it for days at a 60 s backoff would
-// write thousands of identical lines a day to its SD card. Kept at their
-// level: the first dial error and any that differs from the previous one
-// (the link also logs each new reason once, as a warning).
-func (l *Link) Logger(inner server.Logger) server.Logger { return linkLogger{inner, l} }
-
-type linkLogger struct {
-	server.Logger
-	l *Link
-}
-
-func (g linkLogger) Noticef(f string, v ...any) {
-	g.Logger.Noticef(f, v...)
-	g.l.ServerLog(fmt.Sprintf(f, v...))
-}
-
-// Debugf passes on nats-server's dial errors: it logs a retry loop's
-// later ones at debug only (the agent enables debug and filters by level
-// in slog), and a hub name that does not resolve fails before the gate
-// sees the attempt.
-func (g linkLogger) Debugf(f string, v ...any) {
-	g.Logger.Debugf(f, v...)
-	if strings.Contains(f, "trying to connect as leafnode") {
-		g.l.ServerLog(fmt.Sprintf(f, v...))
-	}
-}
-
-func (g linkLogger) Warnf(f string, v ...any) {
-	g.Logger.Warnf(f, v...)
-	g.l.ServerLog(fmt.Sprintf(f, v...))
-}
-
-func (g linkLogger) Errorf(f string, v ...any) {
-	m := fmt.Sprintf(f, v...)
-	if g.l.repeatedDialError(m) {
-		g.Logger.Debugf(f, v...)
-	} else {
-		g.Logger.Errorf(f, v...)
-	}
-	g.l.ServerLog(m)
-}
-
-// repeatedDialError reports whether msg is a failed leaf dial for the same
-// reason as the previous one since the last connect, or the server's note
-// of a CONNECT the closed gate refused.
-func (l *Link) repeatedDialError(msg string) bool {
-	m := dialErrorRE.FindStringSubmatch(msg)
-	if m == nil {
-		return false
-	}
-	reason := m[1]
-	if strings.Contains(reason, gateClosedStatus) {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	repeat := reason == l.lastDial
-	l.lastDial = reason
-	return repeat
-}
-
-// dialErrorRE finds the reason in nats-server's line about a failed leaf
-// dial; the attempt number before it changes every time.
-var dialErrorRE = regexp.MustCompile(`trying to connect as leafnode.*\(attempt \d+\): (.*)$`)
-
 // Run paces the remote until ctx ends. It never fails for a link problem:
 // a broken uplink degrades the uplink only.
 func (l *Link) Run(ctx context.Context) error {
-	defer l.gate.close()
+	defer l.gate.Close()
 	if err := l.open(ctx); err != nil {
 		return nil
 	}
@@ -507,8 +390,8 @@ func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string,
 			return false, "", "", watchNone
 		case f := <-l.gate.failed:
 			return false, f.class, f.reason, f.watch()
-		case msg := <-l.lines:
-			c, r, _ := classifyLine(msg)
+		case line := <-l.lines:
+			c, r := line.class, line.reason
 			if c == ReasonPermission { // a permission error does not end the attempt
 				continue
 			}
@@ -537,8 +420,8 @@ func (l *Link) awaitDrop(ctx context.Context) (class, reason string, bounced boo
 			return "", "", false
 		case <-l.bounce:
 			return "", "", true
-		case msg := <-l.lines:
-			c, r, _ := classifyLine(msg)
+		case line := <-l.lines:
+			c, r := line.class, line.reason
 			if c == ReasonPermission {
 				l.Degraded(c, r)
 				continue

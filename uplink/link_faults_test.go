@@ -36,7 +36,7 @@ func newWANEnv(t testing.TB, site string) *wanEnv {
 func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link)) *wanEnv {
 	t.Helper()
 	w := &wanEnv{}
-	var lo *server.Options
+	var gate *Gate
 	w.fwEnv = newFwEnv(t, site, fwEnvOpts{
 		// Without NoAdvertise the hub tells the leaf its direct address and
 		// the leaf's next dial bypasses the proxy: the test would prove
@@ -52,14 +52,15 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 			u.Host = p.Addr()
 		},
 		leaf: func(o *server.Options) {
-			if err := GateRemote(o.LeafNode.Remotes[0]); err != nil {
+			var err error
+			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
 				t.Fatal(err)
 			}
-			lo = o
+			gate.Start()
 		},
 	})
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
-	w.link = runLink(t, w.fwEnv, lo, r, tune...)
+	w.link = runLink(t, w.fwEnv, gate, r, tune...)
 	testkit.WaitFor(t, 15*time.Second, func() error {
 		if !(w.link.Connected() && w.link.Status().Hub == w.proxy.Addr()) {
 			return errors.New("still waiting for leaf connected through the proxy")
@@ -75,16 +76,13 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 var quickReconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
 
 // runLink paces e's leaf remote with a Link as the agent does, with the
-// backoff r. lo are the leaf's options, with the remote routed through
-// GateRemote; e.cfg.HubURLs must name the remote's URLs. tune adjusts the
-// link before it runs.
-func runLink(t testing.TB, e *fwEnv, lo *server.Options, r Reconnect, tune ...func(*Link)) *Link {
+// backoff r. g is the gate GateRemote routed the remote through, started
+// with the leaf; e.cfg.HubURLs must name the remote's URLs. tune adjusts
+// the link before it runs.
+func runLink(t testing.TB, e *fwEnv, g *Gate, r Reconnect, tune ...func(*Link)) *Link {
 	t.Helper()
 	e.cfg.Reconnect = r
-	link, err := NewLink(e.leaf, lo, e.cfg, e.st, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	link := NewLink(e.leaf, g, e.cfg, e.st, slog.New(slog.DiscardHandler))
 	for _, f := range tune {
 		f(link)
 	}

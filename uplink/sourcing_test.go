@@ -9,6 +9,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // Hub pulls: through the documented hub config, a hub stream sourcing the
@@ -20,7 +21,7 @@ func TestSourcingHubPulls(t *testing.T) {
 	e.publish("telemetry.ambient", 300, []byte(`{"t":4.1}`))
 	e.publish("alerts.door", 2, []byte(`{"open":true}`))
 	ctx := t.Context()
-	s, err := e.hubJS.CreateStream(ctx, SourcingStreamConfig("SITE_store-0042", "edge", "store-0042", buffer.Lanes, time.Hour))
+	s, err := e.hubJS.CreateStream(ctx, hubops.SourcingStreamConfig("SITE_store-0042", "edge", "store-0042", buffer.Lanes, time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

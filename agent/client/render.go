@@ -119,6 +119,9 @@ func RenderStatus(w io.Writer, s agent.Status, now time.Time, tty bool) {
 		clock += fmt.Sprintf(", %s the hub's (measured %s ago)", human.Offset(time.Duration(*o*float64(time.Second))), human.Age(now.Sub(s.Clock.HubMeasured)))
 	}
 	p("%-9s %s\n", "clock", clock)
+	if s.RemoteConfig != nil {
+		p("%-9s %s\n", "config", s.RemoteConfig.Line())
+	}
 	if s.Running {
 		p("%-9s %d local\n", "clients", s.Clients)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // cmdDemo runs a development hub and an agent in one process so a newcomer
@@ -177,7 +178,7 @@ func demoHubStream(hub *server.Server) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
 		return err
 	}
 	// The fleet table, so `edge-agent fleet` against the dev hub shows the site.

@@ -26,6 +26,9 @@ import (
 // hub's last-heartbeat table (stream EDGE_STATUS): one read, no waiting for
 // a heartbeat interval, however many sites.
 func cmdFleet(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		return cmdFleetConfig(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	srv := fs.String("server", "nats://127.0.0.1:4222", "hub client URL(s), comma separated")
@@ -92,6 +95,7 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	renderFleet(stdout, sites, now)
+	renderConfigDrift(ctx, stdout, js, *prefix)
 	return code
 }
 
@@ -101,7 +105,7 @@ func renderFleet(w io.Writer, sites []uplink.SiteView, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tLAST SEEN\tVERSION\tLINK\tBACKLOG\tFAILING\tWARNINGS")
+	fmt.Fprintln(tw, "SITE\tLAST SEEN\tVERSION\tLINK\tBACKLOG\tFAILING\tCONFIG\tWARNINGS")
 	for _, s := range sites {
 		hb := s.Heartbeat
 		link := hb.Link
@@ -112,7 +116,7 @@ func renderFleet(w io.Writer, sites []uplink.SiteView, now time.Time) {
 		if warn == "" {
 			warn = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s ago\t%s\t%s\t%d\t%d\t%s\n", s.Site, now.Sub(s.LastSeen).Round(time.Second), hb.Version, link, s.Backlog(), len(hb.Failing), warn)
+		fmt.Fprintf(tw, "%s\t%s ago\t%s\t%s\t%d\t%d\t%s\t%s\n", s.Site, now.Sub(s.LastSeen).Round(time.Second), hb.Version, link, s.Backlog(), len(hb.Failing), configColumn(hb.Config), warn)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "%d sites\n", len(sites))

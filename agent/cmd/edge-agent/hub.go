@@ -15,6 +15,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 const hubUsage = `usage:
@@ -65,7 +66,7 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edge-agent hub init: --server is required\n%s", hubUsage)
 		return 2
 	}
-	want := uplink.HubStreamConfig(*stream, *prefix, *dupes)
+	want := hubops.HubStreamConfig(*stream, *prefix, *dupes)
 	want.MaxAge, want.Replicas = *maxAge, *replicas
 	if *maxBytes != "" {
 		n, err := buffer.ParseSize(*maxBytes)
@@ -86,7 +87,7 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 		if old, err := js.Stream(ctx, want.Name); err == nil {
 			batched = old.CachedInfo().Config.AllowBatchPublish
 		}
-		return uplink.EnsureHubStream(ctx, js, want)
+		return hubops.EnsureHubStream(ctx, js, want)
 	})
 	if err != nil {
 		return exitFor(err, stderr)
@@ -112,6 +113,9 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s hub stream %s: last heartbeat of each site (%s); read it with: %s\n",
 		verb, have.Name, strings.Join(have.Subjects, " "), fleetCmd)
+	if err := ensureConfigBucket(ctx, js, *replicas, *srv, stdout); err != nil {
+		return exitFor(err, stderr)
+	}
 	fmt.Fprintf(stdout, "sites publish %s.<site>.telemetry.> and %s.<site>.alerts.>; watch them with: nats sub '%s.>'\n", *prefix, *prefix, *prefix)
 	return 0
 }
@@ -189,7 +193,7 @@ func cmdHubLeafUser(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edge-agent hub leaf-user: --site is required\n%s", hubUsage)
 		return 2
 	}
-	fmt.Fprintf(stdout, "# add to users: [...] of the hub account with JetStream (docs/UPLINK.md: Hub side)\n%s\n", uplink.HubLeafUser(*prefix, *site, *password))
+	fmt.Fprintf(stdout, "# add to users: [...] of the hub account with JetStream (docs/UPLINK.md: Hub side)\n%s\n", hubops.HubLeafUser(*prefix, *site, *password))
 	return 0
 }
 
@@ -199,7 +203,7 @@ func batchText(js jetstream.JetStream, allowed bool) string {
 	switch {
 	case allowed:
 		return "fast batch publishing allowed (allow_batched): sites get a hub ack every few hundred readings"
-	case !uplink.HubBatches(js):
+	case !hubops.HubBatches(js):
 		return "fast batch publishing unavailable: the hub runs nats-server " + js.Conn().ConnectedServerVersion() + ", older than 2.14; sites use one hub ack per reading (upgrade the hub and rerun hub init)"
 	}
 	return "fast batch publishing not allowed on this stream: sites use one hub ack per reading"

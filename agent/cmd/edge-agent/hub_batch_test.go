@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // hub init allows fast batches on a stream it creates, turns them on for
@@ -29,7 +28,7 @@ func TestHubInitFastBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := uplink.HubStreamConfig("EDGE", "edge", 2*time.Hour)
+	old := hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)
 	old.AllowBatchPublish = false // as hub init made it before fast batches
 	if _, err := js.CreateStream(t.Context(), old); err != nil {
 		t.Fatal(err)

@@ -39,6 +39,8 @@ Usage:
   edge-agent fleet --server HUB [--creds FILE] [--json] [--stale 5m] [--metrics HOST:PORT]
                                         every site the hub heard from, worst first
   edge-agent hub init --server URL [...] create or verify the hub stream (edge-agent hub for all options)
+  edge-agent fleet config set|get|history|diff|status|rollout --server HUB ...
+                                        desired config from the hub (edge-agent fleet config for all options)
   edge-agent sensors sample DRIVER      a commented config snippet for a driver
   edge-agent sensors scan               I2C buses and chips, GPIO lines, 1-Wire devices; a config snippet
 
@@ -92,6 +94,9 @@ func exitFor(err error, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintln(stderr, "edge-agent:", uplink.RedactText(err.Error()))
+	if errors.Is(err, agent.ErrRestart) {
+		return agent.ExitRestart
+	}
 	var ce *agent.ConfigError
 	if errors.As(err, &ce) {
 		return agent.ExitConfig
@@ -106,7 +111,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := agent.LoadConfig(*path)
+	cfg, err := agent.BootConfig(*path)
 	if err != nil {
 		return exitFor(err, stderr)
 	}
@@ -122,7 +127,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			next, err := agent.LoadConfig(*path)
+			next, err := agent.LoadEffectiveConfig(*path)
 			if err != nil {
 				log.Error("reload: config rejected; keeping the running config", "err", err)
 				continue

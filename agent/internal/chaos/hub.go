@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // hubStream is the fleet stream the harness audits, as an operator would
@@ -156,12 +156,12 @@ func (h *hub) connect() (*nats.Conn, jetstream.JetStream, error) {
 // ensureStream creates EDGE, replicated on every node; a fresh cluster
 // needs a moment to elect its meta leader, so it retries until a deadline.
 func (h *hub) ensureStream(ctx context.Context, js jetstream.JetStream) error {
-	cfg := uplink.HubStreamConfig(hubStream, "edge", 2*time.Hour)
+	cfg := hubops.HubStreamConfig(hubStream, "edge", 2*time.Hour)
 	cfg.Replicas = len(h.nodes)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := uplink.EnsureHubStream(cctx, js, cfg)
+		_, err := hubops.EnsureHubStream(cctx, js, cfg)
 		cancel()
 		if err == nil {
 			return nil

@@ -9,6 +9,8 @@
 // -fault wan the hub stays up and the whole fleet's WAN fails and returns
 // at once instead (one wanfault proxy in front of the hub, unplugged: a
 // regional ISP outage), the herd the link's restore watch can cause.
+// -fault config stages remote config rollouts over the fleet instead
+// (rollout.go).
 package main
 
 import (
@@ -39,6 +41,7 @@ import (
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 func main() {
@@ -58,10 +61,17 @@ func main() {
 	max := flag.Duration("max", 30*time.Second, "uplink.reconnect.max")
 	modes := flag.String("modes", "agent,stock", "which runs: agent (uplink reconnect policy), stock (nats_config remote, fixed interval)")
 	outage := flag.Duration("outage", 0, "keep the hub (or the WAN) down at least this long (a real outage outlasts the backoff ramp); 0: only while backlogs fill")
-	fault := flag.String("fault", "hub", "what fails: hub (the hub process restarts) or wan (every site's WAN is unplugged, the hub stays up)")
+	fault := flag.String("fault", "hub", "what fails: hub (the hub process restarts) or wan (every site's WAN is unplugged, the hub stays up); config runs a staged remote config rollout instead")
 	deadline := flag.Duration("timeout", 90*time.Second, "give up a phase after this long")
 	trace := flag.Int("trace", envInt("FLEET_TRACE", 0), "print the link timeline (attempts, waits, dial errors) of the K slowest agents")
 	flag.Parse()
+	if *fault == "config" {
+		if err := simulateRollout(*n, *deadline); err != nil {
+			fmt.Fprintln(os.Stderr, "fleetsim config:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	for _, mode := range strings.Split(*modes, ",") {
 		r, err := simulate(mode, *fault, *n, *backlog, *min, *max, *outage, *deadline, *trace > 0)
 		if err != nil {
@@ -511,7 +521,7 @@ func runHub(args []string) error {
 	}
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	if _, err := uplink.EnsureHubStream(ctx, js, uplink.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
+	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
 		return err
 	}
 	if _, err := uplink.EnsureStatusStream(ctx, js, "edge"); err != nil {

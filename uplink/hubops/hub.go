@@ -1,4 +1,4 @@
-package uplink
+package hubops
 
 import (
 	"context"
@@ -69,10 +69,16 @@ func EnsureHubStream(ctx context.Context, js jetstream.JetStream, want jetstream
 // (acks and replies, downlink requests and commands, the site's JetStream
 // API, hub-pulls flow control). A site can never write another site's
 // subjects.
+//
+// Remote config (agent/fleetconfig) adds read-only watches of the site's
+// own keys in the hub's EDGE_CONFIG bucket (any JetStream domain: the leaf
+// sends $JS.<hub domain>.API) and the flow-control replies of those
+// watches; the site can neither write the bucket nor watch another site's
+// key.
 func SitePermissions(prefix, site string) *server.Permissions {
 	own := prefix + "." + site + ".>"
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{own, "_INBOX.>", "$JSC.R.>"}},
+		Publish:   &server.SubjectPermission{Allow: append([]string{own, "_INBOX.>", "$JSC.R.>"}, configWatch(site)...)},
 		Subscribe: &server.SubjectPermission{Allow: []string{own, "_INBOX.>", "$JS." + site + ".API.>", "$JS.FC.>"}},
 	}
 }
@@ -102,4 +108,16 @@ func HubBatches(js jetstream.JetStream) bool {
 		return false
 	}
 	return major > 2 || major == 2 && minor >= 14
+}
+
+// configWatch is what a site sends to watch its keys in the hub's config
+// bucket: the bucket's stream info, one ordered consumer per key (the
+// filter is part of the create subject) and the consumers' flow control.
+func configWatch(site string) []string {
+	const create = "$JS.*.API.CONSUMER.CREATE.KV_EDGE_CONFIG.*.$KV.EDGE_CONFIG."
+	return []string{
+		"$JS.*.API.STREAM.INFO.KV_EDGE_CONFIG",
+		create + "fleet", create + "group.*", create + "rollout.*." + site, create + "site." + site,
+		"$JS.FC.KV_EDGE_CONFIG.>",
+	}
 }
