@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
@@ -220,7 +220,7 @@ func TestForwarderConfigKeys(t *testing.T) {
 		c := DefaultConfig()
 		c.HubURLs = []string{"nats://hub:7422"}
 		mod(&c)
-		var fe *buffer.FieldError
+		var fe *confkit.FieldError
 		if err := c.Validate(); !errors.As(err, &fe) || fe.Key != key {
 			t.Errorf("%s: Validate() = %v", key, err)
 		}
