@@ -17,7 +17,7 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 		return nil
 	}
 	a.up = &uplinkPart{}
-	link, err := uplink.NewLink(a.srv, a.srvOpts, cfg.Uplink, a.State(), a.log.With("component", "uplink"))
+	link, err := uplink.NewLink(a.srv, a.srvOpts, cfg.Uplink, uplink.NewHistory(a.State()), a.log.With("component", "uplink"))
 	if err != nil {
 		return err
 	}

@@ -14,14 +14,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/edge-agent/edge-agent/buffer"
 )
 
 // EventSink records the link's history where `edge-agent status` can read
-// it while the daemon is down: buffer.State in the agent.
+// it while the daemon is down: a History over buffer.State in the agent.
 type EventSink interface {
-	AddLinkEvent(buffer.LinkEvent)
+	AddLinkEvent(LinkEvent)
 }
 
 // Link event kinds written to the EventSink.
@@ -652,6 +650,6 @@ func (l *Link) record(kind, reason string) {
 		l.log.Warn("uplink: cannot connect to hub", "reason", reason)
 	}
 	if l.events != nil {
-		l.events.AddLinkEvent(buffer.LinkEvent{Time: time.Now(), Kind: kind, Reason: reason})
+		l.events.AddLinkEvent(LinkEvent{Time: time.Now(), Kind: kind, Reason: reason})
 	}
 }

@@ -81,7 +81,7 @@ var quickReconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
 func runLink(t testing.TB, e *fwEnv, lo *server.Options, r Reconnect, tune ...func(*Link)) *Link {
 	t.Helper()
 	e.cfg.Reconnect = r
-	link, err := NewLink(e.leaf, lo, e.cfg, e.st, slog.New(slog.DiscardHandler))
+	link, err := NewLink(e.leaf, lo, e.cfg, NewHistory(e.st), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

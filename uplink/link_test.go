@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
@@ -24,10 +23,10 @@ import (
 // memEvents is an EventSink that keeps events for assertions.
 type memEvents struct {
 	mu sync.Mutex
-	ev []buffer.LinkEvent
+	ev []LinkEvent
 }
 
-func (m *memEvents) AddLinkEvent(e buffer.LinkEvent) {
+func (m *memEvents) AddLinkEvent(e LinkEvent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ev = append(m.ev, e)
@@ -36,7 +35,7 @@ func (m *memEvents) AddLinkEvent(e buffer.LinkEvent) {
 func (m *memEvents) has(kind, reasonPart string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.ContainsFunc(m.ev, func(e buffer.LinkEvent) bool {
+	return slices.ContainsFunc(m.ev, func(e LinkEvent) bool {
 		return e.Kind == kind && strings.Contains(e.Reason, reasonPart)
 	})
 }

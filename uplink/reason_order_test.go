@@ -44,7 +44,11 @@ func TestHubShutdownReason(t *testing.T) {
 		note("forwarder: " + f.LastError)
 		time.Sleep(5 * time.Millisecond) // sampling what status would show
 	}
-	for _, e := range w.st.LinkEvents() {
+	evs, err := LinkEvents(w.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
 		note("event: " + e.Reason)
 	}
 	for _, s := range seen {
