@@ -469,8 +469,8 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		s.complete(&entry{lane: l, seq: seq})
 		return nil
 	}
-	if f.bucket != nil {
-		if err := f.bucket.wait(ctx, size); err != nil {
+	if f.pacer != nil {
+		if err := f.pacer.wait(ctx, size); err != nil {
 			return err
 		}
 	}

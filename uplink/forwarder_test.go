@@ -134,7 +134,7 @@ func TestForwarderAlertOvertakesBacklog(t *testing.T) {
 		t.Fatalf("alert arrived only after the whole backlog")
 	}
 	// Every forwarded telemetry message is over 200 bytes with its headers:
-	// the bucket allows rate*elapsed plus one second of burst.
+	// the pacer allows rate*elapsed plus one second of burst.
 	if got, limit := float64(tele)*200, rate*(elapsed.Seconds()+1); got > limit {
 		t.Fatalf("%d messages (>%0.f bytes) in %s exceed the %d B/s cap", tele, got, elapsed, rate)
 	}
