@@ -100,9 +100,9 @@ type LinkControl interface {
 	// Bounce redials the leaf connection: the cure when resetting the
 	// forwarder did not end a stall.
 	Bounce()
-	// Degraded shows a hub-side cause (hub stream, permission) in the
+	// SetDegraded shows a hub-side cause (hub stream, permission) in the
 	// link's status while the connection itself is up.
-	Degraded(class, reason string)
+	SetDegraded(class, reason string)
 	// WANRestored says the connection came back because the site's own
 	// path to the hub did (the hub stayed up): no fleet is returning at
 	// the same moment, so the drain ramp (WithStartJitter) is skipped.
@@ -330,7 +330,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		f.setError(class, reason)
 		if reason != lastErr {
 			if f.o.link != nil && (class == ReasonHubStream || class == ReasonPermission) {
-				f.o.link.Degraded(class, reason)
+				f.o.link.SetDegraded(class, reason)
 			}
 			f.log.Warn("forwarder: paused; resending from the cursor after a backoff", "reason_class", class, "reason", reason, "retry_in", wait, "window", f.Status().Window)
 			lastErr = reason

@@ -241,6 +241,6 @@ func (l *fakeLink) Up() <-chan struct{} {
 }
 
 func (l *fakeLink) Bounce()                       { l.bounces.Add(1) }
-func (l *fakeLink) Degraded(class, reason string) { l.degraded.Store([2]string{class, reason}) }
+func (l *fakeLink) SetDegraded(class, reason string) { l.degraded.Store([2]string{class, reason}) }
 func (l *fakeLink) WANRestored() bool             { return l.wan.Load() }
 func (l *fakeLink) SentUpstream() int64           { return 0 } // no gate: nothing counted

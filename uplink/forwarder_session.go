@@ -619,7 +619,7 @@ func (s *session) ackOne(id uint64, pa pubAck, ok bool, data []byte, status stri
 		f.progress(f.status.LastAck)
 		f.mu.Unlock()
 		if cured && f.o.link != nil {
-			f.o.link.Degraded("", "")
+			f.o.link.SetDegraded("", "")
 		}
 	}
 	s.complete(e)

@@ -170,14 +170,14 @@ func (l *Link) Bounce() {
 	}
 }
 
-// Degraded lets the forwarder report a hub-side problem that leaves the
+// SetDegraded lets the forwarder report a hub-side problem that leaves the
 // connection up but forwarding impossible (ReasonHubStream,
 // ReasonPermission); it is cleared on the next connect.
 //
 // An empty class and reason clear such a reason once forwarding works again,
 // so status does not keep blaming a hub stream that has since been created;
 // a connection-level reason (DNS, TLS, ...) is left for the link to clear.
-func (l *Link) Degraded(class, reason string) {
+func (l *Link) SetDegraded(class, reason string) {
 	l.mu.Lock()
 	if class == "" && reason == "" {
 		if l.st.ReasonClass == ReasonHubStream || l.st.ReasonClass == ReasonPermission {
@@ -538,7 +538,7 @@ func (l *Link) awaitDrop(ctx context.Context) (class, reason string, bounced boo
 		case msg := <-l.lines:
 			c, r, _ := classifyLine(msg)
 			if c == ReasonPermission {
-				l.Degraded(c, r)
+				l.SetDegraded(c, r)
 				continue
 			}
 			// The first specific line explains the drop better than the

@@ -511,16 +511,16 @@ func TestLinkDegradedCleared(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("link not up")
 	}
-	e.link.Degraded(ReasonHubStream, "hub stream missing: run edge-agent hub init")
+	e.link.SetDegraded(ReasonHubStream, "hub stream missing: run edge-agent hub init")
 	if st := e.link.Status(); st.ReasonClass != ReasonHubStream {
 		t.Fatalf("reason after Degraded = %q", st.ReasonClass)
 	}
-	e.link.Degraded("", "")
+	e.link.SetDegraded("", "")
 	if st := e.link.Status(); st.ReasonClass != "" || st.Reason != "" {
 		t.Fatalf("hub_stream reason not cleared: %q %q", st.ReasonClass, st.Reason)
 	}
-	e.link.Degraded(ReasonTCP, "TCP: connection refused")
-	e.link.Degraded("", "")
+	e.link.SetDegraded(ReasonTCP, "TCP: connection refused")
+	e.link.SetDegraded("", "")
 	if st := e.link.Status(); st.ReasonClass != ReasonTCP {
 		t.Fatalf("a connection-level reason was cleared by the forwarder: %+v", st)
 	}
