@@ -225,7 +225,7 @@ func (s Status) Health() (code int, warnings []Warning) {
 		add(SevCritical, "uplink", "DUPLICATE SITE: "+u.DuplicateSite, reasonFix(uplink.ReasonDuplicate)+"; on a cloned SD card also run `rm /etc/machine-id && systemd-machine-id-setup`")
 	}
 	if u := s.Uplink; u != nil && u.Link != nil && u.Link.State != uplink.StateConnected {
-		msg := "uplink " + u.Link.State
+		msg := "uplink " + string(u.Link.State)
 		if !u.Link.DownSince.IsZero() {
 			msg += " for " + fmtAge(s.Time.Sub(u.Link.DownSince))
 		}
@@ -302,7 +302,7 @@ func describeTwin(tw uplink.Twin) string {
 // reasonFix is the next step for each class of uplink failure, where the
 // link gave none (a state.db snapshot from an older agent, the forwarder's
 // classes): the link's own fixes without this site's config.
-func reasonFix(class string) string {
+func reasonFix(class uplink.ReasonClass) string {
 	switch class {
 	case uplink.ReasonDuplicate:
 		return "another device uses this site id: each site needs its own"

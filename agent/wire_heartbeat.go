@@ -30,7 +30,7 @@ func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 		LinkConn:     a.leafConn,
 		Now:          a.buf.clock.Now,
 		HubListening: a.hubListening,
-		LinkReason: func() string {
+		LinkReason: func() uplink.ReasonClass {
 			if l := a.LinkStatus(); l != nil {
 				return l.ReasonClass
 			}

@@ -102,7 +102,7 @@ type LinkControl interface {
 	Bounce()
 	// SetDegraded shows a hub-side cause (hub stream, permission) in the
 	// link's status while the connection itself is up.
-	SetDegraded(class, reason string)
+	SetDegraded(class ReasonClass, reason string)
 	// WANRestored says the connection came back because the site's own
 	// path to the hub did (the hub stayed up): no fleet is returning at
 	// the same moment, so the drain ramp (WithStartJitter) is skipped.
@@ -476,7 +476,7 @@ func (f *Forwarder) hubStillSilent(ctx context.Context, subject string) bool {
 	}
 }
 
-func (f *Forwarder) setError(class, reason string) {
+func (f *Forwarder) setError(class ReasonClass, reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status.ReasonClass, f.status.LastError = class, reason
@@ -582,7 +582,7 @@ func sum(m map[string]uint64) uint64 {
 // classify turns a session error into the status reason a technician reads.
 // A reason is given only as observed: "no responders" means no hub stream
 // only while the hub, connected, keeps saying so (hubStillSilent).
-func classify(ctx context.Context, err error, f *Forwarder) (class, reason string) {
+func classify(ctx context.Context, err error, f *Forwarder) (class ReasonClass, reason string) {
 	var ae *ackError
 	switch {
 	case errors.Is(err, errNoResponders) && !f.linkUp():

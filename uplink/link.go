@@ -62,7 +62,7 @@ type Link struct {
 	events EventSink
 	log    *slog.Logger
 	bo     backoff
-	probe  func(ctx context.Context) (class, reason string)
+	probe  func(ctx context.Context) (class ReasonClass, reason string)
 	gate   *gate
 
 	lines  chan string   // link-related server log lines, newest last
@@ -103,7 +103,7 @@ func NewLink(srv *server.Server, opts *server.Options, cfg *Config, events Event
 	}
 	now := time.Now()
 	l.st = LinkStatus{State: StateConnecting, Since: now, DownSince: now}
-	l.probe = func(ctx context.Context) (string, string) { return diagnose(ctx, cfg) }
+	l.probe = func(ctx context.Context) (ReasonClass, string) { return diagnose(ctx, cfg) }
 	return l, nil
 }
 
@@ -177,7 +177,7 @@ func (l *Link) Bounce() {
 // An empty class and reason clear such a reason once forwarding works again,
 // so status does not keep blaming a hub stream that has since been created;
 // a connection-level reason (DNS, TLS, ...) is left for the link to clear.
-func (l *Link) SetDegraded(class, reason string) {
+func (l *Link) SetDegraded(class ReasonClass, reason string) {
 	l.mu.Lock()
 	if class == "" && reason == "" {
 		if l.st.ReasonClass == ReasonHubStream || l.st.ReasonClass == ReasonPermission {
@@ -452,7 +452,7 @@ func (l *Link) SentUpstream() int64 { return l.gate.up.Load() }
 // reachable reads the probe that follows a failed attempt: only a DNS or
 // TCP failure means the hub's address did not answer; anything else (or
 // nothing) means the hub is there and the attempt failed at it.
-func reachable(probeClass string) bool {
+func reachable(probeClass ReasonClass) bool {
 	return probeClass != ReasonDNS && probeClass != ReasonTCP
 }
 
@@ -491,7 +491,7 @@ func (l *Link) drainLines() {
 
 // awaitAttempt waits for the attempt in progress to connect or fail;
 // watch says how its TCP dial failed, if it did (see waitAttempt).
-func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string, watch watchMode) {
+func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class ReasonClass, reason string, watch watchMode) {
 	deadline := time.NewTimer(attemptTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -524,7 +524,7 @@ func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string,
 // is asked for; it refreshes RTT meanwhile. A leaf log line makes it look
 // again soon, because the server announces a drop before it unregisters
 // the connection.
-func (l *Link) awaitDrop(ctx context.Context) (class, reason string, bounced bool) {
+func (l *Link) awaitDrop(ctx context.Context) (class ReasonClass, reason string, bounced bool) {
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	var soon <-chan time.Time
@@ -612,7 +612,7 @@ func (l *Link) setConnected() {
 // setDown enters state with a reason; wasUp says the connection was up
 // and has just dropped, otherwise an attempt failed. The outage's times
 // start at the drop only: a failed attempt counts, it does not restart them.
-func (l *Link) setDown(state, class, reason string, wasUp bool) {
+func (l *Link) setDown(state LinkState, class ReasonClass, reason string, wasUp bool) {
 	now := time.Now()
 	l.mu.Lock()
 	if wasUp {

@@ -147,8 +147,10 @@ func noJetStream(o *server.Options) { o.JetStream = false }
 // hub's words translated into the config key to change (fix).
 func TestLinkReasons(t *testing.T) {
 	cases := []struct {
-		name, class, reason, fix string
-		cfg                      func(t *testing.T) *Config
+		name        string
+		class       ReasonClass
+		reason, fix string
+		cfg         func(t *testing.T) *Config
 	}{
 		{"closed port", ReasonTCP, "TCP: connection refused 127.0.0.1:", "the hub is down or restarting", func(t *testing.T) *Config {
 			return linkConfig(t, "nats://"+closedPort(t))
@@ -400,7 +402,9 @@ func TestBackoffCeilings(t *testing.T) {
 
 func TestClassifyLine(t *testing.T) {
 	for _, tc := range []struct {
-		line, class, reason string
+		line   string
+		class  ReasonClass
+		reason string
 	}{
 		{`Error trying to connect as leafnode to remote server "127.0.0.1:1" (attempt 1): dial tcp 127.0.0.1:1: connect: connection refused`, ReasonTCP, "TCP: connection refused 127.0.0.1:1"},
 		{`Error trying to connect as leafnode to remote server "x.invalid:4222" (attempt 1): lookup for host "x.invalid": lookup x.invalid on 10.0.0.53:53: no such host`, ReasonDNS, "DNS: x.invalid not found"},

@@ -52,7 +52,7 @@ func TestHubShutdownReason(t *testing.T) {
 		note("event: " + e.Reason)
 	}
 	for _, s := range seen {
-		if strings.Contains(s, "hub init") || strings.Contains(s, ReasonHubStream) {
+		if strings.Contains(s, "hub init") || strings.Contains(s, string(ReasonHubStream)) {
 			t.Errorf("a hub that shut down was reported as a missing hub stream: %q (all: %q)", s, seen)
 		}
 	}

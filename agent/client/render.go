@@ -135,7 +135,7 @@ func renderUplink(p func(string, ...any), s agent.Status, now time.Time) {
 		p("%-9s starting\n", k)
 	default:
 		l := u.Link
-		line := l.State
+		line := string(l.State)
 		if !l.Since.IsZero() {
 			line += " for " + human.Age(now.Sub(l.Since))
 		}
