@@ -23,20 +23,23 @@ import (
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
-// Doctor verdicts, and the exit codes of `edge-agent doctor`.
+// Verdict is how one doctor check came out.
+type Verdict string
+
+// Doctor verdicts.
 const (
-	CheckOK   = "ok"
-	CheckWarn = "warn"
-	CheckFail = "fail"
-	CheckSkip = "skip"
+	CheckOK   Verdict = "ok"
+	CheckWarn Verdict = "warn"
+	CheckFail Verdict = "fail"
+	CheckSkip Verdict = "skip"
 )
 
 // Check is one thing a technician would verify by hand, with the fix.
 type Check struct {
-	Name    string `json:"name"`
-	Verdict string `json:"verdict"`
-	Detail  string `json:"detail"`
-	Fix     string `json:"fix,omitempty"`
+	Name    string  `json:"name"`
+	Verdict Verdict `json:"verdict"`
+	Detail  string  `json:"detail"`
+	Fix     string  `json:"fix,omitempty"`
 }
 
 // Doctor runs the checks; it needs no running daemon. The zero value is

@@ -96,7 +96,7 @@ func (a *Agent) Heartbeat(ctx context.Context) (uplink.Heartbeat, bool) {
 // fleet view and `edge-agent status` never disagree about a site.
 func heartbeatFromStatus(s Status) uplink.Heartbeat {
 	hb := uplink.Heartbeat{
-		Version: s.Version, State: s.State, Clock: s.Clock.State,
+		Version: s.Version, State: string(s.State), Clock: string(s.Clock.State),
 		DiskUsed: s.Store.Bytes, DiskFree: s.Store.DiskFree,
 		// The heartbeat is only published while the leaf is up; the link
 		// manager, when running, says more (reason class, reconnects).
