@@ -11,24 +11,27 @@ import (
 type StateEvent struct {
 	Time   time.Time `json:"time"`
 	Boot   uint64    `json:"boot"`
-	Kind   string    `json:"kind"`
+	Kind   EventKind `json:"kind"`
 	Detail string    `json:"detail"`
 }
 
+// EventKind is the recovery a StateEvent records.
+type EventKind string
+
 // Event kinds.
 const (
-	EventStateCorrupt     = "state_db_corrupt"
-	EventStreamDamaged    = "stream_damaged"
-	EventStreamRecreated  = "stream_recreated"
-	EventDiskFull         = "disk_full"
-	EventDiskRecovered    = "disk_recovered"
-	EventJetStreamEnabled = "jetstream_reenabled"
-	EventStateRestored    = "state_restored"
+	EventStateCorrupt     EventKind = "state_db_corrupt"
+	EventStreamDamaged    EventKind = "stream_damaged"
+	EventStreamRecreated  EventKind = "stream_recreated"
+	EventDiskFull         EventKind = "disk_full"
+	EventDiskRecovered    EventKind = "disk_recovered"
+	EventJetStreamEnabled EventKind = "jetstream_reenabled"
+	EventStateRestored    EventKind = "state_restored"
 )
 
 // AddEvent records a recovery (logged by the caller) for status; it is kept
 // in state.db so status can show it after the daemon stopped.
-func (s *State) AddEvent(kind, detail string) {
+func (s *State) AddEvent(kind EventKind, detail string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev := StateEvent{Time: time.Now(), Boot: s.boots, Kind: kind, Detail: detail}

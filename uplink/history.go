@@ -10,9 +10,12 @@ import (
 // LinkEvent is one entry of the link's history, kept for status.
 type LinkEvent struct {
 	Time   time.Time `json:"time"`
-	Kind   string    `json:"kind"` // connect|disconnect|error|stall|duplicate
+	Kind   EventKind `json:"kind"`
 	Reason string    `json:"reason,omitempty"`
 }
+
+// EventKind is what happened to the link (EventConnect...).
+type EventKind string
 
 // The history lives in state.db's bucket historyBucket (part of the
 // on-disk format, never renamed), its last historySize events.

@@ -24,9 +24,9 @@ type EventSink interface {
 
 // Link event kinds written to the EventSink.
 const (
-	EventConnect    = "connect"
-	EventDisconnect = "disconnect"
-	EventError      = "error"
+	EventConnect    EventKind = "connect"
+	EventDisconnect EventKind = "disconnect"
+	EventError      EventKind = "error"
 )
 
 const (
@@ -638,7 +638,7 @@ func (l *Link) setDown(state LinkState, class ReasonClass, reason string, wasUp 
 // record writes an event; an error identical to the previous one is
 // skipped, so a long outage does not wear the SD card with one entry per
 // attempt.
-func (l *Link) record(kind, reason string) {
+func (l *Link) record(kind EventKind, reason string) {
 	if kind == EventError {
 		l.mu.Lock()
 		repeat := reason == l.lastEvent

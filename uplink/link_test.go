@@ -32,7 +32,7 @@ func (m *memEvents) AddLinkEvent(e LinkEvent) {
 	m.ev = append(m.ev, e)
 }
 
-func (m *memEvents) has(kind, reasonPart string) bool {
+func (m *memEvents) has(kind EventKind, reasonPart string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.ContainsFunc(m.ev, func(e LinkEvent) bool {
