@@ -36,9 +36,9 @@ const (
 	checkTimeout = 10 * time.Second
 )
 
-// The buffer's own bucket names in state.db; part of the on-disk format,
-// never renamed. Every other bucket holds other features' records (see
-// records.go).
+// The buffer's bucket names in state.db; part of the on-disk format, never
+// renamed. misc and events are kept in memory as records (records.go), as
+// is every bucket not named here: other features' records.
 var (
 	bMeta    = []byte("meta")
 	bCursors = []byte("cursors")
