@@ -450,7 +450,7 @@ func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
 	if id := st.MsgIDPrefix(StreamTelemetry, 61); slices.Contains(ids, id) {
 		t.Fatal("what the old state.db issued past the end is unknown: seq 61 must get a new epoch")
 	}
-	kinds := []string{}
+	kinds := []EventKind{}
 	for _, e := range st.Events() {
 		kinds = append(kinds, e.Kind)
 	}

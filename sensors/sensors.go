@@ -16,9 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"gopkg.in/yaml.v3"
-
-	"github.com/edge-agent/edge-agent/buffer"
 )
 
 // Value is one metric of a reading.
@@ -174,20 +173,6 @@ func (c Config) MarshalYAML() (any, error) {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// FieldError names the config key path (sensors[i].key) and its line.
-type FieldError struct {
-	Key  string
-	Line int
-	Msg  string
-}
-
-func (e *FieldError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s (line %d): %s", e.Key, e.Line, e.Msg)
-	}
-	return e.Key + ": " + e.Msg
-}
-
 // DefaultInterval applies when a sensor sets none.
 const DefaultInterval = 10 * time.Second
 
@@ -212,36 +197,36 @@ func ValidateAll(cfgs []Config) error {
 			line = c.node.Line
 		}
 		if !nameRE.MatchString(c.Name) {
-			return &FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q must be a NATS token ([A-Za-z0-9_-]+): it becomes the subject telemetry.<name>", c.Name)}
+			return &confkit.FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q must be a NATS token ([A-Za-z0-9_-]+): it becomes the subject telemetry.<name>", c.Name)}
 		}
 		if j, dup := seen[c.Name]; dup {
-			return &FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q is already used by sensors[%d]; sensor names must be unique", c.Name, j)}
+			return &confkit.FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q is already used by sensors[%d]; sensor names must be unique", c.Name, j)}
 		}
 		seen[c.Name] = i
 		reg, ok := Lookup(c.Driver)
 		if !ok {
-			return &FieldError{Key: key + ".driver", Line: line, Msg: fmt.Sprintf("unknown driver %q; known: %s", c.Driver, strings.Join(Drivers(), ", "))}
+			return &confkit.FieldError{Key: key + ".driver", Line: line, Msg: fmt.Sprintf("unknown driver %q; known: %s", c.Driver, strings.Join(Drivers(), ", "))}
 		}
 		if c.Interval == 0 {
 			c.Interval = DefaultInterval
 		}
 		if c.Interval < 10*time.Millisecond {
-			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too short: at least 10ms", c.Interval)}
+			return &confkit.FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too short: at least 10ms", c.Interval)}
 		}
 		if c.Interval > MaxInterval {
-			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too large: at most %s", c.Interval, MaxInterval)}
+			return &confkit.FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too large: at most %s", c.Interval, MaxInterval)}
 		}
 		if c.Timeout == 0 {
 			c.Timeout = min(c.Interval, 5*time.Second)
 		}
 		if c.Timeout < 0 || c.Timeout > c.Interval {
-			return &FieldError{Key: key + ".timeout", Line: line, Msg: fmt.Sprintf("%s must be positive and at most the interval (%s)", c.Timeout, c.Interval)}
+			return &confkit.FieldError{Key: key + ".timeout", Line: line, Msg: fmt.Sprintf("%s must be positive and at most the interval (%s)", c.Timeout, c.Interval)}
 		}
 		if c.AlertAbove != nil && c.AlertBelow != nil && *c.AlertBelow >= *c.AlertAbove {
-			return &FieldError{Key: key + ".alert_below", Line: line, Msg: "must be below alert_above"}
+			return &confkit.FieldError{Key: key + ".alert_below", Line: line, Msg: "must be below alert_above"}
 		}
 		if c.Hysteresis < 0 {
-			return &FieldError{Key: key + ".hysteresis", Line: line, Msg: "must not be negative"}
+			return &confkit.FieldError{Key: key + ".hysteresis", Line: line, Msg: "must not be negative"}
 		}
 		if c.Options == nil || c.node != nil {
 			opts := reg.Options()
@@ -256,17 +241,17 @@ func ValidateAll(cfgs []Config) error {
 			if err := v.Validate(); err != nil {
 				// A driver that names a nested key (values[2].address)
 				// gets the full path.
-				var fe *FieldError
+				var fe *confkit.FieldError
 				if errors.As(err, &fe) {
-					return &FieldError{Key: key + "." + fe.Key, Line: cmp.Or(fe.Line, line), Msg: fe.Msg}
+					return &confkit.FieldError{Key: key + "." + fe.Key, Line: cmp.Or(fe.Line, line), Msg: fe.Msg}
 				}
-				return &FieldError{Key: key, Line: line, Msg: err.Error()}
+				return &confkit.FieldError{Key: key, Line: line, Msg: err.Error()}
 			}
 		}
 		if b, ok := c.Options.(interface{ SharedBus() (string, string) }); ok {
 			id, settings := b.SharedBus()
 			if u, dup := buses[id]; dup && u.settings != settings {
-				return &FieldError{Key: key + ".url", Line: line, Msg: fmt.Sprintf("%s is also used by sensors[%d] (%s) with other settings (%s): sensors sharing a port or gateway share its settings (url, request_timeout)", id, u.i, cfgs[u.i].Name, u.settings)}
+				return &confkit.FieldError{Key: key + ".url", Line: line, Msg: fmt.Sprintf("%s is also used by sensors[%d] (%s) with other settings (%s): sensors sharing a port or gateway share its settings (url, request_timeout)", id, u.i, cfgs[u.i].Name, u.settings)}
 			}
 			buses[id] = busUse{i, settings}
 		}
@@ -289,7 +274,7 @@ func decodeStrict(n *yaml.Node, opts any, key string) error {
 				known = append(known, a)
 			}
 			sort.Strings(known)
-			return &FieldError{Key: key + "." + k.Value, Line: k.Line, Msg: "unknown key for this driver; known keys: " + strings.Join(known, ", ")}
+			return &confkit.FieldError{Key: key + "." + k.Value, Line: k.Line, Msg: "unknown key for this driver; known keys: " + strings.Join(known, ", ")}
 		}
 	}
 	if err := n.Decode(opts); err != nil {
@@ -314,12 +299,12 @@ func optionError(n *yaml.Node, typ reflect.Type, key string, err error) error {
 			msg = linePrefixRE.ReplaceAllString(te.Errors[0], "")
 		}
 		msg = strings.Replace(msg, "cannot unmarshal", "wrong type: cannot use", 1)
-		if buffer.DurationOverflows(v.Value) {
+		if confkit.DurationOverflows(v.Value) {
 			msg = fmt.Sprintf("%q is too large for a duration (at most about 292 years)", v.Value)
 		}
-		return &FieldError{Key: key + "." + k.Value, Line: v.Line, Msg: msg}
+		return &confkit.FieldError{Key: key + "." + k.Value, Line: v.Line, Msg: msg}
 	}
-	return &FieldError{Key: key, Line: n.Line, Msg: err.Error()}
+	return &confkit.FieldError{Key: key, Line: n.Line, Msg: err.Error()}
 }
 
 var linePrefixRE = regexp.MustCompile(`^line \d+: `)
