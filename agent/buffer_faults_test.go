@@ -164,7 +164,7 @@ func TestBufferDiskFull(t *testing.T) {
 			t.Fatalf("acknowledged message %d lost across the disk-full episode: %v", seq, err)
 		}
 	}
-	kinds := map[string]bool{}
+	kinds := map[buffer.EventKind]bool{}
 	for _, e := range a.BufferHealth().Events {
 		kinds[e.Kind] = true
 	}

@@ -159,7 +159,7 @@ func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
 	if b.State().StoreID() != storeID {
 		t.Fatalf("store id %s after the restore, want %s", b.State().StoreID(), storeID)
 	}
-	var kinds []string
+	var kinds []buffer.EventKind
 	for _, e := range b.BufferHealth().Events {
 		kinds = append(kinds, e.Kind)
 	}

@@ -44,7 +44,7 @@ func (a *Agent) clockAgainstHub(c *ClockStatus, now time.Time) {
 // stamped decades early) or off the hub's by more than
 // uplink.MaxClockOffset. Unsynchronised alone is not: a container without
 // NTP whose clock agrees with the hub is fine.
-func clockHealth(c ClockStatus, now time.Time, add func(sev, comp, msg, fix string)) {
+func clockHealth(c ClockStatus, now time.Time, add func(sev Severity, comp, msg, fix string)) {
 	wall := c.Wall
 	if wall.IsZero() {
 		wall = now

@@ -21,6 +21,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/edge-agent/edge-agent/internal/yamlcheck"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
@@ -136,7 +137,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	cfg := DefaultConfig()
 	cfg.Path = path
 	if len(data) > MaxConfigBytes {
-		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("the file is larger than %s: an agent config is a few KiB; is this the right file?", buffer.Size(MaxConfigBytes))}
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("the file is larger than %s: an agent config is a few KiB; is this the right file?", confkit.Size(MaxConfigBytes))}
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -248,17 +249,13 @@ func (c *Config) Validate() error {
 var siteRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func (c *Config) fieldErr(err error) error {
-	var bf *buffer.FieldError
-	var sf *sensors.FieldError
-	switch {
-	case errors.As(err, &bf):
-		return &ConfigError{File: c.Path, Key: bf.Key, Line: c.lineOf(bf.Key), Msg: bf.Msg}
-	case errors.As(err, &sf):
-		line := sf.Line
-		if l := c.lineOf(sf.Key); l > 0 {
+	var fe *confkit.FieldError
+	if errors.As(err, &fe) {
+		line := fe.Line
+		if l := c.lineOf(fe.Key); l > 0 {
 			line = l
 		}
-		return &ConfigError{File: c.Path, Key: sf.Key, Line: line, Msg: sf.Msg}
+		return &ConfigError{File: c.Path, Key: fe.Key, Line: line, Msg: fe.Msg}
 	}
 	return &ConfigError{File: c.Path, Msg: err.Error()}
 }

@@ -83,9 +83,9 @@ func fileKind(m os.FileMode) string {
 
 // HealthResponse is GET /v1/health: the verdict without the details.
 type HealthResponse struct {
-	State    string    `json:"state"`
-	Code     int       `json:"code"`
-	Warnings []Warning `json:"warnings"`
+	State    HealthState `json:"state"`
+	Code     int         `json:"code"`
+	Warnings []Warning   `json:"warnings"`
 }
 
 // controlHandler serves the versioned local API. Paths are versioned so the

@@ -23,20 +23,23 @@ import (
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
-// Doctor verdicts, and the exit codes of `edge-agent doctor`.
+// Verdict is how one doctor check came out.
+type Verdict string
+
+// Doctor verdicts.
 const (
-	CheckOK   = "ok"
-	CheckWarn = "warn"
-	CheckFail = "fail"
-	CheckSkip = "skip"
+	CheckOK   Verdict = "ok"
+	CheckWarn Verdict = "warn"
+	CheckFail Verdict = "fail"
+	CheckSkip Verdict = "skip"
 )
 
 // Check is one thing a technician would verify by hand, with the fix.
 type Check struct {
-	Name    string `json:"name"`
-	Verdict string `json:"verdict"`
-	Detail  string `json:"detail"`
-	Fix     string `json:"fix,omitempty"`
+	Name    string  `json:"name"`
+	Verdict Verdict `json:"verdict"`
+	Detail  string  `json:"detail"`
+	Fix     string  `json:"fix,omitempty"`
 }
 
 // Doctor runs the checks; it needs no running daemon. The zero value is
@@ -389,7 +392,7 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 	one := *cfg.Uplink
 	one.HubURLs = []string{raw}
 	p := uplink.ProbeHub(ctx, &one, u, d.StepTimeout)
-	fail := func(class, detail string) Check {
+	fail := func(class uplink.ReasonClass, detail string) Check {
 		if len(p.Passed) > 0 {
 			detail += " (" + strings.Join(p.Passed, ", ") + " ok)"
 		}
@@ -421,7 +424,7 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 // probeDetail words a failed probe for the technician at the device: the
 // hub's certificate by what is wrong with it and since when; the status
 // reason where doctor has nothing to add.
-func probeDetail(p uplink.HubProbe, host string) (class, detail string) {
+func probeDetail(p uplink.HubProbe, host string) (class uplink.ReasonClass, detail string) {
 	var de *net.DNSError
 	var ci x509.CertificateInvalidError
 	var ua x509.UnknownAuthorityError
@@ -460,7 +463,7 @@ func ipStrings(ips []net.IP) []string {
 // port, no JetStream) dials the hub with this remote alone and reports
 // whether the hub accepted the leaf connection. Its log lines are read as
 // the link reads them, so a refusal names the configured method.
-func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) (class, reason string) {
+func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) (class uplink.ReasonClass, reason string) {
 	one := *cfg.Uplink
 	one.HubURLs = []string{raw}
 	remote, err := uplink.RemoteOptions(&one)
@@ -509,7 +512,7 @@ func (l *leafErrors) add(f string, v []any) {
 
 // classified is the newest line the link would read as a reason of class
 // (any class when empty): its class and reason as status words them.
-func (l *leafErrors) classified(c *uplink.Config, class string) (string, string, bool) {
+func (l *leafErrors) classified(c *uplink.Config, class uplink.ReasonClass) (uplink.ReasonClass, string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := len(l.lines) - 1; i >= 0; i-- {

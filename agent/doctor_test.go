@@ -58,7 +58,7 @@ func TestDoctorHubSteps(t *testing.T) {
 
 	cases := []struct {
 		name, block string
-		verdict     string
+		verdict     Verdict
 		detail      string
 		fix         string // empty: any fix
 	}{

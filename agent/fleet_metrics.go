@@ -34,7 +34,7 @@ func FleetMetricsHandler(js jetstream.JetStream, prefix string, stale time.Durat
 }
 
 // healthCode maps a heartbeat's state to edge_agent_health's values.
-var healthCode = map[string]float64{"healthy": ExitHealthy, "degraded": ExitDegraded, "down": ExitDown}
+var healthCode = map[HealthState]float64{StateHealthy: ExitHealthy, StateDegraded: ExitDegraded, StateDown: ExitDown}
 
 // WriteFleetMetrics renders the fleet view in the Prometheus text format.
 func WriteFleetMetrics(w io.Writer, sites []uplink.SiteView) {
@@ -53,7 +53,7 @@ func WriteFleetMetrics(w io.Writer, sites []uplink.SiteView) {
 		}},
 		{"edge_fleet_site_silent", "gauge", "1 if no heartbeat for three of its intervals.", func(s uplink.SiteView) (float64, bool) { return b2f(s.Silent), true }},
 		{"edge_fleet_site_health", "gauge", "0 healthy, 1 degraded, 2 down, as the site's `edge-agent status` in its last heartbeat.", func(s uplink.SiteView) (float64, bool) {
-			v, ok := healthCode[s.Heartbeat.State]
+			v, ok := healthCode[HealthState(s.Heartbeat.State)]
 			return v, ok
 		}},
 		{"edge_fleet_site_link_connected", "gauge", "1 if the site's last heartbeat reported its leaf link connected.", func(s uplink.SiteView) (float64, bool) {

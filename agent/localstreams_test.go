@@ -213,7 +213,11 @@ func TestDeletedStreamRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		_, err := js.Stream(ctx, buffer.StateStream)
+		// A short call: a request lost in a JetStream restart must not
+		// hold the wait past its deadline.
+		c, cc := context.WithTimeout(ctx, time.Second)
+		defer cc()
+		_, err := js.Stream(c, buffer.StateStream)
 		if err != nil {
 			return errors.New("still waiting for the cursor backup stream to be recreated")
 		}

@@ -80,12 +80,12 @@ func writeMetrics(w io.Writer, s Status, suppressedLogs uint64) {
 
 	if u := s.Uplink; u != nil {
 		p.family("edge_agent_link_state", "gauge", "Leaf link to the hub: 1 for the current state.")
-		cur := ""
+		var cur uplink.LinkState
 		if u.Link != nil {
 			cur = u.Link.State
 		}
-		for _, st := range []string{uplink.StateConnected, uplink.StateConnecting, uplink.StateDisconnected} {
-			p.sample("edge_agent_link_state", b2f(st == cur), "state", st)
+		for _, st := range []uplink.LinkState{uplink.StateConnected, uplink.StateConnecting, uplink.StateDisconnected} {
+			p.sample("edge_agent_link_state", b2f(st == cur), "state", string(st))
 		}
 		p.one("edge_agent_duplicate_site", "gauge", "1 while another device is heard publishing as this site, or the hub evicted this leaf for a duplicate server name.", b2f(u.DuplicateSite != ""))
 		if u.Link != nil {

@@ -245,7 +245,7 @@ func statusLine(s Status) string {
 	case s.Uplink.Link.State == uplink.StateConnected:
 		parts = append(parts, "uplink connected")
 	default:
-		l := "uplink " + s.Uplink.Link.State
+		l := "uplink " + string(s.Uplink.Link.State)
 		if s.Uplink.Link.Reason != "" {
 			l += " (" + s.Uplink.Link.Reason + ")"
 		}

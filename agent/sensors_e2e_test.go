@@ -104,7 +104,10 @@ func TestSensorsEndToEnd(t *testing.T) {
 
 	// state.db has the last reading and the last error.
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		recs := ta.State().Sensors()
+		recs, err := sensors.LoadRecords(ta.State())
+		if err != nil {
+			return err
+		}
 		if !(len(recs["room"].Values) > 0 && !recs["room"].LastRead.IsZero() && strings.Contains(recs["broken"].LastError, "DS18B20")) {
 			return errors.New("still waiting for sensor records in state.db")
 		}

@@ -44,8 +44,8 @@ type Status struct {
 	Clients int            `json:"clients"` // local client connections
 	// State and Warnings are Health() at Time, stored so JSON readers need
 	// not reimplement the rules.
-	State    string    `json:"state"`
-	Warnings []Warning `json:"warnings"`
+	State    HealthState `json:"state"`
+	Warnings []Warning   `json:"warnings"`
 	// RemoteConfig is the hub-managed config's state; nil when off.
 	RemoteConfig *fleetconfig.Report `json:"remote_config,omitempty"`
 }
@@ -124,8 +124,8 @@ type StoreStatus struct {
 // ClockStatus is the kernel's view of time synchronisation; readings carry
 // timestamps, so an unsynchronised clock corrupts history silently.
 type ClockStatus struct {
-	State string `json:"state"` // synchronised | unsynchronised | unknown
-	Error string `json:"error,omitempty"`
+	State ClockState `json:"state"`
+	Error string     `json:"error,omitempty"`
 	// Jump is a wall-clock step seen in the last hour.
 	Jump *buffer.ClockJump `json:"jump,omitempty"`
 	// TestClock is set when TestClockEnv offsets the agent's wall clock.
@@ -141,32 +141,41 @@ type ClockStatus struct {
 	HubMeasured time.Time `json:"hub_measured,omitzero"`
 }
 
+// ClockState is whether the kernel keeps the clock synchronised.
+type ClockState string
+
 // Clock states.
 const (
-	ClockSynced   = "synchronised"
-	ClockUnsynced = "unsynchronised"
-	ClockUnknown  = "unknown"
+	ClockSynced   ClockState = "synchronised"
+	ClockUnsynced ClockState = "unsynchronised"
+	ClockUnknown  ClockState = "unknown"
 )
 
 // Warning is one thing a technician should look at.
 type Warning struct {
-	Severity  string `json:"severity"`  // critical | warning
-	Component string `json:"component"` // uplink, sensor:<name>, store, clock, backlog, agent
-	Message   string `json:"message"`
-	Fix       string `json:"fix,omitempty"`
+	Severity  Severity `json:"severity"`
+	Component string   `json:"component"` // uplink, sensor:<name>, store, clock, backlog, agent
+	Message   string   `json:"message"`
+	Fix       string   `json:"fix,omitempty"`
 }
+
+// Severity is how bad a warning is.
+type Severity string
 
 // Severities, worst first.
 const (
-	SevCritical = "critical"
-	SevWarning  = "warning"
+	SevCritical Severity = "critical"
+	SevWarning  Severity = "warning"
 )
+
+// HealthState is the site's health as `edge-agent status` reports it.
+type HealthState string
 
 // Health states and the exit codes `edge-agent status` returns for them.
 const (
-	StateHealthy  = "healthy"
-	StateDegraded = "degraded"
-	StateDown     = "down"
+	StateHealthy  HealthState = "healthy"
+	StateDegraded HealthState = "degraded"
+	StateDown     HealthState = "down"
 
 	ExitHealthy  = 0
 	ExitDegraded = 1
@@ -187,7 +196,7 @@ const (
 // Health computes the overall state and the warnings, worst first. It is a
 // pure function of s, so the CLI, the daemon and tests agree.
 func (s Status) Health() (code int, warnings []Warning) {
-	add := func(sev, comp, msg, fix string) {
+	add := func(sev Severity, comp, msg, fix string) {
 		warnings = append(warnings, Warning{Severity: sev, Component: comp, Message: msg, Fix: fix})
 	}
 	if !s.Running {
@@ -228,7 +237,7 @@ func (s Status) Health() (code int, warnings []Warning) {
 		add(SevCritical, "uplink", "DUPLICATE SITE: "+u.DuplicateSite, reasonFix(uplink.ReasonDuplicate)+"; on a cloned SD card also run `rm /etc/machine-id && systemd-machine-id-setup`")
 	}
 	if u := s.Uplink; u != nil && u.Link != nil && u.Link.State != uplink.StateConnected {
-		msg := "uplink " + u.Link.State
+		msg := "uplink " + string(u.Link.State)
 		if !u.Link.DownSince.IsZero() {
 			msg += " for " + fmtAge(s.Time.Sub(u.Link.DownSince))
 		}
@@ -272,7 +281,7 @@ func (s Status) Health() (code int, warnings []Warning) {
 	if j := s.Clock.Jump; j != nil {
 		add(SevWarning, "clock", fmt.Sprintf("wall clock jumped by %s at %s: timestamps around it may be wrong (buffered readings age on agent time: none expired because of it)", fmtJump(j.Size), j.At.UTC().Format(time.RFC3339)), "timedatectl status; check the RTC and NTP")
 	}
-	sevRank := map[string]int{SevCritical: 0, SevWarning: 1}
+	sevRank := map[Severity]int{SevCritical: 0, SevWarning: 1}
 	slices.SortStableFunc(warnings, func(a, b Warning) int { return cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]) })
 	code = ExitHealthy
 	for _, w := range warnings {
@@ -285,7 +294,7 @@ func (s Status) Health() (code int, warnings []Warning) {
 }
 
 // StateName maps a Health code to its word.
-func StateName(code int) string {
+func StateName(code int) HealthState {
 	switch code {
 	case ExitHealthy:
 		return StateHealthy
@@ -305,7 +314,7 @@ func describeTwin(tw uplink.Twin) string {
 // reasonFix is the next step for each class of uplink failure, where the
 // link gave none (a state.db snapshot from an older agent, the forwarder's
 // classes): the link's own fixes without this site's config.
-func reasonFix(class string) string {
+func reasonFix(class uplink.ReasonClass) string {
 	switch class {
 	case uplink.ReasonDuplicate:
 		return "another device uses this site id: each site needs its own"

@@ -66,7 +66,7 @@ func siteUplink() *uplink.Config {
 	return &c
 }
 
-func wanDown(class, reason string) Status {
+func wanDown(class uplink.ReasonClass, reason string) Status {
 	s := healthyStatus()
 	// Down 2h 5m after a connection that lasted three days; the times come
 	// from the model, as the link sets them, not from waiting.

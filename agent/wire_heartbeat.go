@@ -40,7 +40,7 @@ func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 		LinkConn:     a.leafConn,
 		Now:          a.buf.clock.Now,
 		HubListening: a.hubListening,
-		LinkReason: func() string {
+		LinkReason: func() uplink.ReasonClass {
 			if l := a.LinkStatus(); l != nil {
 				return l.ReasonClass
 			}
@@ -106,7 +106,7 @@ func (a *Agent) Heartbeat(ctx context.Context) (uplink.Heartbeat, bool) {
 // fleet view and `edge-agent status` never disagree about a site.
 func heartbeatFromStatus(s Status) uplink.Heartbeat {
 	hb := uplink.Heartbeat{
-		Version: s.Version, State: s.State, Clock: s.Clock.State,
+		Version: s.Version, State: string(s.State), Clock: string(s.Clock.State),
 		DiskUsed: s.Store.Bytes, DiskFree: s.Store.DiskFree,
 		// The heartbeat is only published while the leaf is up; the link
 		// manager, when running, says more (reason class, reconnects).

@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"sync"
 
-	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 )
 
@@ -90,7 +89,9 @@ func (a *Agent) recordSensor(h sensors.Health) {
 	if err != nil || h.LastValues == nil {
 		vals = nil
 	}
-	st.SetSensor(h.Name, buffer.SensorRecord{Values: vals, LastRead: h.LastRead, LastError: h.LastError, Errors: h.Errors})
+	if err := sensors.SaveRecord(st, h.Name, sensors.Record{Values: vals, LastRead: h.LastRead, LastError: h.LastError, Errors: h.Errors}); err != nil {
+		a.log.Warn("cannot keep the sensor's record in state.db", "sensor", h.Name, "err", err)
+	}
 }
 
 func (a *Agent) reloadSensors(prev, next *Config) {

@@ -17,7 +17,7 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 		return nil
 	}
 	a.up = &uplinkPart{}
-	link := uplink.NewLink(a.srv, a.gate, cfg.Uplink, a.State(), a.log.With("component", "uplink"))
+	link := uplink.NewLink(a.srv, a.gate, cfg.Uplink, uplink.NewHistory(a.State()), a.log.With("component", "uplink"))
 	a.up.link = link
 	a.srv.SetLoggerV2(link.Logger(natsLogger{a.log.With("component", "nats-server")}), true, false, false)
 	a.addPart("uplink-link", link.Run)

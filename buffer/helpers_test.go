@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
@@ -39,7 +40,7 @@ func jsServer(t testing.TB, dir string, c Config) (*server.Server, jetstream.Jet
 	return s, js
 }
 
-func testConfig(sync string, maxBytes Size) Config {
+func testConfig(sync string, maxBytes confkit.Size) Config {
 	c := DefaultConfig()
 	c.Sync, c.MaxBytes = sync, maxBytes
 	return c

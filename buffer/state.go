@@ -1,7 +1,6 @@
 package buffer
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -10,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
-	"runtime/debug"
-	"slices"
 	"sync"
 	"time"
 
@@ -31,7 +27,6 @@ import (
 const (
 	FlushInterval = 2 * time.Second
 	flushEarly    = 512
-	linkRingSize  = 100
 	eventRingSize = 50
 	// openTimeout bounds waiting for bbolt's flock: a second process holding
 	// state.db must produce an error, never a hang.
@@ -41,18 +36,18 @@ const (
 	checkTimeout = 10 * time.Second
 )
 
-// Bucket names in state.db; part of the on-disk format, never renamed.
+// The buffer's bucket names in state.db; part of the on-disk format, never
+// renamed. misc and events are kept in memory as records (records.go), as
+// is every bucket not named here: other features' records.
 var (
 	bMeta    = []byte("meta")
 	bCursors = []byte("cursors")
 	bEvicted = []byte("evicted")
-	bLinks   = []byte("links")
-	bSensors = []byte("sensors")
-	bMisc    = []byte("misc")
-	bEvents  = []byte("events")
-	bIDs     = []byte("ids") // stream -> laneIDs JSON
-	bAge     = []byte("age") // big-endian key -> AgeCheckpoint JSON, oldest first (see age.go)
-	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bLinks, bSensors, bMisc, bEvents, bIDs, bAge}
+	bMisc    = []byte("misc")   // key -> JSON (PutJSON)
+	bEvents  = []byte("events") // big-endian sequence -> StateEvent JSON, a ring
+	bIDs     = []byte("ids")    // stream -> laneIDs JSON
+	bAge     = []byte("age")    // big-endian key -> AgeCheckpoint JSON, oldest first (see age.go)
+	allBkts  = [][]byte{bMeta, bCursors, bEvicted, bMisc, bEvents, bIDs, bAge}
 	// bIssued held a durable bound of the message ids sent, from before
 	// every start drew a new epoch; older files still have it (validated,
 	// never read).
@@ -62,76 +57,11 @@ var (
 // ErrReadOnly is returned by writes on a state opened with OpenStateReadOnly.
 var ErrReadOnly = errors.New("state.db is open read-only")
 
-// LinkEvent is one entry of the uplink's history, kept for status.
-type LinkEvent struct {
-	Time   time.Time `json:"time"`
-	Kind   string    `json:"kind"` // connect|disconnect|error|stall|duplicate
-	Reason string    `json:"reason,omitempty"`
-}
-
-// SensorRecord is the last known reading and error of one sensor, so status
-// can show them even when the daemon is down.
-type SensorRecord struct {
-	Values    json.RawMessage `json:"values,omitempty"`
-	LastRead  time.Time       `json:"last_read"`
-	LastError string          `json:"last_error,omitempty"`
-	Errors    uint64          `json:"errors"`
-}
-
-// StateEvent is a recovery the buffer performed (state.db moved aside, a
-// damaged stream, disk full, JetStream re-enabled). Technicians need these
-// because each one may mean lost or duplicated data.
-type StateEvent struct {
-	Time   time.Time `json:"time"`
-	Boot   uint64    `json:"boot"`
-	Kind   string    `json:"kind"`
-	Detail string    `json:"detail"`
-}
-
-// Event kinds.
-const (
-	EventStateCorrupt     = "state_db_corrupt"
-	EventStreamDamaged    = "stream_damaged"
-	EventStreamRecreated  = "stream_recreated"
-	EventDiskFull         = "disk_full"
-	EventDiskRecovered    = "disk_recovered"
-	EventJetStreamEnabled = "jetstream_reenabled"
-	EventStateRestored    = "state_restored"
-)
-
-// Epoch gives the message ids of a stream's sequences from From onwards
-// (up to the next epoch) the id ID: <site>.<ID>.<stream>.<seq>. A stream
-// whose sequence went backwards (truncated block, power cut with an
-// interval sync) reuses sequence numbers for new messages; a new epoch
-// gives those new ids, while the messages that survived keep the ids they
-// were forwarded with, so a resend of them is still dropped by the hub.
-type Epoch struct {
-	From uint64 `json:"from"`
-	ID   string `json:"id"`
-}
-
-// laneIDs is a stream's identity: StreamID is created with the stream (a
-// recreated stream is a new sequence space), Epochs are its message-id
-// epochs, oldest first. Gen counts epoch changes: when state.db and the
-// stream metadata disagree, the higher one is the newer.
-type laneIDs struct {
-	StreamID string  `json:"stream_id,omitempty"`
-	Epochs   []Epoch `json:"epochs"`
-	Gen      uint64  `json:"gen,omitempty"`
-}
-
-// idFor is the epoch id of seq; the first epoch also covers what comes
-// before it (pruned epochs: sequences the stream no longer holds).
-func (l laneIDs) idFor(seq uint64) string {
-	// Every start adds an epoch, so the list is searched, not walked.
-	i, _ := slices.BinarySearchFunc(l.Epochs[1:], seq, func(e Epoch, seq uint64) int { return cmp.Compare(e.From, seq+1) })
-	return l.Epochs[i].ID
-}
-
-// State is state.db: identity, boot count, forwarder cursors, link history,
-// sensor records and recovery events. Reads come from memory; writes are
-// kept in memory and committed in batches by Run (or Flush), except
-// ResetCursor and identity, which are committed at once.
+// State is state.db: identity, boot count, forwarder cursors, message-id
+// epochs, recovery events, and the keyed records other features keep there
+// (records.go). Reads come from memory; writes are kept in memory and
+// committed in batches by Run (or Flush), except ResetCursor, epochs and
+// identity, which are committed at once.
 type State struct {
 	path     string
 	log      *slog.Logger
@@ -144,13 +74,12 @@ type State struct {
 	boots   uint64
 	cursors map[string]uint64
 	evicted map[string]uint64
-	sensors map[string]SensorRecord
-	misc    map[string]json.RawMessage
-	links   []LinkEvent // oldest first, at most linkRingSize
-	linkSeq uint64      // key of the newest persisted link event
-	events  []StateEvent
-	evSeq   uint64
-	ids     map[string]laneIDs
+	// recs holds every record bucket (bucket -> key -> JSON), the
+	// buffer's misc and events included; dirtyRecs the keys to write (or,
+	// absent from recs, delete) at the next flush.
+	recs      map[string]map[string][]byte
+	dirtyRecs map[string]map[string]bool
+	ids       map[string]laneIDs
 	// sent is the highest sequence per stream whose message id this
 	// process handed out; prior is the end CheckStreams left (ids up to it
 	// may have been sent by anyone). checked holds the streams this
@@ -171,10 +100,6 @@ type State struct {
 
 	dirtyCursors map[string]bool
 	dirtyEvicted map[string]bool
-	dirtySensors map[string]bool
-	dirtyMisc    map[string]bool
-	newLinks     []LinkEvent
-	newEvents    []StateEvent
 	dirtyN       int
 	kick         chan struct{}
 }
@@ -250,145 +175,14 @@ func OpenStateReadOnly(path string) (*State, error) {
 	return s, nil
 }
 
-var errLocked = errors.New("state db is locked by a running edge-agent")
-
-// openChecked opens the bbolt file and validates it before anything else
-// touches it. bbolt trusts its file: a truncated file makes it read beyond
-// the mapping (SIGBUS), garbage pages make it panic (already inside Open,
-// while loading the freelist) or loop. So Open and tx.Check run on a
-// goroutine with memory faults turned into panics and recovered, the size is
-// checked against the meta page, and the whole thing is bounded by
-// checkTimeout.
-func openChecked(path string, readOnly bool) (*bolt.DB, error) {
-	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
-		// bbolt would silently initialise an empty file; an empty state.db
-		// means it was truncated, and the operator should hear about it.
-		return nil, errors.New("file is empty (truncated)")
-	}
-	type result struct {
-		db  *bolt.DB
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var db *bolt.DB
-		err := guarded(func() (err error) {
-			db, err = bolt.Open(path, 0o640, &bolt.Options{Timeout: openTimeout, ReadOnly: readOnly})
-			if errors.Is(err, bolt.ErrTimeout) {
-				return fmt.Errorf("%w: %s (stop the agent first, or ask it: `edge-agent status`)", errLocked, path)
-			}
-			if err != nil {
-				return fmt.Errorf("open: %w", err)
-			}
-			return checkDB(db)
-		})
-		if err != nil && db != nil {
-			_ = guarded(db.Close)
-			db = nil
-		}
-		done <- result{db, err}
-	}()
-	select {
-	case r := <-done:
-		return r.db, r.err
-	case <-time.After(checkTimeout):
-		// The goroutine is stuck inside bbolt on a corrupt file and keeps
-		// its mapping alive, so it cannot be closed from here: it is
-		// abandoned (it dies with the process) and the file moved aside.
-		return nil, fmt.Errorf("open and consistency check did not finish in %s", checkTimeout)
-	}
-}
-
-// guarded runs fn with memory faults turned into panics and panics into
-// errors. A panic inside bbolt.Open leaves its file descriptor open: that
-// leak is the price of not crash-looping, once per corrupt file.
-func guarded(fn func() error) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("bbolt panicked reading it: %v", r)
-		}
-	}()
-	return fn()
-}
-
-func checkDB(db *bolt.DB) error {
-	return db.View(func(tx *bolt.Tx) error {
-		fi, err := os.Stat(db.Path())
-		if err != nil {
-			return err
-		}
-		if tx.Size() > fi.Size() {
-			return fmt.Errorf("truncated: %d bytes on disk, %d expected", fi.Size(), tx.Size())
-		}
-		// Decode every record first, on this guarded goroutine: a bad
-		// pointer faults here, recoverably, and a bit flip inside a value
-		// (invisible to bbolt's structural check) is found now rather than
-		// later.
-		if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			return b.ForEach(func(k, v []byte) error { return validRecord(name, k, v) })
-		}); err != nil {
-			return err
-		}
-		// Then bbolt's own check (freelist, page references, key order).
-		// It runs on a goroutine of its own, where a fault would kill the
-		// process, hence after the walk above touched every key and value.
-		for cerr := range tx.Check() {
-			if err == nil {
-				err = fmt.Errorf("consistency check: %w", cerr)
-			}
-		}
-		return err
-	})
-}
-
-// validRecord decodes a record the way load will, so that anything load
-// would choke on is found while the file can still be moved aside.
-func validRecord(bucket, k, v []byte) error {
-	var err error
-	switch string(bucket) {
-	case string(bCursors), string(bEvicted), string(bIssued):
-		if len(v) != 8 {
-			err = fmt.Errorf("%d-byte value, want 8", len(v))
-		}
-	case string(bSensors):
-		err = json.Unmarshal(v, new(SensorRecord))
-	case string(bLinks):
-		err = json.Unmarshal(v, new(LinkEvent))
-	case string(bEvents):
-		err = json.Unmarshal(v, new(StateEvent))
-	case string(bIDs):
-		var l laneIDs
-		if err = json.Unmarshal(v, &l); err == nil && len(l.Epochs) == 0 {
-			err = errors.New("no id epochs")
-		}
-	case string(bAge):
-		var c AgeCheckpoint
-		if len(k) != 8 {
-			err = fmt.Errorf("%d-byte key, want 8", len(k))
-		} else {
-			err = json.Unmarshal(v, &c)
-		}
-	case string(bMisc):
-		if !json.Valid(v) {
-			err = errors.New("not JSON")
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("bucket %s key %q: %w", bucket, k, err)
-	}
-	return nil
-}
-
 func newState(path string, log *slog.Logger, db *bolt.DB, ro bool) *State {
 	return &State{
 		path: path, log: log, db: db, readOnly: ro,
 		cursors: map[string]uint64{}, evicted: map[string]uint64{},
-		sensors: map[string]SensorRecord{}, misc: map[string]json.RawMessage{},
+		recs: map[string]map[string][]byte{}, dirtyRecs: map[string]map[string]bool{},
 		ids: map[string]laneIDs{}, sent: map[string]uint64{}, prior: map[string]uint64{}, checked: map[string]bool{},
 		backedUp:     map[string]cursorRecord{},
-		dirtyCursors: map[string]bool{}, dirtyEvicted: map[string]bool{},
-		dirtySensors: map[string]bool{}, dirtyMisc: map[string]bool{}, dirtyAge: map[uint64]bool{},
+		dirtyCursors: map[string]bool{}, dirtyEvicted: map[string]bool{}, dirtyAge: map[uint64]bool{},
 		kick: make(chan struct{}, 1),
 	}
 }
@@ -415,18 +209,6 @@ func (s *State) load() error {
 				return err
 			}
 		}
-		if b := tx.Bucket(bSensors); b != nil {
-			if err := b.ForEach(func(k, v []byte) error {
-				var r SensorRecord
-				if err := json.Unmarshal(v, &r); err != nil {
-					return fmt.Errorf("sensor %q: %w", k, err)
-				}
-				s.sensors[string(k)] = r
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
 		if b := tx.Bucket(bAge); b != nil {
 			if err := b.ForEach(func(k, v []byte) error {
 				e := ageEntry{key: binary.BigEndian.Uint64(k)}
@@ -442,19 +224,7 @@ func (s *State) load() error {
 				s.ageFloor = s.age[0].key
 			}
 		}
-		if b := tx.Bucket(bMisc); b != nil {
-			_ = b.ForEach(func(k, v []byte) error {
-				s.misc[string(k)] = append(json.RawMessage(nil), v...)
-				return nil
-			})
-		}
-		var err error
-		if s.linkSeq, err = loadRing(tx.Bucket(bLinks), &s.links); err != nil {
-			return fmt.Errorf("link events: %w", err)
-		}
-		if s.evSeq, err = loadRing(tx.Bucket(bEvents), &s.events); err != nil {
-			return fmt.Errorf("events: %w", err)
-		}
+		s.loadRecords(tx)
 		return nil
 	})
 }
@@ -467,25 +237,6 @@ func loadU64(b *bolt.Bucket, into map[string]uint64) {
 		into[string(k)] = binary.BigEndian.Uint64(v)
 		return nil
 	})
-}
-
-// loadRing reads a bucket keyed by big-endian sequence (so in order) and
-// returns the newest key.
-func loadRing[T any](b *bolt.Bucket, into *[]T) (uint64, error) {
-	if b == nil {
-		return 0, nil
-	}
-	var last uint64
-	err := b.ForEach(func(k, v []byte) error {
-		var e T
-		if err := json.Unmarshal(v, &e); err != nil {
-			return err
-		}
-		*into = append(*into, e)
-		last = binary.BigEndian.Uint64(k)
-		return nil
-	})
-	return last, err
 }
 
 // boot creates the buckets and the store id on first use and counts the boot,
@@ -603,59 +354,20 @@ func (s *State) Flush() error {
 				return err
 			}
 		}
-		for k := range s.dirtySensors {
-			v, _ := json.Marshal(s.sensors[k])
-			if err := tx.Bucket(bSensors).Put([]byte(k), v); err != nil {
-				return err
-			}
-		}
-		for k := range s.dirtyMisc {
-			if err := tx.Bucket(bMisc).Put([]byte(k), s.misc[k]); err != nil {
-				return err
-			}
-		}
 		if err := s.flushAge(tx.Bucket(bAge)); err != nil {
 			return err
 		}
-		if _, err := appendRing(tx.Bucket(bLinks), s.linkSeq, s.newLinks, linkRingSize); err != nil {
-			return err
-		}
-		_, err := appendRing(tx.Bucket(bEvents), s.evSeq, s.newEvents, eventRingSize)
-		return err
+		return s.flushRecords(tx)
 	})
 	if err != nil {
 		return fmt.Errorf("commit state db %s: %w", s.path, err)
 	}
-	s.linkSeq += uint64(len(s.newLinks))
-	s.evSeq += uint64(len(s.newEvents))
 	clear(s.dirtyCursors)
 	clear(s.dirtyEvicted)
-	clear(s.dirtySensors)
-	clear(s.dirtyMisc)
 	clear(s.dirtyAge)
-	s.newLinks, s.newEvents, s.dirtyN = nil, nil, 0
+	clear(s.dirtyRecs)
+	s.dirtyN = 0
 	return nil
-}
-
-// appendRing adds entries after key last and deletes what falls out of the
-// ring, so the bucket never grows past size.
-func appendRing[T any](b *bolt.Bucket, last uint64, add []T, size uint64) (uint64, error) {
-	for _, e := range add {
-		last++
-		v, _ := json.Marshal(e)
-		if err := b.Put(u64(last), v); err != nil {
-			return 0, err
-		}
-	}
-	if len(add) > 0 && last > size {
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= last-size; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return last, nil
 }
 
 // dirty counts a pending write and wakes Run early under a burst. Callers
@@ -668,116 +380,6 @@ func (s *State) dirty() {
 		default:
 		}
 	}
-}
-
-// StoreID identifies this store: random, created once with the store (and
-// kept in the JetStream store too, so losing state.db does not change it).
-// Streams created before id epochs existed use it in their message ids.
-func (s *State) StoreID() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.storeID
-}
-
-// SetStoreID replaces the store id at once. The buffer uses it when the
-// JetStream store and state.db disagree (see CheckStreams).
-func (s *State) SetStoreID(id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writeNow(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte("store_id"), []byte(id)) }); err != nil {
-		return err
-	}
-	s.storeID = id
-	return nil
-}
-
-// MsgIDPrefix is the id that goes between the site and the stream in the
-// message id of stream's sequence seq: the id of the epoch seq falls in.
-// It is called as the forwarder sends seq, so it also keeps the highest
-// sequence this process issued an id for (a check while running, after a
-// JetStream restart, needs it; see CheckStreams).
-func (s *State) MsgIDPrefix(stream string, seq uint64) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq > s.sent[stream] {
-		s.sent[stream] = seq
-	}
-	return s.laneIDs(stream).idFor(seq)
-}
-
-// FreshFrom is the first sequence of stream whose message id no earlier
-// process can have sent: the start of the epoch this process drew at its
-// first check. Before that check nothing is known to be fresh.
-func (s *State) FreshFrom(stream string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.checked[stream] {
-		return math.MaxUint64
-	}
-	eps := s.laneIDs(stream).Epochs
-	return eps[len(eps)-1].From
-}
-
-// Epochs lists stream's message-id epochs, oldest first.
-func (s *State) Epochs(stream string) []Epoch {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.laneIDs(stream).Epochs)
-}
-
-// laneIDs is stream's identity, by default (a store from before id epochs,
-// or a stream not checked yet) one epoch of the store id; callers hold s.mu.
-func (s *State) laneIDs(stream string) laneIDs {
-	if l, ok := s.ids[stream]; ok {
-		return l
-	}
-	return laneIDs{Epochs: []Epoch{{From: 1, ID: s.storeID}}}
-}
-
-// adoptIDs commits stream's identity and, if setCursor, its cursor
-// (backwards too) in one transaction; issued is the highest sequence
-// whose id in the current epoch may have been sent. Without setCursor the
-// forwarder's progress meanwhile is kept.
-func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool, issued uint64) error {
-	v, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err = s.writeNow(func(tx *bolt.Tx) error {
-		if setCursor {
-			if err := tx.Bucket(bCursors).Put([]byte(stream), u64(cursor)); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bIDs).Put([]byte(stream), v)
-	})
-	if err != nil {
-		return err
-	}
-	if setCursor {
-		s.cursors[stream] = cursor
-	}
-	s.ids[stream], s.prior[stream], s.checked[stream] = l, issued, true
-	s.sent[stream] = min(s.sent[stream], issued)
-	return nil
-}
-
-// issuedBound is the highest sequence of stream whose message id may have
-// been sent in the current epoch: by this process, or up to what its
-// previous check left, by anyone.
-func (s *State) issuedBound(stream string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return max(s.prior[stream], s.sent[stream])
-}
-
-// firstCheck reports whether this process has not checked stream yet.
-func (s *State) firstCheck(stream string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return !s.checked[stream]
 }
 
 // writeNow commits one change immediately; callers hold s.mu.
@@ -800,162 +402,4 @@ func (s *State) BootCount() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.boots
-}
-
-// Cursor is the highest contiguous sequence of stream the hub acknowledged.
-func (s *State) Cursor(stream string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cursors[stream]
-}
-
-// SetCursor advances the cursor (batched). It never moves backwards: acks can
-// arrive out of order and a late one must not cause a resend storm; use
-// ResetCursor to replay.
-func (s *State) SetCursor(stream string, seq uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq <= s.cursors[stream] {
-		return
-	}
-	s.cursors[stream] = seq
-	if !s.dirtyCursors[stream] {
-		s.dirtyCursors[stream] = true
-		s.dirty()
-	}
-}
-
-// ResetCursor sets the cursor to seq, backwards too, and commits at once.
-func (s *State) ResetCursor(stream string, seq uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writeNow(func(tx *bolt.Tx) error { return tx.Bucket(bCursors).Put([]byte(stream), u64(seq)) }); err != nil {
-		return err
-	}
-	s.cursors[stream] = seq
-	return nil
-}
-
-// AddEvicted counts messages of stream that limits removed before the hub
-// had them: data a technician must know was never forwarded.
-func (s *State) AddEvicted(stream string, n uint64) {
-	if n == 0 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.evicted[stream] += n
-	if !s.dirtyEvicted[stream] {
-		s.dirtyEvicted[stream] = true
-		s.dirty()
-	}
-}
-
-// Evicted is the total AddEvicted for stream over the life of the store.
-func (s *State) Evicted(stream string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.evicted[stream]
-}
-
-// AddLinkEvent appends to the link history (the last 100 are kept).
-func (s *State) AddLinkEvent(ev LinkEvent) {
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.links = append(s.links, ev)
-	if len(s.links) > linkRingSize {
-		s.links = append([]LinkEvent(nil), s.links[len(s.links)-linkRingSize:]...)
-	}
-	s.newLinks = append(s.newLinks, ev)
-	s.dirty()
-}
-
-// LinkEvents returns the link history, oldest first.
-func (s *State) LinkEvents() []LinkEvent {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]LinkEvent(nil), s.links...)
-}
-
-// SetSensor records a sensor's last reading or error (batched).
-func (s *State) SetSensor(name string, r SensorRecord) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sensors[name] = r
-	if !s.dirtySensors[name] {
-		s.dirtySensors[name] = true
-		s.dirty()
-	}
-}
-
-// Sensors returns every sensor's last record.
-func (s *State) Sensors() map[string]SensorRecord {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]SensorRecord, len(s.sensors))
-	for k, v := range s.sensors {
-		out[k] = v
-	}
-	return out
-}
-
-// PutJSON stores a small record under key (batched with the rest).
-func (s *State) PutJSON(key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("state record %q: %w", key, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.misc[key] = b
-	if !s.dirtyMisc[key] {
-		s.dirtyMisc[key] = true
-		s.dirty()
-	}
-	return nil
-}
-
-// GetJSON decodes the record under key into v; false if there is none.
-func (s *State) GetJSON(key string, v any) (bool, error) {
-	s.mu.Lock()
-	b, ok := s.misc[key]
-	s.mu.Unlock()
-	if !ok {
-		return false, nil
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return true, fmt.Errorf("state record %q: %w", key, err)
-	}
-	return true, nil
-}
-
-// AddEvent records a recovery (logged by the caller) for status; it is kept
-// in state.db so status can show it after the daemon stopped.
-func (s *State) AddEvent(kind, detail string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ev := StateEvent{Time: time.Now(), Boot: s.boots, Kind: kind, Detail: detail}
-	s.events = append(s.events, ev)
-	if len(s.events) > eventRingSize {
-		s.events = append([]StateEvent(nil), s.events[len(s.events)-eventRingSize:]...)
-	}
-	s.newEvents = append(s.newEvents, ev)
-	s.dirty()
-}
-
-// Events returns the recoveries of the current boot (read-only: of the last
-// boot the store recorded), oldest first.
-func (s *State) Events() []StateEvent {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []StateEvent
-	for _, e := range s.events {
-		if e.Boot == s.boots {
-			out = append(out, e)
-		}
-	}
-	return out
 }

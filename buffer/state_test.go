@@ -2,8 +2,8 @@ package buffer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,7 +73,9 @@ func TestStateBatchedByRun(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	for i := range 2000 {
 		s.SetCursor("TELEMETRY", uint64(i+1))
-		s.SetSensor("temp", SensorRecord{Values: json.RawMessage(`{"c":21.5}`), LastRead: time.Now(), Errors: uint64(i)})
+		if err := s.WriteState("sensors", "temp", fmt.Appendf(nil, `{"errors":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.AddEvicted("TELEMETRY", 4)
 	s.AddEvicted("TELEMETRY", 3)
@@ -92,8 +94,9 @@ func TestStateBatchedByRun(t *testing.T) {
 	defer r.Close()
 	var st map[string]int
 	ok, err := r.GetJSON("status", &st)
-	if r.Cursor("TELEMETRY") != 2000 || r.Evicted("TELEMETRY") != 7 || r.Sensors()["temp"].Errors != 1999 || !ok || err != nil || st["n"] != 1 {
-		t.Fatalf("not persisted: cursor %d evicted %d sensor %+v status %v %v %v", r.Cursor("TELEMETRY"), r.Evicted("TELEMETRY"), r.Sensors()["temp"], ok, err, st)
+	rec, _ := r.ReadState("sensors", "temp")
+	if r.Cursor("TELEMETRY") != 2000 || r.Evicted("TELEMETRY") != 7 || string(rec) != `{"errors":1999}` || !ok || err != nil || st["n"] != 1 {
+		t.Fatalf("not persisted: cursor %d evicted %d sensor %s status %v %v %v", r.Cursor("TELEMETRY"), r.Evicted("TELEMETRY"), rec, ok, err, st)
 	}
 	if ok, _ := r.GetJSON("missing", &st); ok {
 		t.Fatal("GetJSON found a missing key")
@@ -107,28 +110,35 @@ func TestStateBatchedByRun(t *testing.T) {
 	}
 }
 
-func TestStateLinkRing(t *testing.T) {
+func TestStateHistoryRing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s := openTestState(t, path)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 250 {
-		s.AddLinkEvent(LinkEvent{Time: t0.Add(time.Duration(i) * time.Second), Kind: "connect"})
+		if err := s.AppendState("history", fmt.Appendf(nil, "%d", i), 100); err != nil {
+			t.Fatal(err)
+		}
 		if i%70 == 0 {
 			if err := s.Flush(); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	check := func(evs []LinkEvent) {
+	check := func(recs [][]byte) {
 		t.Helper()
-		if len(evs) != 100 || !evs[0].Time.Equal(t0.Add(150*time.Second)) || !evs[99].Time.Equal(t0.Add(249*time.Second)) {
-			t.Fatalf("ring: %d events, first %v last %v", len(evs), evs[0].Time, evs[len(evs)-1].Time)
+		if len(recs) != 100 || string(recs[0]) != "150" || string(recs[99]) != "249" {
+			t.Fatalf("ring: %d records, first %s last %s", len(recs), recs[0], recs[len(recs)-1])
 		}
 	}
-	check(s.LinkEvents())
+	check(s.History("history"))
 	s.Close()
 	s = openTestState(t, path)
-	check(s.LinkEvents())
+	check(s.History("history"))
+	if err := s.WriteState("cursors", "x", []byte("1")); err == nil {
+		t.Fatal("a record was written into the buffer's cursors bucket")
+	}
+	if err := s.WriteState("history", "x", []byte("{")); err == nil {
+		t.Fatal("a record that is not JSON was accepted")
+	}
 }
 
 func TestStateReadOnlyWhileLocked(t *testing.T) {
@@ -165,8 +175,12 @@ func populated(t *testing.T, path string) ([]byte, string) {
 	t.Helper()
 	s := openTestState(t, path)
 	for i := range 300 {
-		s.SetSensor("sensor-"+strings.Repeat("x", i%20)+string(rune('a'+i%26)), SensorRecord{LastError: strings.Repeat("e", 100), Errors: uint64(i)})
-		s.AddLinkEvent(LinkEvent{Kind: "disconnect", Reason: "test"})
+		// What sensors and uplink write there (sensors.Record, uplink.LinkEvent).
+		sensor := fmt.Appendf(nil, `{"last_read":"0001-01-01T00:00:00Z","last_error":%q,"errors":%d}`, strings.Repeat("e", 100), i)
+		link := fmt.Appendf(nil, `{"time":%q,"kind":"disconnect","reason":"test"}`, time.Now().Format(time.RFC3339Nano))
+		if err := errors.Join(s.WriteState("sensors", "sensor-"+strings.Repeat("x", i%20)+string(rune('a'+i%26)), sensor), s.AppendState("links", link, 100)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.SetCursor("TELEMETRY", 42)
 	id := s.StoreID()

@@ -450,7 +450,7 @@ func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
 	if id := st.MsgIDPrefix(StreamTelemetry, 61); slices.Contains(ids, id) {
 		t.Fatal("what the old state.db issued past the end is unknown: seq 61 must get a new epoch")
 	}
-	kinds := []string{}
+	kinds := []EventKind{}
 	for _, e := range st.Events() {
 		kinds = append(kinds, e.Kind)
 	}
@@ -566,5 +566,35 @@ func TestWatcherRecreatesDeletedStream(t *testing.T) {
 	}
 	if st.Cursor(StreamTelemetry) != 0 {
 		t.Fatalf("cursor %d after the recreation, want 0 (a new sequence space)", st.Cursor(StreamTelemetry))
+	}
+}
+
+// nats-server deletes a stream by renaming its directory to ".NAME" and
+// removing that in the background; health's stream checks list it
+// meanwhile as a stream that "could not be recovered". That is the delete
+// still under way, not a write error: the watcher recreates the stream and
+// does not restart JetStream over it.
+func TestWatcherIgnoresDeletedStreamDirBeingRemoved(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := testConfig("always", 4<<20)
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(ctx, js, c))
+	st := openTestState(t, filepath.Join(dir, "state.db"))
+	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	w, err := NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	w.Check(ctx)
+
+	mustOK(t, js.DeleteStream(ctx, StateStream), "delete")
+	// What the background removal has not finished yet.
+	mustOK(t, os.MkdirAll(filepath.Join(dir, "jetstream", "$G", "streams", "."+StateStream), 0o755))
+	h := w.Check(ctx)
+	if len(h.WriteErrors) != 0 || h.Recoveries != 0 || h.Recreated != 1 {
+		t.Fatalf("health after the cursor backup stream was deleted: %+v", h)
+	}
+	if _, err := js.Stream(ctx, StateStream); err != nil {
+		t.Fatalf("cursor backup stream after the check: %v", err)
 	}
 }

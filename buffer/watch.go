@@ -239,10 +239,14 @@ func (w *Watcher) observe(ctx context.Context) Health {
 		_ = markLane(w.st, name, state)
 	}
 	// A deleted stream is not a write error: recreating it is the fix,
-	// not restarting JetStream.
+	// not restarting JetStream. Nor is one being deleted: nats-server
+	// renames its directory to ".NAME" and removes that in the background,
+	// and health lists it meanwhile as a stream that "could not be
+	// recovered" (no stream name has a dot). A restart then would drop
+	// the API requests in flight.
 	h.WriteErrors = slices.DeleteFunc(h.WriteErrors, func(e string) bool {
 		name, _, _ := strings.Cut(e, ":")
-		if slices.Contains(h.Missing, name) {
+		if strings.HasPrefix(name, ".") || slices.Contains(h.Missing, name) {
 			return true
 		}
 		_, err := w.js.Stream(cctx, name)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/simonvetter/modbus"
 	"go.yaml.in/yaml/v3"
 )
@@ -252,16 +253,16 @@ func (o *ModbusOptions) Validate() error {
 		}
 		v := &o.Values[i]
 		if j, dup := seen[v.Metric]; dup {
-			return &FieldError{Key: fmt.Sprintf("values[%d].metric", i), Line: v.line, Msg: fmt.Sprintf("%q is already used by values[%d]", v.Metric, j)}
+			return &confkit.FieldError{Key: fmt.Sprintf("values[%d].metric", i), Line: v.line, Msg: fmt.Sprintf("%q is already used by values[%d]", v.Metric, j)}
 		}
 		seen[v.Metric] = i
 	}
 	return nil
 }
 
-func (v *ModbusValue) validate(maxRegs int) *FieldError {
-	bad := func(key, format string, a ...any) *FieldError {
-		return &FieldError{Key: key, Line: v.line, Msg: fmt.Sprintf(format, a...)}
+func (v *ModbusValue) validate(maxRegs int) *confkit.FieldError {
+	bad := func(key, format string, a ...any) *confkit.FieldError {
+		return &confkit.FieldError{Key: key, Line: v.line, Msg: fmt.Sprintf(format, a...)}
 	}
 	if v.unknown != nil {
 		known := make([]string, 0, len(modbusValueKeys))
@@ -269,7 +270,7 @@ func (v *ModbusValue) validate(maxRegs int) *FieldError {
 			known = append(known, k)
 		}
 		slices.Sort(known)
-		return &FieldError{Key: v.unknown.Value, Line: v.unknown.Line, Msg: "unknown key; known keys: " + strings.Join(known, ", ")}
+		return &confkit.FieldError{Key: v.unknown.Value, Line: v.unknown.Line, Msg: "unknown key; known keys: " + strings.Join(known, ", ")}
 	}
 	if !nameRE.MatchString(v.Metric) {
 		return bad("metric", "%q must be a NATS token ([A-Za-z0-9_-]+): it names the write subject cmd.modbus.<sensor>.<metric>", v.Metric)

@@ -27,31 +27,53 @@ type Reading struct {
 	ClockSynced bool             `json:"clock_synced"`
 	Values      map[string]Value `json:"values"`
 	// Quality is "ok", or "degraded" when any value carries a flag.
-	Quality string `json:"quality"`
+	Quality Quality `json:"quality"`
 }
 
 // Alert is the payload of alerts.<sensor>: a threshold crossing
 // ("raised") and its end once the value is back inside by the hysteresis
 // ("cleared"). Alerts go to the ALERTS stream, forwarded before telemetry.
 type Alert struct {
-	Sensor      string    `json:"sensor"`
-	Metric      string    `json:"metric"`
-	State       string    `json:"state"` // raised | cleared
-	Kind        string    `json:"kind"`  // above | below
-	Threshold   float64   `json:"threshold"`
-	Hysteresis  float64   `json:"hysteresis"`
-	Value       Value     `json:"value"`
-	Seq         uint64    `json:"seq"` // the reading that crossed
-	Time        time.Time `json:"ts"`
-	BootID      string    `json:"boot_id"`
-	Mono        int64     `json:"mono_ns"`
-	ClockSynced bool      `json:"clock_synced"`
+	Sensor      string     `json:"sensor"`
+	Metric      string     `json:"metric"`
+	State       AlertState `json:"state"`
+	Kind        AlertKind  `json:"kind"`
+	Threshold   float64    `json:"threshold"`
+	Hysteresis  float64    `json:"hysteresis"`
+	Value       Value      `json:"value"`
+	Seq         uint64     `json:"seq"` // the reading that crossed
+	Time        time.Time  `json:"ts"`
+	BootID      string     `json:"boot_id"`
+	Mono        int64      `json:"mono_ns"`
+	ClockSynced bool       `json:"clock_synced"`
 }
+
+// Quality says whether a reading's values are all good.
+type Quality string
 
 // Quality values of a Reading.
 const (
-	QualityOK       = "ok"
-	QualityDegraded = "degraded"
+	QualityOK       Quality = "ok"
+	QualityDegraded Quality = "degraded"
+)
+
+// AlertState is an alert's phase: raised on the crossing, cleared once the
+// value is back inside by the hysteresis.
+type AlertState string
+
+// Alert states.
+const (
+	AlertRaised  AlertState = "raised"
+	AlertCleared AlertState = "cleared"
+)
+
+// AlertKind is the threshold an alert is about.
+type AlertKind string
+
+// Alert kinds: the value went above alert_above or below alert_below.
+const (
+	AlertAbove AlertKind = "above"
+	AlertBelow AlertKind = "below"
 )
 
 // stamp is the time of one sample in the three forms a reading carries.

@@ -100,7 +100,7 @@ type sensor struct {
 	seq      uint64
 	readErr  string
 	pubErr   string
-	alerting string // "", "above" or "below"
+	alerting AlertKind // "" while no alert is raised
 }
 
 type readResult struct {
@@ -398,23 +398,23 @@ func (se *sensor) evalAlert(r Reading) *Alert {
 	case "":
 		switch {
 		case c.AlertAbove != nil && v.V > *c.AlertAbove:
-			a.Kind, a.Threshold = "above", *c.AlertAbove
+			a.Kind, a.Threshold = AlertAbove, *c.AlertAbove
 		case c.AlertBelow != nil && v.V < *c.AlertBelow:
-			a.Kind, a.Threshold = "below", *c.AlertBelow
+			a.Kind, a.Threshold = AlertBelow, *c.AlertBelow
 		default:
 			return nil
 		}
-		a.State, se.alerting = "raised", a.Kind
-	case "above":
+		a.State, se.alerting = AlertRaised, a.Kind
+	case AlertAbove:
 		if v.V > *c.AlertAbove-c.Hysteresis {
 			return nil
 		}
-		a.State, a.Kind, a.Threshold, se.alerting = "cleared", "above", *c.AlertAbove, ""
-	case "below":
+		a.State, a.Kind, a.Threshold, se.alerting = AlertCleared, AlertAbove, *c.AlertAbove, ""
+	case AlertBelow:
 		if v.V < *c.AlertBelow+c.Hysteresis {
 			return nil
 		}
-		a.State, a.Kind, a.Threshold, se.alerting = "cleared", "below", *c.AlertBelow, ""
+		a.State, a.Kind, a.Threshold, se.alerting = AlertCleared, AlertBelow, *c.AlertBelow, ""
 	}
 	se.health.Alerting = se.alerting != ""
 	return a

@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/edge-agent/edge-agent/internal/yamlcheck"
 )
 
@@ -174,20 +175,6 @@ func (c Config) MarshalYAML() (any, error) {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// FieldError names the config key path (sensors[i].key) and its line.
-type FieldError struct {
-	Key  string
-	Line int
-	Msg  string
-}
-
-func (e *FieldError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s (line %d): %s", e.Key, e.Line, e.Msg)
-	}
-	return e.Key + ": " + e.Msg
-}
-
 // DefaultInterval applies when a sensor sets none.
 const DefaultInterval = 10 * time.Second
 
@@ -212,36 +199,36 @@ func ValidateAll(cfgs []Config) error {
 			line = c.node.Line
 		}
 		if !nameRE.MatchString(c.Name) {
-			return &FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q must be a NATS token ([A-Za-z0-9_-]+): it becomes the subject telemetry.<name>", c.Name)}
+			return &confkit.FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q must be a NATS token ([A-Za-z0-9_-]+): it becomes the subject telemetry.<name>", c.Name)}
 		}
 		if j, dup := seen[c.Name]; dup {
-			return &FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q is already used by sensors[%d]; sensor names must be unique", c.Name, j)}
+			return &confkit.FieldError{Key: key + ".name", Line: line, Msg: fmt.Sprintf("%q is already used by sensors[%d]; sensor names must be unique", c.Name, j)}
 		}
 		seen[c.Name] = i
 		reg, ok := Lookup(c.Driver)
 		if !ok {
-			return &FieldError{Key: key + ".driver", Line: line, Msg: fmt.Sprintf("unknown driver %q; known: %s", c.Driver, strings.Join(Drivers(), ", "))}
+			return &confkit.FieldError{Key: key + ".driver", Line: line, Msg: fmt.Sprintf("unknown driver %q; known: %s", c.Driver, strings.Join(Drivers(), ", "))}
 		}
 		if c.Interval == 0 {
 			c.Interval = DefaultInterval
 		}
 		if c.Interval < 10*time.Millisecond {
-			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too short: at least 10ms", c.Interval)}
+			return &confkit.FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too short: at least 10ms", c.Interval)}
 		}
 		if c.Interval > MaxInterval {
-			return &FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too large: at most %s", c.Interval, MaxInterval)}
+			return &confkit.FieldError{Key: key + ".interval", Line: line, Msg: fmt.Sprintf("%s is too large: at most %s", c.Interval, MaxInterval)}
 		}
 		if c.Timeout == 0 {
 			c.Timeout = min(c.Interval, 5*time.Second)
 		}
 		if c.Timeout < 0 || c.Timeout > c.Interval {
-			return &FieldError{Key: key + ".timeout", Line: line, Msg: fmt.Sprintf("%s must be positive and at most the interval (%s)", c.Timeout, c.Interval)}
+			return &confkit.FieldError{Key: key + ".timeout", Line: line, Msg: fmt.Sprintf("%s must be positive and at most the interval (%s)", c.Timeout, c.Interval)}
 		}
 		if c.AlertAbove != nil && c.AlertBelow != nil && *c.AlertBelow >= *c.AlertAbove {
-			return &FieldError{Key: key + ".alert_below", Line: line, Msg: "must be below alert_above"}
+			return &confkit.FieldError{Key: key + ".alert_below", Line: line, Msg: "must be below alert_above"}
 		}
 		if c.Hysteresis < 0 {
-			return &FieldError{Key: key + ".hysteresis", Line: line, Msg: "must not be negative"}
+			return &confkit.FieldError{Key: key + ".hysteresis", Line: line, Msg: "must not be negative"}
 		}
 		if c.Options == nil || c.node != nil {
 			opts := reg.Options()
@@ -256,17 +243,17 @@ func ValidateAll(cfgs []Config) error {
 			if err := v.Validate(); err != nil {
 				// A driver that names a nested key (values[2].address)
 				// gets the full path.
-				var fe *FieldError
+				var fe *confkit.FieldError
 				if errors.As(err, &fe) {
-					return &FieldError{Key: key + "." + fe.Key, Line: cmp.Or(fe.Line, line), Msg: fe.Msg}
+					return &confkit.FieldError{Key: key + "." + fe.Key, Line: cmp.Or(fe.Line, line), Msg: fe.Msg}
 				}
-				return &FieldError{Key: key, Line: line, Msg: err.Error()}
+				return &confkit.FieldError{Key: key, Line: line, Msg: err.Error()}
 			}
 		}
 		if b, ok := c.Options.(interface{ SharedBus() (string, string) }); ok {
 			id, settings := b.SharedBus()
 			if u, dup := buses[id]; dup && u.settings != settings {
-				return &FieldError{Key: key + ".url", Line: line, Msg: fmt.Sprintf("%s is also used by sensors[%d] (%s) with other settings (%s): sensors sharing a port or gateway share its settings (url, request_timeout)", id, u.i, cfgs[u.i].Name, u.settings)}
+				return &confkit.FieldError{Key: key + ".url", Line: line, Msg: fmt.Sprintf("%s is also used by sensors[%d] (%s) with other settings (%s): sensors sharing a port or gateway share its settings (url, request_timeout)", id, u.i, cfgs[u.i].Name, u.settings)}
 			}
 			buses[id] = busUse{i, settings}
 		}
@@ -289,7 +276,7 @@ func decodeStrict(n *yaml.Node, opts any, key string) error {
 				known = append(known, a)
 			}
 			sort.Strings(known)
-			return &FieldError{Key: key + "." + k.Value, Line: k.Line, Msg: "unknown key for this driver; known keys: " + strings.Join(known, ", ")}
+			return &confkit.FieldError{Key: key + "." + k.Value, Line: k.Line, Msg: "unknown key for this driver; known keys: " + strings.Join(known, ", ")}
 		}
 	}
 	if err := n.Decode(opts); err != nil {
@@ -302,9 +289,9 @@ func decodeStrict(n *yaml.Node, opts any, key string) error {
 // the option nodes (yaml's error names only a line, in text).
 func optionError(n *yaml.Node, typ reflect.Type, key string, err error) error {
 	if p := yamlcheck.Find(n, typ, key); p != nil {
-		return &FieldError{Key: p.Key, Line: p.Line, Msg: p.Msg}
+		return &confkit.FieldError{Key: p.Key, Line: p.Line, Msg: p.Msg}
 	}
-	return &FieldError{Key: key, Line: n.Line, Msg: err.Error()}
+	return &confkit.FieldError{Key: key, Line: n.Line, Msg: err.Error()}
 }
 
 // fieldKeys lists the YAML keys of a struct, including those of inlined

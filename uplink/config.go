@@ -11,9 +11,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/edge-agent/edge-agent/buffer"
 )
 
 // Config is the `uplink:` section of agent.yaml. Absent means standalone.
@@ -39,7 +38,7 @@ type Config struct {
 	// Bandwidth caps what the site sends to the hub, in bytes/s on the
 	// wire (after compression and TLS, as the link's gate counts them),
 	// for metered links; the forwarder paces itself to it. 0 = unlimited.
-	Bandwidth buffer.Size `yaml:"bandwidth"`
+	Bandwidth confkit.Size `yaml:"bandwidth"`
 	// Compression is the leaf connection's compression of what the site
 	// sends over nats:// and tls:// (nats-server's leafnode compression
 	// mode; ws:// and wss:// use websocket.compression). The default is
@@ -61,7 +60,7 @@ type Config struct {
 	// HubMaxPayload is the hub's max_payload: a larger message would make the
 	// hub close the leaf connection, so the forwarder skips it (counted as
 	// rejected) instead of bouncing the link forever.
-	HubMaxPayload buffer.Size `yaml:"hub_max_payload"`
+	HubMaxPayload confkit.Size `yaml:"hub_max_payload"`
 	// AllowRemoteAdmin lets hub clients create, delete, purge or edit the
 	// site's streams and consumers through $JS.<site>.API on the uplink
 	// remote; off, the leaf refuses those requests and the hub can only
@@ -122,17 +121,17 @@ var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 // to start instead of failing at the first reconnect.
 func (c *Config) Validate() error {
 	if len(c.HubURLs) == 0 {
-		return &buffer.FieldError{Key: "uplink.hub_urls", Msg: "at least one hub URL is required, e.g. [tls://hub-1.example.com:7422]; remove the uplink block to run standalone"}
+		return &confkit.FieldError{Key: "uplink.hub_urls", Msg: "at least one hub URL is required, e.g. [tls://hub-1.example.com:7422]; remove the uplink block to run standalone"}
 	}
 	for i, s := range c.HubURLs {
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" {
-			return &buffer.FieldError{Key: fmt.Sprintf("uplink.hub_urls[%d]", i), Msg: fmt.Sprintf("%q is not a URL such as tls://hub.example.com:7422", s)}
+			return &confkit.FieldError{Key: fmt.Sprintf("uplink.hub_urls[%d]", i), Msg: fmt.Sprintf("%q is not a URL such as tls://hub.example.com:7422", s)}
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss", "nats-leaf":
 		default:
-			return &buffer.FieldError{Key: fmt.Sprintf("uplink.hub_urls[%d]", i), Msg: fmt.Sprintf("scheme %q is not supported: use nats://, tls://, ws:// or wss://", u.Scheme)}
+			return &confkit.FieldError{Key: fmt.Sprintf("uplink.hub_urls[%d]", i), Msg: fmt.Sprintf("scheme %q is not supported: use nats://, tls://, ws:// or wss://", u.Scheme)}
 		}
 	}
 	auth := 0
@@ -142,10 +141,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if auth > 1 {
-		return &buffer.FieldError{Key: "uplink", Msg: "choose one of credentials, nkey_seed, user/password or token"}
+		return &confkit.FieldError{Key: "uplink", Msg: "choose one of credentials, nkey_seed, user/password or token"}
 	}
 	if c.Password != "" && c.User == "" {
-		return &buffer.FieldError{Key: "uplink.password", Msg: "password needs user"}
+		return &confkit.FieldError{Key: "uplink.password", Msg: "password needs user"}
 	}
 	for _, f := range []struct{ key, path string }{
 		{"uplink.credentials", c.Credentials}, {"uplink.nkey_seed", c.NkeySeed}, {"uplink.tls.key_file", c.TLS.KeyFile},
@@ -160,42 +159,42 @@ func (c *Config) Validate() error {
 		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return &buffer.FieldError{Key: "uplink.tls", Msg: "cert_file and key_file go together"}
+		return &confkit.FieldError{Key: "uplink.tls", Msg: "cert_file and key_file go together"}
 	}
 	if _, err := clientTLS(c.TLS); err != nil {
-		return &buffer.FieldError{Key: "uplink.tls", Msg: err.Error()}
+		return &confkit.FieldError{Key: "uplink.tls", Msg: err.Error()}
 	}
 	if !tokenRE.MatchString(c.SubjectPrefix) {
-		return &buffer.FieldError{Key: "uplink.subject_prefix", Msg: fmt.Sprintf("%q must be one NATS token ([A-Za-z0-9_-]+), e.g. edge", c.SubjectPrefix)}
+		return &confkit.FieldError{Key: "uplink.subject_prefix", Msg: fmt.Sprintf("%q must be one NATS token ([A-Za-z0-9_-]+), e.g. edge", c.SubjectPrefix)}
 	}
 	switch c.Compression {
 	case server.CompressionS2Auto, server.CompressionOff, server.CompressionS2Fast, server.CompressionS2Better,
 		server.CompressionS2Best, server.CompressionS2Uncompressed, server.CompressionAccept:
 	default:
-		return &buffer.FieldError{Key: "uplink.compression", Msg: fmt.Sprintf("%q is not a compression mode: use s2_fast (the default), off, s2_better, s2_best or s2_auto", c.Compression)}
+		return &confkit.FieldError{Key: "uplink.compression", Msg: fmt.Sprintf("%q is not a compression mode: use s2_fast (the default), off, s2_better, s2_best or s2_auto", c.Compression)}
 	}
 	if c.Reconnect.Min <= 0 || c.Reconnect.Max < c.Reconnect.Min {
-		return &buffer.FieldError{Key: "uplink.reconnect", Msg: fmt.Sprintf("want 0 < min <= max, got min=%s max=%s", c.Reconnect.Min, c.Reconnect.Max)}
+		return &confkit.FieldError{Key: "uplink.reconnect", Msg: fmt.Sprintf("want 0 < min <= max, got min=%s max=%s", c.Reconnect.Min, c.Reconnect.Max)}
 	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration
 	}{{"uplink.reconnect.max", c.Reconnect.Max}, {"uplink.heartbeat", c.Heartbeat}, {"uplink.stall_timeout", c.StallTimeout}} {
 		if d.v > time.Hour {
-			return &buffer.FieldError{Key: d.key, Msg: fmt.Sprintf("%s is too large: at most 1h", d.v)}
+			return &confkit.FieldError{Key: d.key, Msg: fmt.Sprintf("%s is too large: at most 1h", d.v)}
 		}
 	}
 	if c.Bandwidth < 0 {
-		return &buffer.FieldError{Key: "uplink.bandwidth", Msg: "must not be negative (0 = unlimited)"}
+		return &confkit.FieldError{Key: "uplink.bandwidth", Msg: "must not be negative (0 = unlimited)"}
 	}
 	if c.Heartbeat < time.Second {
-		return &buffer.FieldError{Key: "uplink.heartbeat", Msg: fmt.Sprintf("%s is too short: at least 1s (default 30s; 10,000 sites at 1s is 10,000 msg/s at the hub)", c.Heartbeat)}
+		return &confkit.FieldError{Key: "uplink.heartbeat", Msg: fmt.Sprintf("%s is too short: at least 1s (default 30s; 10,000 sites at 1s is 10,000 msg/s at the hub)", c.Heartbeat)}
 	}
 	if c.StallTimeout < time.Second {
-		return &buffer.FieldError{Key: "uplink.stall_timeout", Msg: fmt.Sprintf("%s is too short: at least 1s (default 60s)", c.StallTimeout)}
+		return &confkit.FieldError{Key: "uplink.stall_timeout", Msg: fmt.Sprintf("%s is too short: at least 1s (default 60s)", c.StallTimeout)}
 	}
 	if c.HubMaxPayload < 1<<10 || c.HubMaxPayload > 64<<20 {
-		return &buffer.FieldError{Key: "uplink.hub_max_payload", Msg: fmt.Sprintf("%s: want the hub's max_payload between 1KiB and 64MiB (nats-server's default is 1MiB)", c.HubMaxPayload)}
+		return &confkit.FieldError{Key: "uplink.hub_max_payload", Msg: fmt.Sprintf("%s: want the hub's max_payload between 1KiB and 64MiB (nats-server's default is 1MiB)", c.HubMaxPayload)}
 	}
 	return nil
 }
@@ -206,7 +205,7 @@ func checkReadable(key, path string) error {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return &buffer.FieldError{Key: key, Msg: fmt.Sprintf("cannot read %s: %v", path, err)}
+		return &confkit.FieldError{Key: key, Msg: fmt.Sprintf("cannot read %s: %v", path, err)}
 	}
 	return f.Close()
 }
@@ -219,10 +218,10 @@ func checkSecretFile(key, path string) error {
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return &buffer.FieldError{Key: key, Msg: err.Error()}
+		return &confkit.FieldError{Key: key, Msg: err.Error()}
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return &buffer.FieldError{Key: key, Msg: fmt.Sprintf("%s is readable by group or others (mode %04o): run `chmod 600 %s`", path, fi.Mode().Perm(), path)}
+		return &confkit.FieldError{Key: key, Msg: fmt.Sprintf("%s is readable by group or others (mode %04o): run `chmod 600 %s`", path, fi.Mode().Perm(), path)}
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ const probeTimeout = 5 * time.Second
 // diagnose probes every hub URL the way the leaf connection would reach it
 // (DNS, TCP, TLS) and returns the first problem found, or "" when the hub
 // looks reachable and the cause lies above TLS (auth, permissions).
-func diagnose(ctx context.Context, cfg *Config) (class, reason string) {
+func diagnose(ctx context.Context, cfg *Config) (class ReasonClass, reason string) {
 	for _, s := range cfg.HubURLs {
 		u, err := url.Parse(s)
 		if err != nil {
@@ -118,7 +118,8 @@ type HubProbe struct {
 	// Reason x509.Expired, as x509 itself reports it).
 	Err error
 	// Class and Reason say what failed as status does; "" when nothing did.
-	Class, Reason string
+	Class  ReasonClass
+	Reason string
 	// HubCert is the hub's certificate once a TLS handshake completed.
 	HubCert *x509.Certificate
 }
@@ -134,7 +135,7 @@ func ProbeHub(ctx context.Context, c *Config, u *url.URL, timeout time.Duration)
 func probeURL(ctx context.Context, cfg *Config, u *url.URL, timeout time.Duration) HubProbe {
 	host, addr := u.Hostname(), hubAddr(u)
 	p := HubProbe{Addr: addr}
-	fail := func(step string, err error, class, reason string) HubProbe {
+	fail := func(step string, err error, class ReasonClass, reason string) HubProbe {
 		p.Failed, p.Err, p.Class, p.Reason = step, err, class, reason
 		return p
 	}
@@ -176,7 +177,7 @@ func probeURL(ctx context.Context, cfg *Config, u *url.URL, timeout time.Duratio
 
 // dialReason explains a failed lookup or TCP dial of addr (the probe's, or
 // the link gate's) as status shows it.
-func dialReason(addr string, err error, timeout time.Duration) (class, reason string) {
+func dialReason(addr string, err error, timeout time.Duration) (class ReasonClass, reason string) {
 	var de *net.DNSError
 	switch {
 	case errors.As(err, &de) && de.IsNotFound:

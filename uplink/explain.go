@@ -59,7 +59,7 @@ const (
 // FixFor is the next step for a link reason, naming the config key to
 // change where the reason is this site's config. Empty when the class
 // has no specific fix (the caller has a generic one).
-func FixFor(c *Config, class, reason string) string {
+func FixFor(c *Config, class ReasonClass, reason string) string {
 	switch class {
 	case ReasonDNS:
 		return "check the hub name in uplink.hub_urls and the site's DNS (resolvectl status)"
@@ -123,7 +123,7 @@ func (l *Link) hubName() string {
 
 // explain words a reason for status: the hub named as configured, never
 // the loopback gate, and a refusal of credentials naming the method.
-func (l *Link) explain(class, reason string) string {
+func (l *Link) explain(class ReasonClass, reason string) string {
 	reason = l.hubWords(reason)
 	if class == ReasonAuth {
 		return authReason(l.cfg, strings.TrimPrefix(reason, "auth: "))
@@ -135,4 +135,6 @@ func (l *Link) explain(class, reason string) string {
 // attempt: DNS, TCP, then TLS (the hub's certificate, then whether the hub
 // requires and accepts this site's client certificate). Empty when the
 // hub looks reachable and any cause lies above TLS.
-func Diagnose(ctx context.Context, c *Config) (class, reason string) { return diagnose(ctx, c) }
+func Diagnose(ctx context.Context, c *Config) (class ReasonClass, reason string) {
+	return diagnose(ctx, c)
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -102,9 +101,9 @@ type LinkControl interface {
 	// Bounce redials the leaf connection: the cure when resetting the
 	// forwarder did not end a stall.
 	Bounce()
-	// Degraded shows a hub-side cause (hub stream, permission) in the
+	// SetDegraded shows a hub-side cause (hub stream, permission) in the
 	// link's status while the connection itself is up.
-	Degraded(class, reason string)
+	SetDegraded(class ReasonClass, reason string)
 	// WANRestored says the connection came back because the site's own
 	// path to the hub did (the hub stayed up): no fleet is returning at
 	// the same moment, so the drain ramp (WithStartJitter) is skipped.
@@ -150,7 +149,7 @@ type Forwarder struct {
 	st     Cursors
 	log    *slog.Logger
 	o      options
-	bucket *bucket
+	pacer  *pacer
 
 	ctl chan replayReq
 	// sentTo is the highest sequence per stream this forwarder published:
@@ -225,7 +224,7 @@ func NewForwarder(cfg *Config, site string, nc *nats.Conn, st Cursors, log *slog
 		if o.link != nil {
 			wire = o.link.SentUpstream
 		}
-		f.bucket = newBucket(float64(cfg.Bandwidth), wire)
+		f.pacer = newPacer(float64(cfg.Bandwidth), wire)
 	}
 	return f, nil
 }
@@ -332,7 +331,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		f.setError(class, reason)
 		if reason != lastErr {
 			if f.o.link != nil && (class == ReasonHubStream || class == ReasonPermission) {
-				f.o.link.Degraded(class, reason)
+				f.o.link.SetDegraded(class, reason)
 			}
 			f.log.Warn("forwarder: paused; resending from the cursor after a backoff", "reason_class", class, "reason", reason, "retry_in", wait, "window", f.Status().Window)
 			lastErr = reason
@@ -478,7 +477,7 @@ func (f *Forwarder) hubStillSilent(ctx context.Context, subject string) bool {
 	}
 }
 
-func (f *Forwarder) setError(class, reason string) {
+func (f *Forwarder) setError(class ReasonClass, reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status.ReasonClass, f.status.LastError = class, reason
@@ -584,7 +583,7 @@ func sum(m map[string]uint64) uint64 {
 // classify turns a session error into the status reason a technician reads.
 // A reason is given only as observed: "no responders" means no hub stream
 // only while the hub, connected, keeps saying so (hubStillSilent).
-func classify(ctx context.Context, err error, f *Forwarder) (class, reason string) {
+func classify(ctx context.Context, err error, f *Forwarder) (class ReasonClass, reason string) {
 	var ae *ackError
 	switch {
 	case errors.Is(err, errNoResponders) && !f.linkUp():
@@ -673,109 +672,4 @@ func msgSize(m *nats.Msg) int {
 		}
 	}
 	return n + len("NATS/1.0\r\n\r\n")
-}
-
-// bucket is a token bucket in bytes on the wire: it caps what the site
-// sends upstream on a metered link, while letting one message larger than
-// a second's worth through (it goes into debt instead of blocking
-// forever). The leaf connection compresses, frames and encrypts what the
-// forwarder hands it, so a message's own size says little about what the
-// link carries: with wire (the link gate's count of bytes sent upstream),
-// each message is charged its size times the wire bytes per message byte
-// measured over the last seconds, which also charges the forwarder for
-// anything else crossing the leaf meanwhile. Without wire, or until a
-// measurement, a message costs its size.
-type bucket struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time // the last charge
-	free   time.Time // when the wait for the last charge ended
-	wire   func() int64
-	ratio  float64 // wire bytes per message byte
-	sent   int64   // message bytes charged so far
-	// mark is where the current measurement started.
-	mark struct {
-		at         time.Time
-		sent, wire int64
-	}
-}
-
-// bucketBatch is the shortest wait: a sender in debt waits at least this
-// long and then sends what it earned meanwhile in one go. Long enough for
-// a write of several readings, short enough for an alert behind it.
-const bucketBatch = 200 * time.Millisecond
-
-// A measurement of the wire ratio spans at least ratioEvery and ratioBytes
-// of messages, so heartbeats and the leaf's buffering do not sway it.
-const (
-	ratioEvery = 2 * time.Second
-	ratioBytes = 16 << 10
-)
-
-func newBucket(rate float64, wire func() int64) *bucket {
-	now := time.Now()
-	b := &bucket{rate: rate, tokens: rate, last: now, free: now, wire: wire, ratio: 1}
-	b.restart(now)
-	return b
-}
-
-func (b *bucket) wait(ctx context.Context, n int) error {
-	sleep := b.charge(time.Now(), n)
-	if sleep <= 0 {
-		return nil
-	}
-	t := time.NewTimer(sleep)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// charge takes a message of n bytes at now and returns how long the
-// sender must wait to pay off the debt it leaves.
-func (b *bucket) charge(now time.Time, n int) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.measure(now)
-	b.tokens = math.Min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	b.last = now
-	b.sent += int64(n)
-	b.tokens -= float64(n) * b.ratio
-	sleep := time.Duration(max(-b.tokens, 0) / b.rate * float64(time.Second))
-	if sleep > 0 {
-		// Pay off in installments of at least bucketBatch, so that what
-		// follows goes out together: the leaf compresses each write on
-		// its own, and one paced reading per write hardly compresses.
-		sleep = max(sleep, bucketBatch)
-	}
-	b.free = now.Add(sleep)
-	return sleep
-}
-
-// measure updates ratio from the traffic since the mark. After a pause it
-// starts over: what crossed the leaf while the forwarder had nothing to
-// send (heartbeats, replies) says nothing about readings. A span with no
-// wire bytes at all (no count, or the link down) changes nothing.
-func (b *bucket) measure(now time.Time) {
-	switch {
-	case b.wire == nil:
-	case now.Sub(b.free) > ratioEvery:
-		b.restart(now)
-	case now.Sub(b.mark.at) >= ratioEvery && b.sent-b.mark.sent >= ratioBytes:
-		if w := b.wire() - b.mark.wire; w > 0 {
-			b.ratio = min(max(float64(w)/float64(b.sent-b.mark.sent), 1.0/64), 4)
-		}
-		b.restart(now)
-	}
-}
-
-func (b *bucket) restart(now time.Time) {
-	b.mark.at, b.mark.sent = now, b.sent
-	if b.wire != nil {
-		b.mark.wire = b.wire()
-	}
 }

@@ -48,7 +48,7 @@ func TestForwarderPermissionDenied(t *testing.T) {
 		}
 		return nil
 	})
-	if c, _ := link.degraded.Load().([2]string); c[0] != ReasonPermission {
+	if c, _ := link.degraded.Load().([2]string); c[0] != string(ReasonPermission) {
 		t.Fatalf("link not told: %v", c)
 	}
 	// No spin: over an observation window the retries stay a handful of
@@ -123,7 +123,7 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 		}
 		return nil
 	})
-	if c, _ := link.degraded.Load().([2]string); c[0] != ReasonHubStream {
+	if c, _ := link.degraded.Load().([2]string); c[0] != string(ReasonHubStream) {
 		t.Fatalf("link told %v, want the hub_stream reason", c)
 	}
 	// Creating the stream cures it without a restart.
@@ -241,7 +241,9 @@ func (l *fakeLink) Up() <-chan struct{} {
 	return l.up
 }
 
-func (l *fakeLink) Bounce()                       { l.bounces.Add(1) }
-func (l *fakeLink) Degraded(class, reason string) { l.degraded.Store([2]string{class, reason}) }
-func (l *fakeLink) WANRestored() bool             { return l.wan.Load() }
-func (l *fakeLink) SentUpstream() int64           { return 0 } // no gate: nothing counted
+func (l *fakeLink) Bounce() { l.bounces.Add(1) }
+func (l *fakeLink) SetDegraded(class ReasonClass, reason string) {
+	l.degraded.Store([2]string{string(class), reason})
+}
+func (l *fakeLink) WANRestored() bool   { return l.wan.Load() }
+func (l *fakeLink) SentUpstream() int64 { return 0 } // no gate: nothing counted

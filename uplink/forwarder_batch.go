@@ -361,7 +361,7 @@ func (s *session) ackBatch(b *fastBatch, seq uint64, pa pubAck) {
 	f.progress(now)
 	f.mu.Unlock()
 	if cured && f.o.link != nil {
-		f.o.link.Degraded("", "")
+		f.o.link.SetDegraded("", "")
 	}
 	s.completeAll(done)
 }

@@ -469,8 +469,8 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		s.complete(&entry{lane: l, seq: seq})
 		return nil
 	}
-	if f.bucket != nil {
-		if err := f.bucket.wait(ctx, size); err != nil {
+	if f.pacer != nil {
+		if err := f.pacer.wait(ctx, size); err != nil {
 			return err
 		}
 	}
@@ -619,7 +619,7 @@ func (s *session) ackOne(id uint64, pa pubAck, ok bool, data []byte, status stri
 		f.progress(f.status.LastAck)
 		f.mu.Unlock()
 		if cured && f.o.link != nil {
-			f.o.link.Degraded("", "")
+			f.o.link.SetDegraded("", "")
 		}
 	}
 	s.complete(e)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
@@ -135,7 +135,7 @@ func TestForwarderAlertOvertakesBacklog(t *testing.T) {
 		t.Fatalf("alert arrived only after the whole backlog")
 	}
 	// Every forwarded telemetry message is over 200 bytes with its headers:
-	// the bucket allows rate*elapsed plus one second of burst.
+	// the pacer allows rate*elapsed plus one second of burst.
 	if got, limit := float64(tele)*200, rate*(elapsed.Seconds()+1); got > limit {
 		t.Fatalf("%d messages (>%0.f bytes) in %s exceed the %d B/s cap", tele, got, elapsed, rate)
 	}
@@ -221,7 +221,7 @@ func TestForwarderConfigKeys(t *testing.T) {
 		c := DefaultConfig()
 		c.HubURLs = []string{"nats://hub:7422"}
 		mod(&c)
-		var fe *buffer.FieldError
+		var fe *confkit.FieldError
 		if err := c.Validate(); !errors.As(err, &fe) || fe.Key != key {
 			t.Errorf("%s: Validate() = %v", key, err)
 		}

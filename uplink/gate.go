@@ -77,8 +77,9 @@ type Gate struct {
 // noAnswer: the dial got no answer at all (timeout, no route, no DNS
 // server), where a refusal means the path to the hub works (refused).
 type dialFailure struct {
-	class, reason string
-	noAnswer      bool
+	class    ReasonClass
+	reason   string
+	noAnswer bool
 }
 
 // watch is what the link watches for after this failure: the path's

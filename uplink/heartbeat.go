@@ -22,18 +22,18 @@ const HeartbeatSchema = 1
 // connects and every uplink.heartbeat while connected. Keys are short
 // because 10,000 sites send one every 30 s; a realistic one is ~400 bytes.
 type Heartbeat struct {
-	Schema   int    `json:"v"`
-	Site     string `json:"site"`
-	Server   string `json:"srv"`  // server name, "<site>-<8 hex>"
-	Instance string `json:"inst"` // random per run: tells cloned devices apart
-	Version  string `json:"ver"`
-	Uptime   int64  `json:"up"` // seconds since the agent started
-	Interval int64  `json:"hb"` // seconds until the next heartbeat: "stale" is relative to it
-	State    string `json:"st"` // healthy | degraded | down, as `edge-agent status`
-	Link     string `json:"link"`
+	Schema   int       `json:"v"`
+	Site     string    `json:"site"`
+	Server   string    `json:"srv"`  // server name, "<site>-<8 hex>"
+	Instance string    `json:"inst"` // random per run: tells cloned devices apart
+	Version  string    `json:"ver"`
+	Uptime   int64     `json:"up"` // seconds since the agent started
+	Interval int64     `json:"hb"` // seconds until the next heartbeat: "stale" is relative to it
+	State    string    `json:"st"` // healthy | degraded | down, as `edge-agent status`
+	Link     LinkState `json:"link"`
 	// Reason is the link's reason class (dns, tls, duplicate_site...).
-	Reason     string `json:"rc,omitempty"`
-	Reconnects uint64 `json:"rcn,omitempty"`
+	Reason     ReasonClass `json:"rc,omitempty"`
+	Reconnects uint64      `json:"rcn,omitempty"`
 	// UpSince is when the current leaf connection came up, and LastOutage
 	// how long the link was down before it (seconds; 0: no drop this
 	// boot): a heartbeat is sent only while connected, so the fleet reads
@@ -84,7 +84,7 @@ type HeartbeatOptions struct {
 	LinkConn func() uint64
 	// LinkReason is the link manager's reason class for the last drop,
 	// polled like LinkConn; nil when no link manager runs.
-	LinkReason func() string
+	LinkReason func() ReasonClass
 	// HubListening reports that the hub's interest in subject has arrived
 	// over the leaf: a heartbeat published before that is dropped locally.
 	HubListening func(subject string) bool

@@ -10,21 +10,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/edge-agent/edge-agent/buffer"
 )
 
 // EventSink records the link's history where `edge-agent status` can read
-// it while the daemon is down: buffer.State in the agent.
+// it while the daemon is down: a History over buffer.State in the agent.
 type EventSink interface {
-	AddLinkEvent(buffer.LinkEvent)
+	AddLinkEvent(LinkEvent)
 }
 
 // Link event kinds written to the EventSink.
 const (
-	EventConnect    = "connect"
-	EventDisconnect = "disconnect"
-	EventError      = "error"
+	EventConnect    EventKind = "connect"
+	EventDisconnect EventKind = "disconnect"
+	EventError      EventKind = "error"
 )
 
 const (
@@ -60,7 +58,7 @@ type Link struct {
 	events EventSink
 	log    *slog.Logger
 	bo     backoff
-	probe  func(ctx context.Context) (class, reason string)
+	probe  func(ctx context.Context) (class ReasonClass, reason string)
 	gate   *Gate
 
 	lines  chan serverLine // link-related server log lines, newest last
@@ -92,7 +90,7 @@ func NewLink(srv *server.Server, g *Gate, cfg *Config, events EventSink, log *sl
 	}
 	now := time.Now()
 	l.st = LinkStatus{State: StateConnecting, Since: now, DownSince: now}
-	l.probe = func(ctx context.Context) (string, string) { return diagnose(ctx, cfg) }
+	l.probe = func(ctx context.Context) (ReasonClass, string) { return diagnose(ctx, cfg) }
 	return l
 }
 
@@ -138,14 +136,14 @@ func (l *Link) Bounce() {
 	}
 }
 
-// Degraded lets the forwarder report a hub-side problem that leaves the
+// SetDegraded lets the forwarder report a hub-side problem that leaves the
 // connection up but forwarding impossible (ReasonHubStream,
 // ReasonPermission); it is cleared on the next connect.
 //
 // An empty class and reason clear such a reason once forwarding works again,
 // so status does not keep blaming a hub stream that has since been created;
 // a connection-level reason (DNS, TLS, ...) is left for the link to clear.
-func (l *Link) Degraded(class, reason string) {
+func (l *Link) SetDegraded(class ReasonClass, reason string) {
 	l.mu.Lock()
 	if class == "" && reason == "" {
 		if l.st.ReasonClass == ReasonHubStream || l.st.ReasonClass == ReasonPermission {
@@ -337,7 +335,7 @@ func (l *Link) SentUpstream() int64 { return l.gate.up.Load() }
 // reachable reads the probe that follows a failed attempt: only a DNS or
 // TCP failure means the hub's address did not answer; anything else (or
 // nothing) means the hub is there and the attempt failed at it.
-func reachable(probeClass string) bool {
+func reachable(probeClass ReasonClass) bool {
 	return probeClass != ReasonDNS && probeClass != ReasonTCP
 }
 
@@ -376,7 +374,7 @@ func (l *Link) drainLines() {
 
 // awaitAttempt waits for the attempt in progress to connect or fail;
 // watch says how its TCP dial failed, if it did (see waitAttempt).
-func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string, watch watchMode) {
+func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class ReasonClass, reason string, watch watchMode) {
 	deadline := time.NewTimer(attemptTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -409,7 +407,7 @@ func (l *Link) awaitAttempt(ctx context.Context) (ok bool, class, reason string,
 // is asked for; it refreshes RTT meanwhile. A leaf log line makes it look
 // again soon, because the server announces a drop before it unregisters
 // the connection.
-func (l *Link) awaitDrop(ctx context.Context) (class, reason string, bounced bool) {
+func (l *Link) awaitDrop(ctx context.Context) (class ReasonClass, reason string, bounced bool) {
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	var soon <-chan time.Time
@@ -423,7 +421,7 @@ func (l *Link) awaitDrop(ctx context.Context) (class, reason string, bounced boo
 		case line := <-l.lines:
 			c, r := line.class, line.reason
 			if c == ReasonPermission {
-				l.Degraded(c, r)
+				l.SetDegraded(c, r)
 				continue
 			}
 			// The first specific line explains the drop better than the
@@ -497,7 +495,7 @@ func (l *Link) setConnected() {
 // setDown enters state with a reason; wasUp says the connection was up
 // and has just dropped, otherwise an attempt failed. The outage's times
 // start at the drop only: a failed attempt counts, it does not restart them.
-func (l *Link) setDown(state, class, reason string, wasUp bool) {
+func (l *Link) setDown(state LinkState, class ReasonClass, reason string, wasUp bool) {
 	now := time.Now()
 	l.mu.Lock()
 	if wasUp {
@@ -523,7 +521,7 @@ func (l *Link) setDown(state, class, reason string, wasUp bool) {
 // record writes an event; an error identical to the previous one is
 // skipped, so a long outage does not wear the SD card with one entry per
 // attempt.
-func (l *Link) record(kind, reason string) {
+func (l *Link) record(kind EventKind, reason string) {
 	if kind == EventError {
 		l.mu.Lock()
 		repeat := reason == l.lastEvent
@@ -535,6 +533,6 @@ func (l *Link) record(kind, reason string) {
 		l.log.Warn("cannot connect to hub", "reason", reason)
 	}
 	if l.events != nil {
-		l.events.AddLinkEvent(buffer.LinkEvent{Time: time.Now(), Kind: kind, Reason: reason})
+		l.events.AddLinkEvent(LinkEvent{Time: time.Now(), Kind: kind, Reason: reason})
 	}
 }

@@ -82,7 +82,7 @@ var quickReconnect = Reconnect{Min: 100 * time.Millisecond, Max: time.Second}
 func runLink(t testing.TB, e *fwEnv, g *Gate, r Reconnect, tune ...func(*Link)) *Link {
 	t.Helper()
 	e.cfg.Reconnect = r
-	link := NewLink(e.leaf, g, e.cfg, e.st, slog.New(slog.DiscardHandler))
+	link := NewLink(e.leaf, g, e.cfg, NewHistory(e.st), slog.New(slog.DiscardHandler))
 	for _, f := range tune {
 		f(link)
 	}

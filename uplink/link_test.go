@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
 )
@@ -24,19 +23,19 @@ import (
 // memEvents is an EventSink that keeps events for assertions.
 type memEvents struct {
 	mu sync.Mutex
-	ev []buffer.LinkEvent
+	ev []LinkEvent
 }
 
-func (m *memEvents) AddLinkEvent(e buffer.LinkEvent) {
+func (m *memEvents) AddLinkEvent(e LinkEvent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ev = append(m.ev, e)
 }
 
-func (m *memEvents) has(kind, reasonPart string) bool {
+func (m *memEvents) has(kind EventKind, reasonPart string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.ContainsFunc(m.ev, func(e buffer.LinkEvent) bool {
+	return slices.ContainsFunc(m.ev, func(e LinkEvent) bool {
 		return e.Kind == kind && strings.Contains(e.Reason, reasonPart)
 	})
 }
@@ -147,8 +146,10 @@ func noJetStream(o *server.Options) { o.JetStream = false }
 // hub's words translated into the config key to change (fix).
 func TestLinkReasons(t *testing.T) {
 	cases := []struct {
-		name, class, reason, fix string
-		cfg                      func(t *testing.T) *Config
+		name        string
+		class       ReasonClass
+		reason, fix string
+		cfg         func(t *testing.T) *Config
 	}{
 		{"closed port", ReasonTCP, "TCP: connection refused 127.0.0.1:", "the hub is down or restarting", func(t *testing.T) *Config {
 			return linkConfig(t, "nats://"+closedPort(t))
@@ -484,16 +485,16 @@ func TestLinkDegradedCleared(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("link not up")
 	}
-	e.link.Degraded(ReasonHubStream, "hub stream missing: run edge-agent hub init")
+	e.link.SetDegraded(ReasonHubStream, "hub stream missing: run edge-agent hub init")
 	if st := e.link.Status(); st.ReasonClass != ReasonHubStream {
 		t.Fatalf("reason after Degraded = %q", st.ReasonClass)
 	}
-	e.link.Degraded("", "")
+	e.link.SetDegraded("", "")
 	if st := e.link.Status(); st.ReasonClass != "" || st.Reason != "" {
 		t.Fatalf("hub_stream reason not cleared: %q %q", st.ReasonClass, st.Reason)
 	}
-	e.link.Degraded(ReasonTCP, "TCP: connection refused")
-	e.link.Degraded("", "")
+	e.link.SetDegraded(ReasonTCP, "TCP: connection refused")
+	e.link.SetDegraded("", "")
 	if st := e.link.Status(); st.ReasonClass != ReasonTCP {
 		t.Fatalf("a connection-level reason was cleared by the forwarder: %+v", st)
 	}

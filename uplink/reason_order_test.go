@@ -44,11 +44,15 @@ func TestHubShutdownReason(t *testing.T) {
 		note("forwarder: " + f.LastError)
 		time.Sleep(5 * time.Millisecond) // sampling what status would show
 	}
-	for _, e := range w.st.LinkEvents() {
+	evs, err := LinkEvents(w.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
 		note("event: " + e.Reason)
 	}
 	for _, s := range seen {
-		if strings.Contains(s, "hub init") || strings.Contains(s, ReasonHubStream) {
+		if strings.Contains(s, "hub init") || strings.Contains(s, string(ReasonHubStream)) {
 			t.Errorf("a hub that shut down was reported as a missing hub stream: %q (all: %q)", s, seen)
 		}
 	}

@@ -20,7 +20,10 @@ var (
 )
 
 // serverLine is a classified server log line about the link.
-type serverLine struct{ class, reason string }
+type serverLine struct {
+	class  ReasonClass
+	reason string
+}
 
 // ServerLog is the tap for the embedded server's warning and error lines;
 // it must not block, because the server calls it from its own goroutines.
@@ -109,7 +112,7 @@ var dialErrorRE = regexp.MustCompile(`trying to connect as leafnode.*\(attempt \
 // classifyLine maps one nats-server log line about the leaf connection to a
 // reason class and a technician-readable reason; ok is false for lines that
 // are not about the link.
-func classifyLine(msg string) (class, reason string, ok bool) {
+func classifyLine(msg string) (class ReasonClass, reason string, ok bool) {
 	low := strings.ToLower(msg)
 	addr := ""
 	if m := remoteRE.FindStringSubmatch(msg); m != nil {
@@ -168,7 +171,7 @@ func classifyLine(msg string) (class, reason string, ok bool) {
 // ClassifyLine reads one nats-server log line about a leaf connection to
 // the hub of c as the link does; ok is false for lines about something
 // else. A refusal of credentials names the configured method.
-func ClassifyLine(c *Config, line string) (class, reason string, ok bool) {
+func ClassifyLine(c *Config, line string) (class ReasonClass, reason string, ok bool) {
 	class, reason, ok = classifyLine(line)
 	if class == ReasonAuth {
 		reason = authReason(c, strings.TrimPrefix(reason, "auth: "))

@@ -7,7 +7,9 @@ import (
 
 func TestClassifyLine(t *testing.T) {
 	for _, tc := range []struct {
-		line, class, reason string
+		line   string
+		class  ReasonClass
+		reason string
 	}{
 		{`Error trying to connect as leafnode to remote server "127.0.0.1:1" (attempt 1): dial tcp 127.0.0.1:1: connect: connection refused`, ReasonTCP, "TCP: connection refused 127.0.0.1:1"},
 		{`Error trying to connect as leafnode to remote server "x.invalid:4222" (attempt 1): lookup for host "x.invalid": lookup x.invalid on 10.0.0.53:53: no such host`, ReasonDNS, "DNS: x.invalid not found"},

@@ -2,32 +2,40 @@ package uplink
 
 import "time"
 
-// Link states as shown by status, metrics and the heartbeat.
+// LinkState is the link as status, metrics and the heartbeat show it.
+type LinkState string
+
+// Link states.
 const (
-	StateConnecting   = "connecting"
-	StateConnected    = "connected"
-	StateDisconnected = "disconnected"
+	StateConnecting   LinkState = "connecting"
+	StateConnected    LinkState = "connected"
+	StateDisconnected LinkState = "disconnected"
 )
 
-// Reason classes: what a technician must fix differs for each.
+// ReasonClass says what kind of problem keeps the link or the forwarder
+// from working: what a technician must fix differs for each. Empty means
+// none.
+type ReasonClass string
+
+// Reason classes.
 const (
-	ReasonDNS        = "dns"
-	ReasonTCP        = "tcp"
-	ReasonTLS        = "tls"
-	ReasonAuth       = "auth"
-	ReasonPermission = "permission"
-	ReasonHubStream  = "hub_stream"
-	ReasonDuplicate  = "duplicate_site"
-	ReasonHubBusy    = "hub_busy" // the hub stream answered 429: too many requests
-	ReasonOther      = "other"
+	ReasonDNS        ReasonClass = "dns"
+	ReasonTCP        ReasonClass = "tcp"
+	ReasonTLS        ReasonClass = "tls"
+	ReasonAuth       ReasonClass = "auth"
+	ReasonPermission ReasonClass = "permission"
+	ReasonHubStream  ReasonClass = "hub_stream"
+	ReasonDuplicate  ReasonClass = "duplicate_site"
+	ReasonHubBusy    ReasonClass = "hub_busy" // the hub stream answered 429: too many requests
+	ReasonOther      ReasonClass = "other"
 )
 
 // LinkStatus is the leaf connection as status shows it.
 type LinkStatus struct {
-	State       string `json:"state"`
-	Hub         string `json:"hub,omitempty"` // URL currently (or last) connected
-	ReasonClass string `json:"reason_class,omitempty"`
-	Reason      string `json:"reason,omitempty"` // e.g. "TLS: certificate expired 3 days ago"
+	State       LinkState   `json:"state"`
+	Hub         string      `json:"hub,omitempty"` // URL currently (or last) connected
+	ReasonClass ReasonClass `json:"reason_class,omitempty"`
+	Reason      string      `json:"reason,omitempty"` // e.g. "TLS: certificate expired 3 days ago"
 	// Fix is the next step for Reason, naming the config key to change
 	// where the cause is this site's config.
 	Fix string `json:"fix,omitempty"`
@@ -70,7 +78,7 @@ type ForwarderStatus struct {
 	Stalls     uint64            `json:"stalls"`
 	LastError  string            `json:"last_error,omitempty"`
 	// ReasonClass says what to fix when forwarding is paused (Reason* consts).
-	ReasonClass string `json:"reason_class,omitempty"`
+	ReasonClass ReasonClass `json:"reason_class,omitempty"`
 	// HubStream and HubDomain name the stream whose acks were last seen:
 	// proof that readings land in the hub's JetStream, not just cross the leaf.
 	HubStream string `json:"hub_stream,omitempty"`

@@ -118,7 +118,7 @@ func TestForwarderHubBusy(t *testing.T) {
 	if !sawSmall {
 		t.Fatal("the window never shrank below half the maximum after a 429")
 	}
-	if !strings.Contains(log.String(), "reason_class="+ReasonHubBusy) {
+	if !strings.Contains(log.String(), "reason_class="+string(ReasonHubBusy)) {
 		t.Fatalf("no hub_busy reason logged:\n%s", log.String())
 	}
 	checkOnce(t, e.hubMsgs(), "s1", e.st.StoreID(), "TELEMETRY", n)

@@ -12,7 +12,7 @@ import (
 func RenderChecks(w io.Writer, checks []agent.Check, tty bool) {
 	st := style{tty}
 	for _, c := range checks {
-		mark := strings.ToUpper(c.Verdict)
+		mark := strings.ToUpper(string(c.Verdict))
 		switch {
 		case c.Verdict == agent.CheckFail:
 			mark = st.mark(agent.SevCritical)

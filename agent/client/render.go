@@ -36,7 +36,7 @@ func (st style) color(c, s string) string {
 }
 
 // mark is the per-line verdict: a symbol on a terminal, a word otherwise.
-func (st style) mark(sev string) string {
+func (st style) mark(sev agent.Severity) string {
 	switch {
 	case sev == agent.SevCritical && st.tty:
 		return st.color(ansiRed, "✗")
@@ -52,8 +52,8 @@ func (st style) mark(sev string) string {
 	return "ok"
 }
 
-func (st style) state(state string) string {
-	word := strings.ToUpper(state)
+func (st style) state(state agent.HealthState) string {
+	word := strings.ToUpper(string(state))
 	switch state {
 	case agent.StateHealthy:
 		return st.color(ansiGreen+ansiBold, word)
@@ -111,7 +111,7 @@ func RenderStatus(w io.Writer, s agent.Status, now time.Time, tty bool) {
 		line += ", READ-ONLY"
 	}
 	p("%-9s %s, sync %s\n", "store", line, store.Sync)
-	clock := s.Clock.State
+	clock := string(s.Clock.State)
 	if s.Clock.Error != "" {
 		clock += " (" + s.Clock.Error + ")"
 	}
@@ -138,7 +138,7 @@ func renderUplink(p func(string, ...any), s agent.Status, now time.Time) {
 		p("%-9s starting\n", k)
 	default:
 		l := u.Link
-		line := l.State
+		line := string(l.State)
 		if !l.Since.IsZero() {
 			line += " for " + human.Age(now.Sub(l.Since))
 		}
@@ -272,7 +272,7 @@ func renderSensors(p func(string, ...any), st style, s agent.Status, now time.Ti
 		width = max(width, len(se.Name))
 	}
 	for _, se := range s.Sensors {
-		sev := ""
+		var sev agent.Severity
 		if !se.OK {
 			sev = agent.SevWarning
 		}

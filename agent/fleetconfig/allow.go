@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/confkit"
 )
 
 // DefaultAllow is what the hub may change when remote_config.allow is not
@@ -59,25 +59,25 @@ func (o Options) EffectiveAllow() []string {
 func (o Options) Validate(groups []string) error {
 	for i, g := range groups {
 		if !ValidName(g) {
-			return &buffer.FieldError{Key: fmt.Sprintf("groups[%d]", i), Msg: fmt.Sprintf("%q is not a group name: letters, digits, '-' and '_' only (it becomes part of a hub KV key)", g)}
+			return &confkit.FieldError{Key: fmt.Sprintf("groups[%d]", i), Msg: fmt.Sprintf("%q is not a group name: letters, digits, '-' and '_' only (it becomes part of a hub KV key)", g)}
 		}
 	}
 	for i, a := range o.Allow {
 		if slices.ContainsFunc(never, func(n string) bool { return covers(n, a) || covers(a, n) }) {
-			return &buffer.FieldError{Key: fmt.Sprintf("remote_config.allow[%d]", i), Msg: fmt.Sprintf("%q: site, groups and remote_config stay under the local file's control and cannot be allowed", a)}
+			return &confkit.FieldError{Key: fmt.Sprintf("remote_config.allow[%d]", i), Msg: fmt.Sprintf("%q: site, groups and remote_config stay under the local file's control and cannot be allowed", a)}
 		}
 		if a == "" || strings.HasPrefix(a, ".") || strings.HasSuffix(a, ".") {
-			return &buffer.FieldError{Key: fmt.Sprintf("remote_config.allow[%d]", i), Msg: fmt.Sprintf("%q is not a key path such as sensors or uplink.bandwidth", a)}
+			return &confkit.FieldError{Key: fmt.Sprintf("remote_config.allow[%d]", i), Msg: fmt.Sprintf("%q is not a key path such as sensors or uplink.bandwidth", a)}
 		}
 	}
 	if o.HubDomain != "" && !ValidName(o.HubDomain) {
-		return &buffer.FieldError{Key: "remote_config.hub_domain", Msg: fmt.Sprintf("%q is not a JetStream domain name", o.HubDomain)}
+		return &confkit.FieldError{Key: "remote_config.hub_domain", Msg: fmt.Sprintf("%q is not a JetStream domain name", o.HubDomain)}
 	}
 	if o.Enabled && o.HubDomain == "" {
-		return &buffer.FieldError{Key: "remote_config.hub_domain", Msg: "required: the hub's JetStream domain (the hub must run JetStream with a domain, e.g. `jetstream {domain: hub}`)"}
+		return &confkit.FieldError{Key: "remote_config.hub_domain", Msg: "required: the hub's JetStream domain (the hub must run JetStream with a domain, e.g. `jetstream {domain: hub}`)"}
 	}
 	if o.Gate < time.Second {
-		return &buffer.FieldError{Key: "remote_config.gate", Msg: fmt.Sprintf("%s is too short: at least 1s (default 60s)", o.Gate)}
+		return &confkit.FieldError{Key: "remote_config.gate", Msg: fmt.Sprintf("%s is too short: at least 1s (default 60s)", o.Gate)}
 	}
 	return nil
 }

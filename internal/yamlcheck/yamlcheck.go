@@ -12,7 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/confkit"
 )
 
 // Problem is the first key in a document that does not decode.
@@ -109,7 +109,7 @@ func durationMsg(s string) string {
 	switch {
 	case err == nil || withUnit == nil:
 		return fmt.Sprintf("%q needs a unit, e.g. %ss", s, s)
-	case buffer.DurationOverflows(s):
+	case confkit.DurationOverflows(s):
 		return fmt.Sprintf("%q is too large for a duration (at most about 292 years)", s)
 	}
 	return fmt.Sprintf("%q is not a duration such as 30s, 5m or 1h30m", s)

@@ -108,9 +108,9 @@ func renderFleet(w io.Writer, sites []uplink.SiteView, now time.Time) {
 	fmt.Fprintln(tw, "SITE\tLAST SEEN\tVERSION\tLINK\tBACKLOG\tFAILING\tCONFIG\tWARNINGS")
 	for _, s := range sites {
 		hb := s.Heartbeat
-		link := hb.Link
+		link := string(hb.Link)
 		if hb.Reason != "" {
-			link += " (" + hb.Reason + ")"
+			link += " (" + string(hb.Reason) + ")"
 		}
 		warn := strings.Join(s.Warnings, "; ")
 		if warn == "" {

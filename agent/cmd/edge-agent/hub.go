@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
@@ -69,7 +69,7 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 	want := hubops.HubStreamConfig(*stream, *prefix, *dupes)
 	want.MaxAge, want.Replicas = *maxAge, *replicas
 	if *maxBytes != "" {
-		n, err := buffer.ParseSize(*maxBytes)
+		n, err := confkit.ParseSize(*maxBytes)
 		if err != nil {
 			return exitFor(fmt.Errorf("--max-bytes: %w", err), stderr)
 		}
@@ -170,7 +170,7 @@ func limitText(n int64) string {
 	if n <= 0 {
 		return "unlimited"
 	}
-	return buffer.Size(n).String()
+	return confkit.Size(n).String()
 }
 
 func ageText(d time.Duration) string {

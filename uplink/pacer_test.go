@@ -9,20 +9,20 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
-// bucketSim drives a bucket on a simulated clock: each message costs the
+// pacerSim drives a pacer on a simulated clock: each message costs the
 // wire compress times its size (the gate's count), as the leaf connection
 // would send it.
-type bucketSim struct {
-	b          *bucket
+type pacerSim struct {
+	b          *pacer
 	now        time.Time
 	wire, sent int64
 }
 
-// newBucketSim starts a bucket at rate; counted: the bucket sees the
+// newPacerSim starts a pacer at rate; counted: the pacer sees the
 // simulated wire count, else a count that never moves.
-func newBucketSim(rate float64, counted bool) *bucketSim {
-	s := &bucketSim{}
-	s.b = newBucket(rate, func() int64 {
+func newPacerSim(rate float64, counted bool) *pacerSim {
+	s := &pacerSim{}
+	s.b = newPacer(rate, func() int64 {
 		if counted {
 			return s.wire
 		}
@@ -32,9 +32,9 @@ func newBucketSim(rate float64, counted bool) *bucketSim {
 	return s
 }
 
-// run sends msg-byte messages as fast as the bucket allows for d and
+// run sends msg-byte messages as fast as the pacer allows for d and
 // returns the message and wire bytes per second over that time.
-func (s *bucketSim) run(d time.Duration, msg int, compress float64) (msgRate, wireRate float64) {
+func (s *pacerSim) run(d time.Duration, msg int, compress float64) (msgRate, wireRate float64) {
 	end := s.now.Add(d)
 	m0, w0 := s.sent, s.wire
 	for s.now.Before(end) {
@@ -49,11 +49,11 @@ func (s *bucketSim) run(d time.Duration, msg int, compress float64) (msgRate, wi
 func within(got, want, tol float64) bool { return got >= want*(1-tol) && got <= want*(1+tol) }
 
 // uplink.bandwidth caps bytes on the wire, not message bytes: once the
-// bucket has measured that the leaf connection sends a quarter of what the
+// pacer has measured that the leaf connection sends a quarter of what the
 // forwarder hands it, the forwarder may hand it four times the cap.
-func TestBucketChargesWireBytes(t *testing.T) {
+func TestPacerChargesWireBytes(t *testing.T) {
 	const rate, msg = 10_000, 500
-	s := newBucketSim(rate, true)
+	s := newPacerSim(rate, true)
 
 	// Nothing measured yet: a message costs its size (and a second of
 	// burst is allowed).
@@ -82,7 +82,7 @@ func TestBucketChargesWireBytes(t *testing.T) {
 
 	// No wire count at all (a link that counts nothing): messages cost
 	// their size.
-	s = newBucketSim(rate, false)
+	s = newPacerSim(rate, false)
 	s.run(4*time.Second, msg, 0.25)
 	if m, _ := s.run(10*time.Second, msg, 0.25); !within(m, rate, 0.1) {
 		t.Fatalf("no wire count: %.0f message B/s, want the cap %d", m, rate)
@@ -91,7 +91,7 @@ func TestBucketChargesWireBytes(t *testing.T) {
 
 // uplink.bandwidth caps what the link carries, not what the forwarder
 // hands the leaf: JSON readings compress several-fold on the leaf
-// connection (s2_fast), so once the bucket has measured that, readings
+// connection (s2_fast), so once the pacer has measured that, readings
 // flow several times faster than charging their own size would allow,
 // while the bytes the gate counts on their way to the hub stay under the
 // cap.

@@ -1,0 +1,150 @@
+package buffer
+
+import (
+	"cmp"
+	"encoding/json"
+	"math"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Epoch gives the message ids of a stream's sequences from From onwards
+// (up to the next epoch) the id ID: <site>.<ID>.<stream>.<seq>. A stream
+// whose sequence went backwards (truncated block, power cut with an
+// interval sync) reuses sequence numbers for new messages; a new epoch
+// gives those new ids, while the messages that survived keep the ids they
+// were forwarded with, so a resend of them is still dropped by the hub.
+type Epoch struct {
+	From uint64 `json:"from"`
+	ID   string `json:"id"`
+}
+
+// laneIDs is a stream's identity: StreamID is created with the stream (a
+// recreated stream is a new sequence space), Epochs are its message-id
+// epochs, oldest first. Gen counts epoch changes: when state.db and the
+// stream metadata disagree, the higher one is the newer.
+type laneIDs struct {
+	StreamID string  `json:"stream_id,omitempty"`
+	Epochs   []Epoch `json:"epochs"`
+	Gen      uint64  `json:"gen,omitempty"`
+}
+
+// idFor is the epoch id of seq; the first epoch also covers what comes
+// before it (pruned epochs: sequences the stream no longer holds).
+func (l laneIDs) idFor(seq uint64) string {
+	// Every start adds an epoch, so the list is searched, not walked.
+	i, _ := slices.BinarySearchFunc(l.Epochs[1:], seq, func(e Epoch, seq uint64) int { return cmp.Compare(e.From, seq+1) })
+	return l.Epochs[i].ID
+}
+
+// StoreID identifies this store: random, created once with the store (and
+// kept in the JetStream store too, so losing state.db does not change it).
+// Streams created before id epochs existed use it in their message ids.
+func (s *State) StoreID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storeID
+}
+
+// SetStoreID replaces the store id at once. The buffer uses it when the
+// JetStream store and state.db disagree (see CheckStreams).
+func (s *State) SetStoreID(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writeNow(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte("store_id"), []byte(id)) }); err != nil {
+		return err
+	}
+	s.storeID = id
+	return nil
+}
+
+// MsgIDPrefix is the id that goes between the site and the stream in the
+// message id of stream's sequence seq: the id of the epoch seq falls in.
+// It is called as the forwarder sends seq, so it also keeps the highest
+// sequence this process issued an id for (a check while running, after a
+// JetStream restart, needs it; see CheckStreams). It reads and updates
+// memory only: no bbolt write and no fsync on the send path.
+func (s *State) MsgIDPrefix(stream string, seq uint64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq > s.sent[stream] {
+		s.sent[stream] = seq
+	}
+	return s.laneIDs(stream).idFor(seq)
+}
+
+// FreshFrom is the first sequence of stream whose message id no earlier
+// process can have sent: the start of the epoch this process drew at its
+// first check. Before that check nothing is known to be fresh.
+func (s *State) FreshFrom(stream string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.checked[stream] {
+		return math.MaxUint64
+	}
+	eps := s.laneIDs(stream).Epochs
+	return eps[len(eps)-1].From
+}
+
+// Epochs lists stream's message-id epochs, oldest first.
+func (s *State) Epochs(stream string) []Epoch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.laneIDs(stream).Epochs)
+}
+
+// laneIDs is stream's identity, by default (a store from before id epochs,
+// or a stream not checked yet) one epoch of the store id; callers hold s.mu.
+func (s *State) laneIDs(stream string) laneIDs {
+	if l, ok := s.ids[stream]; ok {
+		return l
+	}
+	return laneIDs{Epochs: []Epoch{{From: 1, ID: s.storeID}}}
+}
+
+// adoptIDs commits stream's identity and, if setCursor, its cursor
+// (backwards too) in one transaction; issued is the highest sequence
+// whose id in the current epoch may have been sent. Without setCursor the
+// forwarder's progress meanwhile is kept.
+func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool, issued uint64) error {
+	v, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err = s.writeNow(func(tx *bolt.Tx) error {
+		if setCursor {
+			if err := tx.Bucket(bCursors).Put([]byte(stream), u64(cursor)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bIDs).Put([]byte(stream), v)
+	})
+	if err != nil {
+		return err
+	}
+	if setCursor {
+		s.cursors[stream] = cursor
+	}
+	s.ids[stream], s.prior[stream], s.checked[stream] = l, issued, true
+	s.sent[stream] = min(s.sent[stream], issued)
+	return nil
+}
+
+// issuedBound is the highest sequence of stream whose message id may have
+// been sent in the current epoch: by this process, or up to what its
+// previous check left, by anyone.
+func (s *State) issuedBound(stream string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.prior[stream], s.sent[stream])
+}
+
+// firstCheck reports whether this process has not checked stream yet.
+func (s *State) firstCheck(stream string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.checked[stream]
+}
