@@ -1,11 +1,7 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -67,41 +63,6 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if string(out) != string(out2) {
 			t.Fatalf("effective config changes on re-parse:\nfirst:\n%s\nsecond:\n%s", out, out2)
-		}
-	})
-}
-
-// FuzzControlAPI sends arbitrary methods, paths and queries to the control
-// API (what `edge-agent status` and scripts call over the unix socket) of a
-// running agent: never a panic or a 500, and the two endpoints always answer
-// with their JSON, whatever the query string says.
-func FuzzControlAPI(f *testing.F) {
-	a := startAgent(f, "sensors:\n  - {name: s, driver: sim, interval: 50ms}\n")
-	h := a.controlHandler()
-	for _, s := range [][3]string{
-		{"GET", "/v1/status", ""}, {"GET", "/v1/health", "verbose=1"}, {"POST", "/v1/status", ""},
-		{"GET", "/v1/../v1/health", ""}, {"GET", "/v1/status/", "a=%zz"}, {"HEAD", "/v1/health", ""},
-		{"GET", "/%2e%2e/etc/passwd", ""}, {"DELETE", "/", ""}, {"GET", "/v2/status", ";;&&=="},
-	} {
-		f.Add(s[0], s[1], s[2])
-	}
-	f.Fuzz(func(t *testing.T, method, path, query string) {
-		u := &url.URL{Path: path, RawQuery: query}
-		req, err := http.NewRequest(method, "http://edge-agent"+u.RequestURI(), nil)
-		if err != nil {
-			return // not a request a client could send
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code >= 500 && !(rec.Code == http.StatusServiceUnavailable && req.URL.Path == "/v1/health") {
-			t.Fatalf("%s %s: %d %s", method, req.URL, rec.Code, rec.Body)
-		}
-		if method != http.MethodGet || (req.URL.Path != "/v1/status" && req.URL.Path != "/v1/health") {
-			return
-		}
-		var v map[string]any
-		if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
-			t.Fatalf("%s %s: %d, body is not JSON: %v\n%s", method, req.URL, rec.Code, err, rec.Body)
 		}
 	})
 }

@@ -228,6 +228,7 @@ func (w *Watcher) observe(ctx context.Context) Health {
 		}
 		state := s.CachedInfo().State
 		w.recordRuntimeLoss(name, state)
+		w.recordHoles(cctx, s, name, state)
 		n := evictedUnforwarded(w.prevFirst[name], state.FirstSeq, w.st.Cursor(name))
 		w.st.AddEvicted(name, n)
 		if n > 0 {

@@ -113,7 +113,7 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s hub stream %s: last heartbeat of each site (%s); read it with: %s\n",
 		verb, have.Name, strings.Join(have.Subjects, " "), fleetCmd)
-	if err := ensureConfigBucket(ctx, js, *replicas, *srv, stdout); err != nil {
+	if err := ensureConfigBucket(ctx, js, *replicas, uplink.RedactText(*srv), stdout); err != nil {
 		return exitFor(err, stderr)
 	}
 	fmt.Fprintf(stdout, "sites publish %s.<site>.telemetry.> and %s.<site>.alerts.>; watch them with: nats sub '%s.>'\n", *prefix, *prefix, *prefix)

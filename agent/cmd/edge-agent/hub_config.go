@@ -12,8 +12,9 @@ import (
 )
 
 // ensureConfigBucket is hub init's part for remote config: the bucket the
-// sites watch. A hub whose account has no KV support fails here with the
-// reason, after the fleet streams are in place.
+// sites watch (srv is the redacted hub URL, for the hint and errors). A
+// hub whose account has no KV support fails here with the reason, after the
+// fleet streams are in place.
 func ensureConfigBucket(ctx context.Context, js jetstream.JetStream, replicas int, srv string, stdout io.Writer) error {
 	_, lookErr := js.KeyValue(ctx, fleetconfig.Bucket)
 	if lookErr != nil && !errors.Is(lookErr, jetstream.ErrBucketNotFound) {
