@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream names and subjects: part of the subject contract in the README.
+// Stream names and subjects: part of the subject contract (docs/SUBJECTS.md).
 const (
 	StreamTelemetry = "TELEMETRY"
 	StreamAlerts    = "ALERTS"

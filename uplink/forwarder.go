@@ -589,7 +589,7 @@ func classify(ctx context.Context, err error, f *Forwarder) (class ReasonClass, 
 	case errors.Is(err, errNoResponders) && !f.linkUp():
 		return ReasonOther, errLinkDown.Error()
 	case errors.Is(err, errNoResponders) && f.hubInterest(f.HubSubject("telemetry.x")):
-		return ReasonPermission, fmt.Sprintf("the hub has a stream for %s but this site's leaf user may not publish there: allow publish to %s.%s.> for it in the hub config (README: hub side)", f.HubSubject("telemetry.>"), f.prefix, f.site)
+		return ReasonPermission, fmt.Sprintf("the hub has a stream for %s but this site's leaf user may not publish there: allow publish to %s.%s.> for it in the hub config (docs/UPLINK.md: Hub side)", f.HubSubject("telemetry.>"), f.prefix, f.site)
 	case errors.Is(err, errNoResponders) && !f.hubStillSilent(ctx, f.HubSubject("telemetry.x")):
 		if !f.linkUp() {
 			return ReasonOther, errLinkDown.Error()

@@ -229,7 +229,7 @@ func runScenario(ctx context.Context, o *options, sc *scenario) *result {
 		// Interval mode trades acknowledged data for SD wear: its loss is
 		// reported, with its age, and never fails the run (the rule:
 		// "interval loss is reported, always must be 0"). Loss older than the
-		// interval is called out because the README must not promise less.
+		// interval is called out because docs/GUARANTEES.md must not promise less.
 		r.notes = append(r.notes, fmt.Sprintf("sync %s: %d acked messages lost locally over %d cuts (documented trade-off); the oldest was acked %s before its cut; %d acked more than the interval + 1s before",
 			sc.sync, r.v.localLost, len(e.cuts), oldest.Round(time.Millisecond), beyond))
 	}
