@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -292,9 +291,7 @@ func fleetConfigStatus(f *fleetConfigFlags, args []string, stdout, stderr io.Wri
 			if st == nil {
 				st = []fleetconfig.SiteStatus{}
 			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return code, enc.Encode(st)
+			return code, printJSON(stdout, st)
 		}
 		if len(st) == 0 {
 			fmt.Fprintln(stdout, "no site reports remote config (remote_config.enabled is off everywhere, or no heartbeat reached this hub)")
