@@ -228,8 +228,8 @@ func durationError(root *yaml.Node, line int, msg string) (key, text string) {
 		quoted = strings.TrimSuffix(m[1], "...")
 	}
 	bad := quoted
-	walkScalars(root, "", func(path string, k, v *yaml.Node) bool {
-		if v.Line != line || !strings.HasPrefix(v.Value, quoted) {
+	walkValues(root, "", func(path string, k, v *yaml.Node) bool {
+		if k == nil || v.Kind != yaml.ScalarNode || v.Line != line || !strings.HasPrefix(v.Value, quoted) {
 			return false
 		}
 		key, bad = path, v.Value
@@ -246,13 +246,14 @@ func durationError(root *yaml.Node, line int, msg string) (key, text string) {
 
 var quotedRE = regexp.MustCompile("`([^`]*)`")
 
-// walkScalars calls fn with the dotted path of every mapping value that is a
-// scalar, in document order, until fn returns true.
-func walkScalars(n *yaml.Node, path string, fn func(path string, k, v *yaml.Node) bool) bool {
+// walkValues calls fn, in document order, with the dotted path of every
+// mapping value (k its key) and sequence item (k nil), until fn returns
+// true.
+func walkValues(n *yaml.Node, path string, fn func(path string, k, v *yaml.Node) bool) bool {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			if walkScalars(c, path, fn) {
+			if walkValues(c, path, fn) {
 				return true
 			}
 		}
@@ -263,13 +264,14 @@ func walkScalars(n *yaml.Node, path string, fn func(path string, k, v *yaml.Node
 			if path != "" {
 				p = path + "." + k.Value
 			}
-			if v.Kind == yaml.ScalarNode && fn(p, k, v) || walkScalars(v, p, fn) {
+			if fn(p, k, v) || walkValues(v, p, fn) {
 				return true
 			}
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if walkScalars(c, fmt.Sprintf("%s[%d]", path, i), fn) {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if fn(p, nil, c) || walkValues(c, p, fn) {
 				return true
 			}
 		}
@@ -408,43 +410,16 @@ func keyPathAtLine(root *yaml.Node, line int, key string) string {
 	if root == nil {
 		return ""
 	}
-	var walk func(n *yaml.Node, path string) string
-	walk = func(n *yaml.Node, path string) string {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				if p := walk(c, path); p != "" {
-					return p
-				}
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				if k.Line == line && (key == "" || k.Value == key) {
-					return p
-				}
-				if r := walk(v, p); r != "" {
-					return r
-				}
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				if key == "" && c.Kind == yaml.ScalarNode && c.Line == line {
-					return p
-				}
-				if r := walk(c, p); r != "" {
-					return r
-				}
-			}
+	found := ""
+	walkValues(root, "", func(path string, k, v *yaml.Node) bool {
+		if k != nil && k.Line == line && (key == "" || k.Value == key) ||
+			k == nil && key == "" && v.Kind == yaml.ScalarNode && v.Line == line {
+			found = path
+			return true
 		}
-		return ""
-	}
-	return walk(root, "")
+		return false
+	})
+	return found
 }
 
 // splitListen parses host:port; port 0 means "any free port" (tests).
