@@ -150,16 +150,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if n := findNode(&root, "sensors"); n != nil && n.Kind == yaml.SequenceNode && len(n.Content) > MaxSensors {
 		return nil, &ConfigError{File: path, Key: "sensors", Line: n.Line, Msg: fmt.Sprintf("%d sensors: at most %d per agent", len(n.Content), MaxSensors)}
 	}
-	// The uplink defaults apply only under an uplink block, so a missing block
-	// still means "standalone".
-	if findNode(&root, "uplink") != nil {
-		d := uplink.DefaultConfig()
-		cfg.Uplink = &d
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(path, &root, err)
+	dec, err := cfg.decode(data)
+	if err != nil {
+		return nil, err
 	}
 	// yaml reads the first document only: a second one (after "---") would
 	// be silently ignored, whatever the operator meant by it.
@@ -175,6 +168,23 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// decode decodes data strictly (unknown keys are errors) into cfg, whose
+// Path and root are set, and returns the decoder for what follows the
+// first document. The uplink defaults apply only under an uplink block, so
+// a missing block still means "standalone".
+func (cfg *Config) decode(data []byte) (*yaml.Decoder, error) {
+	if findNode(cfg.root, "uplink") != nil {
+		d := uplink.DefaultConfig()
+		cfg.Uplink = &d
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(cfg.Path, cfg.root, err)
+	}
+	return dec, nil
 }
 
 // yamlError locates a decoding error on the document's nodes: the key and

@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"time"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/sensors"
-	"github.com/edge-agent/edge-agent/uplink"
 )
 
 // ErrRestart ends Run when a remote config change (or its rollback) needs a
@@ -172,14 +169,8 @@ func CheckFragment(name string, data []byte) error {
 	}
 	cfg := DefaultConfig()
 	cfg.Path, cfg.root = name, &root
-	if findNode(&root, "uplink") != nil {
-		d := uplink.DefaultConfig()
-		cfg.Uplink = &d
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return yamlError(name, &root, err)
+	if _, err := cfg.decode(data); err != nil {
+		return err
 	}
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
 		return cfg.keyErr("log_level", err.Error())

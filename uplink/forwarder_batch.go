@@ -316,12 +316,7 @@ func (s *session) ackBatch(b *fastBatch, seq uint64, pa pubAck) {
 	var done []*entry
 	s.mu.Lock()
 	for ; b.acked < min(seq, b.n); b.acked++ {
-		id := b.base + b.acked
-		slot := &s.sent[id%uint64(len(s.sent))]
-		if e := *slot; e != nil && e.id == id {
-			*slot = nil
-			s.inFlight--
-			s.bytes -= e.size
+		if e := s.takeLocked(b.base + b.acked); e != nil {
 			s.cc.acked()
 			done = append(done, e)
 		}
@@ -369,18 +364,12 @@ func (s *session) ackBatch(b *fastBatch, seq uint64, pa pubAck) {
 // rejectBatched skips the message at batch sequence seq, which the hub
 // refused for good.
 func (s *session) rejectBatched(b *fastBatch, seq uint64, why *ackError) {
-	id := b.base + seq - 1
 	s.mu.Lock()
-	slot := &s.sent[id%uint64(len(s.sent))]
-	e := *slot
-	if e == nil || e.id != id {
-		s.mu.Unlock()
+	e := s.takeLocked(b.base + seq - 1)
+	s.mu.Unlock()
+	if e == nil {
 		return
 	}
-	*slot = nil
-	s.inFlight--
-	s.bytes -= e.size
-	s.mu.Unlock()
 	s.f.reject(e.lane.name, e.seq, e.subject, "hub stream refused it: "+why.Error())
 	s.complete(e)
 }

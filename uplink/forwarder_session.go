@@ -548,20 +548,30 @@ func (s *session) onAck(m *nats.Msg) {
 	s.ackOne(id, pa, ok, m.Data, m.Header.Get("Status"))
 }
 
+// takeLocked removes entry id from the window and returns it; nil when it
+// is no longer there (answered already). s.mu is held.
+func (s *session) takeLocked(id uint64) *entry {
+	slot := &s.sent[id%uint64(len(s.sent))]
+	e := *slot
+	if e == nil || e.id != id {
+		return nil
+	}
+	*slot = nil
+	s.inFlight--
+	s.bytes -= e.size
+	return e
+}
+
 // ackOne handles the hub stream's ack of the message sent as entry id.
 func (s *session) ackOne(id uint64, pa pubAck, ok bool, data []byte, status string) {
 	f := s.f
 	now := time.Now()
 	s.mu.Lock()
-	slot := &s.sent[id%uint64(len(s.sent))]
-	e := *slot
-	if e == nil || e.id != id {
+	e := s.takeLocked(id)
+	if e == nil {
 		s.mu.Unlock()
 		return
 	}
-	*slot = nil
-	s.inFlight--
-	s.bytes -= e.size
 	s.lastAck = now
 	halve := false
 	switch {

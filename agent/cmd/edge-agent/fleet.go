@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -87,9 +86,7 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 		if sites == nil {
 			sites = []uplink.SiteView{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sites); err != nil {
+		if err := printJSON(stdout, sites); err != nil {
 			return exitFor(err, stderr)
 		}
 		return code

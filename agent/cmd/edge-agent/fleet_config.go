@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -114,6 +113,44 @@ func (f *fleetConfigFlags) bucket(ctx context.Context) (jetstream.KeyValue, jets
 	return kv, js, closeNC, nil
 }
 
+// usage reports a usage error of the subcommand (exit 2).
+func (f *fleetConfigFlags) usage(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "edge-agent %s: %v\n%s", f.fs.Name(), err, fleetConfigUsage)
+	return 2
+}
+
+// withBucket runs do against the hub's config bucket and maps its error to
+// the exit code; do's code stands when it has no error.
+func (f *fleetConfigFlags) withBucket(ctx context.Context, stderr io.Writer, do func(jetstream.KeyValue, jetstream.JetStream) (int, error)) int {
+	kv, js, closeNC, err := f.bucket(ctx)
+	if err != nil {
+		return exitFor(err, stderr)
+	}
+	defer closeNC()
+	code, err := do(kv, js)
+	if err != nil {
+		return exitFor(err, stderr)
+	}
+	return code
+}
+
+// withKey parses args for the one key the flags select and runs do on it
+// within --timeout.
+func (f *fleetConfigFlags) withKey(args []string, stderr io.Writer, do func(ctx context.Context, kv jetstream.KeyValue, key string) error) int {
+	if _, err := f.parse(args); err != nil {
+		return 2
+	}
+	key, err := f.key()
+	if err != nil {
+		return f.usage(stderr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
+	defer cancel()
+	return f.withBucket(ctx, stderr, func(kv jetstream.KeyValue, _ jetstream.JetStream) (int, error) {
+		return 0, do(ctx, kv, key)
+	})
+}
+
 func cmdFleetConfig(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, fleetConfigUsage)
@@ -164,8 +201,7 @@ func fleetConfigSet(f *fleetConfigFlags, args []string, stdout, stderr io.Writer
 		err = errors.New("one FILE is required")
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "edge-agent fleet config set: %v\n%s", err, fleetConfigUsage)
-		return 2
+		return f.usage(stderr, err)
 	}
 	data, err := readFragment(key, pos[0], stderr)
 	if err != nil {
@@ -173,76 +209,48 @@ func fleetConfigSet(f *fleetConfigFlags, args []string, stdout, stderr io.Writer
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
 	defer cancel()
-	kv, _, closeNC, err := f.bucket(ctx)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	defer closeNC()
-	n, err := fleetconfig.Put(ctx, kv, key, data, *rev)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	fmt.Fprintf(stdout, "%s: revision %d\n", key, n)
-	return 0
+	return f.withBucket(ctx, stderr, func(kv jetstream.KeyValue, _ jetstream.JetStream) (int, error) {
+		n, err := fleetconfig.Put(ctx, kv, key, data, *rev)
+		if err != nil {
+			return 0, err
+		}
+		fmt.Fprintf(stdout, "%s: revision %d\n", key, n)
+		return 0, nil
+	})
 }
 
 func fleetConfigGet(f *fleetConfigFlags, args []string, stdout, stderr io.Writer) int {
 	rev := f.fs.Uint64("revision", 0, "an earlier revision (see history)")
-	if _, err := f.parse(args); err != nil {
-		return 2
-	}
-	key, err := f.key()
-	if err != nil {
-		fmt.Fprintf(stderr, "edge-agent fleet config get: %v\n%s", err, fleetConfigUsage)
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
-	defer cancel()
-	kv, _, closeNC, err := f.bucket(ctx)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	defer closeNC()
-	var e jetstream.KeyValueEntry
-	if *rev > 0 {
-		e, err = kv.GetRevision(ctx, key, *rev)
-	} else {
-		e, err = kv.Get(ctx, key)
-	}
-	if err != nil {
-		return exitFor(fmt.Errorf("%s: %w", key, err), stderr)
-	}
-	fmt.Fprintf(stdout, "# %s revision %d, %s\n%s", key, e.Revision(), e.Created().UTC().Format(time.RFC3339), e.Value())
-	return 0
+	return f.withKey(args, stderr, func(ctx context.Context, kv jetstream.KeyValue, key string) error {
+		var e jetstream.KeyValueEntry
+		var err error
+		if *rev > 0 {
+			e, err = kv.GetRevision(ctx, key, *rev)
+		} else {
+			e, err = kv.Get(ctx, key)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		fmt.Fprintf(stdout, "# %s revision %d, %s\n%s", key, e.Revision(), e.Created().UTC().Format(time.RFC3339), e.Value())
+		return nil
+	})
 }
 
 func fleetConfigHistory(f *fleetConfigFlags, args []string, stdout, stderr io.Writer) int {
-	if _, err := f.parse(args); err != nil {
-		return 2
-	}
-	key, err := f.key()
-	if err != nil {
-		fmt.Fprintf(stderr, "edge-agent fleet config history: %v\n%s", err, fleetConfigUsage)
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
-	defer cancel()
-	kv, _, closeNC, err := f.bucket(ctx)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	defer closeNC()
-	hist, err := kv.History(ctx, key)
-	if err != nil {
-		return exitFor(fmt.Errorf("%s: %w", key, err), stderr)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REVISION\tWRITTEN\tOP\tBYTES")
-	for _, e := range hist {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", e.Revision(), e.Created().UTC().Format(time.RFC3339), strings.TrimPrefix(e.Operation().String(), "KeyValue"), len(e.Value()))
-	}
-	_ = tw.Flush()
-	return 0
+	return f.withKey(args, stderr, func(ctx context.Context, kv jetstream.KeyValue, key string) error {
+		hist, err := kv.History(ctx, key)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "REVISION\tWRITTEN\tOP\tBYTES")
+		for _, e := range hist {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", e.Revision(), e.Created().UTC().Format(time.RFC3339), strings.TrimPrefix(e.Operation().String(), "KeyValue"), len(e.Value()))
+		}
+		_ = tw.Flush()
+		return nil
+	})
 }
 
 // reports reads every site's last config report from the hub's heartbeat
@@ -270,45 +278,37 @@ func fleetConfigStatus(f *fleetConfigFlags, args []string, stdout, stderr io.Wri
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
 	defer cancel()
-	kv, js, closeNC, err := f.bucket(ctx)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	defer closeNC()
-	st, err := configStatus(ctx, kv, js, *f.prefix)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	code := 0
-	if len(st) > 0 && st[0].Drift != "" {
-		code = 1
-	}
-	if *asJSON {
-		if st == nil {
-			st = []fleetconfig.SiteStatus{}
+	return f.withBucket(ctx, stderr, func(kv jetstream.KeyValue, js jetstream.JetStream) (int, error) {
+		st, err := configStatus(ctx, kv, js, *f.prefix)
+		if err != nil {
+			return 0, err
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
-			return exitFor(err, stderr)
+		code := 0
+		if len(st) > 0 && st[0].Drift != "" {
+			code = 1
 		}
-		return code
-	}
-	if len(st) == 0 {
-		fmt.Fprintln(stdout, "no site reports remote config (remote_config.enabled is off everywhere, or no heartbeat reached this hub)")
-		return 0
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tLATEST\tDESIRED\tAPPLIED\tSTATE\tERROR")
-	for _, s := range st {
-		e := s.Error
-		if s.Drift != "" && e == "" {
-			e = s.Drift
+		if *asJSON {
+			if st == nil {
+				st = []fleetconfig.SiteStatus{}
+			}
+			return code, printJSON(stdout, st)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", s.Site, s.Latest, s.DesiredRev, s.AppliedRev, s.State, e)
-	}
-	_ = tw.Flush()
-	return code
+		if len(st) == 0 {
+			fmt.Fprintln(stdout, "no site reports remote config (remote_config.enabled is off everywhere, or no heartbeat reached this hub)")
+			return 0, nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SITE\tLATEST\tDESIRED\tAPPLIED\tSTATE\tERROR")
+		for _, s := range st {
+			e := s.Error
+			if s.Drift != "" && e == "" {
+				e = s.Drift
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", s.Site, s.Latest, s.DesiredRev, s.AppliedRev, s.State, e)
+		}
+		_ = tw.Flush()
+		return code, nil
+	})
 }
 
 func configStatus(ctx context.Context, kv jetstream.KeyValue, js jetstream.JetStream, prefix string) ([]fleetconfig.SiteStatus, error) {
@@ -328,23 +328,25 @@ func fleetConfigDiff(f *fleetConfigFlags, args []string, stdout, stderr io.Write
 		return 2
 	}
 	if *f.site == "" {
-		fmt.Fprintf(stderr, "edge-agent fleet config diff: --site is required\n%s", fleetConfigUsage)
-		return 2
+		return f.usage(stderr, errors.New("--site is required"))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
 	defer cancel()
-	kv, js, closeNC, err := f.bucket(ctx)
+	return f.withBucket(ctx, stderr, func(kv jetstream.KeyValue, js jetstream.JetStream) (int, error) {
+		return 0, configDiff(ctx, stdout, kv, js, *f.prefix, *f.site)
+	})
+}
+
+// configDiff prints, key by key, what site would change: the fragments it
+// applied against the hub's latest revisions.
+func configDiff(ctx context.Context, stdout io.Writer, kv jetstream.KeyValue, js jetstream.JetStream, prefix, site string) error {
+	reps, err := reports(js, prefix)(ctx)
 	if err != nil {
-		return exitFor(err, stderr)
+		return err
 	}
-	defer closeNC()
-	reps, err := reports(js, *f.prefix)(ctx)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	rep, ok := reps[*f.site]
+	rep, ok := reps[site]
 	if !ok {
-		return exitFor(fmt.Errorf("site %s has not reported remote config to this hub", *f.site), stderr)
+		return fmt.Errorf("site %s has not reported remote config to this hub", site)
 	}
 	applied := map[string]uint64{}
 	for _, fr := range strings.Fields(rep.Fragments) {
@@ -352,8 +354,8 @@ func fleetConfigDiff(f *fleetConfigFlags, args []string, stdout, stderr io.Write
 			applied[k], _ = strconv.ParseUint(r, 10, 64)
 		}
 	}
-	fmt.Fprintf(stdout, "site %s: %s, applied rev %d\n", *f.site, rep.State, rep.AppliedRev)
-	for _, k := range fleetconfig.KeysFor(*f.site, rep.Groups) {
+	fmt.Fprintf(stdout, "site %s: %s, applied rev %d\n", site, rep.State, rep.AppliedRev)
+	for _, k := range fleetconfig.KeysFor(site, rep.Groups) {
 		var cur []byte
 		var curRev uint64
 		if e, err := kv.Get(ctx, k); err == nil {
@@ -377,7 +379,7 @@ func fleetConfigDiff(f *fleetConfigFlags, args []string, stdout, stderr io.Write
 			fmt.Fprintf(stdout, "  %s\n", l)
 		}
 	}
-	return 0
+	return nil
 }
 
 // lineDiff is a minimal line diff (longest common subsequence): fragments
@@ -433,8 +435,7 @@ func fleetConfigRollout(f *fleetConfigFlags, args []string, stdout, stderr io.Wr
 		return 2
 	}
 	if *f.group == "" || len(pos) != 1 {
-		fmt.Fprintf(stderr, "edge-agent fleet config rollout: --group and one FILE are required\n%s", fleetConfigUsage)
-		return 2
+		return f.usage(stderr, errors.New("--group and one FILE are required"))
 	}
 	key := fleetconfig.GroupKey(*f.group)
 	if err := fleetconfig.CheckKey(key); err != nil {
@@ -458,13 +459,10 @@ func fleetConfigRollout(f *fleetConfigFlags, args []string, stdout, stderr io.Wr
 		ctx, cancel = context.WithTimeout(ctx, *f.timeout)
 		defer cancel()
 	}
-	kv, js, closeNC, err := f.bucket(ctx)
-	if err != nil {
-		return exitFor(err, stderr)
-	}
-	defer closeNC()
-	r := &fleetconfig.Rollout{KV: kv, Group: *f.group, Data: data, Waves: ws, AbortOn: ab, Reports: reports(js, *f.prefix), Wait: *wait, Out: stdout}
-	return exitFor(r.Run(ctx), stderr)
+	return f.withBucket(ctx, stderr, func(kv jetstream.KeyValue, js jetstream.JetStream) (int, error) {
+		r := &fleetconfig.Rollout{KV: kv, Group: *f.group, Data: data, Waves: ws, AbortOn: ab, Reports: reports(js, *f.prefix), Wait: *wait, Out: stdout}
+		return 0, r.Run(ctx)
+	})
 }
 
 // configColumn is the fleet table's CONFIG cell: the applied revision and

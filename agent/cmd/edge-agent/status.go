@@ -169,8 +169,9 @@ func notRunning(t statusTarget, cause error, w io.Writer, asJSON, tty bool, now 
 	return agent.ExitDown
 }
 
-func printJSON(w io.Writer, v any) {
+// printJSON prints v indented, as every --json output does.
+func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	return enc.Encode(v)
 }

@@ -303,12 +303,11 @@ func corruptStateDB(ctx context.Context, e *env, _ int) error {
 	return e.restart(ctx, "corrupting state.db")
 }
 
-// truncatedBlock cuts the newest TELEMETRY block file short, as a failing
-// SD card or a bad fsck might. The hub holds the data first, so nothing
-// acknowledged may be lost there, and readings stored after the damage must
-// still reach the hub (a reused sequence must not be taken for a duplicate).
-func truncatedBlock(ctx context.Context, e *env, _ int) error {
-	// Load first, so the block's tail holds the harness's acked messages.
+// loadDrainKill publishes for a while, lets the forwarder drain with the
+// publisher paused, fails with stuckFmt (given the count) when acked
+// messages did not reach the hub, then kills the agent and resumes
+// publishing: the state directory is then the harness's to damage.
+func (e *env) loadDrainKill(ctx context.Context, stuckFmt string) error {
 	sleep(ctx, e.between(time.Second, 3*time.Second))
 	e.pub.pause(true)
 	sleep(ctx, 500*time.Millisecond) // in-flight publishes finish
@@ -318,12 +317,25 @@ func truncatedBlock(ctx context.Context, e *env, _ int) error {
 	}
 	if hubc != nil {
 		if v := judge(e.pub.ackedIDs(), local, hubc); v.stuck > 0 {
-			// Truncating now could not tell old damage from new: stop here.
-			return fmt.Errorf("%d acked messages in the local streams did not reach the hub before the truncation (the previous cycle left the forwarder stuck)", v.stuck)
+			return fmt.Errorf(stuckFmt, v.stuck)
 		}
 	}
 	e.agent.kill()
 	e.pub.pause(false)
+	return nil
+}
+
+// truncatedBlock cuts the newest TELEMETRY block file short, as a failing
+// SD card or a bad fsck might. The hub holds the data first, so nothing
+// acknowledged may be lost there, and readings stored after the damage must
+// still reach the hub (a reused sequence must not be taken for a duplicate).
+func truncatedBlock(ctx context.Context, e *env, _ int) error {
+	// Load first, so the block's tail holds the harness's acked messages.
+	// Truncating with acked messages stuck could not tell old damage from
+	// new: stop there.
+	if err := e.loadDrainKill(ctx, "%d acked messages in the local streams did not reach the hub before the truncation (the previous cycle left the forwarder stuck)"); err != nil {
+		return err
+	}
 	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
 	if len(blks) == 0 {
 		return fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
@@ -577,20 +589,9 @@ func restoreCopy(ctx context.Context, e *env, cycle int) error {
 			return err
 		}
 	}
-	sleep(ctx, e.between(time.Second, 3*time.Second))
-	e.pub.pause(true)
-	sleep(ctx, 500*time.Millisecond) // in-flight publishes finish
-	local, hubc, err := e.drain(ctx)
-	if err != nil {
+	if err := e.loadDrainKill(ctx, "%d acked messages did not reach the hub before the restore"); err != nil {
 		return err
 	}
-	if hubc != nil {
-		if v := judge(e.pub.ackedIDs(), local, hubc); v.stuck > 0 {
-			return fmt.Errorf("%d acked messages did not reach the hub before the restore", v.stuck)
-		}
-	}
-	e.agent.kill()
-	e.pub.pause(false)
 	if err := os.RemoveAll(e.stateDir()); err != nil {
 		return err
 	}
