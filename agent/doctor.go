@@ -134,7 +134,7 @@ func hubChecks(ctx context.Context, d *Doctor, cfg *Config) []Check {
 	}
 	var out []Check
 	for _, u := range cfg.Uplink.HubURLs {
-		out = append(out, d.hub(ctx, cfg, u))
+		out = append(out, d.hub(ctx, cfg, u)...)
 	}
 	return out
 }
@@ -381,10 +381,12 @@ func (d *Doctor) power() Check {
 // hub walks one hub URL step by step (DNS, TCP, TLS with uplink's probe,
 // then auth) and reports the first step that fails, so the technician knows
 // whom to call: the network team, the firewall, the PKI or the hub operator.
-func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
+// Once the hub accepts the leaf, the leaf permissions and hub stream lines
+// follow (leafSteps).
+func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) []Check {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Check{Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", raw, err)}
+		return []Check{{Verdict: CheckFail, Detail: fmt.Sprintf("%s: %v", raw, err)}}
 	}
 	shown := uplink.Config{HubURLs: []string{raw}}
 	shown = shown.Redacted()
@@ -409,16 +411,17 @@ func (d *Doctor) hub(ctx context.Context, cfg *Config, raw string) Check {
 	}
 	if p.Failed != "" {
 		class, detail := probeDetail(p, u.Hostname())
-		return fail(class, detail)
+		return []Check{fail(class, detail)}
 	}
-	if class, reason := d.authStep(ctx, cfg, raw); class != "" {
-		return fail(class, reason)
+	class, reason, leaf := d.authStep(ctx, cfg, raw, func(s *server.Server) []Check { return d.leafSteps(ctx, cfg, label, s) })
+	if class != "" {
+		return []Check{fail(class, reason)}
 	}
 	detail := label + ": DNS, TCP"
 	if c := p.HubCert; c != nil {
 		detail += fmt.Sprintf(", TLS (%s issued by %s, %s)", c.Subject.CommonName, c.Issuer.CommonName, certLife(c, time.Now()))
 	}
-	return Check{Verdict: CheckOK, Detail: detail + ", auth ok"}
+	return append([]Check{{Verdict: CheckOK, Detail: detail + ", auth ok"}}, leaf...)
 }
 
 // probeDetail words a failed probe for the technician at the device: the
@@ -462,21 +465,25 @@ func ipStrings(ips []net.IP) []string {
 // not accept a client CONNECT, so a throwaway in-process server (no client
 // port, no JetStream) dials the hub with this remote alone and reports
 // whether the hub accepted the leaf connection. Its log lines are read as
-// the link reads them, so a refusal names the configured method.
-func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) (class uplink.ReasonClass, reason string) {
+// the link reads them, so a refusal names the configured method. Once
+// accepted, then runs on the connected test leaf.
+func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string, then func(*server.Server) []Check) (class uplink.ReasonClass, reason string, more []Check) {
 	one := *cfg.Uplink
 	one.HubURLs = []string{raw}
 	remote, err := uplink.RemoteOptions(&one)
 	if err != nil {
-		return uplink.ReasonAuth, "auth: " + err.Error()
+		return uplink.ReasonAuth, "auth: " + err.Error(), nil
 	}
+	// The local account is never shown to the hub; the global one lets
+	// leafSteps' in-process client use the leaf.
+	remote.LocalAccount = ""
 	opts := &server.Options{
 		ServerName: "edge-agent-doctor-" + cfg.Site, DontListen: true, NoSigs: true, NoSystemAccount: true,
 		LeafNode: server.LeafNodeOpts{Remotes: []*server.RemoteLeafOpts{remote}, ReconnectInterval: 250 * time.Millisecond},
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
-		return uplink.ReasonOther, "cannot build the test leaf: " + err.Error()
+		return uplink.ReasonOther, "cannot build the test leaf: " + err.Error(), nil
 	}
 	logs := &leafErrors{}
 	s.SetLoggerV2(logs, false, false, false)
@@ -485,17 +492,17 @@ func (d *Doctor) authStep(ctx context.Context, cfg *Config, raw string) (class u
 	deadline := time.Now().Add(2 * d.StepTimeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if s.NumLeafNodes() > 0 {
-			return "", ""
+			return "", "", then(s)
 		}
 		if _, r, ok := logs.classified(&one, uplink.ReasonAuth); ok {
-			return uplink.ReasonAuth, r
+			return uplink.ReasonAuth, r, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if c, r, ok := logs.classified(&one, ""); ok {
-		return c, fmt.Sprintf("no leaf connection within %s: %s", 2*d.StepTimeout, r)
+		return c, fmt.Sprintf("no leaf connection within %s: %s", 2*d.StepTimeout, r), nil
 	}
-	return uplink.ReasonOther, fmt.Sprintf("no leaf connection within %s (the hub accepted TCP and TLS but did not complete the leaf handshake)", 2*d.StepTimeout)
+	return uplink.ReasonOther, fmt.Sprintf("no leaf connection within %s (the hub accepted TCP and TLS but did not complete the leaf handshake)", 2*d.StepTimeout), nil
 }
 
 // leafErrors keeps the test leaf's error lines to classify the failure.

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/sensors"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // doctorConfig writes an agent.yaml whose uplink is the given block.
@@ -22,18 +25,63 @@ func doctorConfig(t *testing.T, uplinkBlock string) string {
 	return writeFile(t, dir, "agent.yaml", fmt.Sprintf("site: s1\nstate_dir: %s\ncontrol_socket: %s\nuplink:\n%s", dir, filepath.Join(dir, "agent.sock"), uplinkBlock), 0o600)
 }
 
-func hubCheck(t *testing.T, cfgPath string) Check {
+// hubCheck is doctor's hub line for cfgPath and the lines that follow it
+// (leaf permissions, hub stream) by name.
+func hubCheck(t *testing.T, cfgPath string) (Check, map[string]Check) {
 	t.Helper()
 	d := NewDoctor()
 	d.StepTimeout = 5 * time.Second
 	d.ThrottledPath = filepath.Join(t.TempDir(), "absent")
+	var hub *Check
+	after := map[string]Check{}
 	for _, c := range d.Run(context.Background(), cfgPath) {
-		if c.Name == "hub" {
-			return c
+		switch {
+		case c.Name == "hub":
+			hub = &c
+		case hub != nil:
+			after[c.Name] = c
 		}
 	}
-	t.Fatal("no hub check")
-	return Check{}
+	if hub == nil {
+		t.Fatal("no hub check")
+	}
+	return *hub, after
+}
+
+// permHub is a hub with the EDGE stream whose users are leafUser (in the
+// hub's config syntax) and ops.
+func permHub(t *testing.T, leafUser string) *server.Server {
+	t.Helper()
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`listen: 127.0.0.1:-1
+leafnodes { listen: 127.0.0.1:-1 }
+jetstream { store_dir: %q, domain: hub }
+accounts { EDGE { jetstream: enabled, users: [
+%s
+{user: ops, password: ops}
+] } }
+`, filepath.Join(dir, "js"), leafUser)
+	path := writeFile(t, dir, "hub.conf", conf, 0o600)
+	o, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.NoLog, o.NoSigs = true, true
+	hub := testkit.RunServer(t, o)
+	hubStream(t, hub, nats.UserInfo("ops", "ops"))
+	return hub
+}
+
+// hubStream creates the hub stream as `edge-agent hub init` does.
+func hubStream(t *testing.T, hub *server.Server, opts ...nats.Option) {
+	t.Helper()
+	js, err := jetstream.New(connect(t, hub.ClientURL(), opts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hubops.EnsureHubStream(t.Context(), js, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func tlsHub(t *testing.T, p testkit.PKI, auth bool) *server.Server {
@@ -51,6 +99,17 @@ func TestDoctorHubSteps(t *testing.T) {
 	other := testkit.NewPKI(t, time.Now().Add(90*24*time.Hour))
 	expired := testkit.NewPKI(t, time.Now().Add(-72*time.Hour-time.Minute))
 	okHub := tlsHub(t, good, true)
+	hubStream(t, okHub)
+	noStreamHub := tlsHub(t, good, true)
+	// s1's leaf user copied from another site's entry: it may not publish
+	// edge.s1.>.
+	otherSiteHub := permHub(t, `{user: s1, password: pw1, permissions: {publish: {allow: ["edge.s2.>", "_INBOX.>"]}, subscribe: {allow: ["edge.s2.>", "_INBOX.>"]}}}`)
+	// The hub takes edge.> from s1 but its telemetry is denied.
+	deniedHub := permHub(t, `{user: s1, password: pw1, permissions: {publish: {allow: ["edge.>", "_INBOX.>"], deny: ["edge.s1.telemetry.>"]}, subscribe: {allow: ["edge.s1.>", "_INBOX.>"]}}}`)
+	// s1 may use the hub's JetStream API but publish none of its subjects.
+	apiOnlyHub := permHub(t, `{user: s1, password: pw1, permissions: {publish: {allow: ["other.>", "_INBOX.>", "$JS.hub.API.>"]}, subscribe: {allow: ["edge.s1.>", "_INBOX.>"]}}}`)
+	// The README's entry for s1 (hubops.SitePermissions).
+	siteHub := permHub(t, hubops.HubLeafUser("edge", "s1", "pw1"))
 	expiredHub := tlsHub(t, expired, false)
 	closed := freePort(t)
 	// A hub that requires a client certificate signed by its CA.
@@ -61,24 +120,53 @@ func TestDoctorHubSteps(t *testing.T) {
 		verdict     Verdict
 		detail      string
 		fix         string // empty: any fix
+		// after is the verdict, detail and fix wanted of the lines after
+		// the hub line, by name ("-": no such line).
+		after map[string][3]string
 	}{
-		{"unknown host", "  hub_urls: [nats://hub-1.invalid:7422]\n", CheckFail, "DNS: hub-1.invalid not found", ""},
-		{"closed port", fmt.Sprintf("  hub_urls: [nats://127.0.0.1:%d]\n", closed), CheckFail, "TCP: connection refused by 127.0.0.1:", ""},
-		{"expired certificate", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, expiredHub, "tls"), expired.CAFile), CheckFail, "TLS: certificate expired 3 days ago (TCP ok)", ""},
-		{"wrong CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), other.CAFile), CheckFail, "TLS: certificate signed by an unknown authority", ""},
+		{"unknown host", "  hub_urls: [nats://hub-1.invalid:7422]\n", CheckFail, "DNS: hub-1.invalid not found", "", nil},
+		{"closed port", fmt.Sprintf("  hub_urls: [nats://127.0.0.1:%d]\n", closed), CheckFail, "TCP: connection refused by 127.0.0.1:", "", nil},
+		{"expired certificate", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, expiredHub, "tls"), expired.CAFile), CheckFail, "TLS: certificate expired 3 days ago (TCP ok)", "", nil},
+		{"wrong CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), other.CAFile), CheckFail, "TLS: certificate signed by an unknown authority", "", nil},
 		{"wrong password", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-bad\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.CAFile), CheckFail,
-			"auth: the hub refused this site's user/password (authorization violation) (TCP, TLS ok)", `check uplink.user ("site") and uplink.password`},
+			"auth: the hub refused this site's user/password (authorization violation) (TCP, TLS ok)", `check uplink.user ("site") and uplink.password`, nil},
 		// The hub's "client didn't provide a certificate" reaches the
 		// client as an alert after a TLS 1.3 handshake that looked fine.
 		{"client certificate missing", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.CAFile), CheckFail,
-			"TLS: the hub requires a client certificate and uplink.tls.cert_file is not set", "set uplink.tls.cert_file and uplink.tls.key_file"},
+			"TLS: the hub requires a client certificate and uplink.tls.cert_file is not set", "set uplink.tls.cert_file and uplink.tls.key_file", nil},
 		{"client certificate of another CA", fmt.Sprintf("  hub_urls: [%s]\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", leafURL(t, mtlsHub, "tls"), good.CAFile, other.CertFile, other.KeyFile), CheckFail,
-			"TLS: the hub refused the client certificate in uplink.tls.cert_file", "uplink.tls.cert_file is not one the hub accepts"},
-		{"all good", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.CAFile), CheckOK, "TCP, TLS (hub issued by edge-agent test CA, expires in 8", ""},
+			"TLS: the hub refused the client certificate in uplink.tls.cert_file", "uplink.tls.cert_file is not one the hub accepts", nil},
+		{"all good", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, okHub, "tls"), good.CAFile), CheckOK, "TCP, TLS (hub issued by edge-agent test CA, expires in 8", "",
+			map[string][3]string{"leaf perms": {"ok", "may publish edge.s1.telemetry.>", ""}, "hub stream": {"ok", "hub stream EDGE captures edge.s1.telemetry.>", ""}}},
+		{"hub's leaf-user entry", fmt.Sprintf("  hub_urls: [%s]\n  user: s1\n  password: pw1\n", leafURL(t, siteHub, "nats")), CheckOK, "DNS, TCP, auth ok", "",
+			map[string][3]string{"leaf perms": {"ok", "may publish edge.s1.telemetry.>", ""}, "hub stream": {"ok", "hub stream EDGE captures", ""}}},
+		{"no hub stream", fmt.Sprintf("  hub_urls: [%s]\n  user: site\n  password: s3cret-ok\n  tls: {ca_file: %s}\n", leafURL(t, noStreamHub, "tls"), good.CAFile), CheckOK, "auth ok", "",
+			map[string][3]string{"leaf perms": {"skip", "not provable until a hub stream captures edge.s1.telemetry.>", ""}, "hub stream": {"fail", "no hub stream captures edge.s1.telemetry.>", "edge-agent hub init"}}},
+		{"leaf user of another site", fmt.Sprintf("  hub_urls: [%s]\n  user: s1\n  password: pw1\n", leafURL(t, otherSiteHub, "nats")), CheckOK, "auth ok", "",
+			map[string][3]string{"leaf perms": {"fail", "a publish to edge.s1.telemetry.doctor from this site got no answer", "allow publish to edge.s1.> for this site's leaf user"}, "hub stream": {"-"}}},
+		{"hub API only", fmt.Sprintf("  hub_urls: [%s]\n  user: s1\n  password: pw1\n", leafURL(t, apiOnlyHub, "nats")), CheckOK, "auth ok", "",
+			map[string][3]string{"leaf perms": {"fail", "hub stream EDGE captures edge.s1.telemetry.> but the hub does not take it from this site", "allow publish to edge.s1.>"}, "hub stream": {"ok", "hub stream EDGE captures", ""}}},
+		{"telemetry denied", fmt.Sprintf("  hub_urls: [%s]\n  user: s1\n  password: pw1\n", leafURL(t, deniedHub, "nats")), CheckOK, "auth ok", "",
+			map[string][3]string{"leaf perms": {"fail", "a publish to edge.s1.telemetry.doctor from this site got no answer", "edge-agent hub leaf-user --site s1"}, "hub stream": {"-"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := hubCheck(t, doctorConfig(t, tc.block))
+			c, after := hubCheck(t, doctorConfig(t, tc.block))
+			for name, want := range tc.after {
+				got, ok := after[name]
+				if want[0] == "-" {
+					if ok {
+						t.Errorf("%s = %+v, want no such line", name, got)
+					}
+					continue
+				}
+				if string(got.Verdict) != want[0] || !strings.Contains(got.Detail, want[1]) || !strings.Contains(got.Fix, want[2]) {
+					t.Errorf("%s = %s %q fix %q, want %s containing %q, fix containing %q", name, got.Verdict, got.Detail, got.Fix, want[0], want[1], want[2])
+				}
+			}
+			if tc.verdict == CheckFail && len(after) > 0 {
+				t.Errorf("lines after a failed hub step: %+v", after)
+			}
 			if c.Verdict != tc.verdict || !strings.Contains(c.Detail, tc.detail) {
 				t.Fatalf("hub check = %s %q, want %s containing %q", c.Verdict, c.Detail, tc.verdict, tc.detail)
 			}

@@ -430,21 +430,7 @@ func (f *Forwarder) linkUp() bool {
 // the leaf: a hub stream capturing it exists, so "no responders" means the
 // leaf user may not publish there.
 func (f *Forwarder) hubInterest(subject string) bool {
-	if f.o.leaf == nil {
-		return false
-	}
-	lz, err := f.o.leaf.Leafz(&server.LeafzOptions{Subscriptions: true})
-	if err != nil {
-		return false
-	}
-	for _, l := range lz.Leafs {
-		for _, sub := range l.Subs {
-			if server.SubjectMatchesFilter(subject, sub) {
-				return true
-			}
-		}
-	}
-	return false
+	return HubInterest(f.o.leaf, subject)
 }
 
 // noStreamConfirm is how long the hub must stay connected without
@@ -596,7 +582,7 @@ func classify(ctx context.Context, err error, f *Forwarder) (class ReasonClass, 
 		}
 		return ReasonOther, fmt.Sprintf("the hub stopped answering for %s for a moment (a hub restarting?); resending from the cursor", f.HubSubject("telemetry.>"))
 	case errors.Is(err, errNoResponders):
-		return ReasonHubStream, fmt.Sprintf("no hub stream captures %s: create it with `edge-agent hub init --server URL`", f.HubSubject("telemetry.>"))
+		return ReasonHubStream, NoHubStreamReason(f.HubSubject("telemetry.>"))
 	case errors.As(err, &ae) && ae.busy():
 		return ReasonHubBusy, "the hub stream is overloaded (" + ae.Error() + "): resending from the cursor with half the window; nothing is lost. If it persists, the hub's JetStream ingest (CPU, disk) is the bottleneck"
 	case errors.As(err, &ae):
