@@ -51,7 +51,7 @@ func (d *Doctor) leafSteps(ctx context.Context, cfg *Config, label string, leaf 
 		defer cancel()
 		resp, err := nc.RequestMsgWithContext(rctx, m)
 		if err != nil {
-			return []Check{perms(CheckFail, fmt.Sprintf("a hub stream takes %s but a publish to %s from this site got no answer (%v): the hub-side leaf user may not publish there, or may not receive the answer on _INBOX.>", wild, probe, err), uplink.NoPublishFix(prefix, site))}
+			return []Check{perms(CheckFail, fmt.Sprintf("the hub takes %s but a publish to %s from this site got no answer (%v): the hub-side leaf user may not publish there, or may not receive the answer on _INBOX.>", wild, probe, err), uplink.NoPublishFix(prefix, site))}
 		}
 		var ack struct {
 			Stream string `json:"stream"`
