@@ -362,7 +362,10 @@ func TestLinkHubReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := time.Now()
-	bound := restoreWatchEvery*5/4 + min(restoreWatchEvery, r.Min) + time.Second
+	// One check interval with its jitter and the spread delay take about
+	// 3.3 s; half of reconnect.min leaves a loaded machine room and still
+	// fails the backoff's 12 s.
+	bound := max(restoreWatchEvery*5/4+min(restoreWatchEvery, r.Min)+time.Second, r.Min/2)
 	testkit.WaitFor(t, 30*time.Second, func() error {
 		if got := w.hubCount(); got <= before {
 			return fmt.Errorf("still waiting for first reading at the hub after its return: %d on the hub", got)

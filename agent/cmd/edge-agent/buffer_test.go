@@ -2,12 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/edge-agent/edge-agent/agent"
@@ -17,27 +12,8 @@ import (
 // `edge-agent buffer ack-loss` clears the losses through the control
 // socket, says what it cleared, and status is no longer down for them.
 func TestBufferAckLossCommand(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "agent.yaml")
-	body := "site: cli-1\nstate_dir: " + dir + "\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: " + filepath.Join(dir, "agent.sock") + "\n"
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := agent.LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := agent.New(cfg, slog.New(slog.DiscardHandler), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- a.Run(ctx) }()
-	stop := sync.OnceValue(func() error { cancel(); return <-errc })
-	defer stop()
-	select {
-	case <-a.Ready():
-	case err := <-errc:
-		t.Fatal(err)
-	}
+	path, a, stop := startCLIAgent(t, "")
+	cfg := a.Config()
 	if _, err := a.State().AddLoss(buffer.Loss{Stream: buffer.StreamTelemetry, From: 1, To: 5, Cause: "test"}); err != nil {
 		t.Fatal(err)
 	}

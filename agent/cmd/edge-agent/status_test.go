@@ -15,11 +15,14 @@ import (
 	"github.com/edge-agent/edge-agent/agent"
 )
 
-func TestStatusCommand(t *testing.T) {
+// startCLIAgent runs a real agent for site cli-1 from a config file in a
+// temporary directory (extra is appended to it) until the test ends or
+// stop is called; the CLI under test finds it through that file.
+func startCLIAgent(t *testing.T, extra string) (path string, a *agent.Agent, stop func() error) {
+	t.Helper()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "agent.yaml")
-	body := "site: cli-1\nstate_dir: " + dir + "\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: " + filepath.Join(dir, "agent.sock") +
-		"\nsensors:\n  - {name: demo, driver: sim, interval: 50ms}\n"
+	path = filepath.Join(dir, "agent.yaml")
+	body := "site: cli-1\nstate_dir: " + dir + "\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: " + filepath.Join(dir, "agent.sock") + "\n" + extra
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -27,17 +30,22 @@ func TestStatusCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := agent.New(cfg, slog.New(slog.DiscardHandler), nil)
+	a = agent.New(cfg, slog.New(slog.DiscardHandler), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- a.Run(ctx) }()
-	stop := sync.OnceValue(func() error { cancel(); return <-errc })
-	defer stop()
+	stop = sync.OnceValue(func() error { cancel(); return <-errc })
+	t.Cleanup(func() { _ = stop() })
 	select {
 	case <-a.Ready():
 	case err := <-errc:
 		t.Fatal(err)
 	}
+	return path, a, stop
+}
+
+func TestStatusCommand(t *testing.T) {
+	path, a, stop := startCLIAgent(t, "sensors:\n  - {name: demo, driver: sim, interval: 50ms}\n")
 
 	var out, errb bytes.Buffer
 	deadline := time.Now().Add(15 * time.Second)
@@ -57,7 +65,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	out.Reset()
-	code := run([]string{"status", "--socket", cfg.ControlSocket, "--json"}, &out, &errb)
+	code := run([]string{"status", "--socket", a.Config().ControlSocket, "--json"}, &out, &errb)
 	var s agent.Status
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil || s.Site != "cli-1" || !s.Running {
 		t.Fatalf("--json: %v\n%s", err, out.String())
