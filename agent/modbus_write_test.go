@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
@@ -28,17 +29,24 @@ func writeReq(t *testing.T, nc *nats.Conn, subject, body string) WriteReply {
 	return r
 }
 
-// A Modbus meter's readings flow, a local app and the hub set writable
-// values through cmd.modbus.<sensor>.<metric>, anything else is refused
-// with its name, and every write is counted.
-func TestModbusWritesThroughNATS(t *testing.T) {
-	sim := sensors.NewModbusSim()
+// modbusSimAndHub serves a simulated meter on loopback for the test and
+// runs an in-process hub.
+func modbusSimAndHub(t *testing.T) (sim *sensors.ModbusSim, addr string, hub *server.Server) {
+	t.Helper()
+	sim = sensors.NewModbusSim()
 	addr, err := sim.ServeTCP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	hub := testkit.RunServer(t, testkit.HubOpts(t))
+	return sim, addr, testkit.RunServer(t, testkit.HubOpts(t))
+}
+
+// A Modbus meter's readings flow, a local app and the hub set writable
+// values through cmd.modbus.<sensor>.<metric>, anything else is refused
+// with its name, and every write is counted.
+func TestModbusWritesThroughNATS(t *testing.T) {
+	sim, addr, hub := modbusSimAndHub(t)
 	a := startAgent(t, fmt.Sprintf(`uplink:
   hub_urls: [%s]
 sensors:
@@ -113,13 +121,7 @@ sensors:
 // uplink.deny_imports turns the hub's reach off: its write request never
 // arrives, while local apps still write.
 func TestModbusWritesHubDenied(t *testing.T) {
-	sim := sensors.NewModbusSim()
-	addr, err := sim.ServeTCP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	hub := testkit.RunServer(t, testkit.HubOpts(t))
+	sim, addr, hub := modbusSimAndHub(t)
 	a := startAgent(t, fmt.Sprintf(`uplink:
   hub_urls: [%s]
   deny_imports: ["edge.s1.cmd.modbus.>"]
