@@ -118,8 +118,8 @@ func sensorKeys(c *Config) []sensors.Config {
 }
 
 // sensorsRunning reports whether the sampler runs cfgs, the very slice a
-// Reload handed over: compared by identity, because the sampler decodes
-// driver options into its configs while it starts.
+// Reload handed over: compared by identity, since two loads of one file
+// decode driver options into distinct values that DeepEqual tells apart.
 func (a *Agent) sensorsRunning(cfgs []sensors.Config) bool {
 	if len(cfgs) == 0 || a.sensors == nil {
 		return true

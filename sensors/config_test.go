@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,6 +61,31 @@ func TestSamplesValidate(t *testing.T) {
 		}
 		if err := ValidateAll(cfgs); err != nil {
 			t.Errorf("%s sample does not validate: %v", name, err)
+		}
+	}
+}
+
+// TestNewSamplerLeavesCallersConfigs: the agent hands the sampler the live
+// config that status and reloads read while the sampler starts; the sampler
+// decoded driver options into that very slice (a data race on SIGHUP and on
+// a fleet config change). It now works on a copy.
+func TestNewSamplerLeavesCallersConfigs(t *testing.T) {
+	var doc struct {
+		Sensors []Config `yaml:"sensors"`
+	}
+	if err := yamlUnmarshal("  - {name: a, driver: bme280, bus: /dev/i2c-1, address: 0x77}\n  - {name: b, driver: sim}\n", &doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateAll(doc.Sensors); err != nil {
+		t.Fatal(err)
+	}
+	live := slices.Clone(doc.Sensors)
+	if _, err := NewSampler(doc.Sensors, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range live {
+		if doc.Sensors[i].Options != live[i].Options || doc.Sensors[i].Interval != live[i].Interval {
+			t.Errorf("sensors[%d]: NewSampler rewrote the caller's config (options %p, was %p)", i, doc.Sensors[i].Options, live[i].Options)
 		}
 	}
 }

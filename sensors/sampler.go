@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -110,8 +111,11 @@ type readResult struct {
 }
 
 // NewSampler checks the configs; drivers are opened by each sensor's loop,
-// so missing hardware degrades that sensor, not the agent.
+// so missing hardware degrades that sensor, not the agent. It validates a
+// copy: validation decodes driver options into the configs, and the caller's
+// slice is the live config that status and reloads read meanwhile.
 func NewSampler(cfgs []Config, o Options) (*Sampler, error) {
+	cfgs = slices.Clone(cfgs)
 	if err := ValidateAll(cfgs); err != nil {
 		return nil, err
 	}
