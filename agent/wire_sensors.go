@@ -118,8 +118,8 @@ func sensorKeys(c *Config) []sensors.Config {
 }
 
 // sensorsRunning reports whether the sampler runs cfgs, the very slice a
-// Reload handed over: compared by identity, since two loads of one file
-// decode driver options into distinct values that DeepEqual tells apart.
+// Reload handed over (compared by identity: that slice is what the sampler
+// was restarted with, whatever its contents compare equal to).
 func (a *Agent) sensorsRunning(cfgs []sensors.Config) bool {
 	if len(cfgs) == 0 || a.sensors == nil {
 		return true
