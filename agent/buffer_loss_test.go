@@ -16,7 +16,8 @@ import (
 
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // lastBlock is the highest-numbered block file of one of the agent's streams.
@@ -168,7 +169,7 @@ func tailDamage(t *testing.T, at func(int64) int64, noIndex, salvage bool) {
 		if hb.Lost != want.Count {
 			t.Fatalf("heartbeat lost %d, want %d", hb.Lost, want.Count)
 		}
-		v := uplink.Rank([]uplink.SiteView{{Site: "s1", LastSeen: time.Now(), Heartbeat: hb}}, time.Now(), time.Hour)
+		v := hubops.Rank([]hubops.SiteView{{Site: "s1", LastSeen: time.Now(), Heartbeat: hb}}, time.Now(), time.Hour)
 		if !slices.ContainsFunc(v[0].Warnings, func(w string) bool { return strings.Contains(w, "LOST") }) {
 			t.Fatalf("fleet view warnings %v lack the loss", v[0].Warnings)
 		}
@@ -200,7 +201,7 @@ func tailDamage(t *testing.T, at func(int64) int64, noIndex, salvage bool) {
 		t.Fatalf("ack-loss: %+v %v", r, err)
 	}
 	s = a.Status(context.Background())
-	if len(s.Store.Losses) != 0 || s.State == StateDown {
+	if len(s.Store.Losses) != 0 || s.State == wire.Down {
 		t.Fatalf("after ack-loss: state %s, losses %+v, warnings %+v", s.State, s.Store.Losses, s.Warnings)
 	}
 	if s.Backlog[1].Lost != want.Count {
@@ -247,7 +248,7 @@ func TestBufferDamageWhileRunningReported(t *testing.T) {
 	if len(ls) != 1 || ls[0].From != lost[0] || ls[0].To != lost[len(lost)-1] || ls[0].Count != uint64(len(lost)) || lost[len(lost)-1] != n {
 		t.Fatalf("lost %d..%d (%d), recorded %+v", lost[0], lost[len(lost)-1], len(lost), ls)
 	}
-	if s := a.Status(context.Background()); s.State != StateDown {
+	if s := a.Status(context.Background()); s.State != wire.Down {
 		t.Fatalf("status %s after a loss", s.State)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // BuildDate is the build's commit date (RFC3339), stamped with -ldflags -X
@@ -42,7 +42,7 @@ func (a *Agent) clockAgainstHub(c *ClockStatus, now time.Time) {
 // clockHealth: the clock is a problem only when its time is implausible,
 // before the build (a device without RTC boots in 1970: every reading is
 // stamped decades early) or off the hub's by more than
-// uplink.MaxClockOffset. Unsynchronised alone is not: a container without
+// wire.MaxClockOffset. Unsynchronised alone is not: a container without
 // NTP whose clock agrees with the hub is fine.
 func clockHealth(c ClockStatus, now time.Time, add func(sev Severity, comp, msg, fix string)) {
 	wall := c.Wall
@@ -56,7 +56,7 @@ func clockHealth(c ClockStatus, now time.Time, add func(sev Severity, comp, msg,
 	}
 	if c.HubOffset != nil {
 		off := time.Duration(*c.HubOffset * float64(time.Second))
-		if off > uplink.MaxClockOffset || off < -uplink.MaxClockOffset {
+		if off > wire.MaxClockOffset || off < -wire.MaxClockOffset {
 			add(SevWarning, "clock", fmt.Sprintf("clock is %s the hub's: reading timestamps are off by as much", fmtOffset(off)),
 				"timedatectl status; enable NTP (timedatectl set-ntp true; allow UDP 123 out)")
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // ControlGroup may read the control socket besides root and the agent's
@@ -83,9 +84,9 @@ func fileKind(m os.FileMode) string {
 
 // HealthResponse is GET /v1/health: the verdict without the details.
 type HealthResponse struct {
-	State    HealthState `json:"state"`
-	Code     int         `json:"code"`
-	Warnings []Warning   `json:"warnings"`
+	State    wire.HealthState `json:"state"`
+	Code     int              `json:"code"`
+	Warnings []Warning        `json:"warnings"`
 }
 
 // controlHandler serves the versioned local API. Paths are versioned so the

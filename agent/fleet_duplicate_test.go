@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // Two devices configured with one site id: each must say so loudly (status
@@ -43,7 +43,7 @@ func TestDuplicateSite(t *testing.T) {
 	})
 }
 
-func assertTwins(t *testing.T, a, b *testAgent, heard func() []uplink.Heartbeat) {
+func assertTwins(t *testing.T, a, b *testAgent, heard func() []wire.Heartbeat) {
 	t.Helper()
 	for _, x := range []struct {
 		name string

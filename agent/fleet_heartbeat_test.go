@@ -17,6 +17,8 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // fleetHub is a hub with the fleet's last-heartbeat table, as `hub init`
@@ -28,14 +30,14 @@ func fleetHub(t *testing.T) (*server.Server, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uplink.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
+	if _, err := hubops.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
 		t.Fatal(err)
 	}
 	return hub, js
 }
 
 // heartbeats collects the heartbeats the hub receives on subject.
-func heartbeats(t *testing.T, nc *nats.Conn, subject string) func() []uplink.Heartbeat {
+func heartbeats(t *testing.T, nc *nats.Conn, subject string) func() []wire.Heartbeat {
 	t.Helper()
 	ch := make(chan *nats.Msg, 1024)
 	if _, err := nc.ChanSubscribe(subject, ch); err != nil {
@@ -44,12 +46,12 @@ func heartbeats(t *testing.T, nc *nats.Conn, subject string) func() []uplink.Hea
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	var got []uplink.Heartbeat
-	return func() []uplink.Heartbeat {
+	var got []wire.Heartbeat
+	return func() []wire.Heartbeat {
 		for {
 			select {
 			case m := <-ch:
-				var hb uplink.Heartbeat
+				var hb wire.Heartbeat
 				if err := json.Unmarshal(m.Data, &hb); err != nil {
 					t.Fatalf("heartbeat on %s is not JSON: %v: %s", m.Subject, err, m.Data)
 				}
@@ -78,7 +80,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 	a := startAgent(t, fmt.Sprintf("site: store-0042\nuplink:\n  hub_urls: [%s]\n  heartbeat: 1s\nsensors:\n%s", leafURL(t, hub, "nats"), sb.String()))
 
-	var last uplink.Heartbeat
+	var last wire.Heartbeat
 	testkit.WaitFor(t, 20*time.Second, func() error {
 		hbs := heard()
 		if len(hbs) == 0 {
@@ -90,7 +92,7 @@ func TestHeartbeat(t *testing.T) {
 		}
 		return nil
 	})
-	if last.Schema != uplink.HeartbeatSchema || last.Site != "store-0042" || last.Version != Version || last.Interval != 1 {
+	if last.Schema != wire.HeartbeatSchema || last.Site != "store-0042" || last.Version != Version || last.Interval != 1 {
 		t.Errorf("heartbeat header = %+v", last)
 	}
 	if !regexp.MustCompile(`^store-0042-[0-9a-f]{8}$`).MatchString(last.Server) || last.Server != a.Server().Name() {
@@ -126,13 +128,13 @@ func TestHeartbeatOnEveryConnect(t *testing.T) {
 	o := testkit.HubOpts(t)
 	hub := testkit.RunServer(t, o)
 	js, _ := jetstream.New(connect(t, hub.ClientURL()))
-	if _, err := uplink.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
+	if _, err := hubops.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
 		t.Fatal(err)
 	}
 	// Default 30 s interval: anything heard within the test is a connect beat.
 	a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  reconnect: {min: 100ms, max: 500ms}\n", leafURL(t, hub, "nats")))
 	leafUp(t, hub, a)
-	stream, _ := js.Stream(context.Background(), uplink.StatusStream)
+	stream, _ := js.Stream(context.Background(), hubops.StatusStream)
 	lastSeq := func() uint64 {
 		info, err := stream.Info(context.Background())
 		if err != nil {

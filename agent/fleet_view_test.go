@@ -13,6 +13,8 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 func TestFleetView(t *testing.T) {
@@ -27,23 +29,23 @@ func TestFleetView(t *testing.T) {
 	const synthetic = 1200
 	for round := range 2 {
 		for i := range synthetic {
-			hb := uplink.Heartbeat{Schema: 1, Site: fmt.Sprintf("sim-%04d", i), Instance: fmt.Sprintf("r%d", round), Interval: 30, Link: uplink.StateConnected, State: "healthy"}
+			hb := wire.Heartbeat{Schema: 1, Site: fmt.Sprintf("sim-%04d", i), Instance: fmt.Sprintf("r%d", round), Interval: 30, Link: uplink.StateConnected, State: "healthy"}
 			if i == 7 {
 				hb.Dup, hb.Twin = true, "sim-0007-0badc0de/abcd"
 			}
 			data, _ := json.Marshal(hb)
-			if _, err := js.Publish(ctx, uplink.StatusSubject("edge", hb.Site), data); err != nil {
+			if _, err := js.Publish(ctx, wire.StatusSubject("edge", hb.Site), data); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	var sites []uplink.SiteView
+	var sites []hubops.SiteView
 	testkit.WaitFor(t, 20*time.Second, func() error {
 		var err error
-		if sites, err = uplink.ReadFleet(ctx, js, "edge"); err != nil {
+		if sites, err = hubops.ReadFleet(ctx, js, "edge"); err != nil {
 			t.Fatal(err)
 		}
-		bySite := map[string]uplink.SiteView{}
+		bySite := map[string]hubops.SiteView{}
 		for _, s := range sites {
 			bySite[s.Site] = s
 		}
@@ -64,7 +66,7 @@ func TestFleetView(t *testing.T) {
 	// One hour later every synthetic site has gone silent; the agents have
 	// too, by the clock of this view. Worst first: duplicate, then silent
 	// with failing sensors, then silent.
-	ranked := uplink.Rank(sites, time.Now().Add(time.Hour), 0)
+	ranked := hubops.Rank(sites, time.Now().Add(time.Hour), 0)
 	if ranked[0].Site != "sim-0007" || !ranked[0].Silent {
 		t.Errorf("first row %s (%v), want the duplicate site", ranked[0].Site, ranked[0].Warnings)
 	}
@@ -73,12 +75,12 @@ func TestFleetView(t *testing.T) {
 	}
 	// Now: the live agents are not silent, the synthetic ones (stored in
 	// the last seconds, 30 s interval) neither; --stale 1ns makes all silent.
-	for _, s := range uplink.Rank(sites, time.Now(), 0) {
+	for _, s := range hubops.Rank(sites, time.Now(), 0) {
 		if s.Silent {
 			t.Errorf("%s silent right after its heartbeat", s.Site)
 		}
 	}
-	for _, s := range uplink.Rank(sites, time.Now(), time.Nanosecond) {
+	for _, s := range hubops.Rank(sites, time.Now(), time.Nanosecond) {
 		if !s.Silent {
 			t.Errorf("%s not silent with --stale 1ns", s.Site)
 		}
@@ -87,15 +89,15 @@ func TestFleetView(t *testing.T) {
 	// An existing stream that is not a last-value table is refused with
 	// the fix, not silently used.
 	fresh := jetstreamNoStream(t)
-	if _, err := uplink.ReadFleet(ctx, fresh, "edge"); err == nil {
+	if _, err := hubops.ReadFleet(ctx, fresh, "edge"); err == nil {
 		t.Fatal("ReadFleet without EDGE_STATUS did not fail")
 	}
-	bad := uplink.StatusStreamConfig("edge")
+	bad := hubops.StatusStreamConfig("edge")
 	bad.MaxMsgsPerSubject = 0
 	if _, err := fresh.CreateStream(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uplink.EnsureStatusStream(ctx, fresh, "edge"); err == nil || !strings.Contains(err.Error(), "max-msgs-per-subject 1") {
+	if _, err := hubops.EnsureStatusStream(ctx, fresh, "edge"); err == nil || !strings.Contains(err.Error(), "max-msgs-per-subject 1") {
 		t.Fatalf("a status stream keeping every heartbeat was accepted or the fix is missing: %v", err)
 	}
 }

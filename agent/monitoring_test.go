@@ -20,7 +20,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
@@ -86,7 +85,7 @@ sensors:
 	got := scrape(t, "http://"+a.MetricsAddr()+"/metrics")
 
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		sites, err := uplink.ReadFleet(ctx, js, "edge")
+		sites, err := hubops.ReadFleet(ctx, js, "edge")
 		if !(err == nil && len(sites) == 1 && sites[0].Heartbeat.Sent != 0) {
 			return errors.New("still waiting for the site's heartbeat in EDGE_STATUS")
 		}

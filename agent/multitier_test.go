@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
@@ -66,7 +65,7 @@ func TestMultiTier(t *testing.T) {
 	if _, err := hubops.EnsureHubStream(ctx, gjs, hubops.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uplink.EnsureStatusStream(ctx, gjs, "edge"); err != nil {
+	if _, err := hubops.EnsureStatusStream(ctx, gjs, "edge"); err != nil {
 		t.Fatal(err)
 	}
 	regional := serverFromConfig(t, fmt.Sprintf(regionalHubConf, -1, -1, leafURL(t, global, "nats")))
@@ -86,10 +85,10 @@ func TestMultiTier(t *testing.T) {
 	})
 
 	t.Run("heartbeat reaches the global fleet table", func(t *testing.T) {
-		var sites []uplink.SiteView
+		var sites []hubops.SiteView
 		testkit.WaitFor(t, 20*time.Second, func() error {
 			var err error
-			sites, err = uplink.ReadFleet(ctx, gjs, "edge")
+			sites, err = hubops.ReadFleet(ctx, gjs, "edge")
 			if !(err == nil && len(sites) == 1) {
 				return errors.New("still waiting for store-0042 in the global EDGE_STATUS")
 			}

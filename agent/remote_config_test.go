@@ -21,8 +21,8 @@ import (
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
-	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // rcSite runs an agent from a real agent.yaml the way systemd would: a
@@ -168,7 +168,7 @@ func rcHub(t *testing.T) (*server.Server, jetstream.KeyValue) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uplink.EnsureStatusStream(ctx, js, "edge"); err != nil {
+	if _, err := hubops.EnsureStatusStream(ctx, js, "edge"); err != nil {
 		t.Fatal(err)
 	}
 	return hub, kv
@@ -191,15 +191,15 @@ func hubReport(t *testing.T, hub *server.Server, site string) (*fleetconfig.Repo
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, uplink.StatusStream)
+	s, err := js.Stream(ctx, hubops.StatusStream)
 	if err != nil {
 		return nil, 0
 	}
-	m, err := s.GetLastMsgForSubject(ctx, uplink.StatusSubject("edge", site))
+	m, err := s.GetLastMsgForSubject(ctx, wire.StatusSubject("edge", site))
 	if err != nil {
 		return nil, 0
 	}
-	var hb uplink.Heartbeat
+	var hb wire.Heartbeat
 	if json.Unmarshal(m.Data, &hb) != nil {
 		return nil, 0
 	}
@@ -478,7 +478,7 @@ func TestRemoteConfigRollout(t *testing.T) {
 	nc := connect(t, hub.ClientURL())
 	js, _ := jetstream.New(nc)
 	reports := func(ctx context.Context) (map[string]fleetconfig.Report, error) {
-		views, err := uplink.ReadFleet(ctx, js, "edge")
+		views, err := hubops.ReadFleet(ctx, js, "edge")
 		out := map[string]fleetconfig.Report{}
 		for _, v := range views {
 			if v.Heartbeat.Config != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // StatusSchema is bumped when a Status field changes meaning; fields are
@@ -44,8 +45,8 @@ type Status struct {
 	Clients int            `json:"clients"` // local client connections
 	// State and Warnings are Health() at Time, stored so JSON readers need
 	// not reimplement the rules.
-	State    HealthState `json:"state"`
-	Warnings []Warning   `json:"warnings"`
+	State    wire.HealthState `json:"state"`
+	Warnings []Warning        `json:"warnings"`
 	// RemoteConfig is the hub-managed config's state; nil when off.
 	RemoteConfig *fleetconfig.Report `json:"remote_config,omitempty"`
 }
@@ -168,15 +169,9 @@ const (
 	SevWarning  Severity = "warning"
 )
 
-// HealthState is the site's health as `edge-agent status` reports it.
-type HealthState string
-
-// Health states and the exit codes `edge-agent status` returns for them.
+// The exit codes `edge-agent status` returns for the health states
+// (wire.Healthy, wire.Degraded, wire.Down).
 const (
-	StateHealthy  HealthState = "healthy"
-	StateDegraded HealthState = "degraded"
-	StateDown     HealthState = "down"
-
 	ExitHealthy  = 0
 	ExitDegraded = 1
 	ExitDown     = 2
@@ -294,14 +289,14 @@ func (s Status) Health() (code int, warnings []Warning) {
 }
 
 // StateName maps a Health code to its word.
-func StateName(code int) HealthState {
+func StateName(code int) wire.HealthState {
 	switch code {
 	case ExitHealthy:
-		return StateHealthy
+		return wire.Healthy
 	case ExitDegraded:
-		return StateDegraded
+		return wire.Degraded
 	}
-	return StateDown
+	return wire.Down
 }
 
 func describeTwin(tw uplink.Twin) string {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // heartbeatPart publishes the site's heartbeat and watches for a twin.
@@ -29,7 +30,7 @@ func (a *Agent) setupHeartbeat(ctx context.Context, cfg *Config) error {
 	hb, err := uplink.NewHeartbeater(uplink.HeartbeatOptions{
 		Conn: a.nc, Prefix: cfg.Uplink.SubjectPrefix, Site: cfg.Site,
 		Server: a.srv.Name(), Instance: NewInstanceID(), Interval: cfg.Uplink.Heartbeat,
-		Build: func(ctx context.Context) uplink.Heartbeat {
+		Build: func(ctx context.Context) wire.Heartbeat {
 			hb := heartbeatFromStatus(a.Status(ctx))
 			if r := a.RemoteConfigReport(); r != nil {
 				b := r.Brief(maxHeartbeatText)
@@ -95,18 +96,18 @@ func (a *Agent) DuplicateSite() (uplink.Twin, bool) {
 }
 
 // Heartbeat is the heartbeat as it would be published now.
-func (a *Agent) Heartbeat(ctx context.Context) (uplink.Heartbeat, bool) {
+func (a *Agent) Heartbeat(ctx context.Context) (wire.Heartbeat, bool) {
 	if a.hb == nil {
-		return uplink.Heartbeat{}, false
+		return wire.Heartbeat{}, false
 	}
 	return a.hb.hb.Beat(ctx), true
 }
 
 // heartbeatFromStatus condenses Status into the heartbeat's fields, so the
 // fleet view and `edge-agent status` never disagree about a site.
-func heartbeatFromStatus(s Status) uplink.Heartbeat {
-	hb := uplink.Heartbeat{
-		Version: s.Version, State: string(s.State), Clock: string(s.Clock.State),
+func heartbeatFromStatus(s Status) wire.Heartbeat {
+	hb := wire.Heartbeat{
+		Version: s.Version, State: s.State, Clock: string(s.Clock.State),
 		DiskUsed: s.Store.Bytes, DiskFree: s.Store.DiskFree,
 		// The heartbeat is only published while the leaf is up; the link
 		// manager, when running, says more (reason class, reconnects).

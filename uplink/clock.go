@@ -6,20 +6,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
-
-// ClockSubject is where the hub's status stream republishes each stored
-// heartbeat (StatusStreamConfig's RePublish), with the hub's store time in
-// the Nats-Time-Stamp header: the site learns the hub's clock through its
-// own subjects, which the recommended per-site permissions already allow,
-// without $SYS or any hub JetStream API.
-func ClockSubject(prefix, site string) string { return prefix + "." + site + ".clock" }
-
-// clockRepublish is the RePublish of the status stream: <prefix>.<site>.status
-// comes back on <prefix>.<site>.clock once stored.
-func clockRepublish(prefix string) *jetstream.RePublish {
-	return &jetstream.RePublish{Source: StatusSubject(prefix, "*"), Destination: prefix + ".{{wildcard(1)}}.clock"}
-}
 
 // maxClockRTT discards samples whose round trip is too long for the offset
 // to mean anything (the error is up to half the round trip).
@@ -51,7 +40,7 @@ func (h *Heartbeater) hearClock(m *nats.Msg) {
 	if err != nil {
 		return
 	}
-	var hb Heartbeat
+	var hb wire.Heartbeat
 	if json.Unmarshal(m.Data, &hb) != nil || hb.Instance != h.o.Instance || hb.Sent == 0 {
 		return
 	}

@@ -10,61 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/edge-agent/edge-agent/agent/fleetconfig"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
-
-// HeartbeatSchema is the "v" of every heartbeat; bumped only when a field
-// changes meaning. Fields are added, never renamed: the fleet and the
-// operator's own dashboards parse this JSON.
-const HeartbeatSchema = 1
-
-// Heartbeat is what a site publishes on <prefix>.<site>.status when it
-// connects and every uplink.heartbeat while connected. Keys are short
-// because 10,000 sites send one every 30 s; a realistic one is ~400 bytes.
-type Heartbeat struct {
-	Schema   int       `json:"v"`
-	Site     string    `json:"site"`
-	Server   string    `json:"srv"`  // server name, "<site>-<8 hex>"
-	Instance string    `json:"inst"` // random per run: tells cloned devices apart
-	Version  string    `json:"ver"`
-	Uptime   int64     `json:"up"` // seconds since the agent started
-	Interval int64     `json:"hb"` // seconds until the next heartbeat: "stale" is relative to it
-	State    string    `json:"st"` // healthy | degraded | down, as `edge-agent status`
-	Link     LinkState `json:"link"`
-	// Reason is the link's reason class (dns, tls, duplicate_site...).
-	Reason     ReasonClass `json:"rc,omitempty"`
-	Reconnects uint64      `json:"rcn,omitempty"`
-	// UpSince is when the current leaf connection came up, and LastOutage
-	// how long the link was down before it (seconds; 0: no drop this
-	// boot): a heartbeat is sent only while connected, so the fleet reads
-	// a two-hour outage here, not as a blip between two heartbeats.
-	UpSince    int64             `json:"lup,omitempty"`
-	LastOutage int64             `json:"lout,omitempty"`
-	Backlog    map[string]uint64 `json:"bl,omitempty"` // unforwarded messages per lane
-	Evicted    uint64            `json:"ev,omitempty"` // dropped by limits before forwarding
-	Lost       uint64            `json:"ls,omitempty"` // lost to damage before forwarding, not acknowledged on site yet
-	SensorsOK  int               `json:"s_ok"`
-	Failing    []string          `json:"s_fail,omitempty"` // names of failing sensors
-	DiskUsed   uint64            `json:"disk"`             // bytes of the local store
-	DiskFree   uint64            `json:"free"`             // bytes free on its filesystem
-	Clock      string            `json:"clk"`              // synchronised | unsynchronised | unknown
-	// Dup is set while another device is heard on this site's status
-	// subject, or the hub evicted this leaf for a duplicate server name.
-	Dup  bool   `json:"dup,omitempty"`
-	Twin string `json:"twin,omitempty"` // the other device's "server/instance"
-	// Warnings are the components status warns about (clock, sensor:door).
-	Warnings []string `json:"w,omitempty"`
-	// Sent is the site's wall clock at publishing, in Unix milliseconds:
-	// against the hub's store time it gives the site's clock offset, at
-	// the site (ClockSubject) and in the fleet view.
-	Sent int64 `json:"t,omitempty"`
-	// Config is the site's remote config state (docs/FLEET-CONFIG.md);
-	// absent when remote_config is off.
-	Config *fleetconfig.Report `json:"cfg,omitempty"`
-}
-
-// StatusSubject is where a site's heartbeats go.
-func StatusSubject(prefix, site string) string { return prefix + "." + site + ".status" }
 
 // HeartbeatOptions are the heartbeat's dependencies; the agent supplies
 // them because uplink cannot import agent.
@@ -77,7 +24,7 @@ type HeartbeatOptions struct {
 	Interval time.Duration
 	// Build returns the status-derived fields; identity, time and the
 	// duplicate flag are filled in by the heartbeat itself.
-	Build func(ctx context.Context) Heartbeat
+	Build func(ctx context.Context) wire.Heartbeat
 	// LinkConn identifies the current leaf connection to the hub (0: down).
 	// Polled every second, so it must be cheap; a new id is a new connect,
 	// even when the link came back between two polls.
@@ -135,7 +82,7 @@ func NewHeartbeater(o HeartbeatOptions) (*Heartbeater, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Heartbeater{o: o, subject: StatusSubject(o.Prefix, o.Site), kick: make(chan struct{}, 1)}, nil
+	return &Heartbeater{o: o, subject: wire.StatusSubject(o.Prefix, o.Site), kick: make(chan struct{}, 1)}, nil
 }
 
 // Kick publishes a heartbeat now (if connected) instead of at the next
@@ -203,9 +150,9 @@ func (h *Heartbeater) Run(ctx context.Context) error {
 		return fmt.Errorf("heartbeat: subscribe %s: %w", h.subject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	clockSub, err := h.o.Conn.Subscribe(ClockSubject(h.o.Prefix, h.o.Site), h.hearClock)
+	clockSub, err := h.o.Conn.Subscribe(wire.ClockSubject(h.o.Prefix, h.o.Site), h.hearClock)
 	if err != nil {
-		return fmt.Errorf("heartbeat: subscribe %s: %w", ClockSubject(h.o.Prefix, h.o.Site), err)
+		return fmt.Errorf("heartbeat: subscribe %s: %w", wire.ClockSubject(h.o.Prefix, h.o.Site), err)
 	}
 	defer func() { _ = clockSub.Unsubscribe() }()
 	// A clone's connections last well under a second: poll often enough to
@@ -268,9 +215,9 @@ func (h *Heartbeater) waitHubListening(ctx context.Context) {
 }
 
 // Beat returns the heartbeat as it would be published now.
-func (h *Heartbeater) Beat(ctx context.Context) Heartbeat {
+func (h *Heartbeater) Beat(ctx context.Context) wire.Heartbeat {
 	hb := h.o.Build(ctx)
-	hb.Schema, hb.Site, hb.Server, hb.Instance = HeartbeatSchema, h.o.Site, h.o.Server, h.o.Instance
+	hb.Schema, hb.Site, hb.Server, hb.Instance = wire.HeartbeatSchema, h.o.Site, h.o.Server, h.o.Instance
 	hb.Interval = int64(h.o.Interval / time.Second)
 	if t, ok := h.Twin(); ok {
 		hb.Dup = true
@@ -309,7 +256,7 @@ func (h *Heartbeater) publish(ctx context.Context) error {
 // site id (a cloned SD card clones /etc/machine-id too, so the server name
 // alone cannot tell).
 func (h *Heartbeater) hear(m *nats.Msg) {
-	var hb Heartbeat
+	var hb wire.Heartbeat
 	if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Instance == "" || hb.Instance == h.o.Instance {
 		return
 	}

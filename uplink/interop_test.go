@@ -20,6 +20,7 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // natsServerBinary finds a nats-server executable installed on the host
@@ -217,17 +218,17 @@ func TestInteropStockHub(t *testing.T) {
 	// same hub, fed by a heartbeat that crosses the leaf.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := EnsureStatusStream(ctx, w.hubJS, "edge"); err != nil {
+	if _, err := hubops.EnsureStatusStream(ctx, w.hubJS, "edge"); err != nil {
 		t.Fatalf("fleet status stream on %s: %v", hub.version, err)
 	}
-	hb, _ := json.Marshal(Heartbeat{Schema: 1, Site: w.site})
-	var rows []SiteView
+	hb, _ := json.Marshal(wire.Heartbeat{Schema: 1, Site: w.site})
+	var rows []hubops.SiteView
 	testkit.WaitFor(t, 15*time.Second, func() error {
-		if err := w.leafNC.Publish(StatusSubject("edge", w.site), hb); err != nil {
+		if err := w.leafNC.Publish(wire.StatusSubject("edge", w.site), hb); err != nil {
 			t.Fatal(err)
 		}
 		var err error
-		if rows, err = ReadFleet(ctx, w.hubJS, "edge"); err != nil {
+		if rows, err = hubops.ReadFleet(ctx, w.hubJS, "edge"); err != nil {
 			t.Fatalf("fleet view on %s: %v", hub.version, err)
 		}
 		if len(rows) != 1 {

@@ -1,9 +1,14 @@
 package uplink
 
-import "time"
+import (
+	"time"
 
-// LinkState is the link as status, metrics and the heartbeat show it.
-type LinkState string
+	"github.com/edge-agent/edge-agent/uplink/wire"
+)
+
+// LinkState is the link as status, metrics and the heartbeat show it; the
+// type is the heartbeat's (uplink/wire), the values are the link's.
+type LinkState = wire.LinkState
 
 // Link states.
 const (
@@ -14,8 +19,8 @@ const (
 
 // ReasonClass says what kind of problem keeps the link or the forwarder
 // from working: what a technician must fix differs for each. Empty means
-// none.
-type ReasonClass string
+// none. The type is the heartbeat's (uplink/wire), the values the link's.
+type ReasonClass = wire.ReasonClass
 
 // Reason classes.
 const (

@@ -14,6 +14,7 @@ import (
 	"github.com/edge-agent/edge-agent/internal/human"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // style decorates the text only on a terminal: piped into a ticket or a
@@ -52,12 +53,12 @@ func (st style) mark(sev agent.Severity) string {
 	return "ok"
 }
 
-func (st style) state(state agent.HealthState) string {
+func (st style) state(state wire.HealthState) string {
 	word := strings.ToUpper(string(state))
 	switch state {
-	case agent.StateHealthy:
+	case wire.Healthy:
 		return st.color(ansiGreen+ansiBold, word)
-	case agent.StateDegraded:
+	case wire.Degraded:
 		return st.color(ansiYellow+ansiBold, word)
 	}
 	return st.color(ansiRed+ansiBold, word)

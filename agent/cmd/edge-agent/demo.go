@@ -22,7 +22,6 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/sensors"
-	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
@@ -182,7 +181,7 @@ func demoHubStream(hub *server.Server) error {
 		return err
 	}
 	// The fleet table, so `edge-agent fleet` against the dev hub shows the site.
-	_, err = uplink.EnsureStatusStream(ctx, js, "edge")
+	_, err = hubops.EnsureStatusStream(ctx, js, "edge")
 	return err
 }
 

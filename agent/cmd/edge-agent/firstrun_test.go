@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // TestHubInitRedactsPassword: the hint `hub init` prints (copied into
@@ -130,7 +130,7 @@ func TestHubInitAddsClockRepublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := uplink.StatusStreamConfig("edge")
+	old := hubops.StatusStreamConfig("edge")
 	old.RePublish = nil
 	if _, err := js.CreateStream(context.Background(), old); err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestHubInitAddsClockRepublish(t *testing.T) {
 	if code := run([]string{"hub", "init", "--server", hub.ClientURL()}, &out, &errb); code != 0 || !strings.Contains(out.String(), "updated existing hub stream EDGE_STATUS") {
 		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
 	}
-	s, err := js.Stream(context.Background(), uplink.StatusStream)
+	s, err := js.Stream(context.Background(), hubops.StatusStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // cmdFleet prints every site the hub has heard from, worst first, from the
@@ -63,12 +63,12 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 	if *metrics != "" {
 		return serveFleetMetrics(*metrics, js, *prefix, *stale, stdout, stderr)
 	}
-	sites, err := uplink.ReadFleet(ctx, js, *prefix)
+	sites, err := hubops.ReadFleet(ctx, js, *prefix)
 	if err != nil {
 		return exitFor(err, stderr)
 	}
 	now := time.Now()
-	sites = uplink.Rank(sites, now, *stale)
+	sites = hubops.Rank(sites, now, *stale)
 	code := 0
 	if *stale > 0 {
 		silent := sites[:0]
@@ -84,7 +84,7 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 	}
 	if *asJSON {
 		if sites == nil {
-			sites = []uplink.SiteView{}
+			sites = []hubops.SiteView{}
 		}
 		if err := printJSON(stdout, sites); err != nil {
 			return exitFor(err, stderr)
@@ -96,7 +96,7 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-func renderFleet(w io.Writer, sites []uplink.SiteView, now time.Time) {
+func renderFleet(w io.Writer, sites []hubops.SiteView, now time.Time) {
 	if len(sites) == 0 {
 		fmt.Fprintln(w, "no sites (none has sent a heartbeat to this hub, or none matches)")
 		return

@@ -16,7 +16,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 const fleetConfigUsage = `usage (hub clients; the bucket is ` + fleetconfig.Bucket + `, created by edge-agent hub init):
@@ -257,7 +257,7 @@ func fleetConfigHistory(f *fleetConfigFlags, args []string, stdout, stderr io.Wr
 // table.
 func reports(js jetstream.JetStream, prefix string) func(ctx context.Context) (map[string]fleetconfig.Report, error) {
 	return func(ctx context.Context) (map[string]fleetconfig.Report, error) {
-		sites, err := uplink.ReadFleet(ctx, js, prefix)
+		sites, err := hubops.ReadFleet(ctx, js, prefix)
 		if err != nil {
 			return nil, err
 		}

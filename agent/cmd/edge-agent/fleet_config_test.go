@@ -16,7 +16,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 func configRun(url string, args ...string) (code int, stdout, stderr string) {
@@ -133,8 +133,8 @@ func TestFleetConfigStatus(t *testing.T) {
 	}
 	defer nc.Close()
 	beat := func(site string, r fleetconfig.Report) {
-		data, _ := json.Marshal(uplink.Heartbeat{Schema: 1, Site: site, Version: "t", Interval: 30, State: "healthy", Link: "connected", Config: &r})
-		if err := nc.Publish(uplink.StatusSubject("edge", site), data); err != nil {
+		data, _ := json.Marshal(wire.Heartbeat{Schema: 1, Site: site, Version: "t", Interval: 30, State: "healthy", Link: "connected", Config: &r})
+		if err := nc.Publish(wire.StatusSubject("edge", site), data); err != nil {
 			t.Fatal(err)
 		}
 	}

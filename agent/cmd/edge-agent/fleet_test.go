@@ -14,7 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // testHub is an in-process JetStream hub on a free port.
@@ -72,12 +73,12 @@ func TestFleetCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uplink.EnsureStatusStream(t.Context(), js, "edge"); err != nil {
+	if _, err := hubops.EnsureStatusStream(t.Context(), js, "edge"); err != nil {
 		t.Fatal(err)
 	}
-	beat := func(site string, hb uplink.Heartbeat) uplink.Heartbeat {
+	beat := func(site string, hb wire.Heartbeat) wire.Heartbeat {
 		t.Helper()
-		hb.Schema, hb.Site, hb.Server, hb.Instance = uplink.HeartbeatSchema, site, site+"-0123abcd", "inst-"+site
+		hb.Schema, hb.Site, hb.Server, hb.Instance = wire.HeartbeatSchema, site, site+"-0123abcd", "inst-"+site
 		if hb.Interval == 0 {
 			hb.Interval = 30
 		}
@@ -88,7 +89,7 @@ func TestFleetCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := js.Publish(t.Context(), uplink.StatusSubject("edge", site), data); err != nil {
+		if _, err := js.Publish(t.Context(), wire.StatusSubject("edge", site), data); err != nil {
 			t.Fatalf("publish heartbeat of %s: %v", site, err)
 		}
 		return hb
@@ -96,18 +97,18 @@ func TestFleetCommand(t *testing.T) {
 
 	// The stale site spoke first, with a 1 s interval, and then went
 	// quiet: silent once older than three intervals, or than --stale.
-	sent := map[string]uplink.Heartbeat{}
-	sent["store-f-stale"] = beat("store-f-stale", uplink.Heartbeat{Interval: 1, Version: "1.0.0"})
-	beat("store-b-twice", uplink.Heartbeat{Version: "1.0.0"}) // replaced below: one row per site
+	sent := map[string]wire.Heartbeat{}
+	sent["store-f-stale"] = beat("store-f-stale", wire.Heartbeat{Interval: 1, Version: "1.0.0"})
+	beat("store-b-twice", wire.Heartbeat{Version: "1.0.0"}) // replaced below: one row per site
 	// Its age is what is under test: let it pass gap before the others speak.
 	const gap = 5 * time.Second
 	time.Sleep(gap)
 	fresh := time.Now()
-	sent["store-a-ok"] = beat("store-a-ok", uplink.Heartbeat{Version: "1.1.0", SensorsOK: 3})
-	sent["store-b-twice"] = beat("store-b-twice", uplink.Heartbeat{Version: "1.1.0"})
-	sent["store-c-backlog"] = beat("store-c-backlog", uplink.Heartbeat{Version: "1.1.0", Backlog: map[string]uint64{"TELEMETRY": 500, "ALERTS": 2}})
-	sent["store-d-down"] = beat("store-d-down", uplink.Heartbeat{Version: "1.1.0", State: "down", Link: "disconnected", Reason: "tls"})
-	sent["store-e-dup"] = beat("store-e-dup", uplink.Heartbeat{Version: "1.1.0", Dup: true, Twin: "store-e-dup-99aa00ff/inst-2"})
+	sent["store-a-ok"] = beat("store-a-ok", wire.Heartbeat{Version: "1.1.0", SensorsOK: 3})
+	sent["store-b-twice"] = beat("store-b-twice", wire.Heartbeat{Version: "1.1.0"})
+	sent["store-c-backlog"] = beat("store-c-backlog", wire.Heartbeat{Version: "1.1.0", Backlog: map[string]uint64{"TELEMETRY": 500, "ALERTS": 2}})
+	sent["store-d-down"] = beat("store-d-down", wire.Heartbeat{Version: "1.1.0", State: "down", Link: "disconnected", Reason: "tls"})
+	sent["store-e-dup"] = beat("store-e-dup", wire.Heartbeat{Version: "1.1.0", Dup: true, Twin: "store-e-dup-99aa00ff/inst-2"})
 
 	// Worst first: duplicate identity, silent, down, then by backlog,
 	// then by name.
@@ -136,7 +137,7 @@ func TestFleetCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("fleet --json: exit %d: %s", code, errs)
 	}
-	var views []uplink.SiteView
+	var views []hubops.SiteView
 	if err := json.Unmarshal([]byte(out), &views); err != nil {
 		t.Fatalf("fleet --json is not a list of sites: %v\n%s", err, out)
 	}

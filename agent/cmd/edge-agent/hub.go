@@ -101,7 +101,7 @@ func cmdHubInit(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, batchText(js, have.AllowBatchPublish))
 	// The fleet table is what `edge-agent fleet` reads: without it the
 	// heartbeats reach the hub but nothing keeps them.
-	s, verb, err = ensureReport(ctx, js, *srv, uplink.StatusStream, func() (jetstream.Stream, error) { return uplink.EnsureStatusStream(ctx, js, *prefix) })
+	s, verb, err = ensureReport(ctx, js, *srv, hubops.StatusStream, func() (jetstream.Stream, error) { return hubops.EnsureStatusStream(ctx, js, *prefix) })
 	if err != nil {
 		return exitFor(err, stderr)
 	}

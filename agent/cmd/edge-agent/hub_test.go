@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 func TestHubInit(t *testing.T) {
@@ -63,7 +63,7 @@ func checkStatusStream(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(t.Context(), uplink.StatusStream)
+	s, err := js.Stream(t.Context(), hubops.StatusStream)
 	if err != nil {
 		t.Fatalf("fleet table: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // startCLIAgent runs a real agent for site cli-1 from a config file in a
@@ -88,7 +89,7 @@ func TestStatusCommand(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if code := run([]string{"status", "--config", path, "--json"}, &out, &errb); code != agent.ExitDown || json.Unmarshal(out.Bytes(), &s) != nil || s.Running || s.State != agent.StateDown {
+	if code := run([]string{"status", "--config", path, "--json"}, &out, &errb); code != agent.ExitDown || json.Unmarshal(out.Bytes(), &s) != nil || s.Running || s.State != wire.Down {
 		t.Errorf("stopped daemon --json: exit %d\n%s", code, out.String())
 	}
 	out.Reset()

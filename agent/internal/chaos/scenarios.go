@@ -15,10 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/client"
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/powercut"
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // scenario is one row of the report: a fault repeated for a number of
@@ -449,7 +449,7 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	if unreported > 0 {
 		return fmt.Errorf("%d acked readings the damage took are not in a reported loss (%+v)", unreported, st.Store.Losses)
 	}
-	if st.State != agent.StateDown && lost > 0 {
+	if st.State != wire.Down && lost > 0 {
 		return fmt.Errorf("status %s with %d acked readings lost: want down until ack-loss", st.State, lost)
 	}
 	if _, err := client.AckLoss(ctx, socket); err != nil {

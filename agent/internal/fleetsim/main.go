@@ -40,7 +40,6 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/internal/wanfault"
-	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
@@ -524,7 +523,7 @@ func runHub(args []string) error {
 	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
 		return err
 	}
-	if _, err := uplink.EnsureStatusStream(ctx, js, "edge"); err != nil {
+	if _, err := hubops.EnsureStatusStream(ctx, js, "edge"); err != nil {
 		return err
 	}
 	nc.Close()

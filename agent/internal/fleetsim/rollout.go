@@ -17,7 +17,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
-	"github.com/edge-agent/edge-agent/uplink"
+	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // simulateRollout is -fault config: n agents in group sim with remote
@@ -90,7 +90,7 @@ func simulateRollout(n int, deadline time.Duration) error {
 		return fmt.Errorf("initial connect: %d of %d: %w", countConnected(agents), n, err)
 	}
 	reports := func(ctx context.Context) (map[string]fleetconfig.Report, error) {
-		views, err := uplink.ReadFleet(ctx, js, "edge")
+		views, err := hubops.ReadFleet(ctx, js, "edge")
 		out := map[string]fleetconfig.Report{}
 		for _, v := range views {
 			if v.Heartbeat.Config != nil {

@@ -1,4 +1,4 @@
-package uplink
+package hubops
 
 import (
 	"cmp"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
 // StatusStream is the hub's last-value table of heartbeats: one message per
@@ -27,7 +29,7 @@ func StatusStreamConfig(prefix string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              StatusStream,
 		Description:       "edge-agent fleet view: last heartbeat of each site (" + prefix + ".<site>.status)",
-		Subjects:          []string{StatusSubject(prefix, "*")},
+		Subjects:          []string{wire.StatusSubject(prefix, "*")},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
 		MaxMsgsPerSubject: 1,
@@ -37,6 +39,12 @@ func StatusStreamConfig(prefix string) jetstream.StreamConfig {
 		AllowDirect: true,
 		RePublish:   clockRepublish(prefix),
 	}
+}
+
+// clockRepublish is the RePublish of the status stream: <prefix>.<site>.status
+// comes back on <prefix>.<site>.clock (wire.ClockSubject) once stored.
+func clockRepublish(prefix string) *jetstream.RePublish {
+	return &jetstream.RePublish{Source: wire.StatusSubject(prefix, "*"), Destination: prefix + ".{{wildcard(1)}}.clock"}
 }
 
 // EnsureStatusStream creates the fleet table, or checks that an existing
@@ -73,20 +81,13 @@ type SiteView struct {
 	Site string `json:"site"`
 	// LastSeen is the hub's clock when the heartbeat was stored: a site
 	// with a wrong clock still ages correctly.
-	LastSeen  time.Time `json:"last_seen"`
-	Silent    bool      `json:"silent"` // not heard for three of its heartbeat intervals (or --stale)
-	Heartbeat Heartbeat `json:"heartbeat"`
-	Warnings  []string  `json:"warnings"`
+	LastSeen  time.Time      `json:"last_seen"`
+	Silent    bool           `json:"silent"` // not heard for three of its heartbeat intervals (or --stale)
+	Heartbeat wire.Heartbeat `json:"heartbeat"`
+	Warnings  []string       `json:"warnings"`
 	// Rank orders the table, worst first; it is a score, not a contract.
 	Rank int `json:"-"`
 }
-
-// MaxClockOffset is how far a site's clock may be from the hub's before
-// its reading timestamps are called wrong: well above the error of the
-// measurement (half a heartbeat round trip), well below what misorders a
-// day's readings. Being unsynchronised alone is no fault: a container
-// without NTP whose clock agrees with the hub is fine.
-const MaxClockOffset = 30 * time.Second
 
 // ClockOffset is the site's clock minus the hub's when the heartbeat was
 // stored (the transit time included, so an upper bound for a clock ahead);
@@ -123,7 +124,7 @@ func ReadFleet(ctx context.Context, js jetstream.JetStream, prefix string) ([]Si
 		return nil, nil
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{StatusSubject(prefix, "*")},
+		FilterSubjects: []string{wire.StatusSubject(prefix, "*")},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 	})
 	if err != nil {
@@ -198,7 +199,7 @@ func Rank(sites []SiteView, now time.Time, stale time.Duration) []SiteView {
 		if v.Silent {
 			add(500, "silent for "+age.Round(time.Second).String())
 		}
-		if hb.State == "down" {
+		if hb.State == wire.Down {
 			add(300, "down")
 		}
 		if n := len(hb.Failing); n > 0 {
@@ -210,10 +211,10 @@ func Rank(sites []SiteView, now time.Time, stale time.Duration) []SiteView {
 		if hb.Evicted > 0 {
 			add(100, fmt.Sprintf("%d readings evicted unforwarded", hb.Evicted))
 		}
-		if off, ok := v.ClockOffset(); ok && (off > MaxClockOffset || off < -MaxClockOffset) {
+		if off, ok := v.ClockOffset(); ok && (off > wire.MaxClockOffset || off < -wire.MaxClockOffset) {
 			add(50, fmt.Sprintf("clock off the hub's by %s", off.Round(time.Second)))
 		}
-		if hb.State == "degraded" {
+		if hb.State == wire.Degraded {
 			v.Rank += 10
 		}
 		for _, w := range hb.Warnings {
