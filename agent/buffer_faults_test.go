@@ -36,15 +36,6 @@ func agentOn(t *testing.T, dir, body string) *testAgent {
 	return runAgent(t, cfg)
 }
 
-func localJS(t *testing.T, a *testAgent) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(connect(t, a.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // fill writes a file until the filesystem is full.
 func fill(t *testing.T, path string) {
 	t.Helper()
@@ -86,7 +77,7 @@ func TestBufferDiskFull(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = disk.Close() })
 	a := agentOn(t, filepath.Join(disk.Dir, "state"), "buffer:\n  max_bytes: 64MiB\n")
-	js := localJS(t, a)
+	js := jsConnect(t, a.ClientURL())
 	ctx := context.Background()
 
 	var acked []uint64
@@ -226,16 +217,12 @@ func TestBufferCorruptStateDB(t *testing.T) {
 	publishLocal(t, a, "telemetry.t", 1)
 }
 
+// publishLocal stores n readings on subject in the agent's local buffer.
 func publishLocal(t *testing.T, a *testAgent, subject string, n int) {
 	t.Helper()
-	js := localJS(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for i := range n {
-		if _, err := js.Publish(ctx, subject, []byte(fmt.Sprintf("reading %d", i))); err != nil {
-			t.Fatalf("publish %d: %v", i, err)
-		}
-	}
+	publishReadings(ctx, t, jsConnect(t, a.ClientURL()), subject, n)
 }
 
 // A damaged JetStream block file (truncated or bit-flipped): the agent
@@ -382,7 +369,7 @@ func TestBufferKill9(t *testing.T) {
 	mu.Unlock()
 
 	a := agentOn(t, dir, "")
-	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
+	s, err := jsConnect(t, a.ClientURL()).Stream(context.Background(), buffer.StreamTelemetry)
 	if err != nil {
 		t.Fatal(err)
 	}

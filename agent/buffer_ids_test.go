@@ -27,7 +27,7 @@ import (
 // idPublish stores payloads p-from..p-(to-1) in the agent's local buffer.
 func idPublish(t *testing.T, a *testAgent, subject string, from, to int) {
 	t.Helper()
-	js := localJS(t, a)
+	js := jsConnect(t, a.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for i := from; i < to; i++ {
@@ -119,7 +119,7 @@ func publishAll(t *testing.T, a *testAgent, from, to int) {
 
 func streamLast(t *testing.T, a *testAgent) uint64 {
 	t.Helper()
-	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
+	s, err := jsConnect(t, a.ClientURL()).Stream(context.Background(), buffer.StreamTelemetry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func streamLast(t *testing.T, a *testAgent) uint64 {
 // fresh state.db had a new store id and cursor 0: everything was resent
 // under ids the hub had never seen.
 func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
-	hub, hjs := fwdHub(t, testkit.HubOpts(t))
+	hub, hjs := startHub(t, nil, edgeStream)
 	dir := t.TempDir()
 	body := idsBody(t, leafURL(t, hub, "nats"))
 	up := func(a *testAgent) { leafUp(t, hub, a) }
@@ -231,7 +231,7 @@ func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
 		{"bit-flip-indexed", flip},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hub, hjs := fwdHub(t, testkit.HubOpts(t))
+			hub, hjs := startHub(t, nil, edgeStream)
 			dir := t.TempDir()
 			body := idsBody(t, leafURL(t, hub, "nats"))
 			up := func(a *testAgent) { leafUp(t, hub, a) }

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // copyTree copies dir as a backup tool or an SD-card image does; with the
@@ -42,7 +41,7 @@ func TestBufferRestoredCopyExactlyOnce(t *testing.T) {
 			name = "live copy"
 		}
 		t.Run(name, func(t *testing.T) {
-			hub, hjs := fwdHub(t, testkit.HubOpts(t))
+			hub, hjs := startHub(t, nil, edgeStream)
 			dir, backup := t.TempDir(), filepath.Join(t.TempDir(), "backup")
 			body := idsBody(t, leafURL(t, hub, "nats"))
 			up := func(a *testAgent) { leafUp(t, hub, a) }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
-	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // monitoringFiles are the alert rules and dashboards the .deb ships under
@@ -63,10 +62,7 @@ func scrape(t *testing.T, url string) map[string]bool {
 // agent (uplink to a real hub, a sensor, an offset measured against the
 // hub's clock) or of the fleet exporter reading that hub's heartbeat table.
 func TestMonitoringNamesRealMetrics(t *testing.T) {
-	hub, js := fleetHub(t)
-	if _, err := hubops.EnsureHubStream(context.Background(), js, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	hub, js := startHub(t, nil, statusStream, edgeStream)
 	cfg := testConfig(t, fmt.Sprintf(`uplink:
   hub_urls: [%s]
   heartbeat: 1s
