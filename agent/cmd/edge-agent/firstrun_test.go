@@ -9,11 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/uplink"
@@ -22,15 +19,7 @@ import (
 // TestHubInitRedactsPassword: the hint `hub init` prints (copied into
 // tickets and chats) and its errors never carry the password of --server.
 func TestHubInitRedactsPassword(t *testing.T) {
-	hub, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(), Username: "ops", Password: "secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hub.Start()
-	t.Cleanup(func() { hub.Shutdown(); hub.WaitForShutdown() })
-	if !hub.ReadyForConnections(10 * time.Second) {
-		t.Fatal("hub not ready")
-	}
+	hub := testHub(t, func(o *server.Options) { o.Username, o.Password = "ops", "secret" })
 	port := hub.Addr().String()
 	for _, tc := range []struct {
 		url  string
@@ -121,24 +110,13 @@ func TestDoctorNamesTheKey(t *testing.T) {
 // updated the stream.
 func TestHubInitAddsClockRepublish(t *testing.T) {
 	hub := testHub(t)
-	nc, err := nats.Connect(hub.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := hubJS(t, hub.ClientURL())
 	old := uplink.StatusStreamConfig("edge")
 	old.RePublish = nil
 	if _, err := js.CreateStream(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
-	var out, errb bytes.Buffer
-	if code := run([]string{"hub", "init", "--server", hub.ClientURL()}, &out, &errb); code != 0 || !strings.Contains(out.String(), "updated existing hub stream EDGE_STATUS") {
-		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
-	}
+	hubInit(t, hub.ClientURL(), "updated existing hub stream EDGE_STATUS")
 	s, err := js.Stream(context.Background(), uplink.StatusStream)
 	if err != nil {
 		t.Fatal(err)

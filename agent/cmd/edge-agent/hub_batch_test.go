@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/uplink/hubops"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // hub init allows fast batches on a stream it creates, turns them on for
@@ -19,15 +17,7 @@ import (
 // has them as it is.
 func TestHubInitFastBatch(t *testing.T) {
 	url := testHub(t).ClientURL()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := hubJS(t, url)
 	old := hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)
 	old.AllowBatchPublish = false // as hub init made it before fast batches
 	if _, err := js.CreateStream(t.Context(), old); err != nil {

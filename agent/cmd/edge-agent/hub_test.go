@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/uplink"
 )
@@ -54,16 +52,7 @@ func TestHubInit(t *testing.T) {
 // fleet view needs it: one heartbeat per site.
 func checkStatusStream(t *testing.T, url string) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(t.Context(), uplink.StatusStream)
+	s, err := hubJS(t, url).Stream(t.Context(), uplink.StatusStream)
 	if err != nil {
 		t.Fatalf("fleet table: %v", err)
 	}
