@@ -23,17 +23,10 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
-// agentOn runs an agent whose state_dir is dir (not a fresh temp dir), so
-// tests can put the store on a small disk or restart on the same store.
+// agentOn runs an agent from configIn(dir, body).
 func agentOn(t *testing.T, dir, body string) *testAgent {
 	t.Helper()
-	y := fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
-		dir, filepath.Join(t.TempDir(), "agent.sock"), body)
-	cfg, err := ParseConfig(filepath.Join(t.TempDir(), "agent.yaml"), []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return runAgent(t, cfg)
+	return runAgent(t, configIn(t, dir, body))
 }
 
 // fill writes a file until the filesystem is full.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,16 +46,7 @@ func startRCSite(t *testing.T, dir, body string) *rcSite {
 // writeRCConfig writes dir/agent.yaml for a site with its state in dir.
 func writeRCConfig(t *testing.T, dir, body string) string {
 	t.Helper()
-	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
-		dir, filepath.Join(dir, "agent.sock"), body)
-	if !strings.Contains(body, "site:") {
-		y = "site: s1\n" + y
-	}
-	path := filepath.Join(dir, "agent.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeFile(t, dir, "agent.yaml", agentYAML(dir, dir, body), 0o600)
 }
 
 func runRCSite(t *testing.T, path string) *rcSite {
@@ -548,12 +538,7 @@ func TestRemoteConfigKill9Helper(t *testing.T) {
 func TestRemoteConfigKill9(t *testing.T) {
 	hub, kv := rcHub(t)
 	dir := t.TempDir()
-	y := fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\nuplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 60s}\n%s",
-		dir, filepath.Join(dir, "agent.sock"), leafURL(t, hub, "nats"), rcSensors)
-	path := filepath.Join(dir, "agent.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeRCConfig(t, dir, fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 60s}\n%s", leafURL(t, hub, "nats"), rcSensors))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRemoteConfigKill9Helper$", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), "EDGE_RC_KILL9_CONFIG="+path)
 	if err := cmd.Start(); err != nil {
