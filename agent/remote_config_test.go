@@ -76,6 +76,11 @@ func runRCSite(t *testing.T, path string) *rcSite {
 			return
 		}
 	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("site log:\n%s", s.logs)
+		}
+	})
 	t.Cleanup(s.stop)
 	s.agent()
 	return s
@@ -130,17 +135,13 @@ func (s *rcSite) report() fleetconfig.Report {
 func (s *rcSite) waitReport(d time.Duration, state string, rev uint64) fleetconfig.Report {
 	s.t.Helper()
 	var r fleetconfig.Report
-	deadline := time.Now().Add(d)
-	for {
-		r = s.report()
-		if r.State == state && r.DesiredRev >= rev {
-			return r
+	testkit.WaitFor(s.t, d, func() error {
+		if r = s.report(); r.State != state || r.DesiredRev < rev {
+			return fmt.Errorf("site reports %+v, want %s at rev %d", r, state, rev)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("site reports %+v, want %s at rev %d\n%s", r, state, rev, s.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return r
 }
 
 // rcHub is a hub with JetStream in domain hub and the config bucket.

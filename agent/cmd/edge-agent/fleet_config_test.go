@@ -14,6 +14,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -126,21 +127,16 @@ func TestFleetConfigStatus(t *testing.T) {
 	beat("s3", fleetconfig.Report{DesiredRev: 3, AppliedRev: 1, State: "rolled_back", Error: "health gate failed", Fragments: "fleet@1"})
 	_ = nc.Flush()
 	var st []fleetconfig.SiteStatus
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		code, out, errs := configRun(url, "status", "--json")
-		_ = json.Unmarshal([]byte(out), &st)
-		if len(st) == 3 {
-			if code != 1 {
-				t.Fatalf("drift but exit %d: %s", code, errs)
-			}
-			break
+		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 3 {
+			return fmt.Errorf("status: %d %s %s", code, out, errs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status: %d %s %s", code, out, errs)
+		if code != 1 {
+			t.Fatalf("drift but exit %d: %s", code, errs)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	got := map[string]fleetconfig.SiteStatus{}
 	for _, s := range st {
 		got[s.Site] = s

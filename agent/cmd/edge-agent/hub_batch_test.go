@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
@@ -58,16 +59,15 @@ func TestHubInitOldHub(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	var out, errb bytes.Buffer
-	code := 0
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		out.Reset()
 		errb.Reset()
-		if code = run([]string{"hub", "init", "--server", url, "--timeout", "5s"}, &out, &errb); code == 0 || time.Now().After(deadline) {
-			break
+		if code := run([]string{"hub", "init", "--server", url, "--timeout", "5s"}, &out, &errb); code != 0 {
+			return fmt.Errorf("exit %d:\n%s%s", code, out.String(), errb.String())
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if want := "older than 2.14; sites use one hub ack per reading"; code != 0 || !strings.Contains(out.String(), want) {
-		t.Fatalf("exit %d, output lacks %q:\n%s%s", code, want, out.String(), errb.String())
+		return nil
+	})
+	if want := "older than 2.14; sites use one hub ack per reading"; !strings.Contains(out.String(), want) {
+		t.Fatalf("output lacks %q:\n%s%s", want, out.String(), errb.String())
 	}
 }

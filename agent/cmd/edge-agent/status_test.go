@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // startCLIAgent runs a real agent for site cli-1 from a config file in a
@@ -48,18 +50,14 @@ func TestStatusCommand(t *testing.T) {
 	path, a, stop := startCLIAgent(t, "sensors:\n  - {name: demo, driver: sim, interval: 50ms}\n")
 
 	var out, errb bytes.Buffer
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		out.Reset()
 		code := run([]string{"status", "--config", path}, &out, &errb)
 		if code == agent.ExitHealthy || code == agent.ExitDegraded && strings.Contains(out.String(), "clock") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status exit %d:\n%s%s", code, out.String(), errb.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("status exit %d:\n%s%s", code, out.String(), errb.String())
+	})
 	if !strings.Contains(out.String(), "site cli-1") || !strings.Contains(out.String(), "demo") {
 		t.Errorf("status output:\n%s", out.String())
 	}
