@@ -48,8 +48,7 @@ func TestHubInitRedactsPassword(t *testing.T) {
 func TestDoctorFindsRunningConfig(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "agent.sock")
-	cfgPath := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n", filepath.Join(dir, "state"), sock)), 0o600)
+	cfgPath := writeFile(t, dir, "agent.yaml", fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n", filepath.Join(dir, "state"), sock))
 	cfg, err := agent.LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +95,7 @@ func TestDoctorFindsRunningConfig(t *testing.T) {
 // TestDoctorNamesTheKey: a config error in doctor says which key to change.
 func TestDoctorNamesTheKey(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(p, []byte("site: s1\nstate_dir: "+dir+"\nbuffer: {sync: 1ns}\n"), 0o600)
+	p := writeFile(t, dir, "agent.yaml", "site: s1\nstate_dir: "+dir+"\nbuffer: {sync: 1ns}\n")
 	var out, errb bytes.Buffer
 	run([]string{"doctor", "--config", p}, &out, &errb)
 	if want := "fix: change buffer.sync in " + p; !strings.Contains(out.String(), want) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +13,17 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
+
+// writeFile writes body to dir/name (private: configs may hold secrets)
+// and returns its path.
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // testHub is an in-process JetStream hub on a free port, its options
 // adjusted by tune.

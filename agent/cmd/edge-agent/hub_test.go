@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -81,10 +79,7 @@ func TestHubLeafUser(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	conf := "accounts { EDGE { jetstream: enabled, users: [\n" + out.String() + "\n] } }\n"
-	path := filepath.Join(t.TempDir(), "hub.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeFile(t, t.TempDir(), "hub.conf", conf)
 	o, err := server.ProcessConfigFile(path)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, conf)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,11 +22,7 @@ import (
 func startCLIAgent(t *testing.T, extra string) (path string, a *agent.Agent, stop func() error) {
 	t.Helper()
 	dir := t.TempDir()
-	path = filepath.Join(dir, "agent.yaml")
-	body := "site: cli-1\nstate_dir: " + dir + "\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: " + filepath.Join(dir, "agent.sock") + "\n" + extra
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path = writeFile(t, dir, "agent.yaml", "site: cli-1\nstate_dir: "+dir+"\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: "+filepath.Join(dir, "agent.sock")+"\n"+extra)
 	cfg, err := agent.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
