@@ -25,24 +25,6 @@ import (
 // a real hub, the agent's forwarder, payloads with ids so the hub side is
 // judged by what the local app published, not by sequence numbers.
 
-// idPublish stores payloads p-from..p-(to-1) in the agent's local buffer.
-func idPublish(t *testing.T, a *testAgent, subject string, from, to int) {
-	t.Helper()
-	js := jsConnect(t, a.ClientURL())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for i := from; i < to; i++ {
-		if _, err := js.PublishAsync(subject, fmt.Appendf(nil, `{"id":"p-%d"}`, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		t.Fatal("local publishes not acknowledged")
-	}
-}
-
 // hubPayloads reads the hub stream: payload id -> the Nats-Msg-Ids it
 // arrived under (more than one is a duplicate).
 func hubPayloads(t *testing.T, js jetstream.JetStream) map[string][]string {
@@ -124,9 +106,11 @@ func (s *idsSite) forwardAll(t *testing.T, from, to int) *testAgent {
 	return a
 }
 
+// publishAll stores payloads p-from..p-(to-1) in the agent's local buffer
+// and waits until the hub acknowledged all of the TELEMETRY stream.
 func publishAll(t *testing.T, a *testAgent, from, to int) {
 	t.Helper()
-	idPublish(t, a, "telemetry.t", from, to)
+	publishAsync(t, a, "telemetry.t", from, to, func(i int) []byte { return fmt.Appendf(nil, `{"id":"p-%d"}`, i) })
 	last := streamLast(t, a)
 	testkit.WaitFor(t, time.Minute, func() error {
 		if a.State().Cursor(buffer.StreamTelemetry) != last {

@@ -38,6 +38,28 @@ func publishReadings(ctx context.Context, t testing.TB, js jetstream.JetStream, 
 	}
 }
 
+// publishAsync stores payload(i) for i from from to to-1 on subject in the
+// agent's local buffer, as a local app on the client port does, waiting
+// for the acknowledgements every thousand readings.
+func publishAsync(t *testing.T, a *testAgent, subject string, from, to int, payload func(int) []byte) {
+	t.Helper()
+	js := jsConnect(t, a.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := from; i < to; i++ {
+		if _, err := js.PublishAsync(subject, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+		if (i-from)%1000 == 999 || i == to-1 {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				t.Fatal("local publishes not acknowledged")
+			}
+		}
+	}
+}
+
 // hubSetup creates on a test hub one thing `edge-agent hub init` creates.
 type hubSetup func(context.Context, jetstream.JetStream) error
 

@@ -14,26 +14,8 @@ import (
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
-// fwdPublish stores n readings in the agent's local buffer, as a local app
-// on the client port does.
-func fwdPublish(t *testing.T, a *testAgent, subject string, n int) {
-	t.Helper()
-	js := jsConnect(t, a.ClientURL())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for i := range n {
-		if _, err := js.PublishAsync(subject, make([]byte, 128)); err != nil {
-			t.Fatal(err)
-		}
-		if i%1000 == 999 || i == n-1 {
-			select {
-			case <-js.PublishAsyncComplete():
-			case <-ctx.Done():
-				t.Fatal("local publishes not acknowledged")
-			}
-		}
-	}
-}
+// zeros128 is a 128-byte reading.
+func zeros128(int) []byte { return make([]byte, 128) }
 
 func fwdHubCount(js jetstream.JetStream) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -88,7 +70,7 @@ func TestUplinkForwarderRestart(t *testing.T) {
 	a := startAgent(t, fmt.Sprintf("site: store-0042\nbuffer: {sync: 1s}\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats")))
 	leafUp(t, hub, a)
 	const n = 10000
-	fwdPublish(t, a, "telemetry.ambient", n)
+	publishAsync(t, a, "telemetry.ambient", 0, n, zeros128)
 	testkit.WaitFor(t, time.Minute, func() error {
 		if fwdHubCount(hjs) < 2000 {
 			return errors.New("still waiting for forwarding under way")
@@ -125,7 +107,7 @@ func TestUplinkAlertOvertakesBacklog(t *testing.T) {
 	first.WaitForShutdown()
 	a := startAgent(t, fmt.Sprintf("buffer: {sync: 1s}\nuplink:\n  hub_urls: [%s]\n  bandwidth: 100KB\n  reconnect: {min: 100ms, max: 500ms}\n", url))
 	const backlog = 20000
-	fwdPublish(t, a, "telemetry.x", backlog)
+	publishAsync(t, a, "telemetry.x", 0, backlog, zeros128)
 
 	o := testkit.HubOpts(t)
 	if _, err := fmt.Sscanf(url, "nats://127.0.0.1:%d", &o.LeafNode.Port); err != nil {

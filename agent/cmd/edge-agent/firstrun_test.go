@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/uplink"
 )
 
@@ -46,13 +43,7 @@ func TestHubInitRedactsPassword(t *testing.T) {
 // answering it falls back to the default path and says that instead; a
 // state_dir run will create is not a failure.
 func TestDoctorFindsRunningConfig(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	cfgPath := writeFile(t, dir, "agent.yaml", fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n", filepath.Join(dir, "state"), sock))
-	cfg, err := agent.LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := cliConfig(t, "")
 	// Doctor before the first run: state_dir does not exist yet.
 	var out, errb bytes.Buffer
 	run([]string{"doctor", "--config", cfgPath}, &out, &errb)
@@ -60,20 +51,11 @@ func TestDoctorFindsRunningConfig(t *testing.T) {
 		t.Errorf("a state_dir run creates is reported as a problem:\n%s", out.String())
 	}
 
-	level := new(slog.LevelVar)
-	a := agent.New(cfg, agent.NewLogger(&bytes.Buffer{}, "text", level), level)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-errc })
-	select {
-	case <-a.Ready():
-	case err := <-errc:
-		t.Fatal(err)
-	}
+	a, _ := startCLIAgent(t, cfgPath)
+	sock := a.Config().ControlSocket
 	out.Reset()
 	run([]string{"doctor", "--socket", sock}, &out, &errb)
-	if want := cfgPath + " is valid (site s1) (the running agent's config, asked on " + sock + ")"; !strings.Contains(out.String(), want) {
+	if want := cfgPath + " is valid (site cli-1) (the running agent's config, asked on " + sock + ")"; !strings.Contains(out.String(), want) {
 		t.Errorf("doctor output lacks %q:\n%s", want, out.String())
 	}
 
@@ -81,8 +63,9 @@ func TestDoctorFindsRunningConfig(t *testing.T) {
 		t.Skipf("%s exists on this machine: the fallback case needs it absent", defaultConfig)
 	}
 	out.Reset()
-	code := run([]string{"doctor", "--socket", filepath.Join(dir, "nobody.sock")}, &out, &errb)
-	for _, want := range []string{"(the default path: no agent answered on " + filepath.Join(dir, "nobody.sock") + ")", "fix: create " + defaultConfig} {
+	nobody := filepath.Join(t.TempDir(), "nobody.sock")
+	code := run([]string{"doctor", "--socket", nobody}, &out, &errb)
+	for _, want := range []string{"(the default path: no agent answered on " + nobody + ")", "fix: create " + defaultConfig} {
 		if code != 2 || !strings.Contains(out.String(), want) {
 			t.Errorf("exit %d, output lacks %q:\n%s", code, want, out.String())
 		}

@@ -16,13 +16,20 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
-// startCLIAgent runs a real agent for site cli-1 from a config file in a
-// temporary directory (extra is appended to it) until the test ends or
-// stop is called; the CLI under test finds it through that file.
-func startCLIAgent(t *testing.T, extra string) (path string, a *agent.Agent, stop func() error) {
+// cliConfig writes the agent.yaml of site cli-1 (extra appended) in a
+// temporary directory, with a state_dir that run creates, and returns its
+// path.
+func cliConfig(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
-	path = writeFile(t, dir, "agent.yaml", "site: cli-1\nstate_dir: "+dir+"\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: "+filepath.Join(dir, "agent.sock")+"\n"+extra)
+	return writeFile(t, dir, "agent.yaml", "site: cli-1\nstate_dir: "+filepath.Join(dir, "state")+"\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: "+filepath.Join(dir, "agent.sock")+"\n"+extra)
+}
+
+// startCLIAgent runs a real agent from the config file at path until the
+// test ends or stop is called; the CLI under test finds it through that
+// file.
+func startCLIAgent(t *testing.T, path string) (a *agent.Agent, stop func() error) {
+	t.Helper()
 	cfg, err := agent.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
@@ -38,11 +45,12 @@ func startCLIAgent(t *testing.T, extra string) (path string, a *agent.Agent, sto
 	case err := <-errc:
 		t.Fatal(err)
 	}
-	return path, a, stop
+	return a, stop
 }
 
 func TestStatusCommand(t *testing.T) {
-	path, a, stop := startCLIAgent(t, "sensors:\n  - {name: demo, driver: sim, interval: 50ms}\n")
+	path := cliConfig(t, "sensors:\n  - {name: demo, driver: sim, interval: 50ms}\n")
+	a, stop := startCLIAgent(t, path)
 
 	var out, errb bytes.Buffer
 	testkit.WaitFor(t, 15*time.Second, func() error {
