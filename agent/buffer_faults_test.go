@@ -70,7 +70,7 @@ func TestBufferDiskFull(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = disk.Close() })
 	a := agentOn(t, filepath.Join(disk.Dir, "state"), "buffer:\n  max_bytes: 64MiB\n")
-	js := jsConnect(t, a.ClientURL())
+	js := localJS(t, a)
 	ctx := context.Background()
 
 	var acked []uint64
@@ -211,11 +211,17 @@ func TestBufferCorruptStateDB(t *testing.T) {
 }
 
 // publishLocal stores n readings on subject in the agent's local buffer.
+// localJS is a JetStream handle on the agent's client port.
+func localJS(t *testing.T, a *testAgent) jetstream.JetStream {
+	t.Helper()
+	return jsConnect(t, a.ClientURL())
+}
+
 func publishLocal(t *testing.T, a *testAgent, subject string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	publishReadings(ctx, t, jsConnect(t, a.ClientURL()), subject, n)
+	publishReadings(ctx, t, localJS(t, a), subject, n)
 }
 
 // A damaged JetStream block file (truncated or bit-flipped): the agent
@@ -362,7 +368,7 @@ func TestBufferKill9(t *testing.T) {
 	mu.Unlock()
 
 	a := agentOn(t, dir, "")
-	s, err := jsConnect(t, a.ClientURL()).Stream(context.Background(), buffer.StreamTelemetry)
+	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
 	if err != nil {
 		t.Fatal(err)
 	}

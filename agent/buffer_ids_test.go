@@ -122,7 +122,7 @@ func publishAll(t *testing.T, a *testAgent, from, to int) {
 
 func streamLast(t *testing.T, a *testAgent) uint64 {
 	t.Helper()
-	s, err := jsConnect(t, a.ClientURL()).Stream(context.Background(), buffer.StreamTelemetry)
+	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
 	if err != nil {
 		t.Fatal(err)
 	}

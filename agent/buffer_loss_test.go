@@ -138,7 +138,7 @@ func tailDamage(t *testing.T, at func(int64) int64, noIndex, salvage bool) {
 	}
 
 	a = agentOn(t, dir, "")
-	seqs := readSeqs(t, jsConnect(t, a.ClientURL()), buffer.StreamTelemetry)
+	seqs := readSeqs(t, localJS(t, a), buffer.StreamTelemetry)
 	lost := missingSeqs(n, seqs)
 	recSize := fi.Size() / n
 	t.Logf("%d of %d readings left after 2 KiB of damage (records of ~%d bytes): lost %d..%d", len(seqs), n, recSize, lost[0], lost[len(lost)-1])
@@ -232,7 +232,7 @@ func TestBufferDamageWhileRunningReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	damageFile(t, blk, int(fi.Size()/2), 2048)
-	js := jsConnect(t, a.ClientURL())
+	js := localJS(t, a)
 	var seqs []uint64
 	testkit.WaitFor(t, 60*time.Second, func() error {
 		seqs = readSeqs(t, js, buffer.StreamTelemetry)

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +59,15 @@ func debianTrustHub(t *testing.T) trustHub {
 	}
 	ver, _ := exec.Command(bin, "--version").CombinedOutput()
 	dir := t.TempDir()
-	h := trustHub{name: strings.TrimSpace(string(ver)), client: fmt.Sprintf("nats://127.0.0.1:%d", freePort(t)), leaf: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	free := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	h := trustHub{name: strings.TrimSpace(string(ver)), client: fmt.Sprintf("nats://127.0.0.1:%d", free()), leaf: fmt.Sprintf("127.0.0.1:%d", free())}
 	conf := writeFile(t, dir, "hub.conf", fmt.Sprintf("server_name: ext-hub\nlisten: %s\njetstream { store_dir: %q, domain: hub }\nleafnodes { listen: %s }\n",
 		strings.TrimPrefix(h.client, "nats://"), filepath.Join(dir, "js"), h.leaf), 0o600)
 	cmd := exec.Command(bin, "-c", conf, "-l", filepath.Join(dir, "hub.log"))

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -114,17 +113,4 @@ func serverFromConfig(t *testing.T, text string, tune ...func(*server.Options)) 
 		f(o)
 	}
 	return testkit.RunServer(t, o)
-}
-
-// freePort returns a port nothing listens on right now, for options (like
-// nats-server's HTTPPort) where 0 means "off" rather than "any", and for
-// servers in another process.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
