@@ -17,11 +17,12 @@ import (
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
-// doctorConfig writes an agent.yaml whose uplink is the given block.
+// doctorConfig writes a test agent's agent.yaml whose uplink is the given
+// block.
 func doctorConfig(t *testing.T, uplinkBlock string) string {
 	t.Helper()
 	dir := t.TempDir()
-	return writeFile(t, dir, "agent.yaml", fmt.Sprintf("site: s1\nstate_dir: %s\ncontrol_socket: %s\nuplink:\n%s", dir, filepath.Join(dir, "agent.sock"), uplinkBlock), 0o600)
+	return writeFile(t, dir, "agent.yaml", agentYAML(dir, dir, "uplink:\n"+uplinkBlock), 0o600)
 }
 
 // hubCheck is doctor's hub line for cfgPath and the lines that follow it
