@@ -451,7 +451,8 @@ func TestRemoteConfigRollout(t *testing.T) {
 	for _, s := range sites {
 		s.waitReport(20*time.Second, fleetconfig.StateApplied, base)
 	}
-	js := jsConnect(t, hub.ClientURL())
+	nc := connect(t, hub.ClientURL())
+	js, _ := jetstream.New(nc)
 	reports := func(ctx context.Context) (map[string]fleetconfig.Report, error) {
 		views, err := uplink.ReadFleet(ctx, js, "edge")
 		out := map[string]fleetconfig.Report{}
