@@ -25,10 +25,7 @@ func TestAgentAgeLimitIsTheAgers(t *testing.T) {
 	defer cancel()
 	cfg := testConfig(t, "buffer: {max_age: 48h}\n")
 	ta := runAgent(t, cfg)
-	js, err := jetstream.New(connect(t, ta.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jsConnect(t, ta.ClientURL())
 	for _, name := range buffer.Lanes {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
@@ -72,10 +69,7 @@ func TestAgentAgeLimitIsTheAgers(t *testing.T) {
 	st.Close()
 
 	ta = runAgent(t, cfg)
-	js, err = jetstream.New(connect(t, ta.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js = jsConnect(t, ta.ClientURL())
 	if s, err = js.Stream(ctx, buffer.StreamTelemetry); err != nil || s.CachedInfo().Config.MaxAge != 0 {
 		t.Fatalf("TELEMETRY after the restart: %v, MaxAge %v", err, s.CachedInfo().Config.MaxAge)
 	}
@@ -108,10 +102,7 @@ func TestAgentTestClockJump(t *testing.T) {
 	if !strings.Contains(ta.logs.String(), "TEST CLOCK in effect") {
 		t.Fatalf("startup does not log the test clock:\n%s", ta.logs)
 	}
-	js, err := jetstream.New(connect(t, ta.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jsConnect(t, ta.ClientURL())
 	cons, err := js.OrderedConsumer(ctx, buffer.StreamTelemetry, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"telemetry.room"}})
 	if err != nil {
 		t.Fatal(err)

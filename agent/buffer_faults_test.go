@@ -23,26 +23,10 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
-// agentOn runs an agent whose state_dir is dir (not a fresh temp dir), so
-// tests can put the store on a small disk or restart on the same store.
+// agentOn runs an agent from configIn(dir, body).
 func agentOn(t *testing.T, dir, body string) *testAgent {
 	t.Helper()
-	y := fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
-		dir, filepath.Join(t.TempDir(), "agent.sock"), body)
-	cfg, err := ParseConfig(filepath.Join(t.TempDir(), "agent.yaml"), []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return runAgent(t, cfg)
-}
-
-func localJS(t *testing.T, a *testAgent) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(connect(t, a.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return runAgent(t, configIn(t, dir, body))
 }
 
 // fill writes a file until the filesystem is full.
@@ -226,16 +210,18 @@ func TestBufferCorruptStateDB(t *testing.T) {
 	publishLocal(t, a, "telemetry.t", 1)
 }
 
+// publishLocal stores n readings on subject in the agent's local buffer.
+// localJS is a JetStream handle on the agent's client port.
+func localJS(t *testing.T, a *testAgent) jetstream.JetStream {
+	t.Helper()
+	return jsConnect(t, a.ClientURL())
+}
+
 func publishLocal(t *testing.T, a *testAgent, subject string, n int) {
 	t.Helper()
-	js := localJS(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for i := range n {
-		if _, err := js.Publish(ctx, subject, []byte(fmt.Sprintf("reading %d", i))); err != nil {
-			t.Fatalf("publish %d: %v", i, err)
-		}
-	}
+	publishReadings(ctx, t, localJS(t, a), subject, n)
 }
 
 // A damaged JetStream block file (truncated or bit-flipped): the agent

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -23,24 +24,6 @@ import (
 // Exactly-once across a lost state.db and a damaged block file, end to end:
 // a real hub, the agent's forwarder, payloads with ids so the hub side is
 // judged by what the local app published, not by sequence numbers.
-
-// idPublish stores payloads p-from..p-(to-1) in the agent's local buffer.
-func idPublish(t *testing.T, a *testAgent, subject string, from, to int) {
-	t.Helper()
-	js := localJS(t, a)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for i := from; i < to; i++ {
-		if _, err := js.PublishAsync(subject, fmt.Appendf(nil, `{"id":"p-%d"}`, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		t.Fatal("local publishes not acknowledged")
-	}
-}
 
 // hubPayloads reads the hub stream: payload id -> the Nats-Msg-Ids it
 // arrived under (more than one is a duplicate).
@@ -90,24 +73,44 @@ func checkHubOnce(t *testing.T, js jetstream.JetStream, n int) map[string][]stri
 
 func head(s []string) []string { return s[:min(len(s), 5)] }
 
-func idsBody(t *testing.T, hubURL string) string {
-	t.Helper()
-	return fmt.Sprintf("buffer: {sync: always}\nuplink:\n  hub_urls: [%s]\n", hubURL)
+// idsSite is a hub with the EDGE stream and a site forwarding to it, its
+// state in dir and every reading synced.
+type idsSite struct {
+	hub  *server.Server
+	hjs  jetstream.JetStream
+	dir  string
+	body string
 }
 
-// forwardAll starts an agent on dir, publishes p-from..p-(to-1) and waits
-// until the hub acknowledged all of the TELEMETRY stream.
-func forwardAll(t *testing.T, dir, body string, hubLeaf func(*testAgent), from, to int) *testAgent {
+func newIDsSite(t *testing.T) *idsSite {
 	t.Helper()
-	a := agentOn(t, dir, body)
-	hubLeaf(a)
+	hub, hjs := startHub(t, nil, edgeStream)
+	body := fmt.Sprintf("buffer: {sync: always}\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats"))
+	return &idsSite{hub: hub, hjs: hjs, dir: t.TempDir(), body: body}
+}
+
+// start runs the site's agent on its dir and waits for its leaf.
+func (s *idsSite) start(t *testing.T) *testAgent {
+	t.Helper()
+	a := agentOn(t, s.dir, s.body)
+	leafUp(t, s.hub, a)
+	return a
+}
+
+// forwardAll starts the site, publishes p-from..p-(to-1) and waits until
+// the hub acknowledged all of the TELEMETRY stream.
+func (s *idsSite) forwardAll(t *testing.T, from, to int) *testAgent {
+	t.Helper()
+	a := s.start(t)
 	publishAll(t, a, from, to)
 	return a
 }
 
+// publishAll stores payloads p-from..p-(to-1) in the agent's local buffer
+// and waits until the hub acknowledged all of the TELEMETRY stream.
 func publishAll(t *testing.T, a *testAgent, from, to int) {
 	t.Helper()
-	idPublish(t, a, "telemetry.t", from, to)
+	publishAsync(t, a, "telemetry.t", from, to, func(i int) []byte { return fmt.Appendf(nil, `{"id":"p-%d"}`, i) })
 	last := streamLast(t, a)
 	testkit.WaitFor(t, time.Minute, func() error {
 		if a.State().Cursor(buffer.StreamTelemetry) != last {
@@ -132,17 +135,14 @@ func streamLast(t *testing.T, a *testAgent) uint64 {
 // fresh state.db had a new store id and cursor 0: everything was resent
 // under ids the hub had never seen.
 func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
-	hub, hjs := fwdHub(t, testkit.HubOpts(t))
-	dir := t.TempDir()
-	body := idsBody(t, leafURL(t, hub, "nats"))
-	up := func(a *testAgent) { leafUp(t, hub, a) }
-	a := forwardAll(t, dir, body, up, 0, 300)
+	s := newIDsSite(t)
+	a := s.forwardAll(t, 0, 300)
 	storeID := a.State().StoreID()
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
 	// Garbage over both bbolt meta pages: unusable whatever the rest holds.
-	f, err := os.OpenFile(filepath.Join(dir, "state.db"), os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(s.dir, "state.db"), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
 	}
 	f.Close()
 
-	b := forwardAll(t, dir, body, up, 300, 500)
+	b := s.forwardAll(t, 300, 500)
 	if b.State().StoreID() != storeID {
 		t.Fatalf("store id %s after the restore, want %s", b.State().StoreID(), storeID)
 	}
@@ -166,7 +166,7 @@ func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
 	if !slices.Contains(kinds, buffer.EventStateCorrupt) || !slices.Contains(kinds, buffer.EventStateRestored) {
 		t.Fatalf("events %v: the technician must see the recovery", kinds)
 	}
-	checkHubOnce(t, hjs, 500)
+	checkHubOnce(t, s.hjs, 500)
 	if n := b.ForwarderStatus().Forwarded[buffer.StreamTelemetry]; n != 200 {
 		t.Fatalf("forwarded %d after the restart, want the 200 new ones only", n)
 	}
@@ -231,20 +231,17 @@ func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
 		{"bit-flip-indexed", flip},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hub, hjs := fwdHub(t, testkit.HubOpts(t))
-			dir := t.TempDir()
-			body := idsBody(t, leafURL(t, hub, "nats"))
-			up := func(a *testAgent) { leafUp(t, hub, a) }
-			a := forwardAll(t, dir, body, up, 0, 300)
+			s := newIDsSite(t)
+			a := s.forwardAll(t, 0, 300)
 			old := a.State().MsgIDPrefix(buffer.StreamTelemetry, 300)
 			if err := a.stop(); err != nil {
 				t.Fatal(err)
 			}
-			tc.damage(t, dir)
+			tc.damage(t, s.dir)
 
-			b := agentOn(t, dir, body)
+			b := agentOn(t, s.dir, s.body)
 			end := streamLast(t, b)
-			leafUp(t, hub, b)
+			leafUp(t, s.hub, b)
 			publishAll(t, b, 300, 500)
 			var damaged bool
 			for _, e := range b.BufferHealth().Events {
@@ -253,7 +250,7 @@ func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
 			if !damaged {
 				t.Fatalf("damage not reported: %+v\n%s", b.BufferHealth().Events, b.logs)
 			}
-			got := checkHubOnce(t, hjs, 500)
+			got := checkHubOnce(t, s.hjs, 500)
 			if n := b.ForwarderStatus().Forwarded[buffer.StreamTelemetry]; n != 200 {
 				t.Fatalf("forwarded %d after the damage, want the 200 new ones only", n)
 			}

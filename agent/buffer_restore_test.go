@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // copyTree copies dir as a backup tool or an SD-card image does; with the
@@ -42,30 +41,26 @@ func TestBufferRestoredCopyExactlyOnce(t *testing.T) {
 			name = "live copy"
 		}
 		t.Run(name, func(t *testing.T) {
-			hub, hjs := fwdHub(t, testkit.HubOpts(t))
-			dir, backup := t.TempDir(), filepath.Join(t.TempDir(), "backup")
-			body := idsBody(t, leafURL(t, hub, "nats"))
-			up := func(a *testAgent) { leafUp(t, hub, a) }
-			a := forwardAll(t, dir, body, up, 0, 100)
+			s, backup := newIDsSite(t), filepath.Join(t.TempDir(), "backup")
+			a := s.forwardAll(t, 0, 100)
 			if err := a.stop(); err != nil {
 				t.Fatal(err)
 			}
 			if !live {
-				copyTree(t, dir, backup)
+				copyTree(t, s.dir, backup)
 			}
-			b := agentOn(t, dir, body)
-			up(b)
+			b := s.start(t)
 			if live {
-				copyTree(t, dir, backup)
+				copyTree(t, s.dir, backup)
 			}
 			publishAll(t, b, 100, 300)
 			if err := b.stop(); err != nil {
 				t.Fatal(err)
 			}
 
-			restoreTree(t, backup, dir)
-			c := forwardAll(t, dir, body, up, 300, 500)
-			checkHubOnce(t, hjs, 500)
+			restoreTree(t, backup, s.dir)
+			c := s.forwardAll(t, 300, 500)
+			checkHubOnce(t, s.hjs, 500)
 			f := c.ForwarderStatus()
 			if n := f.Forwarded[buffer.StreamTelemetry]; n != 200 || f.DroppedDuplicate != 0 {
 				t.Fatalf("after the restore: forwarded %d (want the 200 new ones), %d dropped as duplicates", n, f.DroppedDuplicate)

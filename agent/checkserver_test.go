@@ -1,40 +1,13 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/edge-agent/edge-agent/internal/testkit"
 )
-
-// tryRun runs the agent until it is ready (nil) or Run returns (its error).
-func tryRun(t *testing.T, cfg *Config) error {
-	t.Helper()
-	level := new(slog.LevelVar)
-	a := New(cfg, NewLogger(&testkit.SyncBuffer{}, "text", level), level)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-		cancel()
-		<-errc
-		return nil
-	case err := <-errc:
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatal("agent neither ready nor failed in 30s")
-		return nil
-	}
-}
 
 // TestCheckConfigIsRunsValidation: the seed documents' leaf configs,
 // verbatim through nats_config (hosts left as printed: nothing is dialled
@@ -73,7 +46,7 @@ system_account: SYS
 		t.Run(tc.name, func(t *testing.T) {
 			conf := writeFile(t, dir, fmt.Sprintf("leaf%d.conf", i), tc.conf, 0o600)
 			state := t.TempDir()
-			y := fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\nnats_config: %s\n%s", state, filepath.Join(state, "a.sock"), conf, tc.yaml)
+			y := agentYAML(state, state, fmt.Sprintf("nats_config: %s\n%s", conf, tc.yaml))
 			var ce *ConfigError
 			cfg, err := ParseConfig(filepath.Join(state, "agent.yaml"), []byte(y))
 			if err != nil {

@@ -42,7 +42,7 @@ func clockWarnings(s Status) []Warning {
 func TestClockAgainstHub(t *testing.T) {
 	clockFile := filepath.Join(t.TempDir(), "clock")
 	t.Setenv(TestClockEnv, clockFile)
-	hub, _ := fleetHub(t)
+	hub, _ := startHub(t, nil, statusStream)
 	a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  heartbeat: 1s\n", leafURL(t, hub, "nats")))
 	ctx := context.Background()
 	offset := func(s Status) (float64, bool) {

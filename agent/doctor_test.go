@@ -11,18 +11,18 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
-// doctorConfig writes an agent.yaml whose uplink is the given block.
+// doctorConfig writes a test agent's agent.yaml whose uplink is the given
+// block.
 func doctorConfig(t *testing.T, uplinkBlock string) string {
 	t.Helper()
 	dir := t.TempDir()
-	return writeFile(t, dir, "agent.yaml", fmt.Sprintf("site: s1\nstate_dir: %s\ncontrol_socket: %s\nuplink:\n%s", dir, filepath.Join(dir, "agent.sock"), uplinkBlock), 0o600)
+	return writeFile(t, dir, "agent.yaml", agentYAML(dir, dir, "uplink:\n"+uplinkBlock), 0o600)
 }
 
 // hubCheck is doctor's hub line for cfgPath and the lines that follow it
@@ -52,36 +52,16 @@ func hubCheck(t *testing.T, cfgPath string) (Check, map[string]Check) {
 // hub's config syntax) and ops.
 func permHub(t *testing.T, leafUser string) *server.Server {
 	t.Helper()
-	dir := t.TempDir()
-	conf := fmt.Sprintf(`listen: 127.0.0.1:-1
+	hub := serverFromConfig(t, fmt.Sprintf(`listen: 127.0.0.1:-1
 leafnodes { listen: 127.0.0.1:-1 }
 jetstream { store_dir: %q, domain: hub }
 accounts { EDGE { jetstream: enabled, users: [
 %s
 {user: ops, password: ops}
 ] } }
-`, filepath.Join(dir, "js"), leafUser)
-	path := writeFile(t, dir, "hub.conf", conf, 0o600)
-	o, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.NoLog, o.NoSigs = true, true
-	hub := testkit.RunServer(t, o)
-	hubStream(t, hub, nats.UserInfo("ops", "ops"))
+`, t.TempDir(), leafUser))
+	hubInit(t, jsConnect(t, hub.ClientURL(), nats.UserInfo("ops", "ops")), edgeStream)
 	return hub
-}
-
-// hubStream creates the hub stream as `edge-agent hub init` does.
-func hubStream(t *testing.T, hub *server.Server, opts ...nats.Option) {
-	t.Helper()
-	js, err := jetstream.New(connect(t, hub.ClientURL(), opts...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hubops.EnsureHubStream(t.Context(), js, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func tlsHub(t *testing.T, p testkit.PKI, auth bool) *server.Server {
@@ -99,7 +79,7 @@ func TestDoctorHubSteps(t *testing.T) {
 	other := testkit.NewPKI(t, time.Now().Add(90*24*time.Hour))
 	expired := testkit.NewPKI(t, time.Now().Add(-72*time.Hour-time.Minute))
 	okHub := tlsHub(t, good, true)
-	hubStream(t, okHub)
+	hubInit(t, jsConnect(t, okHub.ClientURL()), edgeStream)
 	noStreamHub := tlsHub(t, good, true)
 	// s1's leaf user copied from another site's entry: it may not publish
 	// edge.s1.>.

@@ -16,7 +16,7 @@ import (
 // accessor, log, heartbeat) instead of the two mixing their data silently.
 func TestDuplicateSite(t *testing.T) {
 	t.Run("two devices", func(t *testing.T) {
-		hub, _ := fleetHub(t)
+		hub, _ := startHub(t, nil, statusStream)
 		heard := heartbeats(t, connect(t, hub.ClientURL()), "edge.twin.status")
 		up := fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  heartbeat: 1s\n", leafURL(t, hub, "nats"))
 		// Different machines: different server names, both stay connected.
@@ -25,7 +25,7 @@ func TestDuplicateSite(t *testing.T) {
 		assertTwins(t, a, b, heard)
 	})
 	t.Run("cloned SD card", func(t *testing.T) {
-		hub, _ := fleetHub(t)
+		hub, _ := startHub(t, nil, statusStream)
 		heard := heartbeats(t, connect(t, hub.ClientURL()), "edge.clone.status")
 		up := fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  heartbeat: 1s\n  reconnect: {min: 100ms, max: 1s}\n", leafURL(t, hub, "nats"))
 		// One machine id: the same derived server name, as on a cloned image.

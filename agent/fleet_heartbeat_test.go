@@ -11,30 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 	"github.com/edge-agent/edge-agent/uplink/wire"
 )
-
-// fleetHub is a hub with the fleet's last-heartbeat table, as `hub init`
-// leaves it.
-func fleetHub(t *testing.T) (*server.Server, jetstream.JetStream) {
-	t.Helper()
-	hub := testkit.RunServer(t, testkit.HubOpts(t))
-	js, err := jetstream.New(connect(t, hub.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hubops.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
-		t.Fatal(err)
-	}
-	return hub, js
-}
 
 // heartbeats collects the heartbeats the hub receives on subject.
 func heartbeats(t *testing.T, nc *nats.Conn, subject string) func() []wire.Heartbeat {
@@ -67,7 +50,7 @@ func heartbeats(t *testing.T, nc *nats.Conn, subject string) func() []wire.Heart
 }
 
 func TestHeartbeat(t *testing.T) {
-	hub, _ := fleetHub(t)
+	hub, _ := startHub(t, nil, statusStream)
 	heard := heartbeats(t, connect(t, hub.ClientURL()), "edge.store-0042.status")
 	// A realistic site: ten sensors with long names, two of them failing.
 	var sb strings.Builder
@@ -125,12 +108,7 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestHeartbeatOnEveryConnect(t *testing.T) {
-	o := testkit.HubOpts(t)
-	hub := testkit.RunServer(t, o)
-	js, _ := jetstream.New(connect(t, hub.ClientURL()))
-	if _, err := hubops.EnsureStatusStream(context.Background(), js, "edge"); err != nil {
-		t.Fatal(err)
-	}
+	hub, js := startHub(t, nil, statusStream)
 	// Default 30 s interval: anything heard within the test is a connect beat.
 	a := startAgent(t, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n  reconnect: {min: 100ms, max: 500ms}\n", leafURL(t, hub, "nats")))
 	leafUp(t, hub, a)

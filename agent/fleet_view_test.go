@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
@@ -18,7 +16,7 @@ import (
 )
 
 func TestFleetView(t *testing.T) {
-	hub, js := fleetHub(t)
+	hub, js := startHub(t, nil, statusStream)
 	ctx := context.Background()
 	url := leafURL(t, hub, "nats")
 	startAgent(t, fmt.Sprintf("site: store-ok\nuplink:\n  hub_urls: [%s]\nsensors:\n  - {name: fridge, driver: sim, interval: 200ms}\n", url))
@@ -88,7 +86,7 @@ func TestFleetView(t *testing.T) {
 
 	// An existing stream that is not a last-value table is refused with
 	// the fix, not silently used.
-	fresh := jetstreamNoStream(t)
+	_, fresh := startHub(t, nil)
 	if _, err := hubops.ReadFleet(ctx, fresh, "edge"); err == nil {
 		t.Fatal("ReadFleet without EDGE_STATUS did not fail")
 	}
@@ -100,15 +98,4 @@ func TestFleetView(t *testing.T) {
 	if _, err := hubops.EnsureStatusStream(ctx, fresh, "edge"); err == nil || !strings.Contains(err.Error(), "max-msgs-per-subject 1") {
 		t.Fatalf("a status stream keeping every heartbeat was accepted or the fix is missing: %v", err)
 	}
-}
-
-// jetstreamNoStream is a JetStream handle on a fresh hub without EDGE_STATUS.
-func jetstreamNoStream(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	hub := testkit.RunServer(t, testkit.HubOpts(t))
-	js, err := jetstream.New(connect(t, hub.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }

@@ -41,20 +41,58 @@ func startAgent(t testing.TB, body string) *testAgent {
 // testConfig is startAgent's config, for tests that adjust it before run.
 func testConfig(t testing.TB, body string) *Config {
 	t.Helper()
-	dir := t.TempDir()
-	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
-		dir, filepath.Join(dir, "agent.sock"), body)
-	if !strings.Contains(body, "site:") {
-		y = "site: s1\n" + y
-	}
-	cfg, err := ParseConfig(filepath.Join(dir, "agent.yaml"), []byte(y))
+	return configIn(t, t.TempDir(), body)
+}
+
+// configIn is testConfig with its state in stateDir (not a fresh temp
+// dir), so tests can put the store on a small disk or restart on the same
+// store; the control socket is in a temp dir of its own.
+func configIn(t testing.TB, stateDir, body string) *Config {
+	t.Helper()
+	sockDir := t.TempDir()
+	cfg, err := ParseConfig(filepath.Join(sockDir, "agent.yaml"), []byte(agentYAML(stateDir, sockDir, body)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg
 }
 
+// agentYAML is a test agent's agent.yaml: body, with site s1 unless body
+// names one, state in stateDir, a free client port, the control socket in
+// sockDir and no metrics listener.
+func agentYAML(stateDir, sockDir, body string) string {
+	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
+		stateDir, filepath.Join(sockDir, "agent.sock"), body)
+	if !strings.Contains(body, "site:") {
+		y = "site: s1\n" + y
+	}
+	return y
+}
+
+// runAgent runs cfg's agent until the test ends and fails the test unless
+// it becomes ready.
 func runAgent(t testing.TB, cfg *Config) *testAgent {
+	t.Helper()
+	a, err := launch(t, cfg)
+	if err != nil {
+		t.Fatalf("agent failed to start: %v\n%s", err, a.logs)
+	}
+	return a
+}
+
+// tryRun runs the agent until it is ready (nil) or Run returns (its error).
+func tryRun(t testing.TB, cfg *Config) error {
+	t.Helper()
+	a, err := launch(t, cfg)
+	if err == nil {
+		_ = a.stop()
+	}
+	return err
+}
+
+// launch runs cfg's agent until the test ends and returns once it is
+// ready, or with Run's error if Run returns first.
+func launch(t testing.TB, cfg *Config) (*testAgent, error) {
 	t.Helper()
 	logs := &testkit.SyncBuffer{}
 	level := new(slog.LevelVar)
@@ -66,7 +104,7 @@ func runAgent(t testing.TB, cfg *Config) *testAgent {
 	case <-a.Ready():
 	case err := <-errc:
 		cancel()
-		t.Fatalf("agent failed to start: %v\n%s", err, logs)
+		return &testAgent{Agent: a, logs: logs}, err
 	case <-time.After(30 * time.Second):
 		cancel()
 		t.Fatalf("agent not ready in 30s\n%s", logs)
@@ -78,7 +116,7 @@ func runAgent(t testing.TB, cfg *Config) *testAgent {
 		return stopErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return &testAgent{Agent: a, logs: logs, stop: stop}
+	return &testAgent{Agent: a, logs: logs, stop: stop}, nil
 }
 
 func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 // trustSite is the site every hub below knows.
@@ -44,12 +43,7 @@ func documentedTrustHub(t *testing.T) trustHub {
 		t.Fatal(err)
 	}
 	conf := strings.NewReplacer("port: 4222", "port: -1", "port: 7422", "port: -1", "/var/lib/nats", t.TempDir()).Replace(string(text))
-	o, err := server.ProcessConfigFile(writeFile(t, t.TempDir(), "hub.conf", conf, 0o600))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Host, o.LeafNode.Host, o.NoLog, o.NoSigs = "127.0.0.1", "127.0.0.1", true, true
-	hub := testkit.RunServer(t, o)
+	hub := serverFromConfig(t, conf, func(o *server.Options) { o.Host, o.LeafNode.Host = "127.0.0.1", "127.0.0.1" })
 	return trustHub{name: "documented", client: hub.ClientURL(), leaf: strings.TrimPrefix(leafURL(t, hub, "nats"), "nats://"),
 		leafAuth: trustSite + ":" + trustSite + "-secret@", clientOpts: []nats.Option{nats.UserInfo("ops", "ops-secret")}}
 }
@@ -123,13 +117,8 @@ func TestHubCannotReachPastTheSite(t *testing.T) {
 			t.Run(h.name+"/"+remote, func(t *testing.T) {
 				hub := h.start(t)
 				t.Logf("hub: %s", hub.name)
-				hjs, err := jetstream.New(connect(t, hub.client, hub.clientOpts...))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := hubops.EnsureHubStream(t.Context(), hjs, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
-					t.Fatal(err)
-				}
+				hjs := jsConnect(t, hub.client, hub.clientOpts...)
+				hubInit(t, hjs, edgeStream)
 				a := trustAgent(t, hub, remote)
 				checkHubTrust(t, hub, a)
 				if remote == "uplink" {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,9 +267,7 @@ func TestStateDirLock(t *testing.T) {
 	first := startAgent(t, "")
 	cfg := *first.Config()
 	cfg.Listen = "127.0.0.1:0"
-	level := new(slog.LevelVar)
-	second := New(&cfg, NewLogger(os.Stderr, "text", level), level)
-	err := second.Run(t.Context())
+	err := tryRun(t, &cfg)
 	if err == nil || !strings.Contains(err.Error(), "in use by another edge-agent") || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
 		t.Fatalf("second agent on the same state_dir: %v", err)
 	}

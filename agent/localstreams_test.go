@@ -37,11 +37,7 @@ func TestLocalAppCannotChangeAgentStreams(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for i := range 10 {
-		if _, err := js.Publish(ctx, "telemetry.t", []byte{byte(i)}); err != nil {
-			t.Fatalf("publish a reading: %v", err)
-		}
-	}
+	publishReadings(ctx, t, js, "telemetry.t", 10)
 	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 300*time.Millisecond) }
 	// nats-server answers a denied publish with a permissions violation
 	// (the request itself then times out): both are checked.
@@ -149,18 +145,10 @@ func TestDeletedStreamRecreated(t *testing.T) {
 			t.Log(a.logs.String())
 		}
 	})
-	nc := connect(t, a.ClientURL(), nats.UserInfo("admin", "pw"))
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jsConnect(t, a.ClientURL(), nats.UserInfo("admin", "pw"))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for i := range 10 {
-		if _, err := js.Publish(ctx, "telemetry.t", []byte{byte(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishReadings(ctx, t, js, "telemetry.t", 10)
 	a.buf.watcher.Check(ctx) // the extent the loss is measured against
 
 	start := time.Now()

@@ -62,10 +62,7 @@ func scrape(t *testing.T, url string) map[string]bool {
 // agent (uplink to a real hub, a sensor, an offset measured against the
 // hub's clock) or of the fleet exporter reading that hub's heartbeat table.
 func TestMonitoringNamesRealMetrics(t *testing.T) {
-	hub, js := fleetHub(t)
-	if _, err := hubops.EnsureHubStream(context.Background(), js, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	hub, js := startHub(t, nil, statusStream, edgeStream)
 	cfg := testConfig(t, fmt.Sprintf(`uplink:
   hub_urls: [%s]
   heartbeat: 1s

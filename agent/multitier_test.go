@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -46,28 +45,12 @@ leafnodes {
 }
 `
 
-func serverFromConfig(t *testing.T, text string) *server.Server {
-	t.Helper()
-	path := writeFile(t, t.TempDir(), "hub.conf", text, 0o644)
-	o, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", path, err, text)
-	}
-	o.NoLog, o.NoSigs = true, true
-	return testkit.RunServer(t, o)
-}
-
 func TestMultiTier(t *testing.T) {
 	ctx := context.Background()
 	global := serverFromConfig(t, fmt.Sprintf(globalHubConf, -1, filepath.Join(t.TempDir(), "global"), -1))
 	gc := connect(t, global.ClientURL())
 	gjs, _ := jetstream.New(gc)
-	if _, err := hubops.EnsureHubStream(ctx, gjs, hubops.HubStreamConfig("EDGE", "edge", 2*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hubops.EnsureStatusStream(ctx, gjs, "edge"); err != nil {
-		t.Fatal(err)
-	}
+	hubInit(t, gjs, edgeStream, statusStream)
 	regional := serverFromConfig(t, fmt.Sprintf(regionalHubConf, -1, -1, leafURL(t, global, "nats")))
 	testkit.WaitFor(t, 15*time.Second, func() error {
 		if global.NumLeafNodes() != 1 {
@@ -154,8 +137,7 @@ func TestMultiTier(t *testing.T) {
 			return
 		}
 		// Through the forwarder: one local reading, stored once at the top.
-		lcjs, _ := jetstream.New(lc)
-		if _, err := lcjs.Publish(ctx, "telemetry.door", []byte(`{"open":true}`)); err != nil {
+		if _, err := jsConnect(t, a.ClientURL()).Publish(ctx, "telemetry.door", []byte(`{"open":true}`)); err != nil {
 			t.Fatal(err)
 		}
 		door := "edge.store-0042.telemetry.door"

@@ -23,11 +23,7 @@ func TestSensorsEndToEnd(t *testing.T) {
   - {name: hot, driver: sim, interval: 50ms, base: {temperature: 30}, unit: C, alert_above: 25}
   - {name: broken, driver: ds18b20, interval: 50ms, root: /nonexistent/w1}
 `)
-	nc := connect(t, ta.ClientURL())
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jsConnect(t, ta.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, "TELEMETRY", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"telemetry.room"}})

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -21,12 +20,7 @@ import (
 func TestFailedStartLeavesNothingBehind(t *testing.T) {
 	dir := t.TempDir()
 	conf := writeFile(t, dir, "leaf.conf", "leafnodes {\n  remotes = [ { url: \"nats://hub-cluster:7422\", account: \"edge-account\" } ]\n}\n", 0o600)
-	y := fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\nnats_config: %s\nuplink:\n  hub_urls: [nats://127.0.0.1:7422]\n",
-		dir, filepath.Join(dir, "a.sock"), conf)
-	cfg, err := ParseConfig(filepath.Join(dir, "agent.yaml"), []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configIn(t, dir, fmt.Sprintf("nats_config: %s\nuplink:\n  hub_urls: [nats://127.0.0.1:7422]\n", conf))
 	fds := openFiles(t)
 	if err := tryRun(t, cfg); err == nil || !strings.Contains(err.Error(), "edge-account") {
 		t.Fatalf("run: %v; want nats-server's refusal of the remote account", err)

@@ -7,55 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink"
-	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
-// fwdHub is a hub with the fleet stream EDGE, as `edge-agent hub init`
-// leaves it.
-func fwdHub(t *testing.T, o *server.Options) (*server.Server, jetstream.JetStream) {
-	t.Helper()
-	hub := testkit.RunServer(t, o)
-	js, err := jetstream.New(connect(t, hub.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	return hub, js
-}
-
-// fwdPublish stores n readings in the agent's local buffer, as a local app
-// on the client port does.
-func fwdPublish(t *testing.T, a *testAgent, subject string, n int) {
-	t.Helper()
-	js, err := jetstream.New(connect(t, a.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for i := range n {
-		if _, err := js.PublishAsync(subject, make([]byte, 128)); err != nil {
-			t.Fatal(err)
-		}
-		if i%1000 == 999 || i == n-1 {
-			select {
-			case <-js.PublishAsyncComplete():
-			case <-ctx.Done():
-				t.Fatal("local publishes not acknowledged")
-			}
-		}
-	}
-}
+// zeros128 is a 128-byte reading.
+func zeros128(int) []byte { return make([]byte, 128) }
 
 func fwdHubCount(js jetstream.JetStream) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -106,11 +66,11 @@ func fwdCheckOnce(t *testing.T, js jetstream.JetStream, site, stream string, n u
 }
 
 func TestUplinkForwarderRestart(t *testing.T) {
-	hub, hjs := fwdHub(t, testkit.HubOpts(t))
+	hub, hjs := startHub(t, nil, edgeStream)
 	a := startAgent(t, fmt.Sprintf("site: store-0042\nbuffer: {sync: 1s}\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats")))
 	leafUp(t, hub, a)
 	const n = 10000
-	fwdPublish(t, a, "telemetry.ambient", n)
+	publishAsync(t, a, "telemetry.ambient", 0, n, zeros128)
 	testkit.WaitFor(t, time.Minute, func() error {
 		if fwdHubCount(hjs) < 2000 {
 			return errors.New("still waiting for forwarding under way")
@@ -147,13 +107,13 @@ func TestUplinkAlertOvertakesBacklog(t *testing.T) {
 	first.WaitForShutdown()
 	a := startAgent(t, fmt.Sprintf("buffer: {sync: 1s}\nuplink:\n  hub_urls: [%s]\n  bandwidth: 100KB\n  reconnect: {min: 100ms, max: 500ms}\n", url))
 	const backlog = 20000
-	fwdPublish(t, a, "telemetry.x", backlog)
+	publishAsync(t, a, "telemetry.x", 0, backlog, zeros128)
 
 	o := testkit.HubOpts(t)
 	if _, err := fmt.Sscanf(url, "nats://127.0.0.1:%d", &o.LeafNode.Port); err != nil {
 		t.Fatal(err)
 	}
-	hub, hjs := fwdHub(t, o)
+	hub, hjs := startHub(t, o, edgeStream)
 	leafUp(t, hub, a)
 	testkit.WaitFor(t, time.Minute, func() error {
 		if fwdHubCount(hjs) <= 0 {
@@ -161,9 +121,7 @@ func TestUplinkAlertOvertakesBacklog(t *testing.T) {
 		}
 		return nil
 	})
-	lc := connect(t, a.ClientURL())
-	ljs, _ := jetstream.New(lc)
-	if _, err := ljs.Publish(t.Context(), "alerts.fire", []byte(`{"zone":3}`)); err != nil {
+	if _, err := jsConnect(t, a.ClientURL()).Publish(t.Context(), "alerts.fire", []byte(`{"zone":3}`)); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, time.Minute, func() error {

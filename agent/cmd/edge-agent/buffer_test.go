@@ -12,7 +12,8 @@ import (
 // `edge-agent buffer ack-loss` clears the losses through the control
 // socket, says what it cleared, and status is no longer down for them.
 func TestBufferAckLossCommand(t *testing.T) {
-	path, a, stop := startCLIAgent(t, "")
+	path := cliConfig(t, "")
+	a, stop := startCLIAgent(t, path)
 	cfg := a.Config()
 	if _, err := a.State().AddLoss(buffer.Loss{Stream: buffer.StreamTelemetry, From: 1, To: 5, Cause: "test"}); err != nil {
 		t.Fatal(err)

@@ -3,34 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // TestHubInitRedactsPassword: the hint `hub init` prints (copied into
 // tickets and chats) and its errors never carry the password of --server.
 func TestHubInitRedactsPassword(t *testing.T) {
-	hub, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(), Username: "ops", Password: "secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hub.Start()
-	t.Cleanup(func() { hub.Shutdown(); hub.WaitForShutdown() })
-	if !hub.ReadyForConnections(10 * time.Second) {
-		t.Fatal("hub not ready")
-	}
+	hub := testHub(t, func(o *server.Options) { o.Username, o.Password = "ops", "secret" })
 	port := hub.Addr().String()
 	for _, tc := range []struct {
 		url  string
@@ -57,14 +42,7 @@ func TestHubInitRedactsPassword(t *testing.T) {
 // answering it falls back to the default path and says that instead; a
 // state_dir run will create is not a failure.
 func TestDoctorFindsRunningConfig(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	cfgPath := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n", filepath.Join(dir, "state"), sock)), 0o600)
-	cfg, err := agent.LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := cliConfig(t, "")
 	// Doctor before the first run: state_dir does not exist yet.
 	var out, errb bytes.Buffer
 	run([]string{"doctor", "--config", cfgPath}, &out, &errb)
@@ -72,20 +50,11 @@ func TestDoctorFindsRunningConfig(t *testing.T) {
 		t.Errorf("a state_dir run creates is reported as a problem:\n%s", out.String())
 	}
 
-	level := new(slog.LevelVar)
-	a := agent.New(cfg, agent.NewLogger(&bytes.Buffer{}, "text", level), level)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-errc })
-	select {
-	case <-a.Ready():
-	case err := <-errc:
-		t.Fatal(err)
-	}
+	a, _ := startCLIAgent(t, cfgPath)
+	sock := a.Config().ControlSocket
 	out.Reset()
 	run([]string{"doctor", "--socket", sock}, &out, &errb)
-	if want := cfgPath + " is valid (site s1) (the running agent's config, asked on " + sock + ")"; !strings.Contains(out.String(), want) {
+	if want := cfgPath + " is valid (site cli-1) (the running agent's config, asked on " + sock + ")"; !strings.Contains(out.String(), want) {
 		t.Errorf("doctor output lacks %q:\n%s", want, out.String())
 	}
 
@@ -93,8 +62,9 @@ func TestDoctorFindsRunningConfig(t *testing.T) {
 		t.Skipf("%s exists on this machine: the fallback case needs it absent", defaultConfig)
 	}
 	out.Reset()
-	code := run([]string{"doctor", "--socket", filepath.Join(dir, "nobody.sock")}, &out, &errb)
-	for _, want := range []string{"(the default path: no agent answered on " + filepath.Join(dir, "nobody.sock") + ")", "fix: create " + defaultConfig} {
+	nobody := filepath.Join(t.TempDir(), "nobody.sock")
+	code := run([]string{"doctor", "--socket", nobody}, &out, &errb)
+	for _, want := range []string{"(the default path: no agent answered on " + nobody + ")", "fix: create " + defaultConfig} {
 		if code != 2 || !strings.Contains(out.String(), want) {
 			t.Errorf("exit %d, output lacks %q:\n%s", code, want, out.String())
 		}
@@ -107,8 +77,7 @@ func TestDoctorFindsRunningConfig(t *testing.T) {
 // TestDoctorNamesTheKey: a config error in doctor says which key to change.
 func TestDoctorNamesTheKey(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "agent.yaml")
-	os.WriteFile(p, []byte("site: s1\nstate_dir: "+dir+"\nbuffer: {sync: 1ns}\n"), 0o600)
+	p := writeFile(t, dir, "agent.yaml", "site: s1\nstate_dir: "+dir+"\nbuffer: {sync: 1ns}\n")
 	var out, errb bytes.Buffer
 	run([]string{"doctor", "--config", p}, &out, &errb)
 	if want := "fix: change buffer.sync in " + p; !strings.Contains(out.String(), want) {
@@ -121,24 +90,13 @@ func TestDoctorNamesTheKey(t *testing.T) {
 // updated the stream.
 func TestHubInitAddsClockRepublish(t *testing.T) {
 	hub := testHub(t)
-	nc, err := nats.Connect(hub.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := hubJS(t, hub.ClientURL())
 	old := hubops.StatusStreamConfig("edge")
 	old.RePublish = nil
 	if _, err := js.CreateStream(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
-	var out, errb bytes.Buffer
-	if code := run([]string{"hub", "init", "--server", hub.ClientURL()}, &out, &errb); code != 0 || !strings.Contains(out.String(), "updated existing hub stream EDGE_STATUS") {
-		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
-	}
+	hubInit(t, hub.ClientURL(), "updated existing hub stream EDGE_STATUS")
 	s, err := js.Stream(context.Background(), hubops.StatusStream)
 	if err != nil {
 		t.Fatal(err)

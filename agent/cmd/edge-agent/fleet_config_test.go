@@ -5,17 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/edge-agent/edge-agent/agent"
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
@@ -27,11 +24,7 @@ func configRun(url string, args ...string) (code int, stdout, stderr string) {
 
 func fragmentFile(t *testing.T, body string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "frag.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeFile(t, t.TempDir(), "frag.yaml", body)
 }
 
 // hub init creates the bucket; set validates with the check-config
@@ -43,10 +36,7 @@ func TestFleetConfigSetGetHistory(t *testing.T) {
 	if code, out, errs := configRun(url, "status"); code != 1 || !strings.Contains(errs, "edge-agent hub init") {
 		t.Fatalf("no bucket yet: exit %d %s%s", code, out, errs)
 	}
-	var out, errb bytes.Buffer
-	if code := run([]string{"hub", "init", "--server", url}, &out, &errb); code != 0 || !strings.Contains(out.String(), "created hub bucket EDGE_CONFIG") {
-		t.Fatalf("hub init: exit %d\n%s%s", code, out.String(), errb.String())
-	}
+	hubInit(t, url, "created hub bucket EDGE_CONFIG")
 
 	for _, tc := range []struct{ body, want string }{
 		{"log_levle: debug\n", `frag.yaml (for site.s1):1: log_levle: unknown key`},
@@ -84,12 +74,8 @@ func TestFleetConfigSetGetHistory(t *testing.T) {
 // Two operators racing on one key with the same base revision: exactly one
 // write lands, the other is told the current revision.
 func TestFleetConfigRace(t *testing.T) {
-	hub := testHub(t)
-	url := hub.ClientURL()
-	var out, errb bytes.Buffer
-	if code := run([]string{"hub", "init", "--server", url}, &out, &errb); code != 0 {
-		t.Fatal(errb.String())
-	}
+	url := testHub(t).ClientURL()
+	hubInit(t, url, "")
 	if code, _, errs := configRun(url, "set", "--group", "north", fragmentFile(t, "log_level: info\n")); code != 0 {
 		t.Fatal(errs)
 	}
@@ -118,20 +104,12 @@ func TestFleetConfigRace(t *testing.T) {
 // status compares each site's last heartbeat with the bucket and lists
 // drift first, with why.
 func TestFleetConfigStatus(t *testing.T) {
-	hub := testHub(t)
-	url := hub.ClientURL()
-	var out, errb bytes.Buffer
-	if code := run([]string{"hub", "init", "--server", url}, &out, &errb); code != 0 {
-		t.Fatal(errb.String())
-	}
+	url := testHub(t).ClientURL()
+	hubInit(t, url, "")
 	configRun(url, "set", "--fleet", fragmentFile(t, "log_level: info\n"))                // rev 1
 	configRun(url, "set", "--group", "north", fragmentFile(t, "log_level: debug\n"))      // rev 2
 	configRun(url, "set", "--site", "s3", fragmentFile(t, "uplink: {bandwidth: 1KiB}\n")) // rev 3
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := hubConn(t, url)
 	beat := func(site string, r fleetconfig.Report) {
 		data, _ := json.Marshal(wire.Heartbeat{Schema: 1, Site: site, Version: "t", Interval: 30, State: "healthy", Link: "connected", Config: &r})
 		if err := nc.Publish(wire.StatusSubject("edge", site), data); err != nil {
@@ -143,21 +121,16 @@ func TestFleetConfigStatus(t *testing.T) {
 	beat("s3", fleetconfig.Report{DesiredRev: 3, AppliedRev: 1, State: "rolled_back", Error: "health gate failed", Fragments: "fleet@1"})
 	_ = nc.Flush()
 	var st []fleetconfig.SiteStatus
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		code, out, errs := configRun(url, "status", "--json")
-		_ = json.Unmarshal([]byte(out), &st)
-		if len(st) == 3 {
-			if code != 1 {
-				t.Fatalf("drift but exit %d: %s", code, errs)
-			}
-			break
+		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 3 {
+			return fmt.Errorf("status: %d %s %s", code, out, errs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status: %d %s %s", code, out, errs)
+		if code != 1 {
+			t.Fatalf("drift but exit %d: %s", code, errs)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	got := map[string]fleetconfig.SiteStatus{}
 	for _, s := range st {
 		got[s.Site] = s
@@ -196,12 +169,8 @@ func TestExitRestart(t *testing.T) {
 // rollout refuses bad waves and a group no site has reported, before it
 // writes anything.
 func TestFleetConfigRolloutArgs(t *testing.T) {
-	hub := testHub(t)
-	url := hub.ClientURL()
-	var out, errb bytes.Buffer
-	if code := run([]string{"hub", "init", "--server", url}, &out, &errb); code != 0 {
-		t.Fatal(errb.String())
-	}
+	url := testHub(t).ClientURL()
+	hubInit(t, url, "")
 	f := fragmentFile(t, "log_level: debug\n")
 	for _, tc := range []struct {
 		args []string

@@ -10,28 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 	"github.com/edge-agent/edge-agent/uplink/wire"
 )
-
-// testHub is an in-process JetStream hub on a free port.
-func testHub(t *testing.T) *server.Server {
-	t.Helper()
-	hub, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hub.Start()
-	t.Cleanup(func() { hub.Shutdown(); hub.WaitForShutdown() })
-	if !hub.ReadyForConnections(10 * time.Second) {
-		t.Fatal("hub not ready")
-	}
-	return hub
-}
 
 // fleetRun runs `edge-agent fleet` with args against url.
 func fleetRun(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {
@@ -64,15 +45,7 @@ func tableSites(t *testing.T, out string) []string {
 func TestFleetCommand(t *testing.T) {
 	hub := testHub(t)
 	url := hub.ClientURL()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := hubJS(t, url)
 	if _, err := hubops.EnsureStatusStream(t.Context(), js, "edge"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // hub init allows fast batches on a stream it creates, turns them on for
@@ -19,15 +18,7 @@ import (
 // has them as it is.
 func TestHubInitFastBatch(t *testing.T) {
 	url := testHub(t).ClientURL()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := hubJS(t, url)
 	old := hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)
 	old.AllowBatchPublish = false // as hub init made it before fast batches
 	if _, err := js.CreateStream(t.Context(), old); err != nil {
@@ -68,16 +59,15 @@ func TestHubInitOldHub(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	var out, errb bytes.Buffer
-	code := 0
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		out.Reset()
 		errb.Reset()
-		if code = run([]string{"hub", "init", "--server", url, "--timeout", "5s"}, &out, &errb); code == 0 || time.Now().After(deadline) {
-			break
+		if code := run([]string{"hub", "init", "--server", url, "--timeout", "5s"}, &out, &errb); code != 0 {
+			return fmt.Errorf("exit %d:\n%s%s", code, out.String(), errb.String())
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if want := "older than 2.14; sites use one hub ack per reading"; code != 0 || !strings.Contains(out.String(), want) {
-		t.Fatalf("exit %d, output lacks %q:\n%s%s", code, want, out.String(), errb.String())
+		return nil
+	})
+	if want := "older than 2.14; sites use one hub ack per reading"; !strings.Contains(out.String(), want) {
+		t.Fatalf("output lacks %q:\n%s%s", want, out.String(), errb.String())
 	}
 }

@@ -2,16 +2,11 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/edge-agent/edge-agent/uplink/hubops"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 func TestHubInit(t *testing.T) {
@@ -54,16 +49,7 @@ func TestHubInit(t *testing.T) {
 // fleet view needs it: one heartbeat per site.
 func checkStatusStream(t *testing.T, url string) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(t.Context(), hubops.StatusStream)
+	s, err := hubJS(t, url).Stream(t.Context(), hubops.StatusStream)
 	if err != nil {
 		t.Fatalf("fleet table: %v", err)
 	}
@@ -92,10 +78,7 @@ func TestHubLeafUser(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	conf := "accounts { EDGE { jetstream: enabled, users: [\n" + out.String() + "\n] } }\n"
-	path := filepath.Join(t.TempDir(), "hub.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeFile(t, t.TempDir(), "hub.conf", conf)
 	o, err := server.ProcessConfigFile(path)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, conf)

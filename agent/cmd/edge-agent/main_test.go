@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,24 +9,17 @@ import (
 
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("site: s1\nbogus: 1\n"), 0o600)
+	bad := writeFile(t, dir, "bad.yaml", "site: s1\nbogus: 1\n")
 	// buffer.sync: 1ns used to pass check-config and panic inside
 	// nats-server at run.
-	tinySync := filepath.Join(dir, "sync.yaml")
-	os.WriteFile(tinySync, []byte("site: s1\nstate_dir: "+dir+"\ncontrol_socket: "+dir+"/a.sock\nbuffer: {sync: 1ns}\n"), 0o600)
+	tinySync := writeFile(t, dir, "sync.yaml", "site: s1\nstate_dir: "+dir+"\ncontrol_socket: "+dir+"/a.sock\nbuffer: {sync: 1ns}\n")
 	// The seed documents' remote with allow lists: nats-server refuses
 	// them; check-config used to accept the file.
-	allow := filepath.Join(dir, "allow.conf")
-	os.WriteFile(allow, []byte("leafnodes {\n  remotes = [\n    {\n      url: \"nats://hub:7422\"\n      allow_import: [\"config.>\"]\n    }\n  ]\n}\n"), 0o600)
-	seed := filepath.Join(dir, "seed.yaml")
-	os.WriteFile(seed, []byte("site: s1\nstate_dir: "+dir+"\ncontrol_socket: "+dir+"/b.sock\nnats_config: "+allow+"\n"), 0o600)
-	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("site: s1\nstate_dir: "+dir+"\nuplink:\n  hub_urls: [\"tls://leaf:pw@hub:7422\"]\n"), 0o600)
-	ws := filepath.Join(dir, "ws.conf")
-	os.WriteFile(ws, []byte("websocket { port: 8080, no_tls: true }\n"), 0o600)
-	open := filepath.Join(dir, "open.yaml")
-	os.WriteFile(open, []byte("site: s1\nstate_dir: "+dir+"\nnats_config: "+ws+"\n"), 0o600)
+	allow := writeFile(t, dir, "allow.conf", "leafnodes {\n  remotes = [\n    {\n      url: \"nats://hub:7422\"\n      allow_import: [\"config.>\"]\n    }\n  ]\n}\n")
+	seed := writeFile(t, dir, "seed.yaml", "site: s1\nstate_dir: "+dir+"\ncontrol_socket: "+dir+"/b.sock\nnats_config: "+allow+"\n")
+	good := writeFile(t, dir, "good.yaml", "site: s1\nstate_dir: "+dir+"\nuplink:\n  hub_urls: [\"tls://leaf:pw@hub:7422\"]\n")
+	ws := writeFile(t, dir, "ws.conf", "websocket { port: 8080, no_tls: true }\n")
+	open := writeFile(t, dir, "open.yaml", "site: s1\nstate_dir: "+dir+"\nnats_config: "+ws+"\n")
 	cases := []struct {
 		args []string
 		code int

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,20 +13,24 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
-// startCLIAgent runs a real agent for site cli-1 from a config file in a
-// temporary directory (extra is appended to it) until the test ends or
-// stop is called; the CLI under test finds it through that file.
-func startCLIAgent(t *testing.T, extra string) (path string, a *agent.Agent, stop func() error) {
+// cliConfig writes the agent.yaml of site cli-1 (extra appended) in a
+// temporary directory, with a state_dir that run creates, and returns its
+// path.
+func cliConfig(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
-	path = filepath.Join(dir, "agent.yaml")
-	body := "site: cli-1\nstate_dir: " + dir + "\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: " + filepath.Join(dir, "agent.sock") + "\n" + extra
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return writeFile(t, dir, "agent.yaml", "site: cli-1\nstate_dir: "+filepath.Join(dir, "state")+"\nlisten: 127.0.0.1:0\nmetrics_listen: \"\"\ncontrol_socket: "+filepath.Join(dir, "agent.sock")+"\n"+extra)
+}
+
+// startCLIAgent runs a real agent from the config file at path until the
+// test ends or stop is called; the CLI under test finds it through that
+// file.
+func startCLIAgent(t *testing.T, path string) (a *agent.Agent, stop func() error) {
+	t.Helper()
 	cfg, err := agent.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
@@ -42,25 +46,22 @@ func startCLIAgent(t *testing.T, extra string) (path string, a *agent.Agent, sto
 	case err := <-errc:
 		t.Fatal(err)
 	}
-	return path, a, stop
+	return a, stop
 }
 
 func TestStatusCommand(t *testing.T) {
-	path, a, stop := startCLIAgent(t, "sensors:\n  - {name: demo, driver: sim, interval: 50ms}\n")
+	path := cliConfig(t, "sensors:\n  - {name: demo, driver: sim, interval: 50ms}\n")
+	a, stop := startCLIAgent(t, path)
 
 	var out, errb bytes.Buffer
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testkit.WaitFor(t, 15*time.Second, func() error {
 		out.Reset()
 		code := run([]string{"status", "--config", path}, &out, &errb)
 		if code == agent.ExitHealthy || code == agent.ExitDegraded && strings.Contains(out.String(), "clock") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status exit %d:\n%s%s", code, out.String(), errb.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("status exit %d:\n%s%s", code, out.String(), errb.String())
+	})
 	if !strings.Contains(out.String(), "site cli-1") || !strings.Contains(out.String(), "demo") {
 		t.Errorf("status output:\n%s", out.String())
 	}
