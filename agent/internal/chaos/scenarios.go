@@ -336,12 +336,10 @@ func truncatedBlock(ctx context.Context, e *env, _ int) error {
 	if err := e.loadDrainKill(ctx, "%d acked messages in the local streams did not reach the hub before the truncation (the previous cycle left the forwarder stuck)"); err != nil {
 		return err
 	}
-	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
-	if len(blks) == 0 {
-		return fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
+	last, err := e.newestBlock()
+	if err != nil {
+		return err
 	}
-	sort.Slice(blks, func(i, j int) bool { return blockNum(blks[i]) < blockNum(blks[j]) })
-	last := blks[len(blks)-1]
 	fi, err := os.Stat(last)
 	if err != nil {
 		return err
@@ -374,12 +372,10 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	if err := e.agent.stop(30 * time.Second); err != nil {
 		return fmt.Errorf("stop before the damage: %w", err)
 	}
-	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
-	if len(blks) == 0 {
-		return fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
+	last, err := e.newestBlock()
+	if err != nil {
+		return err
 	}
-	sort.Slice(blks, func(i, j int) bool { return blockNum(blks[i]) < blockNum(blks[j]) })
-	last := blks[len(blks)-1]
 	buf, err := os.ReadFile(last)
 	if err != nil {
 		return err
@@ -464,10 +460,20 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	return e.await(ctx, e.arm(heal), heal, "the tail damage")
 }
 
-func blockNum(path string) int {
-	var n int
-	fmt.Sscanf(filepath.Base(path), "%d.blk", &n)
-	return n
+// newestBlock is the TELEMETRY block file JetStream writes to now: the
+// highest-numbered one (numbers, not names, order them: 10.blk after 9.blk).
+func (e *env) newestBlock() (string, error) {
+	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
+	if len(blks) == 0 {
+		return "", fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
+	}
+	num := func(path string) int {
+		var n int
+		fmt.Sscanf(filepath.Base(path), "%d.blk", &n)
+		return n
+	}
+	sort.Slice(blks, func(i, j int) bool { return num(blks[i]) < num(blks[j]) })
+	return blks[len(blks)-1], nil
 }
 
 // powerCut freezes the agent, snapshots the disk as the device would hold
