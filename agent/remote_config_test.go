@@ -477,16 +477,7 @@ func TestRemoteConfigRollout(t *testing.T) {
 	}
 	nc := connect(t, hub.ClientURL())
 	js, _ := jetstream.New(nc)
-	reports := func(ctx context.Context) (map[string]fleetconfig.Report, error) {
-		views, err := uplink.ReadFleet(ctx, js, "edge")
-		out := map[string]fleetconfig.Report{}
-		for _, v := range views {
-			if v.Heartbeat.Config != nil {
-				out[v.Site] = *v.Heartbeat.Config
-			}
-		}
-		return out, err
-	}
+	reports := uplink.FleetReports(js, "edge")
 	testkit.WaitFor(t, 10*time.Second, func() error {
 		r, _ := reports(context.Background())
 		if len(r) != 4 {
