@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/internal/jsclient"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
@@ -167,23 +168,16 @@ func echoHub(ctx context.Context, url string, w io.Writer) error {
 }
 
 func demoHubStream(hub *server.Server) error {
-	nc, err := nats.Connect(hub.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+	return jsclient.Do(hub.ClientURL(), func(js jetstream.JetStream) error {
+		if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+			return err
+		}
+		// The fleet table, so `edge-agent fleet` against the dev hub shows the site.
+		_, err := uplink.EnsureStatusStream(ctx, js, "edge")
 		return err
-	}
-	// The fleet table, so `edge-agent fleet` against the dev hub shows the site.
-	_, err = uplink.EnsureStatusStream(ctx, js, "edge")
-	return err
+	})
 }
 
 // freePort prefers the conventional port so the printed commands are the
