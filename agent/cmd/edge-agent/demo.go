@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,8 +29,7 @@ import (
 // cmdDemo runs a development hub and an agent in one process so a newcomer
 // sees readings flow without installing anything: `make run`.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", stderr)
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "edge-agent-demo"), "state for the demo hub and agent")
 	site := fs.String("site", "demo-store", "site id of the demo agent")
 	withModbus := fs.Bool("modbus", true, "also simulate a Modbus TCP energy meter and read it")

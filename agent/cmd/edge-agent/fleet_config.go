@@ -45,8 +45,7 @@ type fleetConfigFlags struct {
 }
 
 func newFleetConfigFlags(name string, stderr io.Writer) *fleetConfigFlags {
-	fs := flag.NewFlagSet("fleet config "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("fleet config "+name, stderr)
 	return &fleetConfigFlags{
 		fs:       fs,
 		srv:      fs.String("server", "nats://127.0.0.1:4222", "hub client URL(s), comma separated"),
