@@ -2,12 +2,9 @@ package jsclient
 
 import (
 	"errors"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,7 +14,7 @@ import (
 // Do hands fn a working JetStream context, returns fn's error, closes its
 // connection afterwards, and reports a server that does not answer.
 func TestDo(t *testing.T) {
-	s := testkit.RunServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir()})
+	s := testkit.RunServer(t, testkit.HubOpts(t))
 	err := Do(s.ClientURL(), func(js jetstream.JetStream) error {
 		_, err := js.AccountInfo(t.Context())
 		return err
@@ -26,8 +23,8 @@ func TestDo(t *testing.T) {
 		t.Fatalf("Do against a JetStream server: %v", err)
 	}
 	testkit.WaitFor(t, 5*time.Second, func() error {
-		if n := s.NumClients(); n != 0 {
-			return fmt.Errorf("%d clients still connected after Do", n)
+		if s.NumClients() != 0 {
+			return errors.New("Do's connection is still open")
 		}
 		return nil
 	})
@@ -39,7 +36,7 @@ func TestDo(t *testing.T) {
 	s.Shutdown()
 	s.WaitForShutdown()
 	err = Do(url, func(jetstream.JetStream) error { t.Fatal("fn ran without a server"); return nil }, nats.MaxReconnects(0))
-	if err == nil || !strings.Contains(err.Error(), "no servers") {
+	if !errors.Is(err, nats.ErrNoServers) {
 		t.Fatalf("Do without a server: %v", err)
 	}
 }
