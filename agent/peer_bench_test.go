@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/internal/jsclient"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
@@ -225,18 +226,13 @@ func (p *proc) waitReady(b *testing.B) {
 }
 
 func (p *proc) ready() bool {
-	nc, err := nats.Connect(p.url, nats.Timeout(time.Second), nats.MaxReconnects(0))
+	err := jsclient.Do(p.url, func(js jetstream.JetStream) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err
+	}, nats.Timeout(time.Second), nats.MaxReconnects(0))
 	if err != nil {
-		return false
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := js.AccountInfo(ctx); err != nil {
 		return false
 	}
 	if p.sock == "" {

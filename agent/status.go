@@ -354,8 +354,9 @@ func (a *Agent) Status(ctx context.Context) Status {
 	s.Store = a.storeStatus(cfg)
 	s.Clock = clockStatus()
 	a.clockAgainstHub(&s.Clock, now)
-	if age := a.AgeStatus(); age != nil {
-		s.Store.Age, s.Clock.Jump = age, age.Jump
+	if a.buf != nil && a.buf.ager != nil {
+		age := a.buf.ager.Status()
+		s.Store.Age, s.Clock.Jump = &age, age.Jump
 		for i := range s.Backlog {
 			s.Backlog[i].ExpiredByAge = age.Expired[s.Backlog[i].Stream]
 		}

@@ -63,16 +63,6 @@ func (a *Agent) setupAge(cfg *Config) error {
 	return nil
 }
 
-// AgeStatus is what buffer.max_age enforcement did; nil without an age
-// limit or before setup.
-func (a *Agent) AgeStatus() *buffer.AgeStatus {
-	if a.buf == nil || a.buf.ager == nil {
-		return nil
-	}
-	s := a.buf.ager.Status()
-	return &s
-}
-
 // closeBuffer runs after every part stopped (or setup failed), so the last
 // cursor and sensor writes are committed before the file closes.
 func (a *Agent) closeBuffer() {

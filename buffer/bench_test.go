@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/powercut"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // tcpJS connects over TCP, as local apps do, not in-process.
@@ -37,16 +38,7 @@ func standalone(b *testing.B, c Config) jetstream.JetStream {
 	b.Helper()
 	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: b.TempDir(),
 		SyncAlways: c.SyncAlways(), SyncInterval: c.SyncInterval()}
-	s, err := server.NewServer(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		b.Fatal("standalone not ready")
-	}
-	b.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	js := tcpJS(b, s)
+	js := tcpJS(b, testkit.RunServer(b, o))
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "T", Subjects: []string{"telemetry.>"}, Storage: jetstream.FileStorage}); err != nil {
 		b.Fatal(err)
 	}

@@ -18,15 +18,15 @@ type StateEvent struct {
 // EventKind is the recovery a StateEvent records.
 type EventKind string
 
-// Event kinds.
+// Event kinds, each with what it means for the data.
 const (
-	EventStateCorrupt     EventKind = "state_db_corrupt"
-	EventStreamDamaged    EventKind = "stream_damaged"
-	EventStreamRecreated  EventKind = "stream_recreated"
-	EventDiskFull         EventKind = "disk_full"
-	EventDiskRecovered    EventKind = "disk_recovered"
-	EventJetStreamEnabled EventKind = "jetstream_reenabled"
-	EventStateRestored    EventKind = "state_restored"
+	EventStateCorrupt     EventKind = "state_db_corrupt"    // state.db was unusable: moved aside, started fresh
+	EventStreamDamaged    EventKind = "stream_damaged"      // a local stream lost messages: see the recorded losses
+	EventStreamRecreated  EventKind = "stream_recreated"    // a local stream was deleted: the new one is forwarded from its start
+	EventDiskFull         EventKind = "disk_full"           // the store cannot write: new readings fail, stored ones are kept
+	EventDiskRecovered    EventKind = "disk_recovered"      // the store writes again
+	EventJetStreamEnabled EventKind = "jetstream_reenabled" // JetStream restarted after a write error: streams reopened from disk
+	EventStateRestored    EventKind = "state_restored"      // state.db was fresh: ids and cursors restored from the JetStream store
 )
 
 // AddEvent records a recovery (logged by the caller) for status; it is kept

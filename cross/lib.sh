@@ -59,34 +59,26 @@ ea_git() {
 	git -C "${EA_ROOT}" "$@" 2>/dev/null
 }
 
-# ea_version: version stamped into the binary. $VERSION wins; then
-# `git describe --tags --always --dirty`; then 0.0.0-dev (no git, no commit).
-ea_version() {
-	if [[ -n "${VERSION:-}" ]]; then
-		printf '%s\n' "${VERSION}"
-		return
-	fi
-	local v
-	if v="$(ea_git describe --tags --always --dirty)" && [[ -n "${v}" ]]; then
-		printf '%s\n' "${v}"
+# ea_stamp VAR FALLBACK GIT-ARGS...: $VAR when set, else what `git GIT-ARGS`
+# prints, else FALLBACK (no git, no commit).
+ea_stamp() {
+	local var="$1" fallback="$2" out
+	shift 2
+	if [[ -n "${!var:-}" ]]; then
+		printf '%s\n' "${!var}"
+	elif out="$(ea_git "$@")" && [[ -n "${out}" ]]; then
+		printf '%s\n' "${out}"
 	else
-		printf '0.0.0-dev\n'
+		printf '%s\n' "${fallback}"
 	fi
 }
 
+# ea_version: version stamped into the binary. $VERSION wins; then
+# `git describe --tags --always --dirty`; then 0.0.0-dev.
+ea_version() { ea_stamp VERSION 0.0.0-dev describe --tags --always --dirty; }
+
 # ea_commit: short commit hash, $COMMIT wins, "unknown" without git.
-ea_commit() {
-	if [[ -n "${COMMIT:-}" ]]; then
-		printf '%s\n' "${COMMIT}"
-		return
-	fi
-	local c
-	if c="$(ea_git rev-parse --short HEAD)" && [[ -n "${c}" ]]; then
-		printf '%s\n' "${c}"
-	else
-		printf 'unknown\n'
-	fi
-}
+ea_commit() { ea_stamp COMMIT unknown rev-parse --short HEAD; }
 
 # ea_deb_version: a Debian-valid version that sorts later for later commits.
 #   $DEB_VERSION                    -> used as is (validated)
@@ -164,6 +156,18 @@ check() {
 	if "$@"; then
 		pass "${what}"
 	else
+		fail "${what}"
+	fi
+}
+# check_logged DESCRIPTION LOG COMMAND...: like check, with the command's
+# output in LOG, printed indented when it fails.
+check_logged() {
+	local what="$1" log="$2"
+	shift 2
+	if "$@" >"${log}" 2>&1; then
+		pass "${what}"
+	else
+		sed 's/^/    /' "${log}"
 		fail "${what}"
 	fi
 }

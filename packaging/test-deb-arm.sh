@@ -19,16 +19,13 @@
 #   TEST_CACHE      cache dir (default ${XDG_CACHE_HOME:-/var/cache}/edge-agent-test)
 #   MIRROR          Debian mirror for debootstrap (default: the one apt uses here)
 #   SKIP_CHROOT=1   only part 1
+#   KEEP_WORK=1     keep the scratch directory for inspection
 #   DEBOOTSTRAP_TIMEOUT  seconds for building the arm64 rootfs (default 2400)
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR source=../cross/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../cross/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=test-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
 
-START=${SECONDS}
-SUITE=bookworm
-CACHE="${TEST_CACHE:-${XDG_CACHE_HOME:-/var/cache}/edge-agent-test}"
-ROOTFS_TAR="${CACHE}/${SUITE}-arm64.tar"
 BINFMT=/proc/sys/fs/binfmt_misc
 BINFMT_NAME=edge-agent-test-aarch64
 
@@ -47,25 +44,13 @@ if ((${#need[@]} > 0)); then
 	apt-get install -y --no-install-recommends "${need[@]}"
 fi
 
-WORK="$(mktemp -d /tmp/edge-agent-test-deb-arm.XXXXXX)"
-CHROOT="${WORK}/chroot"
-MOUNTS=()
+deb_test_init test-deb-arm arm64
 REGISTERED=""
-cleanup() {
-	local i
-	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-		umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null || ea_log "could not unmount ${MOUNTS[i]}"
-	done
+cleanup_hook() {
 	if [[ -n "${REGISTERED}" && -e "${BINFMT}/${BINFMT_NAME}" ]]; then
 		echo -1 >"${BINFMT}/${BINFMT_NAME}" || ea_log "could not unregister binfmt ${BINFMT_NAME}"
 	fi
-	if ! findmnt -rn -o TARGET | grep -qF "${WORK}/"; then
-		rm -rf "${WORK}"
-	else
-		ea_log "not deleting ${WORK}: something is still mounted below it"
-	fi
 }
-trap cleanup EXIT
 
 # --- build -------------------------------------------------------------------
 section "build ARM packages"
@@ -129,38 +114,15 @@ if [[ "${SKIP_CHROOT:-0}" == "1" ]]; then
 elif ! binfmt_ready; then
 	skip "arm64 chroot install: binfmt_misc is not available here (cannot run arm64 programs inside a chroot)"
 else
-	if [[ ! -s "${ROOTFS_TAR}" ]]; then
-		mirror="${MIRROR:-$(ea_detect_mirror "${SUITE}" | head -n1)}"
-		[[ -n "${mirror}" ]] || ea_die "no ${SUITE} mirror found in /etc/apt/sources.list*; set MIRROR"
-		ea_log "building the ${SUITE} arm64 rootfs from ${mirror} under qemu (once; cached in ${ROOTFS_TAR})"
-		mkdir -p "${CACHE}"
-		if timeout "${DEBOOTSTRAP_TIMEOUT:-2400}" debootstrap --variant=minbase --arch=arm64 --include=systemd \
-			"${SUITE}" "${WORK}/rootfs" "${mirror}" >"${WORK}/debootstrap.log" 2>&1; then
-			rm -rf "${WORK}/rootfs/var/cache/apt/archives/"*.deb
-			tar -C "${WORK}/rootfs" -cf "${ROOTFS_TAR}.tmp" . && mv -f "${ROOTFS_TAR}.tmp" "${ROOTFS_TAR}"
-			rm -rf "${WORK}/rootfs"
-		else
-			tail -n 20 "${WORK}/debootstrap.log" | sed 's/^/    /'
-			fail "debootstrap of the arm64 rootfs"
-		fi
-	fi
-	if [[ -s "${ROOTFS_TAR}" ]]; then
-		mkdir -p "${CHROOT}"
-		tar -C "${CHROOT}" -xf "${ROOTFS_TAR}"
-		mount -t proc proc "${CHROOT}/proc" && MOUNTS+=("${CHROOT}/proc")
-		mount --bind /dev "${CHROOT}/dev" && MOUNTS+=("${CHROOT}/dev")
+	# Built under qemu: slow the first time.
+	if ! deb_rootfs; then
+		fail "debootstrap of the arm64 rootfs"
+	else
+		deb_chroot
 		cp "${WORK}/dist/edge-agent_${V}_arm64.deb" "${CHROOT}/tmp/ea.deb"
-		in_chroot() {
-			chroot "${CHROOT}" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"
-		}
 		check "arm64 chroot: dpkg says the architecture is arm64" test "$(in_chroot dpkg --print-architecture)" == arm64
 		in_chroot groupadd --system i2c
-		if in_chroot dpkg -i /tmp/ea.deb >"${WORK}/dpkg.log" 2>&1; then
-			pass "arm64 chroot: dpkg -i succeeds"
-		else
-			sed 's/^/    /' "${WORK}/dpkg.log"
-			fail "arm64 chroot: dpkg -i failed"
-		fi
+		check_logged "arm64 chroot: dpkg -i succeeds" "${WORK}/dpkg.log" in_chroot dpkg -i /tmp/ea.deb
 		check "arm64 chroot: system user edge-agent exists" eval "in_chroot getent passwd edge-agent >/dev/null"
 		check "arm64 chroot: edge-agent in group i2c" eval "in_chroot id -nG edge-agent | tr ' ' '\n' | grep -qx i2c"
 		check "arm64 chroot: /var/lib/edge-agent 750 edge-agent" test "$(in_chroot stat -c '%a %U' /var/lib/edge-agent)" == "750 edge-agent"
@@ -168,18 +130,8 @@ else
 		check "arm64 chroot: edge-agent version" eval "in_chroot edge-agent version >/dev/null"
 		check "arm64 chroot: check-config as the edge-agent user" \
 			eval "in_chroot setpriv --reuid=edge-agent --regid=edge-agent --init-groups edge-agent check-config /etc/edge-agent/agent.yaml >/dev/null"
-		if out="$(systemd-analyze verify --man=no --root="${CHROOT}" edge-agent.service 2>&1)" && [[ -z "${out}" ]]; then
-			pass "arm64 chroot: systemd-analyze verify of the installed unit is clean"
-		else
-			printf '%s\n' "${out}" | sed 's/^/    /'
-			fail "arm64 chroot: systemd-analyze verify of the installed unit"
-		fi
-		if in_chroot dpkg --purge edge-agent >"${WORK}/purge.log" 2>&1; then
-			pass "arm64 chroot: dpkg --purge succeeds"
-		else
-			sed 's/^/    /' "${WORK}/purge.log"
-			fail "arm64 chroot: dpkg --purge failed"
-		fi
+		check_logged "arm64 chroot: systemd-analyze verify of the installed unit is clean" "${WORK}/verify.log" verify_installed_unit
+		check_logged "arm64 chroot: dpkg --purge succeeds" "${WORK}/purge.log" in_chroot dpkg --purge edge-agent
 		check "arm64 chroot: state removed on purge" test ! -e "${CHROOT}/var/lib/edge-agent"
 	fi
 fi

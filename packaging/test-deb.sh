@@ -21,13 +21,8 @@
 # binutils, file and systemd with apt-get when missing.
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR source=../cross/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../cross/lib.sh"
-
-START=${SECONDS}
-SUITE=bookworm
-CACHE="${TEST_CACHE:-${XDG_CACHE_HOME:-/var/cache}/edge-agent-test}"
-ROOTFS_TAR="${CACHE}/${SUITE}-amd64.tar"
+# shellcheck source-path=SCRIPTDIR source=test-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
 
 [[ "$(id -u)" == "0" ]] || ea_die "must run as root (debootstrap, chroot, mount)"
 
@@ -51,24 +46,7 @@ for t in lintian debootstrap readelf file dpkg-deb systemd-analyze go; do
 	command -v "${t}" >/dev/null || ea_die "${t} not found after install"
 done
 
-WORK="$(mktemp -d /tmp/edge-agent-test-deb.XXXXXX)"
-CHROOT="${WORK}/chroot"
-MOUNTS=()
-cleanup() {
-	local m i
-	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-		m="${MOUNTS[i]}"
-		umount "${m}" 2>/dev/null || umount -l "${m}" 2>/dev/null || ea_log "could not unmount ${m}"
-	done
-	if [[ "${KEEP_WORK:-0}" == "1" ]]; then
-		ea_log "kept ${WORK}"
-	elif ! findmnt -rn -o TARGET | grep -qF "${WORK}/"; then
-		rm -rf "${WORK}"
-	else
-		ea_log "not deleting ${WORK}: something is still mounted below it"
-	fi
-}
-trap cleanup EXIT
+deb_test_init test-deb amd64
 
 # --- build ------------------------------------------------------------------
 # v1: all architectures, as released. v2: amd64 only, a higher version with a
@@ -205,41 +183,14 @@ done
 # --- (d) install test in a bookworm chroot -----------------------------------
 section "(d) install, upgrade, remove, purge in a ${SUITE} chroot"
 
-build_rootfs() {
-	local mirror="${MIRROR:-}" tmp
-	if [[ -z "${mirror}" ]]; then
-		mirror="$(ea_detect_mirror "${SUITE}" | head -n1)"
-	fi
-	[[ -n "${mirror}" ]] || ea_die "no ${SUITE} mirror found in /etc/apt/sources.list*; set MIRROR"
-	ea_log "building the ${SUITE} amd64 rootfs cache from ${mirror} (once; reused from ${ROOTFS_TAR})"
-	mkdir -p "${CACHE}"
-	tmp="${WORK}/rootfs-build"
-	# systemd and init-system-helpers: a gateway image has them, so the
-	# package's systemd-sysusers, systemd-tmpfiles and deb-systemd-helper
-	# paths run as on a device (systemd is installed, not running).
-	debootstrap --variant=minbase --arch=amd64 --include=systemd "${SUITE}" "${tmp}" "${mirror}" >"${WORK}/debootstrap.log" 2>&1 || {
-		tail -n 30 "${WORK}/debootstrap.log" >&2
-		ea_die "debootstrap failed (log above)"
-	}
-	rm -rf "${tmp}/var/cache/apt/archives/"*.deb "${tmp}/var/lib/apt/lists/"*_Packages
-	tar -C "${tmp}" -cf "${ROOTFS_TAR}.tmp" .
-	mv -f "${ROOTFS_TAR}.tmp" "${ROOTFS_TAR}"
-	rm -rf "${tmp}"
-}
-[[ -s "${ROOTFS_TAR}" ]] || build_rootfs
+deb_rootfs || ea_die "debootstrap failed (log above)"
 ea_log "rootfs cache: ${ROOTFS_TAR} ($(du -h "${ROOTFS_TAR}" | cut -f1))"
 
-mkdir -p "${CHROOT}"
-tar -C "${CHROOT}" -xf "${ROOTFS_TAR}"
-mount -t proc proc "${CHROOT}/proc" && MOUNTS+=("${CHROOT}/proc")
-mount --bind /dev "${CHROOT}/dev" && MOUNTS+=("${CHROOT}/dev")
+deb_chroot
 [[ ! -d "${CHROOT}/run/systemd/system" ]] || ea_die "chroot claims a running systemd; the test assumes none"
 cp "${DEB_FOR[amd64]}" "${CHROOT}/tmp/v1.deb"
 cp "${DIST2}/edge-agent_${V2}_amd64.deb" "${CHROOT}/tmp/v2.deb"
 
-in_chroot() {
-	chroot "${CHROOT}" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"
-}
 stat_in() { # stat_in PATH: "mode user group" inside the chroot
 	in_chroot stat -c '%a %U %G' "$1" 2>/dev/null || echo missing
 }
@@ -258,12 +209,7 @@ expect_stat() { # expect_stat PATH "mode user group"
 in_chroot groupadd --system gpio
 
 # install v1
-if in_chroot dpkg -i /tmp/v1.deb >"${WORK}/dpkg-v1.log" 2>&1; then
-	pass "chroot: dpkg -i v1 succeeds"
-else
-	sed 's/^/    /' "${WORK}/dpkg-v1.log"
-	fail "chroot: dpkg -i v1 failed"
-fi
+check_logged "chroot: dpkg -i v1 succeeds" "${WORK}/dpkg-v1.log" in_chroot dpkg -i /tmp/v1.deb
 # shellcheck disable=SC2016 # dpkg-query format, not shell
 check "chroot: dpkg reports v1 installed" test "$(in_chroot dpkg-query -W -f='${Status} ${Version}' edge-agent)" == "install ok installed ${V1}"
 pw="$(in_chroot getent passwd edge-agent || true)"
@@ -295,12 +241,7 @@ in_chroot edge-agent check-config /tmp/bad.yaml >/dev/null 2>&1 || rc=$?
 check "chroot: check-config exits 78 on a bad config (got ${rc})" test "${rc}" == 78
 
 # (e) verify the unit as installed
-if out="$(systemd-analyze verify --man=no --root="${CHROOT}" edge-agent.service 2>&1)" && [[ -z "${out}" ]]; then
-	pass "(e) systemd-analyze verify --root=chroot edge-agent.service is clean"
-else
-	printf '%s\n' "${out}" | sed 's/^/    /'
-	fail "(e) systemd-analyze verify of the installed unit"
-fi
+check_logged "(e) systemd-analyze verify of the installed unit is clean" "${WORK}/verify.log" verify_installed_unit
 
 # operator edits the conffile; the daemon has state
 in_chroot sed -i 's/^site: store-0001$/site: store-4242/' /etc/edge-agent/agent.yaml
@@ -308,12 +249,7 @@ check "chroot: conffile edited" grep -qx 'site: store-4242' "${CHROOT}/etc/edge-
 in_chroot setpriv --reuid=edge-agent --regid=edge-agent --init-groups sh -c 'echo keep-me >/var/lib/edge-agent/marker'
 
 # upgrade to v2 (its default config changed too: dpkg must keep the edit)
-if in_chroot dpkg -i --force-confold /tmp/v2.deb >"${WORK}/dpkg-v2.log" 2>&1 </dev/null; then
-	pass "chroot: dpkg -i --force-confold v2 (upgrade) succeeds"
-else
-	sed 's/^/    /' "${WORK}/dpkg-v2.log"
-	fail "chroot: upgrade to v2 failed"
-fi
+check_logged "chroot: dpkg -i --force-confold v2 (upgrade) succeeds" "${WORK}/dpkg-v2.log" in_chroot dpkg -i --force-confold /tmp/v2.deb </dev/null
 # shellcheck disable=SC2016 # dpkg-query format, not shell
 check "chroot: dpkg reports v2 installed" test "$(in_chroot dpkg-query -W -f='${Version}' edge-agent)" == "${V2}"
 check "chroot: edited conffile kept on upgrade" grep -qx 'site: store-4242' "${CHROOT}/etc/edge-agent/agent.yaml"
@@ -325,24 +261,14 @@ check "chroot: user unchanged on upgrade" test "$(in_chroot getent passwd edge-a
 check "chroot: edited config still valid after upgrade" eval "in_chroot edge-agent check-config /etc/edge-agent/agent.yaml >/dev/null"
 
 # remove: binary gone; config, state, user stay
-if in_chroot dpkg --remove edge-agent >"${WORK}/dpkg-remove.log" 2>&1; then
-	pass "chroot: dpkg --remove succeeds"
-else
-	sed 's/^/    /' "${WORK}/dpkg-remove.log"
-	fail "chroot: dpkg --remove failed"
-fi
+check_logged "chroot: dpkg --remove succeeds" "${WORK}/dpkg-remove.log" in_chroot dpkg --remove edge-agent
 check "chroot: binary removed" test ! -e "${CHROOT}/usr/bin/edge-agent"
 check "chroot: unit removed" test ! -e "${CHROOT}/lib/systemd/system/edge-agent.service"
 check "chroot: conffile kept after remove" test -f "${CHROOT}/etc/edge-agent/agent.yaml"
 check "chroot: state kept after remove" test -f "${CHROOT}/var/lib/edge-agent/marker"
 
 # purge: state and config gone; the system account is kept (Debian practice)
-if in_chroot dpkg --purge edge-agent >"${WORK}/dpkg-purge.log" 2>&1; then
-	pass "chroot: dpkg --purge succeeds"
-else
-	sed 's/^/    /' "${WORK}/dpkg-purge.log"
-	fail "chroot: dpkg --purge failed"
-fi
+check_logged "chroot: dpkg --purge succeeds" "${WORK}/dpkg-purge.log" in_chroot dpkg --purge edge-agent
 check "chroot: /var/lib/edge-agent removed on purge" test ! -e "${CHROOT}/var/lib/edge-agent"
 check "chroot: /etc/edge-agent removed on purge" test ! -e "${CHROOT}/etc/edge-agent"
 check "chroot: enable symlink removed on purge" test ! -L "${CHROOT}/etc/systemd/system/multi-user.target.wants/edge-agent.service"
@@ -352,12 +278,7 @@ check "chroot: dpkg lists the package as gone (status '${st}')" eval "[[ -z '${s
 check "chroot: system user kept on purge (policy: never recycle a system uid)" eval "in_chroot getent passwd edge-agent >/dev/null"
 
 # reinstall over the leftover account (as after a purge and a new rollout)
-if in_chroot dpkg -i /tmp/v2.deb >"${WORK}/dpkg-re.log" 2>&1; then
-	pass "chroot: reinstall after purge reuses the account"
-else
-	sed 's/^/    /' "${WORK}/dpkg-re.log"
-	fail "chroot: reinstall after purge failed"
-fi
+check_logged "chroot: reinstall after purge reuses the account" "${WORK}/dpkg-re.log" in_chroot dpkg -i /tmp/v2.deb
 expect_stat /var/lib/edge-agent "750 edge-agent edge-agent"
 
 # Fallback path: an image without systemd-sysusers/systemd-tmpfiles (e.g. a
@@ -369,12 +290,7 @@ for tool in systemd-sysusers systemd-tmpfiles; do
 	p="$(in_chroot sh -c "command -v ${tool}")" || ea_die "no ${tool} in the chroot to hide"
 	in_chroot dpkg-divert --quiet --local --rename --divert "${p}.hidden" --add "${p}"
 done
-if in_chroot dpkg -i /tmp/v1.deb >"${WORK}/dpkg-fallback.log" 2>&1; then
-	pass "chroot without systemd-sysusers: dpkg -i succeeds"
-else
-	sed 's/^/    /' "${WORK}/dpkg-fallback.log"
-	fail "chroot without systemd-sysusers: dpkg -i failed"
-fi
+check_logged "chroot without systemd-sysusers: dpkg -i succeeds" "${WORK}/dpkg-fallback.log" in_chroot dpkg -i /tmp/v1.deb
 pw2="$(in_chroot getent passwd edge-agent || true)"
 IFS=: read -r _ _ fb_uid _ _ fb_home fb_shell <<<"${pw2}"
 check "fallback: useradd created system user (uid ${fb_uid:-none}, ${fb_home:-?}, ${fb_shell:-?})" \

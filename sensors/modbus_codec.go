@@ -160,6 +160,15 @@ func decodeRaw(typ, order string, bit int, regs []uint16) float64 {
 	panic("sensors: modbus type not validated: " + typ)
 }
 
+// modbusIntRange is the values each integer type holds, for writes. The
+// upper bounds of the 64-bit types are the float64 just below 2^63 and
+// 2^64: those powers of two themselves do not fit.
+var modbusIntRange = map[string][2]float64{
+	"int16": {math.MinInt16, math.MaxInt16}, "uint16": {0, math.MaxUint16},
+	"int32": {math.MinInt32, math.MaxInt32}, "uint32": {0, math.MaxUint32},
+	"int64": {math.MinInt64, math.Nextafter(math.MaxInt64, 0)}, "uint64": {0, math.Nextafter(math.MaxUint64, 0)},
+}
+
 // encodeRaw is decodeRaw's inverse for writes: it refuses a value the type
 // cannot hold rather than wrapping it (writing 70000 to a uint16 setpoint
 // must not set 4464).
@@ -168,47 +177,7 @@ func encodeRaw(typ, order string, raw float64) ([]uint16, error) {
 		return nil, fmt.Errorf("%g is not a number a register can hold", raw)
 	}
 	b := make([]byte, 2*modbusTypeWords[typ])
-	integral := func(lo, hi float64) (float64, error) {
-		r := math.Round(raw)
-		if r < lo || r > hi {
-			return 0, fmt.Errorf("%g is outside %s's range %g..%g", raw, typ, lo, hi)
-		}
-		return r, nil
-	}
 	switch typ {
-	case "int16", "uint16":
-		lo, hi := float64(math.MinInt16), float64(math.MaxInt16)
-		if typ == "uint16" {
-			lo, hi = 0, math.MaxUint16
-		}
-		r, err := integral(lo, hi)
-		if err != nil {
-			return nil, err
-		}
-		binary.BigEndian.PutUint16(b, uint16(int64(r)))
-	case "int32", "uint32":
-		lo, hi := float64(math.MinInt32), float64(math.MaxInt32)
-		if typ == "uint32" {
-			lo, hi = 0, math.MaxUint32
-		}
-		r, err := integral(lo, hi)
-		if err != nil {
-			return nil, err
-		}
-		binary.BigEndian.PutUint32(b, uint32(int64(r)))
-	case "int64":
-		// 2^63 itself does not fit: the bound is exclusive.
-		r, err := integral(math.MinInt64, math.Nextafter(math.MaxInt64, 0))
-		if err != nil {
-			return nil, err
-		}
-		binary.BigEndian.PutUint64(b, uint64(int64(r)))
-	case "uint64":
-		r, err := integral(0, math.Nextafter(math.MaxUint64, 0))
-		if err != nil {
-			return nil, err
-		}
-		binary.BigEndian.PutUint64(b, uint64(r))
 	case "float32":
 		if math.Abs(raw) > math.MaxFloat32 {
 			return nil, fmt.Errorf("%g is outside float32's range", raw)
@@ -217,7 +186,23 @@ func encodeRaw(typ, order string, raw float64) ([]uint16, error) {
 	case "float64":
 		binary.BigEndian.PutUint64(b, math.Float64bits(raw))
 	default:
-		return nil, fmt.Errorf("type %s cannot be written", typ)
+		rng, ok := modbusIntRange[typ]
+		if !ok {
+			return nil, fmt.Errorf("type %s cannot be written", typ)
+		}
+		r := math.Round(raw)
+		if r < rng[0] || r > rng[1] {
+			return nil, fmt.Errorf("%g is outside %s's range %g..%g", raw, typ, rng[0], rng[1])
+		}
+		// Two's complement in 64 bits, then the type's low bytes; a uint64
+		// above 2^63 does not fit int64, so it converts directly.
+		v := uint64(int64(r))
+		if typ == "uint64" {
+			v = uint64(r)
+		}
+		var full [8]byte
+		binary.BigEndian.PutUint64(full[:], v)
+		copy(b, full[8-len(b):])
 	}
 	return bytesRegs(b, order), nil
 }

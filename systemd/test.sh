@@ -21,30 +21,23 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "${HERE}/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=../cross/lib.sh
+source "${HERE}/../cross/lib.sh" # EA_ROOT, ea_die, pass/fail bookkeeping shared with packaging/
 UNIT="${HERE}/edge-agent.service"
 SYSUSERS="${HERE}/edge-agent.sysusers"
 TMPFILES="${HERE}/edge-agent.tmpfiles"
 MAX_EXPOSURE="${MAX_EXPOSURE:-2.0}"
 
-die() {
-	printf 'systemd/test.sh: error: %s\n' "$*" >&2
-	exit 1
-}
-
-# shellcheck source-path=SCRIPTDIR source=../cross/lib.sh
-source "${ROOT}/cross/lib.sh" # pass/fail bookkeeping shared with packaging/
-
 if ! command -v systemd-analyze >/dev/null; then
-	[[ "$(id -u)" == "0" ]] || die "systemd-analyze missing; run: sudo apt-get install -y systemd"
+	[[ "$(id -u)" == "0" ]] || ea_die "systemd-analyze missing; run: sudo apt-get install -y systemd"
 	printf 'systemd-analyze missing: installing systemd\n'
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update || printf 'apt-get update reported errors; trying the install anyway\n' >&2
 	apt-get install -y --no-install-recommends systemd
 fi
-command -v systemd-analyze >/dev/null || die "systemd-analyze still missing after install"
+command -v systemd-analyze >/dev/null || ea_die "systemd-analyze still missing after install"
 for f in "${UNIT}" "${SYSUSERS}" "${TMPFILES}"; do
-	[[ -r "${f}" ]] || die "missing ${f}"
+	[[ -r "${f}" ]] || ea_die "missing ${f}"
 done
 SYSTEM_UNIT_DIR=""
 for d in /usr/lib/systemd/system /lib/systemd/system; do
@@ -53,7 +46,7 @@ for d in /usr/lib/systemd/system /lib/systemd/system; do
 		break
 	fi
 done
-[[ -n "${SYSTEM_UNIT_DIR}" ]] || die "no sysinit.target in /usr/lib/systemd/system: is the systemd package installed?"
+[[ -n "${SYSTEM_UNIT_DIR}" ]] || ea_die "no sysinit.target in /usr/lib/systemd/system: is the systemd package installed?"
 printf 'systemd: %s\n' "$(systemd-analyze --version | head -n1)"
 
 WORK="$(mktemp -d)"
@@ -66,12 +59,12 @@ cp -a "${SYSTEM_UNIT_DIR}" "${SCRATCH}/usr/lib/systemd/system"
 ln -s usr/lib "${SCRATCH}/lib"
 cp /bin/kill "${SCRATCH}/bin/kill" # ExecReload=/bin/kill
 if [[ -n "${EDGE_AGENT_BIN:-}" ]]; then
-	[[ -x "${EDGE_AGENT_BIN}" ]] || die "EDGE_AGENT_BIN=${EDGE_AGENT_BIN} is not executable"
+	[[ -x "${EDGE_AGENT_BIN}" ]] || ea_die "EDGE_AGENT_BIN=${EDGE_AGENT_BIN} is not executable"
 	cp "${EDGE_AGENT_BIN}" "${SCRATCH}/usr/bin/edge-agent"
 else
-	[[ -d "${ROOT}/agent/cmd/edge-agent" ]] || die "no ${ROOT}/agent/cmd/edge-agent to build; set EDGE_AGENT_BIN"
-	(cd "${ROOT}" && CGO_ENABLED=0 go build -trimpath -o "${SCRATCH}/usr/bin/edge-agent" ./agent/cmd/edge-agent) ||
-		die "go build ./agent/cmd/edge-agent failed"
+	[[ -d "${EA_ROOT}/agent/cmd/edge-agent" ]] || ea_die "no ${EA_ROOT}/agent/cmd/edge-agent to build; set EDGE_AGENT_BIN"
+	(cd "${EA_ROOT}" && CGO_ENABLED=0 go build -trimpath -o "${SCRATCH}/usr/bin/edge-agent" ./agent/cmd/edge-agent) ||
+		ea_die "go build ./agent/cmd/edge-agent failed"
 fi
 
 # verify_unit FILE: runs systemd-analyze verify on FILE installed into the
@@ -102,13 +95,13 @@ check_mutant() {
 	fi
 }
 sed 's/^Restart=on-failure$/Restrat=on-failure/' "${UNIT}" >"${mutant}"
-cmp -s "${UNIT}" "${mutant}" && die "mutant 'misspelled key' did not change the unit"
+cmp -s "${UNIT}" "${mutant}" && ea_die "mutant 'misspelled key' did not change the unit"
 check_mutant "misspelled key (Restrat=)"
 sed 's/^Type=notify$/Type=notfy/' "${UNIT}" >"${mutant}"
-cmp -s "${UNIT}" "${mutant}" && die "mutant 'bad value' did not change the unit"
+cmp -s "${UNIT}" "${mutant}" && ea_die "mutant 'bad value' did not change the unit"
 check_mutant "bad value (Type=notfy)"
 sed 's|^ExecStart=/usr/bin/edge-agent |ExecStart=/usr/bin/edge-agentd |' "${UNIT}" >"${mutant}"
-cmp -s "${UNIT}" "${mutant}" && die "mutant 'missing binary' did not change the unit"
+cmp -s "${UNIT}" "${mutant}" && ea_die "mutant 'missing binary' did not change the unit"
 check_mutant "ExecStart binary missing"
 
 # --- 2. security exposure ----------------------------------------------------

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -17,8 +16,7 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "usage: edge-agent buffer ack-loss [--config FILE] [--socket PATH]\n")
 		return 2
 	}
-	fs := flag.NewFlagSet("buffer ack-loss", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("buffer ack-loss", stderr)
 	config := fs.String("config", defaultConfig, "config file (for control_socket)")
 	socket := fs.String("socket", "", "control socket (default: control_socket from --config, else /run/edge-agent/agent.sock)")
 	if err := fs.Parse(args[1:]); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/agent"
+	"github.com/edge-agent/edge-agent/internal/jsclient"
 	"github.com/edge-agent/edge-agent/sensors"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
@@ -28,8 +28,7 @@ import (
 // cmdDemo runs a development hub and an agent in one process so a newcomer
 // sees readings flow without installing anything: `make run`.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", stderr)
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "edge-agent-demo"), "state for the demo hub and agent")
 	site := fs.String("site", "demo-store", "site id of the demo agent")
 	withModbus := fs.Bool("modbus", true, "also simulate a Modbus TCP energy meter and read it")
@@ -166,23 +165,16 @@ func echoHub(ctx context.Context, url string, w io.Writer) error {
 }
 
 func demoHubStream(hub *server.Server) error {
-	nc, err := nats.Connect(hub.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+	return jsclient.Do(hub.ClientURL(), func(js jetstream.JetStream) error {
+		if _, err := hubops.EnsureHubStream(ctx, js, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+			return err
+		}
+		// The fleet table, so `edge-agent fleet` against the dev hub shows the site.
+		_, err := hubops.EnsureStatusStream(ctx, js, "edge")
 		return err
-	}
-	// The fleet table, so `edge-agent fleet` against the dev hub shows the site.
-	_, err = hubops.EnsureStatusStream(ctx, js, "edge")
-	return err
+	})
 }
 
 // freePort prefers the conventional port so the printed commands are the

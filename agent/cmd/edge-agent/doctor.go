@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -13,8 +12,7 @@ import (
 
 // cmdDoctor runs the technician's checks; it works with the daemon stopped.
 func cmdDoctor(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("doctor", stderr)
 	config := fs.String("config", "", "config file (default: the running agent's, asked on --socket; else "+defaultConfig+")")
 	socket := fs.String("socket", agent.DefaultConfig().ControlSocket, "control socket of the running agent")
 	asJSON := fs.Bool("json", false, "print the checks as JSON")

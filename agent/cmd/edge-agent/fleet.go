@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,8 +27,7 @@ func cmdFleet(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "config" {
 		return cmdFleetConfig(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("fleet", stderr)
 	srv := fs.String("server", "nats://127.0.0.1:4222", "hub client URL(s), comma separated")
 	creds := fs.String("creds", "", "credentials file for the hub")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")

@@ -45,8 +45,7 @@ type fleetConfigFlags struct {
 }
 
 func newFleetConfigFlags(name string, stderr io.Writer) *fleetConfigFlags {
-	fs := flag.NewFlagSet("fleet config "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("fleet config "+name, stderr)
 	return &fleetConfigFlags{
 		fs:       fs,
 		srv:      fs.String("server", "nats://127.0.0.1:4222", "hub client URL(s), comma separated"),
@@ -253,24 +252,6 @@ func fleetConfigHistory(f *fleetConfigFlags, args []string, stdout, stderr io.Wr
 	})
 }
 
-// reports reads every site's last config report from the hub's heartbeat
-// table.
-func reports(js jetstream.JetStream, prefix string) func(ctx context.Context) (map[string]fleetconfig.Report, error) {
-	return func(ctx context.Context) (map[string]fleetconfig.Report, error) {
-		sites, err := hubops.ReadFleet(ctx, js, prefix)
-		if err != nil {
-			return nil, err
-		}
-		out := map[string]fleetconfig.Report{}
-		for _, s := range sites {
-			if s.Heartbeat.Config != nil {
-				out[s.Site] = *s.Heartbeat.Config
-			}
-		}
-		return out, nil
-	}
-}
-
 func fleetConfigStatus(f *fleetConfigFlags, args []string, stdout, stderr io.Writer) int {
 	asJSON := f.fs.Bool("json", false, "print JSON")
 	if _, err := f.parse(args); err != nil {
@@ -316,7 +297,7 @@ func configStatus(ctx context.Context, kv jetstream.KeyValue, js jetstream.JetSt
 	if err != nil {
 		return nil, err
 	}
-	reps, err := reports(js, prefix)(ctx)
+	reps, err := hubops.FleetReports(js, prefix)(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +321,7 @@ func fleetConfigDiff(f *fleetConfigFlags, args []string, stdout, stderr io.Write
 // configDiff prints, key by key, what site would change: the fragments it
 // applied against the hub's latest revisions.
 func configDiff(ctx context.Context, stdout io.Writer, kv jetstream.KeyValue, js jetstream.JetStream, prefix, site string) error {
-	reps, err := reports(js, prefix)(ctx)
+	reps, err := hubops.FleetReports(js, prefix)(ctx)
 	if err != nil {
 		return err
 	}
@@ -460,7 +441,7 @@ func fleetConfigRollout(f *fleetConfigFlags, args []string, stdout, stderr io.Wr
 		defer cancel()
 	}
 	return f.withBucket(ctx, stderr, func(kv jetstream.KeyValue, js jetstream.JetStream) (int, error) {
-		r := &fleetconfig.Rollout{KV: kv, Group: *f.group, Data: data, Waves: ws, AbortOn: ab, Reports: reports(js, *f.prefix), Wait: *wait, Out: stdout}
+		r := &fleetconfig.Rollout{KV: kv, Group: *f.group, Data: data, Waves: ws, AbortOn: ab, Reports: hubops.FleetReports(js, *f.prefix), Wait: *wait, Out: stdout}
 		return 0, r.Run(ctx)
 	})
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"reflect"
@@ -45,8 +44,7 @@ func cmdHub(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdHubInit(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("hub init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("hub init", stderr)
 	srv := fs.String("server", "", "hub client URL(s), comma separated (required)")
 	creds := fs.String("creds", "", "credentials file for the hub")
 	user := fs.String("user", "", "hub user")
@@ -181,8 +179,7 @@ func ageText(d time.Duration) string {
 }
 
 func cmdHubLeafUser(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("hub leaf-user", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("hub leaf-user", stderr)
 	site := fs.String("site", "", "site id (required)")
 	prefix := fs.String("prefix", "edge", "uplink.subject_prefix of the fleet")
 	password := fs.String("password", "CHANGE-ME", "the site's password (a bcrypt hash from `nats server passwd` works too)")

@@ -52,33 +52,41 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// commands are the subcommands with their own arguments and output.
+var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"check-config": cmdCheckConfig,
+	"demo":         cmdDemo,
+	"status":       cmdStatus,
+	"doctor":       cmdDoctor,
+	"sensors":      cmdSensors,
+	"hub":          cmdHub,
+	"buffer":       cmdBuffer,
+	"fleet":        cmdFleet,
+}
+
+// newFlags is a subcommand's flag set: usage and errors go to stderr, and
+// a bad flag is an error the command returns as exit 2.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	switch cmd, rest := args[0], args[1:]; cmd {
+	cmd, rest := args[0], args[1:]
+	if c, ok := commands[cmd]; ok {
+		return c(rest, stdout, stderr)
+	}
+	switch cmd {
 	case "run":
 		return cmdRun(rest, stderr)
-	case "check-config":
-		return cmdCheckConfig(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprint(stdout, agent.VersionString())
 		return 0
-	case "demo":
-		return cmdDemo(rest, stdout, stderr)
-	case "status":
-		return cmdStatus(rest, stdout, stderr)
-	case "doctor":
-		return cmdDoctor(rest, stdout, stderr)
-	case "sensors":
-		return cmdSensors(rest, stdout, stderr)
-	case "hub":
-		return cmdHub(rest, stdout, stderr)
-	case "buffer":
-		return cmdBuffer(rest, stdout, stderr)
-	case "fleet":
-		return cmdFleet(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -105,8 +113,7 @@ func exitFor(err error, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("run", stderr)
 	path := fs.String("config", defaultConfig, "config file")
 	if err := fs.Parse(args); err != nil {
 		return 2

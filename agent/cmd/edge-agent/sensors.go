@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -37,8 +36,7 @@ func cmdSensors(args []string, stdout, stderr io.Writer) int {
 // cmdScan looks at the local buses, or with --modbus probes one Modbus
 // bus for answering unit ids, bounded by --ids and --max-time.
 func cmdScan(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sensors scan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("sensors scan", stderr)
 	url := fs.String("modbus", "", "probe this Modbus bus (tcp://host:502, rtu:///dev/ttyUSB0?baud=9600&parity=N&stop=1, rtu-over-tcp://host:port) instead of the local buses")
 	idList := fs.String("ids", "1-247", "unit ids to probe, e.g. 1-10,17")
 	timeout := fs.Duration("timeout", 200*time.Millisecond, "how long each unit id has to answer")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -67,8 +66,7 @@ func resolveTarget(socket, config string) statusTarget {
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("status", stderr)
 	config := fs.String("config", defaultConfig, "config file (for control_socket and state_dir)")
 	socket := fs.String("socket", "", "control socket (default: control_socket from --config, else /run/edge-agent/agent.sock)")
 	asJSON := fs.Bool("json", false, "print the status as JSON")

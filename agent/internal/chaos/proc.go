@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edge-agent/edge-agent/internal/jsclient"
 )
 
 // agentProc is the edge-agent binary as a real process: faults like kill -9
@@ -112,24 +114,17 @@ func (p *agentProc) waitReady(ctx context.Context, timeout time.Duration) error 
 
 // probe is one readiness check: connect, then look up both local streams.
 func probe(ctx context.Context, url string) error {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.MaxReconnects(0), nats.Name("chaos-probe"))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	for _, s := range localStreams {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := js.Stream(cctx, s)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", s, err)
+	return jsclient.Do(url, func(js jetstream.JetStream) error {
+		for _, s := range localStreams {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := js.Stream(cctx, s)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", s, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	}, nats.Timeout(time.Second), nats.MaxReconnects(0), nats.Name("chaos-probe"))
 }
 
 // logTail is the end of the agent's log, for error messages.

@@ -336,21 +336,15 @@ func truncatedBlock(ctx context.Context, e *env, _ int) error {
 	if err := e.loadDrainKill(ctx, "%d acked messages in the local streams did not reach the hub before the truncation (the previous cycle left the forwarder stuck)"); err != nil {
 		return err
 	}
-	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
-	if len(blks) == 0 {
-		return fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
-	}
-	sort.Slice(blks, func(i, j int) bool { return blockNum(blks[i]) < blockNum(blks[j]) })
-	last := blks[len(blks)-1]
-	fi, err := os.Stat(last)
+	last, size, err := e.newestBlock()
 	if err != nil {
 		return err
 	}
-	to := fi.Size() * (30 + e.rng.Int64N(60)) / 100
+	to := size * (30 + e.rng.Int64N(60)) / 100
 	if err := os.Truncate(last, to); err != nil {
 		return err
 	}
-	e.logf("truncated %s from %d to %d bytes", last, fi.Size(), to)
+	e.logf("truncated %s from %d to %d bytes", last, size, to)
 	return e.restart(ctx, "truncating "+filepath.Base(last))
 }
 
@@ -374,18 +368,16 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	if err := e.agent.stop(30 * time.Second); err != nil {
 		return fmt.Errorf("stop before the damage: %w", err)
 	}
-	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
-	if len(blks) == 0 {
-		return fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
-	}
-	sort.Slice(blks, func(i, j int) bool { return blockNum(blks[i]) < blockNum(blks[j]) })
-	last := blks[len(blks)-1]
-	buf, err := os.ReadFile(last)
+	last, size, err := e.newestBlock()
 	if err != nil {
 		return err
 	}
-	if len(buf) < 4096 {
-		return fmt.Errorf("%s holds %d bytes: too little load to damage", last, len(buf))
+	if size < 4096 {
+		return fmt.Errorf("%s holds %d bytes: too little load to damage", last, size)
+	}
+	buf, err := os.ReadFile(last)
+	if err != nil {
+		return err
 	}
 	off := e.rng.IntN(len(buf) - 2048)
 	if _, err := io.ReadFull(rand.Reader, buf[off:off+2048]); err != nil {
@@ -464,10 +456,26 @@ func tailDamage(ctx context.Context, e *env, _ int) error {
 	return e.await(ctx, e.arm(heal), heal, "the tail damage")
 }
 
-func blockNum(path string) int {
-	var n int
-	fmt.Sscanf(filepath.Base(path), "%d.blk", &n)
-	return n
+// newestBlock is the TELEMETRY block file JetStream writes to now, the
+// highest-numbered one (numbers, not names, order them: 10.blk after
+// 9.blk), and its size.
+func (e *env) newestBlock() (path string, size int64, err error) {
+	blks, _ := filepath.Glob(filepath.Join(e.stateDir(), "jetstream", "*", "streams", "TELEMETRY", "msgs", "*.blk"))
+	if len(blks) == 0 {
+		return "", 0, fmt.Errorf("no TELEMETRY block files under %s", e.stateDir())
+	}
+	num := func(path string) int {
+		var n int
+		fmt.Sscanf(filepath.Base(path), "%d.blk", &n)
+		return n
+	}
+	sort.Slice(blks, func(i, j int) bool { return num(blks[i]) < num(blks[j]) })
+	path = blks[len(blks)-1]
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", 0, err
+	}
+	return path, fi.Size(), nil
 }
 
 // powerCut freezes the agent, snapshots the disk as the device would hold

@@ -202,19 +202,8 @@ func simulate(mode, fault string, n, backlog int, rmin, rmax, outage, deadline t
 			res.traces = append(res.traces, t)
 			alog = slog.New(t)
 		}
-		a := agent.New(cfg, alog, nil)
-		agents[i] = a
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := a.Run(ctx); err != nil {
-				fmt.Fprintf(os.Stderr, "agent %s: %v\n", cfg.Site, err)
-			}
-		}()
-		select {
-		case <-a.Ready():
-		case <-time.After(deadline):
-			return res, fmt.Errorf("agent %d not ready", i)
+		if agents[i], err = startAgent(ctx, &wg, cfg, alog, deadline); err != nil {
+			return res, err
 		}
 	}
 	if err := waitUntil(deadline, func() bool { return countConnected(agents) == n }); err != nil {
@@ -423,6 +412,25 @@ func (t *tracer) events() []traceEvent {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.ev)
+}
+
+// startAgent runs an agent until ctx ends, wg counting it, and returns it
+// once it is ready.
+func startAgent(ctx context.Context, wg *sync.WaitGroup, cfg *agent.Config, log *slog.Logger, deadline time.Duration) (*agent.Agent, error) {
+	a := agent.New(cfg, log, nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.Run(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "agent %s: %v\n", cfg.Site, err)
+		}
+	}()
+	select {
+	case <-a.Ready():
+		return a, nil
+	case <-time.After(deadline):
+		return nil, fmt.Errorf("agent %s not ready in %s", cfg.Site, deadline)
+	}
 }
 
 func countConnected(agents []*agent.Agent) int {

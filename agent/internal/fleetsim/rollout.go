@@ -70,35 +70,15 @@ func simulateRollout(n int, deadline time.Duration) error {
 		if err != nil {
 			return err
 		}
-		a := agent.New(cfg, log, nil)
-		agents[i] = a
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Only live-applicable keys are rolled out: no restarts here.
-			if err := a.Run(ctx); err != nil {
-				fmt.Fprintf(os.Stderr, "agent %s: %v\n", site, err)
-			}
-		}()
-		select {
-		case <-a.Ready():
-		case <-time.After(deadline):
-			return fmt.Errorf("agent %d not ready", i)
+		// Only live-applicable keys are rolled out: no restarts here.
+		if agents[i], err = startAgent(ctx, &wg, cfg, log, deadline); err != nil {
+			return err
 		}
 	}
 	if err := waitUntil(deadline, func() bool { return countConnected(agents) == n }); err != nil {
 		return fmt.Errorf("initial connect: %d of %d: %w", countConnected(agents), n, err)
 	}
-	reports := func(ctx context.Context) (map[string]fleetconfig.Report, error) {
-		views, err := hubops.ReadFleet(ctx, js, "edge")
-		out := map[string]fleetconfig.Report{}
-		for _, v := range views {
-			if v.Heartbeat.Config != nil {
-				out[v.Site] = *v.Heartbeat.Config
-			}
-		}
-		return out, err
-	}
+	reports := hubops.FleetReports(js, "edge")
 	if err := waitUntil(deadline, func() bool { r, _ := reports(ctx); return len(r) == n }); err != nil {
 		return fmt.Errorf("reports at the hub: %w", err)
 	}
