@@ -116,7 +116,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.gate.Start()
 	}
 	go a.srv.Start()
-	if !a.srv.ReadyForConnections(30 * time.Second) {
+	if !waitListening(a.srv, 30*time.Second) {
 		return fmt.Errorf("embedded nats-server did not become ready in 30s on %s (is the port in use? see the nats-server lines above)", cfg.Listen)
 	}
 	if a.nc, err = a.connectLocal(cfg); err != nil {
