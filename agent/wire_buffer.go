@@ -31,11 +31,8 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 			return err
 		}
 	}
-	if err := buffer.ReconcileStreams(ctx, a.js, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
+	if _, err := buffer.OpenStreams(ctx, a.js, st, cfg.Buffer, a.started, a.log.With("component", "buffer")); err != nil {
 		return err
-	}
-	if _, err := buffer.CheckStreams(ctx, a.js, st, a.started, a.log.With("component", "buffer")); err != nil {
-		return fmt.Errorf("check local streams against state.db: %w", err)
 	}
 	if a.buf.watcher, err = buffer.NewWatcher(a.srv, a.js, st, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
 		return err
