@@ -347,8 +347,9 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, opened
 	return checkStreams(ctx, js, st, opened, nil, ensureStateStream(ctx, js), log)
 }
 
-// checkStreams is CheckStreams given which streams this call's caller has
-// just created (stream name to stream id) and whether StateStream exists.
+// checkStreams is CheckStreams given which streams its caller has just
+// created (stream name to stream id) and what creating StateStream
+// returned.
 func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, created map[string]string, backupErr error, log *slog.Logger) ([]string, error) {
 	if backupErr != nil {
 		// Not fatal: identity still lives in the stream metadata.
@@ -395,7 +396,7 @@ type laneCheck struct {
 // commitLanes records the streams' identities: the JetStream store first,
 // as it is what a lost state.db restores from (each stream's metadata
 // update is a request that rewrites and syncs its meta file, so the
-// streams' go side by side), then state.db, every stream in one
+// updates go side by side), then state.db, every stream in one
 // transaction: one sync, not one per stream. A metadata update that fails
 // (disk full) must not keep the agent down: state.db has the newer
 // generation, and the next check writes it again.
