@@ -40,7 +40,9 @@ type Agent struct {
 	// salvaged is what the block-file check found before the server
 	// opened the store; setupBuffer records it.
 	salvaged []buffer.Loss
-	ready    chan struct{}
+	// openedState is state.db, opened while the server starts (openState).
+	openedState func() (*buffer.State, error)
+	ready       chan struct{}
 
 	// parts are the long-lived loops started after the server is ready.
 	parts []part
@@ -116,7 +118,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.gate.Start()
 	}
 	go a.srv.Start()
-	if !a.srv.ReadyForConnections(30 * time.Second) {
+	a.openState(cfg)
+	defer a.closeBuffer()
+	if !waitListening(a.srv, 30*time.Second) {
 		return fmt.Errorf("embedded nats-server did not become ready in 30s on %s (is the port in use? see the nats-server lines above)", cfg.Listen)
 	}
 	if a.nc, err = a.connectLocal(cfg); err != nil {
@@ -126,7 +130,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.js, err = jetstream.New(a.nc); err != nil {
 		return err
 	}
-	defer a.closeBuffer()
 	if err := a.setup(ctx, cfg); err != nil {
 		return err
 	}

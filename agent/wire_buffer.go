@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"github.com/edge-agent/edge-agent/buffer"
 )
@@ -17,11 +18,22 @@ type bufferPart struct {
 	ager    *buffer.Ager // nil with buffer.max_age 0
 }
 
-// setupBuffer opens state.db first (its last known stream extents are what
+// openState opens state.db on a goroutine of its own while the embedded
+// server starts: neither needs the other, and the salvage pass, its only
+// other reader, is done. setupBuffer takes it; closeBuffer closes it,
+// whether or not setup got that far.
+func (a *Agent) openState(cfg *Config) {
+	a.openedState = sync.OnceValues(func() (*buffer.State, error) {
+		return buffer.OpenState(filepath.Join(cfg.StateDir, "state.db"), a.log.With("component", "state"))
+	})
+	go a.openedState()
+}
+
+// setupBuffer takes state.db first (its last known stream extents are what
 // damage is measured against), then creates or reconciles the streams and
 // reports what a crash or a damaged file took.
 func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
-	st, err := buffer.OpenState(filepath.Join(cfg.StateDir, "state.db"), a.log.With("component", "state"))
+	st, err := a.openedState()
 	if err != nil {
 		return err
 	}
@@ -31,11 +43,8 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 			return err
 		}
 	}
-	if err := buffer.ReconcileStreams(ctx, a.js, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
+	if _, err := buffer.OpenStreams(ctx, a.js, st, cfg.Buffer, a.started, a.log.With("component", "buffer")); err != nil {
 		return err
-	}
-	if _, err := buffer.CheckStreams(ctx, a.js, st, a.started, a.log.With("component", "buffer")); err != nil {
-		return fmt.Errorf("check local streams against state.db: %w", err)
 	}
 	if a.buf.watcher, err = buffer.NewWatcher(a.srv, a.js, st, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
 		return err
@@ -66,10 +75,14 @@ func (a *Agent) setupAge(cfg *Config) error {
 // closeBuffer runs after every part stopped (or setup failed), so the last
 // cursor and sensor writes are committed before the file closes.
 func (a *Agent) closeBuffer() {
-	if a.buf == nil || a.buf.state == nil {
+	if a.openedState == nil {
 		return
 	}
-	if err := a.buf.state.Close(); err != nil {
+	st, err := a.openedState()
+	if err != nil {
+		return
+	}
+	if err := st.Close(); err != nil {
 		a.log.Error("closing state.db", "err", err)
 	}
 }

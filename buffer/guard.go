@@ -49,10 +49,7 @@ func (w *Watcher) recreate(ctx context.Context, h Health) Health {
 		w.awaitRemoved(cctx, name)
 	}
 	opened := time.Now()
-	err := ReconcileStreams(cctx, w.js, w.cfg, w.log)
-	if err == nil {
-		_, err = CheckStreams(cctx, w.js, w.st, opened, w.log)
-	}
+	_, err := OpenStreams(cctx, w.js, w.st, w.cfg, opened, w.log)
 	if err != nil {
 		if err.Error() != w.recFail {
 			w.log.Error("buffer: agent stream deleted and cannot be recreated: readings are not stored meanwhile; retrying every round", "streams", h.Missing, "err", err, "round", WatchInterval)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -106,6 +107,7 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 		block int
 	}
 	var open *cut // a run of lost records not closed by a later record yet
+	var buf []byte
 	for i, b := range blocks {
 		if i+1 < len(blocks) && open == nil {
 			if next, ok := firstRecordSeq(blocks[i+1].path); ok && next-1 <= cursor {
@@ -113,8 +115,7 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 				continue
 			}
 		}
-		buf, err := os.ReadFile(b.path)
-		if err != nil {
+		if buf, err = readBlock(b.path, buf); err != nil {
 			return res, err
 		}
 		if compressed(buf) {
@@ -173,6 +174,30 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 		}
 	}
 	return res, nil
+}
+
+// readBlock reads the block file at path into buf, grown as needed: one
+// buffer for every block of a stream, as reading a store of many blocks
+// into a new buffer each spent more time clearing and faulting in fresh
+// memory (and returning it) than reading and hashing the records.
+func readBlock(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return buf, err
+	}
+	if n := int(fi.Size()); cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	n, err := io.ReadFull(f, buf[:fi.Size()])
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil // shorter than it was a moment ago: what is there is the block
+	}
+	return buf[:n], err
 }
 
 func causeFor(block string) string {

@@ -103,33 +103,44 @@ func (s *State) laneIDs(stream string) laneIDs {
 	return laneIDs{Epochs: []Epoch{{From: 1, ID: s.storeID}}}
 }
 
-// adoptIDs commits stream's identity and, if setCursor, its cursor
-// (backwards too) in one transaction; issued is the highest sequence
-// whose id in the current epoch may have been sent. Without setCursor the
-// forwarder's progress meanwhile is kept.
-func (s *State) adoptIDs(stream string, l laneIDs, cursor uint64, setCursor bool, issued uint64) error {
-	v, err := json.Marshal(l)
-	if err != nil {
-		return err
+// adoptIDs commits each checked stream's identity and, if setCursor, its
+// cursor (backwards too) in one transaction; issued is the highest
+// sequence whose id in the current epoch may have been sent. Without
+// setCursor the forwarder's progress meanwhile is kept.
+func (s *State) adoptIDs(checks []laneCheck) error {
+	vals := make([][]byte, len(checks))
+	for i, c := range checks {
+		v, err := json.Marshal(c.ids)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err = s.writeNow(func(tx *bolt.Tx) error {
-		if setCursor {
-			if err := tx.Bucket(bCursors).Put([]byte(stream), u64(cursor)); err != nil {
+	err := s.writeNow(func(tx *bolt.Tx) error {
+		for i, c := range checks {
+			if c.setCursor {
+				if err := tx.Bucket(bCursors).Put([]byte(c.name), u64(c.cursor)); err != nil {
+					return err
+				}
+			}
+			if err := tx.Bucket(bIDs).Put([]byte(c.name), vals[i]); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(bIDs).Put([]byte(stream), v)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if setCursor {
-		s.cursors[stream] = cursor
+	for _, c := range checks {
+		if c.setCursor {
+			s.cursors[c.name] = c.cursor
+		}
+		s.ids[c.name], s.prior[c.name], s.checked[c.name] = c.ids, c.issued, true
+		s.sent[c.name] = min(s.sent[c.name], c.issued)
 	}
-	s.ids[stream], s.prior[stream], s.checked[stream] = l, issued, true
-	s.sent[stream] = min(s.sent[stream], issued)
 	return nil
 }
 

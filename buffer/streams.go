@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -72,45 +73,74 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c Config) error 
 // the reason and the commands to resolve it, never applied by deleting
 // data.
 func ReconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, log *slog.Logger) error {
+	_, err := reconcileStreams(ctx, js, c, "", log)
+	return err
+}
+
+// reconcileStreams is ReconcileStreams with the streams side by side (each
+// create or update is a request that writes and syncs the stream's files):
+// it returns the stream id of each stream it created, whose metadata
+// carries storeID when that is set.
+func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, storeID string, log *slog.Logger) (map[string]string, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, want := range StreamConfigs(c) {
-		s, err := js.Stream(ctx, want.Name)
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			// A new stream is a new sequence space: its own id, so its
-			// messages never share ids with a stream it replaces.
-			id := newStoreID()
-			want.Metadata = idMetadata(nil, "", laneIDs{StreamID: id, Epochs: []Epoch{{From: 1, ID: id}}})
-			if _, err := js.CreateStream(ctx, want); err != nil {
-				if strings.Contains(err.Error(), "overlap") {
-					return fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
-				}
-				return fmt.Errorf("create stream %s: %w", want.Name, err)
-			}
-			continue
-		case err != nil:
-			return fmt.Errorf("look up stream %s: %w", want.Name, err)
+	wants := StreamConfigs(c)
+	ids, errs := make([]string, len(wants)), make([]error, len(wants))
+	var wg sync.WaitGroup
+	for i, want := range wants {
+		wg.Go(func() { ids[i], errs[i] = reconcileStream(ctx, js, want, c, storeID, log) })
+	}
+	wg.Wait()
+	created := map[string]string{}
+	for i, want := range wants {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		have := s.CachedInfo().Config
-		if why := notInPlace(have, want); why != "" {
-			return fmt.Errorf("stream %s %s; this cannot be changed in place and the agent never deletes buffered data: back it up (`nats stream backup %s /tmp/%s.bak`), remove it (`nats stream rm %s`) and restart the agent to recreate it", want.Name, why, want.Name, want.Name, want.Name)
-		}
-		if !inPlaceDiffers(have, want) {
-			continue
-		}
-		upd := have
-		upd.MaxBytes, upd.MaxAge, upd.Discard, upd.Subjects, upd.Description = want.MaxBytes, want.MaxAge, want.Discard, want.Subjects, want.Description
-		if _, err := js.UpdateStream(ctx, upd); err != nil {
-			return fmt.Errorf("update stream %s limits in place (max_bytes %d, max_age %s): %w", want.Name, want.MaxBytes, want.MaxAge, err)
-		}
-		if have.MaxAge != want.MaxAge {
-			log.Info("stream max_age set to 0 in JetStream: buffer.max_age is now enforced by the agent on time that does not jump with the wall clock (stored readings start ageing from now)",
-				"stream", want.Name, "jetstream_max_age_was", have.MaxAge.String(), "buffer.max_age", c.MaxAge.String())
+		if ids[i] != "" {
+			created[want.Name] = ids[i]
 		}
 	}
-	return nil
+	return created, nil
+}
+
+// reconcileStream creates or reconciles one stream; it returns the new
+// stream's id when it created it.
+func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, c Config, storeID string, log *slog.Logger) (string, error) {
+	s, err := js.Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		// A new stream is a new sequence space: its own id, so its
+		// messages never share ids with a stream it replaces.
+		id := newStoreID()
+		want.Metadata = idMetadata(nil, storeID, laneIDs{StreamID: id, Epochs: []Epoch{{From: 1, ID: id}}})
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			if strings.Contains(err.Error(), "overlap") {
+				return "", fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
+			}
+			return "", fmt.Errorf("create stream %s: %w", want.Name, err)
+		}
+		return id, nil
+	case err != nil:
+		return "", fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	if why := notInPlace(have, want); why != "" {
+		return "", fmt.Errorf("stream %s %s; this cannot be changed in place and the agent never deletes buffered data: back it up (`nats stream backup %s /tmp/%s.bak`), remove it (`nats stream rm %s`) and restart the agent to recreate it", want.Name, why, want.Name, want.Name, want.Name)
+	}
+	if !inPlaceDiffers(have, want) {
+		return "", nil
+	}
+	upd := have
+	upd.MaxBytes, upd.MaxAge, upd.Discard, upd.Subjects, upd.Description = want.MaxBytes, want.MaxAge, want.Discard, want.Subjects, want.Description
+	if _, err := js.UpdateStream(ctx, upd); err != nil {
+		return "", fmt.Errorf("update stream %s limits in place (max_bytes %d, max_age %s): %w", want.Name, want.MaxBytes, want.MaxAge, err)
+	}
+	if have.MaxAge != want.MaxAge {
+		log.Info("stream max_age set to 0 in JetStream: buffer.max_age is now enforced by the agent on time that does not jump with the wall clock (stored readings start ageing from now)",
+			"stream", want.Name, "jetstream_max_age_was", have.MaxAge.String(), "buffer.max_age", c.MaxAge.String())
+	}
+	return "", nil
 }
 
 func notInPlace(have, want jetstream.StreamConfig) string {
@@ -314,23 +344,33 @@ func (s *State) backupCursors(ctx context.Context) {
 // Afterwards the state flusher mirrors cursors to StateStream. It returns
 // the damage found, one line per stream.
 func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, log *slog.Logger) ([]string, error) {
-	backupOK := true
-	if err := ensureStateStream(ctx, js); err != nil {
+	return checkStreams(ctx, js, st, opened, nil, ensureStateStream(ctx, js), log)
+}
+
+// checkStreams is CheckStreams given which streams its caller has just
+// created (stream name to stream id) and what creating StateStream
+// returned.
+func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, created map[string]string, backupErr error, log *slog.Logger) ([]string, error) {
+	if backupErr != nil {
 		// Not fatal: identity still lives in the stream metadata.
-		log.Error("cannot create the cursor backup stream; forwarding on, but a lost state.db will mean resending the buffer", "stream", StateStream, "err", err)
-		backupOK = false
+		log.Error("cannot create the cursor backup stream; forwarding on, but a lost state.db will mean resending the buffer", "stream", StateStream, "err", backupErr)
 	}
 	var found []string
+	checks := make([]laneCheck, 0, len(Lanes))
 	for _, name := range Lanes {
-		d, err := checkLane(ctx, js, st, name, opened, backupOK, log)
+		c, d, err := checkLane(ctx, js, st, name, opened, created[name], backupErr == nil, log)
 		if err != nil {
 			return found, err
 		}
 		if d != "" {
 			found = append(found, d)
 		}
+		checks = append(checks, c)
 	}
-	if backupOK {
+	if err := commitLanes(ctx, js, st, checks, log); err != nil {
+		return found, err
+	}
+	if backupErr == nil {
 		st.mu.Lock()
 		st.backup = js
 		st.mu.Unlock()
@@ -338,17 +378,69 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, opened
 	return found, nil
 }
 
-func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, opened time.Time, backupOK bool, log *slog.Logger) (string, error) {
+// laneCheck is what checkLane decided for one stream: commitLanes writes
+// it.
+type laneCheck struct {
+	name string
+	// update is the stream's config with new identity metadata; nil when
+	// the metadata already holds it.
+	update    *jetstream.StreamConfig
+	ids       laneIDs
+	cursor    uint64
+	setCursor bool
+	issued    uint64
+	ageLimit  uint64
+	state     jetstream.StreamState
+}
+
+// commitLanes records the streams' identities: the JetStream store first,
+// as it is what a lost state.db restores from (each stream's metadata
+// update is a request that rewrites and syncs its meta file, so the
+// updates go side by side), then state.db, every stream in one
+// transaction: one sync, not one per stream. A metadata update that fails
+// (disk full) must not keep the agent down: state.db has the newer
+// generation, and the next check writes it again.
+func commitLanes(ctx context.Context, js jetstream.JetStream, st *State, checks []laneCheck, log *slog.Logger) error {
+	var wg sync.WaitGroup
+	for _, c := range checks {
+		if c.update == nil {
+			continue
+		}
+		wg.Go(func() {
+			if _, err := js.UpdateStream(ctx, *c.update); err != nil {
+				log.Error("cannot record message-id epochs in the stream metadata; kept in state.db, retried at the next start", "stream", c.name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := st.adoptIDs(checks); err != nil {
+		return err
+	}
+	for _, c := range checks {
+		// Age checkpoints name sequences; ones past the end now (or in
+		// the sequence space of a replaced stream) would name new
+		// messages.
+		st.clampAge(c.name, c.ageLimit)
+		if err := markLane(st, c.name, c.state); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLane checks one stream; created is its stream id if the caller has
+// just created it.
+func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, opened time.Time, created string, backupOK bool, log *slog.Logger) (laneCheck, string, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
-		return "", fmt.Errorf("check stream %s: %w", name, err)
+		return laneCheck{}, "", fmt.Errorf("check stream %s: %w", name, err)
 	}
 	info := s.CachedInfo()
 	state := info.State
 	var before laneMark
 	known, err := st.GetJSON(markKey(name), &before)
 	if err != nil {
-		return "", err
+		return laneCheck{}, "", err
 	}
 	st.mu.Lock()
 	have := st.laneIDs(name)
@@ -357,11 +449,13 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	// says: it may be a restored copy (a backup, an old SD card) whose
 	// ids past its end were sent after the copy was made, and nothing in
 	// the copy can tell. Later checks (a JetStream restart) know what this
-	// process sent.
+	// process sent. A stream this process has just created is the
+	// exception: its one epoch was drawn with it, so no id in it was sent.
 	first := st.firstCheck(name)
 	cursor0, issued := st.Cursor(name), st.issuedBound(name)
 	cursor := cursor0
 	meta, metaOK := idsFromMetadata(info.Config.Metadata)
+	fresh := metaOK && created != "" && meta.StreamID == created
 	ids := meta
 	var why []string
 	replaced := false
@@ -378,7 +472,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		// crash between creating state.db and this check changes nothing.
 		if sid := info.Config.Metadata[mdStoreID]; sid != "" && sid != st.StoreID() {
 			if err := st.SetStoreID(sid); err != nil {
-				return "", err
+				return laneCheck{}, "", err
 			}
 		}
 		if backupOK {
@@ -406,18 +500,18 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 			from := max(cursor0+1, before.FirstSeq)
 			l := Loss{Stream: name, From: from, To: before.LastSeq, Count: min(before.Msgs, before.LastSeq-from+1), Cause: causeDeleted}
 			if _, err := st.AddLoss(l); err != nil {
-				return "", err
+				return laneCheck{}, "", err
 			}
 		}
 	}
 	last, err := restoredEnd(ctx, s, state, opened, time.Now())
 	if err != nil {
-		return "", err
+		return laneCheck{}, "", err
 	}
 	if lost := state.Lost; lost != nil && len(lost.Msgs) > 0 {
 		why = append(why, fmt.Sprintf("server reports %d messages (%d bytes) lost to file damage, sequences %s", len(lost.Msgs), lost.Bytes, seqRange(lost.Msgs)))
 		if err := st.RecordLost(name, lostRuns(name, causeServerLost, lost.Msgs)); err != nil {
-			return "", err
+			return laneCheck{}, "", err
 		}
 	}
 	// The hub acknowledged up to the cursor, the stream held up to the
@@ -430,7 +524,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", end, last, end-last))
 		if known && !replaced {
 			if err := st.RecordLost(name, []Loss{{Stream: name, From: last + 1, Cause: causeTailGone}}); err != nil {
-				return "", err
+				return laneCheck{}, "", err
 			}
 		}
 	} else if missing := missingMsgs(before, state); known && !replaced && missing > 0 {
@@ -447,34 +541,25 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	}
 	if cut := max(end, issued) > last; first || cut {
 		cursor, issued = min(cursor, last), last
-		ids.Epochs, ids.Gen = foldEpochs(addEpoch(ids.Epochs, last+1, state.FirstSeq), cursor), ids.Gen+1
-		level := slog.LevelDebug
-		if cut {
-			level = slog.LevelInfo
+		if cut || !fresh {
+			ids.Epochs, ids.Gen = foldEpochs(addEpoch(ids.Epochs, last+1, state.FirstSeq), cursor), ids.Gen+1
+			level := slog.LevelDebug
+			if cut {
+				level = slog.LevelInfo
+			}
+			log.Log(ctx, level, "new message-id epoch: sequences after the stream's end may have been sent with the old id (the stream was cut short, or this is a restored copy), so new messages there get a new one", "stream", name, "from_seq", last+1, "id", ids.Epochs[len(ids.Epochs)-1].ID, "appended_since_start", state.LastSeq-last)
 		}
-		log.Log(ctx, level, "new message-id epoch: sequences after the stream's end may have been sent with the old id (the stream was cut short, or this is a restored copy), so new messages there get a new one", "stream", name, "from_seq", last+1, "id", ids.Epochs[len(ids.Epochs)-1].ID, "appended_since_start", state.LastSeq-last)
 	}
-	// The JetStream store first: it is what a lost state.db restores from.
-	// A failure (disk full) must not keep the agent down: state.db has the
-	// newer generation, and the next check writes it again.
+	c := laneCheck{name: name, ids: ids, cursor: cursor, setCursor: cursor != cursor0, issued: issued, ageLimit: last, state: state}
+	if replaced {
+		c.ageLimit = 0
+	}
 	if md := idMetadata(info.Config.Metadata, st.StoreID(), ids); !maps.Equal(md, info.Config.Metadata) {
 		cfg := info.Config
 		cfg.Metadata = md
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			log.Error("cannot record message-id epochs in the stream metadata; kept in state.db, retried at the next start", "stream", name, "err", err)
-		}
+		c.update = &cfg
 	}
-	if err := st.adoptIDs(name, ids, cursor, cursor != cursor0, issued); err != nil {
-		return d, err
-	}
-	// Age checkpoints name sequences; ones past the end now (or in the
-	// sequence space of a replaced stream) would name new messages.
-	ageLimit := last
-	if replaced {
-		ageLimit = 0
-	}
-	st.clampAge(name, ageLimit)
-	return d, markLane(st, name, state)
+	return c, d, nil
 }
 
 // restoredEnd is the last sequence the stream held when the store was

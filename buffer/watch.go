@@ -276,9 +276,6 @@ func (w *Watcher) restartJetStream(ctx context.Context) error {
 	defer cancel()
 	// A stream nats-server dropped or reset is recreated empty and reported
 	// (CheckStreams compares with the last known extent).
-	if err := ReconcileStreams(cctx, w.js, w.cfg, w.log); err != nil {
-		return err
-	}
-	_, err := CheckStreams(cctx, w.js, w.st, opened, w.log)
+	_, err := OpenStreams(cctx, w.js, w.st, w.cfg, opened, w.log)
 	return err
 }
