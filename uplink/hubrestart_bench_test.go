@@ -32,7 +32,8 @@ import (
 //     sourcing of the site's TELEMETRY (SOURCED, External APIPrefix
 //     $JS.<site>.API).
 //
-// Stock sourcing mostly comes back about 40 s after a restart, whatever
+// The time runs from the restarted hub's ReadyForConnections. Stock
+// sourcing mostly comes back about 40 s after a restart, whatever
 // the hold: the restarted hub asks the site for its source consumer as it
 // starts, before the leaf is back, waits out nats-server's 30 s for the
 // lost answer and retries 10 s later; now and then it is back at once.
@@ -58,11 +59,12 @@ func BenchmarkHubRestart(b *testing.B) {
 	}
 }
 
-// restartSite is one site of the hub restart bench: its leaf and, for the
-// agent's ways, the link pacing it.
+// restartSite is one site of the hub restart bench: its leaf, for the
+// agent's ways the link pacing it (a wanEnv without a proxy, for its
+// flow), and the hub stream its readings reach.
 type restartSite struct {
 	*wanEnv
-	stream string // the hub stream its readings reach
+	stream string
 }
 
 // benchHubRestarts restarts the hub n times, each time holding it down
@@ -71,7 +73,6 @@ func benchHubRestarts(b *testing.B, hold time.Duration, n int) {
 	ho := testkit.HubOpts(b)
 	// Fixed ports: the restarted hub is where the sites dial.
 	ho.Port, ho.LeafNode.Port = freePort(b), freePort(b)
-	var hub *server.Server
 	agentSite := func(name string, sh *fwEnv, tune ...func(*Link)) restartSite {
 		var gate *Gate
 		e := newFwEnv(b, name, fwEnvOpts{hubOpts: ho, sharedHub: sh, noStream: true,
@@ -86,7 +87,7 @@ func benchHubRestarts(b *testing.B, hold time.Duration, n int) {
 		return restartSite{wanEnv: &wanEnv{fwEnv: e, link: e.link}}
 	}
 	fwd := agentSite("hub-watch", nil)
-	hub = fwd.hub
+	hub := fwd.hub
 	old := agentSite("hub-backoff", fwd.fwEnv, func(l *Link) { l.hubWatch = false })
 	// nats-server's default leaf retry, as a stock leaf has it.
 	stock := newFwEnv(b, "hub-stock", fwEnvOpts{sharedHub: fwd.fwEnv, leaf: func(o *server.Options) { o.LeafNode.ReconnectInterval = 0 }})
