@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
@@ -103,14 +102,7 @@ func benchHubRestarts(b *testing.B, hold time.Duration, n int) {
 			b.Fatal(err)
 		}
 	}
-	if _, err := fwd.hubJS.CreateStream(ctx, jetstream.StreamConfig{
-		Name: src.stream, Storage: jetstream.FileStorage,
-		Sources: []*jetstream.StreamSource{{Name: "TELEMETRY", External: &jetstream.ExternalStream{
-			APIPrefix: "$JS." + src.site + ".API", DeliverPrefix: "deliver." + src.site,
-		}}},
-	}); err != nil {
-		b.Fatal(err)
-	}
+	sourceSite(b, fwd.hubJS, src.stream, src.site)
 	sites := []restartSite{fwd, old, src}
 	for _, s := range sites[:2] {
 		s.start(nil, WithLink(s.link), WithStartJitter(s.cfg.Reconnect.Min)) // as agent/wire_uplink.go

@@ -54,16 +54,7 @@ func BenchmarkWANRestore(b *testing.B) {
 // other and reports the return figures.
 func benchRestores(b *testing.B, site string, outages []time.Duration) {
 	w := newWANEnvPaced(b, site, DefaultConfig().Reconnect)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.hubJS.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "SOURCED", Storage: jetstream.FileStorage,
-		Sources: []*jetstream.StreamSource{{Name: "TELEMETRY", External: &jetstream.ExternalStream{
-			APIPrefix: "$JS." + site + ".API", DeliverPrefix: "deliver." + site,
-		}}},
-	}); err != nil {
-		b.Fatal(err)
-	}
+	sourceSite(b, w.hubJS, "SOURCED", site)
 	w.start(nil, WithLink(w.link), WithStartJitter(w.cfg.Reconnect.Min)) // as agent/wire_uplink.go
 	stop := w.flow("telemetry.bench", 20*time.Millisecond)
 	defer stop()
@@ -100,6 +91,22 @@ func benchRestores(b *testing.B, site string, outages []time.Duration) {
 	b.ReportMetric(float64(sp50)/float64(fp50), "x_vs_sourcing")
 	b.ReportMetric(float64(sp99)/float64(fp99), "x_vs_sourcing_p99")
 	b.Logf("%d restores (outages %v); forwarder %v; sourcing %v", len(fwd), outages, fwd, src)
+}
+
+// sourceSite creates hub stream name, sourcing site's TELEMETRY over the
+// leaf: stock nats-server stream sourcing, the benches' "hub pulls" peer.
+func sourceSite(t testing.TB, js jetstream.JetStream, name, site string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Storage: jetstream.FileStorage,
+		Sources: []*jetstream.StreamSource{{Name: "TELEMETRY", External: &jetstream.ExternalStream{
+			APIPrefix: "$JS." + site + ".API", DeliverPrefix: "deliver." + site,
+		}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // sourcingGiveUp bounds one sourcing sample: stock sourcing may take far
