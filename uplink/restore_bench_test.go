@@ -46,46 +46,15 @@ func BenchmarkWANRestore(b *testing.B) {
 		blips = slices.Repeat(blips, 3)
 		outages = []time.Duration{15 * s, 30 * s, 60 * s, 120 * s, 15 * s, 30 * s, 60 * s, 15 * s, 30 * s, 120 * s}
 	}
-	unplug := func(w *wanEnv) error { return w.proxy.Unplug() }
-	b.Run("blip", func(b *testing.B) { benchRestores(b, "store-blip", blips, unplug) })
-	b.Run("outage", func(b *testing.B) { benchRestores(b, "store-outage", outages, unplug) })
+	b.Run("blip", func(b *testing.B) { benchRestores(b, "store-blip", blips) })
+	b.Run("outage", func(b *testing.B) { benchRestores(b, "store-outage", outages) })
 }
 
-// BenchmarkHubRestart is BenchmarkWANRestore for a hub that is down and
-// comes back: its address refuses connections meanwhile (wanfault Cut, as
-// a host whose nats-server is not running; the hub's JetStream state
-// survives, as it does a restart). It measures the hub's return to the
-// first reading stored at the hub, with the link watching the refusing
-// hub (probe) and, for comparison, with the backoff alone (backoff: the
-// link before that watch), each against stock sourcing over the same
-// leaf. Outages of 5 to 60 s.
-func BenchmarkHubRestart(b *testing.B) {
-	s := time.Second
-	outages := []time.Duration{5 * s, 10 * s, 20 * s, 60 * s, 8 * s}
-	if os.Getenv("EDGE_BENCH_FULL") == "1" {
-		outages = slices.Repeat(outages, 3)
-	}
-	cut := func(w *wanEnv) error { w.proxy.Cut(); return nil }
-	b.Run("probe", func(b *testing.B) { benchRestores(b, "store-hub-probe", outages, cut) })
-	b.Run("backoff", func(b *testing.B) {
-		benchRestores(b, "store-hub-backoff", outages, cut, func(l *Link) { l.hubWatch = false })
-	})
-}
-
-// benchRestores runs the outages (down, then Restore) one after the other
-// and reports the return figures; tune adjusts the link before it runs.
-func benchRestores(b *testing.B, site string, outages []time.Duration, down func(*wanEnv) error, tune ...func(*Link)) {
-	w := newWANEnvPaced(b, site, DefaultConfig().Reconnect, tune...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.hubJS.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "SOURCED", Storage: jetstream.FileStorage,
-		Sources: []*jetstream.StreamSource{{Name: "TELEMETRY", External: &jetstream.ExternalStream{
-			APIPrefix: "$JS." + site + ".API", DeliverPrefix: "deliver." + site,
-		}}},
-	}); err != nil {
-		b.Fatal(err)
-	}
+// benchRestores runs the outages (Unplug, then Restore) one after the
+// other and reports the return figures.
+func benchRestores(b *testing.B, site string, outages []time.Duration) {
+	w := newWANEnvPaced(b, site, DefaultConfig().Reconnect)
+	sourceSite(b, w.hubJS, "SOURCED", site)
 	w.start(nil, WithLink(w.link), WithStartJitter(w.cfg.Reconnect.Min)) // as agent/wire_uplink.go
 	stop := w.flow("telemetry.bench", 20*time.Millisecond)
 	defer stop()
@@ -108,7 +77,7 @@ func benchRestores(b *testing.B, site string, outages []time.Duration, down func
 	var fwd, src []time.Duration
 	for b.Loop() {
 		for _, outage := range outages {
-			f, s := w.restoreBoth(b, down, outage, count)
+			f, s := w.restoreBoth(b, outage, count)
 			fwd, src = append(fwd, f), append(src, s)
 		}
 	}
@@ -124,17 +93,33 @@ func benchRestores(b *testing.B, site string, outages []time.Duration, down func
 	b.Logf("%d restores (outages %v); forwarder %v; sourcing %v", len(fwd), outages, fwd, src)
 }
 
+// sourceSite creates hub stream name, sourcing site's TELEMETRY over the
+// leaf: stock nats-server stream sourcing, the benches' "hub pulls" peer.
+func sourceSite(t testing.TB, js jetstream.JetStream, name, site string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Storage: jetstream.FileStorage,
+		Sources: []*jetstream.StreamSource{{Name: "TELEMETRY", External: &jetstream.ExternalStream{
+			APIPrefix: "$JS." + site + ".API", DeliverPrefix: "deliver." + site,
+		}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // sourcingGiveUp bounds one sourcing sample: stock sourcing may take far
 // longer to resume than the forwarder, and the benchmark must end.
 const sourcingGiveUp = 3 * time.Minute
 
-// restoreBoth takes the WAN or hub down for outage, restores it, and
+// restoreBoth unplugs the WAN for outage, restores it, and
 // returns how long the first new reading took to reach EDGE (forwarder)
 // and SOURCED (sourcing) after the restore; a sourcing sample that gives
 // up counts as sourcingGiveUp.
-func (w *wanEnv) restoreBoth(t testing.TB, down func(*wanEnv) error, outage time.Duration, count func(string) uint64) (fwd, src time.Duration) {
+func (w *wanEnv) restoreBoth(t testing.TB, outage time.Duration, count func(string) uint64) (fwd, src time.Duration) {
 	t.Helper()
-	if err := down(w); err != nil {
+	if err := w.proxy.Unplug(); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 15*time.Second, func() error {
