@@ -52,6 +52,9 @@ func main() {
 	writeGoals(&md, results)
 	writeTables(&md, results)
 	md.WriteString(sizes(*dist))
+	if prev, err := os.ReadFile(*out); err == nil {
+		md.WriteString(keptNotes(prev))
+	}
 	if runErr != nil {
 		fmt.Fprintf(&md, "\n**Incomplete run:** `go test` exited with %v; see the command's output.\n", runErr)
 	}
@@ -63,6 +66,20 @@ func main() {
 	if runErr != nil {
 		os.Exit(1)
 	}
+}
+
+// notesMark starts the report's hand-written part: what the figures mean,
+// where the time goes, why a goal is out of reach. A regenerated report
+// keeps it, so the analysis is not lost with the run it was written for.
+const notesMark = "<!-- notes: written by hand, kept by make bench -->"
+
+// keptNotes is the previous report's hand-written part, from notesMark on.
+func keptNotes(prev []byte) string {
+	i := bytes.Index(prev, []byte(notesMark))
+	if i < 0 {
+		return ""
+	}
+	return "\n" + string(prev[i:])
 }
 
 type result struct {

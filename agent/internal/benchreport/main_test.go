@@ -55,3 +55,15 @@ BenchmarkHubRestart/hold=5s-2 1 7.0 backoff_p99_s 1.96 fwd_p99_s 40.5 src_p99_s
 		}
 	}
 }
+
+// TestKeptNotes: the hand-written analysis after the mark survives a
+// regenerated report; a report without the mark adds nothing.
+func TestKeptNotes(t *testing.T) {
+	prev := "# Benchmarks\n\n| old | table |\n\n" + notesMark + "\n\n## Notes\n\nwhere the time goes\n"
+	if got := keptNotes([]byte(prev)); got != "\n"+notesMark+"\n\n## Notes\n\nwhere the time goes\n" {
+		t.Fatalf("kept %q", got)
+	}
+	if got := keptNotes([]byte("# Benchmarks\n| old | table |\n")); got != "" {
+		t.Fatalf("kept %q from a report without notes", got)
+	}
+}
