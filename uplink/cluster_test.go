@@ -147,12 +147,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	w := &wanEnv{fwEnv: e, link: link}
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got <= 300 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHubPast(300, 30*time.Second, "flow reaching the hub")
 
 	lost := time.Now()
 	victim.Shutdown()
@@ -163,24 +158,11 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		}
 		return nil
 	})
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got <= before+100 {
-			return fmt.Errorf("still waiting for readings flowing again: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHubPast(before+100, 30*time.Second, "readings flowing again")
 	t.Logf("%s (leaf node and stream leader) stopped: readings flowing again after %s, link on %s", name, time.Since(lost).Round(time.Millisecond), link.Status().Hub)
 
 	n := stop()
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got < n {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	if got := e.hubCount(); got != n {
-		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
-	}
+	e.waitHub(n, 30*time.Second, "every reading at the hub")
 	// Reading the stream back creates a consumer, which needs a meta
 	// leader; it may have been the stopped node too.
 	testkit.WaitFor(t, 30*time.Second, func() error {

@@ -184,7 +184,7 @@ func startHubProcess(b testing.TB, bin string) *hubProc {
 	}
 	go func() { _, _ = io.Copy(io.Discard, logs) }()
 	e := &fwEnv{t: b, hubLeaf: addr["leafnode"]}
-	e.hubNC, e.hubJS = fwConnect(b, "nats://"+addr["client"])
+	e.hubNC, e.hubJS = testkit.Connect(b, "nats://"+addr["client"])
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {

@@ -3,7 +3,6 @@ package uplink
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,20 +65,8 @@ func TestDocumentedHubConfig(t *testing.T) {
 		e.publish("telemetry.ambient", 500, []byte(`{"t":4.1}`))
 		e.publish("alerts.coldroom", 3, []byte(`{"t":9}`))
 		f := e.start(nil)
-		d, err := NewDownlink(f.Forwarder, func(context.Context) any { return "ok" }, f.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		testkit.WaitFor(t, 60*time.Second, func() error {
-			if got := e.hubCount(); got != 503 {
-				return fmt.Errorf("still waiting for readings at the hub: %d on the hub", got)
-			}
-			return nil
-		})
+		startDownlink(t, f, func(context.Context) any { return "ok" })
+		e.waitHub(503, 60*time.Second, "readings at the hub")
 		msgs := e.hubMsgs()
 		e.checkExactlyOnce(msgs, "TELEMETRY", "telemetry.ambient", 1, 500)
 		e.checkExactlyOnce(msgs, "ALERTS", "alerts.coldroom", 1, 3)

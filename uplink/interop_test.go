@@ -131,7 +131,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 	})
 	// newFwEnv's in-process hub is idle: nothing points at it.
 	e.hub = nil
-	e.hubNC, e.hubJS = fwConnect(t, hub.client)
+	e.hubNC, e.hubJS = testkit.Connect(t, hub.client)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
@@ -168,12 +168,7 @@ func TestInteropStockHub(t *testing.T) {
 	w := newExtWANEnv(t, "store-interop", hub)
 	fw := w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= 100 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHubPast(100, 30*time.Second, "flow reaching the hub")
 	d := w.restoreToAck(t, 2*time.Second)
 	t.Logf("WAN restore -> first reading at the %s hub: %s", hub.version, d)
 	if st := w.link.Status(); st.Reconnects < 1 || st.Hub != w.proxy.Addr() {
@@ -192,15 +187,7 @@ func TestInteropStockHub(t *testing.T) {
 		return nil
 	})
 	n := stop()
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := w.hubCount(); got < n {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	if got := w.hubCount(); got != n {
-		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
-	}
+	w.waitHub(n, 60*time.Second, "every reading at the hub")
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	// 2.9 knows no fast batches: it acks each message as a plain publish,
 	// and the forwarder goes on per message.

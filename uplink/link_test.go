@@ -307,15 +307,7 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 		t.Fatal("Up() closed while disconnected")
 	default:
 	}
-	if err := proxy.Restore(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if !e.link.Connected() {
-			return errors.New("still waiting for reconnected after restore")
-		}
-		return nil
-	})
+	restoreWAN(t, proxy, e.link)
 	if !e.events.has(EventConnect, proxy.Addr()) || !e.events.has(EventDisconnect, "TCP: connection refused") {
 		t.Error("connect/disconnect events missing")
 	}
@@ -449,15 +441,7 @@ func TestLinkLogQuiet(t *testing.T) {
 			}
 			return nil
 		})
-		if err := proxy.Restore(); err != nil {
-			t.Fatal(err)
-		}
-		testkit.WaitFor(t, 15*time.Second, func() error {
-			if !e.link.Connected() {
-				return errors.New("still waiting for reconnected")
-			}
-			return nil
-		})
+		restoreWAN(t, proxy, e.link)
 		// The first dial error of each outage is news; the rest repeat it.
 		if n := seen("ERR dial"); n != outage {
 			t.Fatalf("outage %d: %d dial errors at error level, want %d (one per outage)", outage, n, outage)

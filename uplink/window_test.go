@@ -104,12 +104,7 @@ func TestForwarderHubBusy(t *testing.T) {
 		}
 		return nil
 	})
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != n {
-			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", n, 10*time.Second, "cursor at the end")
 	st := f.Status()
 	t.Logf("hub busy %d times; window now %d; log:\n%.2000s", st.HubBusy, st.Window, log.String())
 	if st.HubBusy == 0 {
