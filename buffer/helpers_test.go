@@ -3,6 +3,8 @@ package buffer
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,15 +30,7 @@ func jsServer(t testing.TB, dir string, c Config) (*server.Server, jetstream.Jet
 		o.SyncInterval = 2 * time.Minute
 	}
 	s := testkit.RunServer(t, o)
-	nc, err := nats.Connect("", nats.InProcessServer(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testkit.Connect(t, "", nats.InProcessServer(s))
 	return s, js
 }
 
@@ -72,4 +66,30 @@ func mustOK(t testing.TB, err error, what ...any) {
 	if err != nil {
 		t.Fatalf("%s: %v", fmt.Sprint(what...), err)
 	}
+}
+
+// watched is the agent's streams on a server (sync always, 4 MiB), a
+// state.db beside them, checked against the streams at start, and a
+// Watcher over both, as the agent starts them.
+type watched struct {
+	dir string
+	c   Config
+	srv *server.Server
+	js  jetstream.JetStream
+	st  *State
+	w   *Watcher
+}
+
+func newWatched(t *testing.T) *watched {
+	t.Helper()
+	ctx := context.Background()
+	e := &watched{dir: t.TempDir(), c: testConfig("always", 4<<20)}
+	e.srv, e.js = jsServer(t, e.dir, e.c)
+	mustOK(t, EnsureStreams(ctx, e.js, e.c))
+	e.st = openTestState(t, filepath.Join(e.dir, "state.db"))
+	_, err := CheckStreams(ctx, e.js, e.st, time.Time{}, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	e.w, err = NewWatcher(e.srv, e.js, e.st, e.c, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	return e
 }

@@ -532,21 +532,14 @@ func TestFoldEpochs(t *testing.T) {
 // missing, which status shows as down.
 func TestWatcherRecreatesDeletedStream(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	c := testConfig("always", 4<<20)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	st := openTestState(t, filepath.Join(dir, "state.db"))
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
-	w, err := NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
+	e := newWatched(t)
+	js, st, w := e.js, e.st, e.w
 	publishN(t, js, "telemetry.t", 30, 100)
 	st.SetCursor(StreamTelemetry, 10)
 	w.Check(ctx)
 
 	mustOK(t, js.DeleteStream(ctx, StreamTelemetry), "delete")
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "THIEF", Subjects: []string{"telemetry.>"}})
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "THIEF", Subjects: []string{"telemetry.>"}})
 	mustOK(t, err, "another stream on telemetry.>")
 	h := w.Check(ctx)
 	if len(h.Missing) != 1 || h.Missing[0] != StreamTelemetry || !h.Degraded() || len(h.WriteErrors) != 0 || h.Recreated != 0 {
@@ -576,20 +569,13 @@ func TestWatcherRecreatesDeletedStream(t *testing.T) {
 // does not restart JetStream over it.
 func TestWatcherIgnoresDeletedStreamDirBeingRemoved(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	c := testConfig("always", 4<<20)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	st := openTestState(t, filepath.Join(dir, "state.db"))
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
-	w, err := NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
+	e := newWatched(t)
+	js, w := e.js, e.w
 	w.Check(ctx)
 
 	mustOK(t, js.DeleteStream(ctx, StateStream), "delete")
 	// What the background removal has not finished yet.
-	mustOK(t, os.MkdirAll(filepath.Join(dir, "jetstream", "$G", "streams", "."+StateStream), 0o755))
+	mustOK(t, os.MkdirAll(filepath.Join(e.dir, "jetstream", "$G", "streams", "."+StateStream), 0o755))
 	h := w.Check(ctx)
 	if len(h.WriteErrors) != 0 || h.Recoveries != 0 || h.Recreated != 1 {
 		t.Fatalf("health after the cursor backup stream was deleted: %+v", h)
