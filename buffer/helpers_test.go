@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -68,28 +67,27 @@ func mustOK(t testing.TB, err error, what ...any) {
 	}
 }
 
-// watched is the agent's streams on a server (sync always, 4 MiB), a
-// state.db beside them, checked against the streams at start, and a
-// Watcher over both, as the agent starts them.
+// watched is a siteStore (4 MiB) and a Watcher over it, as the agent
+// starts them.
 type watched struct {
-	dir string
-	c   Config
-	srv *server.Server
-	js  jetstream.JetStream
-	st  *State
-	w   *Watcher
+	*siteStore
+	w *Watcher
 }
 
 func newWatched(t *testing.T) *watched {
 	t.Helper()
-	ctx := context.Background()
-	e := &watched{dir: t.TempDir(), c: testConfig("always", 4<<20)}
-	e.srv, e.js = jsServer(t, e.dir, e.c)
-	mustOK(t, EnsureStreams(ctx, e.js, e.c))
-	e.st = openTestState(t, filepath.Join(e.dir, "state.db"))
-	_, err := CheckStreams(ctx, e.js, e.st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
+	e := &watched{siteStore: newSiteStore(t, 4<<20)}
+	var err error
 	e.w, err = NewWatcher(e.srv, e.js, e.st, e.c, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	return e
+}
+
+// backlog stores 30 readings in TELEMETRY, the first 10 forwarded, and
+// runs a check.
+func (e *watched) backlog(t *testing.T) {
+	t.Helper()
+	publishN(t, e.js, "telemetry.t", 30, 100)
+	e.st.SetCursor(StreamTelemetry, 10)
+	e.w.Check(context.Background())
 }

@@ -3,7 +3,6 @@ package buffer
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 )
 
@@ -16,10 +15,8 @@ import (
 func TestWatcherRecordsInteriorHoles(t *testing.T) {
 	ctx := context.Background()
 	e := newWatched(t)
+	e.backlog(t)
 	js, st, w := e.js, e.st, e.w
-	publishN(t, js, "telemetry.t", 30, 100)
-	st.SetCursor(StreamTelemetry, 10)
-	w.Check(ctx)
 	s, err := js.Stream(ctx, StreamTelemetry)
 	mustOK(t, err)
 	for _, q := range []uint64{5, 15, 16, 20} {
@@ -39,7 +36,7 @@ func TestWatcherRecordsInteriorHoles(t *testing.T) {
 
 	// A restart: the holes seen are in state.db, not in the watcher.
 	mustOK(t, st.Close())
-	st = openTestState(t, filepath.Join(e.dir, "state.db"))
+	st = openTestState(t, e.path)
 	w, err = NewWatcher(e.srv, js, st, e.c, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	w.Check(ctx)

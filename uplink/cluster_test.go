@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -15,19 +14,6 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
-
-// freePort returns a loopback port nothing listens on right now, for
-// servers that must know each other's ports before they start (cluster
-// routes, a child process's config).
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestHubClusterNodeLoss stops the hub node the leaf is attached to while
 // readings flow, and audits the hub stream: every local reading exactly
@@ -53,7 +39,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	routes := make([]*url.URL, len(names))
 	ports := make([]int, len(names))
 	for i := range names {
-		ports[i] = freePort(t)
+		ports[i] = testkit.FreePort(t)
 		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
 	}
 	node := func(i int, o *server.Options) {

@@ -24,7 +24,7 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 		hub: func(o *server.Options) {
 			// Fixed ports and NoAdvertise: the restarted hub is where the
 			// proxy and the test's client look for it.
-			o.Port, o.LeafNode.Port, o.LeafNode.NoAdvertise = freePort(t), freePort(t), true
+			o.Port, o.LeafNode.Port, o.LeafNode.NoAdvertise = testkit.FreePort(t), testkit.FreePort(t), true
 			ho = o
 		},
 		remoteURL: proxyRemote(t, &proxy),

@@ -51,7 +51,7 @@ func startExtHub(t testing.TB) *extHub {
 		t.Fatalf("%s --version: %v: %s", bin, err, out)
 	}
 	dir := t.TempDir()
-	cport, lport := freePort(t), freePort(t)
+	cport, lport := testkit.FreePort(t), testkit.FreePort(t)
 	conf := fmt.Sprintf(`server_name: ext-hub
 listen: 127.0.0.1:%d
 jetstream { store_dir: %q, domain: hub }
