@@ -391,6 +391,29 @@ func (e *fwEnv) checkExactlyOnce(msgs []jetstream.Msg, stream, localSubject stri
 	}
 }
 
+// checkOnce asserts the hub holds each of seq 1..n of stream exactly once,
+// in whatever order: a 429 in the middle of a window lets later messages
+// in ahead of the refused one.
+func (e *fwEnv) checkOnce(msgs []jetstream.Msg, stream string, n uint64) {
+	e.t.Helper()
+	seen := make(map[string]bool, n)
+	for _, m := range msgs {
+		id := m.Headers().Get(nats.MsgIdHdr)
+		if seen[id] {
+			e.t.Fatalf("duplicate %s", id)
+		}
+		seen[id] = true
+	}
+	for seq := uint64(1); seq <= n; seq++ {
+		if id := fmt.Sprintf("%s.%s.%s.%d", e.site, e.st.StoreID(), stream, seq); !seen[id] {
+			e.t.Fatalf("missing %s", id)
+		}
+	}
+	if uint64(len(seen)) != n {
+		e.t.Fatalf("hub holds %d messages, want %d", len(seen), n)
+	}
+}
+
 // leafInMsgs counts messages the leaf server received from its clients.
 func (e *fwEnv) leafInMsgs() int64 {
 	v, err := e.leaf.Varz(nil)
