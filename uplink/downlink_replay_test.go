@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -115,23 +114,12 @@ func TestReplayRange(t *testing.T) {
 // leaf user is denied subscribe on its replay subject never hears anyone
 // ask (the other agent subjects still work).
 func TestReplayHubPermissions(t *testing.T) {
-	e := newFwEnv(t, "s1", fwEnvOpts{
-		hub: func(o *server.Options) {
-			o.Users = []*server.User{
-				{Username: "admin", Password: "pw"},
-				{Username: "viewer", Password: "pw", Permissions: &server.Permissions{
-					Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"edge.*.agent.replay"}},
-				}},
-				{Username: "site", Password: "pw", Permissions: &server.Permissions{
-					Publish:   &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JSC.R.>"}},
-					Subscribe: &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JS.s1.API.>", "$JS.FC.>"}, Deny: []string{"edge.s1.agent.replay"}},
-				}},
-			}
-		},
-		remoteURL: func(u *url.URL) { u.User = url.UserPassword("site", "pw") },
-		hubClient: []nats.Option{nats.UserInfo("admin", "pw")},
-	})
-	e.leafUp()
+	e := siteUserEnv(t, &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JSC.R.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JS.s1.API.>", "$JS.FC.>"}, Deny: []string{"edge.s1.agent.replay"}},
+	}, &server.User{Username: "viewer", Password: "pw", Permissions: &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"edge.*.agent.replay"}},
+	}})
 	e.publish("telemetry.x", 5, []byte("x"))
 	f := e.start(nil)
 	runDownlink(t, e, f, "ping")

@@ -3,7 +3,6 @@ package uplink
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,23 +10,24 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
-// siteUserEnv is a hub whose leaf user for site s1 has the given
-// permissions (leaf perspective: publish = what the site may send up).
-func siteUserEnv(t *testing.T, perms *server.Permissions) *fwEnv {
+// siteUserEnv is a hub whose leaf user for site s1 ("site") has the given
+// permissions (leaf perspective: publish = what the site may send up),
+// the test's client user "admin" all, and more users others; every
+// password is "pw".
+func siteUserEnv(t *testing.T, perms *server.Permissions, others ...*server.User) *fwEnv {
 	t.Helper()
 	e := newFwEnv(t, "s1", fwEnvOpts{
 		hub: func(o *server.Options) {
-			o.Users = []*server.User{{Username: "admin", Password: "pw"}, {Username: "site", Password: "pw", Permissions: perms}}
+			o.Users = append([]*server.User{{Username: "admin", Password: "pw"}, {Username: "site", Password: "pw", Permissions: perms}}, others...)
 		},
-		remoteURL: func(u *url.URL) { u.User = url.UserPassword("site", "pw") },
-		hubClient: []nats.Option{nats.UserInfo("admin", "pw")},
+		leafUser: "site", leafPassword: "pw",
+		hubUser: "admin", hubPassword: "pw",
 	})
 	e.leafUp()
 	return e

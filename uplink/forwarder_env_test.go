@@ -49,8 +49,11 @@ type fwEnvOpts struct {
 	noStream  bool          // no hub stream
 	cfg       func(*Config) // before the leaf remote is built from it
 	remoteURL func(u *url.URL)
-	hubClient []nats.Option
-	rtt       time.Duration // > 0: the leaf dials through a WAN proxy with this round trip
+	// leafUser and leafPassword log the site's leaf in at the hub;
+	// hubUser and hubPassword the test's own hub client.
+	leafUser, leafPassword string
+	hubUser, hubPassword   string
+	rtt                    time.Duration // > 0: the leaf dials through a WAN proxy with this round trip
 	// sharedHub: another site's env whose hub (and EDGE stream) this site
 	// joins instead of starting its own: many sites, one hub.
 	sharedHub *fwEnv
@@ -70,7 +73,11 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 			eo.hub(ho)
 		}
 		e.hub = testkit.RunServer(t, ho)
-		e.hubNC, e.hubJS = testkit.Connect(t, e.hub.ClientURL(), eo.hubClient...)
+		var auth []nats.Option
+		if eo.hubUser != "" {
+			auth = append(auth, nats.UserInfo(eo.hubUser, eo.hubPassword))
+		}
+		e.hubNC, e.hubJS = testkit.Connect(t, e.hub.ClientURL(), auth...)
 		v, err := e.hub.Varz(nil)
 		if err != nil {
 			t.Fatal(err)
@@ -111,6 +118,9 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	// The agent's trust boundary (as agent.serverOptions applies it), so
 	// every forwarder, downlink and sourcing test runs through it.
 	Protect(r, site, e.cfg.AllowRemoteAdmin)
+	if eo.leafUser != "" {
+		r.URLs[0].User = url.UserPassword(eo.leafUser, eo.leafPassword)
+	}
 	if eo.remoteURL != nil {
 		eo.remoteURL(r.URLs[0])
 	}

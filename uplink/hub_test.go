@@ -3,7 +3,6 @@ package uplink
 import (
 	"context"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
@@ -41,9 +39,9 @@ func hubFromDocs(t *testing.T) *server.Options {
 // docsEnv runs site against the documented hub, authenticating as user.
 func docsEnv(t *testing.T, site, user string) *fwEnv {
 	return newFwEnv(t, site, fwEnvOpts{
-		hubOpts:   hubFromDocs(t),
-		remoteURL: func(u *url.URL) { u.User = url.UserPassword(user, user+"-secret") },
-		hubClient: []nats.Option{nats.UserInfo("ops", "ops-secret")},
+		hubOpts:  hubFromDocs(t),
+		leafUser: user, leafPassword: user + "-secret",
+		hubUser: "ops", hubPassword: "ops-secret",
 	})
 }
 
