@@ -28,13 +28,7 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 			ho = o
 		},
 		remoteURL: proxyRemote(t, &proxy),
-		leaf: func(o *server.Options) {
-			var err error
-			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
-				t.Fatal(err)
-			}
-			gate.Start()
-		},
+		leaf:      gateRemote(t, &gate),
 	})
 	e.cfg.HubURLs = []string{proxy.URL("nats")}
 	link := runLink(t, e, gate, quickReconnect)

@@ -122,11 +122,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 			// leafnodes.no_advertise; without this the leaf's first redial
 			// after a cut goes straight to the hub, around the proxy.
 			o.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
-			var err error
-			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
-				t.Fatal(err)
-			}
-			gate.Start()
+			gateRemote(t, &gate)(o)
 		},
 	})
 	// newFwEnv's in-process hub is idle: nothing points at it.

@@ -42,13 +42,7 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 		// nothing.
 		hub:       func(o *server.Options) { o.LeafNode.NoAdvertise = true },
 		remoteURL: proxyRemote(t, &w.proxy),
-		leaf: func(o *server.Options) {
-			var err error
-			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
-				t.Fatal(err)
-			}
-			gate.Start()
-		},
+		leaf:      gateRemote(t, &gate),
 	})
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
 	w.link = runLink(t, w.fwEnv, gate, r, tune...)
@@ -72,6 +66,19 @@ func proxyRemote(t testing.TB, p **wanfault.Proxy) func(*url.URL) {
 		t.Cleanup(proxy.Close)
 		*p = proxy
 		u.Host = proxy.Addr()
+	}
+}
+
+// gateRemote routes the leaf's remote through a Gate started with the
+// leaf, as the agent does, for fwEnvOpts.leaf, and stores it in *g.
+func gateRemote(t testing.TB, g **Gate) func(*server.Options) {
+	return func(o *server.Options) {
+		gate, err := GateRemote(o.LeafNode.Remotes[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		gate.Start()
+		*g = gate
 	}
 }
 
