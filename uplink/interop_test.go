@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
@@ -108,15 +106,18 @@ leafnodes { listen: 127.0.0.1:%d, no_advertise: true }
 // wanfault proxy, and the env's hub connection is to the external hub.
 func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 	t.Helper()
-	p, err := wanfault.Start(hub.leafAddr)
-	if err != nil {
-		t.Fatal(err)
+	ext := &fwEnv{t: t, hubLeaf: hub.leafAddr} // hub nil: another process
+	ext.hubNC, ext.hubJS = testkit.Connect(t, hub.client)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := hubops.EnsureHubStream(ctx, ext.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
+		t.Fatalf("create hub stream on %s: %v", hub.version, err)
 	}
-	t.Cleanup(p.Close)
+	w := &wanEnv{}
 	var gate *Gate
-	e := newFwEnv(t, site, fwEnvOpts{
-		noStream:  true,
-		remoteURL: func(u *url.URL) { u.Host = p.Addr() },
+	w.fwEnv = newFwEnv(t, site, fwEnvOpts{
+		sharedHub: ext,
+		remoteURL: proxyRemote(t, &w.proxy),
 		leaf: func(o *server.Options) {
 			// nats-server 2.9 advertises its leafnode address even with
 			// leafnodes.no_advertise; without this the leaf's first redial
@@ -125,22 +126,7 @@ func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
 			gateRemote(t, &gate)(o)
 		},
 	})
-	// newFwEnv's in-process hub is idle: nothing points at it.
-	e.hub = nil
-	e.hubNC, e.hubJS = testkit.Connect(t, hub.client)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
-		t.Fatalf("create hub stream on %s: %v", hub.version, err)
-	}
-	e.cfg.HubURLs = []string{p.URL("nats")}
-	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, gate, quickReconnect)}
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if !(w.link.Connected() && w.link.Status().Hub == p.Addr()) {
-			return errors.New("still waiting for leaf connected through the proxy")
-		}
-		return nil
-	})
+	w.linkUp(t, gate, quickReconnect)
 	return w
 }
 

@@ -44,6 +44,15 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 		remoteURL: proxyRemote(t, &w.proxy),
 		leaf:      gateRemote(t, &gate),
 	})
+	w.linkUp(t, gate, r, tune...)
+	return w
+}
+
+// linkUp paces w's leaf remote, routed through gate, with a Link (backoff
+// r, tuned by tune) dialling the proxy, and waits until the leaf is
+// connected through it.
+func (w *wanEnv) linkUp(t testing.TB, gate *Gate, r Reconnect, tune ...func(*Link)) {
+	t.Helper()
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
 	w.link = runLink(t, w.fwEnv, gate, r, tune...)
 	testkit.WaitFor(t, 15*time.Second, func() error {
@@ -52,7 +61,6 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 		}
 		return nil
 	})
-	return w
 }
 
 // proxyRemote starts a WAN proxy in front of the remote's hub address, for
