@@ -278,9 +278,10 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
 	hub := startHubProcess(sc, bin)
+	hubEnv := hub.env(sc)
 	var gate *Gate
 	eo := fwEnvOpts{
-		rtt: wan.rtt, sharedHub: hub.fwEnv,
+		rtt: wan.rtt, sharedHub: hubEnv,
 		cfg: func(c *Config) {
 			if wan.shape > 0 {
 				shapedHub(sc, wan.shape)(c)

@@ -5,118 +5,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
-
-// natsServerBinary finds a nats-server executable installed on the host
-// (Debian's package puts it in /usr/sbin), or skips the test.
-func natsServerBinary(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{"nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Skip("no nats-server binary: interop with a stock hub not tested (apt-get install -y nats-server; CI installs it)")
-	return ""
-}
-
-// extHub is a nats-server child process used as the hub: JetStream domain
-// "hub", leafnodes with no_advertise (the leaf reaches it through a proxy).
-type extHub struct {
-	version  string
-	client   string // nats://127.0.0.1:port
-	leafAddr string // 127.0.0.1:port
-}
-
-func startExtHub(t testing.TB) *extHub {
-	t.Helper()
-	bin := natsServerBinary(t)
-	out, err := exec.Command(bin, "--version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s --version: %v: %s", bin, err, out)
-	}
-	dir := t.TempDir()
-	cport, lport := testkit.FreePort(t), testkit.FreePort(t)
-	conf := fmt.Sprintf(`server_name: ext-hub
-listen: 127.0.0.1:%d
-jetstream { store_dir: %q, domain: hub }
-leafnodes { listen: 127.0.0.1:%d, no_advertise: true }
-`, cport, filepath.Join(dir, "js"), lport)
-	cf := filepath.Join(dir, "hub.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf := filepath.Join(dir, "hub.log")
-	cmd := exec.Command(bin, "-c", cf, "-l", logf)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logf)
-			t.Logf("hub log (%s):\n%s", cf, b)
-		}
-	})
-	h := &extHub{
-		version:  strings.TrimSpace(string(out)),
-		client:   fmt.Sprintf("nats://127.0.0.1:%d", cport),
-		leafAddr: fmt.Sprintf("127.0.0.1:%d", lport),
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logf)
-			t.Fatalf("%s exited at start: %v\n%s", bin, err, b)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", h.leafAddr, time.Second); err == nil {
-			c.Close()
-			if nc, err := nats.Connect(h.client); err == nil {
-				nc.Close()
-				return h
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not accepting connections on %s and %s after 20s", bin, h.client, h.leafAddr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // newExtWANEnv is newWANEnv with an external nats-server as the hub: the
 // in-process leaf (this repository's nats-server) reaches it through a
 // wanfault proxy, and the env's hub connection is to the external hub.
-func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
+func newExtWANEnv(t *testing.T, site string, hub *hubProcess) *wanEnv {
 	t.Helper()
-	ext := &fwEnv{t: t, hubLeaf: hub.leafAddr} // hub nil: another process
-	ext.hubNC, ext.hubJS = testkit.Connect(t, hub.client)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := hubops.EnsureHubStream(ctx, ext.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
-		t.Fatalf("create hub stream on %s: %v", hub.version, err)
-	}
 	w := &wanEnv{}
 	var gate *Gate
 	w.fwEnv = newFwEnv(t, site, fwEnvOpts{
-		sharedHub: ext,
+		sharedHub: hub.env(t),
 		remoteURL: proxyRemote(t, &w.proxy),
 		leaf: func(o *server.Options) {
 			// nats-server 2.9 advertises its leafnode address even with
