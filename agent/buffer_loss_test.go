@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
@@ -48,38 +46,6 @@ func damageFile(t *testing.T, path string, off, n int) {
 	copy(b[off:], bytes.Repeat([]byte{0xA5}, n))
 	if err := os.WriteFile(path, b, 0o640); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// readSeqs reads every message stream holds with an ordered consumer and
-// returns their sequences.
-func readSeqs(t *testing.T, js jetstream.JetStream, stream string) []uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var seqs []uint64
-	for {
-		b, err := c.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range b.Messages() {
-			md, _ := m.Metadata()
-			seqs = append(seqs, md.Sequence.Stream)
-			n++
-		}
-		if n == 0 {
-			return seqs
-		}
 	}
 }
 
@@ -139,7 +105,7 @@ func tailDamage(t *testing.T, at func(int64) int64, noIndex, salvage bool) {
 	}
 
 	a = agentOn(t, dir, "")
-	seqs := readSeqs(t, localJS(t, a), buffer.StreamTelemetry)
+	seqs := testkit.StreamSeqs(t, localJS(t, a), buffer.StreamTelemetry)
 	lost := missingSeqs(n, seqs)
 	recSize := fi.Size() / n
 	t.Logf("%d of %d readings left after 2 KiB of damage (records of ~%d bytes): lost %d..%d", len(seqs), n, recSize, lost[0], lost[len(lost)-1])
@@ -236,7 +202,7 @@ func TestBufferDamageWhileRunningReported(t *testing.T) {
 	js := localJS(t, a)
 	var seqs []uint64
 	testkit.WaitFor(t, 60*time.Second, func() error {
-		seqs = readSeqs(t, js, buffer.StreamTelemetry)
+		seqs = testkit.StreamSeqs(t, js, buffer.StreamTelemetry)
 		if len(seqs) >= n {
 			return errors.New("still waiting for nats-server to read the damaged block (its cache expires)")
 		}

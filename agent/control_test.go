@@ -23,18 +23,6 @@ import (
 
 const twoSims = "sensors:\n  - {name: cold, driver: sim, interval: 50ms}\n  - {name: warm, driver: sim, interval: 50ms, base: {temperature: 20}}\n"
 
-// freePort returns a port nothing listens on right now, for options (like
-// nats-server's HTTPPort) where 0 means "off" rather than "any".
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func httpGet(t *testing.T, c *http.Client, url string) (int, []byte) {
 	t.Helper()
 	resp, err := c.Get(url)
@@ -61,7 +49,7 @@ func unixClient(socket string) *http.Client {
 func TestControlAPI(t *testing.T) {
 	cfg := testConfig(t, "site: store-9\n"+twoSims)
 	cfg.MetricsListen = "127.0.0.1:0"
-	cfg.MonitorListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg.MonitorListen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	a := runAgent(t, cfg)
 	sock := cfg.ControlSocket
 

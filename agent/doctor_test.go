@@ -91,7 +91,7 @@ func TestDoctorHubSteps(t *testing.T) {
 	// The README's entry for s1 (hubops.SitePermissions).
 	siteHub := permHub(t, hubops.HubLeafUser("edge", "s1", "pw1"))
 	expiredHub := tlsHub(t, expired, false)
-	closed := freePort(t)
+	closed := testkit.FreePort(t)
 	// A hub that requires a client certificate signed by its CA.
 	mtlsHub := testkit.TLSHub(t, good, true, func(o *server.Options) { o.LeafNode.TLSTimeout = 5 })
 

@@ -101,7 +101,7 @@ func TestLocalAppCannotChangeAgentStreams(t *testing.T) {
 		t.Fatalf("TELEMETRY changed: %+v %v", s.CachedInfo(), err)
 	}
 	// What local apps do keeps working.
-	if got := readSeqs(t, js, buffer.StreamTelemetry); len(got) != 10 {
+	if got := testkit.StreamSeqs(t, js, buffer.StreamTelemetry); len(got) != 10 {
 		t.Fatalf("read %d readings with a consumer, want 10", len(got))
 	}
 	app, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "APP", Subjects: []string{"app.>"}})

@@ -161,21 +161,11 @@ type proc struct {
 	once sync.Once
 }
 
-func freeTCPPort(b *testing.B) int {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startAgentProc runs `edge-agent run` standalone with one sim sensor on dir
 // (reused across starts: the store is kept).
 func startAgentProc(b *testing.B, dir string, maxBytes string) *proc {
 	b.Helper()
-	port := freeTCPPort(b)
+	port := testkit.FreePort(b)
 	cfg := filepath.Join(dir, "agent.yaml")
 	sock := filepath.Join(dir, "agent.sock")
 	y := fmt.Sprintf("site: bench\nstate_dir: %s\nlisten: 127.0.0.1:%d\ncontrol_socket: %s\nmetrics_listen: \"\"\nlog_level: warn\nbuffer: {max_bytes: %s}\nsensors:\n  - {name: s, driver: sim, interval: 1s}\n",
@@ -189,7 +179,7 @@ func startAgentProc(b *testing.B, dir string, maxBytes string) *proc {
 // startNATSProc runs `nats-server -js` with its store in dir.
 func startNATSProc(b *testing.B, dir string) *proc {
 	b.Helper()
-	port := freeTCPPort(b)
+	port := testkit.FreePort(b)
 	return startProc(b, exec.Command(peerNATSServer(b), "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
 }
 

@@ -121,6 +121,15 @@ func (r *ageRig) check() {
 
 func (r *ageRig) publish(n int) { publishN(r.t, r.js, "telemetry.t", n, 32) }
 
+// after advances the clock by d, runs a check and wants the stream as
+// want does.
+func (r *ageRig) after(d time.Duration, msgs, expired uint64, when string) {
+	r.t.Helper()
+	r.clk.advance(d)
+	r.check()
+	r.want(msgs, expired, when)
+}
+
 func (r *ageRig) want(msgs, expired uint64, when string) {
 	r.t.Helper()
 	st := streamState(r.t, r.js, StreamTelemetry)
@@ -156,9 +165,7 @@ func TestAgerExpiresOnAgentTimeOnly(t *testing.T) {
 			r.publish(7)
 			r.check() // 5m: seq 17
 			r.clk.jump(tc.jump)
-			r.clk.advance(time.Minute)
-			r.check()
-			r.want(17, 0, "right after the jump")
+			r.after(time.Minute, 17, 0, "right after the jump")
 			if tc.jump != 0 {
 				j := r.ager.Status().Jump
 				if j == nil || j.Size != tc.jump || r.ager.Status().Jumps != 1 {
@@ -208,9 +215,7 @@ func TestAgerBootAt1970(t *testing.T) {
 	r.clk.advance(2 * time.Minute)
 	r.check()
 	r.clk.setWall(testNow, true) // NTP steps it and reports synchronised
-	r.clk.advance(time.Minute)
-	r.check()
-	r.want(20, 0, "after the step to now")
+	r.after(time.Minute, 20, 0, "after the step to now")
 	if j := r.ager.Status().Jump; j == nil || j.Size < 50*365*24*time.Hour {
 		t.Fatalf("the 1970 -> now step was not seen: %+v", j)
 	}
@@ -260,31 +265,23 @@ func TestAgerDowntime(t *testing.T) {
 		if got := r.ager.AgentTime(); got != 8*time.Minute {
 			t.Fatalf("agent time %s, want 8m (6m down + 2m running)", got)
 		}
-		r.clk.advance(2 * time.Minute)
-		r.check()
-		r.want(0, 10, "10m of agent time")
+		r.after(2*time.Minute, 0, 10, "10m of agent time")
 	})
 	t.Run("unsynced at the last checkpoint: never counted", func(t *testing.T) {
 		r := stored(t, false)
 		r.start(testNow.Add(24*time.Hour), true)
 		r.check()
-		r.clk.advance(9 * time.Minute)
-		r.check()
-		r.want(10, 0, "a day down, 9m running")
+		r.after(9*time.Minute, 10, 0, "a day down, 9m running")
 		if d := r.ager.Status().Downtime; !strings.Contains(d, "not counted") {
 			t.Fatalf("downtime note %q", d)
 		}
-		r.clk.advance(time.Minute)
-		r.check()
-		r.want(0, 10, "10m running")
+		r.after(time.Minute, 0, 10, "10m running")
 	})
 	t.Run("clock went back while down: nothing counted", func(t *testing.T) {
 		r := stored(t, true)
 		r.start(testNow.Add(-time.Hour), true)
 		r.check()
-		r.clk.advance(9 * time.Minute)
-		r.check()
-		r.want(10, 0, "9m running after a restart an hour 'earlier'")
+		r.after(9*time.Minute, 10, 0, "9m running after a restart an hour 'earlier'")
 	})
 }
 
@@ -306,12 +303,8 @@ func TestAgerStateDBLost(t *testing.T) {
 		t.Fatalf("state.db was not treated as corrupt:\n%s", r.logText())
 	}
 	r.check()
-	r.clk.advance(9 * time.Minute)
-	r.check()
-	r.want(10, 0, "9m after the restart with a fresh state.db")
-	r.clk.advance(time.Minute)
-	r.check()
-	r.want(0, 10, "10m after the restart")
+	r.after(9*time.Minute, 10, 0, "9m after the restart with a fresh state.db")
+	r.after(time.Minute, 0, 10, "10m after the restart")
 }
 
 // TestAgerRecreatedStream: checkpoints of a stream that was recreated name
@@ -333,12 +326,8 @@ func TestAgerRecreatedStream(t *testing.T) {
 	r.publish(40)
 	r.check()
 	r.want(40, 0, "new stream, right after the restart")
-	r.clk.advance(9 * time.Minute)
-	r.check()
-	r.want(40, 0, "new stream, 9m running")
-	r.clk.advance(time.Minute)
-	r.check()
-	r.want(0, 40, "new stream, 10m running")
+	r.after(9*time.Minute, 40, 0, "new stream, 9m running")
+	r.after(time.Minute, 0, 40, "new stream, 10m running")
 }
 
 func TestNewAgerNeedsAnAgeLimit(t *testing.T) {

@@ -9,27 +9,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/powercut"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
-
-// tcpJS connects over TCP, as local apps do, not in-process.
-func tcpJS(b *testing.B, s *server.Server) jetstream.JetStream {
-	b.Helper()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return js
-}
 
 // standalone is a plain nats-server with only JetStream and the same sync
 // policy, and a stream left at nats defaults: the peer the agent's buffer
@@ -38,7 +22,8 @@ func standalone(b *testing.B, c Config) jetstream.JetStream {
 	b.Helper()
 	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: b.TempDir(),
 		SyncAlways: c.SyncAlways(), SyncInterval: c.SyncInterval()}
-	js := tcpJS(b, testkit.RunServer(b, o))
+	// Over TCP, as local apps connect, not in-process.
+	_, js := testkit.Connect(b, testkit.RunServer(b, o).ClientURL())
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "T", Subjects: []string{"telemetry.>"}, Storage: jetstream.FileStorage}); err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +33,7 @@ func standalone(b *testing.B, c Config) jetstream.JetStream {
 func agentShaped(b *testing.B, dir string, c Config) jetstream.JetStream {
 	b.Helper()
 	s, _ := jsServer(b, dir, c)
-	js := tcpJS(b, s)
+	_, js := testkit.Connect(b, s.ClientURL())
 	if err := EnsureStreams(context.Background(), js, c); err != nil {
 		b.Fatal(err)
 	}

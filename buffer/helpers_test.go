@@ -3,6 +3,7 @@ package buffer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -28,15 +29,7 @@ func jsServer(t testing.TB, dir string, c Config) (*server.Server, jetstream.Jet
 		o.SyncInterval = 2 * time.Minute
 	}
 	s := testkit.RunServer(t, o)
-	nc, err := nats.Connect("", nats.InProcessServer(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testkit.Connect(t, "", nats.InProcessServer(s))
 	return s, js
 }
 
@@ -72,4 +65,29 @@ func mustOK(t testing.TB, err error, what ...any) {
 	if err != nil {
 		t.Fatalf("%s: %v", fmt.Sprint(what...), err)
 	}
+}
+
+// watched is a siteStore (4 MiB) and a Watcher over it, as the agent
+// starts them.
+type watched struct {
+	*siteStore
+	w *Watcher
+}
+
+func newWatched(t *testing.T) *watched {
+	t.Helper()
+	e := &watched{siteStore: newSiteStore(t, 4<<20)}
+	var err error
+	e.w, err = NewWatcher(e.srv, e.js, e.st, e.c, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	return e
+}
+
+// backlog stores 30 readings in TELEMETRY, the first 10 forwarded, and
+// runs a check.
+func (e *watched) backlog(t *testing.T) {
+	t.Helper()
+	publishN(t, e.js, "telemetry.t", 30, 100)
+	e.st.SetCursor(StreamTelemetry, 10)
+	e.w.Check(context.Background())
 }

@@ -3,9 +3,7 @@ package buffer
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
-	"time"
 )
 
 // Messages that vanish from inside a stream while the agent runs (what
@@ -16,21 +14,9 @@ import (
 // already has are not.
 func TestWatcherRecordsInteriorHoles(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	c := testConfig("always", 4<<20)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	statePath := filepath.Join(dir, "state.db")
-	st, err := OpenState(statePath, nil)
-	mustOK(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	_, err = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
-	w, err := NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
-	publishN(t, js, "telemetry.t", 30, 100)
-	st.SetCursor(StreamTelemetry, 10)
-	w.Check(ctx)
+	e := newWatched(t)
+	e.backlog(t)
+	js, st, w := e.js, e.st, e.w
 	s, err := js.Stream(ctx, StreamTelemetry)
 	mustOK(t, err)
 	for _, q := range []uint64{5, 15, 16, 20} {
@@ -50,9 +36,8 @@ func TestWatcherRecordsInteriorHoles(t *testing.T) {
 
 	// A restart: the holes seen are in state.db, not in the watcher.
 	mustOK(t, st.Close())
-	st, err = OpenState(statePath, nil)
-	mustOK(t, err)
-	w, err = NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
+	st = openTestState(t, e.path)
+	w, err = NewWatcher(e.srv, js, st, e.c, slog.New(slog.DiscardHandler))
 	mustOK(t, err)
 	w.Check(ctx)
 	assertLosses(t, st, nil)

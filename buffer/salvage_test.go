@@ -8,35 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// storedSeqs reads every sequence stream holds.
-func storedSeqs(t *testing.T, js jetstream.JetStream, stream string) []uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	mustOK(t, err)
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	mustOK(t, err)
-	var out []uint64
-	for {
-		b, err := c.FetchNoWait(1000)
-		mustOK(t, err)
-		n := 0
-		for m := range b.Messages() {
-			md, _ := m.Metadata()
-			out = append(out, md.Sequence.Stream)
-			n++
-		}
-		if n == 0 {
-			return out
-		}
-	}
-}
 
 // 2 KiB of damage at random offsets of random blocks (several blocks per
 // stream): after the salvage pass only the records in the damaged bytes
@@ -80,7 +55,7 @@ func TestSalvageRandomDamage(t *testing.T) {
 		losses, err := SalvageStore(dir, slog.New(slog.DiscardHandler))
 		mustOK(t, err)
 		_, js = jsServer(t, dir, c)
-		have := storedSeqs(t, js, StreamTelemetry)
+		have := testkit.StreamSeqs(t, js, StreamTelemetry)
 		var missing []uint64
 		for q := uint64(1); q <= n; q++ {
 			if _, ok := slices.BinarySearch(have, q); !ok {
@@ -167,7 +142,7 @@ func TestSalvageLeavesCompressedBlocks(t *testing.T) {
 		t.Fatalf("losses %v, %v", losses, err)
 	}
 	_, js = jsServer(t, dir, c)
-	if got := storedSeqs(t, js, StreamTelemetry); len(got) != 24000 {
+	if got := testkit.StreamSeqs(t, js, StreamTelemetry); len(got) != 24000 {
 		t.Fatalf("%d messages after the salvage pass, want 24000", len(got))
 	}
 }
@@ -203,7 +178,7 @@ func TestSalvageKeepsDeletesDeleted(t *testing.T) {
 		t.Fatalf("losses %v, %v", losses, err)
 	}
 	_, js = jsServer(t, dir, c)
-	got := storedSeqs(t, js, StreamTelemetry)
+	got := testkit.StreamSeqs(t, js, StreamTelemetry)
 	if want := 3000 - 1 - int(losses[0].Count); len(got) != want || got[0] != 2001 || slices.Contains(got, 3000) {
 		t.Fatalf("%d messages from %d after the pass, want %d from 2001 without 3000", len(got), got[0], want)
 	}

@@ -21,6 +21,22 @@ func openTestState(t *testing.T, path string) *State {
 	return s
 }
 
+// reopenReadOnly closes s, whose file is path, and opens the file again
+// read-only (what `edge-agent status` does while the daemon is down),
+// closed when the test ends.
+func reopenReadOnly(t *testing.T, s *State, path string) *State {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenStateReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
 func TestStateIdentityAndBoots(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s := openTestState(t, path)
@@ -86,12 +102,7 @@ func TestStateBatchedByRun(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	s.Close()
-	r, err := OpenStateReadOnly(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := reopenReadOnly(t, s, path)
 	var st map[string]int
 	ok, err := r.GetJSON("status", &st)
 	rec, _ := r.ReadState("sensors", "temp")
@@ -155,12 +166,7 @@ func TestStateReadOnlyWhileLocked(t *testing.T) {
 	if _, err := OpenStateReadOnly(filepath.Join(t.TempDir(), "state.db")); err == nil || !strings.Contains(err.Error(), "ever run") {
 		t.Fatalf("missing db: %v", err)
 	}
-	s.Close()
-	r, err := OpenStateReadOnly(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := reopenReadOnly(t, s, path)
 	if r.Cursor("ALERTS") != 9 || r.BootCount() != 1 {
 		t.Fatalf("read-only view: cursor %d boots %d", r.Cursor("ALERTS"), r.BootCount())
 	}
@@ -235,12 +241,7 @@ func TestStateCorruptionMovedAside(t *testing.T) {
 			}
 			// The fresh store works and remembers the event across a restart.
 			s.SetCursor("TELEMETRY", 1)
-			s.Close()
-			r, err := OpenStateReadOnly(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
+			r := reopenReadOnly(t, s, path)
 			if evs := r.Events(); len(evs) != 1 || r.Cursor("TELEMETRY") != 1 {
 				t.Fatalf("fresh store after reopen: events %+v cursor %d", evs, r.Cursor("TELEMETRY"))
 			}

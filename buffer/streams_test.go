@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/internal/confkit"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -164,7 +165,6 @@ func idsOf(st *State, stream string, from, to uint64) []string {
 	return out
 }
 
-// restartServer stops a jsServer and starts another on the same store, as
 // firstStart serves a JetStream store in dir with the agent streams,
 // checked once against st, as at an agent's first start.
 func firstStart(t *testing.T, dir string, c Config, st *State) (*server.Server, jetstream.JetStream) {
@@ -177,6 +177,26 @@ func firstStart(t *testing.T, dir string, c Config, st *State) (*server.Server, 
 	return srv, js
 }
 
+// siteStore is the agent streams in a JetStream store (sync always) and
+// a fresh state.db beside it, after firstStart.
+type siteStore struct {
+	dir  string // the JetStream store
+	path string // state.db
+	c    Config
+	st   *State
+	srv  *server.Server
+	js   jetstream.JetStream
+}
+
+func newSiteStore(t *testing.T, maxBytes confkit.Size) *siteStore {
+	t.Helper()
+	e := &siteStore{dir: t.TempDir(), path: filepath.Join(t.TempDir(), "state.db"), c: testConfig("always", maxBytes)}
+	e.st = openTestState(t, e.path)
+	e.srv, e.js = firstStart(t, e.dir, e.c, e.st)
+	return e
+}
+
+// restartServer stops a jsServer and starts another on the same store, as
 // a reboot of the gateway does; damage (if any) is applied in between.
 func restartServer(t *testing.T, s *server.Server, dir string, c Config, damage func()) jetstream.JetStream {
 	t.Helper()
@@ -262,10 +282,8 @@ func TestCheckStreamsRecreatedStream(t *testing.T) {
 // dropped them as duplicates.
 func TestCheckStreamsTruncatedTail(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	c := testConfig("always", 16<<20)
-	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
-	srv, js := firstStart(t, dir, c, st)
+	e := newSiteStore(t, 16<<20)
+	dir, c, st, srv, js := e.dir, e.c, e.st, e.srv, e.js
 	publishN(t, js, "telemetry.t", 100, 100)
 	sent := idsOf(st, StreamTelemetry, 1, 100) // forwarded, acks trailing
 	st.SetCursor(StreamTelemetry, 20)
@@ -340,10 +358,8 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 // block cycle where two acked readings never reached the hub.
 func TestCheckStreamsAppendedBeforeCheck(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	c := testConfig("always", 16<<20)
-	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
-	srv, js := firstStart(t, dir, c, st)
+	e := newSiteStore(t, 16<<20)
+	dir, c, st, srv, js := e.dir, e.c, e.st, e.srv, e.js
 	publishN(t, js, "telemetry.t", 100, 100)
 	sent := idsOf(st, StreamTelemetry, 1, 100)
 	st.SetCursor(StreamTelemetry, 100) // all forwarded
@@ -532,21 +548,12 @@ func TestFoldEpochs(t *testing.T) {
 // missing, which status shows as down.
 func TestWatcherRecreatesDeletedStream(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	c := testConfig("always", 4<<20)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	st := openTestState(t, filepath.Join(dir, "state.db"))
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
-	w, err := NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
-	publishN(t, js, "telemetry.t", 30, 100)
-	st.SetCursor(StreamTelemetry, 10)
-	w.Check(ctx)
+	e := newWatched(t)
+	e.backlog(t)
+	js, st, w := e.js, e.st, e.w
 
 	mustOK(t, js.DeleteStream(ctx, StreamTelemetry), "delete")
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "THIEF", Subjects: []string{"telemetry.>"}})
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "THIEF", Subjects: []string{"telemetry.>"}})
 	mustOK(t, err, "another stream on telemetry.>")
 	h := w.Check(ctx)
 	if len(h.Missing) != 1 || h.Missing[0] != StreamTelemetry || !h.Degraded() || len(h.WriteErrors) != 0 || h.Recreated != 0 {
@@ -576,20 +583,13 @@ func TestWatcherRecreatesDeletedStream(t *testing.T) {
 // does not restart JetStream over it.
 func TestWatcherIgnoresDeletedStreamDirBeingRemoved(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	c := testConfig("always", 4<<20)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	st := openTestState(t, filepath.Join(dir, "state.db"))
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
-	w, err := NewWatcher(srv, js, st, c, slog.New(slog.DiscardHandler))
-	mustOK(t, err)
+	e := newWatched(t)
+	js, w := e.js, e.w
 	w.Check(ctx)
 
 	mustOK(t, js.DeleteStream(ctx, StateStream), "delete")
 	// What the background removal has not finished yet.
-	mustOK(t, os.MkdirAll(filepath.Join(dir, "jetstream", "$G", "streams", "."+StateStream), 0o755))
+	mustOK(t, os.MkdirAll(filepath.Join(e.dir, "jetstream", "$G", "streams", "."+StateStream), 0o755))
 	h := w.Check(ctx)
 	if len(h.WriteErrors) != 0 || h.Recoveries != 0 || h.Recreated != 1 {
 		t.Fatalf("health after the cursor backup stream was deleted: %+v", h)

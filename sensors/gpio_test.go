@@ -37,10 +37,7 @@ func testGPIOLevelDebounceAndMissedEdge(t *testing.T) {
 	}
 	defer d.Close()
 	read := func() map[string]Value {
-		v, err := d.Read(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		v := mustRead(t, d)
 		return v
 	}
 	if v := read(); v["state"] != (Value{V: 1}) || v["changes"].V != 0 {
@@ -125,10 +122,7 @@ func testGPIOCounterDebounceAndRate(t *testing.T) {
 		t.Fatalf("count %d, want 3 (bounce counted?)", count())
 	}
 	time.Sleep(time.Until(t0.Add(30 * time.Minute)))
-	v, err := d.Read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := mustRead(t, d)
 	// 3 pulses of 0.001 kWh in half an hour: 0.006 kWh/h.
 	if v["count"].V != 3 || v["total"] != (Value{V: 0.003, Unit: "kWh"}) || v["rate"] != (Value{V: 0.006, Unit: "kWh/h"}) {
 		t.Fatalf("got %v", v)

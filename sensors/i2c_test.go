@@ -60,6 +60,16 @@ func bmxOpts(t *testing.T) *BMX280Options {
 	return o
 }
 
+// mustRead reads d once and fails the test on an error.
+func mustRead(t *testing.T, d Driver) map[string]Value {
+	t.Helper()
+	v, err := d.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 type closingPlayback struct{ *i2ctest.Playback }
 
 func (closingPlayback) Close() error { return nil }
@@ -81,10 +91,7 @@ func TestBMP280DatasheetExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := d.Read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := mustRead(t, d)
 	if v["temperature"] != (Value{V: 25.08, Unit: "C"}) || v["pressure"] != (Value{V: 1006.53, Unit: "hPa"}) {
 		t.Fatalf("got %v, want the datasheet's 25.08 C and 100653.27 Pa", v)
 	}
@@ -116,10 +123,7 @@ func TestBME280Recording(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := d.Read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := mustRead(t, d)
 	want := map[string]Value{"temperature": {23.72, "C", ""}, "pressure": {1009.43, "hPa", ""}, "humidity": {65.31, "%RH", ""}}
 	for k, w := range want {
 		if v[k] != w {
@@ -209,17 +213,11 @@ func TestADS1115ScalesFourTwentyMilliamps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := d.Read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := mustRead(t, d)
 	if v["pressure"] != (Value{V: 5, Unit: "bar"}) || v["supply"] != (Value{V: 3.25, Unit: "V"}) {
 		t.Fatalf("got %v", v)
 	}
-	v, err = d.Read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v = mustRead(t, d)
 	if v["pressure"] != (Value{V: -2.5, Unit: "bar", Flag: "under_range"}) {
 		t.Fatalf("broken loop: %v", v)
 	}

@@ -141,30 +141,26 @@ func (p *memPub) count(subject string) int {
 
 func (p *memPub) readings(t *testing.T, subject string) []Reading {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []Reading
-	for _, d := range p.msgs[subject] {
-		var r Reading
-		if err := json.Unmarshal(d, &r); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-	}
-	return out
+	return decodeAll[Reading](t, p, subject)
 }
 
 func (p *memPub) alerts(t *testing.T, subject string) []Alert {
 	t.Helper()
+	return decodeAll[Alert](t, p, subject)
+}
+
+// decodeAll decodes each message p holds on subject as a T.
+func decodeAll[T any](t *testing.T, p *memPub, subject string) []T {
+	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []Alert
+	var out []T
 	for _, d := range p.msgs[subject] {
-		var a Alert
-		if err := json.Unmarshal(d, &a); err != nil {
+		var v T
+		if err := json.Unmarshal(d, &v); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, a)
+		out = append(out, v)
 	}
 	return out
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -15,19 +14,6 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
-
-// freePort returns a loopback port nothing listens on right now, for
-// servers that must know each other's ports before they start (cluster
-// routes, a child process's config).
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestHubClusterNodeLoss stops the hub node the leaf is attached to while
 // readings flow, and audits the hub stream: every local reading exactly
@@ -53,7 +39,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	routes := make([]*url.URL, len(names))
 	ports := make([]int, len(names))
 	for i := range names {
-		ports[i] = freePort(t)
+		ports[i] = testkit.FreePort(t)
 		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
 	}
 	node := func(i int, o *server.Options) {
@@ -147,12 +133,7 @@ func TestHubClusterNodeLoss(t *testing.T) {
 	w := &wanEnv{fwEnv: e, link: link}
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got <= 300 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHubPast(300, 30*time.Second, "flow reaching the hub")
 
 	lost := time.Now()
 	victim.Shutdown()
@@ -163,24 +144,11 @@ func TestHubClusterNodeLoss(t *testing.T) {
 		}
 		return nil
 	})
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got <= before+100 {
-			return fmt.Errorf("still waiting for readings flowing again: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHubPast(before+100, 30*time.Second, "readings flowing again")
 	t.Logf("%s (leaf node and stream leader) stopped: readings flowing again after %s, link on %s", name, time.Since(lost).Round(time.Millisecond), link.Status().Hub)
 
 	n := stop()
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got < n {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	if got := e.hubCount(); got != n {
-		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
-	}
+	e.waitHub(n, 30*time.Second, "every reading at the hub")
 	// Reading the stream back creates a consumer, which needs a meta
 	// leader; it may have been the stopped node too.
 	testkit.WaitFor(t, 30*time.Second, func() error {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -14,14 +13,13 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
-// runDownlink serves the downlink for f until the test ends, once the hub
-// sees interest in edge.s1.agent.<cmd>.
-func runDownlink(t *testing.T, e *fwEnv, f *runningFw, cmd string) {
+// startDownlink serves the downlink for f, answering status requests with
+// status, until the test ends.
+func startDownlink(t *testing.T, f *runningFw, status func(context.Context) any) {
 	t.Helper()
-	d, err := NewDownlink(f.Forwarder, func(context.Context) any { return nil }, f.log)
+	d, err := NewDownlink(f.Forwarder, status, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,6 +27,13 @@ func runDownlink(t *testing.T, e *fwEnv, f *runningFw, cmd string) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// runDownlink serves the downlink for f until the test ends, once the hub
+// sees interest in edge.s1.agent.<cmd>.
+func runDownlink(t *testing.T, e *fwEnv, f *runningFw, cmd string) {
+	t.Helper()
+	startDownlink(t, f, func(context.Context) any { return nil })
 	testkit.WaitFor(t, 10*time.Second, func() error {
 		if !e.hub.GlobalAccount().SubscriptionInterest("edge.s1.agent." + cmd) {
 			return fmt.Errorf("still waiting for hub sees edge.s1.agent.%s", cmd)
@@ -68,12 +73,7 @@ func TestReplayRange(t *testing.T) {
 	e.publish("telemetry.x", 10, []byte("x"))
 	f := e.start(nil)
 	runDownlink(t, e, f, "replay")
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 10 {
-			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 10, 30*time.Second, "forwarded")
 
 	future := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
 	for body, want := range map[string]string{
@@ -92,17 +92,7 @@ func TestReplayRange(t *testing.T) {
 		t.Fatalf("after refused replays: cursor %d, hub holds %d: want 10 and 10 (nothing moved, nothing resent)", c, n)
 	}
 
-	// The hub lost its stream (a purge would keep the duplicate window).
-	if err := e.hubJS.DeleteStream(t.Context(), "EDGE"); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		_, err := hubops.EnsureHubStream(t.Context(), e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour))
-		if err != nil {
-			return errors.New("still waiting for the hub stream recreated")
-		}
-		return nil
-	})
+	e.recreateHubStream()
 	plans, msg := hubReplay(t, e, `{"stream":"TELEMETRY","from_seq":4}`)
 	if msg != "" || len(plans) != 1 || plans[0] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 4, LastSeq: 10, Messages: 7}) {
 		t.Fatalf("plan %+v, error %q", plans, msg)
@@ -111,18 +101,8 @@ func TestReplayRange(t *testing.T) {
 		t.Fatalf("cursor %d after the replay request, want 10: a replay never moves it back", c)
 	}
 	e.publish("telemetry.x", 5, []byte("x"))
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != 12 {
-			return fmt.Errorf("still waiting for replayed and new readings at the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 15 {
-			return fmt.Errorf("still waiting for cursor at 15: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitHub(12, 30*time.Second, "replayed and new readings at the hub")
+	e.waitCursor("TELEMETRY", 15, 10*time.Second, "cursor at 15")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 4, 15)
 	if st := f.Status(); st.DroppedDuplicate != 0 {
 		t.Fatalf("replayed readings reported as dropped duplicates: %d", st.DroppedDuplicate)
@@ -134,32 +114,16 @@ func TestReplayRange(t *testing.T) {
 // leaf user is denied subscribe on its replay subject never hears anyone
 // ask (the other agent subjects still work).
 func TestReplayHubPermissions(t *testing.T) {
-	e := newFwEnv(t, "s1", fwEnvOpts{
-		hub: func(o *server.Options) {
-			o.Users = []*server.User{
-				{Username: "admin", Password: "pw"},
-				{Username: "viewer", Password: "pw", Permissions: &server.Permissions{
-					Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"edge.*.agent.replay"}},
-				}},
-				{Username: "site", Password: "pw", Permissions: &server.Permissions{
-					Publish:   &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JSC.R.>"}},
-					Subscribe: &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JS.s1.API.>", "$JS.FC.>"}, Deny: []string{"edge.s1.agent.replay"}},
-				}},
-			}
-		},
-		remoteURL: func(u *url.URL) { u.User = url.UserPassword("site", "pw") },
-		hubClient: []nats.Option{nats.UserInfo("admin", "pw")},
-	})
-	e.leafUp()
+	e := siteUserEnv(t, &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JSC.R.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"edge.s1.>", "_INBOX.>", "$JS.s1.API.>", "$JS.FC.>"}, Deny: []string{"edge.s1.agent.replay"}},
+	}, &server.User{Username: "viewer", Password: "pw", Permissions: &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"edge.*.agent.replay"}},
+	}})
 	e.publish("telemetry.x", 5, []byte("x"))
 	f := e.start(nil)
 	runDownlink(t, e, f, "ping")
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 5 {
-			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 5, 30*time.Second, "forwarded")
 	if _, err := e.hubNC.Request("edge.s1.agent.ping", nil, 5*time.Second); err != nil {
 		t.Fatalf("ping: %v", err)
 	}

@@ -3,7 +3,6 @@ package uplink
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
 func TestDownlink(t *testing.T) {
@@ -20,14 +18,7 @@ func TestDownlink(t *testing.T) {
 	e.leafUp()
 	e.publish("telemetry.x", 30, []byte("x"))
 	f := e.start(nil)
-	d, err := NewDownlink(f.Forwarder, func(ctx context.Context) any { return map[string]any{"site": "s1", "version": "test"} }, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	startDownlink(t, f, func(ctx context.Context) any { return map[string]any{"site": "s1", "version": "test"} })
 	for _, s := range []string{"edge.s1.agent.ping", "edge.s1.agent.status", "edge.s1.agent.replay", "edge.s1.cmd.x"} {
 		testkit.WaitFor(t, 10*time.Second, func() error {
 			if !e.hub.GlobalAccount().SubscriptionInterest(s) {
@@ -36,12 +27,7 @@ func TestDownlink(t *testing.T) {
 			return nil
 		})
 	}
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 30 {
-			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 30, 30*time.Second, "forwarded")
 	request := func(subject, body string, into any) {
 		t.Helper()
 		m, err := e.hubNC.Request(subject, []byte(body), 10*time.Second)
@@ -70,44 +56,20 @@ func TestDownlink(t *testing.T) {
 	})
 
 	t.Run("replay from a sequence", func(t *testing.T) {
-		// The hub lost its stream. (A purge would not do: it keeps the
-		// message ids of the duplicate window, so resends would be dropped.)
-		if err := e.hubJS.DeleteStream(t.Context(), "EDGE"); err != nil {
-			t.Fatal(err)
-		}
-		// Right after a delete, creating a stream of the same name can
-		// fail under load ("error creating store for stream": the old
-		// store is not gone yet); it succeeds a moment later.
-		testkit.WaitFor(t, 10*time.Second, func() error {
-			_, err := hubops.EnsureHubStream(t.Context(), e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour))
-			if err != nil {
-				return errors.New("still waiting for the hub stream recreated")
-			}
-			return nil
-		})
+		e.recreateHubStream()
 		var plans []ReplayPlan
 		request("edge.s1.agent.replay", `{"stream":"TELEMETRY","from_seq":21}`, &plans)
 		if len(plans) != 1 || plans[0] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 21, LastSeq: 30, Messages: 10}) {
 			t.Fatalf("plan = %+v", plans)
 		}
-		testkit.WaitFor(t, 30*time.Second, func() error {
-			if got := e.hubCount(); got != 10 {
-				return fmt.Errorf("still waiting for replayed readings at the hub: %d on the hub", got)
-			}
-			return nil
-		})
+		e.waitHub(10, 30*time.Second, "replayed readings at the hub")
 		e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 21, 30)
 	})
 
 	t.Run("replay from a time, all streams", func(t *testing.T) {
 		cut := time.Now()
 		e.publish("telemetry.x", 5, []byte("late"))
-		testkit.WaitFor(t, 30*time.Second, func() error {
-			if got := e.st.Cursor("TELEMETRY"); got != 35 {
-				return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
-			}
-			return nil
-		})
+		e.waitCursor("TELEMETRY", 35, 30*time.Second, "forwarded")
 		var plans []ReplayPlan
 		request("edge.s1.agent.replay", `{"from_time":"`+cut.UTC().Format(time.RFC3339Nano)+`"}`, &plans)
 		if len(plans) != 2 || plans[0].Stream != "ALERTS" || plans[0].Messages != 0 || plans[1] != (ReplayPlan{Stream: "TELEMETRY", FromSeq: 31, LastSeq: 35, Messages: 5}) {

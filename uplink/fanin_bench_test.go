@@ -1,16 +1,10 @@
 package uplink
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,9 +58,10 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
 	hub := startHubProcess(sc, bin)
+	hubEnv := hub.env(sc)
 	envs := make([]*fwEnv, k)
 	for i := range k {
-		envs[i] = newFwEnv(sc, fmt.Sprintf("site%03d", i), fwEnvOpts{sharedHub: hub.fwEnv})
+		envs[i] = newFwEnv(sc, fmt.Sprintf("site%03d", i), fwEnvOpts{sharedHub: hubEnv})
 	}
 	for _, e := range envs {
 		testkit.WaitFor(b, time.Minute, func() error {
@@ -87,7 +82,7 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 		stream = "EDGE_PULL"
 	}
 	count := func() uint64 {
-		s, err := hub.hubJS.Stream(ctx, stream)
+		s, err := hubEnv.hubJS.Stream(ctx, stream)
 		if err != nil {
 			return 0
 		}
@@ -103,7 +98,7 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 			cfg.Sources = append(cfg.Sources, hubops.SourcingStreamConfig(stream, "edge", e.site, buffer.Lanes, 0).Sources...)
 		}
 		cfg.Description = fmt.Sprintf("hub-pulls ingest of %d sites", k)
-		if _, err := hub.hubJS.CreateStream(ctx, cfg); err != nil {
+		if _, err := hubEnv.hubJS.CreateStream(ctx, cfg); err != nil {
 			b.Fatal(err)
 		}
 	} else {
@@ -120,75 +115,4 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 	elapsed, hubCPU = time.Since(t0), hub.cpu()-cpu0
 	b.StopTimer()
 	return elapsed, hubCPU
-}
-
-// hubProc is a hub in its own nats-server process (the module's version,
-// built from the module cache), so its CPU time is its own: the cost a
-// reading puts on the shared hub is what limits a fleet, and in-process the
-// sites' work would be charged to the same clock.
-type hubProc struct {
-	*fwEnv
-	pid int
-}
-
-// cpu is the hub process's user+system time so far.
-func (h *hubProc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-}
-
-// buildNATSServer builds the module's nats-server once per benchmark.
-func buildNATSServer(b *testing.B) string {
-	bin := filepath.Join(b.TempDir(), "nats-server")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
-		b.Fatalf("build nats-server: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func startHubProcess(b testing.TB, bin string) *hubProc {
-	dir := b.TempDir()
-	conf := filepath.Join(dir, "hub.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen: 127.0.0.1:-1\nserver_name: hub\njetstream { store_dir: %q, domain: hub }\nleafnodes { listen: 127.0.0.1:-1 }\n", filepath.Join(dir, "js")), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	logs, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	// nats-server's ports file lists no leafnode listener: read both
-	// addresses from its log.
-	addr := map[string]string{}
-	sc := bufio.NewScanner(logs)
-	for len(addr) < 2 && sc.Scan() {
-		for _, kind := range []string{"client", "leafnode"} {
-			if _, a, ok := strings.Cut(sc.Text(), "Listening for "+kind+" connections on "); ok {
-				addr[kind] = a
-			}
-		}
-	}
-	if len(addr) < 2 {
-		b.Fatalf("hub process: no listen addresses in its log (%v)", sc.Err())
-	}
-	go func() { _, _ = io.Copy(io.Discard, logs) }()
-	e := &fwEnv{t: b, hubLeaf: addr["leafnode"]}
-	e.hubNC, e.hubJS = fwConnect(b, "nats://"+addr["client"])
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
-		b.Fatal(err)
-	}
-	return &hubProc{fwEnv: e, pid: cmd.Process.Pid}
 }

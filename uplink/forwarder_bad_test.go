@@ -3,33 +3,52 @@ package uplink
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 )
 
-// siteUserEnv is a hub whose leaf user for site s1 has the given
-// permissions (leaf perspective: publish = what the site may send up).
-func siteUserEnv(t *testing.T, perms *server.Permissions) *fwEnv {
+// siteUserEnv is a hub whose leaf user for site s1 ("site") has the given
+// permissions (leaf perspective: publish = what the site may send up),
+// the test's client user "admin" all, and more users others; every
+// password is "pw".
+func siteUserEnv(t *testing.T, perms *server.Permissions, others ...*server.User) *fwEnv {
 	t.Helper()
 	e := newFwEnv(t, "s1", fwEnvOpts{
 		hub: func(o *server.Options) {
-			o.Users = []*server.User{{Username: "admin", Password: "pw"}, {Username: "site", Password: "pw", Permissions: perms}}
+			o.Users = append([]*server.User{{Username: "admin", Password: "pw"}, {Username: "site", Password: "pw", Permissions: perms}}, others...)
 		},
-		remoteURL: func(u *url.URL) { u.User = url.UserPassword("site", "pw") },
-		hubClient: []nats.Option{nats.UserInfo("admin", "pw")},
+		leafUser: "site", leafPassword: "pw",
+		hubUser: "admin", hubPassword: "pw",
 	})
 	e.leafUp()
 	return e
+}
+
+// startDegraded starts a forwarder on e with a fake link and waits until
+// it reports the reason class with an error naming want, and has told the
+// link.
+func startDegraded(t *testing.T, e *fwEnv, class ReasonClass, want string) (*runningFw, *fakeLink) {
+	t.Helper()
+	link := newFakeLink(true)
+	f := e.start(nil, WithLink(link))
+	testkit.WaitFor(t, 20*time.Second, func() error {
+		st := f.Status()
+		if !(st.ReasonClass == class && strings.Contains(st.LastError, want)) {
+			return fmt.Errorf("still waiting for the %s reason naming %q: %s %q", class, want, st.ReasonClass, st.LastError)
+		}
+		return nil
+	})
+	if c, _ := link.degraded.Load().([2]string); c[0] != string(class) {
+		t.Fatalf("link told %v, want the %s reason", c, class)
+	}
+	return f, link
 }
 
 func TestForwarderPermissionDenied(t *testing.T) {
@@ -39,18 +58,7 @@ func TestForwarderPermissionDenied(t *testing.T) {
 	})
 	e.cfg.StallTimeout = time.Second
 	e.publish("telemetry.x", 5, []byte("x"))
-	link := newFakeLink(true)
-	f := e.start(nil, WithLink(link))
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		st := f.Status()
-		if !(st.ReasonClass == ReasonPermission && strings.Contains(st.LastError, "edge.s1.>")) {
-			return errors.New("still waiting for permission reason")
-		}
-		return nil
-	})
-	if c, _ := link.degraded.Load().([2]string); c[0] != string(ReasonPermission) {
-		t.Fatalf("link not told: %v", c)
-	}
+	f, _ := startDegraded(t, e, ReasonPermission, "edge.s1.>")
 	// No spin: over an observation window the retries stay a handful of
 	// sessions (backoff), where a hot loop would publish thousands.
 	before := e.leafInMsgs()
@@ -98,12 +106,7 @@ func TestForwarderStallWatchdog(t *testing.T) {
 		}
 		return nil
 	})
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		if got := e.hubCount(); got != 5 {
-			return fmt.Errorf("still waiting for resends at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(5, 10*time.Second, "resends at the hub")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 5)
 	if e.st.Cursor("TELEMETRY") != 0 {
 		t.Fatalf("cursor moved without an ack: %d", e.st.Cursor("TELEMETRY"))
@@ -114,29 +117,13 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{noStream: true})
 	e.leafUp()
 	e.publish("telemetry.x", 20, []byte("x"))
-	link := newFakeLink(true)
-	f := e.start(nil, WithLink(link))
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		st := f.Status()
-		if !(st.ReasonClass == ReasonHubStream && strings.Contains(st.LastError, "edge-agent hub init")) {
-			return errors.New("still waiting for hub_stream reason")
-		}
-		return nil
-	})
-	if c, _ := link.degraded.Load().([2]string); c[0] != string(ReasonHubStream) {
-		t.Fatalf("link told %v, want the hub_stream reason", c)
-	}
+	f, link := startDegraded(t, e, ReasonHubStream, "edge-agent hub init")
 	// Creating the stream cures it without a restart.
 	ctx := t.Context()
 	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != 20 {
-			return fmt.Errorf("still waiting for readings at the new hub stream: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(20, 30*time.Second, "readings at the new hub stream")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
 	testkit.WaitFor(t, 5*time.Second, func() error {
 		if f.Status().ReasonClass != "" {
@@ -160,16 +147,7 @@ func TestForwarderHubStreamMissing(t *testing.T) {
 func TestForwarderOversize(t *testing.T) {
 	e := newFwEnv(t, "s1", fwEnvOpts{hub: func(o *server.Options) { o.MaxPayload = 16 << 10 }})
 	e.cfg.HubMaxPayload = 16 << 10
-	ctx := t.Context()
-	s, err := e.hubJS.Stream(ctx, "EDGE")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := s.CachedInfo().Config
-	c.MaxMsgSize = 4 << 10
-	if _, err := e.hubJS.UpdateStream(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	updateStream(t, e.hubJS, "EDGE", func(c *jetstream.StreamConfig) { c.MaxMsgSize = 4 << 10 })
 	e.leafUp()
 	e.publish("telemetry.x", 1, []byte("small 1"))
 	e.publish("telemetry.x", 1, make([]byte, 32<<10)) // > max_payload
@@ -177,12 +155,7 @@ func TestForwarderOversize(t *testing.T) {
 	e.publish("telemetry.x", 1, []byte("small 4"))
 	logs := &fwLog{}
 	f := e.start(logs.logger())
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 4 {
-			return fmt.Errorf("still waiting for cursor past the oversize messages: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 4, 20*time.Second, "cursor past the oversize messages")
 	msgs := e.hubMsgs()
 	if len(msgs) != 2 || string(msgs[0].Data()) != "small 1" || string(msgs[1].Data()) != "small 4" {
 		t.Fatalf("hub has %d messages", len(msgs))
@@ -199,51 +172,3 @@ func TestForwarderOversize(t *testing.T) {
 		t.Fatal("leaf connection dropped")
 	}
 }
-
-// fakeLink is the link manager as the forwarder sees it: up or down as the
-// test sets it, counting bounces and remembering the degraded reason.
-type fakeLink struct {
-	mu        sync.Mutex
-	connected bool
-	up        chan struct{} // closed while connected, as Link.Up
-	bounces   atomic.Int32
-	degraded  atomic.Value // [2]string{class, reason}
-	wan       atomic.Bool  // WANRestored
-}
-
-func newFakeLink(connected bool) *fakeLink {
-	l := &fakeLink{up: make(chan struct{})}
-	l.set(connected)
-	return l
-}
-
-func (l *fakeLink) set(connected bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case connected && !l.connected:
-		close(l.up)
-	case !connected && l.connected:
-		l.up = make(chan struct{})
-	}
-	l.connected = connected
-}
-
-func (l *fakeLink) Connected() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.connected
-}
-
-func (l *fakeLink) Up() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.up
-}
-
-func (l *fakeLink) Bounce() { l.bounces.Add(1) }
-func (l *fakeLink) SetDegraded(class ReasonClass, reason string) {
-	l.degraded.Store([2]string{string(class), reason})
-}
-func (l *fakeLink) WANRestored() bool   { return l.wan.Load() }
-func (l *fakeLink) SentUpstream() int64 { return 0 } // no gate: nothing counted

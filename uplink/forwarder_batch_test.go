@@ -2,7 +2,6 @@ package uplink
 
 import (
 	"errors"
-	"net/url"
 	"testing"
 	"time"
 
@@ -25,25 +24,11 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 		hub: func(o *server.Options) {
 			// Fixed ports and NoAdvertise: the restarted hub is where the
 			// proxy and the test's client look for it.
-			o.Port, o.LeafNode.Port, o.LeafNode.NoAdvertise = freePort(t), freePort(t), true
+			o.Port, o.LeafNode.Port, o.LeafNode.NoAdvertise = testkit.FreePort(t), testkit.FreePort(t), true
 			ho = o
 		},
-		remoteURL: func(u *url.URL) {
-			p, err := wanfault.Start(u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(p.Close)
-			proxy = p
-			u.Host = p.Addr()
-		},
-		leaf: func(o *server.Options) {
-			var err error
-			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
-				t.Fatal(err)
-			}
-			gate.Start()
-		},
+		remoteURL: proxyRemote(t, &proxy),
+		leaf:      gateRemote(t, &gate),
 	})
 	e.cfg.HubURLs = []string{proxy.URL("nats")}
 	link := runLink(t, e, gate, quickReconnect)
@@ -58,12 +43,7 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 	const first = 5000
 	e.publish("telemetry.x", first, []byte("r"))
 	f := e.start(nil, WithLink(link))
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != first {
-			return errors.New("still waiting for first backlog at the hub")
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", first, 30*time.Second, "first backlog at the hub")
 	if m := f.Status().Mode; m != ModeBatch {
 		t.Fatalf("mode %q, want %q", m, ModeBatch)
 	}
@@ -98,13 +78,7 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 			return nil
 		})
 		midDrain()
-		proxy.Cut()
-		testkit.WaitFor(t, 15*time.Second, func() error {
-			if link.Connected() {
-				return errors.New("still waiting for link down after the cut")
-			}
-			return nil
-		})
+		cutWAN(t, proxy, link)
 		if err := proxy.Restore(); err != nil {
 			t.Fatal(err)
 		}
@@ -120,12 +94,7 @@ func TestForwarderBatchExactlyOnce(t *testing.T) {
 	e.hub.WaitForShutdown()
 	restarted := *ho
 	e.hub = testkit.RunServer(t, &restarted)
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if e.st.Cursor("TELEMETRY") != total {
-			return errors.New("still waiting for every reading at the hub")
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", total, 60*time.Second, "every reading at the hub")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, total)
 	if st := f.Status(); st.Mode != ModeBatch || st.Forwarded["TELEMETRY"] < total || st.DroppedDuplicate != 0 || st.Rejected != 0 {
 		t.Fatalf("status after the drain: %+v", st)
@@ -141,35 +110,19 @@ func TestForwarderBatchFallback(t *testing.T) {
 	w.allowBatches(false)
 	w.publish("telemetry.x", 300, []byte("r"))
 	f := w.start(nil, WithLink(w.link))
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		if w.st.Cursor("TELEMETRY") != 300 {
-			return errors.New("still waiting for backlog at the hub")
-		}
-		return nil
-	})
+	w.waitCursor("TELEMETRY", 300, 20*time.Second, "backlog at the hub")
 	if st := f.Status(); st.Mode != ModePerMessage || st.LastError != "" {
 		t.Fatalf("status against a stream without allow_batched: %+v", st)
 	}
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 300)
 
 	w.allowBatches(true)
-	w.proxy.Cut()
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if w.link.Connected() {
-			return errors.New("still waiting for link down after the cut")
-		}
-		return nil
-	})
+	cutWAN(t, w.proxy, w.link)
 	if err := w.proxy.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	w.publish("telemetry.x", 300, []byte("r"))
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		if w.st.Cursor("TELEMETRY") != 600 {
-			return errors.New("still waiting for second backlog at the hub")
-		}
-		return nil
-	})
+	w.waitCursor("TELEMETRY", 600, 20*time.Second, "second backlog at the hub")
 	if m := f.Status().Mode; m != ModeBatch {
 		t.Fatalf("mode %q after allow_batched was set and the link came back, want %q", m, ModeBatch)
 	}

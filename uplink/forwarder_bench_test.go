@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/buffer"
@@ -279,23 +278,22 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
 	hub := startHubProcess(sc, bin)
+	hubEnv := hub.env(sc)
 	var gate *Gate
-	eo := fwEnvOpts{rtt: wan.rtt, sharedHub: hub.fwEnv, cfg: func(c *Config) {
-		if wan.shape > 0 {
-			shapedHub(sc, wan.shape)(c)
-		}
-		if wan.compression != "" {
-			c.Compression = wan.compression
-		}
-	}, leaf: func(o *server.Options) {
+	eo := fwEnvOpts{
+		rtt: wan.rtt, sharedHub: hubEnv,
+		cfg: func(c *Config) {
+			if wan.shape > 0 {
+				shapedHub(sc, wan.shape)(c)
+			}
+			if wan.compression != "" {
+				c.Compression = wan.compression
+			}
+		},
 		// Through a Link's gate, as in the agent: its copy of every byte
 		// the leaf sends or receives is part of each figure.
-		var err error
-		if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
-			b.Fatal(err)
-		}
-		gate.Start()
-	}}
+		leaf: gateRemote(b, &gate),
+	}
 	e := newFwEnv(sc, "s1", eo)
 	// The tests' backoff: a dropped link redials within 100 ms, as the
 	// leaf's own reconnect did before the gate, so the drop row measures

@@ -1,7 +1,6 @@
 package uplink
 
 import (
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/buffer"
-	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // A hub ack saying "duplicate" for a reading whose id was never sent before
@@ -51,12 +49,7 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) *runningFw {
 	}
 	logs := &fwLog{}
 	f := e.start(logs.logger())
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 3 {
-			return fmt.Errorf("still waiting for cursor at 3: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 3, 20*time.Second, "cursor at 3")
 	st := f.Status()
 	if st.Forwarded["TELEMETRY"] != 2 || st.DroppedDuplicate != 1 || !strings.Contains(st.LastDuplicate, "TELEMETRY seq 2 on edge."+e.site+".telemetry.x") {
 		t.Fatalf("forwarded %d (want 2), dropped as duplicate %d (want 1), last %q", st.Forwarded["TELEMETRY"], st.DroppedDuplicate, st.LastDuplicate)
@@ -70,12 +63,7 @@ func checkDuplicateAck(t *testing.T, e *fwEnv) *runningFw {
 		t.Fatal(err)
 	}
 	e.publish("telemetry.x", 1, []byte("r4"))
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 4 {
-			return fmt.Errorf("still waiting for cursor at 4: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 4, 20*time.Second, "cursor at 4")
 	if st := f.Status(); st.DroppedDuplicate != 1 || st.Forwarded["TELEMETRY"] != 6 {
 		t.Fatalf("after a replay: dropped as duplicate %d (want 1), forwarded %d (want 6: 3 resent, 1 new)", st.DroppedDuplicate, st.Forwarded["TELEMETRY"])
 	}
@@ -94,12 +82,7 @@ func TestForwarderWildcardSubjectSkipped(t *testing.T) {
 	e.publish("telemetry.>", 1, []byte("gt"))
 	e.publish("telemetry.x", 1, []byte("ok 4"))
 	f := e.start(nil)
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 4 {
-			return fmt.Errorf("still waiting for cursor past the wildcard readings: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 4, 20*time.Second, "cursor past the wildcard readings")
 	msgs := e.hubMsgs()
 	if len(msgs) != 2 || string(msgs[0].Data()) != "ok 1" || string(msgs[1].Data()) != "ok 4" {
 		var subjects []string

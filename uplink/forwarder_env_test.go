@@ -49,25 +49,14 @@ type fwEnvOpts struct {
 	noStream  bool          // no hub stream
 	cfg       func(*Config) // before the leaf remote is built from it
 	remoteURL func(u *url.URL)
-	hubClient []nats.Option
-	rtt       time.Duration // > 0: the leaf dials through a WAN proxy with this round trip
+	// leafUser and leafPassword log the site's leaf in at the hub;
+	// hubUser and hubPassword the test's own hub client.
+	leafUser, leafPassword string
+	hubUser, hubPassword   string
+	rtt                    time.Duration // > 0: the leaf dials through a WAN proxy with this round trip
 	// sharedHub: another site's env whose hub (and EDGE stream) this site
 	// joins instead of starting its own: many sites, one hub.
 	sharedHub *fwEnv
-}
-
-func fwConnect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
 }
 
 func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
@@ -84,7 +73,11 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 			eo.hub(ho)
 		}
 		e.hub = testkit.RunServer(t, ho)
-		e.hubNC, e.hubJS = fwConnect(t, e.hub.ClientURL(), eo.hubClient...)
+		var auth []nats.Option
+		if eo.hubUser != "" {
+			auth = append(auth, nats.UserInfo(eo.hubUser, eo.hubPassword))
+		}
+		e.hubNC, e.hubJS = testkit.Connect(t, e.hub.ClientURL(), auth...)
 		v, err := e.hub.Varz(nil)
 		if err != nil {
 			t.Fatal(err)
@@ -125,6 +118,9 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	// The agent's trust boundary (as agent.serverOptions applies it), so
 	// every forwarder, downlink and sourcing test runs through it.
 	Protect(r, site, e.cfg.AllowRemoteAdmin)
+	if eo.leafUser != "" {
+		r.URLs[0].User = url.UserPassword(eo.leafUser, eo.leafPassword)
+	}
 	if eo.remoteURL != nil {
 		eo.remoteURL(r.URLs[0])
 	}
@@ -139,7 +135,7 @@ func newFwEnv(t testing.TB, site string, eo fwEnvOpts) *fwEnv {
 	}
 	e.leaf = testkit.RunServer(t, lo)
 	// Over loopback TCP, as the agent connects (agent.connectLocal).
-	e.leafNC, e.leafJS = fwConnect(t, e.leaf.ClientURL())
+	e.leafNC, e.leafJS = testkit.Connect(t, e.leaf.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := buffer.EnsureStreams(ctx, e.leafJS, buffer.DefaultConfig()); err != nil {
@@ -310,6 +306,65 @@ func (e *fwEnv) hubCount() uint64 {
 	return s.CachedInfo().State.Msgs
 }
 
+// waitHub waits up to d until the hub stream EDGE holds n messages (what
+// names them while it waits) and fails if it holds more: a duplicate.
+func (e *fwEnv) waitHub(n uint64, d time.Duration, what string) {
+	e.t.Helper()
+	testkit.WaitFor(e.t, d, func() error {
+		if got := e.hubCount(); got < n {
+			return fmt.Errorf("still waiting for %s: %d on the hub", what, got)
+		}
+		return nil
+	})
+	if got := e.hubCount(); got != n {
+		e.t.Fatalf("hub holds %d readings, want %d", got, n)
+	}
+}
+
+// waitHubPast waits up to d until the hub stream EDGE holds more than n
+// messages: flow under way.
+func (e *fwEnv) waitHubPast(n uint64, d time.Duration, what string) {
+	e.t.Helper()
+	testkit.WaitFor(e.t, d, func() error {
+		if got := e.hubCount(); got <= n {
+			return fmt.Errorf("still waiting for %s: %d on the hub", what, got)
+		}
+		return nil
+	})
+}
+
+// waitCursor waits up to d until the forwarder's cursor on the local
+// stream is at n (what names the wait).
+func (e *fwEnv) waitCursor(stream string, n uint64, d time.Duration, what string) {
+	e.t.Helper()
+	testkit.WaitFor(e.t, d, func() error {
+		if got := e.st.Cursor(stream); got != n {
+			return fmt.Errorf("still waiting for %s: the cursor is at %d", what, got)
+		}
+		return nil
+	})
+}
+
+// recreateHubStream deletes the hub stream EDGE and creates it anew: the
+// hub lost its stream (a purge would keep the ids of the duplicate window,
+// so resends would be dropped).
+func (e *fwEnv) recreateHubStream() {
+	e.t.Helper()
+	if err := e.hubJS.DeleteStream(context.Background(), "EDGE"); err != nil {
+		e.t.Fatal(err)
+	}
+	// Right after a delete, creating a stream of the same name can fail
+	// under load ("error creating store for stream": the old store is not
+	// gone yet); it succeeds a moment later.
+	testkit.WaitFor(e.t, 10*time.Second, func() error {
+		_, err := hubops.EnsureHubStream(context.Background(), e.hubJS, hubops.HubStreamConfig("EDGE", "edge", time.Hour))
+		if err != nil {
+			return errors.New("still waiting for the hub stream recreated")
+		}
+		return nil
+	})
+}
+
 // checkExactlyOnce asserts the hub holds each local message of stream
 // from..to once, in order, with the contract's headers.
 func (e *fwEnv) checkExactlyOnce(msgs []jetstream.Msg, stream, localSubject string, from, to uint64) {
@@ -346,6 +401,29 @@ func (e *fwEnv) checkExactlyOnce(msgs []jetstream.Msg, stream, localSubject stri
 	}
 }
 
+// checkOnce asserts the hub holds each of seq 1..n of stream exactly once,
+// in whatever order: a 429 in the middle of a window lets later messages
+// in ahead of the refused one.
+func (e *fwEnv) checkOnce(msgs []jetstream.Msg, stream string, n uint64) {
+	e.t.Helper()
+	seen := make(map[string]bool, n)
+	for _, m := range msgs {
+		id := m.Headers().Get(nats.MsgIdHdr)
+		if seen[id] {
+			e.t.Fatalf("duplicate %s", id)
+		}
+		seen[id] = true
+	}
+	for seq := uint64(1); seq <= n; seq++ {
+		if id := fmt.Sprintf("%s.%s.%s.%d", e.site, e.st.StoreID(), stream, seq); !seen[id] {
+			e.t.Fatalf("missing %s", id)
+		}
+	}
+	if uint64(len(seen)) != n {
+		e.t.Fatalf("hub holds %d messages, want %d", len(seen), n)
+	}
+}
+
 // leafInMsgs counts messages the leaf server received from its clients.
 func (e *fwEnv) leafInMsgs() int64 {
 	v, err := e.leaf.Varz(nil)
@@ -359,31 +437,29 @@ func (e *fwEnv) leafInMsgs() int64 {
 // buffer evicts readings the forwarder has not sent yet, and returns it.
 func (e *fwEnv) capTelemetry(max int64) jetstream.Stream {
 	e.t.Helper()
-	ctx := context.Background()
-	s, err := e.leafJS.Stream(ctx, "TELEMETRY")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	c := s.CachedInfo().Config
-	c.MaxMsgs = max
-	if _, err := e.leafJS.UpdateStream(ctx, c); err != nil {
-		e.t.Fatal(err)
-	}
-	return s
+	return updateStream(e.t, e.leafJS, "TELEMETRY", func(c *jetstream.StreamConfig) { c.MaxMsgs = max })
 }
 
 // allowBatches switches fast batch publishing on the hub stream EDGE.
 func (e *fwEnv) allowBatches(on bool) {
 	e.t.Helper()
+	updateStream(e.t, e.hubJS, "EDGE", func(c *jetstream.StreamConfig) { c.AllowBatchPublish = on })
+}
+
+// updateStream changes the configuration of stream name with edit and
+// returns the stream.
+func updateStream(t testing.TB, js jetstream.JetStream, name string, edit func(*jetstream.StreamConfig)) jetstream.Stream {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := e.hubJS.Stream(ctx, "EDGE")
+	s, err := js.Stream(ctx, name)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	cfg := s.CachedInfo().Config
-	cfg.AllowBatchPublish = on
-	if _, err := e.hubJS.UpdateStream(ctx, cfg); err != nil {
-		e.t.Fatalf("allow_batched %v on the hub stream: %v", on, err)
+	c := s.CachedInfo().Config
+	edit(&c)
+	if _, err := js.UpdateStream(ctx, c); err != nil {
+		t.Fatalf("updating stream %s: %v", name, err)
 	}
+	return s
 }

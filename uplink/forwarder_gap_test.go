@@ -2,7 +2,6 @@ package uplink
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,8 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // readerHook wraps the forwarder's stream reader: on reads from every
@@ -61,12 +58,7 @@ func TestForwarderReaderSkipNotEvicted(t *testing.T) {
 		}
 		return true
 	}))
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != n {
-			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", n, 30*time.Second, "cursor at the end")
 	mu.Lock()
 	if drops != 1 {
 		t.Fatalf("the reader dropped %d messages, want 1", drops)
@@ -114,12 +106,7 @@ func TestForwarderEvictedWhileReading(t *testing.T) {
 		t.Fatalf("local stream starts at %d, want %d", got, more+1)
 	}
 	close(release)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != total {
-			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", total, 30*time.Second, "cursor at the end")
 	msgs := e.hubMsgs()
 	// What the reader had fetched before the eviction is forwarded (it
 	// was read, only later evicted), the rest of 1..2000 is gone: each

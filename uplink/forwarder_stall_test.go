@@ -3,15 +3,12 @@ package uplink
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // The stall watchdog counts connected time only: a WAN outage longer than
@@ -27,37 +24,13 @@ func TestForwarderOutageIsNoStall(t *testing.T) {
 	longest := func(o *options) { o.rnd = func(n int64) int64 { return n - 1 } }
 	f := w.start(logs.logger(), WithWindow(256), WithLink(w.link), WithStartJitter(3*w.cfg.StallTimeout), longest)
 	stop := w.flow("telemetry.flow", 10*time.Millisecond)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= 50 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	w.proxy.Cut()
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if w.link.Connected() {
-			return errors.New("still waiting for link down after the cut")
-		}
-		return nil
-	})
+	w.waitHubPast(50, 30*time.Second, "flow reaching the hub")
+	cutWAN(t, w.proxy, w.link)
 	// The outage itself, with readings piling up: twice the stall timeout.
 	time.Sleep(2 * w.cfg.StallTimeout)
-	if err := w.proxy.Restore(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if !w.link.Connected() {
-			return errors.New("still waiting for link back")
-		}
-		return nil
-	})
+	restoreWAN(t, w.proxy, w.link)
 	n := stop()
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := w.hubCount(); got < n {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHub(n, 60*time.Second, "every reading at the hub")
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	if st := f.Status(); st.Stalls != 0 || strings.Contains(logs.String(), "stalled") {
 		t.Fatalf("an outage counted as a stall (%d stalls):\n%s", st.Stalls, logs)
@@ -98,23 +71,12 @@ func TestForwarderOutageDuringBackoffIsNoStall(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the first session never read")
 	}
-	w.proxy.Cut()
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if w.link.Connected() {
-			return errors.New("still waiting for link down after the cut")
-		}
-		return nil
-	})
+	cutWAN(t, w.proxy, w.link)
 	time.Sleep(time.Until(t0.Add(restoreAt))) // the rest of the outage
 	if err := w.proxy.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got != 10 {
-			return fmt.Errorf("still waiting for backlog at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHub(10, 30*time.Second, "backlog at the hub")
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 10)
 	if st := f.Status(); st.Stalls != 0 || strings.Contains(logs.String(), "stalled") {
 		t.Fatalf("an outage during the backoff counted as a stall (%d stalls):\n%s", st.Stalls, logs)

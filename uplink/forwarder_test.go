@@ -2,7 +2,6 @@ package uplink
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -21,20 +20,10 @@ func TestForwarderSteadyFlow(t *testing.T) {
 	e.publish("telemetry.ambient", nTele, []byte(`{"t":21.5}`))
 	e.publish("alerts.door", nAlerts, []byte(`{"open":true}`))
 	f := e.start(nil, WithWindow(64))
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := e.hubCount(); got != nTele+nAlerts {
-			return fmt.Errorf("still waiting for all readings at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(nTele+nAlerts, 60*time.Second, "all readings at the hub")
 	// Live readings keep flowing after the backlog.
 	e.publish("telemetry.ambient", 10, []byte(`{"t":21.6}`))
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != nTele+nAlerts+10 {
-			return fmt.Errorf("still waiting for live readings at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(nTele+nAlerts+10, 30*time.Second, "live readings at the hub")
 	msgs := e.hubMsgs()
 	e.checkExactlyOnce(msgs, "TELEMETRY", "telemetry.ambient", 1, nTele+10)
 	e.checkExactlyOnce(msgs, "ALERTS", "alerts.door", 1, nAlerts)
@@ -76,12 +65,7 @@ func TestForwarderCrashResume(t *testing.T) {
 	const n = 5000
 	e.publish("telemetry.x", n, make([]byte, 128))
 	f := e.start(nil, WithWindow(256))
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := e.hubCount(); got < 1000 {
-			return fmt.Errorf("still waiting for forwarding under way: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHubPast(999, 60*time.Second, "forwarding under way")
 	f.stop()
 	at := e.st.Cursor("TELEMETRY")
 	if at == 0 {
@@ -96,12 +80,7 @@ func TestForwarderCrashResume(t *testing.T) {
 	}
 	e.openState()
 	e.start(nil, WithWindow(256))
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != n {
-			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", n, 60*time.Second, "cursor at the end")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, n)
 }
 
@@ -116,12 +95,7 @@ func TestForwarderAlertOvertakesBacklog(t *testing.T) {
 	e.publish("telemetry.x", backlog, make([]byte, 128))
 	start := time.Now()
 	f := e.start(nil)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got <= 0 {
-			return fmt.Errorf("still waiting for backlog draining: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHubPast(0, 30*time.Second, "backlog draining")
 	e.publish("alerts.fire", 1, []byte(`{"zone":3}`))
 	testkit.WaitFor(t, 30*time.Second, func() error {
 		if f.Status().Forwarded["ALERTS"] != 1 {
@@ -153,12 +127,7 @@ func TestForwarderEvicted(t *testing.T) {
 	logs := &fwLog{}
 	e.leafUp()
 	e.start(logs.logger())
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 300 {
-			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 300, 30*time.Second, "cursor at the end")
 	if got := e.st.Evicted("TELEMETRY"); got != 201 {
 		t.Fatalf("evicted = %d, want 200 before the first and 1 inside", got)
 	}
@@ -178,12 +147,7 @@ func TestForwarderReplay(t *testing.T) {
 	e.leafUp()
 	e.publish("telemetry.x", 50, []byte("x"))
 	f := e.start(nil)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != 50 {
-			return fmt.Errorf("still waiting for forwarded: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", 50, 30*time.Second, "forwarded")
 	ctx := t.Context()
 	if err := e.hubJS.DeleteStream(ctx, "EDGE"); err != nil {
 		t.Fatal(err)
@@ -197,12 +161,7 @@ func TestForwarderReplay(t *testing.T) {
 	if c := e.st.Cursor("TELEMETRY"); c != 50 {
 		t.Fatalf("cursor %d after the replay request, want 50: a replay never moves it back", c)
 	}
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != 30 {
-			return fmt.Errorf("still waiting for replayed readings: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(30, 30*time.Second, "replayed readings")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 21, 50)
 	if err := f.Replay(ctx, "NOPE", 0); err == nil || !strings.Contains(err.Error(), "unknown stream") {
 		t.Fatalf("replay of an unknown stream: %v", err)
@@ -271,12 +230,7 @@ func TestForwarderStartJitter(t *testing.T) {
 	if held := f.Status().HeldUntil.Sub(upAt); held < jitter || held > jitter+5*time.Second {
 		t.Fatalf("status: telemetry held until %s after the link came up, want the drawn %s", held, jitter)
 	}
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != 12 {
-			return fmt.Errorf("still waiting for backlog at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(12, 30*time.Second, "backlog at the hub")
 	if h := f.Status().HeldUntil; !h.IsZero() {
 		t.Fatalf("status: telemetry held until %s after the delay passed", h)
 	}
@@ -309,12 +263,7 @@ func TestForwarderStartJitter(t *testing.T) {
 	}
 	e.checkExactlyOnce(msgs, "ALERTS", "alerts.door", 1, 2)
 	e.publish("telemetry.x", 5, []byte("x"))
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != 17 {
-			return fmt.Errorf("still waiting for live readings at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(17, 30*time.Second, "live readings at the hub")
 
 	// Back from the site's own WAN outage (the link's restore watch): no
 	// fleet is returning with it, so no delay is drawn.
@@ -328,12 +277,7 @@ func TestForwarderStartJitter(t *testing.T) {
 	})
 	link.wan.Store(true)
 	link.set(true)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != 22 {
-			return fmt.Errorf("still waiting for backlog of the WAN outage at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(22, 30*time.Second, "backlog of the WAN outage at the hub")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 20)
 
 	// A hub outage again, and the link drops during the delay: while it is
@@ -365,12 +309,7 @@ func TestForwarderStartJitter(t *testing.T) {
 		t.Fatalf("status: telemetry held until %s while the link is down", h)
 	}
 	link.set(true)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := e.hubCount(); got != 23 {
-			return fmt.Errorf("still waiting for backlog of the third outage at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	e.waitHub(23, 30*time.Second, "backlog of the third outage at the hub")
 	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 21)
 	mu.Lock()
 	defer mu.Unlock()

@@ -1,8 +1,6 @@
 package uplink
 
 import (
-	"log/slog"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit/teststate"
 )
 
 // hdrMsg is a stored local message as hubHeaders sees it: only the subject
@@ -33,11 +32,7 @@ func (m hdrMsg) Subject() string      { return m.subject }
 // Nats-* header (those would steer the hub stream's de-duplication), and
 // Edge-* headers an app cannot spoof; the app's other headers pass intact.
 func FuzzHubHeaders(f *testing.F) {
-	st, err := buffer.OpenState(filepath.Join(f.TempDir(), "state.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = st.Close() })
+	st, _ := teststate.Open(f)
 	fw := &Forwarder{site: "store-1", prefix: "edge", st: st}
 
 	f.Add([]byte("NATS/1.0\r\nTrace: abc\r\n\r\n"), "telemetry.ambient", uint64(1), int64(1767322800123456789))

@@ -307,7 +307,7 @@ func TestLinkJetStreamThroughOutages(t *testing.T) {
 	for range 4 {
 		// One connection each: requests on one connection are handled
 		// one after another.
-		_, js := fwConnect(t, "", nats.InProcessServer(w.leaf))
+		_, js := testkit.Connect(t, "", nats.InProcessServer(w.leaf))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -328,13 +328,7 @@ func TestLinkJetStreamThroughOutages(t *testing.T) {
 		if i%2 == 0 {
 			w.link.Bounce()
 		} else {
-			w.proxy.Cut()
-			testkit.WaitFor(t, 15*time.Second, func() error {
-				if w.link.Connected() {
-					return errors.New("still waiting for link down after the cut")
-				}
-				return nil
-			})
+			cutWAN(t, w.proxy, w.link)
 			if err := w.proxy.Restore(); err != nil {
 				t.Fatal(err)
 			}

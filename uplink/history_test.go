@@ -1,21 +1,16 @@
 package uplink
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit/teststate"
 )
 
 // The history keeps its last historySize events across flushes and a
 // reopen of state.db.
 func TestHistoryRing(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	st, err := buffer.OpenState(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, path := teststate.Open(t)
 	h := NewHistory(st)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 250 {
@@ -34,13 +29,6 @@ func TestHistoryRing(t *testing.T) {
 		}
 	}
 	check(st)
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ro, err := buffer.OpenStateReadOnly(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ro.Close()
+	ro := teststate.ReopenReadOnly(t, st, path)
 	check(ro)
 }

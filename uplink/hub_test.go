@@ -3,8 +3,6 @@ package uplink
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
@@ -42,9 +39,9 @@ func hubFromDocs(t *testing.T) *server.Options {
 // docsEnv runs site against the documented hub, authenticating as user.
 func docsEnv(t *testing.T, site, user string) *fwEnv {
 	return newFwEnv(t, site, fwEnvOpts{
-		hubOpts:   hubFromDocs(t),
-		remoteURL: func(u *url.URL) { u.User = url.UserPassword(user, user+"-secret") },
-		hubClient: []nats.Option{nats.UserInfo("ops", "ops-secret")},
+		hubOpts:  hubFromDocs(t),
+		leafUser: user, leafPassword: user + "-secret",
+		hubUser: "ops", hubPassword: "ops-secret",
 	})
 }
 
@@ -66,20 +63,8 @@ func TestDocumentedHubConfig(t *testing.T) {
 		e.publish("telemetry.ambient", 500, []byte(`{"t":4.1}`))
 		e.publish("alerts.coldroom", 3, []byte(`{"t":9}`))
 		f := e.start(nil)
-		d, err := NewDownlink(f.Forwarder, func(context.Context) any { return "ok" }, f.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		testkit.WaitFor(t, 60*time.Second, func() error {
-			if got := e.hubCount(); got != 503 {
-				return fmt.Errorf("still waiting for readings at the hub: %d on the hub", got)
-			}
-			return nil
-		})
+		startDownlink(t, f, func(context.Context) any { return "ok" })
+		e.waitHub(503, 60*time.Second, "readings at the hub")
 		msgs := e.hubMsgs()
 		e.checkExactlyOnce(msgs, "TELEMETRY", "telemetry.ambient", 1, 500)
 		e.checkExactlyOnce(msgs, "ALERTS", "alerts.coldroom", 1, 3)

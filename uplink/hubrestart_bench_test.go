@@ -71,7 +71,7 @@ type restartSite struct {
 func benchHubRestarts(b *testing.B, hold time.Duration, n int) {
 	ho := testkit.HubOpts(b)
 	// Fixed ports: the restarted hub is where the sites dial.
-	ho.Port, ho.LeafNode.Port = freePort(b), freePort(b)
+	ho.Port, ho.LeafNode.Port = testkit.FreePort(b), testkit.FreePort(b)
 	agentSite := func(name string, sh *fwEnv, tune ...func(*Link)) restartSite {
 		var gate *Gate
 		e := newFwEnv(b, name, fwEnvOpts{hubOpts: ho, sharedHub: sh, noStream: true,

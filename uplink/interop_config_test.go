@@ -41,7 +41,7 @@ func TestInteropStockHubRemoteConfig(t *testing.T) {
 
 	// The site side, as the agent runs it: its own connection (local
 	// inboxes) to the leaf, the local copy in the site's domain.
-	nc, js := fwConnect(t, w.leaf.ClientURL(), nats.CustomInboxPrefix(LocalInboxPrefix))
+	nc, js := testkit.Connect(t, w.leaf.ClientURL(), nats.CustomInboxPrefix(LocalInboxPrefix))
 	local, err := fleetconfig.OpenLocal(ctx, js)
 	if err != nil {
 		t.Fatal(err)

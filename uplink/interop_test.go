@@ -5,147 +5,36 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
-	"github.com/edge-agent/edge-agent/internal/wanfault"
 	"github.com/edge-agent/edge-agent/uplink/hubops"
 	"github.com/edge-agent/edge-agent/uplink/wire"
 )
 
-// natsServerBinary finds a nats-server executable installed on the host
-// (Debian's package puts it in /usr/sbin), or skips the test.
-func natsServerBinary(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{"nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Skip("no nats-server binary: interop with a stock hub not tested (apt-get install -y nats-server; CI installs it)")
-	return ""
-}
-
-// extHub is a nats-server child process used as the hub: JetStream domain
-// "hub", leafnodes with no_advertise (the leaf reaches it through a proxy).
-type extHub struct {
-	version  string
-	client   string // nats://127.0.0.1:port
-	leafAddr string // 127.0.0.1:port
-}
-
-func startExtHub(t testing.TB) *extHub {
-	t.Helper()
-	bin := natsServerBinary(t)
-	out, err := exec.Command(bin, "--version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s --version: %v: %s", bin, err, out)
-	}
-	dir := t.TempDir()
-	cport, lport := freePort(t), freePort(t)
-	conf := fmt.Sprintf(`server_name: ext-hub
-listen: 127.0.0.1:%d
-jetstream { store_dir: %q, domain: hub }
-leafnodes { listen: 127.0.0.1:%d, no_advertise: true }
-`, cport, filepath.Join(dir, "js"), lport)
-	cf := filepath.Join(dir, "hub.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf := filepath.Join(dir, "hub.log")
-	cmd := exec.Command(bin, "-c", cf, "-l", logf)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logf)
-			t.Logf("hub log (%s):\n%s", cf, b)
-		}
-	})
-	h := &extHub{
-		version:  strings.TrimSpace(string(out)),
-		client:   fmt.Sprintf("nats://127.0.0.1:%d", cport),
-		leafAddr: fmt.Sprintf("127.0.0.1:%d", lport),
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logf)
-			t.Fatalf("%s exited at start: %v\n%s", bin, err, b)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", h.leafAddr, time.Second); err == nil {
-			c.Close()
-			if nc, err := nats.Connect(h.client); err == nil {
-				nc.Close()
-				return h
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not accepting connections on %s and %s after 20s", bin, h.client, h.leafAddr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // newExtWANEnv is newWANEnv with an external nats-server as the hub: the
 // in-process leaf (this repository's nats-server) reaches it through a
 // wanfault proxy, and the env's hub connection is to the external hub.
-func newExtWANEnv(t *testing.T, site string, hub *extHub) *wanEnv {
+func newExtWANEnv(t *testing.T, site string, hub *hubProcess) *wanEnv {
 	t.Helper()
-	p, err := wanfault.Start(hub.leafAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	w := &wanEnv{}
 	var gate *Gate
-	e := newFwEnv(t, site, fwEnvOpts{
-		noStream:  true,
-		remoteURL: func(u *url.URL) { u.Host = p.Addr() },
+	w.fwEnv = newFwEnv(t, site, fwEnvOpts{
+		sharedHub: hub.env(t),
+		remoteURL: proxyRemote(t, &w.proxy),
 		leaf: func(o *server.Options) {
 			// nats-server 2.9 advertises its leafnode address even with
 			// leafnodes.no_advertise; without this the leaf's first redial
 			// after a cut goes straight to the hub, around the proxy.
 			o.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
-			var err error
-			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
-				t.Fatal(err)
-			}
-			gate.Start()
+			gateRemote(t, &gate)(o)
 		},
 	})
-	// newFwEnv's in-process hub is idle: nothing points at it.
-	e.hub = nil
-	e.hubNC, e.hubJS = fwConnect(t, hub.client)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := hubops.EnsureHubStream(ctx, e.hubJS, hubops.HubStreamConfig("EDGE", "edge", 2*time.Hour)); err != nil {
-		t.Fatalf("create hub stream on %s: %v", hub.version, err)
-	}
-	e.cfg.HubURLs = []string{p.URL("nats")}
-	w := &wanEnv{fwEnv: e, proxy: p, link: runLink(t, e, gate, quickReconnect)}
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if !(w.link.Connected() && w.link.Status().Hub == p.Addr()) {
-			return errors.New("still waiting for leaf connected through the proxy")
-		}
-		return nil
-	})
+	w.linkUp(t, gate, quickReconnect)
 	return w
 }
 
@@ -169,12 +58,7 @@ func TestInteropStockHub(t *testing.T) {
 	w := newExtWANEnv(t, "store-interop", hub)
 	fw := w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= 100 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHubPast(100, 30*time.Second, "flow reaching the hub")
 	d := w.restoreToAck(t, 2*time.Second)
 	t.Logf("WAN restore -> first reading at the %s hub: %s", hub.version, d)
 	if st := w.link.Status(); st.Reconnects < 1 || st.Hub != w.proxy.Addr() {
@@ -193,15 +77,7 @@ func TestInteropStockHub(t *testing.T) {
 		return nil
 	})
 	n := stop()
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := w.hubCount(); got < n {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	if got := w.hubCount(); got != n {
-		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
-	}
+	w.waitHub(n, 60*time.Second, "every reading at the hub")
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	// 2.9 knows no fast batches: it acks each message as a plain publish,
 	// and the forwarder goes on per message.

@@ -3,7 +3,6 @@ package uplink
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -41,24 +40,19 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 		// Without NoAdvertise the hub tells the leaf its direct address and
 		// the leaf's next dial bypasses the proxy: the test would prove
 		// nothing.
-		hub: func(o *server.Options) { o.LeafNode.NoAdvertise = true },
-		remoteURL: func(u *url.URL) {
-			p, err := wanfault.Start(u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(p.Close)
-			w.proxy = p
-			u.Host = p.Addr()
-		},
-		leaf: func(o *server.Options) {
-			var err error
-			if gate, err = GateRemote(o.LeafNode.Remotes[0]); err != nil {
-				t.Fatal(err)
-			}
-			gate.Start()
-		},
+		hub:       func(o *server.Options) { o.LeafNode.NoAdvertise = true },
+		remoteURL: proxyRemote(t, &w.proxy),
+		leaf:      gateRemote(t, &gate),
 	})
+	w.linkUp(t, gate, r, tune...)
+	return w
+}
+
+// linkUp paces w's leaf remote, routed through gate, with a Link (backoff
+// r, tuned by tune) dialling the proxy, and waits until the leaf is
+// connected through it.
+func (w *wanEnv) linkUp(t testing.TB, gate *Gate, r Reconnect, tune ...func(*Link)) {
+	t.Helper()
 	w.cfg.HubURLs = []string{w.proxy.URL("nats")}
 	w.link = runLink(t, w.fwEnv, gate, r, tune...)
 	testkit.WaitFor(t, 15*time.Second, func() error {
@@ -67,7 +61,59 @@ func newWANEnvPaced(t testing.TB, site string, r Reconnect, tune ...func(*Link))
 		}
 		return nil
 	})
-	return w
+}
+
+// proxyRemote starts a WAN proxy in front of the remote's hub address, for
+// fwEnvOpts.remoteURL, and stores it in *p.
+func proxyRemote(t testing.TB, p **wanfault.Proxy) func(*url.URL) {
+	return func(u *url.URL) {
+		proxy, err := wanfault.Start(u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(proxy.Close)
+		*p = proxy
+		u.Host = proxy.Addr()
+	}
+}
+
+// gateRemote routes the leaf's remote through a Gate started with the
+// leaf, as the agent does, for fwEnvOpts.leaf, and stores it in *g.
+func gateRemote(t testing.TB, g **Gate) func(*server.Options) {
+	return func(o *server.Options) {
+		gate, err := GateRemote(o.LeafNode.Remotes[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		gate.Start()
+		*g = gate
+	}
+}
+
+// cutWAN cuts the proxy and waits until link sees the leaf connection down.
+func cutWAN(t testing.TB, p *wanfault.Proxy, link *Link) {
+	t.Helper()
+	p.Cut()
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if link.Connected() {
+			return errors.New("still waiting for link down after the cut")
+		}
+		return nil
+	})
+}
+
+// restoreWAN restores the proxy and waits until link is connected again.
+func restoreWAN(t testing.TB, p *wanfault.Proxy, link *Link) {
+	t.Helper()
+	if err := p.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if !link.Connected() {
+			return errors.New("still waiting for link back after the restore")
+		}
+		return nil
+	})
 }
 
 // quickReconnect is the tests' backoff: newFwEnv starts the leaf with a
@@ -138,25 +184,14 @@ func (w *wanEnv) flow(subject string, every time.Duration) (stop func() uint64) 
 // the first new reading took to reach the hub after the restore.
 func (w *wanEnv) restoreToAck(t testing.TB, outage time.Duration) time.Duration {
 	t.Helper()
-	w.proxy.Cut()
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if w.link.Connected() {
-			return errors.New("still waiting for link down after the cut")
-		}
-		return nil
-	})
+	cutWAN(t, w.proxy, w.link)
 	time.Sleep(outage) // the outage itself, not a wait for a condition
 	before := w.hubCount()
 	if err := w.proxy.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	restored := time.Now()
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= before {
-			return fmt.Errorf("still waiting for first reading at the hub after restore: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHubPast(before, 30*time.Second, "first reading at the hub after restore")
 	return time.Since(restored)
 }
 
@@ -164,24 +199,11 @@ func TestWANOutage(t *testing.T) {
 	w := newWANEnv(t, "store-9")
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 2*time.Millisecond)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= 100 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHubPast(100, 30*time.Second, "flow reaching the hub")
 	d := w.restoreToAck(t, 2*time.Second)
 	t.Logf("WAN restore -> first hub ack: %s", d)
 	n := stop()
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := w.hubCount(); got < n {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	if got := w.hubCount(); got != n {
-		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
-	}
+	w.waitHub(n, 60*time.Second, "every reading at the hub")
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 	if st := w.link.Status(); st.Reconnects < 1 || st.Hub != w.proxy.Addr() {
 		t.Fatalf("link status after the outage = %+v", st)
@@ -209,15 +231,7 @@ func TestWANFlaps(t *testing.T) {
 	}
 	n := stop()
 	t.Logf("100 flaps in %s, %d readings, link reconnects %d", time.Since(start).Round(time.Millisecond), n, w.link.Status().Reconnects)
-	testkit.WaitFor(t, 40*time.Second, func() error {
-		if got := w.hubCount(); got < n {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
-	if got := w.hubCount(); got != n {
-		t.Fatalf("hub holds %d readings, %d were stored locally", got, n)
-	}
+	w.waitHub(n, 40*time.Second, "every reading at the hub")
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.flow", 1, n)
 }
 
@@ -232,12 +246,7 @@ func TestWANShapedBacklogDrains(t *testing.T) {
 	}
 	start := time.Now()
 	w.forwarder()
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := w.hubCount(); got != n {
-			return fmt.Errorf("still waiting for backlog drained: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHub(n, 60*time.Second, "backlog drained")
 	rate := float64(n*size) / time.Since(start).Seconds()
 	ratio := rate / 125_000
 	t.Logf("drained %d x %d B in %s: %.0f B/s payload = %.0f%% of the shaped 1 Mbit/s", n, size, time.Since(start).Round(time.Millisecond), rate, 100*ratio)
@@ -331,20 +340,9 @@ func TestLinkHubReturn(t *testing.T) {
 	w.forwarder()
 	stop := w.flow("telemetry.flow", 20*time.Millisecond)
 	defer stop()
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= 10 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHubPast(10, 30*time.Second, "flow reaching the hub")
 
-	w.proxy.Cut()
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if w.link.Connected() {
-			return errors.New("still waiting for link down after the cut")
-		}
-		return nil
-	})
+	cutWAN(t, w.proxy, w.link)
 	drop := w.link.Status()
 	testkit.WaitFor(t, 15*time.Second, func() error {
 		if w.link.Status().Attempts <= 0 {
@@ -366,12 +364,7 @@ func TestLinkHubReturn(t *testing.T) {
 	// 3.3 s; half of reconnect.min leaves a loaded machine room and still
 	// fails the backoff's 12 s.
 	bound := max(restoreWatchEvery*5/4+min(restoreWatchEvery, r.Min)+time.Second, r.Min/2)
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= before {
-			return fmt.Errorf("still waiting for first reading at the hub after its return: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHubPast(before, 30*time.Second, "first reading at the hub after its return")
 	took := time.Since(back)
 	t.Logf("hub back -> first reading at the hub: %s (bound %s; the backoff alone: 12 s or more)", took.Round(time.Millisecond), bound)
 	if took > bound {

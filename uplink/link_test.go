@@ -141,6 +141,16 @@ func closedPort(t *testing.T) string {
 // noJetStream tunes a hub for tests that only need its leafnode listener.
 func noJetStream(o *server.Options) { o.JetStream = false }
 
+// tlsLinkConfig is a link to a TLS hub (without JetStream) serving hub's
+// certificate, requiring a client certificate with verifyClients, for a
+// site that trusts trust's CA.
+func tlsLinkConfig(t *testing.T, hub testkit.PKI, verifyClients bool, trust testkit.PKI) *Config {
+	t.Helper()
+	c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, hub, verifyClients, noJetStream), "tls"))
+	c.TLS.CAFile = trust.CAFile
+	return c
+}
+
 // TestLinkReasons runs the link against real failing hubs: each reason
 // names the hub as configured (never the link's loopback gate), in the
 // hub's words translated into the config key to change (fix).
@@ -159,29 +169,22 @@ func TestLinkReasons(t *testing.T) {
 		}},
 		{"expired certificate", ReasonTLS, "TLS: hub certificate expired 3 days ago", "uplink.tls.ca_file", func(t *testing.T) *Config {
 			pki := testkit.NewPKI(t, time.Now().Add(-3*24*time.Hour-time.Hour))
-			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, false, noJetStream), "tls"))
-			c.TLS.CAFile = pki.CAFile
-			return c
+			return tlsLinkConfig(t, pki, false, pki)
 		}},
 		{"wrong CA", ReasonTLS, "signed by unknown authority", "uplink.tls.ca_file", func(t *testing.T) *Config {
-			pki, other := testkit.NewPKI(t, time.Now().Add(time.Hour)), testkit.NewPKI(t, time.Now().Add(time.Hour))
-			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, false, noJetStream), "tls"))
-			c.TLS.CAFile = other.CAFile
-			return c
+			return tlsLinkConfig(t, testkit.NewPKI(t, time.Now().Add(time.Hour)), false, testkit.NewPKI(t, time.Now().Add(time.Hour)))
 		}},
 		{"TLS hub behind a nats:// URL", ReasonTLS, "TLS: the hub requires TLS: use tls://", "use tls:// in uplink.hub_urls", func(t *testing.T) *Config {
 			return linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, testkit.NewPKI(t, time.Now().Add(time.Hour)), false, noJetStream), "nats"))
 		}},
 		{"client certificate missing", ReasonTLS, "TLS: the hub requires a client certificate and uplink.tls.cert_file is not set", "set uplink.tls.cert_file and uplink.tls.key_file", func(t *testing.T) *Config {
 			pki := testkit.NewPKI(t, time.Now().Add(time.Hour))
-			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, true, noJetStream), "tls"))
-			c.TLS.CAFile = pki.CAFile
-			return c
+			return tlsLinkConfig(t, pki, true, pki)
 		}},
 		{"client certificate of another CA", ReasonTLS, "TLS: the hub refused the client certificate in uplink.tls.cert_file", "uplink.tls.cert_file is not one the hub accepts", func(t *testing.T) *Config {
 			pki, other := testkit.NewPKI(t, time.Now().Add(time.Hour)), testkit.NewPKI(t, time.Now().Add(time.Hour))
-			c := linkConfig(t, hubLeafURL(t, testkit.TLSHub(t, pki, true, noJetStream), "tls"))
-			c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile = pki.CAFile, other.CertFile, other.KeyFile
+			c := tlsLinkConfig(t, pki, true, pki)
+			c.TLS.CertFile, c.TLS.KeyFile = other.CertFile, other.KeyFile
 			return c
 		}},
 		{"wrong password", ReasonAuth, "auth: the hub refused this site's user/password (authorization violation)", `check uplink.user ("leaf") and uplink.password`, func(t *testing.T) *Config {
@@ -307,15 +310,7 @@ func TestLinkConnectBounceAndDrop(t *testing.T) {
 		t.Fatal("Up() closed while disconnected")
 	default:
 	}
-	if err := proxy.Restore(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 15*time.Second, func() error {
-		if !e.link.Connected() {
-			return errors.New("still waiting for reconnected after restore")
-		}
-		return nil
-	})
+	restoreWAN(t, proxy, e.link)
 	if !e.events.has(EventConnect, proxy.Addr()) || !e.events.has(EventDisconnect, "TCP: connection refused") {
 		t.Error("connect/disconnect events missing")
 	}
@@ -449,15 +444,7 @@ func TestLinkLogQuiet(t *testing.T) {
 			}
 			return nil
 		})
-		if err := proxy.Restore(); err != nil {
-			t.Fatal(err)
-		}
-		testkit.WaitFor(t, 15*time.Second, func() error {
-			if !e.link.Connected() {
-				return errors.New("still waiting for reconnected")
-			}
-			return nil
-		})
+		restoreWAN(t, proxy, e.link)
 		// The first dial error of each outage is news; the rest repeat it.
 		if n := seen("ERR dial"); n != outage {
 			t.Fatalf("outage %d: %d dial errors at error level, want %d (one per outage)", outage, n, outage)

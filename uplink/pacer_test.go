@@ -2,7 +2,6 @@ package uplink
 
 import (
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -128,11 +127,6 @@ func TestForwarderBandwidthOnTheWire(t *testing.T) {
 	if readings < 1.5*bySize {
 		t.Errorf("%.0f readings/s: the compressed wire is not used (charging message bytes allows %.0f)", readings, bySize)
 	}
-	testkit.WaitFor(t, 60*time.Second, func() error {
-		if got := w.hubCount(); got != 4000 {
-			return fmt.Errorf("still waiting for every reading at the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHub(4000, 60*time.Second, "every reading at the hub")
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.ambient", 1, 4000)
 }

@@ -1,13 +1,10 @@
 package uplink
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
 // TestHubShutdownReason: a hub that shuts down stops its JetStream first,
@@ -23,12 +20,7 @@ func TestHubShutdownReason(t *testing.T) {
 	fw := w.forwarder()
 	stop := w.flow("telemetry.flow", 5*time.Millisecond)
 	defer stop()
-	testkit.WaitFor(t, 30*time.Second, func() error {
-		if got := w.hubCount(); got <= 50 {
-			return fmt.Errorf("still waiting for flow reaching the hub: %d on the hub", got)
-		}
-		return nil
-	})
+	w.waitHubPast(50, 30*time.Second, "flow reaching the hub")
 
 	var seen []string
 	note := func(s string) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,18 +45,10 @@ func TestRemoteIgnoresDiscoveredURLs(t *testing.T) {
 			dials := &dialLog{}
 			var lo *server.Options
 			e := newFwEnv(t, "s1", fwEnvOpts{
-				hub:  func(o *server.Options) { o.LeafNode.Advertise = trap.Addr().String() },
-				cfg:  func(c *Config) { c.IgnoreDiscoveredURLs = ignore },
-				leaf: func(o *server.Options) { lo = o },
-				remoteURL: func(u *url.URL) {
-					p, err := wanfault.Start(u.Host)
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(p.Close)
-					proxy = p
-					u.Host = p.Addr()
-				},
+				hub:       func(o *server.Options) { o.LeafNode.Advertise = trap.Addr().String() },
+				cfg:       func(c *Config) { c.IgnoreDiscoveredURLs = ignore },
+				leaf:      func(o *server.Options) { lo = o },
+				remoteURL: proxyRemote(t, &proxy),
 			})
 			if got := lo.LeafNode.Remotes[0].IgnoreDiscoveredServers; got != ignore {
 				t.Fatalf("leaf remote IgnoreDiscoveredServers = %v, want %v from the config", got, ignore)
@@ -160,12 +151,7 @@ func TestRemoteCompression(t *testing.T) {
 			}
 			e.publishRandom("telemetry.x", 200, 128)
 			e.start(nil)
-			testkit.WaitFor(t, 30*time.Second, func() error {
-				if got := e.hubCount(); got != 200 {
-					return fmt.Errorf("still waiting for readings at the hub: %d on the hub", got)
-				}
-				return nil
-			})
+			e.waitHub(200, 30*time.Second, "readings at the hub")
 			e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 200)
 		})
 	}

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
@@ -104,12 +102,7 @@ func TestForwarderHubBusy(t *testing.T) {
 		}
 		return nil
 	})
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		if got := e.st.Cursor("TELEMETRY"); got != n {
-			return fmt.Errorf("still waiting for cursor at the end: the cursor is at %d", got)
-		}
-		return nil
-	})
+	e.waitCursor("TELEMETRY", n, 10*time.Second, "cursor at the end")
 	st := f.Status()
 	t.Logf("hub busy %d times; window now %d; log:\n%.2000s", st.HubBusy, st.Window, log.String())
 	if st.HubBusy == 0 {
@@ -121,28 +114,5 @@ func TestForwarderHubBusy(t *testing.T) {
 	if !strings.Contains(log.String(), "reason_class="+string(ReasonHubBusy)) {
 		t.Fatalf("no hub_busy reason logged:\n%s", log.String())
 	}
-	checkOnce(t, e.hubMsgs(), "s1", e.st.StoreID(), "TELEMETRY", n)
-}
-
-// checkOnce asserts the hub holds each of seq 1..n of stream exactly once,
-// in whatever order: a 429 in the middle of a window lets later messages
-// in ahead of the refused one.
-func checkOnce(t *testing.T, msgs []jetstream.Msg, site, storeID, stream string, n uint64) {
-	t.Helper()
-	seen := make(map[string]bool, n)
-	for _, m := range msgs {
-		id := m.Headers().Get(nats.MsgIdHdr)
-		if seen[id] {
-			t.Fatalf("duplicate %s", id)
-		}
-		seen[id] = true
-	}
-	for seq := uint64(1); seq <= n; seq++ {
-		if id := fmt.Sprintf("%s.%s.%s.%d", site, storeID, stream, seq); !seen[id] {
-			t.Fatalf("missing %s", id)
-		}
-	}
-	if uint64(len(seen)) != n {
-		t.Fatalf("hub holds %d messages, want %d", len(seen), n)
-	}
+	e.checkOnce(e.hubMsgs(), "TELEMETRY", n)
 }

@@ -1,6 +1,8 @@
 // Package testkit is what the module's tests share: an in-process NATS
-// server and the hub options the tests start from, a TLS hub and its
-// throwaway PKI, a log buffer safe for several goroutines, and WaitFor.
+// server and the hub options the tests start from, a client and its
+// JetStream context (Connect), free ports, a stream's sequences, a TLS hub
+// and its throwaway PKI, a log buffer safe for several goroutines, and
+// WaitFor.
 // It lives once here so that a fix to how tests start a server or wait
 // reaches every package; it imports testing and is for tests only.
 //
