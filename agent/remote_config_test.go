@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,16 +46,7 @@ func startRCSite(t *testing.T, dir, body string) *rcSite {
 // writeRCConfig writes dir/agent.yaml for a site with its state in dir.
 func writeRCConfig(t *testing.T, dir, body string) string {
 	t.Helper()
-	y := fmt.Sprintf("state_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\n%s",
-		dir, filepath.Join(dir, "agent.sock"), body)
-	if !strings.Contains(body, "site:") {
-		y = "site: s1\n" + y
-	}
-	path := filepath.Join(dir, "agent.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeFile(t, dir, "agent.yaml", agentYAML(dir, dir, body), 0o600)
 }
 
 func runRCSite(t *testing.T, path string) *rcSite {
@@ -86,6 +76,11 @@ func runRCSite(t *testing.T, path string) *rcSite {
 			return
 		}
 	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("site log:\n%s", s.logs)
+		}
+	})
 	t.Cleanup(s.stop)
 	s.agent()
 	return s
@@ -140,38 +135,32 @@ func (s *rcSite) report() fleetconfig.Report {
 func (s *rcSite) waitReport(d time.Duration, state string, rev uint64) fleetconfig.Report {
 	s.t.Helper()
 	var r fleetconfig.Report
-	deadline := time.Now().Add(d)
-	for {
-		r = s.report()
-		if r.State == state && r.DesiredRev >= rev {
-			return r
+	testkit.WaitFor(s.t, d, func() error {
+		if r = s.report(); r.State != state || r.DesiredRev < rev {
+			return fmt.Errorf("site reports %+v, want %s at rev %d", r, state, rev)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("site reports %+v, want %s at rev %d\n%s", r, state, rev, s.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return r
 }
 
 // rcHub is a hub with JetStream in domain hub and the config bucket.
 func rcHub(t *testing.T) (*server.Server, jetstream.KeyValue) {
 	t.Helper()
-	hub := testkit.RunServer(t, testkit.HubOpts(t))
-	nc := connect(t, hub.ClientURL())
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hub, js := startHub(t, nil, statusStream)
+	return hub, configBucket(t, js)
+}
+
+// configBucket creates the fleet config bucket as `edge-agent hub init` does.
+func configBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	kv, err := fleetconfig.EnsureBucket(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hubops.EnsureStatusStream(ctx, js, "edge"); err != nil {
-		t.Fatal(err)
-	}
-	return hub, kv
+	return kv
 }
 
 func put(t *testing.T, kv jetstream.KeyValue, key, body string) uint64 {
@@ -187,8 +176,7 @@ func put(t *testing.T, kv jetstream.KeyValue, key, body string) uint64 {
 // and that heartbeat's size.
 func hubReport(t *testing.T, hub *server.Server, site string) (*fleetconfig.Report, int) {
 	t.Helper()
-	nc := connect(t, hub.ClientURL())
-	js, _ := jetstream.New(nc)
+	js := jsConnect(t, hub.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, hubops.StatusStream)
@@ -204,6 +192,18 @@ func hubReport(t *testing.T, hub *server.Server, site string) (*fleetconfig.Repo
 		return nil, 0
 	}
 	return hb.Config, len(m.Data)
+}
+
+// waitHubReport waits until s1's last heartbeat in the hub's status table
+// carries a config report that ok accepts (what names it).
+func waitHubReport(t *testing.T, hub *server.Server, what string, ok func(fleetconfig.Report) bool) {
+	t.Helper()
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if h, _ := hubReport(t, hub, "s1"); h == nil || !ok(*h) {
+			return fmt.Errorf("still waiting for the hub to hear %s, it has %+v", what, h)
+		}
+		return nil
+	})
 }
 
 const rcSensors = "sensors:\n  - {name: room, driver: sim, interval: 50ms}\n"
@@ -234,12 +234,8 @@ func TestRemoteConfigAppliedOnline(t *testing.T) {
 	if n := s.restartCount(); n != 0 {
 		t.Fatalf("live-applicable keys restarted the agent %d times", n)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		h, _ := hubReport(t, hub, "s1")
-		if !(h != nil && h.State == fleetconfig.StateApplied && h.AppliedRev == rev) {
-			return errors.New("still waiting for the hub's status table has the applied state")
-		}
-		return nil
+	waitHubReport(t, hub, "the applied state", func(h fleetconfig.Report) bool {
+		return h.State == fleetconfig.StateApplied && h.AppliedRev == rev
 	})
 	var buf strings.Builder
 	RenderStatus(&buf, s.agent().Status(context.Background()), time.Now(), false)
@@ -376,12 +372,8 @@ func TestRemoteConfigUnreachableHubRollsBack(t *testing.T) {
 	if n := s.restartCount(); n != 2 {
 		t.Fatalf("%d restarts, want 2 (apply, rollback)", n)
 	}
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		h, _ := hubReport(t, hub, "s1")
-		if !(h != nil && h.State == fleetconfig.StateRolledBack && h.DesiredRev == rev) {
-			return errors.New("still waiting for the hub hears rolled_back")
-		}
-		return nil
+	waitHubReport(t, hub, "rolled_back", func(h fleetconfig.Report) bool {
+		return h.State == fleetconfig.StateRolledBack && h.DesiredRev == rev
 	})
 }
 
@@ -390,8 +382,7 @@ func TestRemoteConfigUnreachableHubRollsBack(t *testing.T) {
 // the site cannot read another site's key through the leaf, nor write the
 // bucket.
 func TestRemoteConfigSitePermissions(t *testing.T) {
-	dir := t.TempDir()
-	conf := fmt.Sprintf(`listen: 127.0.0.1:-1
+	hub := serverFromConfig(t, fmt.Sprintf(`listen: 127.0.0.1:-1
 leafnodes { listen: 127.0.0.1:-1 }
 jetstream { store_dir: %q, domain: hub }
 no_auth_user: ops
@@ -400,25 +391,10 @@ accounts { EDGE { jetstream: enabled, users: [
 %s
 {user: ops, password: ops}
 ] } }
-`, filepath.Join(dir, "js"), hubops.HubLeafUser("edge", "s1", "pw1"), hubops.HubLeafUser("edge", "s2", "pw2"))
-	path := filepath.Join(dir, "hub.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.NoLog, o.NoSigs = true, true
-	hub := testkit.RunServer(t, o)
-	nc := connect(t, hub.ClientURL())
-	js, _ := jetstream.New(nc)
+`, t.TempDir(), hubops.HubLeafUser("edge", "s1", "pw1"), hubops.HubLeafUser("edge", "s2", "pw2")))
+	kv := configBucket(t, jsConnect(t, hub.ClientURL()))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	kv, err := fleetconfig.EnsureBucket(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	put(t, kv, "site.s2", "log_level: error\n")
 	rev := put(t, kv, "site.s1", "log_level: debug\n")
 	u := strings.Replace(leafURL(t, hub, "nats"), "nats://", "nats://s1:pw1@", 1)
@@ -555,12 +531,7 @@ func TestRemoteConfigKill9Helper(t *testing.T) {
 func TestRemoteConfigKill9(t *testing.T) {
 	hub, kv := rcHub(t)
 	dir := t.TempDir()
-	y := fmt.Sprintf("site: s1\nstate_dir: %s\nlisten: 127.0.0.1:0\ncontrol_socket: %s\nmetrics_listen: \"\"\nuplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 60s}\n%s",
-		dir, filepath.Join(dir, "agent.sock"), leafURL(t, hub, "nats"), rcSensors)
-	path := filepath.Join(dir, "agent.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeRCConfig(t, dir, fmt.Sprintf("uplink:\n  hub_urls: [%s]\nremote_config: {enabled: true, gate: 60s}\n%s", leafURL(t, hub, "nats"), rcSensors))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRemoteConfigKill9Helper$", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), "EDGE_RC_KILL9_CONFIG="+path)
 	if err := cmd.Start(); err != nil {
@@ -611,13 +582,9 @@ func TestRemoteConfigBucketMissing(t *testing.T) {
 		}
 		return nil
 	})
-	nc := connect(t, hub.ClientURL())
-	js, _ := jetstream.New(nc)
+	js := jsConnect(t, hub.ClientURL())
+	kv := configBucket(t, js)
 	ctx := context.Background()
-	kv, err := fleetconfig.EnsureBucket(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rev := put(t, kv, "fleet", "log_level: debug\n")
 	s.waitReport(20*time.Second, fleetconfig.StateApplied, rev)
 	if err := js.DeleteKeyValue(ctx, fleetconfig.Bucket); err != nil {

@@ -59,8 +59,12 @@ deb_rootfs() {
 		return 1
 	fi
 	rm -rf "${tmp}/var/cache/apt/archives/"*.deb "${tmp}/var/lib/apt/lists/"*_Packages
-	tar -C "${tmp}" -cf "${ROOTFS_TAR}.tmp" .
-	mv -f "${ROOTFS_TAR}.tmp" "${ROOTFS_TAR}"
+	# Callers test this function's status, which turns set -e off inside
+	# it: a failed tar must not leave a partial rootfs cached for good.
+	tar -C "${tmp}" -cf "${ROOTFS_TAR}.tmp" . && mv -f "${ROOTFS_TAR}.tmp" "${ROOTFS_TAR}" || {
+		rm -f "${ROOTFS_TAR}.tmp"
+		return 1
+	}
 	rm -rf "${tmp}"
 }
 
