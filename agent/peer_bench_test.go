@@ -121,8 +121,8 @@ type binary struct {
 var (
 	agentBinary = &binary{pkg: "github.com/edge-agent/edge-agent/agent/cmd/edge-agent"}
 	// sameVersionNATSServer is nats-server's own main package at the
-	// version the agent embeds (go.mod): the peer that tells what the
-	// server's version costs from what the agent adds to it.
+	// version the agent embeds (go.mod): the peer that separates what the
+	// server's version costs from what the agent adds.
 	sameVersionNATSServer = &binary{pkg: "github.com/nats-io/nats-server/v2"}
 )
 
