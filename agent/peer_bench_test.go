@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edge-agent/edge-agent/buffer"
 	"github.com/edge-agent/edge-agent/internal/jsclient"
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
@@ -108,37 +109,46 @@ func BenchmarkPeerPubSub(b *testing.B) {
 	b.ReportMetric(am/pm, "ratio_vs_nats_server")
 }
 
+// binary is a main package built once per test binary: RSS and start time
+// are properties of the real process.
+type binary struct {
+	pkg  string
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	agentBinOnce sync.Once
-	agentBin     string
-	agentBinErr  error
+	agentBinary = &binary{pkg: "github.com/edge-agent/edge-agent/agent/cmd/edge-agent"}
+	// sameVersionNATSServer is nats-server's own main package at the
+	// version the agent embeds (go.mod): the peer that separates what the
+	// server's version costs from what the agent adds.
+	sameVersionNATSServer = &binary{pkg: "github.com/nats-io/nats-server/v2"}
 )
 
-// buildAgentBinary builds edge-agent once per test binary: RSS and start
-// time are properties of the real process.
-func buildAgentBinary(b *testing.B) string {
+func (bin *binary) build(b *testing.B) string {
 	b.Helper()
-	agentBinOnce.Do(func() {
+	bin.once.Do(func() {
 		dir, err := os.MkdirTemp("", "edge-agent-bench-")
 		if err != nil {
-			agentBinErr = err
+			bin.err = err
 			return
 		}
-		agentBin = filepath.Join(dir, "edge-agent")
+		bin.path = filepath.Join(dir, filepath.Base(bin.pkg))
 		// Built as cross/build.sh builds the release: static, stripped.
 		// A cgo build maps libc and its NSS modules too, which no shipped
 		// binary does.
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", agentBin, "github.com/edge-agent/edge-agent/agent/cmd/edge-agent")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin.path, bin.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			agentBinErr = fmt.Errorf("go build edge-agent: %v\n%s", err, out)
+			bin.err = fmt.Errorf("go build %s: %v\n%s", bin.pkg, err, out)
 		}
 	})
-	if agentBinErr != nil {
-		b.Fatal(agentBinErr)
+	if bin.err != nil {
+		b.Fatal(bin.err)
 	}
-	return agentBin
+	return bin.path
 }
 
 // peerNATSServer is Debian's nats-server binary (apt-get install
@@ -173,14 +183,62 @@ func startAgentProc(b *testing.B, dir string, maxBytes string) *proc {
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	return startProc(b, exec.Command(buildAgentBinary(b), "run", "--config", cfg), port, sock)
+	return startProc(b, exec.Command(agentBinary.build(b), "run", "--config", cfg), port, sock)
 }
 
-// startNATSProc runs `nats-server -js` with its store in dir.
+// startNATSProc runs Debian's `nats-server -js` with its store in dir.
 func startNATSProc(b *testing.B, dir string) *proc {
 	b.Helper()
+	return startNATSBinary(b, peerNATSServer(b), dir)
+}
+
+func startNATSBinary(b *testing.B, bin, dir string) *proc {
+	b.Helper()
 	port := testkit.FreePort(b)
-	return startProc(b, exec.Command(peerNATSServer(b), "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
+	return startProc(b, exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
+}
+
+// startSameWork runs nats-server at the embedded version doing the
+// JetStream work of the idle agent in startAgentProc: its buffer streams,
+// and one reading a second into TELEMETRY as the sim sensor writes. What
+// the agent uses more than this is its own.
+func startSameWork(b *testing.B, bin, dir string) *proc {
+	b.Helper()
+	p := startNATSBinary(b, bin, dir)
+	p.waitReady(b)
+	nc := connect(b, p.url)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := buffer.EnsureStreams(ctx, js, buffer.DefaultConfig()); err != nil {
+		b.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		reading := make([]byte, 200)
+		for {
+			// An error ends the writer: the server is being stopped.
+			if _, err := js.Publish(ctx, "telemetry.bench.s", reading); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		close(stop)
+		nc.Close()
+		<-done
+	})
+	return p
 }
 
 func startProc(b *testing.B, cmd *exec.Cmd, port int, sock string) *proc {
@@ -255,14 +313,19 @@ func (p *proc) stop(b *testing.B) {
 }
 
 // rssMiB is the process's resident set (VmRSS) from /proc.
-func (p *proc) rssMiB(b *testing.B) float64 {
+func (p *proc) rssMiB(b *testing.B) float64 { return p.statusMiB(b, "VmRSS") }
+
+// statusMiB is a kB field of the process's /proc status in MiB: RssAnon
+// is the resident set without the mapped binary's pages (RssFile), which
+// are clean, shared with the page cache and reclaimable.
+func (p *proc) statusMiB(b *testing.B, field string) float64 {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			if err != nil {
 				b.Fatal(err)
@@ -270,7 +333,7 @@ func (p *proc) rssMiB(b *testing.B) float64 {
 			return kb / 1024
 		}
 	}
-	b.Fatal("no VmRSS in /proc status")
+	b.Fatalf("no %s in /proc status", field)
 	return 0
 }
 
@@ -310,34 +373,53 @@ func fillStore(b *testing.B, url string, size int64, msgSize int) {
 
 // BenchmarkPeerRSS: resident memory of the edge-agent process, idle and
 // after storing 20k 1 KiB readings, against `nats-server -js` doing the
-// same (Debian's binary: its version is older than the embedded one).
+// same (Debian's binary: its version is older than the embedded one). The
+// same figures for nats-server built at the embedded version, idle and
+// doing the agent's JetStream work, separate what the server's version
+// and JetStream cost from what the agent adds.
 func BenchmarkPeerRSS(b *testing.B) {
 	peerNATSServer(b)
-	measure := func(start func(dir string) *proc) (idle, loaded float64) {
+	type rss struct{ idle, idleAnon, loaded []float64 }
+	measure := func(r *rss, start func(dir string) *proc) {
 		p := start(b.TempDir())
 		p.waitReady(b)
 		// Let start-up garbage be collected and the sampler tick: RSS of
 		// a daemon that has run a moment, not of one mid-initialisation.
 		time.Sleep(2 * time.Second)
-		idle = p.rssMiB(b)
+		r.idle = append(r.idle, p.rssMiB(b))
+		r.idleAnon = append(r.idleAnon, p.statusMiB(b, "RssAnon"))
 		fillStore(b, p.url, 20_000*1024, 1024)
-		loaded = p.rssMiB(b)
+		r.loaded = append(r.loaded, p.rssMiB(b))
 		p.stop(b)
-		return idle, loaded
 	}
-	var ai, al, ni, nl []float64
+	sameVersion := sameVersionNATSServer.build(b)
+	var agent, peer, same, work rss
 	for i := 0; i < b.N; i++ {
-		x, y := measure(func(dir string) *proc { return startAgentProc(b, dir, "1GiB") })
-		ai, al = append(ai, x), append(al, y)
-		x, y = measure(func(dir string) *proc { return startNATSProc(b, dir) })
-		ni, nl = append(ni, x), append(nl, y)
+		measure(&agent, func(dir string) *proc { return startAgentProc(b, dir, "1GiB") })
+		measure(&peer, func(dir string) *proc { return startNATSProc(b, dir) })
+		measure(&same, func(dir string) *proc { return startNATSBinary(b, sameVersion, dir) })
+		measure(&work, func(dir string) *proc { return startSameWork(b, sameVersion, dir) })
 	}
-	b.ReportMetric(median(ai), "MiB_idle_agent")
-	b.ReportMetric(median(ni), "MiB_idle_nats_server")
-	b.ReportMetric(median(ai)/median(ni), "idle_rss_ratio_vs_nats_server")
-	b.ReportMetric(median(al), "MiB_loaded_agent")
-	b.ReportMetric(median(nl), "MiB_loaded_nats_server")
-	b.ReportMetric(median(al)/median(nl), "loaded_rss_ratio_vs_nats_server")
+	ai, al, ni, nl, wi, wl := median(agent.idle), median(agent.loaded), median(peer.idle), median(peer.loaded), median(work.idle), median(work.loaded)
+	b.ReportMetric(ai, "MiB_idle_agent")
+	b.ReportMetric(ni, "MiB_idle_nats_server")
+	b.ReportMetric(ai/ni, "idle_rss_ratio_vs_nats_server")
+	b.ReportMetric(al, "MiB_loaded_agent")
+	b.ReportMetric(nl, "MiB_loaded_nats_server")
+	b.ReportMetric(al/nl, "loaded_rss_ratio_vs_nats_server")
+	b.ReportMetric(median(agent.idleAnon), "MiB_idle_anon_agent")
+	b.ReportMetric(median(peer.idleAnon), "MiB_idle_anon_nats_server")
+	b.ReportMetric(median(same.idle), "MiB_idle_same_version_nats_server")
+	b.ReportMetric(median(same.loaded), "MiB_loaded_same_version_nats_server")
+	b.ReportMetric(wi, "MiB_idle_same_work_nats_server")
+	b.ReportMetric(wl, "MiB_loaded_same_work_nats_server")
+	// The bound: the embedded server doing the agent's JetStream work,
+	// against the goal's peer.
+	b.ReportMetric(wi/ni, "same_work_idle_rss_ratio_vs_nats_server")
+	b.ReportMetric(wl/nl, "same_work_loaded_rss_ratio_vs_nats_server")
+	// What the agent adds to that.
+	b.ReportMetric(ai/wi, "idle_rss_ratio_vs_same_work_nats_server")
+	b.ReportMetric(al/wl, "loaded_rss_ratio_vs_same_work_nats_server")
 }
 
 // prefillBytes is the store size for the pre-filled start: 1 GiB for the
