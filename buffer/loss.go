@@ -123,16 +123,8 @@ func (s *State) RecordLost(stream string, runs []Loss) error {
 	if _, err := s.GetJSON(markKey(stream), &mark); err != nil {
 		return err
 	}
-	cursor := s.Cursor(stream)
-	for _, r := range runs {
+	for _, r := range unacked(mark, s.Cursor(stream), runs) {
 		if r.Stream != stream {
-			continue
-		}
-		if r.To == 0 {
-			r.To = mark.LastSeq
-		}
-		r.From = max(r.From, cursor+1, mark.FirstSeq)
-		if r.To < r.From {
 			continue
 		}
 		if _, err := s.AddLoss(r); err != nil {
@@ -140,6 +132,23 @@ func (s *State) RecordLost(stream string, runs []Loss) error {
 		}
 	}
 	return nil
+}
+
+// unacked is the part of runs the hub never acknowledged (after cursor)
+// and the stream held (within mark); a run without an end ends at the
+// mark's.
+func unacked(mark laneMark, cursor uint64, runs []Loss) []Loss {
+	var out []Loss
+	for _, r := range runs {
+		if r.To == 0 {
+			r.To = mark.LastSeq
+		}
+		r.From = max(r.From, cursor+1, mark.FirstSeq)
+		if r.To >= r.From {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // lostRuns turns the sequences nats-server reports lost into runs.
