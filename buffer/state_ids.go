@@ -106,11 +106,12 @@ func (s *State) laneIDs(stream string) laneIDs {
 	return laneIDs{Epochs: []Epoch{{From: 1, ID: s.storeID}}}
 }
 
-// adoptIDs commits the store id and each checked stream's identity and,
-// if setCursor, its cursor (backwards too) in one transaction; issued is
-// the highest sequence whose id in the current epoch may have been sent.
-// Without setCursor the forwarder's progress meanwhile is kept.
-func (s *State) adoptIDs(storeID string, checks []laneCheck) error {
+// adoptIDs commits the store id, each checked stream's identity and, if
+// setCursor, its cursor (backwards too), and the loss records losses holds
+// (if any) in one transaction; issued is the highest sequence whose id in
+// the current epoch may have been sent. Without setCursor the forwarder's
+// progress meanwhile is kept.
+func (s *State) adoptIDs(storeID string, checks []laneCheck, losses lossUpdate) error {
 	vals := make([][]byte, len(checks))
 	for i, c := range checks {
 		v, err := json.Marshal(c.ids)
@@ -119,9 +120,19 @@ func (s *State) adoptIDs(storeID string, checks []laneCheck) error {
 		}
 		vals[i] = v
 	}
+	misc := map[string][]byte{}
+	if len(losses.added) > 0 {
+		misc[keyLosses], _ = json.Marshal(losses.pending) // a Loss always encodes
+		misc[keyLostTotal], _ = json.Marshal(losses.totals)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.writeNow(func(tx *bolt.Tx) error {
+		for k, v := range misc {
+			if err := tx.Bucket(bMisc).Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
 		if storeID != s.storeID {
 			if err := tx.Bucket(bMeta).Put([]byte("store_id"), []byte(storeID)); err != nil {
 				return err
@@ -143,6 +154,9 @@ func (s *State) adoptIDs(storeID string, checks []laneCheck) error {
 		return err
 	}
 	s.storeID = storeID
+	for k, v := range misc {
+		s.putRecord(string(bMisc), k, v)
+	}
 	for _, c := range checks {
 		if c.setCursor {
 			s.cursors[c.name] = c.cursor

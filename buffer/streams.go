@@ -437,17 +437,12 @@ func commitLanes(ctx context.Context, js jetstream.JetStream, st *State, storeID
 		})
 	}
 	wg.Wait()
-	if err := st.adoptIDs(storeID, checks); err != nil {
+	if err := adoptWithLosses(st, storeID, checks); err != nil {
 		return err
 	}
 	for _, c := range checks {
 		for _, ev := range c.events {
 			st.AddEvent(ev.Kind, ev.Detail)
-		}
-		for _, l := range c.losses {
-			if _, err := st.AddLoss(l); err != nil {
-				return err
-			}
 		}
 		// Age checkpoints name sequences; ones past the end now (or in
 		// the sequence space of a replaced stream) would name new
@@ -457,6 +452,27 @@ func commitLanes(ctx context.Context, js jetstream.JetStream, st *State, storeID
 			return err
 		}
 	}
+	return nil
+}
+
+// adoptWithLosses commits the checks with the losses they found in one
+// transaction: a crash cannot keep the new ids (so the next check finds
+// nothing) without the loss they replaced.
+func adoptWithLosses(st *State, storeID string, checks []laneCheck) error {
+	var ls []Loss
+	for _, c := range checks {
+		ls = append(ls, c.losses...)
+	}
+	st.lossMu.Lock()
+	defer st.lossMu.Unlock()
+	u, err := st.newLosses(ls)
+	if err != nil {
+		return err
+	}
+	if err := st.adoptIDs(storeID, checks, u); err != nil {
+		return err
+	}
+	st.logLosses(u.added)
 	return nil
 }
 
