@@ -45,41 +45,70 @@ const (
 func (s *State) AddLoss(l Loss) (Loss, error) {
 	s.lossMu.Lock()
 	defer s.lossMu.Unlock()
-	var pending []Loss
-	if _, err := s.GetJSON(keyLosses, &pending); err != nil {
+	u, err := s.newLosses([]Loss{l})
+	if err != nil || len(u.added) == 0 {
+		l.Count = 0
 		return l, err
 	}
-	if l.Count == 0 && l.To >= l.From {
-		l.Count = l.To - l.From + 1
-		for _, p := range pending {
-			if p.Stream == l.Stream && p.Count == p.To-p.From+1 && p.To >= l.From && p.From <= l.To {
-				l.Count -= min(p.To, l.To) - max(p.From, l.From) + 1
-			}
-		}
-	}
-	if l.Count == 0 {
-		return l, nil
-	}
-	s.mu.Lock()
-	l.Time, l.Boot = time.Now().UTC(), s.boots
-	s.mu.Unlock()
-	totals := map[string]uint64{}
-	if _, err := s.GetJSON(keyLostTotal, &totals); err != nil {
+	l = u.added[0]
+	if err := s.PutJSON(keyLosses, u.pending); err != nil {
 		return l, err
 	}
-	totals[l.Stream] += l.Count
-	if err := s.PutJSON(keyLosses, append(pending, l)); err != nil {
+	if err := s.PutJSON(keyLostTotal, u.totals); err != nil {
 		return l, err
 	}
-	if err := s.PutJSON(keyLostTotal, totals); err != nil {
-		return l, err
-	}
-	s.log.Error("acknowledged messages lost to damage: status stays critical until `edge-agent buffer ack-loss`",
-		"stream", l.Stream, "count", l.Count, "from_seq", l.From, "to_seq", l.To, "cause", l.Cause)
+	s.logLosses(u.added)
 	if s.readOnly {
 		return l, nil
 	}
 	return l, s.Flush()
+}
+
+// lossUpdate is the loss records after adding some losses.
+type lossUpdate struct {
+	added   []Loss
+	pending []Loss
+	totals  map[string]uint64
+}
+
+// newLosses works out the loss records with ls added, writing nothing;
+// callers hold s.lossMu.
+func (s *State) newLosses(ls []Loss) (lossUpdate, error) {
+	u := lossUpdate{totals: map[string]uint64{}}
+	if _, err := s.GetJSON(keyLosses, &u.pending); err != nil {
+		return u, err
+	}
+	if _, err := s.GetJSON(keyLostTotal, &u.totals); err != nil {
+		return u, err
+	}
+	s.mu.Lock()
+	boots := s.boots
+	s.mu.Unlock()
+	for _, l := range ls {
+		if l.Count == 0 && l.To >= l.From {
+			l.Count = l.To - l.From + 1
+			for _, p := range u.pending {
+				if p.Stream == l.Stream && p.Count == p.To-p.From+1 && p.To >= l.From && p.From <= l.To {
+					l.Count -= min(p.To, l.To) - max(p.From, l.From) + 1
+				}
+			}
+		}
+		if l.Count == 0 {
+			continue
+		}
+		l.Time, l.Boot = time.Now().UTC(), boots
+		u.totals[l.Stream] += l.Count
+		u.pending = append(u.pending, l)
+		u.added = append(u.added, l)
+	}
+	return u, nil
+}
+
+func (s *State) logLosses(ls []Loss) {
+	for _, l := range ls {
+		s.log.Error("acknowledged messages lost to damage: status stays critical until `edge-agent buffer ack-loss`",
+			"stream", l.Stream, "count", l.Count, "from_seq", l.From, "to_seq", l.To, "cause", l.Cause)
+	}
 }
 
 // Losses are the losses not acknowledged yet, oldest first.
@@ -123,16 +152,8 @@ func (s *State) RecordLost(stream string, runs []Loss) error {
 	if _, err := s.GetJSON(markKey(stream), &mark); err != nil {
 		return err
 	}
-	cursor := s.Cursor(stream)
-	for _, r := range runs {
+	for _, r := range unacked(mark, s.Cursor(stream), runs) {
 		if r.Stream != stream {
-			continue
-		}
-		if r.To == 0 {
-			r.To = mark.LastSeq
-		}
-		r.From = max(r.From, cursor+1, mark.FirstSeq)
-		if r.To < r.From {
 			continue
 		}
 		if _, err := s.AddLoss(r); err != nil {
@@ -140,6 +161,23 @@ func (s *State) RecordLost(stream string, runs []Loss) error {
 		}
 	}
 	return nil
+}
+
+// unacked is the part of runs the hub never acknowledged (after cursor)
+// and the stream held (within mark); a run without an end ends at the
+// mark's.
+func unacked(mark laneMark, cursor uint64, runs []Loss) []Loss {
+	var out []Loss
+	for _, r := range runs {
+		if r.To == 0 {
+			r.To = mark.LastSeq
+		}
+		r.From = max(r.From, cursor+1, mark.FirstSeq)
+		if r.To >= r.From {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // lostRuns turns the sequences nats-server reports lost into runs.

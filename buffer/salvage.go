@@ -190,12 +190,19 @@ func readBlock(path string, buf []byte) ([]byte, error) {
 	if err != nil {
 		return buf, err
 	}
-	if n := int(fi.Size()); cap(buf) < n {
+	return readSized(f, fi.Size(), buf)
+}
+
+// readSized reads the size bytes r had when stated into buf (grown when
+// short). nats-server may compact or remove the block meanwhile: what is
+// there then, maybe nothing, is the block.
+func readSized(r io.Reader, size int64, buf []byte) ([]byte, error) {
+	if n := int(size); cap(buf) < n {
 		buf = make([]byte, n)
 	}
-	n, err := io.ReadFull(f, buf[:fi.Size()])
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		err = nil // shorter than it was a moment ago: what is there is the block
+	n, err := io.ReadFull(r, buf[:size])
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil
 	}
 	return buf[:n], err
 }

@@ -2,11 +2,13 @@ package buffer
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
@@ -181,5 +183,32 @@ func TestSalvageKeepsDeletesDeleted(t *testing.T) {
 	got := testkit.StreamSeqs(t, js, StreamTelemetry)
 	if want := 3000 - 1 - int(losses[0].Count); len(got) != want || got[0] != 2001 || slices.Contains(got, 3000) {
 		t.Fatalf("%d messages from %d after the pass, want %d from 2001 without 3000", len(got), got[0], want)
+	}
+}
+
+// An empty block file (a crash right after nats-server created it) is an
+// empty block, not a reason to fail the start; neither is a block that
+// nats-server emptied between the pass stating and reading it.
+func TestSalvageEmptyBlock(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig("1s", 16<<20)
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(context.Background(), js, c))
+	publishN(t, js, "telemetry.t", 100, 200)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	msgs := filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs")
+	blocks, err := blockFiles(msgs)
+	mustOK(t, err)
+	empty := filepath.Join(msgs, fmt.Sprintf("%d.blk", blocks[len(blocks)-1].index+1))
+	mustOK(t, os.WriteFile(empty, nil, 0o640))
+	losses, err := SalvageStore(dir, slog.New(slog.DiscardHandler))
+	if err != nil || len(losses) != 0 {
+		t.Fatalf("salvage with an empty block file: losses %v, %v", losses, err)
+	}
+
+	b, err := readSized(strings.NewReader(""), 4096, nil)
+	if err != nil || len(b) != 0 {
+		t.Fatalf("a block emptied after it was stated: %d bytes, %v; want an empty block", len(b), err)
 	}
 }

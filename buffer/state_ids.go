@@ -47,18 +47,6 @@ func (s *State) StoreID() string {
 	return s.storeID
 }
 
-// SetStoreID replaces the store id at once. The buffer uses it when the
-// JetStream store and state.db disagree (see CheckStreams).
-func (s *State) SetStoreID(id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writeNow(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte("store_id"), []byte(id)) }); err != nil {
-		return err
-	}
-	s.storeID = id
-	return nil
-}
-
 // MsgIDPrefix is the id that goes between the site and the stream in the
 // message id of stream's sequence seq: the id of the epoch seq falls in.
 // It is called as the forwarder sends seq, so it also keeps the highest
@@ -72,6 +60,21 @@ func (s *State) MsgIDPrefix(stream string, seq uint64) string {
 		s.sent[stream] = seq
 	}
 	return s.laneIDs(stream).idFor(seq)
+}
+
+// SameStream reports whether metadata, a local stream's config metadata,
+// is of the stream state.db holds the message ids of. It is false from the
+// moment a deleted stream is recreated (it takes readings at once) until
+// its check adopts it: sent meanwhile, its sequences would carry the
+// deleted stream's ids, which the hub drops as duplicates. A stream whose
+// metadata has no stream id (its last metadata write failed) is taken as
+// the same.
+func (s *State) SameStream(stream string, metadata map[string]string) bool {
+	id := metadata[mdStreamID]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	have := s.ids[stream].StreamID
+	return id == "" || have == "" || id == have
 }
 
 // FreshFrom is the first sequence of stream whose message id no earlier
@@ -103,11 +106,12 @@ func (s *State) laneIDs(stream string) laneIDs {
 	return laneIDs{Epochs: []Epoch{{From: 1, ID: s.storeID}}}
 }
 
-// adoptIDs commits each checked stream's identity and, if setCursor, its
-// cursor (backwards too) in one transaction; issued is the highest
-// sequence whose id in the current epoch may have been sent. Without
-// setCursor the forwarder's progress meanwhile is kept.
-func (s *State) adoptIDs(checks []laneCheck) error {
+// adoptIDs commits the store id, each checked stream's identity and, if
+// setCursor, its cursor (backwards too), and the loss records losses holds
+// (if any) in one transaction; issued is the highest sequence whose id in
+// the current epoch may have been sent. Without setCursor the forwarder's
+// progress meanwhile is kept.
+func (s *State) adoptIDs(storeID string, checks []laneCheck, losses lossUpdate) error {
 	vals := make([][]byte, len(checks))
 	for i, c := range checks {
 		v, err := json.Marshal(c.ids)
@@ -116,9 +120,24 @@ func (s *State) adoptIDs(checks []laneCheck) error {
 		}
 		vals[i] = v
 	}
+	misc := map[string][]byte{}
+	if len(losses.added) > 0 {
+		misc[keyLosses], _ = json.Marshal(losses.pending) // a Loss always encodes
+		misc[keyLostTotal], _ = json.Marshal(losses.totals)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.writeNow(func(tx *bolt.Tx) error {
+		for k, v := range misc {
+			if err := tx.Bucket(bMisc).Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		if storeID != s.storeID {
+			if err := tx.Bucket(bMeta).Put([]byte("store_id"), []byte(storeID)); err != nil {
+				return err
+			}
+		}
 		for i, c := range checks {
 			if c.setCursor {
 				if err := tx.Bucket(bCursors).Put([]byte(c.name), u64(c.cursor)); err != nil {
@@ -133,6 +152,10 @@ func (s *State) adoptIDs(checks []laneCheck) error {
 	})
 	if err != nil {
 		return err
+	}
+	s.storeID = storeID
+	for k, v := range misc {
+		s.putRecord(string(bMisc), k, v)
 	}
 	for _, c := range checks {
 		if c.setCursor {

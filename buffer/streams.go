@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -357,6 +358,7 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened
 	}
 	var found []string
 	checks := make([]laneCheck, 0, len(Lanes))
+	storeID := ""
 	for _, name := range Lanes {
 		c, d, err := checkLane(ctx, js, st, name, opened, created[name], backupErr == nil, log)
 		if err != nil {
@@ -365,9 +367,22 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened
 		if d != "" {
 			found = append(found, d)
 		}
+		if storeID == "" {
+			storeID = c.storeID
+		}
 		checks = append(checks, c)
 	}
-	if err := commitLanes(ctx, js, st, checks, log); err != nil {
+	if storeID == "" {
+		storeID = st.StoreID()
+	}
+	for i, c := range checks {
+		if md := idMetadata(c.cfg.Metadata, storeID, c.ids); !maps.Equal(md, c.cfg.Metadata) {
+			cfg := c.cfg
+			cfg.Metadata = md
+			checks[i].update = &cfg
+		}
+	}
+	if err := commitLanes(ctx, js, st, storeID, checks, log); err != nil {
 		return found, err
 	}
 	if backupErr == nil {
@@ -379,12 +394,19 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened
 }
 
 // laneCheck is what checkLane decided for one stream: commitLanes writes
-// it.
+// it. Nothing is written before every stream is checked, so a check that
+// fails and is retried records no loss or event twice.
 type laneCheck struct {
 	name string
-	// update is the stream's config with new identity metadata; nil when
-	// the metadata already holds it.
-	update    *jetstream.StreamConfig
+	// cfg is the stream's config as checked; update is it with new
+	// identity metadata, nil when the metadata already holds it.
+	cfg    jetstream.StreamConfig
+	update *jetstream.StreamConfig
+	// storeID is the store id the stream's metadata restores to a fresh
+	// state.db; empty when there is nothing to restore.
+	storeID   string
+	events    []StateEvent
+	losses    []Loss
 	ids       laneIDs
 	cursor    uint64
 	setCursor bool
@@ -396,11 +418,13 @@ type laneCheck struct {
 // commitLanes records the streams' identities: the JetStream store first,
 // as it is what a lost state.db restores from (each stream's metadata
 // update is a request that rewrites and syncs its meta file, so the
-// updates go side by side), then state.db, every stream in one
-// transaction: one sync, not one per stream. A metadata update that fails
-// (disk full) must not keep the agent down: state.db has the newer
-// generation, and the next check writes it again.
-func commitLanes(ctx context.Context, js jetstream.JetStream, st *State, checks []laneCheck, log *slog.Logger) error {
+// updates go side by side), then state.db, every stream and the store id
+// in one transaction: one sync, not one per stream. A metadata update that
+// fails (disk full) must not keep the agent down: state.db has the newer
+// generation, and the next check writes it again. The events and losses
+// the checks found are recorded only once the identities are committed:
+// before, a retried check would find and count them again.
+func commitLanes(ctx context.Context, js jetstream.JetStream, st *State, storeID string, checks []laneCheck, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	for _, c := range checks {
 		if c.update == nil {
@@ -413,10 +437,13 @@ func commitLanes(ctx context.Context, js jetstream.JetStream, st *State, checks 
 		})
 	}
 	wg.Wait()
-	if err := st.adoptIDs(checks); err != nil {
+	if err := adoptWithLosses(st, storeID, checks); err != nil {
 		return err
 	}
 	for _, c := range checks {
+		for _, ev := range c.events {
+			st.AddEvent(ev.Kind, ev.Detail)
+		}
 		// Age checkpoints name sequences; ones past the end now (or in
 		// the sequence space of a replaced stream) would name new
 		// messages.
@@ -425,6 +452,27 @@ func commitLanes(ctx context.Context, js jetstream.JetStream, st *State, checks 
 			return err
 		}
 	}
+	return nil
+}
+
+// adoptWithLosses commits the checks with the losses they found in one
+// transaction: a crash cannot keep the new ids (so the next check finds
+// nothing) without the loss they replaced.
+func adoptWithLosses(st *State, storeID string, checks []laneCheck) error {
+	var ls []Loss
+	for _, c := range checks {
+		ls = append(ls, c.losses...)
+	}
+	st.lossMu.Lock()
+	defer st.lossMu.Unlock()
+	u, err := st.newLosses(ls)
+	if err != nil {
+		return err
+	}
+	if err := st.adoptIDs(storeID, checks, u); err != nil {
+		return err
+	}
+	st.logLosses(u.added)
 	return nil
 }
 
@@ -457,6 +505,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	meta, metaOK := idsFromMetadata(info.Config.Metadata)
 	fresh := metaOK && created != "" && meta.StreamID == created
 	ids := meta
+	c := laneCheck{name: name, cfg: info.Config}
 	var why []string
 	replaced := false
 	switch {
@@ -470,10 +519,10 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	case have.StreamID == "":
 		// Keyed on the stream id rather than on state.db being new, so a
 		// crash between creating state.db and this check changes nothing.
-		if sid := info.Config.Metadata[mdStoreID]; sid != "" && sid != st.StoreID() {
-			if err := st.SetStoreID(sid); err != nil {
-				return laneCheck{}, "", err
-			}
+		// A stream this call created carries the fresh state.db's id, not
+		// the store's: another stream restores that.
+		if !fresh {
+			c.storeID = info.Config.Metadata[mdStoreID]
 		}
 		if backupOK {
 			if cursor, err = restoreCursor(ctx, js, name, meta.StreamID); err != nil {
@@ -481,9 +530,10 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 			}
 		}
 		if state.LastSeq > 0 || cursor > 0 { // not just a first start
-			d := fmt.Sprintf("stream %s: state.db was fresh; restored store id %s, %d id epochs and cursor %d from the JetStream store", name, st.StoreID(), len(meta.Epochs), cursor)
-			log.Warn("restored forwarding state from the JetStream store", "stream", name, "store_id", st.StoreID(), "epochs", len(meta.Epochs), "cursor", cursor)
-			st.AddEvent(EventStateRestored, d)
+			sid := cmp.Or(c.storeID, st.StoreID())
+			d := fmt.Sprintf("stream %s: state.db was fresh; restored store id %s, %d id epochs and cursor %d from the JetStream store", name, sid, len(meta.Epochs), cursor)
+			log.Warn("restored forwarding state from the JetStream store", "stream", name, "store_id", sid, "epochs", len(meta.Epochs), "cursor", cursor)
+			c.event(EventStateRestored, d)
 		}
 	case meta.StreamID == have.StreamID && have.Gen > meta.Gen:
 		// The last metadata write failed (disk full?): state.db is newer.
@@ -495,13 +545,10 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		}
 		d := fmt.Sprintf("stream %s was recreated (stream id %s; state.db knew %q at seq %d..%d, forwarded up to %d): forwarding it from its start under its own message ids", name, meta.StreamID, have.StreamID, before.FirstSeq, before.LastSeq, cursor0)
 		log.Warn("local stream recreated; forwarding it from the start", "stream", name, "detail", d)
-		st.AddEvent(EventStreamRecreated, d)
+		c.event(EventStreamRecreated, d)
 		if known && before.LastSeq > cursor0 {
 			from := max(cursor0+1, before.FirstSeq)
-			l := Loss{Stream: name, From: from, To: before.LastSeq, Count: min(before.Msgs, before.LastSeq-from+1), Cause: causeDeleted}
-			if _, err := st.AddLoss(l); err != nil {
-				return laneCheck{}, "", err
-			}
+			c.losses = append(c.losses, Loss{Stream: name, From: from, To: before.LastSeq, Count: min(before.Msgs, before.LastSeq-from+1), Cause: causeDeleted})
 		}
 	}
 	last, err := restoredEnd(ctx, s, state, opened, time.Now())
@@ -510,9 +557,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	}
 	if lost := state.Lost; lost != nil && len(lost.Msgs) > 0 {
 		why = append(why, fmt.Sprintf("server reports %d messages (%d bytes) lost to file damage, sequences %s", len(lost.Msgs), lost.Bytes, seqRange(lost.Msgs)))
-		if err := st.RecordLost(name, lostRuns(name, causeServerLost, lost.Msgs)); err != nil {
-			return laneCheck{}, "", err
-		}
+		c.losses = append(c.losses, unacked(before, cursor0, lostRuns(name, causeServerLost, lost.Msgs))...)
 	}
 	// The hub acknowledged up to the cursor, the stream held up to the
 	// mark: either beyond the end now means the tail is gone.
@@ -523,9 +568,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	if end > last {
 		why = append(why, fmt.Sprintf("last sequence went back from %d to %d: %d acknowledged messages are gone", end, last, end-last))
 		if known && !replaced {
-			if err := st.RecordLost(name, []Loss{{Stream: name, From: last + 1, Cause: causeTailGone}}); err != nil {
-				return laneCheck{}, "", err
-			}
+			c.losses = append(c.losses, unacked(before, cursor0, []Loss{{Stream: name, From: last + 1, Cause: causeTailGone}})...)
 		}
 	} else if missing := missingMsgs(before, state); known && !replaced && missing > 0 {
 		// Holes inside the range: nats-server rebuilt a damaged block
@@ -537,7 +580,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 		d = fmt.Sprintf("stream %s: %s (before: seq %d..%d, %d msgs at %s; now: seq %d..%d, %d msgs)", name, strings.Join(why, "; "),
 			before.FirstSeq, before.LastSeq, before.Msgs, before.Time.Format(time.RFC3339), state.FirstSeq, state.LastSeq, state.Msgs)
 		log.Error("local stream damaged; keeping what is left and serving on", "stream", name, "detail", d)
-		st.AddEvent(EventStreamDamaged, d)
+		c.event(EventStreamDamaged, d)
 	}
 	if cut := max(end, issued) > last; first || cut {
 		cursor, issued = min(cursor, last), last
@@ -550,16 +593,16 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 			log.Log(ctx, level, "new message-id epoch: sequences after the stream's end may have been sent with the old id (the stream was cut short, or this is a restored copy), so new messages there get a new one", "stream", name, "from_seq", last+1, "id", ids.Epochs[len(ids.Epochs)-1].ID, "appended_since_start", state.LastSeq-last)
 		}
 	}
-	c := laneCheck{name: name, ids: ids, cursor: cursor, setCursor: cursor != cursor0, issued: issued, ageLimit: last, state: state}
+	c.ids, c.cursor, c.setCursor, c.issued, c.ageLimit, c.state = ids, cursor, cursor != cursor0, issued, last, state
 	if replaced {
 		c.ageLimit = 0
 	}
-	if md := idMetadata(info.Config.Metadata, st.StoreID(), ids); !maps.Equal(md, info.Config.Metadata) {
-		cfg := info.Config
-		cfg.Metadata = md
-		c.update = &cfg
-	}
 	return c, d, nil
+}
+
+// event notes a recovery for commitLanes to record.
+func (c *laneCheck) event(kind EventKind, detail string) {
+	c.events = append(c.events, StateEvent{Kind: kind, Detail: detail})
 }
 
 // restoredEnd is the last sequence the stream held when the store was

@@ -43,6 +43,9 @@ type Cursors interface {
 	// FreshFrom is the first sequence whose id no earlier process can
 	// have sent (buffer.State.FreshFrom).
 	FreshFrom(stream string) uint64
+	// SameStream is false for a local stream recreated since state.db
+	// last checked it (buffer.State.SameStream).
+	SameStream(stream string, metadata map[string]string) bool
 }
 
 // Option tunes a Forwarder; the defaults suit a store gateway.

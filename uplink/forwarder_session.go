@@ -317,6 +317,9 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 	if err != nil {
 		return nil, fmt.Errorf("local stream %s: %w", name, err)
 	}
+	if !f.st.SameStream(name, str.CachedInfo().Config.Metadata) {
+		return nil, fmt.Errorf("local stream %s was recreated and state.db has not adopted its message ids yet; forwarding it once it has", name)
+	}
 	st := str.CachedInfo().State
 	cursor := f.st.Cursor(name)
 	if st.LastSeq < cursor {
@@ -390,6 +393,7 @@ const (
 // also happens while a metered link slowly empties the last batch, hence
 // minutes rather than seconds.
 func readStream(ctx context.Context, str jetstream.Stream, from uint64, deliver func(jetstream.Msg) bool) error {
+	created := str.CachedInfo().Created
 	cons, err := str.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
 		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: 10 * time.Minute,
@@ -402,6 +406,14 @@ func readStream(ctx context.Context, str jetstream.Stream, from uint64, deliver 
 		defer cancel()
 		_ = str.DeleteConsumer(dctx, cons.CachedInfo().Name)
 	}()
+	// The consumer reads whatever stream has the name now: one deleted and
+	// recreated since openLane checked it would go out under the deleted
+	// stream's message ids.
+	if info, err := str.Info(ctx); err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	} else if !info.Created.Equal(created) {
+		return errors.New("the stream was recreated while its lane opened")
+	}
 	for {
 		// Without a deadline on ctx the pull waits 30 s for new readings
 		// (with server heartbeats every 5 s, so a lost consumer is noticed).
