@@ -14,10 +14,8 @@ import (
 // checks it against st: at a start, and after JetStream restarted or an
 // agent stream was deleted. It is ReconcileStreams then CheckStreams,
 // with the requests that write the store's files side by side (creating
-// the agent's streams and StateStream) and one less write for a stream it
-// created: its metadata holds its final identity from the start, and the
-// first check keeps the epoch it was created with instead of drawing
-// another.
+// the agent's streams and StateStream, then their metadata updates) and
+// every stream's ids committed to state.db in one transaction.
 func OpenStreams(ctx context.Context, js jetstream.JetStream, st *State, c Config, opened time.Time, log *slog.Logger) ([]string, error) {
 	var (
 		created        map[string]string
