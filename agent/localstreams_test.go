@@ -218,4 +218,10 @@ func TestDeletedStreamRecreated(t *testing.T) {
 	if code, w := missing.Health(); code != ExitDown || !strings.Contains(w[0].Message, "TELEMETRY is missing") {
 		t.Fatalf("health with TELEMETRY missing: %d %+v", code, w)
 	}
+	// Likewise while a stream created anew is not checked yet (buffer's
+	// TestWatcherRetriesAFailedRecreateCheck): the forwarder holds it.
+	unchecked := Status{Running: true, Store: StoreStatus{UncheckedStreams: []string{buffer.StreamTelemetry}}}
+	if code, w := unchecked.Health(); code != ExitDown || !strings.Contains(w[0].Message, "TELEMETRY was created anew") {
+		t.Fatalf("health with TELEMETRY unchecked: %d %+v", code, w)
+	}
 }

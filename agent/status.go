@@ -109,6 +109,10 @@ type StoreStatus struct {
 	// client with the rights to): the agent recreates them at once, and
 	// while that fails nothing is stored in them.
 	MissingStreams []string `json:"missing_streams,omitempty"`
+	// UncheckedStreams were created anew and not yet checked against
+	// state.db: stored, but held back from the hub until their message
+	// ids are known.
+	UncheckedStreams []string `json:"unchecked_streams,omitempty"`
 	// RecreatedStreams counts agent streams recreated this boot after
 	// something deleted them.
 	RecreatedStreams int `json:"recreated_streams,omitempty"`
@@ -211,6 +215,9 @@ func (s Status) Health() (code int, warnings []Warning) {
 	}
 	for _, m := range st.MissingStreams {
 		add(SevCritical, "store", fmt.Sprintf("local stream %s is missing (deleted?): nothing is stored in it until it is recreated", m), "the agent recreates it by itself; if this persists, `journalctl -u edge-agent` says why (e.g. another stream took its subjects)")
+	}
+	for _, u := range st.UncheckedStreams {
+		add(SevCritical, "store", fmt.Sprintf("local stream %s was created anew and is not checked against state.db yet: its readings are stored but not forwarded", u), "the agent retries every round by itself; if this persists, `journalctl -u edge-agent` says why")
 	}
 	for _, e := range st.WriteErrors {
 		add(SevCritical, "store", "stream write error: "+e, "check dmesg for disk errors; `edge-agent doctor` checks the state dir")
@@ -395,7 +402,7 @@ func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 	st := StoreStatus{Dir: cfg.StateDir, MaxBytes: uint64(cfg.Buffer.MaxBytes), Sync: cfg.Buffer.Sync}
 	h := a.BufferHealth()
 	st.DiskFull, st.JetStreamDisabled, st.WriteErrors, st.AsyncStreams, st.Events = h.DiskFull, h.JetStreamDisabled, h.WriteErrors, h.AsyncStreams, h.Events
-	st.MissingStreams, st.RecreatedStreams = h.Missing, h.Recreated
+	st.MissingStreams, st.UncheckedStreams, st.RecreatedStreams = h.Missing, h.Unchecked, h.Recreated
 	if bs := a.State(); bs != nil {
 		st.Losses = bs.Losses()
 	}

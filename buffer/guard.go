@@ -40,8 +40,10 @@ func (w *Watcher) watchDeletes() func() {
 // recreate brings back agent streams something deleted (a local admin, an
 // operator's `nats stream rm`): created anew and checked against state.db,
 // which reports the recreation and records the unforwarded readings the
-// deleted stream took as a loss. While that fails the streams stay in
-// Missing and status says down.
+// deleted stream took as a loss. A stream created anew whose check failed
+// (Unchecked) is checked again. While that fails the streams stay in
+// Missing or Unchecked, status says down and the forwarder holds them;
+// every round retries.
 func (w *Watcher) recreate(ctx context.Context, h Health) Health {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -52,14 +54,18 @@ func (w *Watcher) recreate(ctx context.Context, h Health) Health {
 	_, err := OpenStreams(cctx, w.js, w.st, w.cfg, opened, w.log)
 	if err != nil {
 		if err.Error() != w.recFail {
-			w.log.Error("buffer: agent stream deleted and cannot be recreated: readings are not stored meanwhile; retrying every round", "streams", h.Missing, "err", err, "round", WatchInterval)
+			w.log.Error("buffer: agent stream deleted and cannot be recreated or checked: readings are not stored or not forwarded meanwhile; retrying every round", "missing", h.Missing, "unchecked", h.Unchecked, "err", err, "round", WatchInterval)
 		}
 		w.recFail = err.Error()
 		return h
 	}
 	w.recFail = ""
-	w.recreated += len(h.Missing)
-	w.log.Warn("buffer: agent stream was deleted (by a local admin or an operator); recreated it", "streams", h.Missing)
+	if len(h.Missing) > 0 {
+		w.recreated += len(h.Missing)
+		w.log.Warn("buffer: agent stream was deleted (by a local admin or an operator); recreated it", "streams", h.Missing)
+	} else {
+		w.log.Info("buffer: stream created anew is checked against state.db; forwarding it resumes", "streams", h.Unchecked)
+	}
 	return w.observe(ctx)
 }
 

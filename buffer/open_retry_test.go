@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -113,5 +114,57 @@ func TestOpenStreamsKeepsStoreIDWhenStateLostAndStreamMissing(t *testing.T) {
 	mustOK(t, err, "start with another lost state.db")
 	if got := again.StoreID(); got != want {
 		t.Errorf("store id %s restored at the next lost state.db, want %s", got, want)
+	}
+}
+
+// failFound fails look-ups of a stream that exists while failing is set:
+// the check of a stream just created times out, its creation did not.
+type failFound struct {
+	jetstream.JetStream
+	stream  string
+	failing bool
+}
+
+func (f *failFound) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	s, err := f.JetStream.Stream(ctx, name)
+	if err == nil && name == f.stream && f.failing {
+		return nil, errors.New("injected: request timed out")
+	}
+	return s, err
+}
+
+// A watcher round that recreates a deleted stream but fails to check it
+// leaves a stream state.db does not know, which the forwarder holds: the
+// next round finds it Unchecked and checks it again, so forwarding
+// resumes. Without that, the stream was found and never checked again.
+func TestWatcherRetriesAFailedRecreateCheck(t *testing.T) {
+	ctx := context.Background()
+	e := newSiteStore(t, 4<<20)
+	fj := &failFound{JetStream: e.js, stream: StreamTelemetry}
+	w, err := NewWatcher(e.srv, fj, e.st, e.c, slog.New(slog.DiscardHandler))
+	mustOK(t, err)
+	publishN(t, e.js, "telemetry.t", 10, 10)
+	e.st.SetCursor(StreamTelemetry, 2)
+	w.Check(ctx) // marks seq 1..10
+	deleteStream(t, e.js, e.dir, StreamTelemetry)
+
+	fj.failing = true
+	w.Check(ctx)
+	fj.failing = false
+	s, err := e.js.Stream(ctx, StreamTelemetry)
+	mustOK(t, err, "the round recreated TELEMETRY")
+	if e.st.SameStream(StreamTelemetry, s.CachedInfo().Config.Metadata) {
+		t.Fatal("the failed check adopted the new stream's ids")
+	}
+	if h := w.Check(ctx); len(h.Unchecked) != 0 || len(h.Missing) != 0 {
+		t.Fatalf("after the retry round: unchecked %v, missing %v", h.Unchecked, h.Missing)
+	}
+	s, err = e.js.Stream(ctx, StreamTelemetry)
+	mustOK(t, err)
+	if !e.st.SameStream(StreamTelemetry, s.CachedInfo().Config.Metadata) {
+		t.Fatal("the next round did not check the recreated stream: the forwarder holds it for good")
+	}
+	if n := e.st.LostTotal(StreamTelemetry); n != 8 {
+		t.Errorf("lost TELEMETRY readings: %d, want the 8 the deleted stream held unforwarded", n)
 	}
 }

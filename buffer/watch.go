@@ -58,6 +58,10 @@ type Health struct {
 	// counts the streams the watcher recreated this boot.
 	Missing   []string `json:"missing,omitempty"`
 	Recreated int      `json:"recreated,omitempty"`
+	// Unchecked are agent streams created anew (a recreate or a JetStream
+	// restart) whose check against state.db has not succeeded yet: the
+	// forwarder holds them, since their message ids are not known.
+	Unchecked []string `json:"unchecked,omitempty"`
 	// Events are this boot's recoveries (state.db, damaged streams, disk).
 	Events  []StateEvent `json:"events,omitempty"`
 	Checked time.Time    `json:"checked"`
@@ -65,7 +69,7 @@ type Health struct {
 
 // Degraded says whether a technician should look at the buffer.
 func (h Health) Degraded() bool {
-	return h.DiskFull || h.JetStreamDisabled || len(h.WriteErrors) > 0 || len(h.AsyncStreams) > 0 || len(h.Missing) > 0
+	return h.DiskFull || h.JetStreamDisabled || len(h.WriteErrors) > 0 || len(h.AsyncStreams) > 0 || len(h.Missing) > 0 || len(h.Unchecked) > 0
 }
 
 // Watcher watches the store and recovers it: it restarts JetStream after a
@@ -155,7 +159,7 @@ func (w *Watcher) Check(ctx context.Context) Health {
 	w.round.Lock()
 	defer w.round.Unlock()
 	h := w.observe(ctx)
-	if len(h.Missing) > 0 && !h.JetStreamDisabled {
+	if len(h.Missing)+len(h.Unchecked) > 0 && !h.JetStreamDisabled {
 		h = w.recreate(ctx, h)
 	}
 	if !h.JetStreamDisabled {
@@ -224,6 +228,12 @@ func (w *Watcher) observe(ctx context.Context) Health {
 			h.Missing = append(h.Missing, name)
 		}
 		if err != nil {
+			continue
+		}
+		if !w.st.SameStream(name, s.CachedInfo().Config.Metadata) {
+			// Its check measures what the old stream took: marking the
+			// new one here first would measure against itself.
+			h.Unchecked = append(h.Unchecked, name)
 			continue
 		}
 		state := s.CachedInfo().State
