@@ -22,16 +22,7 @@ func TestSalvageRandomDamage(t *testing.T) {
 	const n, size = 24000, 200
 	rng := rand.New(rand.NewPCG(16, 5))
 	for trial := range 8 {
-		dir := t.TempDir()
-		c := testConfig("1s", 16<<20)
-		srv, js := jsServer(t, dir, c)
-		mustOK(t, EnsureStreams(context.Background(), js, c))
-		publishN(t, js, "telemetry.t", n, size)
-		srv.Shutdown()
-		srv.WaitForShutdown()
-
-		blocks, err := blockFiles(filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs"))
-		mustOK(t, err)
+		dir, c, _, blocks := stoppedStore(t, n, size)
 		if len(blocks) < 2 {
 			t.Fatalf("%d block files: the test wants several", len(blocks))
 		}
@@ -56,7 +47,7 @@ func TestSalvageRandomDamage(t *testing.T) {
 
 		losses, err := SalvageStore(dir, slog.New(slog.DiscardHandler))
 		mustOK(t, err)
-		_, js = jsServer(t, dir, c)
+		_, js := jsServer(t, dir, c)
 		have := testkit.StreamSeqs(t, js, StreamTelemetry)
 		var missing []uint64
 		for q := uint64(1); q <= n; q++ {
@@ -87,15 +78,7 @@ func TestSalvageRandomDamage(t *testing.T) {
 // in state.db) are not read at start: the pass costs reading the
 // unforwarded part only.
 func TestSalvageSkipsForwardedBlocks(t *testing.T) {
-	dir := t.TempDir()
-	c := testConfig("1s", 16<<20)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(context.Background(), js, c))
-	publishN(t, js, "telemetry.t", 24000, 200)
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	blocks, err := blockFiles(filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs"))
-	mustOK(t, err)
+	dir, _, _, blocks := stoppedStore(t, 24000, 200)
 	second, ok := firstRecordSeq(blocks[1].path)
 	if len(blocks) < 2 || !ok {
 		t.Fatalf("blocks %v", blocks)
@@ -190,16 +173,7 @@ func TestSalvageKeepsDeletesDeleted(t *testing.T) {
 // empty block, not a reason to fail the start; neither is a block that
 // nats-server emptied between the pass stating and reading it.
 func TestSalvageEmptyBlock(t *testing.T) {
-	dir := t.TempDir()
-	c := testConfig("1s", 16<<20)
-	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(context.Background(), js, c))
-	publishN(t, js, "telemetry.t", 100, 200)
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	msgs := filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs")
-	blocks, err := blockFiles(msgs)
-	mustOK(t, err)
+	dir, _, msgs, blocks := stoppedStore(t, 100, 200)
 	empty := filepath.Join(msgs, fmt.Sprintf("%d.blk", blocks[len(blocks)-1].index+1))
 	mustOK(t, os.WriteFile(empty, nil, 0o640))
 	losses, err := SalvageStore(dir, slog.New(slog.DiscardHandler))
@@ -211,4 +185,20 @@ func TestSalvageEmptyBlock(t *testing.T) {
 	if err != nil || len(b) != 0 {
 		t.Fatalf("a block emptied after it was stated: %d bytes, %v; want an empty block", len(b), err)
 	}
+}
+
+// stoppedStore is a stopped store whose TELEMETRY holds n readings of
+// size bytes, with its block files (msgs is their directory).
+func stoppedStore(t *testing.T, n, size int) (dir string, c Config, msgs string, blocks []blockFile) {
+	t.Helper()
+	dir, c = t.TempDir(), testConfig("1s", 16<<20)
+	srv, js := jsServer(t, dir, c)
+	mustOK(t, EnsureStreams(context.Background(), js, c))
+	publishN(t, js, "telemetry.t", n, size)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	msgs = filepath.Join(dir, "jetstream", "$G", "streams", StreamTelemetry, "msgs")
+	blocks, err := blockFiles(msgs)
+	mustOK(t, err)
+	return dir, c, msgs, blocks
 }
