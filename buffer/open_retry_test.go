@@ -78,6 +78,12 @@ func TestOpenStreamsRetryRecordsLossOnce(t *testing.T) {
 	if recreated != 1 {
 		t.Errorf("%d %s events, want 1: %+v", recreated, EventStreamRecreated, e.st.Events())
 	}
+	e.st.mu.Lock()
+	again := e.st.dirtyRecs[string(bMisc)][keyLosses]
+	e.st.mu.Unlock()
+	if again {
+		t.Error("the loss records the check committed are queued for the next flush again")
+	}
 }
 
 // state.db lost and TELEMETRY deleted while the agent was down: the store

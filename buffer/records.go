@@ -125,6 +125,16 @@ func (s *State) putRecord(bucket, key string, v []byte) {
 	}
 }
 
+// keepRecord sets a record the caller's transaction has just committed:
+// no flush writes it again. Callers hold s.mu.
+func (s *State) keepRecord(bucket, key string, v []byte) {
+	if s.recs[bucket] == nil {
+		s.recs[bucket] = map[string][]byte{}
+	}
+	s.recs[bucket][key] = v
+	delete(s.dirtyRecs[bucket], key)
+}
+
 // appendRecord adds v after the newest key of a history bucket and drops
 // what falls out of its last keep; callers hold s.mu.
 func (s *State) appendRecord(bucket string, v []byte, keep int) {

@@ -155,7 +155,7 @@ func (s *State) adoptIDs(storeID string, checks []laneCheck, losses lossUpdate) 
 	}
 	s.storeID = storeID
 	for k, v := range misc {
-		s.putRecord(string(bMisc), k, v)
+		s.keepRecord(string(bMisc), k, v)
 	}
 	for _, c := range checks {
 		if c.setCursor {
