@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -85,28 +86,68 @@ func pubSubRate(b *testing.B, url string, n int) float64 {
 
 // BenchmarkPeerPubSub: core publish/subscribe through the agent's embedded
 // leaf server (connected to a hub, as deployed) against a standalone
-// in-process nats-server of the same version.
+// in-process nats-server of the same version (go.mod's, no configuration).
+// Peers of the same version with the agent's configuration, whole and one
+// feature at a time, say what the gap is made of: same_config is the
+// options the agent gives its server (JetStream with the site's domain,
+// the uplink remote with its deny lists, the local users and their
+// permissions) without the agent around it, the bound for any agent that
+// keeps that configuration; js_domain and local_perms add one of them to
+// the bare server.
 func BenchmarkPeerPubSub(b *testing.B) {
 	hub := testkit.RunServer(b, testkit.HubOpts(b))
-	a := startAgent(b, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n", leafURL(b, hub, "nats")))
-	peer := testkit.RunServer(b, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	body := fmt.Sprintf("uplink:\n  hub_urls: [%s]\n", leafURL(b, hub, "nats"))
+	a := startAgent(b, body)
+	bare := func() *server.Options {
+		return &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	}
+	sameConfig := func() *server.Options {
+		// Another site: two leaves of one JetStream domain would clash
+		// at the hub.
+		cfg := testConfig(b, "site: peer\n"+body)
+		o, _, err := mergedOptions(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		o.ServerName, o.NoLog = ServerNameFor(cfg.Site, "peer"), true
+		return o
+	}
+	jsDomain := bare()
+	jsDomain.JetStream, jsDomain.JetStreamDomain, jsDomain.StoreDir = true, "peer", b.TempDir()
+	localPerms := bare()
+	setLocalPermissions(localPerms, "peer")
+	servers := []struct {
+		name string
+		url  string
+	}{
+		{"agent", a.ClientURL()},
+		{"nats_server", testkit.RunServer(b, bare()).ClientURL()},
+		{"same_config_nats_server", testkit.RunServer(b, sameConfig()).ClientURL()},
+		{"js_domain_nats_server", testkit.RunServer(b, jsDomain).ClientURL()},
+		{"local_perms_nats_server", testkit.RunServer(b, localPerms).ClientURL()},
+	}
 	const n = 200_000
-	var agentRates, peerRates []float64
-	// Three alternating pairs per iteration: a median even at -benchtime=1x,
-	// and neither side always runs on the warmer machine.
+	rates := make(map[string][]float64)
+	// Three rounds per iteration, each starting one server later: a
+	// median even at -benchtime=1x, and no server always runs on the
+	// warmer machine.
 	for i := 0; i < 3*b.N; i++ {
-		if i%2 == 0 {
-			agentRates = append(agentRates, pubSubRate(b, a.ClientURL(), n))
-			peerRates = append(peerRates, pubSubRate(b, peer.ClientURL(), n))
-		} else {
-			peerRates = append(peerRates, pubSubRate(b, peer.ClientURL(), n))
-			agentRates = append(agentRates, pubSubRate(b, a.ClientURL(), n))
+		for j := range servers {
+			s := servers[(i+j)%len(servers)]
+			rates[s.name] = append(rates[s.name], pubSubRate(b, s.url, n))
 		}
 	}
-	am, pm := median(agentRates), median(peerRates)
-	b.ReportMetric(am, "msgs/s_agent")
-	b.ReportMetric(pm, "msgs/s_nats_server")
-	b.ReportMetric(am/pm, "ratio_vs_nats_server")
+	m := make(map[string]float64)
+	for _, s := range servers {
+		m[s.name] = median(rates[s.name])
+		b.ReportMetric(m[s.name], "msgs/s_"+s.name)
+	}
+	b.ReportMetric(m["agent"]/m["nats_server"], "ratio_vs_nats_server")
+	for _, p := range servers[2:] {
+		b.ReportMetric(m[p.name]/m["nats_server"], strings.TrimSuffix(p.name, "_nats_server")+"_ratio_vs_nats_server")
+	}
+	// What the agent adds to its server's configuration.
+	b.ReportMetric(m["agent"]/m["same_config_nats_server"], "ratio_vs_same_config_nats_server")
 }
 
 // binary is a main package built once per test binary: RSS and start time
