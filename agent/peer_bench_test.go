@@ -478,6 +478,11 @@ func prefillBytes() int64 {
 // BenchmarkPeerReady: process start to ready (accepts a client, JetStream
 // answers; the agent also answers /v1/health) with an empty store and a
 // pre-filled one, against `nats-server -js` on a store of the same size.
+// With a pre-filled store it also measures the bound: nats-server at the
+// embedded version started on a copy of the agent's store (the same
+// streams and blocks), and the agent's salvage pass alone on that store,
+// which reads every block the hub does not have before the server may
+// open it.
 func BenchmarkPeerReady(b *testing.B) {
 	peerNATSServer(b)
 	for _, tc := range []struct {
@@ -485,7 +490,7 @@ func BenchmarkPeerReady(b *testing.B) {
 		fill int64
 	}{{"empty", 0}, {"prefilled", prefillBytes()}} {
 		b.Run(tc.name, func(b *testing.B) {
-			agentDir, natsDir := b.TempDir(), b.TempDir()
+			agentDir, natsDir, sameDir := b.TempDir(), b.TempDir(), b.TempDir()
 			maxBytes := fmt.Sprintf("%dMiB", max(2*tc.fill>>20, 64))
 			if tc.fill > 0 {
 				// Fill once through each server itself, then stop it: the
@@ -498,6 +503,9 @@ func BenchmarkPeerReady(b *testing.B) {
 				p.waitReady(b)
 				fillStore(b, p.url, tc.fill, 64<<10)
 				p.stop(b)
+				// nats-server appends "jetstream" to the store directory
+				// it is given, as the agent's store_dir does.
+				copyTree(b, filepath.Join(agentDir, "state", "jetstream"), filepath.Join(sameDir, "nats", "jetstream"))
 			}
 			timeReady := func(start func() *proc) float64 {
 				t0 := time.Now()
@@ -507,7 +515,8 @@ func BenchmarkPeerReady(b *testing.B) {
 				p.stop(b)
 				return float64(d.Milliseconds())
 			}
-			var at, nt []float64
+			sameVersion := sameVersionNATSServer.build(b)
+			var at, nt, st, salvage []float64
 			// Three starts of each per iteration, for a median at -benchtime=1x.
 			for i := 0; i < 3*b.N; i++ {
 				if tc.fill == 0 {
@@ -515,11 +524,33 @@ func BenchmarkPeerReady(b *testing.B) {
 				}
 				at = append(at, timeReady(func() *proc { return startAgentProc(b, agentDir, maxBytes) }))
 				nt = append(nt, timeReady(func() *proc { return startNATSProc(b, natsDir) }))
+				if tc.fill == 0 {
+					continue
+				}
+				st = append(st, timeReady(func() *proc { return startNATSBinary(b, sameVersion, sameDir) }))
+				// The pass as the agent's start runs it, on the store it
+				// just stopped on: intact, so it only reads.
+				t0 := time.Now()
+				if _, err := buffer.SalvageStore(filepath.Join(agentDir, "state"), slog.New(slog.DiscardHandler)); err != nil {
+					b.Fatal(err)
+				}
+				salvage = append(salvage, float64(time.Since(t0).Microseconds())/1000)
 			}
 			b.ReportMetric(median(at), "ms_ready_agent")
 			b.ReportMetric(median(nt), "ms_ready_nats_server")
 			b.ReportMetric(median(at)/median(nt), "ratio_vs_nats_server")
 			b.ReportMetric(float64(tc.fill>>20), "MiB_store")
+			if tc.fill == 0 {
+				return
+			}
+			sm, sv := median(st), median(salvage)
+			b.ReportMetric(sm, "ms_ready_same_version_nats_server")
+			b.ReportMetric(sm/median(nt), "same_version_ratio_vs_nats_server")
+			b.ReportMetric(sv, "ms_salvage_agent")
+			// The bound: the pass, then the embedded server's own start.
+			b.ReportMetric((sv+sm)/median(nt), "salvage_same_version_ratio_vs_nats_server")
+			// What the agent adds to those two.
+			b.ReportMetric(median(at)/(sv+sm), "ratio_vs_salvage_same_version")
 		})
 	}
 }
