@@ -92,8 +92,9 @@ func pubSubRate(b *testing.B, url string, n int) float64 {
 // options the agent gives its server (JetStream with the site's domain,
 // the uplink remote with its deny lists, the local users and their
 // permissions) without the agent around it, the bound for any agent that
-// keeps that configuration; js_domain and local_perms add one of them to
-// the bare server.
+// keeps that configuration; jetstream, js_domain and local_perms add one
+// part to the bare server (JetStream without a domain, with the site's
+// domain, the local users).
 func BenchmarkPeerPubSub(b *testing.B) {
 	hub := testkit.RunServer(b, testkit.HubOpts(b))
 	body := fmt.Sprintf("uplink:\n  hub_urls: [%s]\n", leafURL(b, hub, "nats"))
@@ -112,6 +113,8 @@ func BenchmarkPeerPubSub(b *testing.B) {
 		o.ServerName, o.NoLog = ServerNameFor(cfg.Site, "peer"), true
 		return o
 	}
+	js := bare()
+	js.JetStream, js.StoreDir = true, b.TempDir()
 	jsDomain := bare()
 	jsDomain.JetStream, jsDomain.JetStreamDomain, jsDomain.StoreDir = true, "peer", b.TempDir()
 	localPerms := bare()
@@ -123,6 +126,7 @@ func BenchmarkPeerPubSub(b *testing.B) {
 		{"agent", a.ClientURL()},
 		{"nats_server", testkit.RunServer(b, bare()).ClientURL()},
 		{"same_config_nats_server", testkit.RunServer(b, sameConfig()).ClientURL()},
+		{"jetstream_nats_server", testkit.RunServer(b, js).ClientURL()},
 		{"js_domain_nats_server", testkit.RunServer(b, jsDomain).ClientURL()},
 		{"local_perms_nats_server", testkit.RunServer(b, localPerms).ClientURL()},
 	}
