@@ -11,11 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/minio/highwayhash"
@@ -109,83 +107,54 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 		block int
 	}
 	var open *cut // a run of lost records not closed by a later record yet
-	// forwarded[i] is the first sequence of block i+1 when it is at most
-	// one past the cursor: block i holds only readings the hub has, and
-	// is read only if a cut runs into it.
-	forwarded := make([]uint64, len(blocks))
-	for i := range blocks[:len(blocks)-1] {
-		if next, ok := firstRecordSeq(blocks[i+1].path); ok && next-1 <= cursor {
-			forwarded[i] = next
+	var buf []byte
+	for i, b := range blocks {
+		if i+1 < len(blocks) && open == nil {
+			if next, ok := firstRecordSeq(blocks[i+1].path); ok && next-1 <= cursor {
+				prevLast = next - 1
+				continue
+			}
 		}
-	}
-	// A window of blocks is read and checked side by side, one reader and
-	// its buffer per block; the sequences are then walked in block order.
-	reads := make([]blockRead, salvageReaders)
-	for start := 0; start < len(blocks); start += len(reads) {
-		win := blocks[start:min(start+len(reads), len(blocks))]
-		var wg sync.WaitGroup
-		for j, b := range win {
-			reads[j].done = false
-			if forwarded[start+j] != 0 {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				reads[j].read(b, stream)
-			}()
+		if buf, err = readBlock(b.path, buf); err != nil {
+			return res, err
 		}
-		wg.Wait()
-		for j, b := range win {
-			i, r := start+j, &reads[j]
-			if open == nil && forwarded[i] != 0 {
-				prevLast = forwarded[i] - 1
-				continue
-			}
-			if !r.done {
-				r.read(b, stream)
-			}
-			if r.err != nil {
-				return res, r.err
-			}
-			if r.compressed {
-				continue // not this record format: left to nats-server
-			}
-			sc := r.scan
-			if len(sc.good) == 0 {
-				// Nothing readable at all: nothing to salvage, and maybe not a
-				// block this pass understands. nats-server reports what it
-				// loses there (CheckStreams records it).
-				continue
-			}
-			if first, ok := sc.firstSeq(); ok && open != nil {
-				res.Losses = append(res.Losses, Loss{Stream: stream, From: max(open.from, 1), To: first - 1, Cause: causeFor(blocks[open.block].path)})
-				open = nil
-			}
-			for _, g := range sc.gaps {
-				from := prevLast + 1
-				if g.after != 0 {
-					from = g.after + 1
-				}
-				if g.before == 0 {
-					open = &cut{from: from, block: i}
-					continue
-				}
-				if g.before > from {
-					res.Losses = append(res.Losses, Loss{Stream: stream, From: from, To: g.before - 1, Cause: causeFor(b.path)})
-				}
-			}
-			if l := sc.lastSeq(); l > 0 {
-				prevLast = l
-			}
-			if len(sc.gaps) == 0 {
-				continue
-			}
-			if err := rewriteBlock(stateDir, b.path, stream, sc.good, now); err != nil {
-				return res, err
-			}
-			res.Blocks = append(res.Blocks, b.path)
+		if compressed(buf) {
+			continue // not this record format: left to nats-server
 		}
+		sc := scanBlock(buf, stream, b.index)
+		if len(sc.good) == 0 {
+			// Nothing readable at all: nothing to salvage, and maybe not a
+			// block this pass understands. nats-server reports what it
+			// loses there (CheckStreams records it).
+			continue
+		}
+		if first, ok := sc.firstSeq(); ok && open != nil {
+			res.Losses = append(res.Losses, Loss{Stream: stream, From: max(open.from, 1), To: first - 1, Cause: causeFor(blocks[open.block].path)})
+			open = nil
+		}
+		for _, g := range sc.gaps {
+			from := prevLast + 1
+			if g.after != 0 {
+				from = g.after + 1
+			}
+			if g.before == 0 {
+				open = &cut{from: from, block: i}
+				continue
+			}
+			if g.before > from {
+				res.Losses = append(res.Losses, Loss{Stream: stream, From: from, To: g.before - 1, Cause: causeFor(b.path)})
+			}
+		}
+		if l := sc.lastSeq(); l > 0 {
+			prevLast = l
+		}
+		if len(sc.gaps) == 0 {
+			continue
+		}
+		if err := rewriteBlock(stateDir, b.path, stream, sc.good, now); err != nil {
+			return res, err
+		}
+		res.Blocks = append(res.Blocks, b.path)
 	}
 	if open != nil && indexLast >= open.from {
 		res.Losses = append(res.Losses, Loss{Stream: stream, From: open.from, To: indexLast, Cause: causeFor(blocks[open.block].path)})
@@ -207,38 +176,10 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 	return res, nil
 }
 
-// salvageReaders is how many blocks the salvage pass reads and checks at
-// once: it runs before the server starts, so the cores are free, and
-// checking a block already in the page cache is all CPU (the copy out of
-// the cache and the record hashes). Each reader keeps a buffer of a
-// block's size, hence the cap.
-var salvageReaders = min(runtime.GOMAXPROCS(0), 4)
-
-// blockRead is one block read and scanned by a salvage reader; its buffer
-// is reused for the reader's next block.
-type blockRead struct {
-	buf        []byte
-	scan       blockScan
-	compressed bool
-	err        error
-	done       bool
-}
-
-func (r *blockRead) read(b blockFile, stream string) {
-	r.done, r.scan, r.compressed = true, blockScan{}, false
-	if r.buf, r.err = readBlock(b.path, r.buf); r.err != nil {
-		return
-	}
-	if r.compressed = compressed(r.buf); !r.compressed {
-		r.scan = scanBlock(r.buf, stream, b.index)
-	}
-}
-
-// readBlock reads the block file at path into buf, grown as needed: a
-// reader's buffer is reused for every block it reads, as reading a store
-// of many blocks into a new buffer each spent more time clearing and
-// faulting in fresh memory (and returning it) than reading and hashing
-// the records.
+// readBlock reads the block file at path into buf, grown as needed: one
+// buffer for every block of a stream, as reading a store of many blocks
+// into a new buffer each spent more time clearing and faulting in fresh
+// memory (and returning it) than reading and hashing the records.
 func readBlock(path string, buf []byte) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {

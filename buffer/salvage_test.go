@@ -191,13 +191,7 @@ func TestSalvageEmptyBlock(t *testing.T) {
 // size bytes, with its block files (msgs is their directory).
 func stoppedStore(t *testing.T, n, size int) (dir string, c Config, msgs string, blocks []blockFile) {
 	t.Helper()
-	return stoppedStoreOf(t, testConfig("1s", 16<<20), n, size)
-}
-
-// stoppedStoreOf is stoppedStore with the buffer configured as c.
-func stoppedStoreOf(t *testing.T, c Config, n, size int) (dir string, _ Config, msgs string, blocks []blockFile) {
-	t.Helper()
-	dir = t.TempDir()
+	dir, c = t.TempDir(), testConfig("1s", 16<<20)
 	srv, js := jsServer(t, dir, c)
 	mustOK(t, EnsureStreams(context.Background(), js, c))
 	publishN(t, js, "telemetry.t", n, size)
