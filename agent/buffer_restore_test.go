@@ -10,7 +10,7 @@ import (
 
 // copyTree copies dir as a backup tool or an SD-card image does; with the
 // agent running it is a live copy.
-func copyTree(t *testing.T, src, dst string) {
+func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -85,28 +86,72 @@ func pubSubRate(b *testing.B, url string, n int) float64 {
 
 // BenchmarkPeerPubSub: core publish/subscribe through the agent's embedded
 // leaf server (connected to a hub, as deployed) against a standalone
-// in-process nats-server of the same version.
+// in-process nats-server of the same version (go.mod's, no configuration).
+// Peers of the same version with the agent's configuration, whole and one
+// feature at a time, say what the gap is made of: same_config is the
+// options the agent gives its server (JetStream with the site's domain,
+// the uplink remote with its deny lists, the local users and their
+// permissions) without the agent around it, the bound for any agent that
+// keeps that configuration; jetstream, js_domain and local_perms add one
+// part to the bare server (JetStream without a domain, with the site's
+// domain, the local users).
 func BenchmarkPeerPubSub(b *testing.B) {
 	hub := testkit.RunServer(b, testkit.HubOpts(b))
-	a := startAgent(b, fmt.Sprintf("uplink:\n  hub_urls: [%s]\n", leafURL(b, hub, "nats")))
-	peer := testkit.RunServer(b, &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	body := fmt.Sprintf("uplink:\n  hub_urls: [%s]\n", leafURL(b, hub, "nats"))
+	a := startAgent(b, body)
+	bare := func() *server.Options {
+		return &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	}
+	sameConfig := func() *server.Options {
+		// Another site: two leaves of one JetStream domain would clash
+		// at the hub.
+		cfg := testConfig(b, "site: peer\n"+body)
+		o, _, err := mergedOptions(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		o.ServerName, o.NoLog = ServerNameFor(cfg.Site, "peer"), true
+		return o
+	}
+	js := bare()
+	js.JetStream, js.StoreDir = true, b.TempDir()
+	jsDomain := bare()
+	jsDomain.JetStream, jsDomain.JetStreamDomain, jsDomain.StoreDir = true, "peer", b.TempDir()
+	localPerms := bare()
+	setLocalPermissions(localPerms, "peer")
+	servers := []struct {
+		name string
+		url  string
+	}{
+		{"agent", a.ClientURL()},
+		{"nats_server", testkit.RunServer(b, bare()).ClientURL()},
+		{"same_config_nats_server", testkit.RunServer(b, sameConfig()).ClientURL()},
+		{"jetstream_nats_server", testkit.RunServer(b, js).ClientURL()},
+		{"js_domain_nats_server", testkit.RunServer(b, jsDomain).ClientURL()},
+		{"local_perms_nats_server", testkit.RunServer(b, localPerms).ClientURL()},
+	}
 	const n = 200_000
-	var agentRates, peerRates []float64
-	// Three alternating pairs per iteration: a median even at -benchtime=1x,
-	// and neither side always runs on the warmer machine.
+	rates := make(map[string][]float64)
+	// Three rounds per iteration, each starting one server later: a
+	// median even at -benchtime=1x, and no server always runs on the
+	// warmer machine.
 	for i := 0; i < 3*b.N; i++ {
-		if i%2 == 0 {
-			agentRates = append(agentRates, pubSubRate(b, a.ClientURL(), n))
-			peerRates = append(peerRates, pubSubRate(b, peer.ClientURL(), n))
-		} else {
-			peerRates = append(peerRates, pubSubRate(b, peer.ClientURL(), n))
-			agentRates = append(agentRates, pubSubRate(b, a.ClientURL(), n))
+		for j := range servers {
+			s := servers[(i+j)%len(servers)]
+			rates[s.name] = append(rates[s.name], pubSubRate(b, s.url, n))
 		}
 	}
-	am, pm := median(agentRates), median(peerRates)
-	b.ReportMetric(am, "msgs/s_agent")
-	b.ReportMetric(pm, "msgs/s_nats_server")
-	b.ReportMetric(am/pm, "ratio_vs_nats_server")
+	m := make(map[string]float64)
+	for _, s := range servers {
+		m[s.name] = median(rates[s.name])
+		b.ReportMetric(m[s.name], "msgs/s_"+s.name)
+	}
+	b.ReportMetric(m["agent"]/m["nats_server"], "ratio_vs_nats_server")
+	for _, p := range servers[2:] {
+		b.ReportMetric(m[p.name]/m["nats_server"], strings.TrimSuffix(p.name, "_nats_server")+"_ratio_vs_nats_server")
+	}
+	// What the agent adds to its server's configuration.
+	b.ReportMetric(m["agent"]/m["same_config_nats_server"], "ratio_vs_same_config_nats_server")
 }
 
 // binary is a main package built once per test binary: RSS and start time
@@ -437,6 +482,11 @@ func prefillBytes() int64 {
 // BenchmarkPeerReady: process start to ready (accepts a client, JetStream
 // answers; the agent also answers /v1/health) with an empty store and a
 // pre-filled one, against `nats-server -js` on a store of the same size.
+// With a pre-filled store it also measures the bound: nats-server at the
+// embedded version started on a copy of the agent's store (the same
+// streams and blocks), and the agent's salvage pass alone on that store,
+// which reads every block the hub does not have before the server may
+// open it.
 func BenchmarkPeerReady(b *testing.B) {
 	peerNATSServer(b)
 	for _, tc := range []struct {
@@ -444,7 +494,7 @@ func BenchmarkPeerReady(b *testing.B) {
 		fill int64
 	}{{"empty", 0}, {"prefilled", prefillBytes()}} {
 		b.Run(tc.name, func(b *testing.B) {
-			agentDir, natsDir := b.TempDir(), b.TempDir()
+			agentDir, natsDir, sameDir := b.TempDir(), b.TempDir(), b.TempDir()
 			maxBytes := fmt.Sprintf("%dMiB", max(2*tc.fill>>20, 64))
 			if tc.fill > 0 {
 				// Fill once through each server itself, then stop it: the
@@ -457,6 +507,9 @@ func BenchmarkPeerReady(b *testing.B) {
 				p.waitReady(b)
 				fillStore(b, p.url, tc.fill, 64<<10)
 				p.stop(b)
+				// nats-server appends "jetstream" to the store directory
+				// it is given, as the agent's store_dir does.
+				copyTree(b, filepath.Join(agentDir, "state", "jetstream"), filepath.Join(sameDir, "nats", "jetstream"))
 			}
 			timeReady := func(start func() *proc) float64 {
 				t0 := time.Now()
@@ -466,7 +519,8 @@ func BenchmarkPeerReady(b *testing.B) {
 				p.stop(b)
 				return float64(d.Milliseconds())
 			}
-			var at, nt []float64
+			sameVersion := sameVersionNATSServer.build(b)
+			var at, nt, st, salvage []float64
 			// Three starts of each per iteration, for a median at -benchtime=1x.
 			for i := 0; i < 3*b.N; i++ {
 				if tc.fill == 0 {
@@ -474,11 +528,33 @@ func BenchmarkPeerReady(b *testing.B) {
 				}
 				at = append(at, timeReady(func() *proc { return startAgentProc(b, agentDir, maxBytes) }))
 				nt = append(nt, timeReady(func() *proc { return startNATSProc(b, natsDir) }))
+				if tc.fill == 0 {
+					continue
+				}
+				st = append(st, timeReady(func() *proc { return startNATSBinary(b, sameVersion, sameDir) }))
+				// The pass as the agent's start runs it, on the store it
+				// just stopped on: intact, so it only reads.
+				t0 := time.Now()
+				if _, err := buffer.SalvageStore(filepath.Join(agentDir, "state"), slog.New(slog.DiscardHandler)); err != nil {
+					b.Fatal(err)
+				}
+				salvage = append(salvage, float64(time.Since(t0).Microseconds())/1000)
 			}
 			b.ReportMetric(median(at), "ms_ready_agent")
 			b.ReportMetric(median(nt), "ms_ready_nats_server")
 			b.ReportMetric(median(at)/median(nt), "ratio_vs_nats_server")
 			b.ReportMetric(float64(tc.fill>>20), "MiB_store")
+			if tc.fill == 0 {
+				return
+			}
+			sm, sv := median(st), median(salvage)
+			b.ReportMetric(sm, "ms_ready_same_version_nats_server")
+			b.ReportMetric(sm/median(nt), "same_version_ratio_vs_nats_server")
+			b.ReportMetric(sv, "ms_salvage_agent")
+			// The bound: the pass, then the embedded server's own start.
+			b.ReportMetric((sv+sm)/median(nt), "salvage_same_version_ratio_vs_nats_server")
+			// What the agent adds to those two.
+			b.ReportMetric(median(at)/(sv+sm), "ratio_vs_salvage_same_version")
 		})
 	}
 }
