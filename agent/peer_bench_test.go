@@ -243,6 +243,38 @@ func startNATSBinary(b *testing.B, bin, dir string) *proc {
 	return startProc(b, exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
 }
 
+// startCreatingStreams runs nats-server at the embedded version on an
+// empty store and creates the agent's buffer streams side by side, as the
+// agent's start does: the least any process does before it can buffer
+// readings. Its proc is ready once they exist.
+func startCreatingStreams(b *testing.B, bin, dir string) *proc {
+	b.Helper()
+	p := startNATSBinary(b, bin, dir)
+	p.waitReady(b)
+	nc := connect(b, p.url)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(buffer.Lanes))
+	for _, c := range buffer.StreamConfigs(buffer.DefaultConfig()) {
+		wg.Go(func() {
+			_, err := js.CreateStream(context.Background(), c)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return p
+}
+
 // startSameWork runs nats-server at the embedded version doing the
 // JetStream work of the idle agent in startAgentProc: its buffer streams,
 // and one reading a second into TELEMETRY as the sim sensor writes. What
@@ -482,7 +514,9 @@ func prefillBytes() int64 {
 // BenchmarkPeerReady: process start to ready (accepts a client, JetStream
 // answers; the agent also answers /v1/health) with an empty store and a
 // pre-filled one, against `nats-server -js` on a store of the same size.
-// With a pre-filled store it also measures the bound: nats-server at the
+// With an empty store it also measures the bound: nats-server at the
+// embedded version that creates the agent's buffer streams before it is
+// ready (startCreatingStreams). With a pre-filled store the bound is nats-server at the
 // embedded version started on a copy of the agent's store (the same
 // streams and blocks), and the agent's salvage pass alone on that store,
 // which reads every block the hub does not have before the server may
@@ -529,6 +563,7 @@ func BenchmarkPeerReady(b *testing.B) {
 				at = append(at, timeReady(func() *proc { return startAgentProc(b, agentDir, maxBytes) }))
 				nt = append(nt, timeReady(func() *proc { return startNATSProc(b, natsDir) }))
 				if tc.fill == 0 {
+					st = append(st, timeReady(func() *proc { return startCreatingStreams(b, sameVersion, b.TempDir()) }))
 					continue
 				}
 				st = append(st, timeReady(func() *proc { return startNATSBinary(b, sameVersion, sameDir) }))
@@ -545,6 +580,11 @@ func BenchmarkPeerReady(b *testing.B) {
 			b.ReportMetric(median(at)/median(nt), "ratio_vs_nats_server")
 			b.ReportMetric(float64(tc.fill>>20), "MiB_store")
 			if tc.fill == 0 {
+				// The bound: a server that has the agent's streams to
+				// create on an empty store before it can take readings.
+				b.ReportMetric(median(st), "ms_ready_same_work_nats_server")
+				b.ReportMetric(median(st)/median(nt), "same_work_ratio_vs_nats_server")
+				b.ReportMetric(median(at)/median(st), "ratio_vs_same_work_nats_server")
 				return
 			}
 			sm, sv := median(st), median(salvage)
