@@ -516,11 +516,11 @@ func prefillBytes() int64 {
 // pre-filled one, against `nats-server -js` on a store of the same size.
 // With an empty store it also measures the bound: nats-server at the
 // embedded version that creates the agent's buffer streams before it is
-// ready (startCreatingStreams). With a pre-filled store the bound is nats-server at the
-// embedded version started on a copy of the agent's store (the same
-// streams and blocks), and the agent's salvage pass alone on that store,
-// which reads every block the hub does not have before the server may
-// open it.
+// ready (startCreatingStreams). With a pre-filled store the bound is
+// nats-server at the embedded version started on a copy of the agent's
+// store (the same streams and blocks), plus the agent's salvage pass
+// alone on that store, which reads every block the hub does not have
+// before the server may open it.
 func BenchmarkPeerReady(b *testing.B) {
 	peerNATSServer(b)
 	for _, tc := range []struct {
