@@ -179,8 +179,12 @@ type Forwarder struct {
 	// replays holds the replays not done yet, per stream (Replay).
 	replays map[string]replayRange
 	// reprobe is when a session tries fast batches again after a fall
-	// back to per-message acks (status.Mode).
-	reprobe time.Time
+	// back to per-message acks (status.Mode); so does the first session on
+	// a leaf connection other than fellBackOn, the one the fall back
+	// happened on (connection): the hub may have been upgraded or `hub
+	// init` run meanwhile, however short the outage.
+	reprobe    time.Time
+	fellBackOn any
 }
 
 // progress restarts the stall clock at t unless it already runs from
@@ -374,9 +378,6 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 		return err
 	}
 	f.setError("", "") // the link is back: no longer the reason to wait
-	f.mu.Lock()
-	f.reprobe = time.Time{} // the hub may have changed meanwhile: probe it again
-	f.mu.Unlock()
 	f.drawHold()
 	return nil
 }

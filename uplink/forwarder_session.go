@@ -23,6 +23,7 @@ import (
 type session struct {
 	f          *Forwarder
 	inbox      string
+	conn       any           // the leaf connection it started on (Forwarder.connection)
 	maxPayload int64         // the smaller of the hub's and the local server's
 	freed      chan struct{} // an ack freed room in the window
 	ready      chan struct{} // a lane's queue received messages
@@ -134,13 +135,13 @@ func (f *Forwarder) session(ctx context.Context) error {
 		f: f, inbox: nats.NewInbox(), maxPayload: min(int64(f.cfg.HubMaxPayload), f.nc.MaxPayload()),
 		freed: make(chan struct{}, 1), ready: make(chan struct{}, 1), failed: make(chan error, 1),
 		tick: time.NewTicker(min(max(f.o.ackTimeout/4, 10*time.Millisecond), 250*time.Millisecond)),
-		sent: make([]*entry, f.o.window), lastAck: time.Now(),
+		sent: make([]*entry, f.o.window), lastAck: time.Now(), conn: f.connection(),
 	}
 	f.mu.Lock()
 	s.cc = f.cc
 	hold := time.Until(f.hold)
 	f.mu.Unlock()
-	s.batch = f.batchFirst()
+	s.batch = f.batchFirst(s.conn)
 	s.batches = map[string]*fastBatch{}
 	defer s.tick.Stop()
 	if hold > 0 {
@@ -745,11 +746,14 @@ func (s *session) advance(l *lane) {
 
 // checkTimeouts ends the session when the link dropped (what was in
 // flight is lost: resend it as soon as the link is back, not after the ack
-// timeout), or when the oldest unacknowledged message waited longer than
-// the ack timeout and no ack at all came meanwhile: on a slow link acks
-// trail the sends, but they keep coming.
+// timeout) or came back as another connection since the session started
+// (a drop between two looks: the next session starts on the new one and
+// probes the hub's publishing mode again), or when the oldest
+// unacknowledged message waited longer than the ack timeout and no ack at
+// all came meanwhile: on a slow link acks trail the sends, but they keep
+// coming.
 func (s *session) checkTimeouts() error {
-	if !s.f.linkUp() {
+	if !s.f.linkUp() || s.f.connection() != s.conn {
 		return errLinkDown
 	}
 	s.mu.Lock()
