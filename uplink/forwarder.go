@@ -244,8 +244,15 @@ func (f *Forwarder) HubSubject(local string) string {
 // MsgID is the hub-side de-duplication id of one local message: the id
 // epoch makes a wiped device or a reused sequence never reuse an old id.
 func (f *Forwarder) MsgID(stream string, seq uint64) string {
-	var b [20]byte
-	return f.site + "." + f.st.MsgIDPrefix(stream, seq) + "." + stream + "." + string(strconv.AppendUint(b[:0], seq, 10))
+	return string(f.appendMsgID(make([]byte, 0, 64), stream, seq))
+}
+
+// appendMsgID appends MsgID(stream, seq) to b.
+func (f *Forwarder) appendMsgID(b []byte, stream string, seq uint64) []byte {
+	b = append(append(b, f.site...), '.')
+	b = append(append(b, f.st.MsgIDPrefix(stream, seq)...), '.')
+	b = append(append(b, stream...), '.')
+	return strconv.AppendUint(b, seq, 10)
 }
 
 // Status is a snapshot for `edge-agent status`.
@@ -626,23 +633,36 @@ func (e *ackError) permanent() bool {
 // headers travel along, except the Nats-* ones, which would tell the hub
 // stream to de-duplicate or check sequences by the local app's rules.
 func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
-	return f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), m, meta, stream)
+	h, _ := f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), nil, m, meta.Sequence.Stream, meta.Timestamp, stream)
+	return h
 }
 
-// fillHubHeaders is hubHeaders into h, which it clears first, with the six
-// values in v: a session reuses both for every reading, as the client has
-// encoded them by the time PublishMsg returns.
-func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
+// fillHubHeaders is hubHeaders into h with the six values in v, for the
+// message at seq stored at ts; buf is scratch space, returned for the next
+// call. A session reuses h, v and buf for every reading, as the client has
+// encoded them by the time PublishMsg returns. This runs once per reading:
+// the id and the time share one string, and a reading without headers of
+// its own leaves h as the previous one left it, since its six slices are
+// views of v.
+func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, buf []byte, m jetstream.Msg, seq uint64, ts time.Time, stream string) (nats.Header, []byte) {
+	buf = f.appendMsgID(buf[:0], stream, seq)
+	idLen := len(buf)
+	buf = ts.UTC().AppendFormat(buf, time.RFC3339Nano)
+	both := string(buf)
+	id := both[:idLen]
+	*v = [6]string{id, m.Subject(), both[idLen:], f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
+	app := m.Headers()
+	if len(app) == 0 && len(h) == 6 {
+		// Only the six are in h (they are set last, over any app header
+		// of the same name), each a view of v.
+		return h, buf
+	}
 	clear(h)
-	for k, vs := range m.Headers() {
+	for k, vs := range app {
 		if len(k) < 5 || !strings.EqualFold(k[:5], "nats-") {
 			h[k] = vs
 		}
 	}
-	id := f.MsgID(stream, meta.Sequence.Stream)
-	// One array holds the six values, and the sequence is the id's last
-	// token: this runs once per reading.
-	*v = [6]string{id, m.Subject(), meta.Timestamp.UTC().Format(time.RFC3339Nano), f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
 	// The keys are canonical already: assigning skips Set's canonicalizing.
 	h[nats.MsgIdHdr] = v[0:1:1]
 	h[HdrSubject] = v[1:2:2]
@@ -650,7 +670,7 @@ func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, m jetstream.Msg,
 	h[HdrSite] = v[3:4:4]
 	h[HdrStream] = v[4:5:5]
 	h[HdrSeq] = v[5:6:6]
-	return h
+	return h, buf
 }
 
 // msgSize is what the hub counts against max_payload: headers and data.

@@ -34,12 +34,13 @@ type session struct {
 	held  atomic.Bool
 	slab  []entry // send's entries, allocated in blocks
 	reply []byte  // send's scratch for the reply subject
-	// out, hdr and vals are send's message, reused for every reading: the
-	// client has encoded it by the time PublishMsg returns. hubSubjects
-	// caches the hub subject of each local one.
+	// out, hdr, vals and hdrBuf are send's message, reused for every
+	// reading: the client has encoded it by the time PublishMsg returns.
+	// hubSubjects caches the hub subject of each local one.
 	out         nats.Msg
 	hdr         nats.Header
 	vals        [6]string
+	hdrBuf      []byte
 	hubSubjects map[string]string
 
 	mu sync.Mutex
@@ -475,7 +476,9 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		s.hubSubjects[m.Subject()] = hubSubject
 	}
 	out := &s.out
-	*out = nats.Msg{Subject: hubSubject, Header: f.fillHubHeaders(s.hdr, &s.vals, m, meta, l.name), Data: m.Data()}
+	var hdr nats.Header
+	hdr, s.hdrBuf = f.fillHubHeaders(s.hdr, &s.vals, s.hdrBuf, m, seq, meta.Timestamp, l.name)
+	*out = nats.Msg{Subject: hubSubject, Header: hdr, Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
 	if int64(size) > s.maxPayload {
 		f.reject(l.name, seq, m.Subject(), fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, s.maxPayload))
