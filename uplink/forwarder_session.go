@@ -95,10 +95,12 @@ type lane struct {
 	freshFrom uint64
 }
 
-// item is one message read from a lane, its metadata parsed by the reader.
+// item is one message read from a lane, with its stream sequence and the
+// time the stream stored it (Unix nanoseconds), parsed by the reader.
 type item struct {
-	m    jetstream.Msg
-	meta *jetstream.MsgMetadata
+	m   jetstream.Msg
+	seq uint64
+	ts  int64
 }
 
 type entry struct {
@@ -347,12 +349,12 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 		defer wg.Done()
 		var metaErr error
 		err := f.o.read(ctx, str, start, func(m jetstream.Msg) bool {
-			meta, err := m.Metadata()
+			it, err := readItem(m)
 			if err != nil {
 				metaErr = fmt.Errorf("message metadata: %w", err)
 				return false
 			}
-			return l.push(ctx, item{m, meta}, s.ready)
+			return l.push(ctx, it, s.ready)
 		})
 		if metaErr != nil {
 			err = metaErr
@@ -362,6 +364,44 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 		}
 	}()
 	return l, nil
+}
+
+// readItem reads m's stream sequence and storage time from its reply
+// subject, as jetstream's Metadata does but without allocating: it runs
+// once per reading. After "$JS.ACK." come the stream, the consumer, the
+// delivery count, the stream and consumer sequences, the time and the
+// pending count; from nats-server 2.10 on, a domain and an account hash
+// come first and a random token last. Any other shape goes through
+// Metadata, which says what is wrong with it.
+func readItem(m jetstream.Msg) (item, error) {
+	reply := m.Reply()
+	seqAt := -1
+	if rest, ok := strings.CutPrefix(reply, "$JS.ACK."); ok {
+		switch strings.Count(rest, ".") + 1 {
+		case 7:
+			seqAt = 3
+		case 9, 10:
+			seqAt = 5
+		}
+		for i := 0; seqAt >= 0 && i < seqAt; i++ {
+			_, rest, _ = strings.Cut(rest, ".")
+		}
+		if seqAt >= 0 {
+			seqTok, rest, _ := strings.Cut(rest, ".")
+			_, rest, _ = strings.Cut(rest, ".") // the consumer sequence
+			tsTok, _, _ := strings.Cut(rest, ".")
+			seq, err1 := strconv.ParseUint(seqTok, 10, 64)
+			ts, err2 := strconv.ParseInt(tsTok, 10, 64)
+			if err1 == nil && err2 == nil {
+				return item{m, seq, ts}, nil
+			}
+		}
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		return item{}, err
+	}
+	return item{m, meta.Sequence.Stream, meta.Timestamp.UnixNano()}, nil
 }
 
 // readFunc delivers a local stream's messages from sequence from onward,
@@ -438,8 +478,7 @@ func readStream(ctx context.Context, str jetstream.Stream, from uint64, deliver 
 // when the hub could never take it.
 func (s *session) send(ctx context.Context, l *lane, it item) error {
 	f := s.f
-	m, meta := it.m, it.meta
-	seq := meta.Sequence.Stream
+	m, seq := it.m, it.seq
 	if seq < l.next {
 		return fmt.Errorf("stream %s: reader went back to seq %d after %d; resending from the cursor", l.name, seq, l.next-1)
 	}
@@ -477,7 +516,7 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 	}
 	out := &s.out
 	var hdr nats.Header
-	hdr, s.hdrBuf = f.fillHubHeaders(s.hdr, &s.vals, s.hdrBuf, m, seq, meta.Timestamp, l.name)
+	hdr, s.hdrBuf = f.fillHubHeaders(s.hdr, &s.vals, s.hdrBuf, m, seq, time.Unix(0, it.ts), l.name)
 	*out = nats.Msg{Subject: hubSubject, Header: hdr, Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
 	if int64(size) > s.maxPayload {
