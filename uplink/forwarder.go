@@ -633,21 +633,22 @@ func (e *ackError) permanent() bool {
 // headers travel along, except the Nats-* ones, which would tell the hub
 // stream to de-duplicate or check sequences by the local app's rules.
 func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
-	h, _ := f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), nil, m, meta.Sequence.Stream, meta.Timestamp, stream)
+	h, _ := f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), nil, new(rfc3339Nano), m, meta.Sequence.Stream, meta.Timestamp, stream)
 	return h
 }
 
 // fillHubHeaders is hubHeaders into h with the six values in v, for the
 // message at seq stored at ts; buf is scratch space, returned for the next
-// call. A session reuses h, v and buf for every reading, as the client has
+// call, and tf formats the time. A session reuses h, v, buf and tf for
+// every reading, as the client has
 // encoded them by the time PublishMsg returns. This runs once per reading:
 // the id and the time share one string, and a reading without headers of
 // its own leaves h as the previous one left it, since its six slices are
 // views of v.
-func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, buf []byte, m jetstream.Msg, seq uint64, ts time.Time, stream string) (nats.Header, []byte) {
+func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, buf []byte, tf *rfc3339Nano, m jetstream.Msg, seq uint64, ts time.Time, stream string) (nats.Header, []byte) {
 	buf = f.appendMsgID(buf[:0], stream, seq)
 	idLen := len(buf)
-	buf = ts.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = tf.append(buf, ts)
 	both := string(buf)
 	id := both[:idLen]
 	*v = [6]string{id, m.Subject(), both[idLen:], f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
@@ -671,6 +672,38 @@ func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, buf []byte, m je
 	h[HdrStream] = v[4:5:5]
 	h[HdrSeq] = v[5:6:6]
 	return h, buf
+}
+
+// rfc3339Nano formats times in UTC as time.RFC3339Nano does. A backlog's
+// readings come in time order, many to a second: the date and the clock
+// are formatted once per second, the fraction by hand.
+type rfc3339Nano struct {
+	sec    int64
+	prefix []byte // the time of sec up to its seconds; nil: none yet
+}
+
+// append appends ts, in UTC, to b.
+func (c *rfc3339Nano) append(b []byte, ts time.Time) []byte {
+	ts = ts.UTC()
+	if sec := ts.Unix(); c.prefix == nil || sec != c.sec {
+		c.sec, c.prefix = sec, ts.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05")
+	}
+	b = append(b, c.prefix...)
+	if ns := ts.Nanosecond(); ns != 0 {
+		// .999999999: nine digits, trailing zeros dropped.
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i > 0; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(d)
+		for d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // msgSize is what the hub counts against max_payload: headers and data.

@@ -36,11 +36,13 @@ type session struct {
 	reply []byte  // send's scratch for the reply subject
 	// out, hdr, vals and hdrBuf are send's message, reused for every
 	// reading: the client has encoded it by the time PublishMsg returns.
-	// hubSubjects caches the hub subject of each local one.
+	// hubSubjects caches the hub subject of each local one, times the
+	// formatted second.
 	out         nats.Msg
 	hdr         nats.Header
 	vals        [6]string
 	hdrBuf      []byte
+	times       rfc3339Nano
 	hubSubjects map[string]string
 
 	mu sync.Mutex
@@ -516,7 +518,7 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 	}
 	out := &s.out
 	var hdr nats.Header
-	hdr, s.hdrBuf = f.fillHubHeaders(s.hdr, &s.vals, s.hdrBuf, m, seq, time.Unix(0, it.ts), l.name)
+	hdr, s.hdrBuf = f.fillHubHeaders(s.hdr, &s.vals, s.hdrBuf, &s.times, m, seq, time.Unix(0, it.ts), l.name)
 	*out = nats.Msg{Subject: hubSubject, Header: hdr, Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
 	if int64(size) > s.maxPayload {

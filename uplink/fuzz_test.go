@@ -36,7 +36,7 @@ func FuzzHubHeaders(f *testing.F) {
 	fw := &Forwarder{site: "store-1", prefix: "edge", st: st}
 	// A session's reused map, values and scratch, which every input
 	// follows the previous one into.
-	reused, vals, buf := nats.Header{}, new([6]string), []byte(nil)
+	reused, vals, buf, times := nats.Header{}, new([6]string), []byte(nil), new(rfc3339Nano)
 
 	f.Add([]byte("NATS/1.0\r\nTrace: abc\r\n\r\n"), "telemetry.ambient", uint64(1), int64(1767322800123456789))
 	f.Add([]byte("NATS/1.0\r\nNats-Msg-Id: app-1\r\nNats-Expected-Last-Sequence: 4\r\nEdge-Site: evil\r\nedge-site: evil2\r\n\r\n"), "alerts.door", uint64(1<<63), int64(0))
@@ -56,7 +56,7 @@ func FuzzHubHeaders(f *testing.F) {
 		ts := time.Unix(0, unixNano)
 		meta := &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: ts}
 		out := fw.hubHeaders(hdrMsg{subject: subject, h: in}, meta, stream)
-		reused, buf = fw.fillHubHeaders(reused, vals, buf, hdrMsg{subject: subject, h: in}, seq, ts, stream)
+		reused, buf = fw.fillHubHeaders(reused, vals, buf, times, hdrMsg{subject: subject, h: in}, seq, ts, stream)
 		if !reflect.DeepEqual(reused, out) {
 			t.Fatalf("headers built in the session's reused map %q, want %q as built anew", reused, out)
 		}
