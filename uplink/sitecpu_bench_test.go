@@ -50,14 +50,15 @@ func BenchmarkSiteCPU(b *testing.B) {
 	b.ReportMetric(float64(srcAllocs)/total, "site_allocs/reading_sourcing")
 }
 
-// countAllocs is way, adding the heap allocations of this process from
-// its start to the end of the drain to *n.
+// countAllocs is way, adding to *n the heap allocations of this process
+// from the way's start until the drain's scope ends it (the count takes in
+// stopping what the way started, whose cleanups run first, and the
+// benchmark's polling of the hub: the same for every way).
 func countAllocs(way drainWay, n *uint64) drainWay {
 	return drainWay{backlog: way.backlog, start: func(b *testing.B, e *fwEnv, readings int) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		before := ms.Mallocs
-		// The scope's first cleanup: the drain is over, nothing torn down.
 		e.t.Cleanup(func() {
 			runtime.ReadMemStats(&ms)
 			*n += ms.Mallocs - before
