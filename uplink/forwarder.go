@@ -179,8 +179,12 @@ type Forwarder struct {
 	// replays holds the replays not done yet, per stream (Replay).
 	replays map[string]replayRange
 	// reprobe is when a session tries fast batches again after a fall
-	// back to per-message acks (status.Mode).
-	reprobe time.Time
+	// back to per-message acks (status.Mode); so does the first session on
+	// a leaf connection other than fellBackOn, the one the fall back
+	// happened on (connection): the hub may have been upgraded or `hub
+	// init` run meanwhile, however short the outage.
+	reprobe    time.Time
+	fellBackOn any
 }
 
 // progress restarts the stall clock at t unless it already runs from
@@ -240,8 +244,15 @@ func (f *Forwarder) HubSubject(local string) string {
 // MsgID is the hub-side de-duplication id of one local message: the id
 // epoch makes a wiped device or a reused sequence never reuse an old id.
 func (f *Forwarder) MsgID(stream string, seq uint64) string {
-	var b [20]byte
-	return f.site + "." + f.st.MsgIDPrefix(stream, seq) + "." + stream + "." + string(strconv.AppendUint(b[:0], seq, 10))
+	return string(f.appendMsgID(make([]byte, 0, 64), stream, seq))
+}
+
+// appendMsgID appends MsgID(stream, seq) to b.
+func (f *Forwarder) appendMsgID(b []byte, stream string, seq uint64) []byte {
+	b = append(append(b, f.site...), '.')
+	b = append(append(b, f.st.MsgIDPrefix(stream, seq)...), '.')
+	b = append(append(b, stream...), '.')
+	return strconv.AppendUint(b, seq, 10)
 }
 
 // Status is a snapshot for `edge-agent status`.
@@ -374,9 +385,6 @@ func (f *Forwarder) waitLink(ctx context.Context) error {
 		return err
 	}
 	f.setError("", "") // the link is back: no longer the reason to wait
-	f.mu.Lock()
-	f.reprobe = time.Time{} // the hub may have changed meanwhile: probe it again
-	f.mu.Unlock()
 	f.drawHold()
 	return nil
 }
@@ -625,23 +633,37 @@ func (e *ackError) permanent() bool {
 // headers travel along, except the Nats-* ones, which would tell the hub
 // stream to de-duplicate or check sequences by the local app's rules.
 func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
-	return f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), m, meta, stream)
+	h, _ := f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), nil, new(rfc3339Nano), m, meta.Sequence.Stream, meta.Timestamp, stream)
+	return h
 }
 
-// fillHubHeaders is hubHeaders into h, which it clears first, with the six
-// values in v: a session reuses both for every reading, as the client has
-// encoded them by the time PublishMsg returns.
-func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
+// fillHubHeaders is hubHeaders into h with the six values in v, for the
+// message at seq stored at ts; buf is scratch space, returned for the next
+// call, and tf formats the time. A session reuses h, v, buf and tf for
+// every reading, as the client has
+// encoded them by the time PublishMsg returns. This runs once per reading:
+// the id and the time share one string, and a reading without headers of
+// its own leaves h as the previous one left it, since its six slices are
+// views of v.
+func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, buf []byte, tf *rfc3339Nano, m jetstream.Msg, seq uint64, ts time.Time, stream string) (nats.Header, []byte) {
+	buf = f.appendMsgID(buf[:0], stream, seq)
+	idLen := len(buf)
+	buf = tf.append(buf, ts)
+	both := string(buf)
+	id := both[:idLen]
+	*v = [6]string{id, m.Subject(), both[idLen:], f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
+	app := m.Headers()
+	if len(app) == 0 && len(h) == 6 {
+		// Only the six are in h (they are set last, over any app header
+		// of the same name), each a view of v.
+		return h, buf
+	}
 	clear(h)
-	for k, vs := range m.Headers() {
+	for k, vs := range app {
 		if len(k) < 5 || !strings.EqualFold(k[:5], "nats-") {
 			h[k] = vs
 		}
 	}
-	id := f.MsgID(stream, meta.Sequence.Stream)
-	// One array holds the six values, and the sequence is the id's last
-	// token: this runs once per reading.
-	*v = [6]string{id, m.Subject(), meta.Timestamp.UTC().Format(time.RFC3339Nano), f.site, stream, id[strings.LastIndexByte(id, '.')+1:]}
 	// The keys are canonical already: assigning skips Set's canonicalizing.
 	h[nats.MsgIdHdr] = v[0:1:1]
 	h[HdrSubject] = v[1:2:2]
@@ -649,7 +671,39 @@ func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, m jetstream.Msg,
 	h[HdrSite] = v[3:4:4]
 	h[HdrStream] = v[4:5:5]
 	h[HdrSeq] = v[5:6:6]
-	return h
+	return h, buf
+}
+
+// rfc3339Nano formats times in UTC as time.RFC3339Nano does. A backlog's
+// readings come in time order, many to a second: the date and the clock
+// are formatted once per second, the fraction by hand.
+type rfc3339Nano struct {
+	sec    int64
+	prefix []byte // the time of sec up to its seconds; nil: none yet
+}
+
+// append appends ts, in UTC, to b.
+func (c *rfc3339Nano) append(b []byte, ts time.Time) []byte {
+	ts = ts.UTC()
+	if sec := ts.Unix(); c.prefix == nil || sec != c.sec {
+		c.sec, c.prefix = sec, ts.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05")
+	}
+	b = append(b, c.prefix...)
+	if ns := ts.Nanosecond(); ns != 0 {
+		// .999999999: nine digits, trailing zeros dropped.
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i > 0; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(d)
+		for d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // msgSize is what the hub counts against max_payload: headers and data.

@@ -80,24 +80,26 @@ type fastBatch struct {
 // window, so a window full of messages always holds a flow ack's worth.
 func (f *Forwarder) batchFlow() int { return max(1, min(maxBatchFlow, f.o.window/2)) }
 
-// batchFirst decides a new session's mode: batched unless a recent fall
-// back said the hub cannot take batches. Nothing is lost by trying: a hub
-// that does not know fast batches stores and acks each message as a plain
-// publish, and one whose stream refuses them stores nothing.
-func (f *Forwarder) batchFirst() bool {
+// batchFirst decides the mode of a new session on leaf connection conn:
+// batched unless a recent fall back on the same connection said the hub
+// cannot take batches. Nothing is lost by trying: a hub that does not know
+// fast batches stores and acks each message as a plain publish, and one
+// whose stream refuses them stores nothing.
+func (f *Forwarder) batchFirst(conn any) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.status.Mode != ModePerMessage || time.Now().After(f.reprobe)
+	return f.status.Mode != ModePerMessage || time.Now().After(f.reprobe) || conn != f.fellBackOn
 }
 
-// setMode records what the hub's answer showed; a fall back is retried
-// after wait.
-func (f *Forwarder) setMode(mode string, wait time.Duration, why string) {
+// setMode records what the hub's answer on session s showed; a fall back
+// is retried after wait, or on another leaf connection (batchFirst).
+func (s *session) setMode(mode string, wait time.Duration, why string) {
+	f := s.f
 	f.mu.Lock()
 	changed := f.status.Mode != mode
 	f.status.Mode = mode
 	if mode == ModePerMessage {
-		f.reprobe = time.Now().Add(wait)
+		f.reprobe, f.fellBackOn = time.Now().Add(wait), s.conn
 	}
 	f.mu.Unlock()
 	if changed {
@@ -213,7 +215,6 @@ func parseFlow(data []byte) (flowMsg, bool) {
 // onBatchReply handles the hub's answer to a message sent in a batch:
 // subject is the reply subject past the inbox and its dot.
 func (s *session) onBatchReply(subject string, data []byte, status string) {
-	f := s.f
 	tok := strings.Split(strings.TrimSuffix(subject, batchSuffix), ".")
 	if len(tok) != 5 {
 		return
@@ -240,7 +241,7 @@ func (s *session) onBatchReply(subject string, data []byte, status string) {
 		}
 		switch fm.Type {
 		case "ack":
-			f.setMode(ModeBatch, 0, "the hub stream takes fast batches")
+			s.setMode(ModeBatch, 0, "the hub stream takes fast batches")
 			s.mu.Lock()
 			s.flowMsgs = max(fm.Msgs, 1)
 			s.mu.Unlock()
@@ -267,7 +268,7 @@ func (s *session) onBatchReply(subject string, data []byte, status string) {
 		if pa.Error.ErrCode == errCodeBatchTooInflight {
 			wait, why = reprobeCrowded, "the hub stream has too many open batches (many sites draining)"
 		}
-		f.setMode(ModePerMessage, wait, why)
+		s.setMode(ModePerMessage, wait, why)
 		if b.base == 0 {
 			s.fail(errModeChanged) // the session's first batch: it stored nothing
 		} else {
@@ -283,7 +284,7 @@ func (s *session) onBatchReply(subject string, data []byte, status string) {
 		// sent so far: the session goes on per message. An error without
 		// a batch is a refusal of this one message.
 		if pa.Error == nil {
-			f.setMode(ModePerMessage, reprobeUnsupported, "the hub's nats-server is older than 2.14")
+			s.setMode(ModePerMessage, reprobeUnsupported, "the hub's nats-server is older than 2.14")
 			s.mu.Lock()
 			s.batch = false
 			s.mu.Unlock()
@@ -291,7 +292,7 @@ func (s *session) onBatchReply(subject string, data []byte, status string) {
 		s.ackOne(b.base+bseq-1, pa, true, data, status)
 	default:
 		// A commit's PubAck: the batch ended with count messages stored.
-		f.setMode(ModeBatch, 0, "the hub stream takes fast batches")
+		s.setMode(ModeBatch, 0, "the hub stream takes fast batches")
 		s.ackBatch(b, pa.Count, pa)
 		s.mu.Lock()
 		delete(s.batches, b.id)

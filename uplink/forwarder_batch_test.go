@@ -128,3 +128,41 @@ func TestForwarderBatchFallback(t *testing.T) {
 	}
 	w.checkExactlyOnce(w.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 600)
 }
+
+// A link drop too short for the session's overdue-ack tick to see still
+// means another leaf connection, possibly to an upgraded or re-initialised
+// hub: the session on the old connection ends and the next one probes
+// fast batches again. The fake link drops and returns between two ticks
+// while the real leaf stays up, so only the connection's identity changed.
+func TestForwarderBatchReprobeAfterBlip(t *testing.T) {
+	e := newFwEnv(t, "store-blip", fwEnvOpts{})
+	e.leafUp()
+	e.allowBatches(false)
+	e.publish("telemetry.x", 100, []byte("r"))
+	link := newFakeLink(true)
+	f := e.start(nil, WithLink(link))
+	e.waitCursor("TELEMETRY", 100, 20*time.Second, "backlog at the hub")
+	if m := f.Status().Mode; m != ModePerMessage {
+		t.Fatalf("mode %q against a stream without allow_batched, want %q", m, ModePerMessage)
+	}
+
+	e.allowBatches(true)
+	link.set(false)
+	link.set(true)
+	// The next readings go once a session runs on the new connection:
+	// the old one would send them per message until its next tick.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.cur == nil || f.cur.conn != link.Up() {
+			return errors.New("still waiting for a session on the new connection")
+		}
+		return nil
+	})
+	e.publish("telemetry.x", 100, []byte("r"))
+	e.waitCursor("TELEMETRY", 200, 20*time.Second, "second backlog at the hub")
+	if m := f.Status().Mode; m != ModeBatch {
+		t.Fatalf("mode %q after the link dropped and came back within a tick, want %q", m, ModeBatch)
+	}
+	e.checkExactlyOnce(e.hubMsgs(), "TELEMETRY", "telemetry.x", 1, 200)
+}

@@ -23,6 +23,7 @@ import (
 type session struct {
 	f          *Forwarder
 	inbox      string
+	conn       any           // the leaf connection it started on (Forwarder.connection)
 	maxPayload int64         // the smaller of the hub's and the local server's
 	freed      chan struct{} // an ack freed room in the window
 	ready      chan struct{} // a lane's queue received messages
@@ -33,12 +34,15 @@ type session struct {
 	held  atomic.Bool
 	slab  []entry // send's entries, allocated in blocks
 	reply []byte  // send's scratch for the reply subject
-	// out, hdr and vals are send's message, reused for every reading: the
-	// client has encoded it by the time PublishMsg returns. hubSubjects
-	// caches the hub subject of each local one.
+	// out, hdr, vals and hdrBuf are send's message, reused for every
+	// reading: the client has encoded it by the time PublishMsg returns.
+	// hubSubjects caches the hub subject of each local one, times the
+	// formatted second.
 	out         nats.Msg
 	hdr         nats.Header
 	vals        [6]string
+	hdrBuf      []byte
+	times       rfc3339Nano
 	hubSubjects map[string]string
 
 	mu sync.Mutex
@@ -93,10 +97,12 @@ type lane struct {
 	freshFrom uint64
 }
 
-// item is one message read from a lane, its metadata parsed by the reader.
+// item is one message read from a lane, with its stream sequence and the
+// time the stream stored it (Unix nanoseconds), parsed by the reader.
 type item struct {
-	m    jetstream.Msg
-	meta *jetstream.MsgMetadata
+	m   jetstream.Msg
+	seq uint64
+	ts  int64
 }
 
 type entry struct {
@@ -134,13 +140,13 @@ func (f *Forwarder) session(ctx context.Context) error {
 		f: f, inbox: nats.NewInbox(), maxPayload: min(int64(f.cfg.HubMaxPayload), f.nc.MaxPayload()),
 		freed: make(chan struct{}, 1), ready: make(chan struct{}, 1), failed: make(chan error, 1),
 		tick: time.NewTicker(min(max(f.o.ackTimeout/4, 10*time.Millisecond), 250*time.Millisecond)),
-		sent: make([]*entry, f.o.window), lastAck: time.Now(),
+		sent: make([]*entry, f.o.window), lastAck: time.Now(), conn: f.connection(),
 	}
 	f.mu.Lock()
 	s.cc = f.cc
 	hold := time.Until(f.hold)
 	f.mu.Unlock()
-	s.batch = f.batchFirst()
+	s.batch = f.batchFirst(s.conn)
 	s.batches = map[string]*fastBatch{}
 	defer s.tick.Stop()
 	if hold > 0 {
@@ -345,12 +351,12 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 		defer wg.Done()
 		var metaErr error
 		err := f.o.read(ctx, str, start, func(m jetstream.Msg) bool {
-			meta, err := m.Metadata()
+			it, err := readItem(m)
 			if err != nil {
 				metaErr = fmt.Errorf("message metadata: %w", err)
 				return false
 			}
-			return l.push(ctx, item{m, meta}, s.ready)
+			return l.push(ctx, it, s.ready)
 		})
 		if metaErr != nil {
 			err = metaErr
@@ -360,6 +366,44 @@ func (s *session) openLane(ctx context.Context, name string, wg *sync.WaitGroup)
 		}
 	}()
 	return l, nil
+}
+
+// readItem reads m's stream sequence and storage time from its reply
+// subject, as jetstream's Metadata does but without allocating: it runs
+// once per reading. After "$JS.ACK." come the stream, the consumer, the
+// delivery count, the stream and consumer sequences, the time and the
+// pending count; from nats-server 2.10 on, a domain and an account hash
+// come first and a random token last. Any other shape goes through
+// Metadata, which says what is wrong with it.
+func readItem(m jetstream.Msg) (item, error) {
+	reply := m.Reply()
+	seqAt := -1
+	if rest, ok := strings.CutPrefix(reply, "$JS.ACK."); ok {
+		switch strings.Count(rest, ".") + 1 {
+		case 7:
+			seqAt = 3
+		case 9, 10:
+			seqAt = 5
+		}
+		for i := 0; seqAt >= 0 && i < seqAt; i++ {
+			_, rest, _ = strings.Cut(rest, ".")
+		}
+		if seqAt >= 0 {
+			seqTok, rest, _ := strings.Cut(rest, ".")
+			_, rest, _ = strings.Cut(rest, ".") // the consumer sequence
+			tsTok, _, _ := strings.Cut(rest, ".")
+			seq, err1 := strconv.ParseUint(seqTok, 10, 64)
+			ts, err2 := strconv.ParseInt(tsTok, 10, 64)
+			if err1 == nil && err2 == nil {
+				return item{m, seq, ts}, nil
+			}
+		}
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		return item{}, err
+	}
+	return item{m, meta.Sequence.Stream, meta.Timestamp.UnixNano()}, nil
 }
 
 // readFunc delivers a local stream's messages from sequence from onward,
@@ -436,8 +480,7 @@ func readStream(ctx context.Context, str jetstream.Stream, from uint64, deliver 
 // when the hub could never take it.
 func (s *session) send(ctx context.Context, l *lane, it item) error {
 	f := s.f
-	m, meta := it.m, it.meta
-	seq := meta.Sequence.Stream
+	m, seq := it.m, it.seq
 	if seq < l.next {
 		return fmt.Errorf("stream %s: reader went back to seq %d after %d; resending from the cursor", l.name, seq, l.next-1)
 	}
@@ -474,7 +517,9 @@ func (s *session) send(ctx context.Context, l *lane, it item) error {
 		s.hubSubjects[m.Subject()] = hubSubject
 	}
 	out := &s.out
-	*out = nats.Msg{Subject: hubSubject, Header: f.fillHubHeaders(s.hdr, &s.vals, m, meta, l.name), Data: m.Data()}
+	var hdr nats.Header
+	hdr, s.hdrBuf = f.fillHubHeaders(s.hdr, &s.vals, s.hdrBuf, &s.times, m, seq, time.Unix(0, it.ts), l.name)
+	*out = nats.Msg{Subject: hubSubject, Header: hdr, Data: m.Data()}
 	size := msgSize(out) + len(out.Subject)
 	if int64(size) > s.maxPayload {
 		f.reject(l.name, seq, m.Subject(), fmt.Sprintf("%d bytes exceed the hub's max_payload of %d (uplink.hub_max_payload)", size, s.maxPayload))
@@ -745,11 +790,14 @@ func (s *session) advance(l *lane) {
 
 // checkTimeouts ends the session when the link dropped (what was in
 // flight is lost: resend it as soon as the link is back, not after the ack
-// timeout), or when the oldest unacknowledged message waited longer than
-// the ack timeout and no ack at all came meanwhile: on a slow link acks
-// trail the sends, but they keep coming.
+// timeout) or came back as another connection since the session started
+// (a drop between two looks: the next session starts on the new one and
+// probes the hub's publishing mode again), or when the oldest
+// unacknowledged message waited longer than the ack timeout and no ack at
+// all came meanwhile: on a slow link acks trail the sends, but they keep
+// coming.
 func (s *session) checkTimeouts() error {
-	if !s.f.linkUp() {
+	if !s.f.linkUp() || s.f.connection() != s.conn {
 		return errLinkDown
 	}
 	s.mu.Lock()

@@ -1,8 +1,10 @@
 package uplink
 
 import (
+	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,21 @@ func TestForwarderSteadyFlow(t *testing.T) {
 	msgs := e.hubMsgs()
 	e.checkExactlyOnce(msgs, "TELEMETRY", "telemetry.ambient", 1, nTele+10)
 	e.checkExactlyOnce(msgs, "ALERTS", "alerts.door", 1, nAlerts)
+	// Edge-Time is when the local stream stored the reading.
+	local, err := e.leafJS.Stream(context.Background(), "TELEMETRY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs[len(msgs)-3:] {
+		seq, _ := strconv.ParseUint(m.Headers().Get(HdrSeq), 10, 64)
+		stored, err := local.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := m.Headers().Get(HdrTime), stored.Time.UTC().Format(time.RFC3339Nano); got != want {
+			t.Fatalf("TELEMETRY seq %d: Edge-Time %s, stored at %s", seq, got, want)
+		}
+	}
 	testkit.WaitFor(t, 10*time.Second, func() error {
 		if !(e.st.Cursor("TELEMETRY") == nTele+10 && e.st.Cursor("ALERTS") == nAlerts) {
 			return errors.New("still waiting for cursors at the end")

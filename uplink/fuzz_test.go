@@ -34,11 +34,16 @@ func (m hdrMsg) Subject() string      { return m.subject }
 func FuzzHubHeaders(f *testing.F) {
 	st, _ := teststate.Open(f)
 	fw := &Forwarder{site: "store-1", prefix: "edge", st: st}
+	// A session's reused map, values and scratch, which every input
+	// follows the previous one into.
+	reused, vals, buf, times := nats.Header{}, new([6]string), []byte(nil), new(rfc3339Nano)
 
 	f.Add([]byte("NATS/1.0\r\nTrace: abc\r\n\r\n"), "telemetry.ambient", uint64(1), int64(1767322800123456789))
 	f.Add([]byte("NATS/1.0\r\nNats-Msg-Id: app-1\r\nNats-Expected-Last-Sequence: 4\r\nEdge-Site: evil\r\nedge-site: evil2\r\n\r\n"), "alerts.door", uint64(1<<63), int64(0))
 	f.Add([]byte("NATS/1.0\r\nNATS-MSG-ID: x\r\nK: v1\r\nK: v2\r\nEdge-Seq: 0\r\n\r\n"), "telemetry.a.b", uint64(42), int64(-1))
 	f.Add([]byte("NATS/1.0 503\r\n\r\n"), "telemetry.x", uint64(0), int64(1))
+	f.Add([]byte("NATS/1.0\r\n\r\n"), "telemetry.x", uint64(7), int64(1767322800000000000))
+	f.Add([]byte("NATS/1.0\r\nTrace: abc\r\n\r\n"), "telemetry.x", uint64(8), int64(1767322800000000001))
 	f.Fuzz(func(t *testing.T, block []byte, subject string, seq uint64, unixNano int64) {
 		in, err := nats.DecodeHeadersMsg(block)
 		if err != nil {
@@ -51,6 +56,10 @@ func FuzzHubHeaders(f *testing.F) {
 		ts := time.Unix(0, unixNano)
 		meta := &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: ts}
 		out := fw.hubHeaders(hdrMsg{subject: subject, h: in}, meta, stream)
+		reused, buf = fw.fillHubHeaders(reused, vals, buf, times, hdrMsg{subject: subject, h: in}, seq, ts, stream)
+		if !reflect.DeepEqual(reused, out) {
+			t.Fatalf("headers built in the session's reused map %q, want %q as built anew", reused, out)
+		}
 
 		own := map[string]string{
 			nats.MsgIdHdr: fw.MsgID(stream, seq),
