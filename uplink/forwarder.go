@@ -629,22 +629,16 @@ func (e *ackError) permanent() bool {
 	return e.ErrCode == errMsgTooLarge
 }
 
-// hubHeaders builds the forwarded message's headers: the local app's own
-// headers travel along, except the Nats-* ones, which would tell the hub
-// stream to de-duplicate or check sequences by the local app's rules.
-func (f *Forwarder) hubHeaders(m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) nats.Header {
-	h, _ := f.fillHubHeaders(make(nats.Header, 6+len(m.Headers())), new([6]string), nil, new(rfc3339Nano), m, meta.Sequence.Stream, meta.Timestamp, stream)
-	return h
-}
-
-// fillHubHeaders is hubHeaders into h with the six values in v, for the
-// message at seq stored at ts; buf is scratch space, returned for the next
-// call, and tf formats the time. A session reuses h, v, buf and tf for
-// every reading, as the client has
-// encoded them by the time PublishMsg returns. This runs once per reading:
-// the id and the time share one string, and a reading without headers of
-// its own leaves h as the previous one left it, since its six slices are
-// views of v.
+// fillHubHeaders builds the forwarded message's headers into h, for the
+// message at seq stored at ts: the local app's own headers travel along,
+// except the Nats-* ones, which would tell the hub stream to de-duplicate
+// or check sequences by the local app's rules. The six values of its own
+// go in v; buf is scratch space, returned for the next call, and tf
+// formats the time. A session reuses h, v, buf and tf for every reading,
+// as the client has encoded them by the time PublishMsg returns. This runs
+// once per reading: the id and the time share one string, and a reading
+// without headers of its own leaves h as the previous one left it, since
+// its six slices are views of v.
 func (f *Forwarder) fillHubHeaders(h nats.Header, v *[6]string, buf []byte, tf *rfc3339Nano, m jetstream.Msg, seq uint64, ts time.Time, stream string) (nats.Header, []byte) {
 	buf = f.appendMsgID(buf[:0], stream, seq)
 	idLen := len(buf)

@@ -39,7 +39,7 @@ func TestReadItem(t *testing.T) {
 		}
 	}
 	for _, reply := range []string{
-		"", "_INBOX.x", "$JS.ACK.S.c.1.2.3.4", "$JS.ACK.d.h.S.c.1.2.3", "$JS.ACK.S.c.1.x.3.4.5", "$JS.ACK.S.c.1.2.3.y.5",
+		"", "_INBOX.x", "$JS.ACK.S.c.1.2.3.4", "$JS.ACK.d.h.S.c.1.2.3", "$JS.ACK.S.c.1.x.3.4.5", "$JS.ACK.S.c.1.2.3.y.5", "$JS.ACK.S.c.1.2.3.+5.5", "$JS.ACK.S.c.1.2.3.-5.5",
 	} {
 		if _, err := readItem(replyMsg{reply: reply}); !errors.Is(err, errFallback) {
 			t.Errorf("%q: %v, want it left to Metadata", reply, err)

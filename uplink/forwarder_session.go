@@ -393,9 +393,10 @@ func readItem(m jetstream.Msg) (item, error) {
 			_, rest, _ = strings.Cut(rest, ".") // the consumer sequence
 			tsTok, _, _ := strings.Cut(rest, ".")
 			seq, err1 := strconv.ParseUint(seqTok, 10, 64)
-			ts, err2 := strconv.ParseInt(tsTok, 10, 64)
+			// 63 bits: an int64 without the sign ParseInt would accept.
+			ts, err2 := strconv.ParseUint(tsTok, 10, 63)
 			if err1 == nil && err2 == nil {
-				return item{m, seq, ts}, nil
+				return item{m, seq, int64(ts)}, nil
 			}
 		}
 	}

@@ -14,10 +14,10 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit/teststate"
 )
 
-// hdrMsg is a stored local message as hubHeaders sees it: only the subject
+// hdrMsg is a stored local message as fillHubHeaders sees it: only the subject
 // and the headers a local app attached.
 type hdrMsg struct {
-	jetstream.Msg // nil: hubHeaders must not need anything else
+	jetstream.Msg // nil: fillHubHeaders must not need anything else
 	subject       string
 	h             nats.Header
 }
@@ -54,11 +54,19 @@ func FuzzHubHeaders(f *testing.F) {
 			stream = buffer.StreamAlerts
 		}
 		ts := time.Unix(0, unixNano)
-		meta := &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: ts}
-		out := fw.hubHeaders(hdrMsg{subject: subject, h: in}, meta, stream)
-		reused, buf = fw.fillHubHeaders(reused, vals, buf, times, hdrMsg{subject: subject, h: in}, seq, ts, stream)
-		if !reflect.DeepEqual(reused, out) {
-			t.Fatalf("headers built in the session's reused map %q, want %q as built anew", reused, out)
+		fresh := func(m hdrMsg) nats.Header {
+			h, _ := fw.fillHubHeaders(nats.Header{}, new([6]string), nil, new(rfc3339Nano), m, seq, ts, stream)
+			return h
+		}
+		m := hdrMsg{subject: subject, h: in}
+		out := fresh(m)
+		// This input, then the same reading without headers twice: the
+		// second takes the shortcut that keeps the map as it is.
+		for i, m := range []hdrMsg{m, {subject: subject}, {subject: subject}} {
+			reused, buf = fw.fillHubHeaders(reused, vals, buf, times, m, seq, ts, stream)
+			if want := fresh(m); !reflect.DeepEqual(reused, want) {
+				t.Fatalf("headers built in the session's reused map (step %d) %q, want %q as built anew", i, reused, want)
+			}
 		}
 
 		own := map[string]string{
