@@ -55,7 +55,7 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 	return a.setupAge(cfg)
 }
 
-// setupAge starts the ager after CheckStreams, which clamped its
+// setupAge starts the ager after OpenStreams, whose check clamped its
 // checkpoints to what the streams still hold.
 func (a *Agent) setupAge(cfg *Config) error {
 	log := a.log.With("component", "buffer")

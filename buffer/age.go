@@ -162,7 +162,8 @@ type Ager struct {
 }
 
 // NewAger prepares the Ager from the checkpoints in st; call it after
-// CheckStreams, which clamps checkpoints to what the streams still hold.
+// OpenStreams, whose check clamps checkpoints to what the streams still
+// hold.
 func NewAger(js jetstream.JetStream, st *State, c Config, o AgerOptions) (*Ager, error) {
 	if o.Clock == nil {
 		return nil, errors.New("buffer ager: no clock")
@@ -342,8 +343,8 @@ func (a *Ager) purge(ctx context.Context) error {
 		}
 		info := str.CachedInfo().State
 		if seq > info.LastSeq {
-			// Only damage moves a stream's end back, and CheckStreams
-			// clamps checkpoints when it finds it; until then, purging
+			// Only damage moves a stream's end back, and OpenStreams'
+			// check clamps checkpoints when it finds it; until then, purging
 			// by a sequence the stream does not have could take new
 			// messages that reuse it.
 			a.log.Warn("age checkpoint past the stream's end; not purging by it", "stream", name, "checkpoint_seq", seq, "last_seq", info.LastSeq)

@@ -72,6 +72,7 @@ var testNow = time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
 type ageRig struct {
 	t    *testing.T
 	dir  string
+	c    Config // the agent streams' config (start creates them)
 	js   jetstream.JetStream
 	st   *State
 	ager *Ager
@@ -85,21 +86,21 @@ func newAgeRig(t *testing.T) *ageRig {
 	c.MaxAge = testMaxAge
 	// Room for a stream recreated while the old one's reservation lingers.
 	_, js := jsServer(t, filepath.Join(dir, "js"), testConfig("always", 256<<20))
-	mustOK(t, EnsureStreams(context.Background(), js, c), "streams")
-	return &ageRig{t: t, dir: dir, js: js, logs: &testkit.SyncBuffer{}}
+	return &ageRig{t: t, dir: dir, c: c, js: js, logs: &testkit.SyncBuffer{}}
 }
 
 func (r *ageRig) logText() string { return r.logs.String() }
 
-// start opens state.db, checks the streams and makes an Ager on a fresh
-// process clock reading wall (mono starts at an arbitrary origin).
+// start opens state.db, opens the streams as an agent start does and
+// makes an Ager on a fresh process clock reading wall (mono starts at an
+// arbitrary origin).
 func (r *ageRig) start(wall time.Time, synced bool) {
 	r.t.Helper()
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
 	st, err := OpenState(filepath.Join(r.dir, "state.db"), log)
 	mustOK(r.t, err, "open state")
-	_, err = CheckStreams(context.Background(), r.js, st, time.Time{}, log)
-	mustOK(r.t, err, "check streams")
+	_, err = OpenStreams(context.Background(), r.js, st, r.c, time.Time{}, log)
+	mustOK(r.t, err, "open streams")
 	c := DefaultConfig()
 	c.MaxAge = testMaxAge
 	r.st, r.clk = st, &fakeClock{wall: wall, mono: 777 * time.Hour, synced: synced}
@@ -317,11 +318,9 @@ func TestAgerRecreatedStream(t *testing.T) {
 	r.check() // checkpoint at seq 30
 	r.stop()
 	mustOK(t, r.js.DeleteStream(ctx, StreamTelemetry), "delete")
-	c := testConfig("always", 64<<20)
-	c.MaxAge = testMaxAge
-	mustOK(t, EnsureStreams(ctx, r.js, c), "recreate")
-	// 11m down with a synced clock: the old checkpoint is max_age old at
-	// once, and the new stream's seqs 1..40 cover its seq 30.
+	// The start recreates it. 11m down with a synced clock: the old
+	// checkpoint is max_age old at once, and the new stream's seqs 1..40
+	// cover its seq 30.
 	r.start(testNow.Add(11*time.Minute), true)
 	r.publish(40)
 	r.check()

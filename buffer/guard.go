@@ -88,7 +88,7 @@ func (w *Watcher) awaitRemoved(ctx context.Context, name string) {
 const removeWait = 3 * time.Second
 
 // recreateStateStream brings back the cursor backup stream if something
-// deleted it (it is only ever created by CheckStreams otherwise), and has
+// deleted it (it is only ever created by OpenStreams otherwise), and has
 // every cursor written to it again at the next flush. Readings are still
 // stored meanwhile, so this is not a reason for status to say down.
 func (w *Watcher) recreateStateStream(ctx context.Context) {

@@ -12,7 +12,7 @@ import (
 
 // OpenStreams brings the JetStream store up to the agent's config and
 // checks it against st: at a start, and after JetStream restarted or an
-// agent stream was deleted. It is ReconcileStreams then CheckStreams,
+// agent stream was deleted. It is ReconcileStreams then checkStreams,
 // with the requests that write the store's files side by side (creating
 // the agent's streams and StateStream, then their metadata updates) and
 // every stream's ids committed to state.db in one transaction.

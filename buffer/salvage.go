@@ -125,7 +125,7 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 		if len(sc.good) == 0 {
 			// Nothing readable at all: nothing to salvage, and maybe not a
 			// block this pass understands. nats-server reports what it
-			// loses there (CheckStreams records it).
+			// loses there (OpenStreams' check records it).
 			continue
 		}
 		if first, ok := sc.firstSeq(); ok && open != nil {
@@ -159,8 +159,8 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 	if open != nil && indexLast >= open.from {
 		res.Losses = append(res.Losses, Loss{Stream: stream, From: open.from, To: indexLast, Cause: causeFor(blocks[open.block].path)})
 	} else if open != nil {
-		// The extent is unknown here: CheckStreams measures the tail
-		// against state.db's last known extent and the cursor.
+		// The extent is unknown here: OpenStreams' check measures the
+		// tail against state.db's last known extent and the cursor.
 		res.Losses = append(res.Losses, Loss{Stream: stream, From: open.from, Cause: causeFor(blocks[open.block].path)})
 	}
 	for i, l := range res.Losses {

@@ -81,14 +81,14 @@ type State struct {
 	dirtyRecs map[string]map[string]bool
 	ids       map[string]laneIDs
 	// sent is the highest sequence per stream whose message id this
-	// process handed out; prior is the end CheckStreams left (ids up to it
+	// process handed out; prior is the end checkStreams left (ids up to it
 	// may have been sent by anyone). checked holds the streams this
 	// process checked: the first check always draws a new epoch.
 	sent    map[string]uint64
 	prior   map[string]uint64
 	checked map[string]bool
 	// backup is where the flusher mirrors cursors (EDGE_AGENT_STATE), set
-	// by CheckStreams; backedUp is what it holds.
+	// by checkStreams; backedUp is what it holds.
 	backup   jetstream.JetStream
 	backedUp map[string]cursorRecord
 	backErr  bool

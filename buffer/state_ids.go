@@ -51,7 +51,7 @@ func (s *State) StoreID() string {
 // message id of stream's sequence seq: the id of the epoch seq falls in.
 // It is called as the forwarder sends seq, so it also keeps the highest
 // sequence this process issued an id for (a check while running, after a
-// JetStream restart, needs it; see CheckStreams). It reads and updates
+// JetStream restart, needs it; see checkStreams). It reads and updates
 // memory only: no bbolt write and no fsync on the send path.
 func (s *State) MsgIDPrefix(stream string, seq uint64) string {
 	s.mu.Lock()

@@ -313,8 +313,9 @@ func (s *State) backupCursors(ctx context.Context) {
 	}
 }
 
-// CheckStreams reconciles state.db with the JetStream store and records
-// what was lost. Per agent stream:
+// checkStreams reconciles state.db with the JetStream store and records
+// what was lost; OpenStreams runs it once the streams are up to the
+// config. Per agent stream:
 //
 //   - identity: the stream's metadata (stream id, message-id epochs, store
 //     id) is the truth; a state.db that does not know the stream yet (it
@@ -340,17 +341,12 @@ func (s *State) backupCursors(ctx context.Context) {
 // opened is when the store was opened (the server or JetStream started):
 // nats-server takes client publishes before this check runs, so messages
 // stored since then are new ones after the end, not the surviving tail.
-// Zero means nothing was appended since.
+// Zero means nothing was appended since. created is which streams the
+// caller has just created (stream name to stream id), backupErr what
+// creating StateStream returned.
 //
 // Afterwards the state flusher mirrors cursors to StateStream. It returns
 // the damage found, one line per stream.
-func CheckStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, log *slog.Logger) ([]string, error) {
-	return checkStreams(ctx, js, st, opened, nil, ensureStateStream(ctx, js), log)
-}
-
-// checkStreams is CheckStreams given which streams its caller has just
-// created (stream name to stream id) and what creating StateStream
-// returned.
 func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, created map[string]string, backupErr error, log *slog.Logger) ([]string, error) {
 	if backupErr != nil {
 		// Not fatal: identity still lives in the stream metadata.

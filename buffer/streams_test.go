@@ -171,8 +171,7 @@ func firstStart(t *testing.T, dir string, c Config, st *State) (*server.Server, 
 	t.Helper()
 	ctx := context.Background()
 	srv, js := jsServer(t, dir, c)
-	mustOK(t, EnsureStreams(ctx, js, c))
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	_, err := OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	mustOK(t, err)
 	return srv, js
 }
@@ -232,15 +231,14 @@ func truncateBlock(t *testing.T, dir string, frac float64) {
 // A wiped JetStream store (a new TELEMETRY stream) is a new sequence space:
 // reported as recreated, forwarded from its start (cursor 0), under ids of
 // its own, so its messages never collide with the old stream's at the hub.
-func TestCheckStreamsRecreatedStream(t *testing.T) {
+func TestOpenStreamsRecreatedStream(t *testing.T) {
 	ctx := context.Background()
 	c := testConfig("always", 16<<20)
 	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
 	var old []string
 	{
 		_, js := jsServer(t, t.TempDir(), c)
-		mustOK(t, EnsureStreams(ctx, js, c))
-		found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+		found, err := OpenStreams(ctx, js, st, c, time.Time{}, nil)
 		if err != nil || len(found) != 0 || len(st.Events()) != 0 {
 			t.Fatalf("a first start reported: %v %v %+v", found, err, st.Events())
 		}
@@ -249,13 +247,12 @@ func TestCheckStreamsRecreatedStream(t *testing.T) {
 		st.SetCursor(StreamTelemetry, 50)
 	}
 	_, js := jsServer(t, t.TempDir(), c) // a wiped store
-	mustOK(t, EnsureStreams(ctx, js, c))
-	publishN(t, js, "telemetry.t", 3, 10)
-	found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	found, err := OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	mustOK(t, err)
 	if len(found) != 0 {
 		t.Fatalf("a new stream is not damage: %v", found)
 	}
+	publishN(t, js, "telemetry.t", 3, 10)
 	if got := idsOf(st, StreamTelemetry, 1, 3); slices.ContainsFunc(got, func(id string) bool { return slices.Contains(old, id) }) {
 		t.Fatalf("new stream reuses ids: %v, old %v", got, old)
 	}
@@ -265,7 +262,7 @@ func TestCheckStreamsRecreatedStream(t *testing.T) {
 	if evs := st.Events(); len(evs) != 1 || evs[0].Kind != EventStreamRecreated || !strings.Contains(evs[0].Detail, "TELEMETRY") {
 		t.Fatalf("events: %+v", evs)
 	}
-	found, _ = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	found, _ = OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	if len(found) != 0 || len(st.Events()) != 1 {
 		t.Fatalf("reported twice: %v %+v", found, st.Events())
 	}
@@ -280,7 +277,7 @@ func TestCheckStreamsRecreatedStream(t *testing.T) {
 // ids the forwarder issued are what counts. This is the chaos run's stuck
 // forwarder: new messages went out under the ids of lost ones and the hub
 // dropped them as duplicates.
-func TestCheckStreamsTruncatedTail(t *testing.T) {
+func TestOpenStreamsTruncatedTail(t *testing.T) {
 	ctx := context.Background()
 	e := newSiteStore(t, 16<<20)
 	dir, c, st, srv, js := e.dir, e.c, e.st, e.srv, e.js
@@ -292,7 +289,7 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 	if last <= 20 || last >= 100 {
 		t.Fatalf("truncation left last seq %d, want inside 21..99", last)
 	}
-	found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	found, err := OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	mustOK(t, err)
 	if len(found) != 0 {
 		// The cursor (20) and the mark (0) are below the end: nothing the
@@ -324,14 +321,14 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 	// A check while running (the watcher restarted JetStream) must not
 	// take the ids reserved ahead of the sent ones: no epoch without a reset.
 	epochs := st.Epochs(StreamTelemetry)
-	_, err = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	_, err = OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	mustOK(t, err)
 	if eps := st.Epochs(StreamTelemetry); !slices.Equal(eps, epochs) {
 		t.Fatalf("epoch without a reset: %v, was %v", eps, epochs)
 	}
 	js = restartServer(t, srv, dir, c, func() { truncateBlock(t, dir, 0.5) })
 	last = streamState(t, js, StreamTelemetry).LastSeq
-	found, err = CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	found, err = OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	mustOK(t, err)
 	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("from %d to %d", top, last)) {
 		t.Fatalf("damage not reported: %v", found)
@@ -356,7 +353,7 @@ func TestCheckStreamsTruncatedTail(t *testing.T) {
 // clamped past them: never forwarded) nor keep the old epoch's ids (the hub
 // has seen them: dropped as duplicates). This is the chaos run's truncated
 // block cycle where two acked readings never reached the hub.
-func TestCheckStreamsAppendedBeforeCheck(t *testing.T) {
+func TestOpenStreamsAppendedBeforeCheck(t *testing.T) {
 	ctx := context.Background()
 	e := newSiteStore(t, 16<<20)
 	dir, c, st, srv, js := e.dir, e.c, e.st, e.srv, e.js
@@ -370,7 +367,7 @@ func TestCheckStreamsAppendedBeforeCheck(t *testing.T) {
 		t.Fatalf("truncation left last seq %d", last)
 	}
 	publishN(t, js, "telemetry.t", 2, 100) // a client, before the check
-	found, err := CheckStreams(ctx, js, st, opened, slog.New(slog.DiscardHandler))
+	found, err := OpenStreams(ctx, js, st, c, opened, nil)
 	mustOK(t, err)
 	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("from 100 to %d", last)) {
 		t.Fatalf("damage %v, want the tail from 100 to %d", found, last)
@@ -418,7 +415,7 @@ func TestRestoredEndClockBehindStore(t *testing.T) {
 // state.db lost (corrupt, deleted): the store id, the id epochs and the
 // cursors come back from the JetStream store, so the forwarder resends at
 // most what moved since the last backup, under the same ids.
-func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
+func TestOpenStreamsRestoresFromJetStream(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	c := testConfig("always", 16<<20)
@@ -449,7 +446,7 @@ func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
 	// The agent dies before the check: the next start must still restore.
 	mustOK(t, st.Close())
 	st = openTestState(t, path)
-	found, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	found, err := OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	mustOK(t, err)
 	if len(found) != 0 {
 		t.Fatalf("reported as damage: %v", found)
@@ -477,7 +474,7 @@ func TestCheckStreamsRestoresFromJetStream(t *testing.T) {
 
 // A stream from before id epochs (no metadata) keeps the store id its
 // messages were forwarded with, and gets its identity written.
-func TestCheckStreamsUpgrade(t *testing.T) {
+func TestOpenStreamsUpgrade(t *testing.T) {
 	ctx := context.Background()
 	c := testConfig("always", 16<<20)
 	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
@@ -488,7 +485,7 @@ func TestCheckStreamsUpgrade(t *testing.T) {
 	}
 	publishN(t, js, "telemetry.t", 5, 10)
 	st.SetCursor(StreamTelemetry, 5)
-	_, err := CheckStreams(ctx, js, st, time.Time{}, slog.New(slog.DiscardHandler))
+	_, err := OpenStreams(ctx, js, st, c, time.Time{}, nil)
 	mustOK(t, err)
 	if id := st.MsgIDPrefix(StreamTelemetry, 3); id != st.StoreID() || st.Cursor(StreamTelemetry) != 5 {
 		t.Fatalf("id %s (store id %s), cursor %d", id, st.StoreID(), st.Cursor(StreamTelemetry))

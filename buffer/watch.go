@@ -285,7 +285,7 @@ func (w *Watcher) restartJetStream(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// A stream nats-server dropped or reset is recreated empty and reported
-	// (CheckStreams compares with the last known extent).
+	// (its check compares with the last known extent).
 	_, err := OpenStreams(cctx, w.js, w.st, w.cfg, opened, w.log)
 	return err
 }

@@ -1,7 +1,6 @@
 package uplink
 
 import (
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +34,7 @@ func TestForwarderDuplicateAckOfNewReading(t *testing.T) {
 // leaf is up and whose local streams are empty, and returns its forwarder.
 func checkDuplicateAck(t *testing.T, e *fwEnv) *runningFw {
 	t.Helper()
-	if _, err := buffer.CheckStreams(t.Context(), e.leafJS, e.st, time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
+	if _, err := buffer.OpenStreams(t.Context(), e.leafJS, e.st, buffer.DefaultConfig(), time.Time{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.publish("telemetry.x", 3, []byte("r"))
