@@ -57,7 +57,7 @@ func fanIn(b *testing.B, bin string, k, per int, sourcing bool) (elapsed, hubCPU
 	b.StopTimer()
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
-	hub := startHubProcess(sc, bin)
+	hub := startHubProcess(sc, bin, false)
 	hubEnv := hub.env(sc)
 	envs := make([]*fwEnv, k)
 	for i := range k {
