@@ -287,24 +287,26 @@ func publishToHub(b *testing.B, e *fwEnv, n int, msgID bool, ackEvery int) {
 
 // bareReadings returns the bare clients' message of reading i: what the
 // forwarder publishes for the i-th reading of the site's TELEMETRY stream
-// (subject, headers, 128 bytes), with its Nats-Msg-Id if msgID.
+// (subject, headers, 128 bytes), with its Nats-Msg-Id if msgID. Like the
+// forwarder's, the message and its header map are reused: each is valid
+// until the next call.
 func bareReadings(e *fwEnv, msgID bool) func(i int) *nats.Msg {
 	data := make([]byte, 128)
 	prefix := e.site + "." + e.st.StoreID() + ".TELEMETRY."
 	subject := "edge." + e.site + ".telemetry.x"
+	var m nats.Msg
+	var v [3]string
+	h := nats.Header{HdrSubject: {"telemetry.x"}, HdrSite: {e.site}, HdrStream: {"TELEMETRY"}}
 	return func(i int) *nats.Msg {
-		seq := strconv.Itoa(i)
-		h := nats.Header{
-			HdrSubject: {"telemetry.x"},
-			HdrTime:    {time.Now().UTC().Format(time.RFC3339Nano)},
-			HdrSite:    {e.site},
-			HdrStream:  {"TELEMETRY"},
-			HdrSeq:     {seq},
-		}
+		v[0] = strconv.Itoa(i)
+		v[1] = time.Now().UTC().Format(time.RFC3339Nano)
+		h[HdrSeq], h[HdrTime] = v[0:1:1], v[1:2:2]
 		if msgID {
-			h[nats.MsgIdHdr] = []string{prefix + seq}
+			v[2] = prefix + v[0]
+			h[nats.MsgIdHdr] = v[2:3:3]
 		}
-		return &nats.Msg{Subject: subject, Header: h, Data: data}
+		m = nats.Msg{Subject: subject, Header: h, Data: data}
+		return &m
 	}
 }
 
