@@ -419,6 +419,9 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
 	profDir := os.Getenv("EDGE_BENCH_HUB_PROFILE")
+	if fi, err := os.Stat(profDir); profDir != "" && (err != nil || !fi.IsDir()) {
+		b.Fatalf("EDGE_BENCH_HUB_PROFILE=%q: want an existing directory for the hub's profiles", profDir)
+	}
 	hub := startHubProcess(sc, bin, profDir != "")
 	hubEnv := hub.env(sc)
 	var gate *Gate
@@ -497,7 +500,7 @@ func drain(b *testing.B, bin string, n int, wan drainWAN, way drainWay) drained 
 	d := drained{wall: time.Since(t0), site: selfCPU(b) - site0, hub: hub.cpu() - hub0}
 	b.StopTimer()
 	if err := waitProfile(); err != nil {
-		b.Fatalf("hub profile: %v", err)
+		b.Fatalf("EDGE_BENCH_HUB_PROFILE: profiling the hub: %v", err)
 	}
 	return d
 }
