@@ -224,9 +224,10 @@ var (
 // (a hub ack) on every ackEvery-th. msgID false leaves out Nats-Msg-Id:
 // what the hub stream's duplicate window (exactly-once across resends,
 // which sourcing does not ask for) costs its ingest. ackEvery 1 is the
-// forwarder's contract; 64 is a bound for any design with fewer acks
-// (nats-server's fast-batch acks every ≤ 500), so the peers bound what
-// any publisher of one hub message per reading can reach here.
+// forwarder's per-message contract; 64 bounds what fewer acks could give
+// any publisher of one hub message per reading, but a publish without a
+// reply can be lost unnoticed, so it does not keep the contract (for
+// which viaBareFastBatch is the fewer-acks peer).
 func viaBareClient(msgID bool, ackEvery int) drainWay {
 	name := "hub_ceiling"
 	if ackEvery > 1 {
