@@ -244,7 +244,7 @@ func viaBareClient(msgID bool, ackEvery int) drainWay {
 // checks every ack: a client as lean as can be, so the hub is what limits
 // it.
 func publishToHub(b *testing.B, e *fwEnv, n int, msgID bool, ackEvery int) {
-	window := make(chan struct{}, 8192/ackEvery)
+	window := make(chan struct{}, fwdWindow/ackEvery)
 	var refused atomic.Pointer[string]
 	inbox := e.leafNC.NewRespInbox()
 	sub, err := e.leafNC.Subscribe(inbox+".*", func(m *nats.Msg) {
@@ -323,7 +323,21 @@ var viaBareFastBatch = drainWay{name: "hub_ceiling_fast_batch", start: publishFa
 // publishFastBatch publishes n readings as one fast batch and checks every
 // answer: flow acks, and the commit's PubAck counting all n.
 func publishFastBatch(b *testing.B, e *fwEnv, n int) {
-	const window, flow = 8192, maxBatchFlow // the forwarder's defaults
+	if err := bareFastBatch(e, n, fwdWindow); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// fwdWindow is the forwarder's default window: the most readings it keeps
+// unacknowledged.
+const fwdWindow = 8192
+
+// bareFastBatch is publishFastBatch, for any goroutine, with at most
+// window readings unacknowledged. Like the forwarder (batchFlow), it asks
+// for a flow ack at least every half window: the hub acks only every flow
+// messages, so a smaller window would wait forever.
+func bareFastBatch(e *fwEnv, n, window int) error {
+	flow := max(1, min(maxBatchFlow, window/2))
 	var acked atomic.Uint64
 	var refused atomic.Pointer[string]
 	freed := make(chan struct{}, 1)
@@ -350,30 +364,33 @@ func publishFastBatch(b *testing.B, e *fwEnv, n int) {
 		}
 	})
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		b.Fatal(err)
+		return err
 	}
 	msg := bareReadings(e, true)
 	prefix := fmt.Sprintf("%s.%s.%d.fail.", inbox, id, flow)
 	var reply []byte
 	deadline := time.After(5 * time.Minute)
-	wait := func(until func() bool) {
+	wait := func(until func() bool) error {
 		for !until() && refused.Load() == nil {
 			select {
 			case <-freed:
 			case <-deadline:
-				b.Fatalf("fast batch: %d of %d readings acknowledged after 5 minutes", acked.Load(), n)
+				return fmt.Errorf("fast batch: %d of %d readings acknowledged after 5 minutes", acked.Load(), n)
 			}
 		}
 		if why := refused.Load(); why != nil {
-			b.Fatalf("fast batch: the hub refused or ended the batch: %s", *why)
+			return fmt.Errorf("fast batch: the hub refused or ended the batch: %s", *why)
 		}
+		return nil
 	}
 	for i := 1; i <= n; i++ {
-		wait(func() bool { return uint64(i)-acked.Load() <= window })
+		if err := wait(func() bool { return uint64(i)-acked.Load() <= uint64(window) }); err != nil {
+			return err
+		}
 		op := batchOpAppend
 		switch i {
 		case n:
@@ -387,10 +404,10 @@ func publishFastBatch(b *testing.B, e *fwEnv, n int) {
 		m := msg(i)
 		m.Reply = string(r)
 		if err := e.leafNC.PublishMsg(m); err != nil {
-			b.Fatalf("fast batch publish %d of %d: %v", i, n, err)
+			return fmt.Errorf("fast batch publish %d of %d: %w", i, n, err)
 		}
 	}
-	wait(func() bool { return acked.Load() == uint64(n) })
+	return wait(func() bool { return acked.Load() == uint64(n) })
 }
 
 // drained is what one drain took: wall time, and the CPU time of each
