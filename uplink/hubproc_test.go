@@ -2,8 +2,11 @@ package uplink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,18 +54,20 @@ type hubProcess struct {
 	client   string // nats://127.0.0.1:port
 	leafAddr string // 127.0.0.1:port
 	pid      int
+	prof     string // 127.0.0.1:port of its profiling endpoint; "" if none
 }
 
 // startExtHub runs the nats-server installed on the host as the hub, or
 // skips the test.
 func startExtHub(t testing.TB) *hubProcess {
 	t.Helper()
-	return startHubProcess(t, natsServerBinary(t))
+	return startHubProcess(t, natsServerBinary(t), false)
 }
 
 // startHubProcess runs the nats-server binary bin as the hub until the
-// test ends; a failed test shows the hub's log.
-func startHubProcess(t testing.TB, bin string) *hubProcess {
+// test ends; a failed test shows the hub's log. prof gives it
+// nats-server's profiling endpoint (prof_port) on a free loopback port.
+func startHubProcess(t testing.TB, bin string, prof bool) *hubProcess {
 	t.Helper()
 	out, err := exec.Command(bin, "--version").CombinedOutput()
 	if err != nil {
@@ -75,6 +80,11 @@ listen: 127.0.0.1:%d
 jetstream { store_dir: %q, domain: hub }
 leafnodes { listen: 127.0.0.1:%d, no_advertise: true }
 `, cport, filepath.Join(dir, "js"), lport)
+	pport := 0
+	if prof {
+		pport = testkit.FreePort(t)
+		conf += fmt.Sprintf("prof_port: %d\n", pport)
+	}
 	cf := filepath.Join(dir, "hub.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -99,6 +109,9 @@ leafnodes { listen: 127.0.0.1:%d, no_advertise: true }
 		version:  strings.TrimSpace(string(out)),
 		client:   fmt.Sprintf("nats://127.0.0.1:%d", cport),
 		leafAddr: fmt.Sprintf("127.0.0.1:%d", lport),
+	}
+	if prof {
+		h.prof = fmt.Sprintf("127.0.0.1:%d", pport)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -147,4 +160,31 @@ func (h *hubProcess) cpu() time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// cpuProfile starts a CPU profile of the hub (started with prof) over the
+// next d and returns a function that waits for it and writes it to path.
+func (h *hubProcess) cpuProfile(d time.Duration, path string) (wait func() error) {
+	done := make(chan error, 1)
+	go func() {
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", h.prof, int(d.Seconds()))
+		resp, err := http.Get(url)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("%s: %s", url, resp.Status)
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		done <- errors.Join(err, f.Close())
+	}()
+	return func() error { return <-done }
 }
