@@ -73,7 +73,7 @@ func readOnly(b *testing.B, bin string, n int) time.Duration {
 	b.StopTimer()
 	sc := &cleanupScope{TB: b}
 	defer sc.end()
-	hub := startHubProcess(sc, bin)
+	hub := startHubProcess(sc, bin, false)
 	var gate *Gate
 	e := newFwEnv(sc, "s1", fwEnvOpts{sharedHub: hub.env(sc), leaf: gateRemote(b, &gate)})
 	runLink(sc, e, gate, quickReconnect)

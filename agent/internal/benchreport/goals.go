@@ -59,10 +59,12 @@ var goals = []goal{
 		ratio("PeerReady/prefilled", "salvage_same_version_ratio_vs_nats_server"), "the damage pass over the unforwarded blocks, then the embedded nats-server version starting on the agent's store"},
 	{"core pub/sub through the leaf", ratio("PeerPubSub", "ratio_vs_nats_server"), false, 0.95, "standalone nats-server",
 		ratio("PeerPubSub", "same_config_ratio_vs_nats_server"), "the embedded nats-server version with the agent's server configuration: JetStream domain, uplink, local permissions"},
-	{"hub CPU per drained reading", ratio("Drain/loopback", "hub_cpu_x_vs_sourcing"), true, 1.0, "stock sourcing", figure{}, ""},
+	{"hub CPU per drained reading", ratio("Drain/loopback", "hub_cpu_x_vs_sourcing"), true, 1.0, "stock sourcing",
+		ratio("Drain/loopback", "exactly_once_ceiling_hub_cpu_x_vs_sourcing"), exactlyOncePeer},
 	{"site CPU per drained reading", ratio("Drain/loopback", "site_cpu_x_vs_sourcing"), true, 1.5, "stock sourcing",
 		ratio("SiteCPU", "read_plus_publish_x_vs_sourcing"), "reading the backlog as the forwarder does plus publishing it from a bare client, each alone (SiteCPU)"},
-	{"drain rate, backlog, loopback", ratio("Drain/loopback", "x_vs_sourcing"), false, 1.0, "stock sourcing", figure{}, ""},
+	{"drain rate, backlog, loopback", ratio("Drain/loopback", "x_vs_sourcing"), false, 1.0, "stock sourcing",
+		ratio("Drain/loopback", "exactly_once_ceiling_x_vs_sourcing"), exactlyOncePeer},
 	diskGoal("disk bytes per payload byte, 10 readings/s, sync always", ""),
 	diskGoal("the same on ext4 with 4 KiB blocks", "/block=4KiB"),
 	{"hub down 5 s: hub back → first reading at the hub, p99", ratio("HubRestart/hold=5s", "fwd_p99_s"), true, 2.5, hubRestartVs, figure{}, ""},
@@ -79,6 +81,12 @@ func diskGoal(label, suffix string) goal {
 		figure{always, "disk_B/payload_B_nats_server", [2]string{second, "disk_B/payload_B_nats_server"}},
 		"nats-server of the embedded version, the agent's stream, an fsync per reading against one a second"}
 }
+
+// exactlyOncePeer: the better of two bare clients on the site leaf that
+// publish the same readings into the same hub stream under the forwarder's
+// contract (a Nats-Msg-Id each, nothing counted before the hub stored it),
+// one in fast batches, one with an ack per message, reading nothing.
+const exactlyOncePeer = "a bare client publishing the same readings under the exactly-once contract, the better of fast batch and an ack per message"
 
 // hubRestartVs: the hub restart goal is absolute; its benchmark row holds
 // the same figure for the backoff alone and for stock sourcing.
