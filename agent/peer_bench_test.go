@@ -237,10 +237,29 @@ func startNATSProc(b *testing.B, dir string) *proc {
 	return startNATSBinary(b, peerNATSServer(b), dir)
 }
 
-func startNATSBinary(b *testing.B, bin, dir string) *proc {
+// startNATSBinary runs bin as `nats-server -js` with its store in dir,
+// env added to this process's environment.
+func startNATSBinary(b *testing.B, bin, dir string, env ...string) *proc {
 	b.Helper()
 	port := testkit.FreePort(b)
-	return startProc(b, exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
+	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats"))
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	return startProc(b, cmd, port, "")
+}
+
+// startSameVersion is startNATSBinary for a peer of the embedded version
+// that bounds the agent's memory: it runs under the agent's runtime
+// defaults (RuntimeDefaults), since a bound collected less eagerly than
+// the agent is no bound.
+func startSameVersion(b *testing.B, bin, dir string) *proc {
+	b.Helper()
+	env := []string{fmt.Sprintf("GOGC=%d", defaultGOGC)}
+	if total := machineMemory(); total > 0 {
+		env = append(env, fmt.Sprintf("GOMEMLIMIT=%d", total/memoryShare))
+	}
+	return startNATSBinary(b, bin, dir, env...)
 }
 
 // startCreatingStreams runs nats-server at the embedded version on an
@@ -281,7 +300,7 @@ func startCreatingStreams(b *testing.B, bin, dir string) *proc {
 // the agent uses more than this is its own.
 func startSameWork(b *testing.B, bin, dir string) *proc {
 	b.Helper()
-	p := startNATSBinary(b, bin, dir)
+	p := startSameVersion(b, bin, dir)
 	p.waitReady(b)
 	nc := connect(b, p.url)
 	js, err := jetstream.New(nc)
@@ -474,7 +493,7 @@ func BenchmarkPeerRSS(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		measure(&agent, func(dir string) *proc { return startAgentProc(b, dir, "1GiB") })
 		measure(&peer, func(dir string) *proc { return startNATSProc(b, dir) })
-		measure(&same, func(dir string) *proc { return startNATSBinary(b, sameVersion, dir) })
+		measure(&same, func(dir string) *proc { return startSameVersion(b, sameVersion, dir) })
 		measure(&work, func(dir string) *proc { return startSameWork(b, sameVersion, dir) })
 	}
 	ai, al, ni, nl, wi, wl := median(agent.idle), median(agent.loaded), median(peer.idle), median(peer.loaded), median(work.idle), median(work.loaded)

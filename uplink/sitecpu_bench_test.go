@@ -55,7 +55,7 @@ func BenchmarkSiteCPU(b *testing.B) {
 // stopping what the way started, whose cleanups run first, and the
 // benchmark's polling of the hub: the same for every way).
 func countAllocs(way drainWay, n *uint64) drainWay {
-	return drainWay{backlog: way.backlog, start: func(b *testing.B, e *fwEnv, readings int) {
+	return drainWay{name: way.name, backlog: way.backlog, start: func(b *testing.B, e *fwEnv, readings int) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		before := ms.Mallocs

@@ -61,8 +61,11 @@ var goals = []goal{
 		ratio("PeerPubSub", "same_config_ratio_vs_nats_server"), "the embedded nats-server version with the agent's server configuration: JetStream domain, uplink, local permissions"},
 	{"hub CPU per drained reading", ratio("Drain/loopback", "hub_cpu_x_vs_sourcing"), true, 1.0, "stock sourcing",
 		ratio("Drain/loopback", "exactly_once_ceiling_hub_cpu_x_vs_sourcing"), exactlyOncePeer},
-	{"site CPU per drained reading", ratio("Drain/loopback", "site_cpu_x_vs_sourcing"), true, 1.5, "stock sourcing",
-		ratio("SiteCPU", "read_plus_publish_x_vs_sourcing"), "reading the backlog as the forwarder does plus publishing it from a bare client, each alone (SiteCPU)"},
+	// From SiteCPU, whose own sourcing drain divides both the forwarder's
+	// figure and its bound's (Drain/loopback reports the same figure
+	// against another sourcing drain).
+	{"site CPU per drained reading", ratio("SiteCPU", "site_cpu_x_vs_sourcing"), true, 1.5, "stock sourcing",
+		ratio("SiteCPU", "read_plus_publish_x_vs_sourcing"), "reading the backlog as the forwarder does plus publishing it from a bare client, each alone"},
 	{"drain rate, backlog, loopback", ratio("Drain/loopback", "x_vs_sourcing"), false, 1.0, "stock sourcing",
 		ratio("Drain/loopback", "exactly_once_ceiling_x_vs_sourcing"), exactlyOncePeer},
 	diskGoal("disk bytes per payload byte, 10 readings/s, sync always", ""),
@@ -139,7 +142,10 @@ func (g goal) peerCell(results []result, v float64, ok bool) string {
 	}
 	verdict := "meets the goal"
 	if !g.meets(p) {
-		verdict = "misses it too"
+		verdict = "misses it"
+		if ok && !g.meets(v) {
+			verdict += " too"
+		}
 	}
 	cell := fmt.Sprintf("%.2f×, %s (%s)", p, verdict, g.peerLabel)
 	if ok && p != 0 {
