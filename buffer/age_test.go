@@ -329,6 +329,28 @@ func TestAgerRecreatedStream(t *testing.T) {
 	r.after(time.Minute, 0, 40, "new stream, 10m running")
 }
 
+// TestAgerStreamReplacedWhileStopped: a stream deleted and created again
+// while the agent was stopped (a local admin), which already holds
+// readings when the agent starts: the old stream's checkpoints say
+// nothing about the new one's sequences, so none of them ages early.
+func TestAgerStreamReplacedWhileStopped(t *testing.T) {
+	ctx := context.Background()
+	r := newAgeRig(t)
+	r.start(testNow, true)
+	r.publish(30)
+	r.check() // checkpoint at seq 30
+	r.stop()
+	mustOK(t, r.js.DeleteStream(ctx, StreamTelemetry), "delete")
+	mustOK(t, EnsureStreams(ctx, r.js, r.c), "recreate")
+	r.publish(40)
+	// 11m down with a synced clock: the old checkpoint is max_age old at
+	// once, and the new stream's seqs 1..40 cover its seq 30.
+	r.start(testNow.Add(11*time.Minute), true)
+	r.check()
+	r.want(40, 0, "replaced stream, right after the restart")
+	r.after(10*time.Minute, 0, 40, "replaced stream, 10m running")
+}
+
 func TestNewAgerNeedsAnAgeLimit(t *testing.T) {
 	st, err := OpenState(filepath.Join(t.TempDir(), "state.db"), nil)
 	mustOK(t, err)
