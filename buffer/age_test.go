@@ -309,46 +309,38 @@ func TestAgerStateDBLost(t *testing.T) {
 }
 
 // TestAgerRecreatedStream: checkpoints of a stream that was recreated name
-// sequences of the old stream; they must not purge the new one's messages.
+// sequences of the old stream; they must not purge the new one's messages,
+// whether the start recreates it or a local admin replaced it while the
+// agent was stopped, so that it already holds readings at the start.
 func TestAgerRecreatedStream(t *testing.T) {
-	ctx := context.Background()
-	r := newAgeRig(t)
-	r.start(testNow, true)
-	r.publish(30)
-	r.check() // checkpoint at seq 30
-	r.stop()
-	mustOK(t, r.js.DeleteStream(ctx, StreamTelemetry), "delete")
-	// The start recreates it. 11m down with a synced clock: the old
-	// checkpoint is max_age old at once, and the new stream's seqs 1..40
-	// cover its seq 30.
-	r.start(testNow.Add(11*time.Minute), true)
-	r.publish(40)
-	r.check()
-	r.want(40, 0, "new stream, right after the restart")
-	r.after(9*time.Minute, 40, 0, "new stream, 9m running")
-	r.after(time.Minute, 0, 40, "new stream, 10m running")
-}
-
-// TestAgerStreamReplacedWhileStopped: a stream deleted and created again
-// while the agent was stopped (a local admin), which already holds
-// readings when the agent starts: the old stream's checkpoints say
-// nothing about the new one's sequences, so none of them ages early.
-func TestAgerStreamReplacedWhileStopped(t *testing.T) {
-	ctx := context.Background()
-	r := newAgeRig(t)
-	r.start(testNow, true)
-	r.publish(30)
-	r.check() // checkpoint at seq 30
-	r.stop()
-	mustOK(t, r.js.DeleteStream(ctx, StreamTelemetry), "delete")
-	mustOK(t, EnsureStreams(ctx, r.js, r.c), "recreate")
-	r.publish(40)
-	// 11m down with a synced clock: the old checkpoint is max_age old at
-	// once, and the new stream's seqs 1..40 cover its seq 30.
-	r.start(testNow.Add(11*time.Minute), true)
-	r.check()
-	r.want(40, 0, "replaced stream, right after the restart")
-	r.after(10*time.Minute, 0, 40, "replaced stream, 10m running")
+	for _, tc := range []struct {
+		name         string
+		whileStopped bool // recreated and filled before the start
+	}{{"by the start", false}, {"while stopped", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newAgeRig(t)
+			r.start(testNow, true)
+			r.publish(30)
+			r.check() // checkpoint at seq 30
+			r.stop()
+			mustOK(t, r.js.DeleteStream(ctx, StreamTelemetry), "delete")
+			if tc.whileStopped {
+				mustOK(t, EnsureStreams(ctx, r.js, r.c), "recreate")
+				r.publish(40)
+			}
+			// 11m down with a synced clock: the old checkpoint is max_age
+			// old at once, and the new stream's seqs 1..40 cover its seq 30.
+			r.start(testNow.Add(11*time.Minute), true)
+			if !tc.whileStopped {
+				r.publish(40)
+			}
+			r.check()
+			r.want(40, 0, "new stream, right after the restart")
+			r.after(9*time.Minute, 40, 0, "new stream, 9m running")
+			r.after(time.Minute, 0, 40, "new stream, 10m running")
+		})
+	}
 }
 
 func TestNewAgerNeedsAnAgeLimit(t *testing.T) {
