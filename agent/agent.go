@@ -43,6 +43,11 @@ type Agent struct {
 	// openedState is state.db, opened while the server starts (openState).
 	openedState func() (*buffer.State, error)
 	ready       chan struct{}
+	// checked is closed once the start's check of the local streams
+	// against state.db is done (setupBuffer); holdCheck, set by tests
+	// only, runs before that check.
+	checked   chan struct{}
+	holdCheck func()
 
 	// parts are the long-lived loops started after the server is ready.
 	parts []part
@@ -71,11 +76,18 @@ func New(cfg *Config, log *slog.Logger, level *slog.LevelVar) *Agent {
 	if l, err := parseLevel(cfg.LogLevel); err == nil {
 		level.Set(l)
 	}
-	return &Agent{cfg: cfg, log: log, level: level, ready: make(chan struct{})}
+	return &Agent{cfg: cfg, log: log, level: level, ready: make(chan struct{}), checked: make(chan struct{})}
 }
 
-// Ready is closed once the server, JetStream and the state store are up.
+// Ready is closed once local apps can store readings: the server and
+// JetStream are up, the agent's streams exist, and the control socket
+// answers. It is systemd's READY=1.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Checked is closed once the start's check of the local streams against
+// state.db is done, right after Ready: the damage it finds is recorded,
+// and forwarding, replays and the age limit begin.
+func (a *Agent) Checked() <-chan struct{} { return a.checked }
 
 // ClientURL is where local apps connect (resolves port 0 after start).
 func (a *Agent) ClientURL() string { return a.srv.ClientURL() }

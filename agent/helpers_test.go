@@ -94,20 +94,36 @@ func tryRun(t testing.TB, cfg *Config) error {
 // ready, or with Run's error if Run returns first.
 func launch(t testing.TB, cfg *Config) (*testAgent, error) {
 	t.Helper()
+	return launchHolding(t, cfg, nil)
+}
+
+// launchHolding is launch with hold run before the start's check of the
+// streams: with one, it returns at Ready, while hold holds the check.
+// Without, tests look at what that check recorded: it returns once the
+// check is done too.
+func launchHolding(t testing.TB, cfg *Config, hold func()) (*testAgent, error) {
+	t.Helper()
 	logs := &testkit.SyncBuffer{}
 	level := new(slog.LevelVar)
 	a := New(cfg, NewLogger(logs, "text", level), level)
+	a.holdCheck = hold
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-errc:
-		cancel()
-		return &testAgent{Agent: a, logs: logs}, err
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("agent not ready in 30s\n%s", logs)
+	wait := []<-chan struct{}{a.Ready(), a.Checked()}
+	if hold != nil {
+		wait = wait[:1]
+	}
+	for _, c := range wait {
+		select {
+		case <-c:
+		case err := <-errc:
+			cancel()
+			return &testAgent{Agent: a, logs: logs}, err
+		case <-time.After(30 * time.Second):
+			cancel()
+			t.Fatalf("agent not ready in 30s\n%s", logs)
+		}
 	}
 	var once sync.Once
 	var stopErr error

@@ -263,12 +263,19 @@ func startSameVersion(b *testing.B, bin, dir string) *proc {
 }
 
 // startCreatingStreams runs nats-server at the embedded version on an
-// empty store and creates the agent's buffer streams side by side, as the
-// agent's start does: the least any process does before it can buffer
-// readings. Its proc is ready once they exist.
+// empty store with the agent's default buffer.sync (sync_interval always:
+// each stream's files are synced as it is created) and creates the
+// agent's buffer streams side by side, as the agent's start does: the
+// least any process does before it can buffer readings as durably. Its
+// proc is ready once they exist.
 func startCreatingStreams(b *testing.B, bin, dir string) *proc {
 	b.Helper()
-	p := startNATSBinary(b, bin, dir)
+	conf := filepath.Join(dir, "sync.conf")
+	if err := os.WriteFile(conf, []byte("jetstream: {sync_interval: always}\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	port := testkit.FreePort(b)
+	p := startProc(b, exec.Command(bin, "-c", conf, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
 	p.waitReady(b)
 	nc := connect(b, p.url)
 	defer nc.Close()

@@ -1,9 +1,18 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/edge-agent/edge-agent/buffer"
+	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -28,4 +37,97 @@ func TestWaitListening(t *testing.T) {
 		t.Fatalf("ready, but a client cannot connect: %v", err)
 	}
 	nc.Close()
+}
+
+// The agent is ready before the start's check of its streams against
+// state.db: local publishes are stored and status says the check is still
+// running, but nothing is forwarded until it is done. A reading sent
+// before would be sent again under the message-id epoch the check draws
+// (the check pulls the cursor back to what the store held at the start),
+// and the hub would store it twice.
+func TestReadyBeforeStreamCheck(t *testing.T) {
+	hub, hjs := startHub(t, nil, edgeStream)
+	release := make(chan struct{})
+	held := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(held)
+	cfg := configIn(t, t.TempDir(), fmt.Sprintf("buffer: {sync: always}\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats")))
+	a, err := launchHolding(t, cfg, func() { <-release })
+	if err != nil {
+		t.Fatalf("agent failed to start: %v\n%s", err, a.logs)
+	}
+	leafUp(t, hub, a)
+	const n = 100
+	publishAsync(t, a, "telemetry.t", 0, n, func(i int) []byte { return fmt.Appendf(nil, `{"id":"p-%d"}`, i) })
+	if last := streamLast(t, a); last != n {
+		t.Fatalf("TELEMETRY holds up to seq %d during the check, want %d", last, n)
+	}
+	st := a.Status(context.Background())
+	code, warnings := st.Health()
+	if !st.Store.Checking || code != ExitDegraded || !slices.ContainsFunc(warnings, func(w Warning) bool { return strings.Contains(w.Message, "check of the local streams") }) {
+		t.Fatalf("status during the check: checking %v, code %d, warnings %+v", st.Store.Checking, code, warnings)
+	}
+	// Time for a forwarder that did not wait to send the backlog.
+	deadline := time.Now().Add(2 * time.Second)
+	for fwdHubCount(hjs) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := fwdHubCount(hjs); got != 0 {
+		t.Errorf("hub holds %d readings forwarded before the stream check", got)
+	}
+	held()
+	<-a.Checked()
+	testkit.WaitFor(t, time.Minute, func() error {
+		if a.State().Cursor(buffer.StreamTelemetry) != n {
+			return errors.New("still waiting for the hub to acknowledge the backlog")
+		}
+		return nil
+	})
+	checkHubOnce(t, hjs, n)
+	if a.Status(context.Background()).Store.Checking {
+		t.Fatal("status still says the stream check is running after it is done")
+	}
+}
+
+// A burst local apps publish at READY, before the start's check, is new
+// after the end the check measures damage from, and the check does not
+// read it message by message to find that out: it bounds the walk back
+// with the end its reconcile saw.
+func TestStreamCheckAfterReadyBurst(t *testing.T) {
+	dir := t.TempDir()
+	a := agentOn(t, dir, "buffer: {sync: always}\n")
+	publishAsync(t, a, "telemetry.t", 0, 10, zeros128)
+	cfg := a.Config()
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	held := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(held)
+	b, err := launchHolding(t, cfg, func() { <-release })
+	if err != nil {
+		t.Fatalf("agent failed to start: %v\n%s", err, b.logs)
+	}
+	const n = 2000
+	publishAsync(t, b, "telemetry.t", 10, 10+n, zeros128)
+	// Each message the check reads is a request the agent publishes.
+	nc := connect(t, b.ClientURL())
+	var reads atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.STREAM.MSG.GET.>", func(*nats.Msg) { reads.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	held()
+	<-b.Checked()
+	if err := sub.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	if r := reads.Load(); r > n/10 {
+		t.Errorf("the check read %d messages for %d readings published before it", r, n)
+	}
+	if from := b.State().Epochs(buffer.StreamTelemetry); from[len(from)-1].From != 11 {
+		t.Fatalf("the start's epoch begins at seq %d, want 11 (the store held 10): epochs %+v", from[len(from)-1].From, from)
+	}
 }

@@ -113,6 +113,11 @@ type StoreStatus struct {
 	// state.db: stored, but held back from the hub until their message
 	// ids are known.
 	UncheckedStreams []string `json:"unchecked_streams,omitempty"`
+	// Checking is true from the agent's READY until the start's check of
+	// the streams against state.db is done (normally milliseconds):
+	// readings are stored, forwarding waits for it, and the damage it may
+	// find is not known yet.
+	Checking bool `json:"checking,omitempty"`
 	// RecreatedStreams counts agent streams recreated this boot after
 	// something deleted them.
 	RecreatedStreams int `json:"recreated_streams,omitempty"`
@@ -215,6 +220,9 @@ func (s Status) Health() (code int, warnings []Warning) {
 	}
 	for _, m := range st.MissingStreams {
 		add(SevCritical, "store", fmt.Sprintf("local stream %s is missing (deleted?): nothing is stored in it until it is recreated", m), "the agent recreates it by itself; if this persists, `journalctl -u edge-agent` says why (e.g. another stream took its subjects)")
+	}
+	if st.Checking {
+		add(SevWarning, "store", "the start's check of the local streams against state.db is still running: readings are stored, forwarding waits for it, and damage it finds shows here once it is done", "normally done within a second of the start; if this persists, `journalctl -u edge-agent` says why")
 	}
 	for _, u := range st.UncheckedStreams {
 		add(SevCritical, "store", fmt.Sprintf("local stream %s was created anew and is not checked against state.db yet: its readings are stored but not forwarded", u), "the agent retries every round by itself; if this persists, `journalctl -u edge-agent` says why")
@@ -403,6 +411,7 @@ func (a *Agent) storeStatus(cfg *Config) StoreStatus {
 	h := a.BufferHealth()
 	st.DiskFull, st.JetStreamDisabled, st.WriteErrors, st.AsyncStreams, st.Events = h.DiskFull, h.JetStreamDisabled, h.WriteErrors, h.AsyncStreams, h.Events
 	st.MissingStreams, st.UncheckedStreams, st.RecreatedStreams = h.Missing, h.Unchecked, h.Recreated
+	st.Checking = a.checking()
 	if bs := a.State(); bs != nil {
 		st.Losses = bs.Losses()
 	}

@@ -30,33 +30,71 @@ func (a *Agent) openState(cfg *Config) {
 }
 
 // setupBuffer takes state.db first (its last known stream extents are what
-// damage is measured against), then creates or reconciles the streams and
-// reports what a crash or a damaged file took.
+// damage is measured against) and creates or reconciles the streams: from
+// then on local publishes are stored. The check against state.db, which
+// reports what a crash or a damaged file took and draws the message-id
+// epochs, runs right after the agent is ready, on the watcher's part; what
+// needs its result waits for it (afterCheck).
 func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 	st, err := a.openedState()
 	if err != nil {
 		return err
 	}
+	log := a.log.With("component", "buffer")
 	a.buf = &bufferPart{state: st, clock: newAgentClock(a.log.With("component", "clock"))}
 	for _, name := range buffer.Lanes {
 		if err := st.RecordLost(name, a.salvaged); err != nil {
 			return err
 		}
 	}
-	if _, err := buffer.OpenStreams(ctx, a.js, st, cfg.Buffer, a.started, a.log.With("component", "buffer")); err != nil {
+	opening, err := buffer.CreateStreams(ctx, a.js, st, cfg.Buffer, log)
+	if err != nil {
 		return err
 	}
-	if a.buf.watcher, err = buffer.NewWatcher(a.srv, a.js, st, cfg.Buffer, a.log.With("component", "buffer")); err != nil {
+	if a.buf.watcher, err = buffer.NewWatcher(a.srv, a.js, st, cfg.Buffer, log); err != nil {
 		return err
 	}
-	a.buf.watcher.Check(ctx)
 	a.addPart("state", st.Run)
-	a.addPart("buffer-watch", a.buf.watcher.Run)
+	a.addPart("buffer-watch", func(ctx context.Context) error {
+		if a.holdCheck != nil {
+			a.holdCheck()
+		}
+		if _, err := opening.Check(ctx, a.started); err != nil {
+			return err
+		}
+		a.buf.watcher.Check(ctx)
+		close(a.checked)
+		return a.buf.watcher.Run(ctx)
+	})
 	return a.setupAge(cfg)
 }
 
-// setupAge starts the ager after OpenStreams, whose check clamped its
-// checkpoints to what the streams still hold.
+// afterCheck is run once the start's stream check is done: it reads
+// cursors, message ids or age checkpoints the check may still change.
+func (a *Agent) afterCheck(run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		select {
+		case <-a.checked:
+			return run(ctx)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// checking reports whether the start's stream check is still running.
+func (a *Agent) checking() bool {
+	select {
+	case <-a.checked:
+		return false
+	default:
+		return true
+	}
+}
+
+// setupAge runs the ager after the stream check, which clamps its
+// checkpoints to what the streams still hold (the constructor reads only
+// the last checkpoint's times).
 func (a *Agent) setupAge(cfg *Config) error {
 	log := a.log.With("component", "buffer")
 	if cfg.Buffer.MaxAge <= 0 {
@@ -68,7 +106,7 @@ func (a *Agent) setupAge(cfg *Config) error {
 		return err
 	}
 	a.buf.ager = ager
-	a.addPart("buffer-age", ager.Run)
+	a.addPart("buffer-age", a.afterCheck(ager.Run))
 	return nil
 }
 

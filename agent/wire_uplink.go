@@ -31,12 +31,14 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	a.up.fwd = fwd
-	a.addPart("uplink-forwarder", fwd.Run)
+	// The forwarder and replays read the cursors and ids the start's
+	// check may still change.
+	a.addPart("uplink-forwarder", a.afterCheck(fwd.Run))
 	dl, err := uplink.NewDownlink(fwd, func(ctx context.Context) any { return a.Status(ctx) }, a.log.With("component", "downlink"))
 	if err != nil {
 		return err
 	}
-	a.addPart("uplink-downlink", dl.Run)
+	a.addPart("uplink-downlink", a.afterCheck(dl.Run))
 	return nil
 }
 

@@ -4,34 +4,54 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // OpenStreams brings the JetStream store up to the agent's config and
-// checks it against st: at a start, and after JetStream restarted or an
-// agent stream was deleted. It is ReconcileStreams then checkStreams,
-// with the requests that write the store's files side by side (creating
-// the agent's streams and StateStream, then their metadata updates) and
-// every stream's ids committed to state.db in one transaction.
+// checks it against st: after JetStream restarted or an agent stream was
+// deleted. It is CreateStreams then Opening.Check.
 func OpenStreams(ctx context.Context, js jetstream.JetStream, st *State, c Config, opened time.Time, log *slog.Logger) ([]string, error) {
-	var (
-		created        map[string]string
-		err, backupErr error
-		wg             sync.WaitGroup
-	)
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	wg.Go(func() { created, err = reconcileStreams(ctx, js, c, st.StoreID(), log) })
-	wg.Go(func() { backupErr = ensureStateStream(ctx, js) })
-	wg.Wait()
+	o, err := CreateStreams(ctx, js, st, c, log)
 	if err != nil {
 		return nil, err
 	}
-	found, err := checkStreams(ctx, js, st, opened, created, backupErr, log)
+	return o.Check(ctx, opened)
+}
+
+// Opening is the agent's streams created or reconciled, not yet checked
+// against state.db. Local publishes are stored from here on; what needs
+// the streams' ids (forwarding, a replay, the age limit) waits for Check.
+type Opening struct {
+	js   jetstream.JetStream
+	st   *State
+	seen map[string]seenLane
+	log  *slog.Logger
+}
+
+// CreateStreams is the part of opening the store that local apps wait
+// for: the agent's streams exist with this config (ReconcileStreams, side
+// by side). The agent's start counts as ready after it and runs Check
+// next, so a start does not keep readings out for the check's requests
+// and the state.db commit.
+func CreateStreams(ctx context.Context, js jetstream.JetStream, st *State, c Config, log *slog.Logger) (*Opening, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	seen, err := reconcileStreams(ctx, js, c, st.StoreID(), log)
+	if err != nil {
+		return nil, err
+	}
+	return &Opening{js: js, st: st, seen: seen, log: log}, nil
+}
+
+// Check creates StateStream if it is missing and checks the streams
+// against st (checkStreams): the damage found, one line per stream.
+// opened is when the store was opened; messages stored since are new.
+func (o *Opening) Check(ctx context.Context, opened time.Time) ([]string, error) {
+	backupErr := ensureStateStream(ctx, o.js)
+	found, err := checkStreams(ctx, o.js, o.st, opened, o.seen, backupErr, o.log)
 	if err != nil {
 		return found, fmt.Errorf("check local streams against state.db: %w", err)
 	}

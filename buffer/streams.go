@@ -78,36 +78,41 @@ func ReconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, log
 	return err
 }
 
+// seenLane is what reconciling a stream saw of it, for its check.
+type seenLane struct {
+	// created is the stream's id if the reconcile created it.
+	created string
+	// end is its last sequence then: later ones are new messages.
+	end uint64
+}
+
 // reconcileStreams is ReconcileStreams with the streams side by side (each
 // create or update is a request that writes and syncs the stream's files):
-// it returns the stream id of each stream it created, whose metadata
-// carries storeID when that is set.
-func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, storeID string, log *slog.Logger) (map[string]string, error) {
+// it returns what it saw of each stream; the metadata of a stream it
+// created carries storeID when that is set.
+func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, storeID string, log *slog.Logger) (map[string]seenLane, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	wants := StreamConfigs(c)
-	ids, errs := make([]string, len(wants)), make([]error, len(wants))
+	seen, errs := make([]seenLane, len(wants)), make([]error, len(wants))
 	var wg sync.WaitGroup
 	for i, want := range wants {
-		wg.Go(func() { ids[i], errs[i] = reconcileStream(ctx, js, want, c, storeID, log) })
+		wg.Go(func() { seen[i], errs[i] = reconcileStream(ctx, js, want, c, storeID, log) })
 	}
 	wg.Wait()
-	created := map[string]string{}
+	out := map[string]seenLane{}
 	for i, want := range wants {
 		if errs[i] != nil {
 			return nil, errs[i]
 		}
-		if ids[i] != "" {
-			created[want.Name] = ids[i]
-		}
+		out[want.Name] = seen[i]
 	}
-	return created, nil
+	return out, nil
 }
 
-// reconcileStream creates or reconciles one stream; it returns the new
-// stream's id when it created it.
-func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, c Config, storeID string, log *slog.Logger) (string, error) {
+// reconcileStream creates or reconciles one stream.
+func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, c Config, storeID string, log *slog.Logger) (seenLane, error) {
 	s, err := js.Stream(ctx, want.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
@@ -117,31 +122,32 @@ func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream
 		want.Metadata = idMetadata(nil, storeID, laneIDs{StreamID: id, Epochs: []Epoch{{From: 1, ID: id}}})
 		if _, err := js.CreateStream(ctx, want); err != nil {
 			if strings.Contains(err.Error(), "overlap") {
-				return "", fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
+				return seenLane{}, fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
 			}
-			return "", fmt.Errorf("create stream %s: %w", want.Name, err)
+			return seenLane{}, fmt.Errorf("create stream %s: %w", want.Name, err)
 		}
-		return id, nil
+		return seenLane{created: id}, nil
 	case err != nil:
-		return "", fmt.Errorf("look up stream %s: %w", want.Name, err)
+		return seenLane{}, fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
+	seen := seenLane{end: s.CachedInfo().State.LastSeq}
 	have := s.CachedInfo().Config
 	if why := notInPlace(have, want); why != "" {
-		return "", fmt.Errorf("stream %s %s; this cannot be changed in place and the agent never deletes buffered data: back it up (`nats stream backup %s /tmp/%s.bak`), remove it (`nats stream rm %s`) and restart the agent to recreate it", want.Name, why, want.Name, want.Name, want.Name)
+		return seenLane{}, fmt.Errorf("stream %s %s; this cannot be changed in place and the agent never deletes buffered data: back it up (`nats stream backup %s /tmp/%s.bak`), remove it (`nats stream rm %s`) and restart the agent to recreate it", want.Name, why, want.Name, want.Name, want.Name)
 	}
 	if !inPlaceDiffers(have, want) {
-		return "", nil
+		return seen, nil
 	}
 	upd := have
 	upd.MaxBytes, upd.MaxAge, upd.Discard, upd.Subjects, upd.Description = want.MaxBytes, want.MaxAge, want.Discard, want.Subjects, want.Description
 	if _, err := js.UpdateStream(ctx, upd); err != nil {
-		return "", fmt.Errorf("update stream %s limits in place (max_bytes %d, max_age %s): %w", want.Name, want.MaxBytes, want.MaxAge, err)
+		return seenLane{}, fmt.Errorf("update stream %s limits in place (max_bytes %d, max_age %s): %w", want.Name, want.MaxBytes, want.MaxAge, err)
 	}
 	if have.MaxAge != want.MaxAge {
 		log.Info("stream max_age set to 0 in JetStream: buffer.max_age is now enforced by the agent on time that does not jump with the wall clock (stored readings start ageing from now)",
 			"stream", want.Name, "jetstream_max_age_was", have.MaxAge.String(), "buffer.max_age", c.MaxAge.String())
 	}
-	return "", nil
+	return seen, nil
 }
 
 func notInPlace(have, want jetstream.StreamConfig) string {
@@ -341,13 +347,13 @@ func (s *State) backupCursors(ctx context.Context) {
 // opened is when the store was opened (the server or JetStream started):
 // nats-server takes client publishes before this check runs, so messages
 // stored since then are new ones after the end, not the surviving tail.
-// Zero means nothing was appended since. created is which streams the
-// caller has just created (stream name to stream id), backupErr what
-// creating StateStream returned.
+// Zero means nothing was appended since. seen is what reconciling each
+// stream saw of it (created, and its end: messages after it were stored
+// since), backupErr what creating StateStream returned.
 //
 // Afterwards the state flusher mirrors cursors to StateStream. It returns
 // the damage found, one line per stream.
-func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, created map[string]string, backupErr error, log *slog.Logger) ([]string, error) {
+func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened time.Time, seen map[string]seenLane, backupErr error, log *slog.Logger) ([]string, error) {
 	if backupErr != nil {
 		// Not fatal: identity still lives in the stream metadata.
 		log.Error("cannot create the cursor backup stream; forwarding on, but a lost state.db will mean resending the buffer", "stream", StateStream, "err", backupErr)
@@ -356,7 +362,7 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, st *State, opened
 	checks := make([]laneCheck, 0, len(Lanes))
 	storeID := ""
 	for _, name := range Lanes {
-		c, d, err := checkLane(ctx, js, st, name, opened, created[name], backupErr == nil, log)
+		c, d, err := checkLane(ctx, js, st, name, opened, seen[name], backupErr == nil, log)
 		if err != nil {
 			return found, err
 		}
@@ -472,9 +478,8 @@ func adoptWithLosses(st *State, storeID string, checks []laneCheck) error {
 	return nil
 }
 
-// checkLane checks one stream; created is its stream id if the caller has
-// just created it.
-func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, opened time.Time, created string, backupOK bool, log *slog.Logger) (laneCheck, string, error) {
+// checkLane checks one stream, seen as its reconcile saw it.
+func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name string, opened time.Time, seen seenLane, backupOK bool, log *slog.Logger) (laneCheck, string, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return laneCheck{}, "", fmt.Errorf("check stream %s: %w", name, err)
@@ -502,7 +507,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	cursor0, issued := st.Cursor(name), st.issuedBound(name)
 	cursor := cursor0
 	meta, metaOK := idsFromMetadata(info.Config.Metadata)
-	fresh := metaOK && created != "" && meta.StreamID == created
+	fresh := metaOK && seen.created != "" && meta.StreamID == seen.created
 	ids := meta
 	c := laneCheck{name: name, cfg: info.Config}
 	var why []string
@@ -550,7 +555,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 			c.losses = append(c.losses, Loss{Stream: name, From: from, To: before.LastSeq, Count: min(before.Msgs, before.LastSeq-from+1), Cause: causeDeleted})
 		}
 	}
-	last, err := restoredEnd(ctx, s, state, opened, time.Now())
+	last, err := restoredEnd(ctx, s, state, seen.end, opened, time.Now())
 	if err != nil {
 		return laneCheck{}, "", err
 	}
@@ -603,18 +608,25 @@ func (c *laneCheck) event(kind EventKind, detail string) {
 }
 
 // restoredEnd is the last sequence the stream held when the store was
-// opened: the highest one stored before opened. Messages a client appended
-// since, stored between opened and now, are walked back over (a handful:
-// the time between the server's start and the check). A store time after
-// now cannot be one of those: the wall clock went back since it was
-// stored (a gateway without RTC booting at 1970), so the message is
-// restored, and the walk never runs down a whole stream of them.
-func restoredEnd(ctx context.Context, s jetstream.Stream, state jetstream.StreamState, opened, now time.Time) (uint64, error) {
+// opened: the highest one stored before opened. Those after seenEnd, the
+// stream's end when its reconcile saw it, were stored since. Messages a
+// client appended between opened and that reconcile are walked back over
+// (a handful: the time between the server's start and the reconcile; a
+// burst local apps publish at READY, before the check, is all after
+// seenEnd). A store time after now cannot be one of those: the wall clock
+// went back since it was stored (a gateway without RTC booting at 1970),
+// so the message is restored, and the walk never runs down a whole stream
+// of them.
+func restoredEnd(ctx context.Context, s jetstream.Stream, state jetstream.StreamState, seenEnd uint64, opened, now time.Time) (uint64, error) {
 	restored := func(t time.Time) bool { return t.Before(opened) || t.After(now) }
-	if opened.IsZero() || state.LastSeq == 0 || restored(state.LastTime) {
+	if opened.IsZero() {
 		return state.LastSeq, nil
 	}
-	for seq := state.LastSeq; seq >= state.FirstSeq && seq > 0; seq-- {
+	top := min(state.LastSeq, seenEnd)
+	if top == 0 || top == state.LastSeq && restored(state.LastTime) {
+		return top, nil
+	}
+	for seq := top; seq >= state.FirstSeq && seq > 0; seq-- {
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue

@@ -399,16 +399,23 @@ func TestRestoredEndClockBehindStore(t *testing.T) {
 	mustOK(t, err)
 	state := s.CachedInfo().State
 	boot := time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	end, err := restoredEnd(ctx, s, state, boot, boot.Add(time.Second))
+	end, err := restoredEnd(ctx, s, state, state.LastSeq, boot, boot.Add(time.Second))
 	mustOK(t, err)
 	if end != state.LastSeq {
 		t.Fatalf("end %d, want the last sequence %d: stored messages taken for new ones", end, state.LastSeq)
 	}
 	// With the clock right, messages stored after the start are walked back over.
-	end, err = restoredEnd(ctx, s, state, state.FirstTime.Add(-time.Hour), time.Now())
+	end, err = restoredEnd(ctx, s, state, state.LastSeq, state.FirstTime.Add(-time.Hour), time.Now())
 	mustOK(t, err)
 	if end != state.FirstSeq-1 {
 		t.Fatalf("end %d, want %d: every message was stored after the start", end, state.FirstSeq-1)
+	}
+	// Messages after the end the stream's reconcile saw were stored since,
+	// whatever their store time says.
+	end, err = restoredEnd(ctx, s, state, state.LastSeq-10, boot, boot.Add(time.Second))
+	mustOK(t, err)
+	if end != state.LastSeq-10 {
+		t.Fatalf("end %d, want %d: messages stored after the reconcile taken for restored ones", end, state.LastSeq-10)
 	}
 }
 

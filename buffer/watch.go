@@ -123,14 +123,14 @@ func NewWatcher(srv *server.Server, js jetstream.JetStream, st *State, cfg Confi
 }
 
 // Run checks every WatchInterval, and at once when one of the agent's
-// streams is deleted, until ctx ends.
+// streams is deleted, until ctx ends. The first round is the caller's
+// (Check), so it knows when Health has one.
 func (w *Watcher) Run(ctx context.Context) error {
 	t := time.NewTicker(WatchInterval)
 	defer t.Stop()
 	unsub := w.watchDeletes()
 	defer unsub()
 	for {
-		w.Check(ctx)
 		select {
 		case <-ctx.Done():
 			// A last round records the streams' extent at a clean stop, so
@@ -142,6 +142,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-w.kick:
 		}
+		w.Check(ctx)
 	}
 }
 
