@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/edge-agent/edge-agent/agent/fleetconfig"
 	"github.com/edge-agent/edge-agent/buffer"
@@ -40,8 +39,11 @@ func setLocalPermissions(opts *server.Options, site string) {
 		return
 	}
 	opts.Users = []*server.User{
-		// bcrypt at its minimum cost: the password is random.
-		{Username: agentUser, Password: bcryptOf(agentPassword)},
+		// In plaintext, as the local user's: the agent's own connection
+		// holds it in the same memory anyway, and a bcrypt hash cost a
+		// millisecond at the start and another for the server to check
+		// each login (time to READY, issue #21).
+		{Username: agentUser, Password: agentPassword},
 		// Nobody logs in as localUser: anonymous clients are mapped to it
 		// (nats-server needs its password in plaintext for that).
 		{Username: localUser, Password: randomPassword(),
@@ -57,14 +59,6 @@ func randomPassword() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func bcryptOf(pw string) string {
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-	if err != nil {
-		panic(err) // only for a password longer than 72 bytes
-	}
-	return string(h)
 }
 
 // agentLogin is the login the agent's own connection uses, if

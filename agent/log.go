@@ -41,8 +41,8 @@ func (n natsLogger) Tracef(f string, v ...any)  { n.l.Debug(msg(f, v)) }
 
 // warnLevel puts nats-server's plaintext-password warning at debug: it is
 // not actionable here (the agent itself logs in with local_auth's password,
-// so that cannot be a bcrypt hash, and localperms.go's local user has a
-// random one nobody types).
+// so that cannot be a bcrypt hash, and localperms.go's users have random
+// ones nobody types).
 func warnLevel(f string) slog.Level {
 	if f == "Plaintext passwords detected, use nkeys or bcrypt" {
 		return slog.LevelDebug
