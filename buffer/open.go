@@ -39,7 +39,7 @@ func CreateStreams(ctx context.Context, js jetstream.JetStream, st *State, c Con
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	seen, err := reconcileStreams(ctx, js, c, st.StoreID(), log)
+	seen, err := reconcileStreams(ctx, js, c, st.StoreID(), st.unknownLanes(), log)
 	if err != nil {
 		return nil, err
 	}

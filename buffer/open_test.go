@@ -2,9 +2,15 @@ package buffer
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testkit"
+	"github.com/nats-io/nats.go"
 )
 
 // A start that creates the agent's streams draws a new epoch at its first
@@ -50,5 +56,80 @@ func TestOpenStreamsDrawsAnEpochAtEveryStart(t *testing.T) {
 	}
 	if eps := st.Epochs(StreamAlerts); len(eps) != 1 || eps[0].ID == first[StreamAlerts] {
 		t.Fatalf("second start, empty ALERTS: epochs %+v: want one new epoch", eps)
+	}
+}
+
+// CreateStreams creates the streams state.db has never seen without
+// looking them up first (a first start: one request less before READY),
+// looks up the ones it knows, and falls back to the lookup when a stream
+// it does not know exists (state.db lost): that stream is kept as it is,
+// readings and identity, and its check restores from it.
+func TestCreateStreamsLooksUpOnlyKnownStreams(t *testing.T) {
+	ctx := context.Background()
+	c := testConfig("always", 16<<20)
+	dir := t.TempDir()
+	srv, js := jsServer(t, dir, c)
+	nc, _ := testkit.Connect(t, "", nats.InProcessServer(srv))
+	requests := func(t *testing.T, do func()) (lookups, creates int) {
+		t.Helper()
+		var n [2]atomic.Int64
+		sub, err := nc.Subscribe("$JS.API.STREAM.>", func(m *nats.Msg) {
+			switch {
+			case strings.HasPrefix(m.Subject, "$JS.API.STREAM.INFO."):
+				n[0].Add(1)
+			case strings.HasPrefix(m.Subject, "$JS.API.STREAM.CREATE."):
+				n[1].Add(1)
+			}
+		})
+		mustOK(t, err)
+		mustOK(t, nc.Flush())
+		do()
+		mustOK(t, sub.Drain())
+		testkit.WaitFor(t, 5*time.Second, func() error {
+			if sub.IsValid() {
+				return errors.New("still draining the request counter")
+			}
+			return nil
+		})
+		return int(n[0].Load()), int(n[1].Load())
+	}
+	open := func(st *State) *Opening {
+		o, err := CreateStreams(ctx, js, st, c, nil)
+		mustOK(t, err, "CreateStreams")
+		return o
+	}
+
+	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	var o *Opening
+	if l, cr := requests(t, func() { o = open(st) }); l != 0 || cr != len(Lanes) {
+		t.Fatalf("first start: %d lookups, %d creates; want 0 and %d", l, cr, len(Lanes))
+	}
+	_, err := o.Check(ctx, time.Time{})
+	mustOK(t, err)
+	publishN(t, js, "telemetry.t", 5, 10)
+	ids := map[string]string{}
+	for _, name := range Lanes {
+		ids[name] = st.laneIDs(name).StreamID
+	}
+
+	if l, cr := requests(t, func() { open(st) }); l != len(Lanes) || cr != 0 {
+		t.Fatalf("known streams: %d lookups, %d creates; want %d and 0", l, cr, len(Lanes))
+	}
+
+	lost := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	if l, cr := requests(t, func() { o = open(lost) }); l != len(Lanes) || cr != len(Lanes) {
+		t.Fatalf("state.db lost: %d lookups, %d creates; want %d refused creates, then %d lookups", l, cr, len(Lanes), len(Lanes))
+	}
+	_, err = o.Check(ctx, time.Time{})
+	mustOK(t, err)
+	for _, name := range Lanes {
+		if got := lost.laneIDs(name).StreamID; got != ids[name] {
+			t.Errorf("%s: stream id %s after state.db was lost, want the stream's own %s", name, got, ids[name])
+		}
+	}
+	s, err := js.Stream(ctx, StreamTelemetry)
+	mustOK(t, err)
+	if n := s.CachedInfo().State.Msgs; n != 5 {
+		t.Fatalf("TELEMETRY holds %d readings after the refused create, want 5", n)
 	}
 }

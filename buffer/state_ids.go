@@ -99,6 +99,19 @@ func (s *State) Epochs(stream string) []Epoch {
 
 // laneIDs is stream's identity, by default (a store from before id epochs,
 // or a stream not checked yet) one epoch of the store id; callers hold s.mu.
+// unknownLanes lists the agent's streams state.db has no id for.
+func (s *State) unknownLanes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, name := range Lanes {
+		if s.ids[name].StreamID == "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 func (s *State) laneIDs(stream string) laneIDs {
 	if l, ok := s.ids[stream]; ok {
 		return l

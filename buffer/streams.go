@@ -74,7 +74,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c Config) error 
 // the reason and the commands to resolve it, never applied by deleting
 // data.
 func ReconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, log *slog.Logger) error {
-	_, err := reconcileStreams(ctx, js, c, "", log)
+	_, err := reconcileStreams(ctx, js, c, "", nil, log)
 	return err
 }
 
@@ -89,8 +89,11 @@ type seenLane struct {
 // reconcileStreams is ReconcileStreams with the streams side by side (each
 // create or update is a request that writes and syncs the stream's files):
 // it returns what it saw of each stream; the metadata of a stream it
-// created carries storeID when that is set.
-func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, storeID string, log *slog.Logger) (map[string]seenLane, error) {
+// created carries storeID when that is set. Streams unknown lists are
+// likely not to exist (state.db has never seen them: a first start), so
+// they are created without being looked up first, one request less
+// before the start is ready; one that exists after all is then looked up.
+func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, storeID string, unknown []string, log *slog.Logger) (map[string]seenLane, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -98,7 +101,15 @@ func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, sto
 	seen, errs := make([]seenLane, len(wants)), make([]error, len(wants))
 	var wg sync.WaitGroup
 	for i, want := range wants {
-		wg.Go(func() { seen[i], errs[i] = reconcileStream(ctx, js, want, c, storeID, log) })
+		wg.Go(func() {
+			if slices.Contains(unknown, want.Name) {
+				seen[i], errs[i] = createStream(ctx, js, want, storeID)
+				if !errors.Is(errs[i], jetstream.ErrStreamNameAlreadyInUse) {
+					return
+				}
+			}
+			seen[i], errs[i] = reconcileStream(ctx, js, want, c, storeID, log)
+		})
 	}
 	wg.Wait()
 	out := map[string]seenLane{}
@@ -116,17 +127,7 @@ func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream
 	s, err := js.Stream(ctx, want.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		// A new stream is a new sequence space: its own id, so its
-		// messages never share ids with a stream it replaces.
-		id := newStoreID()
-		want.Metadata = idMetadata(nil, storeID, laneIDs{StreamID: id, Epochs: []Epoch{{From: 1, ID: id}}})
-		if _, err := js.CreateStream(ctx, want); err != nil {
-			if strings.Contains(err.Error(), "overlap") {
-				return seenLane{}, fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
-			}
-			return seenLane{}, fmt.Errorf("create stream %s: %w", want.Name, err)
-		}
-		return seenLane{created: id}, nil
+		return createStream(ctx, js, want, storeID)
 	case err != nil:
 		return seenLane{}, fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
@@ -148,6 +149,25 @@ func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream
 			"stream", want.Name, "jetstream_max_age_was", have.MaxAge.String(), "buffer.max_age", c.MaxAge.String())
 	}
 	return seen, nil
+}
+
+// createStream creates the stream want. A new stream is a new sequence
+// space: its own id, so its messages never share ids with a stream it
+// replaces. It returns jetstream.ErrStreamNameAlreadyInUse itself when
+// the stream exists.
+func createStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, storeID string) (seenLane, error) {
+	id := newStoreID()
+	want.Metadata = idMetadata(nil, storeID, laneIDs{StreamID: id, Epochs: []Epoch{{From: 1, ID: id}}})
+	_, err := js.CreateStream(ctx, want)
+	switch {
+	case err == nil:
+		return seenLane{created: id}, nil
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		return seenLane{}, err
+	case strings.Contains(err.Error(), "overlap"):
+		return seenLane{}, fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
+	}
+	return seenLane{}, fmt.Errorf("create stream %s: %w", want.Name, err)
 }
 
 func notInPlace(have, want jetstream.StreamConfig) string {
