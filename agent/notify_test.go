@@ -3,7 +3,9 @@ package agent
 import (
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,24 +14,37 @@ import (
 	"github.com/edge-agent/edge-agent/internal/testkit"
 )
 
-// sdSocket is a fake systemd notify socket collecting every datagram.
+// sdSocket is a fake systemd notify socket collecting every datagram;
+// ready is closed at the first READY=1.
 type sdSocket struct {
-	mu   sync.Mutex
-	msgs []string
+	path  string
+	ready chan struct{}
+	mu    sync.Mutex
+	msgs  []string
 }
 
+// listenNotify is a notify socket this test's agents send to.
 func listenNotify(t *testing.T) *sdSocket {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify.sock")
+	s := openNotify(t, filepath.Join(t.TempDir(), "notify.sock"))
+	t.Setenv("NOTIFY_SOCKET", s.path)
+	return s
+}
+
+// openNotify listens on a notify socket at path until the test ends.
+func openNotify(t testing.TB, path string) *sdSocket {
+	t.Helper()
+	_ = os.Remove(path) // a directory reused across starts keeps the last one
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sdSocket{}
+	s := &sdSocket{path: path, ready: make(chan struct{})}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		buf := make([]byte, 4096)
+		ready := false
 		for {
 			n, err := c.Read(buf)
 			if err != nil {
@@ -38,10 +53,13 @@ func listenNotify(t *testing.T) *sdSocket {
 			s.mu.Lock()
 			s.msgs = append(s.msgs, string(buf[:n]))
 			s.mu.Unlock()
+			if !ready && slices.Contains(strings.Split(string(buf[:n]), "\n"), "READY=1") {
+				ready = true
+				close(s.ready)
+			}
 		}
 	}()
 	t.Cleanup(func() { c.Close(); <-done })
-	t.Setenv("NOTIFY_SOCKET", path)
 	return s
 }
 
