@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,6 +173,44 @@ func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
 	}
 }
 
+func telemetryBlocks(dir string) string {
+	return filepath.Join(dir, "jetstream", "$G", "streams", buffer.StreamTelemetry, "msgs")
+}
+
+// block is the TELEMETRY stream's one block file in the store dir, and
+// its size.
+func block(t *testing.T, dir string) (string, int64) {
+	t.Helper()
+	blks, _ := filepath.Glob(filepath.Join(telemetryBlocks(dir), "*.blk"))
+	if len(blks) != 1 {
+		t.Fatalf("want one TELEMETRY block, have %v", blks)
+	}
+	fi, err := os.Stat(blks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blks[0], fi.Size()
+}
+
+// dropIndex removes TELEMETRY's index.db, as a crash leaves it stale.
+func dropIndex(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(telemetryBlocks(dir), "index.db")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+}
+
+// truncateTelemetry cuts TELEMETRY's block in half without its index:
+// nats-server rebuilds the stream up to the cut.
+func truncateTelemetry(t *testing.T, dir string) {
+	t.Helper()
+	p, size := block(t, dir)
+	if err := os.Truncate(p, size/2); err != nil {
+		t.Fatal(err)
+	}
+	dropIndex(t, dir)
+}
+
 // Damage to the newest TELEMETRY block, after everything reached the hub:
 // what survives is not resent, new readings reach the hub (the forwarder is
 // not stuck), nothing arrives twice. Without the stream's index (a crash
@@ -179,25 +218,6 @@ func TestBufferCorruptStateDBNoDuplicates(t *testing.T) {
 // sequence goes back: new readings reuse sequences and must get a new id
 // epoch (every start draws one for what comes after the end anyway).
 func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
-	blockDir := func(dir string) string {
-		return filepath.Join(dir, "jetstream", "$G", "streams", buffer.StreamTelemetry, "msgs")
-	}
-	block := func(t *testing.T, dir string) (string, int64) {
-		blks, _ := filepath.Glob(filepath.Join(blockDir(dir), "*.blk"))
-		if len(blks) != 1 {
-			t.Fatalf("want one TELEMETRY block, have %v", blks)
-		}
-		fi, err := os.Stat(blks[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return blks[0], fi.Size()
-	}
-	dropIndex := func(t *testing.T, dir string) {
-		if err := os.Remove(filepath.Join(blockDir(dir), "index.db")); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-	}
 	flip := func(t *testing.T, dir string) {
 		p, size := block(t, dir)
 		f, err := os.OpenFile(p, os.O_RDWR, 0)
@@ -220,13 +240,7 @@ func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
 		name   string
 		damage func(t *testing.T, dir string)
 	}{
-		{"truncated", func(t *testing.T, dir string) {
-			p, size := block(t, dir)
-			if err := os.Truncate(p, size/2); err != nil {
-				t.Fatal(err)
-			}
-			dropIndex(t, dir)
-		}},
+		{"truncated", truncateTelemetry},
 		{"bit-flip", func(t *testing.T, dir string) { flip(t, dir); dropIndex(t, dir) }},
 		{"bit-flip-indexed", flip},
 	} {
@@ -259,4 +273,93 @@ func TestBufferDamagedBlockExactlyOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A start whose check of the streams never commits (the agent stopped, or
+// the check failed, after READY) leaves the readings local apps stored
+// meanwhile unchecked. The next start must take them for new ones, not
+// for what its store held before it opened: here the store was cut below
+// the cursor, so they took sequences the hub acknowledged for others, and
+// judged as restored they were never sent (the start's check-pending
+// record keeps the end the unfinished start saw).
+func TestBufferCheckInterruptedAfterReady(t *testing.T) {
+	s := newIDsSite(t)
+	a := s.forwardAll(t, 0, 300)
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	truncateTelemetry(t, s.dir)
+
+	release := make(chan struct{})
+	held := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(held)
+	b, err := launchHolding(t, configIn(t, s.dir, s.body), func() { <-release })
+	if err != nil {
+		t.Fatalf("agent failed to start: %v\n%s", err, b.logs)
+	}
+	publishAsync(t, b, "telemetry.t", 300, 400, func(i int) []byte { return fmt.Appendf(nil, `{"id":"p-%d"}`, i) })
+	// Stopped before the check: it runs on a cancelled context, as a
+	// crash would not run it at all, and commits nothing.
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.stop() }()
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(b.logs.String(), "edge-agent stopping") {
+			return errors.New("still waiting for the agent to stop")
+		}
+		return nil
+	})
+	held()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.Checked():
+		t.Fatal("the held check ran to its end after the stop")
+	default:
+	}
+
+	c := s.start(t)
+	publishAll(t, c, 400, 500)
+	checkHubOnce(t, s.hjs, 500)
+}
+
+// Readings gone from a stream's head while the agent was stopped (its
+// first block file removed) are the start's check's to judge, not an
+// eviction by buffer limits: the watcher's first round measures from the
+// marks that check left, not from the ones before it.
+func TestBufferHeadGoneWhileStoppedIsNoEviction(t *testing.T) {
+	dir := t.TempDir()
+	const body = "buffer: {sync: 1s, max_bytes: 8MiB}\n"
+	a := agentOn(t, dir, body)
+	publishAsync(t, a, "telemetry.t", 0, 6000, func(int) []byte { return make([]byte, 1024) })
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	blks, _ := filepath.Glob(filepath.Join(telemetryBlocks(dir), "*.blk"))
+	if len(blks) < 2 {
+		t.Fatalf("want several TELEMETRY blocks, have %v", blks)
+	}
+	slices.SortFunc(blks, cmpLen)
+	if err := os.Remove(blks[0]); err != nil {
+		t.Fatal(err)
+	}
+	dropIndex(t, dir)
+
+	b := agentOn(t, dir, body)
+	first := streamFirst(t, b)
+	if first <= 1 {
+		t.Fatalf("TELEMETRY starts at seq %d after its first block was removed", first)
+	}
+	if n := b.State().Evicted(buffer.StreamTelemetry); n != 0 {
+		t.Fatalf("%d readings counted as evicted by limits; the head (seq 1..%d) went while the agent was stopped\n%s", n, first-1, b.logs)
+	}
+}
+
+func streamFirst(t *testing.T, a *testAgent) uint64 {
+	t.Helper()
+	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.FirstSeq
 }

@@ -17,8 +17,10 @@ type AckLossResponse struct {
 // (root, the agent's user and the edge-agent group).
 func (a *Agent) handleAckLoss(w http.ResponseWriter, _ *http.Request) {
 	st := a.State()
-	if st == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the buffer is not set up yet"})
+	if st == nil || a.checking() {
+		// Not before the start's check: it may record losses the
+		// technician has not seen yet.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the buffer's start check is not done yet; try again in a moment"})
 		return
 	}
 	done, err := st.AckLosses()

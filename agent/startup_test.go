@@ -66,6 +66,10 @@ func TestReadyBeforeStreamCheck(t *testing.T) {
 	if !st.Store.Checking || code != ExitDegraded || !slices.ContainsFunc(warnings, func(w Warning) bool { return strings.Contains(w.Message, "check of the local streams") }) {
 		t.Fatalf("status during the check: checking %v, code %d, warnings %+v", st.Store.Checking, code, warnings)
 	}
+	// Losses the check may still record are not acknowledged unseen.
+	if r, err := AckLoss(context.Background(), cfg.ControlSocket); err == nil {
+		t.Fatalf("ack-loss during the check: %+v, want it refused", r)
+	}
 	// Time for a forwarder that did not wait to send the backlog.
 	deadline := time.Now().Add(2 * time.Second)
 	for fwdHubCount(hjs) == 0 && time.Now().Before(deadline) {
@@ -75,7 +79,7 @@ func TestReadyBeforeStreamCheck(t *testing.T) {
 		t.Errorf("hub holds %d readings forwarded before the stream check", got)
 	}
 	held()
-	<-a.Checked()
+	waitChecked(t, a)
 	testkit.WaitFor(t, time.Minute, func() error {
 		if a.State().Cursor(buffer.StreamTelemetry) != n {
 			return errors.New("still waiting for the hub to acknowledge the backlog")
@@ -120,7 +124,7 @@ func TestStreamCheckAfterReadyBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	held()
-	<-b.Checked()
+	waitChecked(t, b)
 	if err := sub.Drain(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +133,16 @@ func TestStreamCheckAfterReadyBurst(t *testing.T) {
 	}
 	if from := b.State().Epochs(buffer.StreamTelemetry); from[len(from)-1].From != 11 {
 		t.Fatalf("the start's epoch begins at seq %d, want 11 (the store held 10): epochs %+v", from[len(from)-1].From, from)
+	}
+}
+
+// waitChecked waits for the start's stream check of a launchHolding agent
+// whose hold was released.
+func waitChecked(t *testing.T, a *testAgent) {
+	t.Helper()
+	select {
+	case <-a.Checked():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the start's stream check not done in 30s\n%s", a.logs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/edge-agent/edge-agent/buffer"
 )
@@ -59,7 +60,12 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 		if a.holdCheck != nil {
 			a.holdCheck()
 		}
-		if _, err := opening.Check(ctx, a.started); err != nil {
+		// Before READY, systemd's start timeout bounded the check; a
+		// check that hangs now stops the agent, and systemd restarts it.
+		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		_, err := opening.Check(cctx, a.started)
+		cancel()
+		if err != nil {
 			return err
 		}
 		a.buf.watcher.Check(ctx)
@@ -68,6 +74,10 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 	})
 	return a.setupAge(cfg)
 }
+
+// checkTimeout bounds the start's stream check: normally milliseconds,
+// a handful of JetStream requests and one state.db commit.
+const checkTimeout = time.Minute
 
 // afterCheck is run once the start's stream check is done: it reads
 // cursors, message ids or age checkpoints the check may still change.

@@ -265,6 +265,9 @@ func (a *Agent) healthGate(ctx context.Context, log *slog.Logger, cfg *Config) e
 // a reading stored since start, the link up if it was before the apply, and
 // every sensor tried and none newly failing.
 func (a *Agent) unhealthy(cfg *Config, t *fleetconfig.Trial, start time.Time) string {
+	if a.checking() {
+		return "the start's check of the local streams is still running"
+	}
 	if t.LinkWasUp && a.leafConn() == 0 {
 		return "the link to the hub is down (it was up before the change)"
 	}

@@ -43,6 +43,9 @@ func CreateStreams(ctx context.Context, js jetstream.JetStream, st *State, c Con
 	if err != nil {
 		return nil, err
 	}
+	if err := st.pendChecks(seen); err != nil {
+		return nil, fmt.Errorf("record the streams' ends until they are checked: %w", err)
+	}
 	return &Opening{js: js, st: st, seen: seen, log: log}, nil
 }
 
@@ -51,6 +54,9 @@ func CreateStreams(ctx context.Context, js jetstream.JetStream, st *State, c Con
 // opened is when the store was opened; messages stored since are new.
 func (o *Opening) Check(ctx context.Context, opened time.Time) ([]string, error) {
 	backupErr := ensureStateStream(ctx, o.js)
+	if backupErr != nil && ctx.Err() != nil {
+		return nil, ctx.Err() // stopping: not a backup stream that cannot be created
+	}
 	found, err := checkStreams(ctx, o.js, o.st, opened, o.seen, backupErr, o.log)
 	if err != nil {
 		return found, fmt.Errorf("check local streams against state.db: %w", err)

@@ -160,6 +160,10 @@ func (s *State) adoptIDs(storeID string, checks []laneCheck, losses lossUpdate) 
 			if err := tx.Bucket(bIDs).Put([]byte(c.name), vals[i]); err != nil {
 				return err
 			}
+			// Checked: no longer pending (pendChecks).
+			if err := tx.Bucket(bMisc).Delete([]byte(pendingKey(c.name))); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -169,6 +173,9 @@ func (s *State) adoptIDs(storeID string, checks []laneCheck, losses lossUpdate) 
 	s.storeID = storeID
 	for k, v := range misc {
 		s.keepRecord(string(bMisc), k, v)
+	}
+	for _, c := range checks {
+		delete(s.recs[string(bMisc)], pendingKey(c.name))
 	}
 	for _, c := range checks {
 		if c.setCursor {

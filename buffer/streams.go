@@ -80,10 +80,14 @@ func ReconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, log
 
 // seenLane is what reconciling a stream saw of it, for its check.
 type seenLane struct {
-	// created is the stream's id if the reconcile created it.
-	created string
-	// end is its last sequence then: later ones are new messages.
+	// id is the stream id in its metadata ("" for a stream from before
+	// id epochs); created is whether the reconcile created it.
+	id      string
+	created bool
+	// end is its last sequence then, and at when: later sequences are
+	// new messages, and every one up to end was stored before at.
 	end uint64
+	at  time.Time
 }
 
 // reconcileStreams is ReconcileStreams with the streams side by side (each
@@ -131,8 +135,8 @@ func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream
 	case err != nil:
 		return seenLane{}, fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
-	seen := seenLane{end: s.CachedInfo().State.LastSeq}
 	have := s.CachedInfo().Config
+	seen := seenLane{id: have.Metadata[mdStreamID], end: s.CachedInfo().State.LastSeq, at: time.Now()}
 	if why := notInPlace(have, want); why != "" {
 		return seenLane{}, fmt.Errorf("stream %s %s; this cannot be changed in place and the agent never deletes buffered data: back it up (`nats stream backup %s /tmp/%s.bak`), remove it (`nats stream rm %s`) and restart the agent to recreate it", want.Name, why, want.Name, want.Name, want.Name)
 	}
@@ -161,7 +165,7 @@ func createStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	_, err := js.CreateStream(ctx, want)
 	switch {
 	case err == nil:
-		return seenLane{created: id}, nil
+		return seenLane{id: id, created: true, at: time.Now()}, nil
 	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
 		return seenLane{}, err
 	case strings.Contains(err.Error(), "overlap"):
@@ -527,7 +531,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 	cursor0, issued := st.Cursor(name), st.issuedBound(name)
 	cursor := cursor0
 	meta, metaOK := idsFromMetadata(info.Config.Metadata)
-	fresh := metaOK && seen.created != "" && meta.StreamID == seen.created
+	fresh := metaOK && seen.created && meta.StreamID == seen.id
 	ids := meta
 	c := laneCheck{name: name, cfg: info.Config}
 	var why []string
@@ -575,7 +579,7 @@ func checkLane(ctx context.Context, js jetstream.JetStream, st *State, name stri
 			c.losses = append(c.losses, Loss{Stream: name, From: from, To: before.LastSeq, Count: min(before.Msgs, before.LastSeq-from+1), Cause: causeDeleted})
 		}
 	}
-	last, err := restoredEnd(ctx, s, state, seen.end, opened, time.Now())
+	last, err := restoredEnd(ctx, s, state, seen.end, opened, seen.at)
 	if err != nil {
 		return laneCheck{}, "", err
 	}
@@ -633,10 +637,11 @@ func (c *laneCheck) event(kind EventKind, detail string) {
 // client appended between opened and that reconcile are walked back over
 // (a handful: the time between the server's start and the reconcile; a
 // burst local apps publish at READY, before the check, is all after
-// seenEnd). A store time after now cannot be one of those: the wall clock
-// went back since it was stored (a gateway without RTC booting at 1970),
-// so the message is restored, and the walk never runs down a whole stream
-// of them.
+// seenEnd). now is when the reconcile saw seenEnd, so a clock stepped
+// since (NTP on a gateway without RTC) changes nothing: a store time after
+// it cannot be one of those, the wall clock went back since it was stored
+// (such a gateway booting at 1970), so the message is restored, and the
+// walk never runs down a whole stream of them.
 func restoredEnd(ctx context.Context, s jetstream.Stream, state jetstream.StreamState, seenEnd uint64, opened, now time.Time) (uint64, error) {
 	restored := func(t time.Time) bool { return t.Before(opened) || t.After(now) }
 	if opened.IsZero() {

@@ -112,14 +112,23 @@ func NewWatcher(srv *server.Server, js jetstream.JetStream, st *State, cfg Confi
 	c := *jc
 	// EnableJetStream appends "jetstream" to the directory it is given.
 	c.StoreDir = filepath.Dir(c.StoreDir)
-	w := &Watcher{srv: srv, js: js, st: st, cfg: cfg, jsCfg: c, dir: jc.StoreDir, log: log, prevFirst: map[string]uint64{}, kick: make(chan struct{}, 1)}
+	return &Watcher{srv: srv, js: js, st: st, cfg: cfg, jsCfg: c, dir: jc.StoreDir, log: log, kick: make(chan struct{}, 1)}, nil
+}
+
+// loadMarks starts prevFirst from the streams' marks at the first round:
+// after the start's check, which rewrote them (damage at a stream's head
+// is its loss, not an eviction by limits).
+func (w *Watcher) loadMarks() {
+	if w.prevFirst != nil {
+		return
+	}
+	w.prevFirst = map[string]uint64{}
 	for _, name := range Lanes {
 		var m laneMark
-		if ok, _ := st.GetJSON(markKey(name), &m); ok {
+		if ok, _ := w.st.GetJSON(markKey(name), &m); ok {
 			w.prevFirst[name] = m.FirstSeq
 		}
 	}
-	return w, nil
 }
 
 // Run checks every WatchInterval, and at once when one of the agent's
@@ -196,6 +205,7 @@ func (w *Watcher) Check(ctx context.Context) Health {
 // observe gathers Health without changing anything but the lane marks and
 // the eviction counters.
 func (w *Watcher) observe(ctx context.Context) Health {
+	w.loadMarks()
 	h := Health{SyncMode: w.cfg.Sync, StoreLimit: w.jsCfg.MaxStore, Checked: time.Now()}
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(w.dir, &fs); err == nil {

@@ -41,10 +41,13 @@ func startCLIAgent(t *testing.T, path string) (a *agent.Agent, stop func() error
 	go func() { errc <- a.Run(ctx) }()
 	stop = sync.OnceValue(func() error { cancel(); return <-errc })
 	t.Cleanup(func() { _ = stop() })
-	select {
-	case <-a.Ready():
-	case err := <-errc:
-		t.Fatal(err)
+	// Past Ready, the start's stream check: what the tests look at.
+	for _, c := range []<-chan struct{}{a.Ready(), a.Checked()} {
+		select {
+		case <-c:
+		case err := <-errc:
+			t.Fatal(err)
+		}
 	}
 	return a, stop
 }
