@@ -11,6 +11,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/internal/testkit"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A start that creates the agent's streams draws a new epoch at its first
@@ -131,5 +132,86 @@ func TestCreateStreamsLooksUpOnlyKnownStreams(t *testing.T) {
 	mustOK(t, err)
 	if n := s.CachedInfo().State.Msgs; n != 5 {
 		t.Fatalf("TELEMETRY holds %d readings after the refused create, want 5", n)
+	}
+}
+
+// A check after the first in a process (JetStream restarted, a stream
+// recreated) runs while the forwarder sends past the stream's end, so it
+// leaves no pending end: should it fail, a later check that measured from
+// that end would pull the cursor back over readings the hub has and send
+// them again under a new epoch, and report damage there is none of.
+func TestRecheckLeavesNoPendingEnd(t *testing.T) {
+	ctx := context.Background()
+	c := testConfig("always", 16<<20)
+	dir, path := t.TempDir(), filepath.Join(t.TempDir(), "state.db")
+	st := openTestState(t, path)
+	_, js := jsServer(t, dir, c)
+	_, err := OpenStreams(ctx, js, st, c, time.Now(), nil)
+	mustOK(t, err)
+	forward := func(st *State, to uint64) {
+		for seq := uint64(1); seq <= to; seq++ {
+			st.MsgIDPrefix(StreamTelemetry, seq)
+		}
+		st.SetCursor(StreamTelemetry, to)
+	}
+	publishN(t, js, "telemetry.t", 10, 10)
+	forward(st, 10)
+	// A re-check whose check never runs (it failed).
+	_, err = CreateStreams(ctx, js, st, c, nil)
+	mustOK(t, err)
+	publishN(t, js, "telemetry.t", 10, 10)
+	forward(st, 20)
+	epochs := st.Epochs(StreamTelemetry)
+
+	check := func(what string, st *State, cursor uint64, epochs []Epoch) {
+		t.Helper()
+		if got := st.Cursor(StreamTelemetry); got != cursor {
+			t.Errorf("%s: cursor %d, want %d: readings the hub has would be sent again", what, got, cursor)
+		}
+		if got := st.Epochs(StreamTelemetry); len(got) != len(epochs) || got[len(got)-1].From != epochs[len(epochs)-1].From {
+			t.Errorf("%s: epochs %+v, want the last to start at %d as in %+v", what, got, epochs[len(epochs)-1].From, epochs)
+		}
+		for _, e := range st.Events() {
+			if e.Kind == EventStreamDamaged {
+				t.Errorf("%s: damage reported: %s", what, e.Detail)
+			}
+		}
+	}
+	_, err = OpenStreams(ctx, js, st, c, time.Now(), nil)
+	mustOK(t, err)
+	check("the next check in the process", st, 20, epochs)
+
+	// The next start draws its own epoch after the end, and nothing else.
+	mustOK(t, st.Close())
+	next := openTestState(t, path)
+	_, err = OpenStreams(ctx, js, next, c, time.Now(), nil)
+	mustOK(t, err)
+	check("the next start", next, 20, append(epochs, Epoch{From: 21}))
+}
+
+// A stream state.db has never seen is created without a lookup first; an
+// existing one can be refused for storage rather than for its name
+// (nats-server counts the storage a new stream would reserve before it
+// looks at the name), and is then looked up like any other: a lost
+// state.db beside a local app's stream that reserves storage too still
+// starts, on the streams it has.
+func TestCreateStreamsFallsBackWhenRefusedForStorage(t *testing.T) {
+	ctx := context.Background()
+	c := testConfig("always", 8<<20)
+	dir := t.TempDir()
+	_, js := jsServer(t, dir, c)
+	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	_, err := OpenStreams(ctx, js, st, c, time.Now(), nil)
+	mustOK(t, err)
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "APP", Subjects: []string{"app.>"}, Storage: jetstream.FileStorage, MaxBytes: 1 << 20})
+	mustOK(t, err, "the local app's stream")
+
+	lost := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
+	_, err = OpenStreams(ctx, js, lost, c, time.Now(), nil)
+	mustOK(t, err, "a start with state.db lost")
+	for _, name := range Lanes {
+		if got, want := lost.laneIDs(name).StreamID, st.laneIDs(name).StreamID; got != want {
+			t.Errorf("%s: stream id %s, want the stream's own %s", name, got, want)
+		}
 	}
 }

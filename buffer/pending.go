@@ -27,18 +27,23 @@ func pendingKey(stream string) string { return "check_pending." + stream }
 
 // pendChecks lowers each end in seen to a pending check's of the same
 // stream (an earlier start's whose check never committed) and commits the
-// ends as pending, in one transaction. A stream the reconcile created
-// needs none: nothing in it was stored before this start.
+// ends as pending, in one transaction. Only for a process's first check
+// of a stream: a later one (JetStream restarted, a stream recreated) runs
+// while the forwarder sends what comes after the end, and this process
+// knows which ids it sent. A stream the reconcile created needs none:
+// nothing in it was stored before this start. A record without a stream
+// id (a stream from before id epochs, whose first check draws one) is the
+// same stream's.
 func (s *State) pendChecks(seen map[string]seenLane) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	put := map[string][]byte{}
 	for name, l := range seen {
-		if l.created {
+		if l.created || s.checked[name] {
 			continue
 		}
 		var p pendingCheck
-		if b, ok := s.recs[string(bMisc)][pendingKey(name)]; ok && json.Unmarshal(b, &p) == nil && p.StreamID == l.id && p.End < l.end {
+		if b, ok := s.recs[string(bMisc)][pendingKey(name)]; ok && json.Unmarshal(b, &p) == nil && (p.StreamID == l.id || p.StreamID == "") && p.End < l.end {
 			l.end = p.End
 			seen[name] = l
 		}

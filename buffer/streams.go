@@ -96,7 +96,10 @@ type seenLane struct {
 // created carries storeID when that is set. Streams unknown lists are
 // likely not to exist (state.db has never seen them: a first start), so
 // they are created without being looked up first, one request less
-// before the start is ready; one that exists after all is then looked up.
+// before the start is ready; when that create fails they are looked up
+// as the others are. The failure need not say the stream exists:
+// nats-server checks the storage a new stream would reserve before the
+// name, so an existing stream can be refused for storage.
 func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, storeID string, unknown []string, log *slog.Logger) (map[string]seenLane, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -107,8 +110,7 @@ func reconcileStreams(ctx context.Context, js jetstream.JetStream, c Config, sto
 	for i, want := range wants {
 		wg.Go(func() {
 			if slices.Contains(unknown, want.Name) {
-				seen[i], errs[i] = createStream(ctx, js, want, storeID)
-				if !errors.Is(errs[i], jetstream.ErrStreamNameAlreadyInUse) {
+				if seen[i], errs[i] = createStream(ctx, js, want, storeID); errs[i] == nil {
 					return
 				}
 			}
@@ -157,8 +159,7 @@ func reconcileStream(ctx context.Context, js jetstream.JetStream, want jetstream
 
 // createStream creates the stream want. A new stream is a new sequence
 // space: its own id, so its messages never share ids with a stream it
-// replaces. It returns jetstream.ErrStreamNameAlreadyInUse itself when
-// the stream exists.
+// replaces.
 func createStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, storeID string) (seenLane, error) {
 	id := newStoreID()
 	want.Metadata = idMetadata(nil, storeID, laneIDs{StreamID: id, Epochs: []Epoch{{From: 1, ID: id}}})
@@ -166,8 +167,6 @@ func createStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	switch {
 	case err == nil:
 		return seenLane{id: id, created: true, at: time.Now()}, nil
-	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
-		return seenLane{}, err
 	case strings.Contains(err.Error(), "overlap"):
 		return seenLane{}, fmt.Errorf("create stream %s: %w: another local stream already captures %s; the agent owns that subject space (see the subject contract): move that stream to other subjects", want.Name, err, want.Subjects[0])
 	}

@@ -54,7 +54,7 @@ var goals = []goal{
 	{"RSS after a load", ratio("PeerRSS", "loaded_rss_ratio_vs_nats_server"), true, 1.5, "`nats-server -js`",
 		ratio("PeerRSS", "same_work_loaded_rss_ratio_vs_nats_server"), "the same peer after the same load"},
 	{"time to READY, empty store", ratio("PeerReady/empty", "ratio_vs_nats_server"), true, 1.5, "`nats-server -js`",
-		ratio("PeerReady/empty", "same_work_ratio_vs_nats_server"), "the embedded nats-server version creating the agent's buffer streams"},
+		ratio("PeerReady/empty", "same_work_ratio_vs_nats_server"), "the embedded nats-server version creating the agent's buffer streams with the agent's default sync (always)"},
 	{"time to READY, pre-filled store", ratio("PeerReady/prefilled", "ratio_vs_nats_server"), true, 1.2, "`nats-server -js`",
 		ratio("PeerReady/prefilled", "salvage_same_version_ratio_vs_nats_server"), "the damage pass over the unforwarded blocks, then the embedded nats-server version starting on the agent's store"},
 	{"core pub/sub through the leaf", ratio("PeerPubSub", "ratio_vs_nats_server"), false, 0.95, "standalone nats-server",
