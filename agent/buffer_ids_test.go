@@ -123,11 +123,7 @@ func publishAll(t *testing.T, a *testAgent, from, to int) {
 
 func streamLast(t *testing.T, a *testAgent) uint64 {
 	t.Helper()
-	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.CachedInfo().State.LastSeq
+	return telemetryState(context.Background(), t, localJS(t, a)).LastSeq
 }
 
 // A corrupt state.db is moved aside; the store id, id epochs and cursors
@@ -346,20 +342,11 @@ func TestBufferHeadGoneWhileStoppedIsNoEviction(t *testing.T) {
 	dropIndex(t, dir)
 
 	b := agentOn(t, dir, body)
-	first := streamFirst(t, b)
+	first := telemetryState(context.Background(), t, localJS(t, b)).FirstSeq
 	if first <= 1 {
 		t.Fatalf("TELEMETRY starts at seq %d after its first block was removed", first)
 	}
 	if n := b.State().Evicted(buffer.StreamTelemetry); n != 0 {
 		t.Fatalf("%d readings counted as evicted by limits; the head (seq 1..%d) went while the agent was stopped\n%s", n, first-1, b.logs)
 	}
-}
-
-func streamFirst(t *testing.T, a *testAgent) uint64 {
-	t.Helper()
-	s, err := localJS(t, a).Stream(context.Background(), buffer.StreamTelemetry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.CachedInfo().State.FirstSeq
 }
