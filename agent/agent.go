@@ -47,7 +47,7 @@ type Agent struct {
 	// against state.db is done (setupBuffer); holdCheck, set by tests
 	// only, runs before that check.
 	checked   chan struct{}
-	holdCheck func()
+	holdCheck func(context.Context)
 
 	// parts are the long-lived loops started after the server is ready.
 	parts []part
@@ -81,7 +81,7 @@ func New(cfg *Config, log *slog.Logger, level *slog.LevelVar) *Agent {
 
 // Ready is closed once local apps can store readings: the server and
 // JetStream are up, the agent's streams exist, and the control socket
-// answers. It is systemd's READY=1.
+// listens (unless it cannot, which is logged). It is systemd's READY=1.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Checked is closed once the start's check of the local streams against

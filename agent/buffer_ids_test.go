@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -286,26 +285,15 @@ func TestBufferCheckInterruptedAfterReady(t *testing.T) {
 	}
 	truncateTelemetry(t, s.dir)
 
-	release := make(chan struct{})
-	held := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(held)
-	b, err := launchHolding(t, configIn(t, s.dir, s.body), func() { <-release })
+	hold, _ := checkHold(t)
+	b, err := launchHolding(t, configIn(t, s.dir, s.body), hold)
 	if err != nil {
 		t.Fatalf("agent failed to start: %v\n%s", err, b.logs)
 	}
 	publishAsync(t, b, "telemetry.t", 300, 400, func(i int) []byte { return fmt.Appendf(nil, `{"id":"p-%d"}`, i) })
-	// Stopped before the check: it runs on a cancelled context, as a
-	// crash would not run it at all, and commits nothing.
-	stopped := make(chan error, 1)
-	go func() { stopped <- b.stop() }()
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		if !strings.Contains(b.logs.String(), "edge-agent stopping") {
-			return errors.New("still waiting for the agent to stop")
-		}
-		return nil
-	})
-	held()
-	if err := <-stopped; err != nil {
+	// Stopped while the check is held: it then runs on a cancelled
+	// context and commits nothing, as if the process had died first.
+	if err := b.stop(); err != nil {
 		t.Fatal(err)
 	}
 	select {

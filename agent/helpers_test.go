@@ -101,7 +101,7 @@ func launch(t testing.TB, cfg *Config) (*testAgent, error) {
 // streams: with one, it returns at Ready, while hold holds the check.
 // Without, tests look at what that check recorded: it returns once the
 // check is done too.
-func launchHolding(t testing.TB, cfg *Config, hold func()) (*testAgent, error) {
+func launchHolding(t testing.TB, cfg *Config, hold func(context.Context)) (*testAgent, error) {
 	t.Helper()
 	logs := &testkit.SyncBuffer{}
 	level := new(slog.LevelVar)
@@ -114,7 +114,7 @@ func launchHolding(t testing.TB, cfg *Config, hold func()) (*testAgent, error) {
 	if hold != nil {
 		wait = wait[:1]
 	}
-	for _, c := range wait {
+	for i, c := range wait {
 		select {
 		case <-c:
 		case err := <-errc:
@@ -122,7 +122,7 @@ func launchHolding(t testing.TB, cfg *Config, hold func()) (*testAgent, error) {
 			return &testAgent{Agent: a, logs: logs}, err
 		case <-time.After(30 * time.Second):
 			cancel()
-			t.Fatalf("agent not ready in 30s\n%s", logs)
+			t.Fatalf("agent %s in 30s\n%s", []string{"not ready", "ready, but its stream check not done"}[i], logs)
 		}
 	}
 	var once sync.Once
@@ -133,6 +133,21 @@ func launchHolding(t testing.TB, cfg *Config, hold func()) (*testAgent, error) {
 	}
 	t.Cleanup(func() { _ = stop() })
 	return &testAgent{Agent: a, logs: logs, stop: stop}, nil
+}
+
+// checkHold holds a launchHolding agent's start check until release, or
+// until the agent stops (its check then runs on a cancelled context and
+// commits nothing, as if the process had died first).
+func checkHold(t testing.TB) (hold func(context.Context), release func()) {
+	ch := make(chan struct{})
+	release = sync.OnceFunc(func() { close(ch) })
+	t.Cleanup(release)
+	return func(ctx context.Context) {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}, release
 }
 
 func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {

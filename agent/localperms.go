@@ -40,9 +40,9 @@ func setLocalPermissions(opts *server.Options, site string) {
 	}
 	opts.Users = []*server.User{
 		// In plaintext, as the local user's: the agent's own connection
-		// holds it in the same memory anyway, and a bcrypt hash cost a
-		// millisecond at the start and another for the server to check
-		// each login (time to READY, issue #21).
+		// holds it in the same memory anyway, and a bcrypt hash costs
+		// time to make at each start and for the server to check at each
+		// login, before READY.
 		{Username: agentUser, Password: agentPassword},
 		// Nobody logs in as localUser: anonymous clients are mapped to it
 		// (nats-server needs its password in plaintext for that).

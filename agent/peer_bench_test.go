@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -215,8 +216,38 @@ type proc struct {
 	// notified is closed when the agent sends systemd's READY=1; nil for
 	// nats-server, which does not.
 	notified chan struct{}
-	done     chan error
-	once     sync.Once
+	// logged is closed when the process logs nats-server's "Server is
+	// ready" (the agent logs it only at log_level info).
+	logged chan struct{}
+	// readyAt, when set, is when the process was ready: for a peer that
+	// had work to do after nats-server's own start.
+	readyAt time.Time
+	done    chan error
+	once    sync.Once
+}
+
+// readyLog is a process's output, watched for nats-server's "Server is
+// ready" line: its own signal that it accepts clients, JetStream enabled.
+type readyLog struct {
+	mu    sync.Mutex
+	tail  []byte
+	ready chan struct{}
+}
+
+func (w *readyLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tail == nil {
+		return len(p), nil // seen
+	}
+	w.tail = append(w.tail, p...)
+	if bytes.Contains(w.tail, []byte("Server is ready")) {
+		w.tail = nil
+		close(w.ready)
+	} else if n := len(w.tail); n > 64 {
+		w.tail = w.tail[n-64:] // enough for the line across two writes
+	}
+	return len(p), nil
 }
 
 // startAgentProc runs `edge-agent run` standalone with one sim sensor on dir
@@ -284,7 +315,7 @@ func startCreatingStreams(b *testing.B, bin, dir string) *proc {
 	}
 	port := testkit.FreePort(b)
 	p := startProc(b, exec.Command(bin, "-c", conf, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "nats")), port, "")
-	p.waitReady(b)
+	p.waitSignal(b)
 	nc := connect(b, p.url)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -306,6 +337,7 @@ func startCreatingStreams(b *testing.B, bin, dir string) *proc {
 			b.Fatal(err)
 		}
 	}
+	p.readyAt = time.Now()
 	return p
 }
 
@@ -354,39 +386,65 @@ func startSameWork(b *testing.B, bin, dir string) *proc {
 
 func startProc(b *testing.B, cmd *exec.Cmd, port int, sock string) *proc {
 	b.Helper()
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &readyLog{tail: []byte{}, ready: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	p := &proc{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), sock: sock, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), sock: sock, logged: out.ready, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	b.Cleanup(func() { p.stop(b) })
 	return p
 }
 
-// waitReady returns when the process is ready: for nats-server, when it
-// accepts a client and JetStream answers (the moment a local app can store
-// a reading; polled every millisecond, the earliest a poll can tell), for
-// the agent when it sends systemd's READY=1 (the definition itself, not
-// slowed by polls), which must mean JetStream answers too.
+// waitReady returns when the process was ready, each by its own signal:
+// nats-server when it logs "Server is ready" (clients accepted, JetStream
+// enabled), the agent when it sends systemd's READY=1, a peer with work
+// of its own when that is done. Neither is polled: a poll loads the start
+// it measures. Untimed, it then checks what ready promises: JetStream
+// answers, and the agent stores a reading.
 func (p *proc) waitReady(b *testing.B) time.Time {
 	b.Helper()
-	if p.notified == nil {
-		return p.poll(b, "ready", p.jsAnswers)
+	if !p.readyAt.IsZero() {
+		return p.readyAt
 	}
-	select {
-	case <-p.notified:
-	case err := <-p.done:
-		b.Fatalf("%s exited before READY=1: %v", p.cmd.Path, err)
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("%s sent no READY=1 in 5m", p.cmd.Path)
-	}
-	at := time.Now()
-	if !p.jsAnswers() {
-		b.Fatalf("%s sent READY=1 before JetStream answers", p.cmd.Path)
+	at := p.waitSignal(b)
+	if err := p.ready(p.notified != nil); err != nil {
+		b.Fatalf("%s, ready at %s: %v", p.cmd.Path, at.Format(time.StampMicro), err)
 	}
 	return at
+}
+
+// waitSignal waits for the process's own ready signal and returns when it
+// came.
+func (p *proc) waitSignal(b *testing.B) time.Time {
+	b.Helper()
+	signal, what := p.logged, `"Server is ready"`
+	if p.notified != nil {
+		signal, what = p.notified, "READY=1"
+	}
+	select {
+	case <-signal:
+	case err := <-p.done:
+		b.Fatalf("%s exited before %s: %v", p.cmd.Path, what, err)
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("%s: no %s in 5m", p.cmd.Path, what)
+	}
+	return time.Now()
+}
+
+// ready checks that JetStream answers and, with store, that a reading
+// published to the agent's telemetry subjects is stored.
+func (p *proc) ready(store bool) error {
+	return jsclient.Do(p.url, func(js jetstream.JetStream) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := js.AccountInfo(ctx); err != nil || !store {
+			return err
+		}
+		_, err := js.Publish(ctx, "telemetry.bench.ready", []byte("{}"))
+		return err
+	}, nats.Timeout(time.Second), nats.MaxReconnects(0))
 }
 
 // waitHealth polls every millisecond until the agent's control API
@@ -412,16 +470,6 @@ func (p *proc) poll(b *testing.B, what string, ok func() bool) time.Time {
 		time.Sleep(time.Millisecond)
 	}
 	return time.Now()
-}
-
-func (p *proc) jsAnswers() bool {
-	err := jsclient.Do(p.url, func(js jetstream.JetStream) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := js.AccountInfo(ctx)
-		return err
-	}, nats.Timeout(time.Second), nats.MaxReconnects(0))
-	return err == nil
 }
 
 func (p *proc) health() bool {

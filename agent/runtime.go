@@ -21,20 +21,26 @@ const (
 	memoryShare = 4
 )
 
-// RuntimeDefaults sets GOGC and a soft memory limit unless the operator
-// set GOGC or GOMEMLIMIT in the environment, which always win (systemd's
-// Environment= in a drop-in).
-func RuntimeDefaults(log *slog.Logger) {
+// RuntimeDefaults sets a soft memory limit now, and returns steady, which
+// sets GOGC: the caller runs it once the agent is ready. The start
+// allocates a few megabytes in a few milliseconds, and at GOGC 50 the
+// collector's cycles there sit on the path to READY on a two-core device;
+// the memory limit bounds the start meanwhile. The operator's GOGC or
+// GOMEMLIMIT in the environment always wins (systemd's Environment= in a
+// drop-in).
+func RuntimeDefaults(log *slog.Logger) (steady func()) {
+	steady = func() {}
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGOGC)
+		steady = func() { debug.SetGCPercent(defaultGOGC) }
 	}
 	if os.Getenv("GOMEMLIMIT") != "" {
-		return
+		return steady
 	}
 	if total := machineMemory(); total > 0 {
 		debug.SetMemoryLimit(total / memoryShare)
 		log.Debug("runtime: soft memory limit set", "limit_bytes", total/memoryShare)
 	}
+	return steady
 }
 
 // machineMemory is the memory this process may use: the cgroup's limit

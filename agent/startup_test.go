@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,11 +46,9 @@ func TestWaitListening(t *testing.T) {
 // and the hub would store it twice.
 func TestReadyBeforeStreamCheck(t *testing.T) {
 	hub, hjs := startHub(t, nil, edgeStream)
-	release := make(chan struct{})
-	held := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(held)
+	hold, release := checkHold(t)
 	cfg := configIn(t, t.TempDir(), fmt.Sprintf("buffer: {sync: always}\nuplink:\n  hub_urls: [%s]\n", leafURL(t, hub, "nats")))
-	a, err := launchHolding(t, cfg, func() { <-release })
+	a, err := launchHolding(t, cfg, hold)
 	if err != nil {
 		t.Fatalf("agent failed to start: %v\n%s", err, a.logs)
 	}
@@ -70,6 +67,11 @@ func TestReadyBeforeStreamCheck(t *testing.T) {
 	if r, err := AckLoss(context.Background(), cfg.ControlSocket); err == nil {
 		t.Fatalf("ack-loss during the check: %+v, want it refused", r)
 	}
+	// The hub's requests other than replays are answered meanwhile.
+	interest(t, hub, "edge.s1.agent.ping")
+	if _, err := connect(t, hub.ClientURL()).Request("edge.s1.agent.ping", nil, 5*time.Second); err != nil {
+		t.Fatalf("agent.ping from the hub during the check: %v", err)
+	}
 	// Time for a forwarder that did not wait to send the backlog.
 	deadline := time.Now().Add(2 * time.Second)
 	for fwdHubCount(hjs) == 0 && time.Now().Before(deadline) {
@@ -78,7 +80,7 @@ func TestReadyBeforeStreamCheck(t *testing.T) {
 	if got := fwdHubCount(hjs); got != 0 {
 		t.Errorf("hub holds %d readings forwarded before the stream check", got)
 	}
-	held()
+	release()
 	waitChecked(t, a)
 	testkit.WaitFor(t, time.Minute, func() error {
 		if a.State().Cursor(buffer.StreamTelemetry) != n {
@@ -104,10 +106,8 @@ func TestStreamCheckAfterReadyBurst(t *testing.T) {
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	held := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(held)
-	b, err := launchHolding(t, cfg, func() { <-release })
+	hold, release := checkHold(t)
+	b, err := launchHolding(t, cfg, hold)
 	if err != nil {
 		t.Fatalf("agent failed to start: %v\n%s", err, b.logs)
 	}
@@ -123,7 +123,7 @@ func TestStreamCheckAfterReadyBurst(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	held()
+	release()
 	waitChecked(t, b)
 	if err := sub.Drain(); err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func (a *Agent) setupBuffer(ctx context.Context, cfg *Config) error {
 	a.addPart("state", st.Run)
 	a.addPart("buffer-watch", func(ctx context.Context) error {
 		if a.holdCheck != nil {
-			a.holdCheck()
+			a.holdCheck(ctx)
 		}
 		// Before READY, systemd's start timeout bounded the check; a
 		// check that hangs now stops the agent, and systemd restarts it.

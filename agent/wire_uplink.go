@@ -31,14 +31,15 @@ func (a *Agent) setupUplink(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	a.up.fwd = fwd
-	// The forwarder and replays read the cursors and ids the start's
-	// check may still change.
+	// The forwarder and replays (below) read the cursors and ids the
+	// start's check may still change.
 	a.addPart("uplink-forwarder", a.afterCheck(fwd.Run))
 	dl, err := uplink.NewDownlink(fwd, func(ctx context.Context) any { return a.Status(ctx) }, a.log.With("component", "downlink"))
 	if err != nil {
 		return err
 	}
-	a.addPart("uplink-downlink", a.afterCheck(dl.Run))
+	dl.HoldReplays(a.checked)
+	a.addPart("uplink-downlink", dl.Run)
 	return nil
 }
 

@@ -161,9 +161,9 @@ type Ager struct {
 	expired   map[string]uint64
 }
 
-// NewAger prepares the Ager from the checkpoints in st; call it after
-// OpenStreams, whose check clamps checkpoints to what the streams still
-// hold.
+// NewAger prepares the Ager from the checkpoints in st. Run it after the
+// streams' check (Opening.Check), which clamps the checkpoints to what the
+// streams still hold; the constructor reads only the last one's times.
 func NewAger(js jetstream.JetStream, st *State, c Config, o AgerOptions) (*Ager, error) {
 	if o.Clock == nil {
 		return nil, errors.New("buffer ager: no clock")

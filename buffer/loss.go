@@ -146,8 +146,8 @@ func (s *State) AckLosses() ([]Loss, error) {
 // (From..To, To 0 when the end is not known here), keeping only what the
 // hub never acknowledged: sequences after the cursor. A run with an
 // unknown end is bounded by the last extent state.db knew; without one it
-// is left to the check OpenStreams runs, which measures the tail the same
-// way.
+// is left to the streams' check (Opening.Check), which measures the tail
+// the same way.
 func (s *State) RecordLost(stream string, runs []Loss) error {
 	var mark laneMark
 	if _, err := s.GetJSON(markKey(stream), &mark); err != nil {

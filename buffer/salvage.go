@@ -125,7 +125,7 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 		if len(sc.good) == 0 {
 			// Nothing readable at all: nothing to salvage, and maybe not a
 			// block this pass understands. nats-server reports what it
-			// loses there (OpenStreams' check records it).
+			// loses there (the streams' check records it).
 			continue
 		}
 		if first, ok := sc.firstSeq(); ok && open != nil {
@@ -159,7 +159,7 @@ func salvageStream(stateDir, dir, stream string, cursor uint64, now time.Time) (
 	if open != nil && indexLast >= open.from {
 		res.Losses = append(res.Losses, Loss{Stream: stream, From: open.from, To: indexLast, Cause: causeFor(blocks[open.block].path)})
 	} else if open != nil {
-		// The extent is unknown here: OpenStreams' check measures the
+		// The extent is unknown here: the streams' check measures the
 		// tail against state.db's last known extent and the cursor.
 		res.Losses = append(res.Losses, Loss{Stream: stream, From: open.from, Cause: causeFor(blocks[open.block].path)})
 	}

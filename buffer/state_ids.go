@@ -97,8 +97,6 @@ func (s *State) Epochs(stream string) []Epoch {
 	return slices.Clone(s.laneIDs(stream).Epochs)
 }
 
-// laneIDs is stream's identity, by default (a store from before id epochs,
-// or a stream not checked yet) one epoch of the store id; callers hold s.mu.
 // unknownLanes lists the agent's streams state.db has no id for.
 func (s *State) unknownLanes() []string {
 	s.mu.Lock()
@@ -112,6 +110,8 @@ func (s *State) unknownLanes() []string {
 	return out
 }
 
+// laneIDs is stream's identity, by default (a store from before id epochs,
+// or a stream not checked yet) one epoch of the store id; callers hold s.mu.
 func (s *State) laneIDs(stream string) laneIDs {
 	if l, ok := s.ids[stream]; ok {
 		return l

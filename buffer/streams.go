@@ -343,7 +343,7 @@ func (s *State) backupCursors(ctx context.Context) {
 }
 
 // checkStreams reconciles state.db with the JetStream store and records
-// what was lost; OpenStreams runs it once the streams are up to the
+// what was lost; Opening.Check runs it once the streams are up to the
 // config. Per agent stream:
 //
 //   - identity: the stream's metadata (stream id, message-id epochs, store

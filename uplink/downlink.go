@@ -26,7 +26,14 @@ type Downlink struct {
 	site   string
 	base   string // <prefix>.<site>
 	log    *slog.Logger
+	// replayGate, when set, holds replays until it is closed (HoldReplays).
+	replayGate <-chan struct{}
 }
+
+// HoldReplays makes replay requests wait until open is closed: a replay
+// plans from the cursors, which the agent's start check may still move.
+// Status, pings and commands to local apps are answered meanwhile.
+func (d *Downlink) HoldReplays(open <-chan struct{}) { d.replayGate = open }
 
 // NewDownlink serves the downlink subjects on the agent's in-process
 // connection; the leaf carries their interest to the hub.
@@ -131,6 +138,14 @@ func (d *Downlink) replay(ctx context.Context, m *nats.Msg) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if d.replayGate != nil {
+		select {
+		case <-d.replayGate:
+		case <-rctx.Done():
+			d.respond(m, replyError{Error: "the site is starting: replays wait for its check of the local streams, which is not done yet; send the request again"})
+			return
+		}
+	}
 	var plans []ReplayPlan
 	var outside []string
 	for _, name := range streams {

@@ -124,11 +124,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	log := agent.NewLogger(stderr, cfg.LogFormat, level)
-	agent.RuntimeDefaults(log)
+	steady := agent.RuntimeDefaults(log)
 	a := agent.New(cfg, log, level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go func() {
+		select {
+		case <-a.Ready():
+			steady()
+		case <-ctx.Done():
+		}
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
