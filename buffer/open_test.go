@@ -2,10 +2,8 @@ package buffer
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,26 +71,15 @@ func TestCreateStreamsLooksUpOnlyKnownStreams(t *testing.T) {
 	nc, _ := testkit.Connect(t, "", nats.InProcessServer(srv))
 	requests := func(t *testing.T, do func()) (lookups, creates int) {
 		t.Helper()
-		var n [2]atomic.Int64
-		sub, err := nc.Subscribe("$JS.API.STREAM.>", func(m *nats.Msg) {
+		for subj, k := range testkit.Publishes(t, nc, "$JS.API.STREAM.>", do) {
 			switch {
-			case strings.HasPrefix(m.Subject, "$JS.API.STREAM.INFO."):
-				n[0].Add(1)
-			case strings.HasPrefix(m.Subject, "$JS.API.STREAM.CREATE."):
-				n[1].Add(1)
+			case strings.HasPrefix(subj, "$JS.API.STREAM.INFO."):
+				lookups += k
+			case strings.HasPrefix(subj, "$JS.API.STREAM.CREATE."):
+				creates += k
 			}
-		})
-		mustOK(t, err)
-		mustOK(t, nc.Flush())
-		do()
-		mustOK(t, sub.Drain())
-		testkit.WaitFor(t, 5*time.Second, func() error {
-			if sub.IsValid() {
-				return errors.New("still draining the request counter")
-			}
-			return nil
-		})
-		return int(n[0].Load()), int(n[1].Load())
+		}
+		return lookups, creates
 	}
 	open := func(st *State) *Opening {
 		o, err := CreateStreams(ctx, js, st, c, nil)
@@ -143,11 +130,9 @@ func TestCreateStreamsLooksUpOnlyKnownStreams(t *testing.T) {
 func TestRecheckLeavesNoPendingEnd(t *testing.T) {
 	ctx := context.Background()
 	c := testConfig("always", 16<<20)
-	dir, path := t.TempDir(), filepath.Join(t.TempDir(), "state.db")
+	path := filepath.Join(t.TempDir(), "state.db")
 	st := openTestState(t, path)
-	_, js := jsServer(t, dir, c)
-	_, err := OpenStreams(ctx, js, st, c, time.Now(), nil)
-	mustOK(t, err)
+	_, js := firstStart(t, t.TempDir(), c, st)
 	forward := func(st *State, to uint64) {
 		for seq := uint64(1); seq <= to; seq++ {
 			st.MsgIDPrefix(StreamTelemetry, seq)
@@ -157,7 +142,7 @@ func TestRecheckLeavesNoPendingEnd(t *testing.T) {
 	publishN(t, js, "telemetry.t", 10, 10)
 	forward(st, 10)
 	// A re-check whose check never runs (it failed).
-	_, err = CreateStreams(ctx, js, st, c, nil)
+	_, err := CreateStreams(ctx, js, st, c, nil)
 	mustOK(t, err)
 	publishN(t, js, "telemetry.t", 10, 10)
 	forward(st, 20)
@@ -198,12 +183,9 @@ func TestRecheckLeavesNoPendingEnd(t *testing.T) {
 func TestCreateStreamsFallsBackWhenRefusedForStorage(t *testing.T) {
 	ctx := context.Background()
 	c := testConfig("always", 8<<20)
-	dir := t.TempDir()
-	_, js := jsServer(t, dir, c)
 	st := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
-	_, err := OpenStreams(ctx, js, st, c, time.Now(), nil)
-	mustOK(t, err)
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "APP", Subjects: []string{"app.>"}, Storage: jetstream.FileStorage, MaxBytes: 1 << 20})
+	_, js := firstStart(t, t.TempDir(), c, st)
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "APP", Subjects: []string{"app.>"}, Storage: jetstream.FileStorage, MaxBytes: 1 << 20})
 	mustOK(t, err, "the local app's stream")
 
 	lost := openTestState(t, filepath.Join(t.TempDir(), "state.db"))
